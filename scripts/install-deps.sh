@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install dcal's build and test dependencies from Debian packages. Idempotent:
+# packages already present are left alone, and apt is only run when needed.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libyaml-dev libstb-dev check libopenblas-dev libomp-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+echo "dcal: dependencies present (${pkgs[*]})"

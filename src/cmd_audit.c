@@ -1,0 +1,8 @@
+// cmd_audit.c: placeholder until its issue lands; says so and fails.
+#include "cmd.h"
+#include "common.h"
+int cmd_audit(int argc, char **argv) {
+    (void)argc; (void)argv;
+    dcal_err("'audit' is not implemented yet");
+    return DCAL_EXIT_FAIL;
+}

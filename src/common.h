@@ -1,0 +1,31 @@
+// common.h: error reporting and small helpers shared by every module.
+// Errors are one line: "dcal: <where>: <what> (<hint>)" on stderr.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdbool.h>
+
+#define DCAL_PATH_MAX 1024
+
+// Exit codes: 0 ok, 1 a check failed / runtime error, 2 usage error.
+enum { DCAL_EXIT_OK = 0, DCAL_EXIT_FAIL = 1, DCAL_EXIT_USAGE = 2 };
+
+// Print "dcal: <formatted>\n" to stderr.
+void dcal_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// dcal_err then exit(1). For errors a caller cannot recover from.
+void dcal_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+void *xmalloc(size_t n);          // dies naming the size on failure
+void *xcalloc(size_t n, size_t sz);
+char *xstrdup(const char *s);
+
+// Read a whole file; returns NULL (and sets *len=0) when it cannot be read.
+char *read_file(const char *path, size_t *len);
+// Write atomically: temp file in the same directory, fsync, rename, fsync dir.
+// On failure the old file (if any) is untouched and 0 is returned after an error line.
+int write_file_atomic(const char *path, const void *data, size_t len);
+int mkdir_p(const char *path);    // 0 ok, -1 on error (errno set)
+
+double now_seconds(void);         // monotonic clock

@@ -1,0 +1,73 @@
+// testutil.c: helpers shared by the Check suites.
+#include "testutil.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int run_dcal(const char *args, char *out, size_t cap) {
+    const char *bin = getenv("DCAL_BIN");
+    if (!bin) bin = "./dcal";
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = 0;
+    char buf[4096];
+    size_t r;
+    while ((r = fread(buf, 1, sizeof buf, p)) > 0) {
+        if (out && n + 1 < cap) {
+            size_t take = r < cap - 1 - n ? r : cap - 1 - n;
+            memcpy(out + n, buf, take);
+            n += take;
+        }
+    }
+    if (out && cap) out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+const char *test_tmpdir(const char *tag) {
+    static char path[1024];
+    static int counter = 0;
+    mkdir("tmp", 0755);
+    snprintf(path, sizeof path, "tmp/%s.%ld.%d", tag, (long)getpid(), counter++);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", path, path);
+    if (system(cmd) != 0) { fprintf(stderr, "cannot make %s\n", path); exit(1); }
+    return path;
+}
+
+void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (!f) { fprintf(stderr, "cannot write %s\n", path); exit(1); }
+    fputs(text, f);
+    fclose(f);
+}
+
+const char *src_dir(void) {
+    const char *s = getenv("DCAL_SRC");
+    return s ? s : ".";
+}
+
+int run_suite(Suite *s) {
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
+
+double rel_err(const float *a, const double *b, size_t n, double floor) {
+    double maxdiff = 0, maxref = floor;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]);
+        if (isnan(a[i]) || isnan(b[i])) return INFINITY;   // NaN never passes
+        if (d > maxdiff) maxdiff = d;
+        if (fabs(b[i]) > maxref) maxref = fabs(b[i]);
+    }
+    return maxdiff / maxref;
+}

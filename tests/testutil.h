@@ -1,0 +1,18 @@
+// testutil.h: helpers shared by the Check suites.
+#pragma once
+#include <check.h>
+#include <stddef.h>
+
+// Run "$DCAL_BIN args..." through the shell; capture stdout+stderr (up to cap bytes)
+// into out (may be NULL). Returns the exit status (or -1).
+int run_dcal(const char *args, char *out, size_t cap);
+// A fresh empty directory under the build dir's tmp/, unique per call.
+const char *test_tmpdir(const char *tag);
+// Write text to a file (dies on failure).
+void write_text(const char *path, const char *text);
+// Path of the source tree (DCAL_SRC env or ".").
+const char *src_dir(void);
+// Run a suite and return 0/1 for main(); honours CK_FORK and friends.
+int run_suite(Suite *s);
+// Max relative error between a and b: max|a-b| / max(max|b|, floor).
+double rel_err(const float *a, const double *b, size_t n, double floor);
