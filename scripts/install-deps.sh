@@ -2,7 +2,7 @@
 # Install dcal's build and test dependencies from Debian packages. Idempotent:
 # packages already present are left alone, and apt is only run when needed.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libyaml-dev libstb-dev check libopenblas-dev libomp-dev)
+pkgs=(build-essential cmake pkg-config libyaml-dev libstb-dev check libopenblas-dev libomp-dev libssl-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

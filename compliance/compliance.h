@@ -1,0 +1,30 @@
+// compliance.h: the paper's rules, checked on a resolved config before any
+// step is taken (SPEC §1-5). Each rule: id, expected, source, check.
+#pragma once
+#include <stdio.h>
+#include <stdbool.h>
+#include "config.h"
+
+typedef enum { RULE_PASS, RULE_FAIL, RULE_DEVIATION } RuleStatus;
+
+typedef struct {
+    const char *id;            // e.g. "effective_batch"
+    const char *source;        // "paper §4.1" or "SPEC §4 [pinned]"
+    bool pinned;               // a SPEC interpretation, not the paper's text
+    char expected[96];
+    char actual[96];
+    RuleStatus status;         // DEVIATION = failed but declared (config deviations or --allow-deviation)
+    const char *reason;        // declared reason, for DEVIATION
+} RuleResult;
+
+#define COMPLIANCE_MAX_RULES 64
+// Evaluate every rule. allowed: ids from --allow-deviation. Returns the number of rules.
+int compliance_check(const DcalConfig *c, char allowed[][48], int n_allowed, RuleResult *out);
+// Print the table (rule, expected, actual, source, PASS/FAIL/PINNED/DEVIATION).
+void compliance_print(FILE *f, const RuleResult *r, int n);
+// Number of rules with status FAIL (undeclared).
+int compliance_failures(const RuleResult *r, int n);
+// For train: check, print the table to report (e.g. compliance.txt, may be NULL),
+// warn loudly on stderr for every DEVIATION, and return 1 when training may start
+// (no undeclared FAIL); 0 after naming each failing rule on stderr.
+int compliance_gate(const DcalConfig *c, char allowed[][48], int n_allowed, FILE *report);
