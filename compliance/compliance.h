@@ -28,3 +28,6 @@ int compliance_failures(const RuleResult *r, int n);
 // warn loudly on stderr for every DEVIATION, and return 1 when training may start
 // (no undeclared FAIL); 0 after naming each failing rule on stderr.
 int compliance_gate(const DcalConfig *c, char allowed[][48], int n_allowed, FILE *report);
+// Rule ids, for validating --allow-deviation and config deviations.
+int compliance_rule_count(void);
+const char *compliance_rule_id(int i);

@@ -84,6 +84,7 @@ typedef struct {
 typedef struct {
     char rule[48];
     char reason[256];
+    int line, col;                 // where it was declared (0 for none)
 } Deviation;
 
 typedef struct {
@@ -120,3 +121,5 @@ static inline int config_tokens(const ModelConfig *m) {
 }
 // K = floor(R·(N−1)) selected patch tokens (at least 1).
 int config_topk(const ModelConfig *m);
+// Closest known key to `key` by edit distance (for "did you mean"), or NULL.
+const char *config_suggest(const char *key);

@@ -35,7 +35,7 @@ const char *test_tmpdir(const char *tag) {
     static int counter = 0;
     mkdir("tmp", 0755);
     snprintf(path, sizeof path, "tmp/%s.%ld.%d", tag, (long)getpid(), counter++);
-    char cmd[1200];
+    char cmd[2200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", path, path);
     if (system(cmd) != 0) { fprintf(stderr, "cannot make %s\n", path); exit(1); }
     return path;

@@ -1,0 +1,210 @@
+// unit_config.c: YAML loading into the typed config, every error class with
+// its line:col, --set overrides, and the resolved YAML round trip.
+#include <string.h>
+#include "config.h"
+#include "testutil.h"
+
+static char out[16384];
+
+// Write text to a temp config and run verify-config on it; returns exit code.
+static int verify_text(const char *yaml, const char *extra) {
+    const char *dir = test_tmpdir("cfg");
+    char path[1200], args[2400];
+    snprintf(path, sizeof path, "%s/c.yaml", dir);
+    write_text(path, yaml);
+    snprintf(args, sizeof args, "verify-config --config %s %s", path, extra ? extra : "");
+    return run_dcal(args, out, sizeof out);
+}
+
+static DcalConfig load_text(const char *yaml, int *ok) {
+    const char *dir = test_tmpdir("cfgl");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/c.yaml", dir);
+    write_text(path, yaml);
+    DcalConfig c;
+    config_defaults(&c);
+    *ok = config_load(&c, path);
+    return c;
+}
+
+START_TEST(test_defaults_are_paper) {
+    DcalConfig c;
+    config_defaults(&c);
+    ck_assert(config_finalize(&c));
+    ck_assert_int_eq(config_effective_batch(&c), 16);
+    ck_assert_double_eq_tol(c.optim.lr, 1.5625e-5, 1e-12);
+    ck_assert_int_eq(config_tokens(&c.model), 785);
+    ck_assert_int_eq(config_topk(&c.model), 78);   // floor(0.10 * 784)
+}
+END_TEST
+
+START_TEST(test_values_parse) {
+    int ok;
+    DcalConfig c = load_text("model:\n  preset: custom\n  dim: 32\n  heads: 2\n  top_r: 0.25\n"
+                             "data:\n  mean: [0.1, 0.2, 0.3]\n  hflip: false\n"
+                             "train:\n  seed: 18446744073709551615\n  device: cpu\n",
+                             &ok);
+    ck_assert(ok);
+    ck_assert_int_eq(c.model.dim, 32);
+    ck_assert_int_eq(c.model.heads, 2);
+    ck_assert_double_eq_tol(c.model.top_r, 0.25, 1e-12);
+    ck_assert_float_eq_tol(c.data.mean[2], 0.3f, 1e-7f);
+    ck_assert(!c.data.hflip);
+    ck_assert(c.train.seed == UINT64_MAX);
+    ck_assert_str_eq(c.train.device, "cpu");
+    ck_assert_int_eq(c.model.depth, 12);   // untouched default
+}
+END_TEST
+
+START_TEST(test_preset_sets_shape) {
+    int ok;
+    DcalConfig c = load_text("model:\n  preset: deit_s\n", &ok);
+    ck_assert(ok);
+    ck_assert_int_eq(c.model.dim, 384);
+    ck_assert_int_eq(c.model.heads, 6);
+    ck_assert(config_finalize(&c));
+    // A named preset with a conflicting shape is refused at finalize.
+    c = load_text("model:\n  preset: deit_s\n  dim: 100\n", &ok);
+    ck_assert(ok);
+    ck_assert(!config_finalize(&c));
+}
+END_TEST
+
+START_TEST(test_unknown_key_line_col_and_suggestion) {
+    ck_assert_int_eq(verify_text("model:\n  depth: 12\n  glca_blokcs: 1\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:3:3: unknown key 'model.glca_blokcs' (did you mean 'model.glca_blocks'?)"),
+                  "got: %s", out);
+    ck_assert_int_eq(verify_text("train:\n  weight_decay: 0.05\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:3: unknown key 'train.weight_decay' (did you mean 'optim.weight_decay'?)"),
+                  "got: %s", out);
+    ck_assert_int_eq(verify_text("optim:\n  lr: 1\nmodle:\n  depth: 3\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:3:1: unknown section 'modle' (did you mean 'model'?)"), "got: %s", out);
+    ck_assert_int_eq(verify_text("model:\n  zzzzzzzzzz: 1\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:3: unknown key 'model.zzzzzzzzzz'") && !strstr(out, "did you mean"),
+                  "got: %s", out);
+}
+END_TEST
+
+START_TEST(test_duplicates) {
+    ck_assert_int_eq(verify_text("model:\n  depth: 12\n  depth: 12\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:3:3: duplicate key 'model.depth'"), "got: %s", out);
+    ck_assert_int_eq(verify_text("model:\n  depth: 12\ndata:\n  crop: 448\nmodel:\n  patch: 16\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:5:1: duplicate section 'model'"), "got: %s", out);
+}
+END_TEST
+
+START_TEST(test_wrong_types) {
+    ck_assert_int_eq(verify_text("model:\n  depth: twelve\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:10: model.depth: expected an integer, got 'twelve'"), "got: %s", out);
+    ck_assert_int_eq(verify_text("optim:\n  weight_decay: 5%\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:17: optim.weight_decay: expected a number"), "got: %s", out);
+    ck_assert_int_eq(verify_text("data:\n  hflip: maybe\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:10: data.hflip: expected true or false"), "got: %s", out);
+    ck_assert_int_eq(verify_text("data:\n  mean: [1, 2]\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:9: data.mean: expected a list of 3 numbers, got 2"), "got: %s", out);
+    ck_assert_int_eq(verify_text("model:\n  depth: [1, 2]\n", NULL), 1);
+    ck_assert_msg(strstr(out, "model.depth: expected a single value, got a list"), "got: %s", out);
+    ck_assert_int_eq(verify_text("data:\n  dataset: imagenet\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:12: data.dataset: 'imagenet' is not one of cub|cars|aircraft|synthetic"),
+                  "got: %s", out);
+    ck_assert_int_eq(verify_text("model: 3\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:1:8: model must be a mapping"), "got: %s", out);
+}
+END_TEST
+
+START_TEST(test_ranges) {
+    ck_assert_int_eq(verify_text("model:\n  top_r: 1.5\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:10: model.top_r: 1.5 out of range [0, 1]"), "got: %s", out);
+    ck_assert_int_eq(verify_text("train:\n  micro_batch: 0\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:16: train.micro_batch: 0 out of range"), "got: %s", out);
+    ck_assert_int_eq(verify_text("train:\n  seed: -1\n", NULL), 1);
+    ck_assert_msg(strstr(out, "train.seed: expected a non-negative integer"), "got: %s", out);
+    // Cross-field checks run after loading.
+    ck_assert_int_eq(verify_text("model:\n  preset: custom\n  dim: 100\n  heads: 12\n", NULL), 1);
+    ck_assert_msg(strstr(out, "model.dim 100 is not divisible by model.heads 12"), "got: %s", out);
+}
+END_TEST
+
+START_TEST(test_syntax_error) {
+    ck_assert_int_eq(verify_text("model:\n  depth: [1, 2\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:") && strstr(out, "YAML syntax error"), "got: %s", out);
+    ck_assert_int_eq(run_dcal("verify-config --config /nonexistent/x.yaml", out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "/nonexistent/x.yaml: cannot open config"), "got: %s", out);
+}
+END_TEST
+
+START_TEST(test_deviation_errors) {
+    ck_assert_int_eq(verify_text("deviations:\n  - rule: lr\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:5: a deviation needs both 'rule' and a non-empty 'reason'"), "got: %s", out);
+    ck_assert_int_eq(verify_text("deviations:\n  - rule: no_such_rule\n    reason: x\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:5: deviation names unknown rule 'no_such_rule'"), "got: %s", out);
+    ck_assert_int_eq(verify_text("deviations:\n  - rule: lr\n    reason: a\n  - rule: lr\n    reason: b\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:4:5: deviation 'lr' declared twice"), "got: %s", out);
+}
+END_TEST
+
+START_TEST(test_overrides) {
+    DcalConfig c;
+    config_defaults(&c);
+    ck_assert(config_set(&c, "train.micro_batch=8"));
+    ck_assert(config_set(&c, "train.accum_steps=2"));
+    ck_assert(config_set(&c, "data.std=0.1,0.2,0.3"));
+    ck_assert(config_finalize(&c));
+    ck_assert_int_eq(config_effective_batch(&c), 16);
+    ck_assert_float_eq_tol(c.data.std[1], 0.2f, 1e-7f);
+    ck_assert_int_eq(c.n_overrides, 3);
+    ck_assert_str_eq(c.overrides[0], "train.micro_batch=8");
+    ck_assert(!config_set(&c, "train.micro_batch"));
+    ck_assert(!config_set(&c, "train.micro_batch=x"));
+    ck_assert(!config_set(&c, "nope.x=1"));
+    ck_assert_int_eq(c.n_overrides, 3);   // failed overrides are not recorded
+    ck_assert_int_eq(run_dcal("verify-config --set model.depht=3", out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "--set model.depht=3: unknown key 'model.depht' (did you mean 'model.depth'?)"),
+                  "got: %s", out);
+}
+END_TEST
+
+START_TEST(test_yaml_round_trip) {
+    DcalConfig a;
+    config_defaults(&a);
+    char p[1200];
+    snprintf(p, sizeof p, "%s/configs/fgvc/synthetic.yaml", src_dir());
+    ck_assert(config_load(&a, p));
+    ck_assert(config_set(&a, "train.run_name=with \"quotes\""));
+    ck_assert(config_finalize(&a));
+    const char *dir = test_tmpdir("rt");
+    char path[1200];
+    snprintf(path, sizeof path, "%s/resolved.yaml", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert(config_write_yaml(&a, f));
+    fclose(f);
+    DcalConfig b;
+    config_defaults(&b);
+    ck_assert(config_load(&b, path));
+    ck_assert(config_finalize(&b));
+    ck_assert_int_eq(memcmp(&a.model, &b.model, sizeof a.model), 0);
+    ck_assert_int_eq(memcmp(&a.optim, &b.optim, sizeof a.optim), 0);
+    ck_assert_int_eq(memcmp(&a.train, &b.train, sizeof a.train), 0);
+    ck_assert_int_eq(memcmp(&a.data, &b.data, sizeof a.data), 0);
+    ck_assert_int_eq(b.n_deviations, a.n_deviations);
+    ck_assert_str_eq(b.deviations[3].reason, a.deviations[3].reason);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("config");
+    tcase_add_test(tc, test_defaults_are_paper);
+    tcase_add_test(tc, test_values_parse);
+    tcase_add_test(tc, test_preset_sets_shape);
+    tcase_add_test(tc, test_unknown_key_line_col_and_suggestion);
+    tcase_add_test(tc, test_duplicates);
+    tcase_add_test(tc, test_wrong_types);
+    tcase_add_test(tc, test_ranges);
+    tcase_add_test(tc, test_syntax_error);
+    tcase_add_test(tc, test_deviation_errors);
+    tcase_add_test(tc, test_overrides);
+    tcase_add_test(tc, test_yaml_round_trip);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
