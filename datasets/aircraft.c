@@ -1,0 +1,54 @@
+// aircraft.c: FGVC-Aircraft 2013b, official layout, variant level (100 classes).
+//   root/data/variants.txt                    one variant name per line (class order)
+//   root/data/images_variant_trainval.txt     "imageid Variant Name" (train = trainval)
+//   root/data/images_variant_test.txt
+//   root/data/images/<imageid>.jpg            (bottom 20-px banner: data.banner_px)
+#include <string.h>
+#include "dataset_int.h"
+
+#define AIR_LAYOUT "ROOT/data/{variants.txt, images_variant_trainval.txt, images_variant_test.txt, images/*.jpg} (fgvc-aircraft-2013b)"
+#define AIR_SOURCE "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/ (fgvc-aircraft-2013b.tar.gz)"
+
+static int read_split(Dataset *d, const char *file, Sha256 *h, DatasetItem **v, int *n) {
+    char path[DCAL_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/data/%s", d->root, file);
+    TextFile tf;
+    if (!tf_read(&tf, path, h, AIR_LAYOUT, AIR_SOURCE)) return 0;
+    int cap = 0;
+    for (int i = 0; i < tf.n; i++) {
+        char *l = tf.line[i];
+        if (tf_blank(l)) continue;
+        char *sp = strchr(l, ' ');
+        int c = -1;
+        if (sp) {
+            *sp = 0;
+            for (int k = 0; k < d->num_classes; k++)
+                if (!strcmp(sp + 1, d->class_names[k])) { c = k; break; }
+        }
+        if (c < 0) {
+            dcal_err("%s:%d: expected 'imageid Variant' with a variant from variants.txt%s%s%s", path, i + 1,
+                     sp ? " (got '" : "", sp ? sp + 1 : "", sp ? "')" : "");
+            tf_free(&tf);
+            return 0;
+        }
+        char rel[DCAL_PATH_MAX];
+        snprintf(rel, sizeof rel, "data/images/%s.jpg", l);
+        ds_push(v, n, &cap, d->root, rel, c);
+    }
+    tf_free(&tf);
+    return 1;
+}
+
+int aircraft_open(Dataset *d, const DataConfig *cfg, Sha256 *h) {
+    (void)cfg;
+    char path[DCAL_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/data/variants.txt", d->root);
+    TextFile tf;
+    if (!tf_read(&tf, path, h, AIR_LAYOUT, AIR_SOURCE)) return 0;
+    d->class_names = xcalloc((size_t)(tf.n ? tf.n : 1), sizeof(char *));
+    for (int i = 0; i < tf.n; i++)
+        if (!tf_blank(tf.line[i])) d->class_names[d->num_classes++] = xstrdup(tf.line[i]);
+    tf_free(&tf);
+    return read_split(d, "images_variant_trainval.txt", h, &d->train, &d->n_train) &&
+           read_split(d, "images_variant_test.txt", h, &d->test, &d->n_test);
+}

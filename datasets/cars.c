@@ -1,0 +1,51 @@
+// cars.c: Stanford Cars in a simple CSV layout (the official devkit ships .mat
+// files; converting them once to CSV keeps a MATLAB reader out of dcal).
+//   root/class_names.txt   one class name per line, line k = class k (196 lines)
+//   root/cars_train.csv    "relpath,class_id" per line, relpath relative to root,
+//   root/cars_test.csv     class_id 1-based; an optional first header line is skipped
+// See datasets/README.md for the conversion from the devkit.
+#include <string.h>
+#include "dataset_int.h"
+
+#define CARS_LAYOUT "ROOT/{class_names.txt, cars_train.csv, cars_test.csv} with lines 'relpath,class_id' (1-based), see datasets/README.md"
+#define CARS_SOURCE "https://ai.stanford.edu/~jkrause/cars/car_dataset.html (or a mirror of cars_train/, cars_test/ and the devkit)"
+
+static int read_csv(Dataset *d, const char *file, Sha256 *h, DatasetItem **v, int *n) {
+    char path[DCAL_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", d->root, file);
+    TextFile tf;
+    if (!tf_read(&tf, path, h, CARS_LAYOUT, CARS_SOURCE)) return 0;
+    int cap = 0;
+    for (int i = 0; i < tf.n; i++) {
+        char *l = tf.line[i];
+        if (tf_blank(l)) continue;
+        char *comma = strrchr(l, ',');   // the last comma: paths may contain commas
+        char *end = NULL;
+        long c = comma ? strtol(comma + 1, &end, 10) : 0;
+        bool good = comma && end != comma + 1 && (*end == 0 || *end == ' ') && comma > l;
+        if (!good && i == 0) continue;   // header line
+        if (!good || c < 1 || c > d->num_classes) {
+            dcal_err("%s:%d: expected 'relpath,class_id' with class_id in 1..%d", path, i + 1, d->num_classes);
+            tf_free(&tf);
+            return 0;
+        }
+        *comma = 0;
+        ds_push(v, n, &cap, d->root, l, (int)c - 1);
+    }
+    tf_free(&tf);
+    return 1;
+}
+
+int cars_open(Dataset *d, const DataConfig *cfg, Sha256 *h) {
+    (void)cfg;
+    char path[DCAL_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/class_names.txt", d->root);
+    TextFile tf;
+    if (!tf_read(&tf, path, h, CARS_LAYOUT, CARS_SOURCE)) return 0;
+    d->class_names = xcalloc((size_t)(tf.n ? tf.n : 1), sizeof(char *));
+    for (int i = 0; i < tf.n; i++)
+        if (!tf_blank(tf.line[i])) d->class_names[d->num_classes++] = xstrdup(tf.line[i]);
+    tf_free(&tf);
+    return read_csv(d, "cars_train.csv", h, &d->train, &d->n_train) &&
+           read_csv(d, "cars_test.csv", h, &d->test, &d->n_test);
+}

@@ -1,0 +1,87 @@
+// cub.c: CUB-200-2011 index (also the synthetic set's layout, SPEC §7).
+// root/classes.txt "id name", images.txt "id relpath", image_class_labels.txt
+// "id label", train_test_split.txt "id is_train"; ids 1-based; images under root/images/.
+#include <string.h>
+#include "dataset_int.h"
+
+#define CUB_LAYOUT "ROOT/{classes.txt, images.txt, image_class_labels.txt, train_test_split.txt, images/}"
+#define CUB_SOURCE "https://data.caltech.edu/records/65de6-vp158 (CUB_200_2011.tgz; synthetic: 'dcal make-synthetic --out DIR')"
+
+// Read "id value" pairs; ids must run 1..n in order. vals[i] points into tf.
+static int read_pairs(TextFile *tf, const char *root, const char *file, Sha256 *h, char ***vals, int *n) {
+    char path[DCAL_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", root, file);
+    if (!tf_read(tf, path, h, CUB_LAYOUT, CUB_SOURCE)) return 0;
+    *vals = xmalloc(sizeof(char *) * (size_t)(tf->n ? tf->n : 1));
+    *n = 0;
+    for (int i = 0; i < tf->n; i++) {
+        char *l = tf->line[i];
+        if (tf_blank(l)) continue;
+        char *end;
+        long id = strtol(l, &end, 10);
+        if (end == l || (*end != ' ' && *end != '\t')) {
+            dcal_err("%s:%d: expected 'id value'", path, i + 1);
+            goto fail;
+        }
+        if (id != *n + 1) {
+            dcal_err("%s:%d: expected id %d, got %ld (ids must run 1..N in order)", path, i + 1, *n + 1, id);
+            goto fail;
+        }
+        while (*end == ' ' || *end == '\t') end++;
+        size_t k = strlen(end);
+        while (k && (end[k - 1] == ' ' || end[k - 1] == '\t')) end[--k] = 0;
+        if (!k) { dcal_err("%s:%d: missing value after id", path, i + 1); goto fail; }
+        (*vals)[(*n)++] = end;
+    }
+    return 1;
+fail:
+    free(*vals);
+    *vals = NULL;   // the caller frees it too
+    return 0;
+}
+
+static int to_int(const char *s, const char *root, const char *file, int id, int lo, int hi, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < lo || v > hi) {
+        dcal_err("%s/%s: id %d: value '%s' is not an integer in [%d, %d]", root, file, id, s, lo, hi);
+        return 0;
+    }
+    *out = (int)v;
+    return 1;
+}
+
+int cub_open(Dataset *d, const DataConfig *cfg, Sha256 *h) {
+    (void)cfg;
+    TextFile tc, ti, tl, ts;
+    char **cls = NULL, **img = NULL, **lab = NULL, **spl = NULL;
+    int nc = 0, ni = 0, nl = 0, ns = 0, ok = 0;
+    memset(&tc, 0, sizeof tc); memset(&ti, 0, sizeof ti); memset(&tl, 0, sizeof tl); memset(&ts, 0, sizeof ts);
+    if (!read_pairs(&tc, d->root, "classes.txt", h, &cls, &nc)) goto out;
+    if (!read_pairs(&ti, d->root, "images.txt", h, &img, &ni)) goto out;
+    if (!read_pairs(&tl, d->root, "image_class_labels.txt", h, &lab, &nl)) goto out;
+    if (!read_pairs(&ts, d->root, "train_test_split.txt", h, &spl, &ns)) goto out;
+    if (nl != ni || ns != ni) {
+        dcal_err("%s: images.txt has %d entries but image_class_labels.txt has %d and train_test_split.txt %d",
+                 d->root, ni, nl, ns);
+        goto out;
+    }
+    d->num_classes = nc;
+    d->class_names = xcalloc((size_t)(nc ? nc : 1), sizeof(char *));
+    for (int c = 0; c < nc; c++) d->class_names[c] = xstrdup(cls[c]);
+    int cap_tr = 0, cap_te = 0;
+    for (int i = 0; i < ni; i++) {
+        int label, is_train;
+        if (!to_int(lab[i], d->root, "image_class_labels.txt", i + 1, 1, nc, &label)) goto out;
+        if (!to_int(spl[i], d->root, "train_test_split.txt", i + 1, 0, 1, &is_train)) goto out;
+        char rel[DCAL_PATH_MAX];
+        snprintf(rel, sizeof rel, "images/%s", img[i]);
+        if (is_train) ds_push(&d->train, &d->n_train, &cap_tr, d->root, rel, label - 1);
+        else ds_push(&d->test, &d->n_test, &cap_te, d->root, rel, label - 1);
+    }
+    ok = 1;
+out:
+    free(cls); free(img); free(lab); free(spl);
+    tf_free(&tc); tf_free(&ti); tf_free(&tl); tf_free(&ts);
+    return ok;
+}

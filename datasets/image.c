@@ -1,0 +1,90 @@
+// image.c: decode (stb_image) → [drop banner] → bilinear resize (aspect not
+// kept) → crop → flip → normalise into float CHW (SPEC §5). Pure function of
+// (file, cfg, train, seed, epoch, sample): crops and flips come from the
+// counter-based rng, so any thread may decode any sample.
+#include <string.h>
+#include "dataset_int.h"
+#include "rng.h"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wtype-limits"
+#pragma GCC diagnostic ignored "-Wdouble-promotion"
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_PNG
+#include "stb_image.h"
+#define STB_IMAGE_RESIZE_IMPLEMENTATION
+#include "stb_image_resize.h"
+#pragma GCC diagnostic pop
+
+#define IMAGE_MAX_SIDE 8192   // larger is surely not a dataset photo; refuse before allocating
+
+int image_load(const char *path, const DataConfig *cfg, bool train, uint64_t seed, int epoch,
+               int sample, float *out) {
+    int R = cfg->resize, C = cfg->crop;
+    if (R < 1 || C < 1 || C > R) {
+        dcal_err("%s: data.crop=%d must be in [1, data.resize=%d]", path, C, R);
+        return 0;
+    }
+    int w, h, ch;
+    if (!stbi_info(path, &w, &h, &ch)) {
+        dcal_err("%s: cannot read image (%s; JPEG or PNG expected)", path, stbi_failure_reason());
+        return 0;
+    }
+    if (w < 1 || h < 1 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE) {
+        dcal_err("%s: image is %dx%d (sides must be 1..%d)", path, w, h, IMAGE_MAX_SIDE);
+        return 0;
+    }
+    unsigned char *px = stbi_load(path, &w, &h, &ch, 3);   // grey / RGBA → RGB
+    if (!px) {
+        dcal_err("%s: cannot decode image (%s)", path, stbi_failure_reason());
+        return 0;
+    }
+    // Aircraft photos carry a copyright banner along the bottom: drop it first.
+    int hb = h - (cfg->banner_px > 0 ? cfg->banner_px : 0);
+    if (hb < 1) {
+        dcal_err("%s: image is %d px tall, not taller than data.banner_px=%d", path, h, cfg->banner_px);
+        stbi_image_free(px);
+        return 0;
+    }
+    unsigned char *rs = xmalloc((size_t)R * R * 3);
+    // Triangle filter = bilinear when upsampling; on downsampling it widens to
+    // the scale (antialiased), like PIL's BILINEAR used by the reference code.
+    int ok = stbir_resize_uint8_generic(px, w, hb, w * 3, rs, R, R, R * 3, 3, STBIR_ALPHA_CHANNEL_NONE, 0,
+                                        STBIR_EDGE_CLAMP, STBIR_FILTER_TRIANGLE, STBIR_COLORSPACE_LINEAR, NULL);
+    stbi_image_free(px);
+    if (!ok) { dcal_err("%s: resize to %dx%d failed", path, R, R); free(rs); return 0; }
+
+    int ox = (R - C) / 2, oy = (R - C) / 2, flip = 0;
+    if (train) {
+        if (strcmp(cfg->train_crop, "center") != 0) {
+            Rng r;
+            rng_init(&r, seed, (uint32_t)epoch, (uint64_t)sample, RNG_CROP);
+            ox = (int)rng_below(&r, (uint32_t)(R - C + 1));
+            oy = (int)rng_below(&r, (uint32_t)(R - C + 1));
+        }
+        if (cfg->hflip) {
+            Rng r;
+            rng_init(&r, seed, (uint32_t)epoch, (uint64_t)sample, RNG_FLIP);
+            flip = rng_uniform(&r) < 0.5;
+        }
+    }
+    for (int c = 0; c < 3; c++) {
+        float scale = 1.0f / (255.0f * cfg->std[c]), shift = cfg->mean[c] / cfg->std[c];
+        float *o = out + (size_t)c * C * C;
+        for (int y = 0; y < C; y++) {
+            const unsigned char *row = rs + ((size_t)(oy + y) * R + ox) * 3 + c;
+            for (int x = 0; x < C; x++) {
+                int sx = flip ? C - 1 - x : x;
+                o[(size_t)y * C + x] = (float)row[sx * 3] * scale - shift;
+            }
+        }
+    }
+    free(rs);
+    return 1;
+}

@@ -1,0 +1,209 @@
+// loader.c: batches of decoded images, prefetched by a pthread pool.
+// Determinism: the work unit is one batch slot; what a slot holds depends only
+// on (epoch permutation, slot position, files), never on which thread ran it or
+// when. With data.skip_bad a bad image is replaced by the next good one in the
+// epoch order (wrapping), so every worker count yields the same bytes.
+#include <pthread.h>
+#include <string.h>
+#include "dataset_int.h"
+#include "rng.h"
+
+#define RING 3   // batches in flight (consumer holds none: it gets a copy)
+
+typedef struct {
+    float *img;                // [batch, 3, C, C]
+    int *label, *id;
+    int *bad;                  // per slot: bad images skipped to fill it
+    int *err;                  // per slot: failed (no skip_bad)
+    int done;                  // slots finished
+} Slot;
+
+struct Loader {
+    const Dataset *d;
+    DataConfig cfg;
+    bool train;
+    int batch, n, nb;
+    uint64_t seed;
+    const DatasetItem *items;
+    int *perm;                 // epoch order (train) or identity (test)
+    unsigned char *flagged;    // items already reported bad (report once)
+    int epoch, cur;            // next batch to hand out
+    int skipped;
+    size_t per;                // floats per image
+    // pool
+    int workers;
+    pthread_t *th;
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv, done_cv;
+    Slot ring[RING];
+    long next_task, end_task;  // task t = batch t / B, slot t % B
+    int in_flight;
+    int stop;
+};
+
+static int rows_of(const Loader *l, int b) {
+    int r = l->n - b * l->batch;
+    return r < l->batch ? r : l->batch;
+}
+
+// Fill one slot: item at epoch position k, or (skip_bad) the next good one.
+static void fill_slot(Loader *l, long k, float *img, int *label, int *id, int *bad, int *err) {
+    *bad = 0; *err = 0;
+    for (int tries = 0; tries < l->n; tries++) {
+        int s = l->perm[(k + tries) % l->n];
+        const DatasetItem *it = &l->items[s];
+        // A file that failed once fails again: skip the decode, same result.
+        if (!__atomic_load_n(&l->flagged[s], __ATOMIC_RELAXED)) {
+            if (image_load(it->path, &l->cfg, l->train, l->seed, l->epoch, s, img)) {
+                *label = it->label; *id = s;
+                return;
+            }
+            __atomic_store_n(&l->flagged[s], 1, __ATOMIC_RELAXED);
+        }
+        if (!l->cfg.skip_bad) {
+            dcal_err("%s: bad image stops the loader (set data.skip_bad=true to skip bad images)", it->path);
+            *err = 1;
+            return;
+        }
+        (*bad)++;
+    }
+    dcal_err("%s: no image of the %s split could be decoded", l->d->root, l->train ? "train" : "test");
+    *err = 1;
+}
+
+static void *worker(void *arg) {
+    Loader *l = arg;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        // Only work on batches whose ring slot the consumer has released.
+        while (!l->stop && !(l->next_task < l->end_task && l->next_task / l->batch < l->cur + RING))
+            pthread_cond_wait(&l->work_cv, &l->mu);
+        if (l->stop) break;
+        long t = l->next_task++;
+        l->in_flight++;
+        pthread_mutex_unlock(&l->mu);
+        int b = (int)(t / l->batch), j = (int)(t % l->batch);
+        Slot *s = &l->ring[b % RING];
+        fill_slot(l, t, s->img + (size_t)j * l->per, &s->label[j], &s->id[j], &s->bad[j], &s->err[j]);
+        pthread_mutex_lock(&l->mu);
+        l->in_flight--;
+        s->done++;
+        pthread_cond_broadcast(&l->done_cv);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+Loader *loader_create(const Dataset *d, const DataConfig *cfg, bool train, int batch, uint64_t seed) {
+    if (batch < 1) { dcal_err("loader: batch must be >= 1 (got %d)", batch); return NULL; }
+    Loader *l = xcalloc(1, sizeof *l);
+    l->d = d; l->cfg = *cfg; l->train = train; l->batch = batch; l->seed = seed;
+    l->items = train ? d->train : d->test;
+    l->n = train ? d->n_train : d->n_test;
+    l->nb = train ? l->n / batch : (l->n + batch - 1) / batch;
+    l->perm = xmalloc(sizeof(int) * (size_t)(l->n ? l->n : 1));
+    l->flagged = xcalloc((size_t)(l->n ? l->n : 1), 1);
+    l->per = (size_t)3 * cfg->crop * cfg->crop;
+    l->workers = cfg->workers > 0 ? cfg->workers : 0;
+    l->epoch = -1;
+    if (l->workers) {
+        for (int r = 0; r < RING; r++) {
+            l->ring[r].img = xmalloc(sizeof(float) * l->per * (size_t)batch);
+            l->ring[r].label = xcalloc((size_t)batch, sizeof(int));
+            l->ring[r].id = xcalloc((size_t)batch, sizeof(int));
+            l->ring[r].bad = xcalloc((size_t)batch, sizeof(int));
+            l->ring[r].err = xcalloc((size_t)batch, sizeof(int));
+        }
+        pthread_mutex_init(&l->mu, NULL);
+        pthread_cond_init(&l->work_cv, NULL);
+        pthread_cond_init(&l->done_cv, NULL);
+        l->th = xmalloc(sizeof(pthread_t) * (size_t)l->workers);
+        for (int i = 0; i < l->workers; i++)
+            if (pthread_create(&l->th[i], NULL, worker, l) != 0) dcal_die("loader: cannot start worker thread %d", i);
+    }
+    return l;
+}
+
+int loader_num_batches(const Loader *l) { return l->nb; }
+
+void loader_start(Loader *l, int epoch, int start) {
+    if (l->workers) {
+        // Drain: no task of the previous epoch may still write into the ring.
+        pthread_mutex_lock(&l->mu);
+        l->end_task = l->next_task;
+        while (l->in_flight) pthread_cond_wait(&l->done_cv, &l->mu);
+    }
+    l->epoch = epoch;
+    for (int i = 0; i < l->n; i++) l->perm[i] = i;
+    if (l->train) {   // Fisher-Yates keyed by (seed, epoch)
+        Rng r;
+        rng_init(&r, l->seed, (uint32_t)epoch, 0, RNG_SHUFFLE);
+        for (int i = l->n - 1; i > 0; i--) {
+            int j = (int)rng_below(&r, (uint32_t)i + 1);
+            int t = l->perm[i]; l->perm[i] = l->perm[j]; l->perm[j] = t;
+        }
+    }
+    if (start < 0) start = 0;
+    if (start > l->nb) start = l->nb;
+    l->cur = start;
+    if (l->workers) {
+        for (int r = 0; r < RING; r++) l->ring[r].done = 0;
+        l->next_task = (long)start * l->batch;
+        l->end_task = l->train ? (long)l->nb * l->batch : l->n;
+        pthread_cond_broadcast(&l->work_cv);
+        pthread_mutex_unlock(&l->mu);
+    }
+}
+
+int loader_next(Loader *l, float *images, int *labels, int *ids) {
+    if (l->epoch < 0) { dcal_err("loader: loader_start was not called"); return -1; }
+    if (l->cur >= l->nb) return 0;
+    int b = l->cur, rows = rows_of(l, b), bad_total = 0, failed = 0;
+    if (!l->workers) {
+        for (int j = 0; j < rows && !failed; j++) {
+            int bad, err;
+            fill_slot(l, (long)b * l->batch + j, images + (size_t)j * l->per, &labels[j], &ids[j], &bad, &err);
+            bad_total += bad; failed |= err;
+        }
+        l->cur++;
+    } else {
+        Slot *s = &l->ring[b % RING];
+        pthread_mutex_lock(&l->mu);
+        while (s->done < rows) pthread_cond_wait(&l->done_cv, &l->mu);
+        pthread_mutex_unlock(&l->mu);
+        memcpy(images, s->img, sizeof(float) * l->per * (size_t)rows);
+        memcpy(labels, s->label, sizeof(int) * (size_t)rows);
+        memcpy(ids, s->id, sizeof(int) * (size_t)rows);
+        for (int j = 0; j < rows; j++) { bad_total += s->bad[j]; failed |= s->err[j]; }
+        pthread_mutex_lock(&l->mu);
+        s->done = 0;
+        l->cur++;   // releases the ring slot for batch b + RING
+        pthread_cond_broadcast(&l->work_cv);
+        pthread_mutex_unlock(&l->mu);
+    }
+    l->skipped += bad_total;
+    return failed ? -1 : rows;
+}
+
+int loader_skipped(const Loader *l) { return l->skipped; }
+
+void loader_destroy(Loader *l) {
+    if (!l) return;
+    if (l->workers) {
+        pthread_mutex_lock(&l->mu);
+        l->stop = 1;
+        pthread_cond_broadcast(&l->work_cv);
+        pthread_mutex_unlock(&l->mu);
+        for (int i = 0; i < l->workers; i++) pthread_join(l->th[i], NULL);
+        pthread_mutex_destroy(&l->mu);
+        pthread_cond_destroy(&l->work_cv);
+        pthread_cond_destroy(&l->done_cv);
+        for (int r = 0; r < RING; r++) {
+            free(l->ring[r].img); free(l->ring[r].label); free(l->ring[r].id);
+            free(l->ring[r].bad); free(l->ring[r].err);
+        }
+        free(l->th);
+    }
+    free(l->perm); free(l->flagged);
+    free(l);
+}

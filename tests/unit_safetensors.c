@@ -1,0 +1,268 @@
+// unit_safetensors.c: safetensors writer/reader round trip, header validation
+// errors (truncated, bad offsets, bad JSON), dtype conversions, metadata.
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+#include "common.h"
+#include "safetensors.h"
+#include "testutil.h"
+
+// Capture what the code under test prints on stderr (tests run in forked children).
+static FILE *cap_f;
+static int cap_saved = -1;
+static char cap_buf[8192];
+static void cap_begin(void) {
+    fflush(stderr);
+    cap_f = tmpfile();
+    cap_saved = dup(2);
+    dup2(fileno(cap_f), 2);
+}
+static const char *cap_end(void) {
+    fflush(stderr);
+    dup2(cap_saved, 2);
+    close(cap_saved);
+    rewind(cap_f);
+    size_t n = fread(cap_buf, 1, sizeof cap_buf - 1, cap_f);
+    cap_buf[n] = 0;
+    fclose(cap_f);
+    return cap_buf;
+}
+
+// A file from a header string and raw data bytes.
+static void write_raw(const char *path, const char *hdr, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    uint64_t h = strlen(hdr);
+    unsigned char le[8];
+    for (int i = 0; i < 8; i++) le[i] = (unsigned char)(h >> (8 * i));
+    fwrite(le, 1, 8, f);
+    fwrite(hdr, 1, h, f);
+    if (n) fwrite(data, 1, n, f);
+    fclose(f);
+}
+
+static char path_buf[1100];
+static const char *tpath(const char *name) {
+    snprintf(path_buf, sizeof path_buf, "%s/%s", test_tmpdir("st"), name);
+    return path_buf;
+}
+
+START_TEST(round_trip) {
+    const char *p = tpath("a.safetensors");
+    float a[6] = {1.5f, -2.25f, 0.0f, 3e-8f, 1e30f, -0.0f};
+    int32_t b[4] = {7, -1, 2147483647, -2147483647 - 1};
+    float s = 42.0f;
+    int64_t sa[2] = {2, 3}, sb[1] = {4};
+    StWriter *w = stw_new();
+    stw_add_f32(w, "z.first", a, 2, sa);
+    stw_add_i32(w, "a.second", b, 1, sb);
+    stw_add_f32(w, "scalar", &s, 0, NULL);
+    stw_meta(w, "format", "pt");
+    stw_meta(w, "odd \"key\"\n", "caf\xc3\xa9 \\ \t");
+    ck_assert_int_eq(stw_write(w, p), 1);
+    stw_free(w);
+
+    SafeTensors st;
+    ck_assert_int_eq(st_load(&st, p), 1);
+    ck_assert_int_eq(st.n, 3);
+    // Order as added (not sorted), so files diff cleanly between runs.
+    ck_assert_str_eq(st.t[0].name, "z.first");
+    ck_assert_str_eq(st.t[1].name, "a.second");
+    // Header padded so the data section is 8-byte aligned from the file start.
+    ck_assert_int_eq((int)((st.data - (uint8_t *)st.map) % 8), 0);
+    const StTensor *t = st_find(&st, "z.first");
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(t->dtype, "F32");
+    ck_assert_int_eq(t->ndim, 2);
+    ck_assert_int_eq(t->shape[0], 2);
+    ck_assert_int_eq(t->shape[1], 3);
+    ck_assert_int_eq(st_numel(t), 6);
+    float ra[6];
+    ck_assert_int_eq(st_read_f32(&st, t, ra), 1);
+    ck_assert_int_eq(memcmp(a, ra, sizeof a), 0);   // bitwise, including -0
+    int32_t rb[4];
+    ck_assert_int_eq(st_read_i32(&st, st_find(&st, "a.second"), rb), 1);
+    ck_assert_int_eq(memcmp(b, rb, sizeof b), 0);
+    t = st_find(&st, "scalar");
+    ck_assert_int_eq(t->ndim, 0);
+    ck_assert_int_eq(st_numel(t), 1);
+    float rs;
+    st_read_f32(&st, t, &rs);
+    ck_assert(rs == 42.0f);
+    ck_assert_ptr_null(st_find(&st, "missing"));
+    // Reading an int tensor as float is an error, not a silent reinterpretation.
+    cap_begin();
+    ck_assert_int_eq(st_read_f32(&st, st_find(&st, "a.second"), ra), 0);
+    ck_assert_ptr_nonnull(strstr(cap_end(), "a.second"));
+    // Metadata, escapes included.
+    ck_assert_str_eq(st_meta(&st, "format"), "pt");
+    ck_assert_str_eq(st_meta(&st, "odd \"key\"\n"), "caf\xc3\xa9 \\ \t");
+    ck_assert_ptr_null(st_meta(&st, "nope"));
+    st_free(&st);
+}
+END_TEST
+
+START_TEST(truncated) {
+    const char *p = tpath("t.safetensors");
+    float a[64] = {0};
+    int64_t sh[1] = {64};
+    StWriter *w = stw_new();
+    stw_add_f32(w, "w", a, 1, sh);
+    ck_assert_int_eq(stw_write(w, p), 1);
+    stw_free(w);
+    SafeTensors st;
+    // Cut inside the data section: the tensor's offsets no longer fit.
+    ck_assert_int_eq(truncate(p, 8 + 64 + 100), 0);
+    cap_begin();
+    ck_assert_int_eq(st_load(&st, p), 0);
+    const char *e = cap_end();
+    ck_assert_ptr_nonnull(strstr(e, p));
+    ck_assert_ptr_nonnull(strstr(e, "tensor 'w': offsets out of range"));
+    // Cut inside the header.
+    ck_assert_int_eq(truncate(p, 20), 0);
+    cap_begin();
+    ck_assert_int_eq(st_load(&st, p), 0);
+    e = cap_end();
+    ck_assert_ptr_nonnull(strstr(e, "truncated (header says"));
+    ck_assert_ptr_nonnull(strstr(e, "file has 20)"));
+    ck_assert_ptr_eq(strchr(e, '\n'), e + strlen(e) - 1);   // exactly one line
+    // Shorter than the length field itself; and a missing file.
+    ck_assert_int_eq(truncate(p, 3), 0);
+    cap_begin();
+    ck_assert_int_eq(st_load(&st, p), 0);
+    ck_assert_ptr_nonnull(strstr(cap_end(), "truncated"));
+    cap_begin();
+    ck_assert_int_eq(st_load(&st, "tmp/does-not-exist.safetensors"), 0);
+    ck_assert_ptr_nonnull(strstr(cap_end(), "does-not-exist.safetensors: cannot open"));
+}
+END_TEST
+
+START_TEST(bad_headers) {
+    const char *p = tpath("b.safetensors");
+    float d[4] = {1, 2, 3, 4};
+    SafeTensors st;
+    static const struct { const char *hdr, *expect; } cases[] = {
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,20]}}", "tensor 'x': offsets out of range"},
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,16]}}", "tensor 'x': data_offsets span 16 bytes"},
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[8,4]}}", "tensor 'x': data_offsets must be"},
+        {"{\"x\":{\"dtype\":\"Q7\",\"shape\":[4],\"data_offsets\":[0,16]}}", "unknown dtype 'Q7'"},
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[4]}}", "needs dtype, shape and data_offsets"},
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}", "bad header JSON"},
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[4.5],\"data_offsets\":[0,16]}}", "bad header JSON"},
+        {"[1,2]", "bad header JSON at byte 0"},
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+         "\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", "appears twice"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_raw(p, cases[i].hdr, d, sizeof d);
+        cap_begin();
+        int ok = st_load(&st, p);
+        const char *e = cap_end();
+        ck_assert_msg(ok == 0, "case %zu loaded", i);
+        ck_assert_msg(strstr(e, cases[i].expect) != NULL, "case %zu: '%s' lacks '%s'", i, e, cases[i].expect);
+        ck_assert_msg(strstr(e, p) != NULL, "case %zu: error does not name the file: %s", i, e);
+    }
+    // Unknown keys inside a tensor entry are skipped; whitespace and an empty header are fine.
+    write_raw(p, " { \"x\" : { \"extra\" : [ {\"a\": null}, true, -1.5e3 ], \"dtype\":\"F32\", \"shape\":[2,2],"
+                 " \"data_offsets\":[0,16] } }  ", d, sizeof d);
+    ck_assert_int_eq(st_load(&st, p), 1);
+    ck_assert_int_eq(st.n, 1);
+    st_free(&st);
+    write_raw(p, "{}", NULL, 0);
+    ck_assert_int_eq(st_load(&st, p), 1);
+    ck_assert_int_eq(st.n, 0);
+    st_free(&st);
+}
+END_TEST
+
+START_TEST(conversions) {
+    const char *p = tpath("c.safetensors");
+    // F16: 1, -2, 65504 (max), 2^-24 (smallest subnormal), 0x3555 ≈ 1/3, -0, 2^-14 (smallest normal), inf
+    uint16_t f16[8] = {0x3C00, 0xC000, 0x7BFF, 0x0001, 0x3555, 0x8000, 0x0400, 0x7C00};
+    float f16_want[8] = {1.0f, -2.0f, 65504.0f, 5.9604644775390625e-8f, 0.333251953125f, -0.0f, 6.103515625e-5f, INFINITY};
+    // BF16: 1, -5, 0x3EAB = 0.333984375, 0x0001 (subnormal 2^-133)
+    uint16_t bf16[4] = {0x3F80, 0xC0A0, 0x3EAB, 0x0001};
+    float bf16_want[4] = {1.0f, -5.0f, 0.333984375f, 9.183549615799121e-41f};
+    double f64[2] = {0.1, -1e300};
+    int64_t i64[3] = {5, -7, 2147483647};
+    uint8_t data[16 + 8 + 16 + 24];
+    memcpy(data, f16, 16);
+    memcpy(data + 16, bf16, 8);
+    memcpy(data + 24, f64, 16);
+    memcpy(data + 40, i64, 24);
+    write_raw(p, "{\"h\":{\"dtype\":\"F16\",\"shape\":[8],\"data_offsets\":[0,16]},"
+                 "\"b\":{\"dtype\":\"BF16\",\"shape\":[2,2],\"data_offsets\":[16,24]},"
+                 "\"d\":{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[24,40]},"
+                 "\"i\":{\"dtype\":\"I64\",\"shape\":[3],\"data_offsets\":[40,64]}}", data, sizeof data);
+    SafeTensors st;
+    ck_assert_int_eq(st_load(&st, p), 1);
+    float out[8];
+    ck_assert_int_eq(st_read_f32(&st, st_find(&st, "h"), out), 1);
+    for (int i = 0; i < 8; i++) ck_assert_msg(memcmp(&out[i], &f16_want[i], 4) == 0, "f16[%d] = %g, want %g", i, out[i], f16_want[i]);
+    ck_assert_int_eq(st_read_f32(&st, st_find(&st, "b"), out), 1);
+    for (int i = 0; i < 4; i++) ck_assert_msg(out[i] == bf16_want[i], "bf16[%d] = %g, want %g", i, out[i], bf16_want[i]);
+    ck_assert_int_eq(st_read_f32(&st, st_find(&st, "d"), out), 1);
+    ck_assert(out[0] == 0.1f);
+    ck_assert(isinf(out[1]) && out[1] < 0);
+    int32_t iv[3];
+    ck_assert_int_eq(st_read_i32(&st, st_find(&st, "i"), iv), 1);
+    ck_assert_int_eq(iv[0], 5);
+    ck_assert_int_eq(iv[1], -7);
+    ck_assert_int_eq(iv[2], 2147483647);
+    st_free(&st);
+    // An I64 that does not fit int32 is an error naming the tensor.
+    i64[1] = (int64_t)1 << 40;
+    memcpy(data + 40, i64, 24);
+    write_raw(p, "{\"i\":{\"dtype\":\"I64\",\"shape\":[3],\"data_offsets\":[40,64]}}", data, sizeof data);
+    ck_assert_int_eq(st_load(&st, p), 1);
+    cap_begin();
+    ck_assert_int_eq(st_read_i32(&st, st_find(&st, "i"), iv), 0);
+    ck_assert_ptr_nonnull(strstr(cap_end(), "tensor 'i'"));
+    st_free(&st);
+}
+END_TEST
+
+START_TEST(atomic_write) {
+    const char *dir = test_tmpdir("st_atomic");
+    char p[1100];
+    snprintf(p, sizeof p, "%s/w.safetensors", dir);
+    float a[2] = {1, 2};
+    int64_t sh[1] = {2};
+    StWriter *w = stw_new();
+    stw_add_f32(w, "a", a, 1, sh);
+    ck_assert_int_eq(stw_write(w, p), 1);
+    // A failing write (no such directory) reports and leaves nothing behind.
+    char bad[1200];
+    snprintf(bad, sizeof bad, "%s/nodir/w.safetensors", dir);
+    cap_begin();
+    ck_assert_int_eq(stw_write(w, bad), 0);
+    ck_assert_ptr_nonnull(strstr(cap_end(), "nodir"));
+    stw_free(w);
+    SafeTensors st;
+    ck_assert_int_eq(st_load(&st, p), 1);
+    st_free(&st);
+    // Writing is deterministic: the same tensors give the same bytes.
+    char p2[1100];
+    snprintf(p2, sizeof p2, "%s/w2.safetensors", dir);
+    w = stw_new();
+    stw_add_f32(w, "a", a, 1, sh);
+    ck_assert_int_eq(stw_write(w, p2), 1);
+    stw_free(w);
+    size_t n1, n2;
+    char *b1 = read_file(p, &n1), *b2 = read_file(p2, &n2);
+    ck_assert(n1 == n2 && memcmp(b1, b2, n1) == 0);
+    free(b1); free(b2);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("safetensors");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, round_trip);
+    tcase_add_test(tc, truncated);
+    tcase_add_test(tc, bad_headers);
+    tcase_add_test(tc, conversions);
+    tcase_add_test(tc, atomic_write);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
