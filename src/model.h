@@ -34,9 +34,11 @@ typedef struct {
     float *params;             // backend memory [n_params]
     float *grads;              // backend memory [n_params], accumulated by backward
     Acts *acts;                // activations for the allocated micro-batch
+    void *arena;               // one backend allocation holding every activation
     int B;                     // allocated micro-batch
     bool ckpt;                 // per-block checkpointing on
     bool training;
+    bool uncertainty_weighting;   // SPEC §3 loss weighting (loss.uncertainty_weighting), on by default
 } Model;
 
 // One micro-batch, host memory.
@@ -45,7 +47,7 @@ typedef struct {
     const float *images;       // [B, 3, S, S], normalised
     const int *labels;         // [B]
     const int *pair;           // [B] derangement π: distractor of b is pair[b]; NULL = no PWCA
-    const float *drop_scale;   // [L, B]: 0 or 1/keep per block and sample; NULL = no drop-path
+    uint64_t seed, step;       // drop-path masks are drawn from (seed, step) when model.drop_path > 0
 } Batch;
 
 // What a forward reports, host memory owned by the model (valid until the next forward).
