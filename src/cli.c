@@ -40,8 +40,9 @@ int cli_parse(int argc, char **argv, const char *summary, const CliOpt *extra, C
     const char *cmd = argv[0];
     const char *config = NULL, *dataset = NULL, *data_root = NULL;
     const char *sets[DCAL_MAX_OVERRIDES];
-    int n_sets = 0;
+    int n_sets = 0, raw = out->raw;
     memset(out, 0, sizeof *out);
+    out->raw = raw;
     for (int i = 1; i < argc; i++) {
         char flag[64];
         const char *arg = argv[i], *val = NULL;
@@ -121,6 +122,12 @@ int cli_parse(int argc, char **argv, const char *summary, const CliOpt *extra, C
     }
     DcalConfig *c = &out->cfg;
     config_defaults(c);
+    if (raw) {
+        if (data_root) snprintf(c->overrides[c->n_overrides++], sizeof c->overrides[0], "data.root=%s", data_root);
+        for (int i = 0; i < n_sets && c->n_overrides < DCAL_MAX_OVERRIDES; i++)
+            snprintf(c->overrides[c->n_overrides++], sizeof c->overrides[0], "%s", sets[i]);
+        return CLI_OK;
+    }
     if (!config_load(c, config)) return DCAL_EXIT_FAIL;
     if (data_root) {
         char a[DCAL_PATH_MAX + 16];

@@ -20,6 +20,8 @@ typedef struct {
 } CliOpt;
 
 typedef struct {
+    int raw;                                 // in: 1 = do not resolve a config; --set strings are only
+                                             //     recorded in cfg.overrides (train --resume reads the run's)
     DcalConfig cfg;                          // loaded, overridden, finalized
     int n_allowed;
     char allowed[CLI_MAX_ALLOWED][48];       // from --allow-deviation

@@ -11,7 +11,7 @@ int cmd_verify_config(int argc, char **argv) {
         {"--print-config", NULL, "also print the resolved config as YAML", NULL, &print_config},
         {NULL, NULL, NULL, NULL, NULL},
     };
-    CliCommon cli;
+    CliCommon cli = {0};
     int rc = cli_parse(argc, argv,
                        "Check a config against the paper's rules (SPEC §1-5). Prints every rule with expected and\n"
                        "actual values and its source; PINNED marks a SPEC interpretation where the paper is silent.\n"

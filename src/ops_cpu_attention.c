@@ -35,69 +35,131 @@ static inline const float *vrow(const AttnArgs *a, int b, int h, int j) {
     return a->v2 + kv2_of(a, b) * a->kv2_bstride + (j - a->n1) * a->kv2_tstride + h * a->hd;
 }
 
-// Scores of one query row against all n1+n2 keys, scaled, into s.
-static void scores_row(const AttnArgs *a, int b, int h, const float *q, float *s) {
+// Per-thread scratch for one (b, h) pair: the head's keys and values copied
+// both transposed [hd][nk] and row-major [nk][hd], so that every inner loop is
+// an axpy over contiguous floats (reductions do not vectorise without
+// reassociation). O(N·hd) per thread: copies of K and V, never an N×N matrix.
+typedef struct {
+    float *kt, *vt, *k, *v, *dkt, *dvt, *p, *dp;
+} Scratch;
+
+static Scratch scratch_new(const AttnArgs *a, int grads) {
+    size_t nk = (size_t)(a->n1 + a->n2), hd = (size_t)a->hd;
+    Scratch s = {xmalloc(nk * hd * 4), xmalloc(nk * hd * 4), xmalloc(nk * hd * 4), xmalloc(nk * hd * 4),
+                 grads ? xmalloc(nk * hd * 4) : NULL, grads ? xmalloc(nk * hd * 4) : NULL, xmalloc(nk * 4),
+                 xmalloc(nk * 4)};
+    return s;
+}
+static void scratch_free(Scratch *s) {
+    free(s->kt); free(s->vt); free(s->k); free(s->v); free(s->dkt); free(s->dvt); free(s->p); free(s->dp);
+}
+
+static void load_kv(const AttnArgs *a, int b, int h, Scratch *s) {
+    int nk = a->n1 + a->n2, hd = a->hd;
+    for (int j = 0; j < nk; j++) {
+        const float *k = krow(a, b, h, j), *v = vrow(a, b, h, j);
+        memcpy(s->k + (size_t)j * hd, k, (size_t)hd * 4);
+        memcpy(s->v + (size_t)j * hd, v, (size_t)hd * 4);
+        for (int d = 0; d < hd; d++) {
+            s->kt[(size_t)d * nk + j] = k[d];
+            s->vt[(size_t)d * nk + j] = v[d];
+        }
+    }
+}
+
+// p[j] = q·k_j·scale for all keys.
+static void scores(const AttnArgs *a, const float *q, const Scratch *s, float *p) {
     int nk = a->n1 + a->n2;
-    for (int j = 0; j < nk; j++) s[j] = dot(q, krow(a, b, h, j), a->hd) * a->scale;
+    for (int j = 0; j < nk; j++) p[j] = 0;
+    for (int d = 0; d < a->hd; d++) {
+        float qd = q[d] * a->scale;
+        const float *kd = s->kt + (size_t)d * nk;
+        for (int j = 0; j < nk; j++) p[j] += qd * kd[j];
+    }
 }
 
 void cpu_attention_forward(const AttnArgs *a, float *out, float *lse) {
     int B = a->B, H = a->H, hd = a->hd, D = H * hd, nk = a->n1 + a->n2;
 #pragma omp parallel
     {
-        float *s = xmalloc((size_t)nk * sizeof(float));
+        Scratch s = scratch_new(a, 0);
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++)
+            for (int h = 0; h < H; h++) {
+                load_kv(a, b, h, &s);
                 for (int i = 0; i < a->Nq; i++) {
                     const float *q = a->q + b * a->q_bstride + qrow(a, b, i) * a->q_tstride + h * hd;
-                    scores_row(a, b, h, q, s);
+                    float *p = s.p;
+                    scores(a, q, &s, p);
                     float m = -INFINITY;
-                    for (int j = 0; j < nk; j++) m = s[j] > m ? s[j] : m;
+                    for (int j = 0; j < nk; j++) m = p[j] > m ? p[j] : m;
                     float l = 0;
-                    for (int j = 0; j < nk; j++) l += (s[j] = expf(s[j] - m));
+                    for (int j = 0; j < nk; j++) l += (p[j] = expf(p[j] - m));
+                    float inv = 1.0f / l;
                     float *o = out + ((size_t)b * a->Nq + i) * D + h * hd;
-                    memset(o, 0, (size_t)hd * sizeof(float));
+                    memset(o, 0, (size_t)hd * 4);
                     for (int j = 0; j < nk; j++) {
-                        const float *v = vrow(a, b, h, j);
-                        float p = s[j] / l;
-                        for (int d = 0; d < hd; d++) o[d] += p * v[d];
+                        const float *v = s.v + (size_t)j * hd;
+                        float pj = p[j] * inv;
+                        for (int d = 0; d < hd; d++) o[d] += pj * v[d];
                     }
                     lse[((size_t)b * H + h) * a->Nq + i] = m + logf(l);
                 }
-        free(s);
+            }
+        scratch_free(&s);
     }
 }
 
-// Row pointers for gradients mirror the inputs' strides.
+// Gradient row pointers mirror the inputs' strides.
 static inline float *gk(const AttnArgs *a, float *g1, float *g2, int b, int h, int j) {
     if (j < a->n1) return g1 ? g1 + b * a->kv1_bstride + j * a->kv1_tstride + h * a->hd : NULL;
     return g2 ? g2 + kv2_of(a, b) * a->kv2_bstride + (j - a->n1) * a->kv2_tstride + h * a->hd : NULL;
 }
 
 static void backward_pair(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
-                          const float *dout, int b, int h, float *p) {
+                          const float *dout, int b, int h, Scratch *s) {
     int H = a->H, hd = a->hd, D = H * hd, nk = a->n1 + a->n2;
+    load_kv(a, b, h, s);
+    memset(s->dkt, 0, (size_t)nk * hd * 4);
+    memset(s->dvt, 0, (size_t)nk * hd * 4);
+    float *p = s->p, *dp = s->dp;
     for (int i = 0; i < a->Nq; i++) {
         int t = qrow(a, b, i);
         const float *q = a->q + b * a->q_bstride + t * a->q_tstride + h * hd;
         const float *o = out + ((size_t)b * a->Nq + i) * D + h * hd;
         const float *go = dout + ((size_t)b * a->Nq + i) * D + h * hd;
         float L = lse[((size_t)b * H + h) * a->Nq + i];
-        scores_row(a, b, h, q, p);
+        scores(a, q, s, p);
         for (int j = 0; j < nk; j++) p[j] = expf(p[j] - L);   // recomputed probabilities
         float Di = dot(go, o, hd);                            // Σ_j p_j dp_j = dout·out
+        for (int j = 0; j < nk; j++) dp[j] = 0;
+        for (int d = 0; d < hd; d++) {
+            const float *vd = s->vt + (size_t)d * nk;
+            float gd = go[d];
+            float *dvd = s->dvt + (size_t)d * nk;
+            for (int j = 0; j < nk; j++) {
+                dp[j] += gd * vd[j];
+                dvd[j] += gd * p[j];
+            }
+        }
+        for (int j = 0; j < nk; j++) dp[j] = p[j] * (dp[j] - Di) * a->scale;   // dS, scaled for q·k
         float *dq = g->dq ? g->dq + b * a->q_bstride + t * a->q_tstride + h * hd : NULL;
-        for (int j = 0; j < nk; j++) {
-            const float *k = krow(a, b, h, j), *v = vrow(a, b, h, j);
-            float ds = p[j] * (dot(go, v, hd) - Di) * a->scale;
-            float *dk = gk(a, g->dk1, g->dk2, b, h, j), *dv = gk(a, g->dv1, g->dv2, b, h, j);
-            if (dq)
-                for (int d = 0; d < hd; d++) dq[d] += ds * k[d];
-            if (dk)
-                for (int d = 0; d < hd; d++) dk[d] += ds * q[d];
-            if (dv)
-                for (int d = 0; d < hd; d++) dv[d] += p[j] * go[d];
+        if (dq)
+            for (int j = 0; j < nk; j++) {
+                const float *k = s->k + (size_t)j * hd;
+                for (int d = 0; d < hd; d++) dq[d] += dp[j] * k[d];
+            }
+        for (int d = 0; d < hd; d++) {
+            float qd = q[d];
+            float *dkd = s->dkt + (size_t)d * nk;
+            for (int j = 0; j < nk; j++) dkd[j] += qd * dp[j];
+        }
+    }
+    for (int j = 0; j < nk; j++) {   // scatter this head's dk, dv into the strided gradients
+        float *dk = gk(a, g->dk1, g->dk2, b, h, j), *dv = gk(a, g->dv1, g->dv2, b, h, j);
+        for (int d = 0; d < hd; d++) {
+            if (dk) dk[d] += s->dkt[(size_t)d * nk + j];
+            if (dv) dv[d] += s->dvt[(size_t)d * nk + j];
         }
     }
 }
@@ -116,40 +178,50 @@ static int is_permutation(const int *idx, int B) {
 
 void cpu_attention_backward(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
                             const float *dout) {
-    int B = a->B, H = a->H, nk = a->n1 + a->n2;
+    int B = a->B, H = a->H;
     // GLCA: queries are a gathered subset, so dq rows are distinct per b; dk/dv rows
     // belong to b. PWCA with a permutation: the dk2/dv2 rows of different b are disjoint.
     int by_pair = a->n2 == 0 || is_permutation(a->kv2_b, B);
 #pragma omp parallel
     {
-        float *p = xmalloc((size_t)nk * sizeof(float));
+        Scratch s = scratch_new(a, 1);
         if (by_pair) {
 #pragma omp for collapse(2) schedule(static)
             for (int b = 0; b < B; b++)
-                for (int h = 0; h < H; h++) backward_pair(a, g, out, lse, dout, b, h, p);
+                for (int h = 0; h < H; h++) backward_pair(a, g, out, lse, dout, b, h, &s);
         } else {
 #pragma omp for schedule(static)
             for (int h = 0; h < H; h++)
-                for (int b = 0; b < B; b++) backward_pair(a, g, out, lse, dout, b, h, p);
+                for (int b = 0; b < B; b++) backward_pair(a, g, out, lse, dout, b, h, &s);
         }
-        free(p);
+        scratch_free(&s);
     }
 }
 
 void cpu_attention_probs_mean(const AttnArgs *a, const float *lse, float *S) {
     int B = a->B, H = a->H, hd = a->hd, n1 = a->n1;
-#pragma omp parallel for collapse(2) schedule(static)
+    AttnArgs one = *a;
+    one.n2 = 0;   // the rollout uses the layer's own keys only
+    Scratch shared = scratch_new(&one, 0);   // this head's keys, read by every thread
+    memset(S, 0, (size_t)B * a->Nq * n1 * sizeof(float));
     for (int b = 0; b < B; b++)
-        for (int i = 0; i < a->Nq; i++) {
-            float *row = S + ((size_t)b * a->Nq + i) * n1;
-            memset(row, 0, (size_t)n1 * sizeof(float));
-            for (int h = 0; h < H; h++) {   // heads in order: deterministic sum
-                const float *q = a->q + b * a->q_bstride + qrow(a, b, i) * a->q_tstride + h * hd;
-                float L = lse[((size_t)b * H + h) * a->Nq + i];
-                for (int j = 0; j < n1; j++) row[j] += expf(dot(q, krow(a, b, h, j), hd) * a->scale - L);
+        for (int h = 0; h < H; h++) {   // heads in order: a deterministic sum per row
+            load_kv(&one, b, h, &shared);
+#pragma omp parallel
+            {
+                float *p = xmalloc((size_t)n1 * sizeof(float));
+#pragma omp for schedule(static)
+                for (int i = 0; i < a->Nq; i++) {
+                    float *row = S + ((size_t)b * a->Nq + i) * n1;
+                    const float *q = a->q + b * a->q_bstride + qrow(a, b, i) * a->q_tstride + h * hd;
+                    float L = lse[((size_t)b * H + h) * a->Nq + i];
+                    scores(&one, q, &shared, p);
+                    for (int j = 0; j < n1; j++) row[j] += expf(p[j] - L) / (float)H;
+                }
+                free(p);
             }
-            for (int j = 0; j < n1; j++) row[j] /= (float)H;
         }
+    scratch_free(&shared);
 }
 
 void cpu_rollout_step(float *r, const float *S, float *tmp, int B, int N) {

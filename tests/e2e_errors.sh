@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# e2e_errors.sh: bad inputs give one clear line and a non-zero exit, and
+# leave what was already written intact: missing image, corrupt JPEG,
+# wrong-shape weights, truncated checkpoint, failing compliance.
+set -u
+dcal=$1; src=$2; fail=0
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/dcal-err.XXXXXX"); trap 'rm -rf "$tmp"' EXIT
+"$dcal" make-synthetic --out "$tmp/data" --classes 10 --per-class 8 --test-per-class 2 --img 36 >/dev/null || exit 1
+common=(--config "$src/configs/fgvc/tiny.yaml" --set data.root="$tmp/data" --set train.out_dir="$tmp/runs")
+expect() {  # expect PATTERN -- cmd...: non-zero exit, one 'dcal:' error line containing PATTERN
+  local pat=$1; shift 2
+  "$@" > "$tmp/out.txt" 2> "$tmp/err.txt"; local rc=$?
+  if [ $rc -eq 0 ]; then echo "FAIL: '$*' succeeded"; fail=1; return; fi
+  if ! grep -q -- "$pat" "$tmp/err.txt"; then echo "FAIL: '$*': stderr lacks '$pat':"; cat "$tmp/err.txt"; fail=1; return; fi
+  echo "ok: $(grep -- "$pat" "$tmp/err.txt" | head -1)"
+}
+# A run stopped at step 2 leaves a checkpoint whose hash must survive every failure below.
+"$dcal" train "${common[@]}" --set train.run_name=r --set train.max_steps=2 > /dev/null || exit 1
+ck="$tmp/runs/r/checkpoint.safetensors"; h0=$(sha256sum "$ck" | cut -d' ' -f1)
+# Corrupt JPEG / PNG: named by file.
+img=$(awk 'NR==1 {print $2}' "$tmp/data/images.txt")
+cp "$tmp/data/images/$img" "$tmp/saved.png"; head -c 200 "$tmp/saved.png" > "$tmp/data/images/$img"
+expect "$img" -- "$dcal" train --resume "$tmp/runs/r"
+cp "$tmp/saved.png" "$tmp/data/images/$img"
+# Missing image file.
+mv "$tmp/data/images/$img" "$tmp/gone.png"
+expect "$img" -- "$dcal" train --resume "$tmp/runs/r"
+mv "$tmp/gone.png" "$tmp/data/images/$img"
+# Truncated checkpoint (on a copy of the run).
+cp -r "$tmp/runs/r" "$tmp/runs/t"; head -c 5000 "$ck" > "$tmp/runs/t/checkpoint.safetensors"
+expect "checkpoint.safetensors" -- "$dcal" train --resume "$tmp/runs/t"
+# Wrong-shape weights for --init: the checkpoint of a D=32 model into a D=48 model.
+expect "blocks.0.attn.qkv.weight" -- "$dcal" train "${common[@]}" --set model.dim=48 --set train.run_name=w --init "$ck" --dump-step "$tmp/d.safetensors"
+# Compliance: the paper config with micro-batch 8 refuses to train, naming the rule.
+expect "effective_batch" -- "$dcal" train --dataset cub --set train.micro_batch=8 --data-root "$tmp/data"
+# NaN loss: start from weights with a NaN in the final LN; training stops with a message.
+"$dcal" train "${common[@]}" --dump-step "$tmp/w.safetensors" > /dev/null 2>&1 || exit 1
+python3 - "$tmp/w.safetensors" <<'PY'
+import json, struct, sys
+p = sys.argv[1]; b = bytearray(open(p, 'rb').read())
+n = struct.unpack('<Q', b[:8])[0]; h = json.loads(b[8:8 + n])
+off = 8 + n + h['norm.weight']['data_offsets'][0]
+b[off:off + 4] = struct.pack('<f', float('nan'))
+open(p, 'wb').write(b)
+PY
+expect "loss is nan" -- "$dcal" train "${common[@]}" --set train.run_name=nan --init "$tmp/w.safetensors"
+h1=$(sha256sum "$ck" | cut -d' ' -f1)
+[ "$h0" = "$h1" ] || { echo "FAIL: the earlier checkpoint changed"; fail=1; }
+# And the untouched run still resumes to the end.
+"$dcal" train --resume "$tmp/runs/r" > /dev/null || { echo "FAIL: intact run no longer resumes"; fail=1; }
+exit $fail
