@@ -1,8 +1,79 @@
-// cmd_plan.c: placeholder until its issue lands; says so and fails.
+// cmd_plan.c: `dcal plan` — the exact memory table for a config (DESIGN §4),
+// and with --max-memory the micro-batch / accumulation that train would pick.
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "cli.h"
 #include "cmd.h"
-#include "common.h"
+#include "plan.h"
+
+// "8G", "512M", "1.5GiB", "1000000" → bytes (binary units); 0 when malformed.
+static size_t parse_size(const char *s) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || !(v > 0)) return 0;
+    double mul = 1;
+    switch (toupper((unsigned char)*end)) {
+    case 'K': mul = 1024.0; end++; break;
+    case 'M': mul = 1048576.0; end++; break;
+    case 'G': mul = 1073741824.0; end++; break;
+    case 'T': mul = 1099511627776.0; end++; break;
+    }
+    if (mul > 1 && *end == 'i') end++;
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end || v * mul >= 1.8e19) return 0;
+    return (size_t)(v * mul);
+}
+
+static void print_pick(const ModelConfig *m, int per_dev, int devices, bool ckpt, size_t budget) {
+    int B = plan_pick_micro_batch(m, per_dev, ckpt, budget);
+    const char *what = ckpt ? "per-block checkpointing" : "no checkpointing";
+    if (!B) {
+        printf("%-24s: does not fit (micro-batch 2 needs %.1f MiB)\n", what, plan_train_bytes(m, 2, ckpt) / 1048576.0);
+        return;
+    }
+    printf("%-24s: micro-batch %d x accumulation %d x devices %d = %d, %.1f MiB\n", what, B, per_dev / B, devices,
+           per_dev * devices, plan_train_bytes(m, B, ckpt) / 1048576.0);
+}
+
 int cmd_plan(int argc, char **argv) {
-    (void)argc; (void)argv;
-    dcal_err("'plan' is not implemented yet");
-    return DCAL_EXIT_FAIL;
+    const char *mb = NULL, *maxmem = NULL;
+    const CliOpt extra[] = {
+        {"--micro-batch", "B", "micro-batch for the table (default: the config's train.micro_batch)", &mb, NULL},
+        {"--max-memory", "SIZE", "also show the micro-batch/accumulation train would pick under SIZE (e.g. 8G, 512M)",
+         &maxmem, NULL},
+        {NULL, NULL, NULL, NULL, NULL},
+    };
+    CliCommon cli = {0};
+    int rc = cli_parse(argc, argv,
+                       "Print the exact training memory plan (weights, gradients, AdamW state, activations,\n"
+                       "workspace) with and without per-block checkpointing. Nothing is allocated.",
+                       extra, &cli);
+    if (rc == CLI_HELP) return DCAL_EXIT_OK;
+    if (rc != CLI_OK) return rc;
+    const DcalConfig *c = &cli.cfg;
+    int B = c->train.micro_batch;
+    if (mb) {
+        char *end;
+        long v = strtol(mb, &end, 10);
+        if (*end || end == mb || v < 1 || v > 65536) {
+            dcal_err("plan: --micro-batch '%s': expected an integer in [1, 65536]", mb);
+            return DCAL_EXIT_USAGE;
+        }
+        B = (int)v;
+    }
+    size_t budget = 0;
+    if (maxmem && !(budget = parse_size(maxmem))) {
+        dcal_err("plan: --max-memory '%s': expected a size like 8G or 512M", maxmem);
+        return DCAL_EXIT_USAGE;
+    }
+    printf("config: %s\n", c->source);
+    plan_print(stdout, &c->model, B);
+    if (maxmem) {
+        int eff = config_effective_batch(c), dev = c->train.devices > 0 ? c->train.devices : 1;
+        printf("\nbudget %s (%zu bytes), effective batch %d (%d per device):\n", maxmem, budget, eff, eff / dev);
+        print_pick(&c->model, eff / dev, dev, false, budget);
+        print_pick(&c->model, eff / dev, dev, true, budget);
+    }
+    return DCAL_EXIT_OK;
 }

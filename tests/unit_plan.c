@@ -1,0 +1,124 @@
+// unit_plan.c: the memory plan adds up, matches what the model really
+// allocates, reacts to checkpointing and micro-batch, and picks micro-batches
+// that fit and divide the effective batch; `dcal plan` flags.
+#include <string.h>
+#include "common.h"
+#include "config.h"
+#include "model.h"
+#include "plan.h"
+#include "testutil.h"
+
+static DcalConfig load(const char *name) {
+    DcalConfig c;
+    char p[1200];
+    config_defaults(&c);
+    snprintf(p, sizeof p, "%s/configs/fgvc/%s.yaml", src_dir(), name);
+    ck_assert(config_load(&c, p) && config_finalize(&c));
+    return c;
+}
+
+START_TEST(adds_up) {
+    const char *names[] = {"tiny", "cub"};
+    for (int k = 0; k < 2; k++) {
+        DcalConfig c = load(names[k]);
+        for (int B = 2; B <= 8; B *= 2)
+            for (int ck = 0; ck < 2; ck++) {
+                MemPlan p;
+                model_plan(&c.model, B, ck, true, &p);
+                ck_assert_uint_eq(p.total, p.weights + p.grads + p.optimizer + p.activations + p.workspace);
+                ck_assert_uint_eq(p.total, plan_train_bytes(&c.model, B, ck));
+                ck_assert_uint_eq(p.grads, p.weights);
+                ck_assert_uint_eq(p.optimizer, 2 * p.weights);   // AdamW m + v, fp32
+            }
+        MemPlan a, b, c4, c8;
+        model_plan(&c.model, 4, false, true, &a);
+        model_plan(&c.model, 4, true, true, &b);
+        ck_assert_msg(b.activations < a.activations, "%s: checkpointing must cut activations", names[k]);
+        ck_assert(b.total < a.total);
+        model_plan(&c.model, 4, false, true, &c4);
+        model_plan(&c.model, 8, false, true, &c8);
+        ck_assert(c8.activations > c4.activations);
+        ck_assert_uint_eq(c8.weights, c4.weights);
+    }
+}
+END_TEST
+
+// A CPU backend that counts what it allocates.
+static size_t counted;
+static void *count_alloc(size_t n) { counted += n; return backend_cpu.alloc(n); }
+
+START_TEST(plan_equals_allocation) {
+    DcalConfig c = load("tiny");
+    for (int ck = 0; ck < 2; ck++) {
+        Backend be = backend_cpu;
+        be.alloc = count_alloc;
+        counted = 0;
+        Model m;
+        ck_assert(model_build(&m, &c.model, &be));
+        ck_assert(model_alloc_activations(&m, c.train.micro_batch, ck, true));
+        MemPlan p;
+        model_plan(&c.model, c.train.micro_batch, ck, true, &p);
+        ck_assert_uint_eq(p.weights, m.n_params * sizeof(float));
+        size_t adam = 2 * m.n_params * sizeof(float);   // the trainer allocates m and v beside the model
+        ck_assert_uint_eq(p.total, counted + adam);
+        model_free(&m);
+    }
+}
+END_TEST
+
+START_TEST(pick_micro_batch) {
+    DcalConfig c = load("tiny");
+    const ModelConfig *mc = &c.model;
+    size_t b8 = plan_train_bytes(mc, 8, false), b16 = plan_train_bytes(mc, 16, false);
+    ck_assert_int_eq(plan_pick_micro_batch(mc, 16, false, b16), 16);
+    ck_assert_int_eq(plan_pick_micro_batch(mc, 16, false, b16 - 1), 8);
+    ck_assert_int_eq(plan_pick_micro_batch(mc, 16, false, b8 - 1), 4);
+    // 12 with the budget of B = 6: 6 divides 12; one byte less and 5 would fit but
+    // does not divide 12, so 4. 10 with the budget of B = 4: 4 fits but only 2 divides.
+    size_t b6 = plan_train_bytes(mc, 6, false);
+    ck_assert_int_eq(plan_pick_micro_batch(mc, 12, false, b6), 6);
+    ck_assert_int_eq(plan_pick_micro_batch(mc, 12, false, b6 - 1), 4);
+    ck_assert_int_eq(plan_pick_micro_batch(mc, 10, false, plan_train_bytes(mc, 4, false)), 2);
+    // Never 1: PWCA needs a pair inside the micro-batch.
+    ck_assert_int_eq(plan_pick_micro_batch(mc, 16, false, plan_train_bytes(mc, 2, false) - 1), 0);
+    ck_assert_int_eq(plan_pick_micro_batch(mc, 7, false, (size_t)1 << 40), 7);
+    ck_assert_int_eq(plan_pick_micro_batch(mc, 1, false, (size_t)1 << 40), 0);
+    // Checkpointing never picks less, and within budget.
+    for (size_t bud = b8 / 2; bud <= b16; bud += b8 / 8) {
+        int a = plan_pick_micro_batch(mc, 16, false, bud), b = plan_pick_micro_batch(mc, 16, true, bud);
+        ck_assert_int_ge(b, a);
+        if (b) ck_assert(plan_train_bytes(mc, b, true) <= bud);
+    }
+}
+END_TEST
+
+START_TEST(cmd_plan) {
+    char args[1400], buf[8192];
+    snprintf(args, sizeof args, "plan --config %s/configs/fgvc/tiny.yaml --micro-batch 2 --max-memory 1.5M", src_dir());
+    ck_assert_int_eq(run_dcal(args, buf, sizeof buf), 0);
+    DcalConfig c = load("tiny");
+    MemPlan p;
+    model_plan(&c.model, 2, true, true, &p);
+    char want[64];
+    snprintf(want, sizeof want, " %zu\n", p.total);   // exact bytes, per-block column, total row
+    ck_assert_msg(strstr(buf, "micro-batch 2") && strstr(buf, want), "%s", buf);
+    ck_assert_msg(strstr(buf, "per-block checkpointing : micro-batch"), "%s", buf);
+    snprintf(args, sizeof args, "plan --config %s/configs/fgvc/tiny.yaml --max-memory 12X", src_dir());
+    ck_assert_int_eq(run_dcal(args, buf, sizeof buf), 2);
+    ck_assert_ptr_nonnull(strstr(buf, "--max-memory '12X'"));
+    snprintf(args, sizeof args, "plan --config %s/configs/fgvc/tiny.yaml --micro-batch 0", src_dir());
+    ck_assert_int_eq(run_dcal(args, NULL, 0), 2);
+    ck_assert_int_eq(run_dcal("plan --no-such-flag", NULL, 0), 2);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("plan");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, adds_up);
+    tcase_add_test(tc, plan_equals_allocation);
+    tcase_add_test(tc, pick_micro_batch);
+    tcase_add_test(tc, cmd_plan);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}

@@ -1,0 +1,243 @@
+// unit_rundir.c: run directory creation, manifest contents, metrics, refusal
+// to reuse a run, and `dcal audit` on a hand-made run (clean, then corrupted).
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "checkpoint.h"
+#include "common.h"
+#include "config.h"
+#include "rundir.h"
+#include "sha256.h"
+#include "testutil.h"
+
+static FILE *cap_f;
+static int cap_saved = -1;
+static char cap_buf[8192];
+static void cap_begin(void) {
+    fflush(stderr);
+    cap_f = tmpfile();
+    cap_saved = dup(2);
+    dup2(fileno(cap_f), 2);
+}
+static const char *cap_end(void) {
+    fflush(stderr);
+    dup2(cap_saved, 2);
+    close(cap_saved);
+    rewind(cap_f);
+    size_t n = fread(cap_buf, 1, sizeof cap_buf - 1, cap_f);
+    cap_buf[n] = 0;
+    fclose(cap_f);
+    return cap_buf;
+}
+
+static DcalConfig tiny(const char *out_dir, const char *run_name) {
+    DcalConfig c;
+    char p[1200];
+    config_defaults(&c);
+    snprintf(p, sizeof p, "%s/configs/fgvc/tiny.yaml", src_dir());
+    ck_assert(config_load(&c, p));
+    char set[1200];
+    snprintf(set, sizeof set, "train.out_dir=%s", out_dir);
+    ck_assert(config_set(&c, set));
+    snprintf(set, sizeof set, "train.run_name=%s", run_name);
+    ck_assert(config_set(&c, set));
+    ck_assert(config_finalize(&c));
+    return c;
+}
+
+static char *slurp(const char *dir, const char *name) {
+    char p[1300];
+    size_t n;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    char *s = read_file(p, &n);
+    ck_assert_msg(s != NULL, "cannot read %s", p);
+    return s;
+}
+
+// A complete run: rundir_open + manifest + metrics + a checkpoint of a tiny model.
+static void make_run_pre(RunDir *r, const DcalConfig *c, const char *pre, const char *pre_sha) {
+    ck_assert(rundir_open(r, c, 0));
+    char allowed[1][48] = {"effective_batch"};
+    char *argv[] = {"dcal", "train", "--dataset", "tiny", "--set", "note=\"quoted\"\\path"};
+    ManifestInfo info = {.argc = 6, .argv = argv, .backend = "cpu", .device_name = "",
+                         .dataset_fingerprint = "fp-0123abcd", .pretrained_path = pre, .pretrained_sha256 = pre_sha,
+                         .init_path = "", .init_sha256 = "", .n_allowed = 1, .allowed = allowed};
+    ck_assert(rundir_write_manifest(r, c, &info));
+    rundir_metric(r, "{\"kind\":\"train\",\"step\":1,\"loss\":2.5}");
+    rundir_metric(r, "{\"kind\":\"train\",\"step\":2,\"loss\":2.4}");
+    rundir_metric(r, "{\"kind\":\"eval\",\"step\":2,\"acc_sa\":0.1}");
+    Model m;
+    ck_assert(model_build(&m, &c->model, &backend_cpu));
+    model_init_weights(&m, 1);
+    char p[DCAL_PATH_MAX + 32];
+    snprintf(p, sizeof p, "%s/checkpoint.safetensors", r->dir);
+    TrainPos pos = {.step = 2, .micro_step = 8, .seed = 7};
+    ck_assert(checkpoint_save(p, &m, NULL, NULL, &pos));
+    model_free(&m);
+}
+
+static void make_run(RunDir *r, const DcalConfig *c) { make_run_pre(r, c, "", ""); }
+
+START_TEST(open_manifest_metric) {
+    char out[1100];
+    snprintf(out, sizeof out, "%s", test_tmpdir("rundir"));
+    DcalConfig c = tiny(out, "r1");
+    RunDir r;
+    make_run(&r, &c);
+    rundir_close(&r);
+    char want_dir[1200];
+    snprintf(want_dir, sizeof want_dir, "%s/r1", out);
+    ck_assert_str_eq(r.dir, want_dir);
+    char *man = slurp(r.dir, "manifest.json");
+    ck_assert_ptr_nonnull(strstr(man, "\"fingerprint\": \"fp-0123abcd\""));
+    ck_assert_ptr_nonnull(strstr(man, "\"allow_deviation\": [\"effective_batch\"]"));
+    ck_assert_ptr_nonnull(strstr(man, "{\"rule\": \"lr\", \"reason\": \"trained from scratch on a toy set\", \"declared_by\": \"config\"}"));
+    ck_assert_ptr_nonnull(strstr(man, "\"note=\\\"quoted\\\"\\\\path\""));   // JSON escaping of argv
+    ck_assert_ptr_nonnull(strstr(man, "\"dcal_version\": \"" DCAL_VERSION "\""));
+    ck_assert_ptr_nonnull(strstr(man, "\"openblas\": "));
+    ck_assert_ptr_nonnull(strstr(man, "train.run_name=r1"));   // overrides recorded
+    char hex[65], path[1300], key[100];
+    snprintf(path, sizeof path, "%s/config.yaml", r.dir);
+    ck_assert(sha256_file(path, hex));
+    snprintf(key, sizeof key, "\"config_sha256\": \"%s\"", hex);
+    ck_assert_ptr_nonnull(strstr(man, key));
+    free(man);
+    char *cmp = slurp(r.dir, "compliance.txt");
+    ck_assert_ptr_nonnull(strstr(cmp, "DEVIATION"));
+    free(cmp);
+    char *met = slurp(r.dir, "metrics.jsonl");
+    ck_assert_str_eq(met, "{\"kind\":\"train\",\"step\":1,\"loss\":2.5}\n{\"kind\":\"train\",\"step\":2,\"loss\":2.4}\n"
+                          "{\"kind\":\"eval\",\"step\":2,\"acc_sa\":0.1}\n");
+    free(met);
+
+    // The same run name again: refused, naming --resume and train.run_name.
+    RunDir r2;
+    cap_begin();
+    int ok = rundir_open(&r2, &c, 0);
+    const char *err = cap_end();
+    ck_assert_int_eq(ok, 0);
+    ck_assert_msg(strstr(err, "already exists") && strstr(err, "--resume") && strstr(err, "train.run_name"), "%s", err);
+    // Resume appends to metrics and leaves config.yaml alone.
+    struct stat before, after;
+    ck_assert(stat(path, &before) == 0);
+    ck_assert(rundir_open(&r2, &c, 1));
+    rundir_metric(&r2, "{\"kind\":\"train\",\"step\":3}");
+    rundir_close(&r2);
+    ck_assert(stat(path, &after) == 0);
+    ck_assert(before.st_ino == after.st_ino && before.st_mtime == after.st_mtime);
+    met = slurp(r.dir, "metrics.jsonl");
+    ck_assert_ptr_nonnull(strstr(met, "acc_sa\":0.1}\n{\"kind\":\"train\",\"step\":3}\n"));
+    free(met);
+    // Resume of a run that does not exist.
+    DcalConfig c3 = tiny(out, "nope");
+    cap_begin();
+    ok = rundir_open(&r2, &c3, 1);
+    err = cap_end();
+    ck_assert_int_eq(ok, 0);
+    ck_assert_ptr_nonnull(strstr(err, "manifest.json missing"));
+}
+END_TEST
+
+START_TEST(default_run_name) {
+    char out[1100];
+    snprintf(out, sizeof out, "%s", test_tmpdir("rundir"));
+    DcalConfig c = tiny(out, "");
+    RunDir r;
+    ck_assert(rundir_open(&r, &c, 0));
+    rundir_close(&r);
+    // <dataset>-YYYYMMDD-HHMMSS (UTC), and config.yaml records it so --resume finds the dir.
+    const char *name = strrchr(r.dir, '/') + 1;
+    ck_assert_int_eq((int)strlen(name), (int)strlen("synthetic-20261123-054500"));
+    ck_assert(!strncmp(name, "synthetic-20", 12) && name[18] == '-');
+    char *yaml = slurp(r.dir, "config.yaml");
+    char want[200];
+    snprintf(want, sizeof want, "run_name: \"%s\"", name);
+    ck_assert_msg(strstr(yaml, want) || strstr(yaml, name), "%s", yaml);
+    free(yaml);
+}
+END_TEST
+
+START_TEST(audit_run) {
+    char out[1100], args[1400], buf[16384];
+    snprintf(out, sizeof out, "%s", test_tmpdir("rundir"));
+    DcalConfig c = tiny(out, "aud");
+    RunDir r;
+    make_run(&r, &c);
+    rundir_close(&r);
+    snprintf(args, sizeof args, "audit %s", r.dir);
+    int rc = run_dcal(args, buf, sizeof buf);
+    ck_assert_msg(rc == 0, "audit of a clean run failed:\n%s", buf);
+    ck_assert_ptr_nonnull(strstr(buf, "params_sha256 matches"));
+    ck_assert_ptr_nonnull(strstr(buf, "steps increasing"));
+    ck_assert(strncmp(buf, "FAIL", 4) && !strstr(buf, "\nFAIL"));
+
+    // An edit to config.yaml after the start: hash mismatch, exit 1, naming the file.
+    char path[1300];
+    snprintf(path, sizeof path, "%s/config.yaml", r.dir);
+    FILE *f = fopen(path, "a");
+    fputs("# edited later\n", f);
+    fclose(f);
+    rc = run_dcal(args, buf, sizeof buf);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(buf, "FAIL") && strstr(buf, "config.yaml: sha256"), "%s", buf);
+
+    // A metrics line going back in step, and a flipped byte in the checkpoint's data.
+    snprintf(path, sizeof path, "%s/metrics.jsonl", r.dir);
+    f = fopen(path, "a");
+    fputs("{\"kind\":\"train\",\"step\":1}\n", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", r.dir);
+    f = fopen(path, "r+b");
+    fseek(f, -4, SEEK_END);
+    fputc(0x7f, f);
+    fclose(f);
+    rc = run_dcal(args, buf, sizeof buf);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(buf, "metrics.jsonl:4: step 1 goes back from 2"), "%s", buf);
+    ck_assert_msg(strstr(buf, "checkpoint.safetensors: parameters hash to"), "%s", buf);
+
+    // Usage errors.
+    ck_assert_int_eq(run_dcal("audit --bogus x", NULL, 0), 2);
+    ck_assert_int_eq(run_dcal("audit", NULL, 0), 2);
+    ck_assert_int_eq(run_dcal("audit --help", buf, sizeof buf), 0);
+    ck_assert_ptr_nonnull(strstr(buf, "usage: dcal audit RUN_DIR"));
+    // Not a run directory at all.
+    snprintf(args, sizeof args, "audit %s/none", out);
+    ck_assert_int_eq(run_dcal(args, buf, sizeof buf), 1);
+    ck_assert_ptr_nonnull(strstr(buf, "manifest.json: missing"));
+}
+END_TEST
+
+// Weight files named in the manifest are re-hashed: OK, FAIL when changed, WARN when gone.
+START_TEST(audit_weight_files) {
+    char out[1100], pre[1200], args[1400], buf[16384], hex[65];
+    snprintf(out, sizeof out, "%s", test_tmpdir("rundir"));
+    snprintf(pre, sizeof pre, "%s/vit.safetensors", out);
+    write_text(pre, "pretend weights");
+    ck_assert(sha256_file(pre, hex));
+    DcalConfig c = tiny(out, "pre");
+    RunDir r;
+    make_run_pre(&r, &c, pre, hex);
+    rundir_close(&r);
+    snprintf(args, sizeof args, "audit %s", r.dir);
+    ck_assert_int_eq(run_dcal(args, buf, sizeof buf), 0);
+    ck_assert_msg(strstr(buf, "OK   pretrained: ") && strstr(buf, "sha256 matches"), "%s", buf);
+    write_text(pre, "other weights");
+    ck_assert_int_eq(run_dcal(args, buf, sizeof buf), 1);
+    ck_assert_msg(strstr(buf, "FAIL pretrained: "), "%s", buf);
+    unlink(pre);
+    ck_assert_int_eq(run_dcal(args, buf, sizeof buf), 0);
+    ck_assert_msg(strstr(buf, "WARN pretrained: ") && strstr(buf, "no longer exists"), "%s", buf);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("rundir");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, open_manifest_metric);
+    tcase_add_test(tc, default_run_name);
+    tcase_add_test(tc, audit_run);
+    tcase_add_test(tc, audit_weight_files);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
