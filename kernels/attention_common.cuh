@@ -1,0 +1,22 @@
+// attention_common.cuh: addressing shared by the fp32 (attention.cu) and the
+// tensor-core (attention_mma.cu) attention kernels. See attention.cu's header
+// for the combined key index and the determinism argument.
+#pragma once
+#include "cuda_common.h"
+
+// Head-h slice of query row qi of batch b (q_idx maps query rows to tokens).
+__device__ __forceinline__ long q_off(const AttnArgs &a, int b, int h, int qi) {
+    int tok = a.q_idx ? a.q_idx[b * a.Nq + qi] : qi;
+    return b * a.q_bstride + tok * a.q_tstride + (long)h * a.hd;
+}
+// Offset of key kk (combined index 0..n1+n2-1) in buffer 1 or 2; *second tells which.
+__device__ __forceinline__ long kv_off(const AttnArgs &a, int b, int h, int kk, bool *second) {
+    *second = kk >= a.n1;
+    if (!*second) return b * a.kv1_bstride + kk * a.kv1_tstride + (long)h * a.hd;
+    int b2 = a.kv2_b ? a.kv2_b[b] : b;
+    return b2 * a.kv2_bstride + (kk - a.n1) * a.kv2_tstride + (long)h * a.hd;
+}
+
+// attention_mma.cu: bf16 tensor-core versions (any hd <= 128). Dv = rowsum(dout·out).
+void attn_mma_forward(const AttnArgs *a, float *out, float *lse);
+void attn_mma_backward(const AttnArgs *a, const AttnGrads *g, const float *lse, const float *Dv, const float *dout);

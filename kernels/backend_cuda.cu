@@ -1,0 +1,41 @@
+// backend_cuda.cu: the CUDA backend table. Each slot's contract is in ops.h;
+// the kernels live one family per file (linear, layernorm, elementwise, adamw,
+// attention, rollout).
+#include "cuda_common.h"
+
+// Positional (C++17 has no designated initialisers): a slot added to ops.h must
+// fail here rather than shift every entry by one.
+static_assert(sizeof(Backend) == 30 * sizeof(void *), "Backend changed: update backend_cuda");
+
+extern "C" const Backend backend_cuda = {
+    /* name */ "cuda",
+    /* alloc */ cuda_alloc,
+    /* free */ cuda_free,
+    /* zero */ cuda_zero,
+    /* to_device */ cuda_to_device,
+    /* to_host */ cuda_to_host,
+    /* copy */ cuda_copy,
+    /* sync */ cuda_sync,
+    /* im2col_forward */ cuda_im2col_forward,
+    /* tokens_forward */ cuda_tokens_forward,
+    /* tokens_backward */ cuda_tokens_backward,
+    /* layernorm_forward */ cuda_layernorm_forward,
+    /* layernorm_backward */ cuda_layernorm_backward,
+    /* linear_forward */ cuda_linear_forward,
+    /* linear_backward */ cuda_linear_backward,
+    /* gelu_forward */ cuda_gelu_forward,
+    /* gelu_backward */ cuda_gelu_backward,
+    /* residual_forward */ cuda_residual_forward,
+    /* residual_backward */ cuda_residual_backward,
+    /* gather_rows_forward */ cuda_gather_rows_forward,
+    /* gather_rows_backward */ cuda_gather_rows_backward,
+    /* attention_forward */ cuda_attention_forward,
+    /* attention_backward */ cuda_attention_backward,
+    /* attention_probs_mean */ cuda_attention_probs_mean,
+    /* rollout_step */ cuda_rollout_step,
+    /* topk_select */ cuda_topk_select,
+    /* crossentropy_forward */ cuda_crossentropy_forward,
+    /* crossentropy_backward */ cuda_crossentropy_backward,
+    /* adamw_update */ cuda_adamw_update,
+    /* sumsq */ cuda_sumsq,
+};

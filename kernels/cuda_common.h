@@ -1,0 +1,92 @@
+// cuda_common.h: what every kernels/*.cu file shares: status-check macros, the
+// one stream and cuBLAS handle the backend runs on, a grow-only scratch buffer,
+// and the cuda_* functions that kernels/backend_cuda.cu gathers into backend_cuda.
+//
+// Every op is enqueued on one stream, so ops run in call order and scratch can
+// be reused by the next op without extra synchronisation.
+#pragma once
+#include <cuda_runtime.h>
+#include <cublas_v2.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+extern "C" {
+#include "ops.h"
+}
+
+// Any failing CUDA/cuBLAS call is fatal: the training state is unknown after it.
+#define CUDA_CHECK(call)                                                                      \
+    do {                                                                                      \
+        cudaError_t e_ = (call);                                                              \
+        if (e_ != cudaSuccess) {                                                              \
+            fprintf(stderr, "dcal: cuda: %s:%d: %s: %s\n", __FILE__, __LINE__, #call,         \
+                    cudaGetErrorString(e_));                                                  \
+            exit(1);                                                                          \
+        }                                                                                     \
+    } while (0)
+
+#define CUBLAS_CHECK(call)                                                                    \
+    do {                                                                                      \
+        cublasStatus_t s_ = (call);                                                           \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                    \
+            fprintf(stderr, "dcal: cuda: %s:%d: %s: %s\n", __FILE__, __LINE__, #call,         \
+                    cublasGetStatusString(s_));                                               \
+            exit(1);                                                                          \
+        }                                                                                     \
+    } while (0)
+
+// After every launch: catches bad launch configurations at the call site.
+#define LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+
+static inline unsigned cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
+
+// Lazily created on first use (so a CPU-only run never touches the driver).
+cudaStream_t cuda_stream(void);
+cublasHandle_t cuda_cublas(void);
+// Device scratch of at least `bytes`, valid until the next call (stream-ordered).
+void *cuda_scratch(size_t bytes);
+// dst[c] += sum_r src[r*cols + c], deterministic (fixed-order two-pass). Uses scratch.
+void cuda_colsum_acc(float *dst, const float *src, int rows, int cols);
+
+// memory (cuda_common.cu)
+void *cuda_alloc(size_t bytes);
+void cuda_free(void *p);
+void cuda_zero(void *p, size_t bytes);
+void cuda_to_device(void *dst, const void *src, size_t bytes);
+void cuda_to_host(void *dst, const void *src, size_t bytes);
+void cuda_copy(void *dst, const void *src, size_t bytes);
+void cuda_sync(void);
+
+// linear.cu
+void cuda_im2col_forward(float *cols, const float *img, int B, int C, int S, int p);
+void cuda_tokens_forward(float *x0, const float *pe, const float *cls, const float *pos, int B, int N, int D);
+void cuda_tokens_backward(float *dpe, float *dcls, float *dpos, const float *dx0, int B, int N, int D);
+void cuda_linear_forward(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC);
+void cuda_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                          int rows, int IC, int OC);
+// layernorm.cu
+void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                            int rows, int D, float eps);
+void cuda_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                             const float *mean, const float *rstd, int rows, int D);
+// elementwise.cu
+void cuda_gelu_forward(float *out, const float *inp, size_t n);
+void cuda_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+void cuda_residual_forward(float *out, const float *x, const float *f, const float *scale, int B, size_t n_per_b);
+void cuda_residual_backward(float *dx, float *df, const float *dout, const float *scale, int B, size_t n_per_b);
+void cuda_gather_rows_forward(float *out, const float *inp, const int *idx, int B, int Nin, int Nout, int D);
+void cuda_gather_rows_backward(float *dinp, const float *dout, const int *idx, int B, int Nin, int Nout, int D);
+void cuda_crossentropy_forward(float *losses, float *probs, const float *logits, const int *labels, int B, int C);
+void cuda_crossentropy_backward(float *dlogits, const float *probs, const int *labels, float dscale, int B, int C);
+double cuda_sumsq(const float *x, size_t n);
+// adamw.cu
+void cuda_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
+                       float beta2, float eps, float wd, int t);
+// attention.cu
+void cuda_attention_forward(const AttnArgs *a, float *out, float *lse);
+void cuda_attention_backward(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
+                             const float *dout);
+// rollout.cu
+void cuda_attention_probs_mean(const AttnArgs *a, const float *lse, float *S);
+void cuda_rollout_step(float *r, const float *S, float *tmp, int B, int N);
+void cuda_topk_select(int *sel, const float *r, int B, int N, int K);

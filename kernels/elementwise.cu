@@ -1,0 +1,196 @@
+// elementwise.cu: GELU, residual with drop-path scale, row gather, softmax
+// cross-entropy and the sum of squares. All fp32 (the loss and norms are the
+// numbers the run is judged by), all deterministic: no float atomics anywhere.
+#include "cuda_common.h"
+
+#define EW_THREADS 256
+
+__global__ void gelu_forward_kernel(float *out, const float *inp, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) { float x = inp[i]; out[i] = 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
+}
+
+// d/dx [x·Φ(x)] = Φ(x) + x·φ(x)
+__global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float x = inp[i];
+    float cdf = 0.5f * (1.f + erff(x * 0.70710678118654752f));
+    float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
+    dinp[i] += dout[i] * (cdf + x * pdf);
+}
+
+void cuda_gelu_forward(float *out, const float *inp, size_t n) {
+    if (!n) return;
+    gelu_forward_kernel<<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(out, inp, n);
+    LAUNCH_CHECK();
+}
+
+void cuda_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+    if (!n || !dinp) return;
+    gelu_backward_kernel<<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(dinp, inp, dout, n);
+    LAUNCH_CHECK();
+}
+
+__global__ void residual_forward_kernel(float *out, const float *x, const float *f, const float *scale, size_t n,
+                                        size_t n_per_b) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float s = scale ? scale[i / n_per_b] : 1.f;
+    out[i] = x[i] + s * f[i];
+}
+
+__global__ void residual_backward_kernel(float *dx, float *df, const float *dout, const float *scale, size_t n,
+                                         size_t n_per_b) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float g = dout[i];
+    if (dx) dx[i] += g;
+    if (df) df[i] += (scale ? scale[i / n_per_b] : 1.f) * g;
+}
+
+void cuda_residual_forward(float *out, const float *x, const float *f, const float *scale, int B, size_t n_per_b) {
+    size_t n = (size_t)B * n_per_b;
+    if (!n) return;
+    residual_forward_kernel<<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(out, x, f, scale, n, n_per_b);
+    LAUNCH_CHECK();
+}
+
+void cuda_residual_backward(float *dx, float *df, const float *dout, const float *scale, int B, size_t n_per_b) {
+    size_t n = (size_t)B * n_per_b;
+    if (!n || (!dx && !df)) return;
+    residual_backward_kernel<<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(dx, df, dout, scale, n, n_per_b);
+    LAUNCH_CHECK();
+}
+
+__global__ void gather_rows_forward_kernel(float *out, const float *inp, const int *idx, int Nin, int Nout, int D) {
+    int j = blockIdx.x, b = blockIdx.y;
+    const float *src = inp + ((size_t)b * Nin + idx[b * Nout + j]) * D;
+    float *dst = out + ((size_t)b * Nout + j) * D;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) dst[d] = src[d];
+}
+
+// Backward by ownership: block (row, b) scans idx[b, :] and adds every output
+// row that came from it, in j order (the CPU's order), so no two blocks ever
+// write one dinp row and no atomics are needed — even if idx had duplicates.
+__global__ void gather_rows_backward_kernel(float *dinp, const float *dout, const int *idx, int Nin, int Nout,
+                                            int D) {
+    int row = blockIdx.x, b = blockIdx.y;
+    const int *ib = idx + (size_t)b * Nout;
+    float *dst = dinp + ((size_t)b * Nin + row) * D;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float v = dst[d];
+        int hit = 0;
+        for (int j = 0; j < Nout; j++)
+            if (ib[j] == row) { v += dout[((size_t)b * Nout + j) * D + d]; hit = 1; }
+        if (hit) dst[d] = v;
+    }
+}
+
+void cuda_gather_rows_forward(float *out, const float *inp, const int *idx, int B, int Nin, int Nout, int D) {
+    if (B <= 0 || Nout <= 0) return;
+    gather_rows_forward_kernel<<<dim3(Nout, B), 128, 0, cuda_stream()>>>(out, inp, idx, Nin, Nout, D);
+    LAUNCH_CHECK();
+}
+
+void cuda_gather_rows_backward(float *dinp, const float *dout, const int *idx, int B, int Nin, int Nout, int D) {
+    if (B <= 0 || Nin <= 0 || !dinp) return;
+    gather_rows_backward_kernel<<<dim3(Nin, B), 128, 0, cuda_stream()>>>(dinp, dout, idx, Nin, Nout, D);
+    LAUNCH_CHECK();
+}
+
+// Fixed-shape tree reductions in shared memory: same order every run.
+template <typename T, typename Op>
+__device__ T block_reduce(T v, T *sh, Op op) {
+    int t = threadIdx.x;
+    sh[t] = v;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (t < s) sh[t] = op(sh[t], sh[t + s]);
+        __syncthreads();
+    }
+    T r = sh[0];
+    __syncthreads();   // sh may be reused by the caller's next reduction
+    return r;
+}
+
+struct MaxOp { __device__ float operator()(float a, float b) const { return fmaxf(a, b); } };
+struct SumOpF { __device__ float operator()(float a, float b) const { return a + b; } };
+struct SumOpD { __device__ double operator()(double a, double b) const { return a + b; } };
+
+// One block (EW_THREADS, a power of two) per sample. loss = logsumexp − logit[label].
+__global__ void crossentropy_forward_kernel(float *losses, float *probs, const float *logits, const int *labels,
+                                            int C) {
+    __shared__ float sh[EW_THREADS];
+    int b = blockIdx.x;
+    const float *x = logits + (size_t)b * C;
+    float m = -INFINITY;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) m = fmaxf(m, x[i]);
+    m = block_reduce(m, sh, MaxOp());
+    float s = 0.f;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) s += expf(x[i] - m);
+    s = block_reduce(s, sh, SumOpF());
+    float inv = 1.f / s;
+    if (probs)
+        for (int i = threadIdx.x; i < C; i += blockDim.x) probs[(size_t)b * C + i] = expf(x[i] - m) * inv;
+    if (threadIdx.x == 0 && losses) losses[b] = m + logf(s) - x[labels[b]];
+}
+
+__global__ void crossentropy_backward_kernel(float *dlogits, const float *probs, const int *labels, float dscale,
+                                             int B, int C) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)B * C) return;
+    int b = (int)(i / C), c = (int)(i % C);
+    dlogits[i] += dscale * (probs[i] - (c == labels[b] ? 1.f : 0.f));
+}
+
+void cuda_crossentropy_forward(float *losses, float *probs, const float *logits, const int *labels, int B, int C) {
+    if (B <= 0) return;
+    crossentropy_forward_kernel<<<B, EW_THREADS, 0, cuda_stream()>>>(losses, probs, logits, labels, C);
+    LAUNCH_CHECK();
+}
+
+void cuda_crossentropy_backward(float *dlogits, const float *probs, const int *labels, float dscale, int B, int C) {
+    size_t n = (size_t)B * C;
+    if (!n || !dlogits) return;
+    crossentropy_backward_kernel<<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(dlogits, probs, labels, dscale,
+                                                                                         B, C);
+    LAUNCH_CHECK();
+}
+
+// Sum of squares in double: pass 1 a fixed grid (a function of n only) of
+// grid-stride partials, pass 2 one block adds them in order. Bitwise stable.
+#define SUMSQ_MAX_BLOCKS 1024
+
+__global__ void sumsq_partial_kernel(double *part, const float *x, size_t n) {
+    __shared__ double sh[EW_THREADS];
+    double s = 0.0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        double v = x[i];
+        s += v * v;
+    }
+    s = block_reduce(s, sh, SumOpD());
+    if (threadIdx.x == 0) part[blockIdx.x] = s;
+}
+
+__global__ void sumsq_final_kernel(double *res, const double *part, int nparts) {
+    __shared__ double sh[EW_THREADS];
+    double s = 0.0;
+    for (int i = threadIdx.x; i < nparts; i += blockDim.x) s += part[i];
+    s = block_reduce(s, sh, SumOpD());
+    if (threadIdx.x == 0) *res = s;
+}
+
+double cuda_sumsq(const float *x, size_t n) {
+    if (!n) return 0.0;
+    size_t want = cdiv(n, (size_t)EW_THREADS * 16);
+    int nb = (int)(want < SUMSQ_MAX_BLOCKS ? want : SUMSQ_MAX_BLOCKS);
+    double *part = (double *)cuda_scratch((size_t)(nb + 1) * sizeof(double));
+    sumsq_partial_kernel<<<nb, EW_THREADS, 0, cuda_stream()>>>(part + 1, x, n);
+    LAUNCH_CHECK();
+    sumsq_final_kernel<<<1, EW_THREADS, 0, cuda_stream()>>>(part, part + 1, nb);
+    LAUNCH_CHECK();
+    double r = 0.0;
+    cuda_to_host(&r, part, sizeof r);
+    return r;
+}

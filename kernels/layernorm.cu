@@ -1,0 +1,115 @@
+// layernorm.cu: LayerNorm over the last dim, fp32 throughout (DESIGN §5 keeps
+// LN statistics in fp32). One warp per row; the two-pass mean/variance avoids
+// the cancellation of E[x²]−E[x]², matching the CPU reference's definition
+// (biased variance, rstd = 1/sqrt(var + eps)).
+#include "cuda_common.h"
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                                         const float *b, int rows, int D, float eps) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const float *x = inp + (size_t)row * D;
+    float s = 0.f;
+    for (int i = lane; i < D; i += 32) s += x[i];
+    float m = warp_sum(s) / D;
+    float v = 0.f;
+    for (int i = lane; i < D; i += 32) { float d = x[i] - m; v += d * d; }
+    float rs = 1.f / sqrtf(warp_sum(v) / D + eps);
+    float *o = out + (size_t)row * D;
+    for (int i = lane; i < D; i += 32) o[i] = (x[i] - m) * rs * w[i] + b[i];
+    if (lane == 0) {
+        if (mean) mean[row] = m;
+        if (rstd) rstd[row] = rs;
+    }
+}
+
+void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                            int rows, int D, float eps) {
+    if (rows <= 0) return;
+    layernorm_forward_kernel<<<cdiv(rows, 8), 256, 0, cuda_stream()>>>(out, mean, rstd, inp, w, b, rows, D, eps);
+    LAUNCH_CHECK();
+}
+
+// dinp += rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dout·w. One warp per row.
+__global__ void layernorm_dinp_kernel(float *dinp, const float *dout, const float *inp, const float *w,
+                                      const float *mean, const float *rstd, int rows, int D) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const float *x = inp + (size_t)row * D, *dy = dout + (size_t)row * D;
+    float m = mean[row], rs = rstd[row];
+    float sg = 0.f, sgx = 0.f;
+    for (int i = lane; i < D; i += 32) {
+        float g = dy[i] * w[i];
+        sg += g;
+        sgx += g * (x[i] - m) * rs;
+    }
+    sg = warp_sum(sg) / D;
+    sgx = warp_sum(sgx) / D;
+    float *dx = dinp + (size_t)row * D;
+    for (int i = lane; i < D; i += 32) {
+        float xh = (x[i] - m) * rs;
+        dx[i] += rs * (dy[i] * w[i] - sg - xh * sgx);
+    }
+}
+
+// dw/db: column sums over rows of dout·x̂ and dout, in two deterministic passes
+// (fixed chunks of rows, then the chunks in order) instead of float atomics.
+#define LN_ROWS_PER_CHUNK 256
+
+__global__ void layernorm_dwdb_partial_kernel(float *part, const float *dout, const float *inp, const float *mean,
+                                              const float *rstd, int rows, int D, int nchunks) {
+    __shared__ float aw[8][33], ab[8][33];
+    int c = blockIdx.x * 32 + threadIdx.x;
+    int r0 = blockIdx.y * LN_ROWS_PER_CHUNK, r1 = min(rows, r0 + LN_ROWS_PER_CHUNK);
+    float sw = 0.f, sb = 0.f;
+    if (c < D)
+        for (int r = r0 + threadIdx.y; r < r1; r += 8) {
+            float g = dout[(size_t)r * D + c];
+            sw += g * (inp[(size_t)r * D + c] - mean[r]) * rstd[r];
+            sb += g;
+        }
+    aw[threadIdx.y][threadIdx.x] = sw;
+    ab[threadIdx.y][threadIdx.x] = sb;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < D) {
+        float tw = 0.f, tb = 0.f;
+        for (int k = 0; k < 8; k++) { tw += aw[k][threadIdx.x]; tb += ab[k][threadIdx.x]; }
+        part[(size_t)blockIdx.y * D + c] = tw;
+        part[((size_t)nchunks + blockIdx.y) * D + c] = tb;
+    }
+}
+
+__global__ void layernorm_dwdb_final_kernel(float *dw, float *db, const float *part, int nchunks, int D) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= D) return;
+    float tw = 0.f, tb = 0.f;
+    for (int k = 0; k < nchunks; k++) {
+        tw += part[(size_t)k * D + c];
+        tb += part[((size_t)nchunks + k) * D + c];
+    }
+    if (dw) dw[c] += tw;
+    if (db) db[c] += tb;
+}
+
+void cuda_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                             const float *mean, const float *rstd, int rows, int D) {
+    if (rows <= 0) return;
+    if (dinp) {
+        layernorm_dinp_kernel<<<cdiv(rows, 8), 256, 0, cuda_stream()>>>(dinp, dout, inp, w, mean, rstd, rows, D);
+        LAUNCH_CHECK();
+    }
+    if (dw || db) {
+        int nchunks = (int)cdiv(rows, LN_ROWS_PER_CHUNK);
+        float *part = (float *)cuda_scratch((size_t)2 * nchunks * D * sizeof(float));
+        layernorm_dwdb_partial_kernel<<<dim3(cdiv(D, 32), nchunks), dim3(32, 8), 0, cuda_stream()>>>(
+            part, dout, inp, mean, rstd, rows, D, nchunks);
+        LAUNCH_CHECK();
+        layernorm_dwdb_final_kernel<<<cdiv(D, 256), 256, 0, cuda_stream()>>>(dw, db, part, nchunks, D);
+        LAUNCH_CHECK();
+    }
+}
