@@ -378,10 +378,10 @@ int train_main(DcalConfig *c, const TrainOptions *o) {
         }
         if ((c->train.save_every && (epoch + 1) % c->train.save_every == 0) || last)
             if (!checkpoint_save(ckpt_path, &m, am, av, &pos)) goto out;
-        if (stop_signal) {
-            printf("dcal: interrupted after epoch %d: checkpoint %s saved; continue with 'dcal train --resume %s'\n",
-                   epoch + 1, ckpt_path, run.dir);
+        if (stop_signal && !last) {   // a signal during eval: stop at the epoch boundary
             if (!checkpoint_save(ckpt_path, &m, am, av, &pos)) goto out;
+            printf("dcal: interrupted at step %lld (after epoch %d): checkpoint %s saved; continue with 'dcal train "
+                   "--resume %s'\n", (long long)pos.step, epoch + 1, ckpt_path, run.dir);
             rc = DCAL_EXIT_OK;
             goto out;
         }
