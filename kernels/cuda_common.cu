@@ -8,6 +8,12 @@ static int g_ready;
 static void *g_scratch;
 static size_t g_scratch_bytes;
 
+extern "C" size_t cuda_free_memory(void) {
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    return free_b;
+}
+
 extern "C" int cuda_device_count(void) {
     // No driver or no GPU is an answer (0), not an error: the caller falls back to CPU.
     int n = 0;

@@ -122,6 +122,7 @@ extern const Backend backend_cpu;
 #ifdef DCAL_HAVE_CUDA
 extern const Backend backend_cuda;
 int cuda_device_count(void);         // 0 when no GPU or no driver
+size_t cuda_free_memory(void);       // free bytes on the current device (cudaMemGetInfo)
 #endif
 // "cpu", "cuda" or "auto" → a backend; NULL after an error line if unavailable.
 const Backend *backend_get(const char *name);

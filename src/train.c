@@ -161,21 +161,33 @@ int train_main(DcalConfig *c, const TrainOptions *o) {
     if (!be) return DCAL_EXIT_FAIL;
     if (c->train.threads > 0) omp_set_num_threads(c->train.threads);
     int eff = config_effective_batch(c);
+    size_t budget = 0;
+    const char *budget_from = NULL;
     if (o->max_memory) {
-        size_t budget = parse_size(o->max_memory);
+        budget = parse_size(o->max_memory);
+        budget_from = o->max_memory;
         if (!budget) { dcal_err("--max-memory '%s': expected a size like 8G or 512M", o->max_memory); return DCAL_EXIT_USAGE; }
+    }
+#ifdef DCAL_HAVE_CUDA
+    else if (be == &backend_cuda) {   // DESIGN §4: fit the micro-batch to the device, never OOM mid-run
+        budget = cuda_free_memory() / 100 * 95;   // 5% for cuBLAS workspaces and the CUDA context's growth
+        budget_from = "free device memory";
+    }
+#endif
+    if (budget) {
         int per_dev = eff / c->train.devices;
         int mb = plan_pick_micro_batch(&c->model, per_dev, c->train.checkpoint_blocks, budget);
         if (!mb) {
-            dcal_err("--max-memory %s: even micro-batch 2 needs %.1f MiB (try --set train.checkpoint_blocks=true)",
-                     o->max_memory, plan_train_bytes(&c->model, 2, c->train.checkpoint_blocks) / 1048576.0);
+            dcal_err("%s (%.1f MiB): even micro-batch 2 needs %.1f MiB (try --set train.checkpoint_blocks=true)",
+                     budget_from, budget / 1048576.0,
+                     plan_train_bytes(&c->model, 2, c->train.checkpoint_blocks) / 1048576.0);
             return DCAL_EXIT_FAIL;
         }
         c->train.micro_batch = mb;
         c->train.accum_steps = per_dev / mb;
-        printf("memory plan: micro-batch %d x accumulation %d x devices %d = %d (%.1f MiB of %s)\n", mb,
-               c->train.accum_steps, c->train.devices, eff, plan_train_bytes(&c->model, mb, c->train.checkpoint_blocks) / 1048576.0,
-               o->max_memory);
+        printf("memory plan: micro-batch %d x accumulation %d x devices %d = %d (%.1f MiB of %.1f MiB %s)\n", mb,
+               c->train.accum_steps, c->train.devices, eff,
+               plan_train_bytes(&c->model, mb, c->train.checkpoint_blocks) / 1048576.0, budget / 1048576.0, budget_from);
     }
     int micro = c->train.micro_batch, accum = c->train.accum_steps;
     if (c->model.pwca_blocks > 0 && micro < 2) {

@@ -22,4 +22,13 @@ done
 cmp "$tmp/a.safetensors" "$tmp/c.safetensors" || { echo "FAIL: --init with the same weights changed the step"; exit 1; }
 "$dcal" train "${common[@]}" --set train.seed=99 --dump-step "$tmp/d.safetensors" > /dev/null
 cmp -s "$tmp/a.safetensors" "$tmp/d.safetensors" && { echo "FAIL: the seed does not change the dump"; exit 1; }
-echo ok
+
+# --max-memory picks the largest micro-batch whose plan fits and keeps the effective batch.
+out=$("$dcal" train "${common[@]}" --max-memory 1.3M --dump-step "$tmp/m.safetensors" 2>/dev/null)
+grep -q "memory plan: micro-batch 2 x accumulation 8" <<<"$out" || { echo "FAIL: --max-memory 1.3M: $out"; exit 1; }
+out=$("$dcal" train "${common[@]}" --max-memory 2M --dump-step "$tmp/m.safetensors" 2>/dev/null)
+grep -q "memory plan: micro-batch 4 x accumulation 4" <<<"$out" || { echo "FAIL: --max-memory 2M: $out"; exit 1; }
+if "$dcal" train "${common[@]}" --max-memory 100K --dump-step "$tmp/m.safetensors" 2> "$tmp/err.txt" >/dev/null; then
+  echo "FAIL: an impossible budget was accepted"; exit 1; fi
+grep -q "even micro-batch 2 needs" "$tmp/err.txt" || { cat "$tmp/err.txt"; exit 1; }
+echo ok: max-memory

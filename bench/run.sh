@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# run.sh BUILD OUT: the GPU benchmarks tools/gpu-check.sh runs (DESIGN §8):
+# a DCAL ViT-B/16 448 step at micro-batch 16 with and without per-block
+# checkpointing. MFU against the dense bf16 peak of an H100/H200 SXM (989 TFLOP/s).
+set -u
+BUILD=${1:-build}; OUT=${2:-.}
+peak=${PEAK_TFLOPS:-989}
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee "$OUT/bench_device.txt"
+for ckpt in 0 1; do
+  "$BUILD/bench_step" 448 16 $ckpt cuda 5 "$peak" 2>&1 | tee -a "$OUT/bench_step.txt"
+done
