@@ -3,6 +3,7 @@
 #include <string.h>
 #include "cmd.h"
 #include "common.h"
+#include "git_commit.h"
 
 typedef struct {
     const char *name;

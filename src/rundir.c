@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <yaml.h>
 #include "compliance.h"
+#include "git_commit.h"
 #include "sha256.h"
 #ifdef DCAL_HAVE_CUDA
 #include <cuda_runtime_api.h>
