@@ -554,8 +554,8 @@ int config_finalize(DcalConfig *c) {
         dcal_err("%s: model.img_size %d is not a multiple of model.patch %d", src, m->img_size, m->patch);
         return 0;
     }
-    if (m->glca_blocks > m->depth || m->glca_blocks < 1) {
-        dcal_err("%s: model.glca_blocks %d must be in [1, model.depth=%d]", src, m->glca_blocks, m->depth);
+    if (m->glca_blocks > m->depth) {   // 0 = no GLCA (an SA-only baseline)
+        dcal_err("%s: model.glca_blocks %d must be in [0, model.depth=%d]", src, m->glca_blocks, m->depth);
         return 0;
     }
     if (m->pwca_blocks > m->depth) {

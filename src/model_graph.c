@@ -11,6 +11,10 @@
 #include "rng.h"
 
 static bool stored(const Model *m) { return m->training && !m->ckpt; }
+// Which heads take part: SA always, GLCA when M > 0 (M = 0 is an SA-only baseline), PWCA when paired.
+static bool head_on(const Model *m, int h) {
+    return h == 0 || (h == 1 && m->cfg.glca_blocks > 0) || (h == 2 && m->acts->have_pwca);
+}
 static BlockActs *sa_acts(const Model *m, int l) { return &m->acts->sa[stored(m) ? l : 0]; }
 static BlockActs *pw_acts(const Model *m, int t) { return &m->acts->pw[stored(m) ? t : 0]; }
 static size_t stream_n(const Model *m, int B) { return (size_t)B * m->N * m->cfg.dim; }
@@ -167,19 +171,20 @@ void model_forward_train(Model *m, const Batch *bt, StepOut *out) {
     draw_drop_masks(m, bt);
     embed_forward(m, bt->images, B);
     sa_forward(m, B);
-    rollout_select(m, B);
-    glca_forward_all(m, B);
+    if (M > 0) {
+        rollout_select(m, B);
+        glca_forward_all(m, B);
+    }
     if (x->have_pwca) pwca_forward(m, B);
     TensorIds id = model_ids(m);
     head_forward(m, 0, xs(m, L, B), m->N, B, id.norm_w, id.head_w, true);
-    head_forward(m, 1, x->gl[M - 1].yout, Q, B, id.gnorm_w, id.ghead_w, true);
+    if (M > 0) head_forward(m, 1, x->gl[M - 1].yout, Q, B, id.gnorm_w, id.ghead_w, true);
     if (x->have_pwca) head_forward(m, 2, zs(m, m->cfg.pwca_blocks, B), m->N, B, id.norm_w, id.head_w, true);
     // Loss on the host: three means and the uncertainty weighting (SPEC §3).
     be->to_host(x->loss_w, m->params + m->tensors[id.loss_w].offset, 3 * sizeof(float));
-    int nb = x->have_pwca ? 3 : 2;
     for (int h = 0; h < 3; h++) {
         x->ce[h] = 0;
-        if (h >= nb) continue;
+        if (!head_on(m, h)) continue;
         be->to_host(x->h_logits + (size_t)h * B * C, x->head[h].logits, (size_t)B * C * sizeof(float));
         be->to_host(x->h_losses + (size_t)h * B, x->head[h].losses, (size_t)B * sizeof(float));
         double s = 0;
@@ -187,8 +192,9 @@ void model_forward_train(Model *m, const Batch *bt, StepOut *out) {
         x->ce[h] = (float)(s / B);
     }
     double loss = 0;
-    for (int h = 0; h < nb; h++)
-        loss += m->uncertainty_weighting ? 0.5 * (exp(-x->loss_w[h]) * x->ce[h] + x->loss_w[h]) : x->ce[h];
+    for (int h = 0; h < 3; h++)
+        if (head_on(m, h))
+            loss += m->uncertainty_weighting ? 0.5 * (exp(-x->loss_w[h]) * x->ce[h] + x->loss_w[h]) : x->ce[h];
     be->to_host(x->h_sel, x->sel, (size_t)B * Q * sizeof(int));
     for (int h = 0; h < 3; h++) {
         out->ce[h] = x->ce[h];
@@ -209,7 +215,7 @@ void model_backward(Model *m, float loss_scale) {
     // Loss weights: coefficient of each CE and the gradient of w (host math, 3 numbers).
     float coef[3], dw[3] = {0, 0, 0};
     for (int h = 0; h < 3; h++) {
-        bool on = h < 2 || x->have_pwca;
+        bool on = head_on(m, h);
         if (m->uncertainty_weighting) {
             coef[h] = on ? loss_scale * 0.5f * expf(-x->loss_w[h]) : 0;
             dw[h] = on ? loss_scale * 0.5f * (1.0f - expf(-x->loss_w[h]) * x->ce[h]) : 0;
@@ -235,7 +241,7 @@ void model_backward(Model *m, float loss_scale) {
     // GLCA, top block first; its gradients into x[L-M+j] wait in dglx until the SA loop reaches them.
     be->zero(x->dglx, (size_t)M * sbytes);
     be->zero(x->dgl_out, (size_t)B * Q * D * sizeof(float));
-    head_backward(m, 1, x->dgl_out, Q, B, id.gnorm_w, id.ghead_w, coef[1]);
+    if (M > 0) head_backward(m, 1, x->dgl_out, Q, B, id.gnorm_w, id.ghead_w, coef[1]);
     for (int j = M - 1; j >= 0; j--) {
         BlockW w = model_block_w(m, m->params, model_glca_tensor(m, j));
         BlockW gw = model_block_w(m, G, model_glca_tensor(m, j));
@@ -291,13 +297,17 @@ void model_forward_infer(Model *m, const float *images, int B, float *logits_sa,
     x->B = B;
     embed_forward(m, images, B);
     sa_forward(m, B);
-    rollout_select(m, B);
-    glca_forward_all(m, B);
     TensorIds id = model_ids(m);
     head_forward(m, 0, xs(m, L, B), m->N, B, id.norm_w, id.head_w, false);
-    head_forward(m, 1, x->gl[M - 1].yout, Q, B, id.gnorm_w, id.ghead_w, false);
     be->to_host(logits_sa, x->head[0].logits, (size_t)B * C * sizeof(float));
-    be->to_host(logits_glca, x->head[1].logits, (size_t)B * C * sizeof(float));
+    if (M > 0) {
+        rollout_select(m, B);
+        glca_forward_all(m, B);
+        head_forward(m, 1, x->gl[M - 1].yout, Q, B, id.gnorm_w, id.ghead_w, false);
+        be->to_host(logits_glca, x->head[1].logits, (size_t)B * C * sizeof(float));
+    } else {   // SA-only baseline: uniform GLCA logits leave the combined prediction = SA's
+        memset(logits_glca, 0, (size_t)B * C * sizeof(float));
+    }
     if (sel) be->to_host(sel, x->sel, (size_t)B * Q * sizeof(int));
     m->training = was;
 }

@@ -377,9 +377,13 @@ int train_main(DcalConfig *c, const TrainOptions *o) {
             EvalResult er;
             if (!evaluate(&m, &ds, c, &er)) goto out;
             if (er.acc_combined > best_comb) { best_comb = er.acc_combined; best_epoch = epoch + 1; }
-            printf("eval epoch %d/%d (test split, %d images): top-1 SA %.2f%% GLCA %.2f%% SA+GLCA %.2f%% | mean "
-                   "per-class %.2f%%\n", epoch + 1, c->optim.epochs, er.n, 100 * er.acc_sa, 100 * er.acc_glca,
-                   100 * er.acc_combined, 100 * er.mean_class_acc);
+            if (c->model.glca_blocks > 0)
+                printf("eval epoch %d/%d (test split, %d images): top-1 SA %.2f%% GLCA %.2f%% SA+GLCA %.2f%% | mean "
+                       "per-class %.2f%%\n", epoch + 1, c->optim.epochs, er.n, 100 * er.acc_sa, 100 * er.acc_glca,
+                       100 * er.acc_combined, 100 * er.mean_class_acc);
+            else
+                printf("eval epoch %d/%d (test split, %d images): top-1 SA %.2f%% (SA-only model: no GLCA) | mean "
+                       "per-class %.2f%%\n", epoch + 1, c->optim.epochs, er.n, 100 * er.acc_sa, 100 * er.mean_class_acc);
             fflush(stdout);
             char line[400];
             snprintf(line, sizeof line,

@@ -23,6 +23,13 @@ for f in config.yaml compliance.txt manifest.json metrics.jsonl checkpoint.safet
   [ -s "$tmp/runs/synthetic/$f" ] || { echo "FAIL: run lacks $f"; exit 1; }
 done
 "$dcal" audit "$tmp/runs/synthetic" || { echo "FAIL: audit of a fresh run"; exit 1; }
+# SA-only baseline on the same data and budget (no GLCA, no PWCA), reported beside DCAL.
+"$dcal" train --config "$src/configs/fgvc/synthetic.yaml" --set data.root="$tmp/data" --set train.out_dir="$tmp/runs" \
+  --set train.run_name=sa_only --set model.glca_blocks=0 --set model.pwca_blocks=0 --allow-deviation glca_blocks \
+  > "$tmp/sa.txt" 2> "$tmp/err.txt" || { cat "$tmp/sa.txt" "$tmp/err.txt"; exit 1; }
+sa=$(grep '^eval' "$tmp/sa.txt" | tail -1 | sed -E 's/.*top-1 SA ([0-9.]+)%.*/\1/')
+echo "SA-only baseline: top-1 $sa% | DCAL: SA+GLCA $(comb "$last")%"
+awk -v a="$sa" 'BEGIN { exit !(a >= 45) }' || { echo "FAIL: SA-only baseline $sa% < 45%"; exit 1; }
 # eval on the checkpoint reproduces the last epoch's numbers.
 "$dcal" eval --checkpoint "$tmp/runs/synthetic/checkpoint.safetensors" --dataset synthetic --data-root "$tmp/data" > "$tmp/eval.txt"
 cat "$tmp/eval.txt"
