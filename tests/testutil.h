@@ -16,3 +16,6 @@ const char *src_dir(void);
 int run_suite(Suite *s);
 // Max relative error between a and b: max|a-b| / max(max|b|, floor).
 double rel_err(const float *a, const double *b, size_t n, double floor);
+// Capture what the code under test writes to stderr (fd 2) between the two calls.
+void cap_begin(void);
+const char *cap_end(void);   // the captured text (static buffer, up to 16 KiB)

@@ -10,25 +10,6 @@
 #include "sha256.h"
 #include "testutil.h"
 
-static FILE *cap_f;
-static int cap_saved = -1;
-static char cap_buf[8192];
-static void cap_begin(void) {
-    fflush(stderr);
-    cap_f = tmpfile();
-    cap_saved = dup(2);
-    dup2(fileno(cap_f), 2);
-}
-static const char *cap_end(void) {
-    fflush(stderr);
-    dup2(cap_saved, 2);
-    close(cap_saved);
-    rewind(cap_f);
-    size_t n = fread(cap_buf, 1, sizeof cap_buf - 1, cap_f);
-    cap_buf[n] = 0;
-    fclose(cap_f);
-    return cap_buf;
-}
 
 static DcalConfig tiny(const char *out_dir, const char *run_name) {
     DcalConfig c;

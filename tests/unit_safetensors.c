@@ -8,25 +8,6 @@
 #include "testutil.h"
 
 // Capture what the code under test prints on stderr (tests run in forked children).
-static FILE *cap_f;
-static int cap_saved = -1;
-static char cap_buf[8192];
-static void cap_begin(void) {
-    fflush(stderr);
-    cap_f = tmpfile();
-    cap_saved = dup(2);
-    dup2(fileno(cap_f), 2);
-}
-static const char *cap_end(void) {
-    fflush(stderr);
-    dup2(cap_saved, 2);
-    close(cap_saved);
-    rewind(cap_f);
-    size_t n = fread(cap_buf, 1, sizeof cap_buf - 1, cap_f);
-    cap_buf[n] = 0;
-    fclose(cap_f);
-    return cap_buf;
-}
 
 // A file from a header string and raw data bytes.
 static void write_raw(const char *path, const char *hdr, const void *data, size_t n) {
