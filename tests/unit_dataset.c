@@ -275,9 +275,9 @@ START_TEST(bad_images) {
     int lab[64], ids[64];
     for (int w = 0; w <= 2; w += 2) {
         cfg.workers = w;
+        cap_begin();   // before the workers start: they may decode (and report) the bad file while prefetching
         Loader *l = loader_create(&d, &cfg, false, 4, 0);
         loader_start(l, 0, 0);
-        cap_begin();
         int r0 = loader_next(l, x, lab, ids), r1 = loader_next(l, x, lab, ids);
         e = cap_end();
         ck_assert_int_eq(r0, 4);
