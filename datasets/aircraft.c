@@ -6,8 +6,6 @@
 #include <string.h>
 #include "dataset_int.h"
 
-#define AIR_LAYOUT "ROOT/data/{variants.txt, images_variant_trainval.txt, images_variant_test.txt, images/*.jpg} (fgvc-aircraft-2013b)"
-#define AIR_SOURCE "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/ (fgvc-aircraft-2013b.tar.gz)"
 
 static int read_split(Dataset *d, const char *file, Sha256 *h, DatasetItem **v, int *n) {
     char path[DCAL_PATH_MAX + 64];

@@ -7,8 +7,6 @@
 #include <string.h>
 #include "dataset_int.h"
 
-#define CARS_LAYOUT "ROOT/{class_names.txt, cars_train.csv, cars_test.csv} with lines 'relpath,class_id' (1-based), see datasets/README.md"
-#define CARS_SOURCE "https://ai.stanford.edu/~jkrause/cars/car_dataset.html (or a mirror of cars_train/, cars_test/ and the devkit)"
 
 static int read_csv(Dataset *d, const char *file, Sha256 *h, DatasetItem **v, int *n) {
     char path[DCAL_PATH_MAX + 64];

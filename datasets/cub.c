@@ -4,8 +4,6 @@
 #include <string.h>
 #include "dataset_int.h"
 
-#define CUB_LAYOUT "ROOT/{classes.txt, images.txt, image_class_labels.txt, train_test_split.txt, images/}"
-#define CUB_SOURCE "https://data.caltech.edu/records/65de6-vp158 (CUB_200_2011.tgz; synthetic: 'dcal make-synthetic --out DIR')"
 
 // Read "id value" pairs; ids must run 1..n in order. vals[i] points into tf.
 static int read_pairs(TextFile *tf, const char *root, const char *file, Sha256 *h, char ***vals, int *n) {

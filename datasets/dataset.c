@@ -96,7 +96,12 @@ int dataset_open(Dataset *d, const DataConfig *cfg) {
     if (!rl) { dcal_err("data.root is empty (set it in the config or with --data-root DIR)"); return 0; }
     struct stat sb;
     if (stat(d->root, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        dcal_err("%s: dataset root is not a directory (data.root for dataset '%s')", d->root, cfg->dataset);
+        const char *layout = !strcmp(cfg->dataset, "cars") ? CARS_LAYOUT
+                             : !strcmp(cfg->dataset, "aircraft") ? AIR_LAYOUT : CUB_LAYOUT;
+        const char *source = !strcmp(cfg->dataset, "cars") ? CARS_SOURCE
+                             : !strcmp(cfg->dataset, "aircraft") ? AIR_SOURCE : CUB_SOURCE;
+        dcal_err("%s: dataset root for '%s' is not a directory (expected %s; get it from %s; set --data-root DIR)",
+                 d->root, cfg->dataset, layout, source);
         return 0;
     }
     Sha256 *h = sha256_new();

@@ -27,3 +27,11 @@ int ds_finish(Dataset *d, Sha256 *h, bool skip_bad);
 int cub_open(Dataset *d, const DataConfig *cfg, Sha256 *h);
 int cars_open(Dataset *d, const DataConfig *cfg, Sha256 *h);
 int aircraft_open(Dataset *d, const DataConfig *cfg, Sha256 *h);
+
+// Where each dataset comes from and the layout dcal reads (datasets/README.md).
+#define CUB_LAYOUT "ROOT/{classes.txt, images.txt, image_class_labels.txt, train_test_split.txt, images/}"
+#define CUB_SOURCE "https://data.caltech.edu/records/65de6-vp158 (CUB_200_2011.tgz; synthetic: 'dcal make-synthetic --out DIR')"
+#define CARS_LAYOUT "ROOT/{class_names.txt, cars_train.csv, cars_test.csv} with lines 'relpath,class_id' (1-based), see datasets/README.md"
+#define CARS_SOURCE "https://ai.stanford.edu/~jkrause/cars/car_dataset.html (or a mirror of cars_train/, cars_test/ and the devkit)"
+#define AIR_LAYOUT "ROOT/data/{variants.txt, images_variant_trainval.txt, images_variant_test.txt, images/*.jpg} (fgvc-aircraft-2013b)"
+#define AIR_SOURCE "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/ (fgvc-aircraft-2013b.tar.gz)"

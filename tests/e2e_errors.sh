@@ -31,6 +31,8 @@ cp -r "$tmp/runs/r" "$tmp/runs/t"; head -c 5000 "$ck" > "$tmp/runs/t/checkpoint.
 expect "checkpoint.safetensors" -- "$dcal" train --resume "$tmp/runs/t"
 # Wrong-shape weights for --init: the checkpoint of a D=32 model into a D=48 model.
 expect "blocks.0.attn.qkv.weight" -- "$dcal" train "${common[@]}" --set model.dim=48 --set train.run_name=w --init "$ck" --dump-step "$tmp/d.safetensors"
+# A missing dataset root names the expected layout and where the data comes from.
+expect "get it from https://data.caltech.edu" -- "$dcal" train --dataset cub --data-root "$tmp/no-such-dir"
 # Compliance: the paper config with micro-batch 8 refuses to train, naming the rule.
 expect "effective_batch" -- "$dcal" train --dataset cub --set train.micro_batch=8 --data-root "$tmp/data"
 # NaN loss: start from weights with a NaN in the final LN; training stops with a message.
