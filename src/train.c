@@ -351,9 +351,9 @@ int train_main(DcalConfig *c, const TrainOptions *o) {
                 snprintf(line, sizeof line,
                          "{\"kind\":\"train\",\"step\":%lld,\"epoch\":%d,\"loss\":%.6g,\"ce_sa\":%.6g,\"ce_glca\":%.6g,"
                          "\"ce_pwca\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"loss_w\":[%.6g,%.6g,%.6g],\"img_s\":%.3g,"
-                         "\"rss_mib\":%.1f}",
+                         "\"rss_mib\":%.1f,\"skipped_images\":%d}",
                          (long long)pos.step, epoch + 1, sum_loss / n_sum, sum_ce[0] / n_sum, sum_ce[1] / n_sum,
-                         sum_ce[2] / n_sum, lr, sqrt(gsq), w[0], w[1], w[2], ips, peak_rss_mb());
+                         sum_ce[2] / n_sum, lr, sqrt(gsq), w[0], w[1], w[2], ips, peak_rss_mb(), loader_skipped(L));
                 rundir_metric(&run, line);
                 t_log = now;
                 imgs_since = 0;
@@ -407,6 +407,9 @@ int train_main(DcalConfig *c, const TrainOptions *o) {
         checkpoint_params_sha256(&m, hex);
         printf("dcal: done: %lld steps in %.1f s; final weights sha256 %s; checkpoint %s\n", (long long)pos.step,
                now_seconds() - t_start, hex, ckpt_path);
+        if (loader_skipped(L))   // data.skip_bad: never silent
+            printf("dcal: WARNING: unreadable training images were skipped %d time(s) over the run (data.skip_bad; "
+                   "see skipped_images in metrics.jsonl)\n", loader_skipped(L));
         if (best_epoch > 0)
             printf("dcal: the reported accuracy is the last epoch's; the best epoch on the TEST split was %d (%.2f%% "
                    "SA+GLCA) — selected on the test split, so not an unbiased estimate\n", best_epoch, 100 * best_comb);

@@ -21,6 +21,10 @@ ck="$tmp/runs/r/checkpoint.safetensors"; h0=$(sha256sum "$ck" | cut -d' ' -f1)
 img=$(awk 'NR==1 {print $2}' "$tmp/data/images.txt")
 cp "$tmp/data/images/$img" "$tmp/saved.png"; head -c 200 "$tmp/saved.png" > "$tmp/data/images/$img"
 expect "$img" -- "$dcal" train --resume "$tmp/runs/r"
+# data.skip_bad: the run goes on, and the skipped image is counted in metrics and in the summary.
+"$dcal" train "${common[@]}" --set train.run_name=skip --set data.skip_bad=true > "$tmp/skip.txt" 2>/dev/null || { echo "FAIL: skip_bad run"; fail=1; }
+grep -q '"skipped_images":[1-9]' "$tmp/runs/skip/metrics.jsonl" || { echo "FAIL: skipped image not recorded"; fail=1; }
+grep -q "unreadable training images were skipped 2 time(s)" "$tmp/skip.txt" || { echo "FAIL: skipped image not reported"; fail=1; }
 cp "$tmp/saved.png" "$tmp/data/images/$img"
 # Missing image file.
 mv "$tmp/data/images/$img" "$tmp/gone.png"
