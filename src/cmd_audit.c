@@ -14,6 +14,7 @@
 #include "cmd.h"
 #include "compliance.h"
 #include "config.h"
+#include "dataset.h"
 #include "safetensors.h"
 #include "sha256.h"
 
@@ -180,6 +181,26 @@ static void check_weight_file(const Jv *man, const char *what) {
     else report("OK", "%s: %s: sha256 matches", what, path);
 }
 
+// The data the run trained on: recompute the fingerprint when the data is still there.
+static void check_dataset(const Jv *man, const DcalConfig *cfg) {
+    const Jv *ds = jget(man, "dataset");
+    const char *want = ds ? jget_str(ds, "fingerprint") : NULL;
+    if (!want || !*want) { report("FAIL", "dataset: manifest records no fingerprint"); return; }
+    if (access(cfg->data.root, R_OK) != 0) {
+        report("WARN", "dataset: %s no longer exists here, fingerprint not re-checked", cfg->data.root);
+        return;
+    }
+    Dataset d;
+    DataConfig dc = cfg->data;
+    dc.skip_bad = true;   // a missing file should change the fingerprint, not stop the audit
+    if (!dataset_open(&d, &dc)) { report("FAIL", "dataset: %s does not open (see the error above)", dc.root); return; }
+    if (strcmp(d.fingerprint, want))
+        report("FAIL", "dataset: %s fingerprints to %s, the run trained on %s", dc.root, d.fingerprint, want);
+    else
+        report("OK", "dataset: %s fingerprint matches (%d train / %d test)", dc.root, d.n_train, d.n_test);
+    dataset_free(&d);
+}
+
 static void check_checkpoint(const char *path) {
     SafeTensors st;
     if (!st_load(&st, path)) { report("FAIL", "%s: does not load (see the error above)", path); return; }
@@ -337,6 +358,7 @@ int cmd_audit(int argc, char **argv) {
     }
 
     check_checkpoints(dir);
+    if (have_man && have_cfg) check_dataset(&man, &cfg);
     if (have_man) {
         check_weight_file(&man, "pretrained");
         check_weight_file(&man, "init");

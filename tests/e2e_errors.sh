@@ -52,6 +52,12 @@ PY
 expect "loss is nan" -- "$dcal" train "${common[@]}" --set train.run_name=nan --init "$tmp/w.safetensors"
 h1=$(sha256sum "$ck" | cut -d' ' -f1)
 [ "$h0" = "$h1" ] || { echo "FAIL: the earlier checkpoint changed"; fail=1; }
+# audit notices data that changed under a run.
+"$dcal" audit "$tmp/runs/r" > "$tmp/audit.txt" 2>&1 || { echo "FAIL: audit of an intact run"; cat "$tmp/audit.txt"; fail=1; }
+echo "x" >> "$tmp/data/images/$img"
+if "$dcal" audit "$tmp/runs/r" > "$tmp/audit.txt" 2>&1; then echo "FAIL: audit missed changed data"; fail=1; fi
+grep -q "FAIL dataset: .* fingerprints to" "$tmp/audit.txt" || { echo "FAIL: audit output:"; cat "$tmp/audit.txt"; fail=1; }
+cp "$tmp/saved.png" "$tmp/data/images/$img"
 # And the untouched run still resumes to the end.
 "$dcal" train --resume "$tmp/runs/r" > /dev/null || { echo "FAIL: intact run no longer resumes"; fail=1; }
 exit $fail
