@@ -1,29 +1,10 @@
 // cmd_plan.c: `dcal plan` — the exact memory table for a config (DESIGN §4),
 // and with --max-memory the micro-batch / accumulation that train would pick.
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include "cli.h"
 #include "cmd.h"
 #include "plan.h"
-
-// "8G", "512M", "1.5GiB", "1000000" → bytes (binary units); 0 when malformed.
-static size_t parse_size(const char *s) {
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || !(v > 0)) return 0;
-    double mul = 1;
-    switch (toupper((unsigned char)*end)) {
-    case 'K': mul = 1024.0; end++; break;
-    case 'M': mul = 1048576.0; end++; break;
-    case 'G': mul = 1073741824.0; end++; break;
-    case 'T': mul = 1099511627776.0; end++; break;
-    }
-    if (mul > 1 && *end == 'i') end++;
-    if (*end == 'B' || *end == 'b') end++;
-    if (*end || v * mul >= 1.8e19) return 0;
-    return (size_t)(v * mul);
-}
 
 static void print_pick(const ModelConfig *m, int per_dev, int devices, bool ckpt, size_t budget) {
     int B = plan_pick_micro_batch(m, per_dev, ckpt, budget);
@@ -63,7 +44,7 @@ int cmd_plan(int argc, char **argv) {
         B = (int)v;
     }
     size_t budget = 0;
-    if (maxmem && !(budget = parse_size(maxmem))) {
+    if (maxmem && !(budget = plan_parse_size(maxmem))) {
         dcal_err("plan: --max-memory '%s': expected a size like 8G or 512M", maxmem);
         return DCAL_EXIT_USAGE;
     }

@@ -1,5 +1,7 @@
 // plan.c: memory planning (DESIGN §4). model_plan sizes every buffer with the
 // same code that allocates it, so these numbers are what training will use.
+#include <ctype.h>
+#include <stdlib.h>
 #include "plan.h"
 
 size_t plan_train_bytes(const ModelConfig *cfg, int B, bool ckpt) {
@@ -33,4 +35,22 @@ void plan_print(FILE *f, const ModelConfig *cfg, int B) {
         }
         fprintf(f, "%-22s %14.1f %16zu   %14.1f %16zu\n", rows[r], v[0] / 1048576.0, v[0], v[1] / 1048576.0, v[1]);
     }
+}
+
+// "8G", "512M", "1.5GiB", "1000000" → bytes (binary units); 0 when malformed.
+size_t plan_parse_size(const char *s) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || !(v > 0)) return 0;
+    double mul = 1;
+    switch (toupper((unsigned char)*end)) {
+    case 'K': mul = 1024.0; end++; break;
+    case 'M': mul = 1048576.0; end++; break;
+    case 'G': mul = 1073741824.0; end++; break;
+    case 'T': mul = 1099511627776.0; end++; break;
+    }
+    if (mul > 1 && *end == 'i') end++;
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end || v * mul >= 1.8e19) return 0;
+    return (size_t)(v * mul);
 }

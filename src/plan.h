@@ -10,3 +10,5 @@ size_t plan_train_bytes(const ModelConfig *cfg, int B, bool ckpt);
 int plan_pick_micro_batch(const ModelConfig *cfg, int effective_batch, bool ckpt, size_t budget);
 // Print the table for one config (with and without checkpointing).
 void plan_print(FILE *f, const ModelConfig *cfg, int B);
+// "8G", "512M", "1.5GiB", "1000000" → bytes (binary units); 0 when malformed.
+size_t plan_parse_size(const char *s);

@@ -94,18 +94,6 @@ int evaluate(Model *m, const Dataset *ds, const DcalConfig *c, EvalResult *out) 
     return !fail;
 }
 
-static size_t parse_size(const char *s) {
-    char *end;
-    double x = strtod(s, &end);
-    double mul = 1;
-    if (*end == 'K' || *end == 'k') mul = 1024.0;
-    else if (*end == 'M' || *end == 'm') mul = 1024.0 * 1024;
-    else if (*end == 'G' || *end == 'g') mul = 1024.0 * 1024 * 1024;
-    else if (*end) return 0;
-    if (*end && end[1] && strcmp(end + 1, "B") && strcmp(end + 1, "iB")) return 0;
-    return x > 0 ? (size_t)(x * mul) : 0;
-}
-
 static double peak_rss_mb(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -164,7 +152,7 @@ int train_main(DcalConfig *c, const TrainOptions *o) {
     size_t budget = 0;
     const char *budget_from = NULL;
     if (o->max_memory) {
-        budget = parse_size(o->max_memory);
+        budget = plan_parse_size(o->max_memory);
         budget_from = o->max_memory;
         if (!budget) { dcal_err("--max-memory '%s': expected a size like 8G or 512M", o->max_memory); return DCAL_EXIT_USAGE; }
     }
