@@ -7,7 +7,7 @@
 #include "model_block.h"
 
 // q|k|v views into a [B, N, 3D] buffer (heads contiguous inside each).
-static AttnArgs qkv_args(const Model *m, int B, const float *qkv, const float *qkv2, const int *pair) {
+AttnArgs block_qkv_args(const Model *m, int B, const float *qkv, const float *qkv2, const int *pair) {
     int D = m->cfg.dim, N = m->N;
     AttnArgs a = {.B = B, .H = m->cfg.heads, .hd = D / m->cfg.heads, .Nq = N, .q_idx = NULL,
                   .q = qkv, .q_bstride = (long)N * 3 * D, .q_tstride = 3 * D,
@@ -27,7 +27,7 @@ void block_attn_forward(const Model *m, const BlockW *w, BlockActs *a, const flo
     be->layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, xin, w->ln1w, w->ln1b, rows, D, (float)m->cfg.ln_eps);
     be->linear_forward(a->qkv, a->ln1, w->qkvw, w->qkvb, rows, D, 3 * D);
     if (attention) {
-        AttnArgs at = qkv_args(m, B, a->qkv, qkv2, pair);
+        AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
         be->attention_forward(&at, a->att, a->lse);
     }
 }
@@ -79,7 +79,7 @@ void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const Blo
     int D = m->cfg.dim, rows = B * m->N;
     mlp_proj_backward(m, w, gw, a->h, a->ln2, a->ln2_mean, a->ln2_rstd, a->fc1, a->gelu, a->att, dout, dxin, g, B,
                       m->N, s1, s2);
-    AttnArgs at = qkv_args(m, B, a->qkv, qkv2, pair);
+    AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
     // g->dqkv was zeroed by the caller and may already hold PWCA's dk2/dv2 for this layer.
     AttnGrads ag = {.dq = g->dqkv, .dk1 = g->dqkv + D, .dv1 = g->dqkv + 2 * D,
                     .dk2 = dqkv2 ? dqkv2 + D : NULL, .dv2 = dqkv2 ? dqkv2 + 2 * D : NULL};

@@ -3,6 +3,8 @@
 #pragma once
 #include "model_int.h"
 
+// Attention views into a [B, N, 3D] qkv buffer; PWCA adds the distractor's k/v (qkv2, pair).
+AttnArgs block_qkv_args(const Model *m, int B, const float *qkv, const float *qkv2, const int *pair);
 // LN1 + qkv (+ attention when asked): the part the rollout and PWCA reuse.
 void block_attn_forward(const Model *m, const BlockW *w, BlockActs *a, const float *xin, int B, const float *qkv2,
                         const int *pair, bool attention);

@@ -82,17 +82,14 @@ static BlockActs *sa_layer(Model *m, int l, int B, bool attention) {
 static void rollout_select(Model *m, int B) {
     const Backend *be = m->be;
     Acts *x = m->acts;
-    int N = m->N, D = m->cfg.dim, L = m->cfg.depth, M = m->cfg.glca_blocks;
+    int N = m->N, L = m->cfg.depth, M = m->cfg.glca_blocks;
     float *e0 = xcalloc((size_t)B * N, sizeof(float));
     for (int b = 0; b < B; b++) e0[(size_t)b * N] = 1.0f;
     be->to_device(x->r, e0, (size_t)B * N * sizeof(float));
     free(e0);
     for (int l = L - M - 1; l >= 0; l--) {
         BlockActs *a = sa_layer(m, l, B, true);
-        AttnArgs at = {.B = B, .H = m->cfg.heads, .hd = D / m->cfg.heads, .Nq = N, .q = a->qkv,
-                       .q_bstride = (long)N * 3 * D, .q_tstride = 3 * D, .k1 = a->qkv + D, .v1 = a->qkv + 2 * D,
-                       .n1 = N, .kv1_bstride = (long)N * 3 * D, .kv1_tstride = 3 * D};
-        at.scale = 1.0f / sqrtf((float)at.hd);
+        AttnArgs at = block_qkv_args(m, B, a->qkv, NULL, NULL);
         be->attention_probs_mean(&at, a->lse, x->S);
         be->rollout_step(x->r, x->S, x->rtmp, B, N);
     }
