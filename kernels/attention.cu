@@ -82,17 +82,7 @@ __global__ void __launch_bounds__(NT) attn_fwd_kernel(AttnArgs a, float *out, fl
 
     for (int k0 = 0; k0 < nk; k0 += TC) {
         __syncthreads();   // everyone is done with the previous Ks/Vs
-        if (t < TC) {
-            const float *kp = nullptr, *vp = nullptr;
-            if (k0 + t < nk) {
-                bool second;
-                long off = kv_off(a, b, h, k0 + t, &second);
-                kp = (second ? a.k2 : a.k1) + off;
-                vp = (second ? a.v2 : a.v1) + off;
-            }
-            krow[t] = kp;
-            vrow[t] = vp;
-        }
+        kv_tile_rows(a, b, h, k0, nk, TC, t, krow, vrow);
         __syncthreads();
         load_tile<HD>(Ks, krow, a.hd);
         load_tile<HD>(Vs, vrow, a.hd);
@@ -184,17 +174,7 @@ __global__ void __launch_bounds__(NT) attn_bwd_dq_kernel(AttnArgs a, float *dq, 
 
     for (int k0 = 0; k0 < nk; k0 += TC) {
         __syncthreads();
-        if (t < TC) {
-            const float *kp = nullptr, *vp = nullptr;
-            if (k0 + t < nk) {
-                bool second;
-                long off = kv_off(a, b, h, k0 + t, &second);
-                kp = (second ? a.k2 : a.k1) + off;
-                vp = (second ? a.v2 : a.v1) + off;
-            }
-            krow[t] = kp;
-            vrow[t] = vp;
-        }
+        kv_tile_rows(a, b, h, k0, nk, TC, t, krow, vrow);
         __syncthreads();
         load_tile<HD>(Ks, krow, a.hd);
         load_tile<HD>(Vs, vrow, a.hd);

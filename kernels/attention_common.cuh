@@ -16,6 +16,21 @@ __device__ __forceinline__ long kv_off(const AttnArgs &a, int b, int h, int kk, 
     int b2 = a.kv2_b ? a.kv2_b[b] : b;
     return b2 * a.kv2_bstride + (kk - a.n1) * a.kv2_tstride + (long)h * a.hd;
 }
+// Threads t < tile publish the row pointers of keys/values k0 .. k0+tile-1 of
+// (b, h) into shared arrays (NULL past the last key) for the tile loaders.
+__device__ __forceinline__ void kv_tile_rows(const AttnArgs &a, int b, int h, int k0, int nk, int tile, int t,
+                                             const float **krow, const float **vrow) {
+    if (t >= tile) return;
+    const float *kp = nullptr, *vp = nullptr;
+    if (k0 + t < nk) {
+        bool second;
+        long off = kv_off(a, b, h, k0 + t, &second);
+        kp = (second ? a.k2 : a.k1) + off;
+        vp = (second ? a.v2 : a.v1) + off;
+    }
+    krow[t] = kp;
+    vrow[t] = vp;
+}
 
 // attention_mma.cu: bf16 tensor-core versions (any hd <= 128). Dv = rowsum(dout·out).
 void attn_mma_forward(const AttnArgs *a, float *out, float *lse);

@@ -133,17 +133,7 @@ __global__ void __launch_bounds__(MNT) attn_fwd_mma_kernel(AttnArgs a, float *ou
 
     for (int k0 = 0; k0 < nk; k0 += MK) {
         __syncthreads();   // all warps are done with the previous Ks/Vs
-        if (t < MK) {
-            const float *kp = nullptr, *vp = nullptr;
-            if (k0 + t < nk) {
-                bool second;
-                long off = kv_off(a, b, h, k0 + t, &second);
-                kp = (second ? a.k2 : a.k1) + off;
-                vp = (second ? a.v2 : a.v1) + off;
-            }
-            krow[t] = kp;
-            vrow[t] = vp;
-        }
+        kv_tile_rows(a, b, h, k0, nk, MK, t, krow, vrow);
         __syncthreads();
         load_bf16<HD>(Ks, krow, a.hd);
         load_bf16<HD>(Vs, vrow, a.hd);
@@ -238,17 +228,7 @@ __global__ void __launch_bounds__(MNT) attn_bwd_dq_mma_kernel(AttnArgs a, float 
 
     for (int k0 = 0; k0 < nk; k0 += MK) {
         __syncthreads();
-        if (t < MK) {
-            const float *kp = nullptr, *vp = nullptr;
-            if (k0 + t < nk) {
-                bool second;
-                long off = kv_off(a, b, h, k0 + t, &second);
-                kp = (second ? a.k2 : a.k1) + off;
-                vp = (second ? a.v2 : a.v1) + off;
-            }
-            krow[t] = kp;
-            vrow[t] = vp;
-        }
+        kv_tile_rows(a, b, h, k0, nk, MK, t, krow, vrow);
         __syncthreads();
         load_bf16<HD>(Ks, krow, a.hd);
         load_bf16<HD>(Vs, vrow, a.hd);

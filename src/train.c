@@ -94,6 +94,14 @@ int evaluate(Model *m, const Dataset *ds, const DcalConfig *c, EvalResult *out) 
     return !fail;
 }
 
+// For error messages that stop a run: what the user still has on disk.
+static const char *checkpoint_state(const char *path) {
+    static char buf[DCAL_PATH_MAX + 64];
+    if (path[0] && access(path, F_OK) == 0) snprintf(buf, sizeof buf, "the last checkpoint is untouched: %s", path);
+    else snprintf(buf, sizeof buf, "no checkpoint written");
+    return buf;
+}
+
 static double peak_rss_mb(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -285,10 +293,8 @@ int train_main(DcalConfig *c, const TrainOptions *o) {
                 StepOut so;
                 model_forward_train(&m, &bt, &so);
                 if (!isfinite(so.loss)) {
-                    dcal_err("step %lld: loss is %g (CE SA %g, GLCA %g, PWCA %g): stopping; %s%s", (long long)pos.step + 1,
-                             so.loss, so.ce[0], so.ce[1], so.ce[2],
-                             access(ckpt_path, F_OK) == 0 ? "the last checkpoint is untouched: " : "no checkpoint written",
-                             access(ckpt_path, F_OK) == 0 ? ckpt_path : "");
+                    dcal_err("step %lld: loss is %g (CE SA %g, GLCA %g, PWCA %g): stopping; %s", (long long)pos.step + 1,
+                             so.loss, so.ce[0], so.ce[1], so.ce[2], checkpoint_state(ckpt_path));
                     goto out;
                 }
                 model_backward(&m, 1.0f / accum);
@@ -307,9 +313,8 @@ int train_main(DcalConfig *c, const TrainOptions *o) {
             double lr = lr_at(&c->optim, pos.step, total, warm);
             double gsq = be->sumsq(m.grads, m.n_params);
             if (!isfinite(gsq)) {
-                dcal_err("step %lld: gradient is not finite: stopping; %s%s", (long long)pos.step + 1,
-                         access(ckpt_path, F_OK) == 0 ? "the last checkpoint is untouched: " : "no checkpoint written",
-                         access(ckpt_path, F_OK) == 0 ? ckpt_path : "");
+                dcal_err("step %lld: gradient is not finite: stopping; %s", (long long)pos.step + 1,
+                         checkpoint_state(ckpt_path));
                 goto out;
             }
             for (int i = 0; i < m.n_tensors; i++) {   // SPEC §4: no decay on biases, LN, pos/cls, loss_w
