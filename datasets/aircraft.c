@@ -39,14 +39,7 @@ static int read_split(Dataset *d, const char *file, Sha256 *h, DatasetItem **v, 
 
 int aircraft_open(Dataset *d, const DataConfig *cfg, Sha256 *h) {
     (void)cfg;
-    char path[DCAL_PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/data/variants.txt", d->root);
-    TextFile tf;
-    if (!tf_read(&tf, path, h, AIR_LAYOUT, AIR_SOURCE)) return 0;
-    d->class_names = xcalloc((size_t)(tf.n ? tf.n : 1), sizeof(char *));
-    for (int i = 0; i < tf.n; i++)
-        if (!tf_blank(tf.line[i])) d->class_names[d->num_classes++] = xstrdup(tf.line[i]);
-    tf_free(&tf);
-    return read_split(d, "images_variant_trainval.txt", h, &d->train, &d->n_train) &&
+    return ds_read_class_names(d, "data/variants.txt", h, AIR_LAYOUT, AIR_SOURCE) &&
+           read_split(d, "images_variant_trainval.txt", h, &d->train, &d->n_train) &&
            read_split(d, "images_variant_test.txt", h, &d->test, &d->n_test);
 }

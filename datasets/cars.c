@@ -36,14 +36,7 @@ static int read_csv(Dataset *d, const char *file, Sha256 *h, DatasetItem **v, in
 
 int cars_open(Dataset *d, const DataConfig *cfg, Sha256 *h) {
     (void)cfg;
-    char path[DCAL_PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/class_names.txt", d->root);
-    TextFile tf;
-    if (!tf_read(&tf, path, h, CARS_LAYOUT, CARS_SOURCE)) return 0;
-    d->class_names = xcalloc((size_t)(tf.n ? tf.n : 1), sizeof(char *));
-    for (int i = 0; i < tf.n; i++)
-        if (!tf_blank(tf.line[i])) d->class_names[d->num_classes++] = xstrdup(tf.line[i]);
-    tf_free(&tf);
-    return read_csv(d, "cars_train.csv", h, &d->train, &d->n_train) &&
+    return ds_read_class_names(d, "class_names.txt", h, CARS_LAYOUT, CARS_SOURCE) &&
+           read_csv(d, "cars_train.csv", h, &d->train, &d->n_train) &&
            read_csv(d, "cars_test.csv", h, &d->test, &d->n_test);
 }

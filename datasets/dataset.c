@@ -46,6 +46,18 @@ bool tf_blank(const char *line) {
     return *line == 0 || *line == '#';
 }
 
+int ds_read_class_names(Dataset *d, const char *rel, Sha256 *h, const char *layout, const char *source) {
+    char path[DCAL_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", d->root, rel);
+    TextFile tf;
+    if (!tf_read(&tf, path, h, layout, source)) return 0;
+    d->class_names = xcalloc((size_t)(tf.n ? tf.n : 1), sizeof(char *));
+    for (int i = 0; i < tf.n; i++)
+        if (!tf_blank(tf.line[i])) d->class_names[d->num_classes++] = xstrdup(tf.line[i]);
+    tf_free(&tf);
+    return 1;
+}
+
 void ds_push(DatasetItem **v, int *n, int *cap, const char *root, const char *rel, int label) {
     if (*n == *cap) {
         *cap = *cap ? 2 * *cap : 1024;

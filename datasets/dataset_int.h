@@ -18,6 +18,8 @@ int tf_read(TextFile *tf, const char *path, Sha256 *h, const char *layout, const
 void tf_free(TextFile *tf);
 bool tf_blank(const char *line);   // empty or a '#' comment
 
+// d->class_names from root/rel: one name per non-blank line, in class-id order.
+int ds_read_class_names(Dataset *d, const char *rel, Sha256 *h, const char *layout, const char *source);
 // Append an item (path = root/rel) to a growable list.
 void ds_push(DatasetItem **v, int *n, int *cap, const char *root, const char *rel, int label);
 // Stat every image and finish the fingerprint: the sorted "relpath\tsize\n" list.
