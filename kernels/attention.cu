@@ -222,7 +222,7 @@ __global__ void __launch_bounds__(NT) attn_bwd_dkv_kernel(AttnArgs a, float *dk,
     __shared__ const float *krow[TR], *vrow[TR], *qrow[TC], *dorow[TC];
     __shared__ float lse_s[TC], D_s[TC];
     const int bt = blockIdx.z, h = blockIdx.y, j0 = blockIdx.x * TR;
-    const int t = threadIdx.x, r = t >> 2, cq = t & 3, D = a.H * a.hd;
+    const int t = threadIdx.x, r = t >> 2, cq = t & 3;
     const int n = second ? a.n2 : a.n1;
     const long bs_ = second ? a.kv2_bstride : a.kv1_bstride, ts_ = second ? a.kv2_tstride : a.kv1_tstride;
     const bool kvalid = j0 + r < n;
@@ -246,15 +246,7 @@ __global__ void __launch_bounds__(NT) attn_bwd_dkv_kernel(AttnArgs a, float *dk,
         if (second && (a.kv2_b ? a.kv2_b[b] : b) != bt) continue;   // uniform across the block
         for (int i0 = 0; i0 < a.Nq; i0 += TC) {
             __syncthreads();
-            if (t < TC) {
-                int qi = i0 + t;
-                bool v = qi < a.Nq;
-                size_t li = ((size_t)b * a.H + h) * a.Nq + qi;
-                qrow[t] = v ? a.q + q_off(a, b, h, qi) : nullptr;
-                dorow[t] = v ? dout + ((size_t)b * a.Nq + qi) * D + (size_t)h * a.hd : nullptr;
-                lse_s[t] = v ? lse[li] : 0.f;
-                D_s[t] = v ? Dv[li] : 0.f;
-            }
+            q_tile_rows(a, b, h, i0, TC, t, dout, lse, Dv, qrow, dorow, lse_s, D_s);
             __syncthreads();
             load_tile<HD>(Qs, qrow, a.hd);
             load_tile<HD>(dOs, dorow, a.hd);

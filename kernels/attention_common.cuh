@@ -31,6 +31,20 @@ __device__ __forceinline__ void kv_tile_rows(const AttnArgs &a, int b, int h, in
     krow[t] = kp;
     vrow[t] = vp;
 }
+// Backward: threads t < tile publish query rows i0 .. i0+tile-1 of (b, h): q and dout
+// row pointers (NULL past the last query), their lse and D = rowsum(dout·out).
+__device__ __forceinline__ void q_tile_rows(const AttnArgs &a, int b, int h, int i0, int tile, int t,
+                                            const float *dout, const float *lse, const float *Dv, const float **qrow,
+                                            const float **dorow, float *lse_s, float *D_s) {
+    if (t >= tile) return;
+    int qi = i0 + t;
+    bool v = qi < a.Nq;
+    size_t li = ((size_t)b * a.H + h) * a.Nq + qi;
+    qrow[t] = v ? a.q + q_off(a, b, h, qi) : nullptr;
+    dorow[t] = v ? dout + ((size_t)b * a.Nq + qi) * (size_t)(a.H * a.hd) + (size_t)h * a.hd : nullptr;
+    lse_s[t] = v ? lse[li] : 0.f;
+    D_s[t] = v ? Dv[li] : 0.f;
+}
 
 // attention_mma.cu: bf16 tensor-core versions (any hd <= 128). Dv = rowsum(dout·out).
 void attn_mma_forward(const AttnArgs *a, float *out, float *lse);

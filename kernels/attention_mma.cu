@@ -266,7 +266,7 @@ __global__ void __launch_bounds__(MNT) attn_bwd_dkv_mma_kernel(AttnArgs a, float
     __shared__ const float *krow[MT], *vrow[MT], *qrow[MK], *dorow[MK];
     __shared__ float *dkrow[MT], *dvrow[MT];
     __shared__ float lse_s[MK], D_s[MK];
-    const int bt = blockIdx.z, h = blockIdx.y, j0 = blockIdx.x * MT, D = a.H * a.hd;
+    const int bt = blockIdx.z, h = blockIdx.y, j0 = blockIdx.x * MT;
     const int t = threadIdx.x, w = t / 32, lane = t % 32, r = w * 16 + lane / 2, half = lane % 2;
     const int n = second ? a.n2 : a.n1;
     const long bs_ = second ? a.kv2_bstride : a.kv1_bstride, ts_ = second ? a.kv2_tstride : a.kv1_tstride;
@@ -295,15 +295,7 @@ __global__ void __launch_bounds__(MNT) attn_bwd_dkv_mma_kernel(AttnArgs a, float
         if (second && (a.kv2_b ? a.kv2_b[b] : b) != bt) continue;   // uniform across the block
         for (int i0 = 0; i0 < a.Nq; i0 += MK) {
             __syncthreads();
-            if (t < MK) {
-                int qi = i0 + t;
-                bool v = qi < a.Nq;
-                size_t li = ((size_t)b * a.H + h) * a.Nq + qi;
-                qrow[t] = v ? a.q + q_off(a, b, h, qi) : nullptr;
-                dorow[t] = v ? dout + ((size_t)b * a.Nq + qi) * D + (size_t)h * a.hd : nullptr;
-                lse_s[t] = v ? lse[li] : 0.f;
-                D_s[t] = v ? Dv[li] : 0.f;
-            }
+            q_tile_rows(a, b, h, i0, MK, t, dout, lse, Dv, qrow, dorow, lse_s, D_s);
             __syncthreads();
             load_bf16<HD>(Qs, qrow, a.hd);
             load_bf16<HD>(dOs, dorow, a.hd);
