@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# e2e_bitwise.sh: refactors must not change a single bit of CPU training.
+# Runs (1) --dump-step on the tiny config and (2) a short CPU synthetic demo
+# (2 epochs on 160 images, with eval and a checkpoint) and compares their
+# sha256s with tests/golden/bitwise.txt. The golden values are tied to the CPU
+# kind and the OpenBLAS build they were made with (recorded in that file): on
+# another kind the test skips (77) and says how to regenerate them.
+# Regenerate (only when CPU numerics change on purpose, and say why in the commit):
+#   DCAL_GOLDEN_WRITE=1 ctest -R e2e_bitwise
+set -eu
+dcal=$1; src=$2
+golden="$src/tests/golden/bitwise.txt"
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/dcal-bitwise.XXXXXX"); trap 'rm -rf "$tmp"' EXIT
+export OMP_NUM_THREADS=2
+
+# (1) the first optimizer step of the tiny config: inputs, pairing, selection, logits, losses, every gradient.
+"$dcal" make-synthetic --out "$tmp/tinydata" --classes 10 --per-class 8 --test-per-class 2 --img 36 >/dev/null
+"$dcal" train --config "$src/configs/fgvc/tiny.yaml" --set data.root="$tmp/tinydata" \
+  --dump-step "$tmp/dump.safetensors" >/dev/null 2>&1
+dump=$(sha256sum "$tmp/dump.safetensors" | cut -d' ' -f1)
+
+# (2) the synthetic demo, shortened: every step, eval and the checkpoint's weights.
+"$dcal" make-synthetic --out "$tmp/data" --classes 10 --per-class 16 --test-per-class 4 --img 72 >/dev/null
+"$dcal" train --config "$src/configs/fgvc/synthetic.yaml" --set data.root="$tmp/data" --set train.out_dir="$tmp/runs" \
+  --set optim.epochs=2 --set train.eval_every=1 > "$tmp/log.txt" 2> "$tmp/err.txt" || { cat "$tmp/log.txt" "$tmp/err.txt"; exit 1; }
+# The kind: the CPU model and the OpenBLAS build and core type it ran (from the run's manifest).
+blas=$(sed -nE 's/.*"openblas": *"([^"]*)".*/\1/p' "$tmp/runs/synthetic/manifest.json" | head -1)
+kind="$(grep -m1 '^model name' /proc/cpuinfo | sed 's/.*: //') | $blas"
+weights=$(sed -nE 's/.*final weights sha256 ([0-9a-f]{64}).*/\1/p' "$tmp/log.txt")
+# The numbers a user reads: losses, lr, gradient norms and accuracies (not timings).
+numbers=$(sed -E 's/ [0-9.]+ img\/s ETA [0-9m]+s rss [0-9]+ MiB//; s/ in [0-9.]+ s;/;/' "$tmp/log.txt" |
+          grep -E '^(step|eval)' | sha256sum | cut -d' ' -f1)
+[ -n "$weights" ] || { echo "FAIL: no final weights hash in the demo log"; cat "$tmp/log.txt"; exit 1; }
+
+now="dump $dump
+demo_weights $weights
+demo_numbers $numbers"
+if [ "${DCAL_GOLDEN_WRITE:-0}" = 1 ]; then
+  { echo "# written by tests/e2e_bitwise.sh on $(date -u +%F); regenerate only when CPU numerics change on purpose"
+    echo "kind $kind"; echo "$now"; } > "$golden"
+  echo "wrote $golden"; cat "$golden"; exit 0
+fi
+want_kind=$(sed -n 's/^kind //p' "$golden")
+if [ "$want_kind" != "$kind" ]; then
+  echo "SKIP: golden values were made on '$want_kind', this is '$kind' (regenerate with DCAL_GOLDEN_WRITE=1)"
+  exit 77
+fi
+fail=0
+while read -r key val; do
+  want=$(sed -n "s/^$key //p" "$golden")
+  if [ "$want" = "$val" ]; then echo "ok: $key $val"; else echo "FAIL: $key is $val, golden $want"; fail=1; fi
+done <<<"$now"
+[ $fail = 0 ] || { grep -E '^(step|eval)' "$tmp/log.txt"; exit 1; }
