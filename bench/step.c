@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include "model.h"
-#include "rng.h"
+#include "model/model.h"
+#include "core/rng.h"
 
 int main(int argc, char **argv) {
     DcalConfig c;

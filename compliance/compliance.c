@@ -3,7 +3,7 @@
 // expectation comes from: the paper, or a SPEC interpretation ([pinned]).
 // Pinned choices the code fixes (not configurable) are listed too, so an
 // audit can tell paper from interpretation.
-#include "compliance.h"
+#include "compliance/compliance.h"
 #include <math.h>
 #include <string.h>
 

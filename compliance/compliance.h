@@ -3,7 +3,7 @@
 #pragma once
 #include <stdio.h>
 #include <stdbool.h>
-#include "config.h"
+#include "config/config.h"
 
 typedef enum { RULE_PASS, RULE_FAIL, RULE_DEVIATION } RuleStatus;
 

@@ -4,7 +4,7 @@
 //   root/data/images_variant_test.txt
 //   root/data/images/<imageid>.jpg            (bottom 20-px banner: data.banner_px)
 #include <string.h>
-#include "dataset_int.h"
+#include "datasets/dataset_int.h"
 
 
 static int read_split(Dataset *d, const char *file, Sha256 *h, DatasetItem **v, int *n) {

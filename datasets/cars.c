@@ -5,7 +5,7 @@
 //   root/cars_test.csv     class_id 1-based; an optional first header line is skipped
 // See datasets/README.md for the conversion from the devkit.
 #include <string.h>
-#include "dataset_int.h"
+#include "datasets/dataset_int.h"
 
 
 static int read_csv(Dataset *d, const char *file, Sha256 *h, DatasetItem **v, int *n) {

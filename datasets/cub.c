@@ -2,7 +2,7 @@
 // root/classes.txt "id name", images.txt "id relpath", image_class_labels.txt
 // "id label", train_test_split.txt "id is_train"; ids 1-based; images under root/images/.
 #include <string.h>
-#include "dataset_int.h"
+#include "datasets/dataset_int.h"
 
 
 // Read "id value" pairs; ids must run 1..n in order. vals[i] points into tf.

@@ -1,7 +1,7 @@
 // dataset.c: dataset_open dispatch, index-file helpers and the fingerprint.
 // The fingerprint identifies the data, not where it lives: sha256 over the
 // index files' bytes, then the sorted root-relative "path\tsize\n" list.
-#include "dataset_int.h"
+#include "datasets/dataset_int.h"
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>

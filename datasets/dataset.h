@@ -3,7 +3,7 @@
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
-#include "config.h"
+#include "config/config.h"
 
 typedef struct {
     char *path;                // absolute or root-relative image path

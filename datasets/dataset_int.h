@@ -1,8 +1,8 @@
 // dataset_int.h: helpers shared by the dataset readers (not part of the public API).
 #pragma once
 #include <stdbool.h>
-#include "dataset.h"
-#include "sha256.h"
+#include "datasets/dataset.h"
+#include "core/sha256.h"
 
 // Index file as lines; the bytes also feed the fingerprint.
 typedef struct {

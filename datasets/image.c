@@ -3,8 +3,8 @@
 // (file, cfg, train, seed, epoch, sample): crops and flips come from the
 // counter-based rng, so any thread may decode any sample.
 #include <string.h>
-#include "dataset_int.h"
-#include "rng.h"
+#include "datasets/dataset_int.h"
+#include "core/rng.h"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"

@@ -8,8 +8,8 @@
 #include <errno.h>
 #include <math.h>
 #include <string.h>
-#include "dataset_int.h"
-#include "rng.h"
+#include "datasets/dataset_int.h"
+#include "core/rng.h"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"

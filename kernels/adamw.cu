@@ -3,7 +3,7 @@
 //   m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²
 //   p ← p − lr·( m̂/(√v̂ + ε) + wd·p ),  m̂ = m/(1−β1^t), v̂ = v/(1−β2^t)
 // The bias corrections are computed once on the host in double.
-#include "cuda_common.h"
+#include "kernels/cuda_common.h"
 #include <math.h>
 
 __global__ void adamw_kernel(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,

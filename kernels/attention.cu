@@ -1,4 +1,4 @@
-// attention.cu: fused attention for SA, GLCA and PWCA (ops.h AttnArgs), flash
+// attention.cu: fused attention for SA, GLCA and PWCA (backend.h AttnArgs), flash
 // style: forward keeps only out and the natural-log lse per (b, h, query row);
 // backward recomputes the scores tile by tile. No Nq×Nk matrix is ever stored.
 //
@@ -23,7 +23,7 @@
 // PWCA it gathers every b with kv2_b[b] equal to its batch row, so any kv2_b is
 // safe; a derangement gives one source each). dq relies on q_idx rows being
 // distinct within a batch element (the GLCA selection is).
-#include "attention_common.cuh"
+#include "kernels/attention_common.cuh"
 #include <string.h>
 
 #define TR 32    // tile rows (queries, or keys in the dk/dv kernel)

@@ -2,7 +2,7 @@
 // tensor-core (attention_mma.cu) attention kernels. See attention.cu's header
 // for the combined key index and the determinism argument.
 #pragma once
-#include "cuda_common.h"
+#include "kernels/cuda_common.h"
 
 // Head-h slice of query row qi of batch b (q_idx maps query rows to tokens).
 __device__ __forceinline__ long q_off(const AttnArgs &a, int b, int h, int qi) {

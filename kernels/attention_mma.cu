@@ -15,7 +15,7 @@
 // probabilities and dS are rounded to bf16 before their products (the row sum
 // l uses the rounded p, so normalisation matches what was multiplied).
 // hd < HD columns are zero-padded, so any hd ≤ 128 works.
-#include "attention_common.cuh"
+#include "kernels/attention_common.cuh"
 #include <cuda_bf16.h>
 #include <mma.h>
 

@@ -1,9 +1,9 @@
-// backend_cuda.cu: the CUDA backend table. Each slot's contract is in ops.h;
+// backend_cuda.cu: the CUDA backend table. Each slot's contract is in backend/backend.h;
 // the kernels live one family per file (linear, layernorm, elementwise, adamw,
 // attention, rollout).
-#include "cuda_common.h"
+#include "kernels/cuda_common.h"
 
-// Positional (C++17 has no designated initialisers): a slot added to ops.h must
+// Positional (C++17 has no designated initialisers): a slot added to backend.h must
 // fail here rather than shift every entry by one.
 static_assert(sizeof(Backend) == 30 * sizeof(void *), "Backend changed: update backend_cuda");
 

@@ -1,6 +1,6 @@
 // cuda_common.cu: device discovery, the stream and cuBLAS handle, memory ops,
 // scratch, and a deterministic column sum shared by the bias/LN/token grads.
-#include "cuda_common.h"
+#include "kernels/cuda_common.h"
 
 static cudaStream_t g_stream;
 static cublasHandle_t g_cublas;

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 
 extern "C" {
-#include "ops.h"
+#include "backend/backend.h"
 }
 
 // Any failing CUDA/cuBLAS call is fatal: the training state is unknown after it.

@@ -1,7 +1,7 @@
 // elementwise.cu: GELU, residual with drop-path scale, row gather, softmax
 // cross-entropy and the sum of squares. All fp32 (the loss and norms are the
 // numbers the run is judged by), all deterministic: no float atomics anywhere.
-#include "cuda_common.h"
+#include "kernels/cuda_common.h"
 
 #define EW_THREADS 256
 

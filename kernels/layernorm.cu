@@ -2,7 +2,7 @@
 // LN statistics in fp32). One warp per row; the two-pass mean/variance avoids
 // the cancellation of E[x²]−E[x]², matching the CPU reference's definition
 // (biased variance, rstd = 1/sqrt(var + eps)).
-#include "cuda_common.h"
+#include "kernels/cuda_common.h"
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -5,7 +5,7 @@
 // which needs no bf16 copies of weights/activations and keeps ~1e-3 parity.
 // DCAL_GEMM=bf16 switches to CUBLAS_COMPUTE_32F_FAST_16BF (bf16 products, fp32
 // accumulate, twice the tensor-core rate); DCAL_GEMM=fp32 forces plain fp32.
-#include "cuda_common.h"
+#include "kernels/cuda_common.h"
 #include <string.h>
 
 static cublasComputeType_t gemm_compute(void) {

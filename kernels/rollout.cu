@@ -1,7 +1,7 @@
 // rollout.cu: attention rollout (SPEC §2) and the top-K token selection.
 // Runs without gradient, once per step, so these favour plain and exact over
 // fast: fp32 throughout, fixed summation orders.
-#include "cuda_common.h"
+#include "kernels/cuda_common.h"
 
 // S[b,i,j] = mean_h exp(scale·q_i·k_j − lse[b,h,i]) for one 32×32 tile of (i,j).
 // Block 32×8: thread (tx, ty) owns j = tx and i = ty + 8m, m < 4. Shared rows

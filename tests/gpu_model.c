@@ -6,8 +6,8 @@
 // gradients 5e-2 per tensor (max |gpu − cpu| / max |cpu|), curve 5% per step.
 #include <math.h>
 #include <string.h>
-#include "model.h"
-#include "rng.h"
+#include "model/model.h"
+#include "core/rng.h"
 #include "testutil.h"
 
 #ifdef DCAL_HAVE_CUDA

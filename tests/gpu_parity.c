@@ -29,9 +29,9 @@ int main(void) {
     return 77;
 }
 #else
-#include "ops.h"
-#include "ops_cpu.h"
-#include "rng.h"
+#include "backend/backend.h"
+#include "backend/cpu/cpu.h"
+#include "core/rng.h"
 
 static const Backend *CPU = &backend_cpu, *GPU = &backend_cuda;
 static uint64_t g_draw = 1;   // every array gets its own stream of draws

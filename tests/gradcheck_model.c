@@ -8,9 +8,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "common.h"
-#include "model_int.h"
-#include "rng.h"
+#include "core/common.h"
+#include "model/model_int.h"
+#include "core/rng.h"
 #include "testutil.h"
 
 enum { B = 4 };

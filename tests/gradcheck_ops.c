@@ -8,9 +8,9 @@
 #include <omp.h>
 #include <string.h>
 #include <stdlib.h>
-#include "common.h"
-#include "ops_cpu.h"
-#include "rng.h"
+#include "core/common.h"
+#include "backend/cpu/cpu.h"
+#include "core/rng.h"
 #include "testutil.h"
 
 #define FWD_TOL 1e-5

@@ -2,7 +2,7 @@
 // when its value is changed; deviations (declared or --allow-deviation) turn a
 // FAIL into DEVIATION; verify-config's exit codes and table.
 #include <string.h>
-#include "compliance.h"
+#include "compliance/compliance.h"
 #include "testutil.h"
 
 static char out[32768];

@@ -1,7 +1,7 @@
 // unit_config.c: YAML loading into the typed config, every error class with
 // its line:col, --set overrides, and the resolved YAML round trip.
 #include <string.h>
-#include "config.h"
+#include "config/config.h"
 #include "testutil.h"
 
 static char out[16384];

@@ -3,10 +3,10 @@
 // determinism across worker counts, and the bad-file errors (SPEC §5, §7).
 #include <string.h>
 #include <unistd.h>
-#include "common.h"
-#include "config.h"
-#include "dataset.h"
-#include "rng.h"
+#include "core/common.h"
+#include "config/config.h"
+#include "datasets/dataset.h"
+#include "core/rng.h"
 #include "stb_image.h"         // implemented in datasets/image.c
 #include "stb_image_write.h"   // implemented in datasets/synthetic.c
 #include "testutil.h"

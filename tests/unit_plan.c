@@ -2,10 +2,10 @@
 // allocates, reacts to checkpointing and micro-batch, and picks micro-batches
 // that fit and divide the effective batch; `dcal plan` flags.
 #include <string.h>
-#include "common.h"
-#include "config.h"
-#include "model.h"
-#include "plan.h"
+#include "core/common.h"
+#include "config/config.h"
+#include "model/model.h"
+#include "model/plan.h"
 #include "testutil.h"
 
 static DcalConfig load(const char *name) {

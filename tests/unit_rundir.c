@@ -3,11 +3,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include "checkpoint.h"
-#include "common.h"
-#include "config.h"
-#include "rundir.h"
-#include "sha256.h"
+#include "train/checkpoint.h"
+#include "core/common.h"
+#include "config/config.h"
+#include "run/rundir.h"
+#include "core/sha256.h"
 #include "testutil.h"
 
 

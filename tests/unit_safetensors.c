@@ -3,8 +3,8 @@
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
-#include "common.h"
-#include "safetensors.h"
+#include "core/common.h"
+#include "core/safetensors.h"
 #include "testutil.h"
 
 // Capture what the code under test prints on stderr (tests run in forked children).

@@ -4,12 +4,12 @@
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
-#include "common.h"
-#include "config.h"
-#include "model.h"
-#include "safetensors.h"
+#include "core/common.h"
+#include "config/config.h"
+#include "model/model.h"
+#include "core/safetensors.h"
 #include "testutil.h"
-#include "weights.h"
+#include "model/weights.h"
 
 
 static ModelConfig tiny_cfg(void) {

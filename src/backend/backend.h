@@ -1,0 +1,128 @@
+// backend.h: the seam between the model and the hardware (DESIGN §3).
+//
+// Every op is a forward/backward pair with one contract, implemented by the
+// CPU reference (src/backend/cpu/*.c, fp32) and by the CUDA backend (kernels/*.cu).
+// The model calls ops only through a Backend table and never touches data.
+//
+// Conventions, for every op:
+//  * All pointers are backend memory (host memory for CPU, device memory for
+//    CUDA), including int index arrays. Activations are float (fp32) at this
+//    interface; a backend may compute internally in lower precision.
+//  * Row-major. A "token matrix" is [B, N, D] contiguous.
+//  * Backward ops ACCUMULATE (+=) into every gradient they write, activation
+//    gradients included; callers zero buffers first. A NULL gradient pointer
+//    means "not needed" and is skipped.
+//  * Linear weights use timm's layout: W [OC, IC], out = in·Wᵀ + b.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+// One attention call. q, k, v are strided views into larger buffers (the
+// qkv GEMM output [B, N, 3D], q|k|v, heads contiguous inside each). Element
+// (b, t, h*hd + i) of a view lives at ptr[b*bstride + t*tstride + h*hd + i].
+//
+//  SA:   Nq = n1 = N, q_idx = NULL, n2 = 0.
+//  GLCA: Nq = 1+K, q_idx[b*Nq + j] = token index of query j (0 = CLS), keys n1 = N.
+//  PWCA: Nq = n1 = n2 = N; k2/v2 belong to batch element kv2_b[b] of another
+//        buffer (the distractor's SA stream). One softmax over n1+n2 keys; the
+//        keys are never concatenated in memory.
+typedef struct {
+    int B, H, hd;              // D = H*hd
+    int Nq;                    // query rows per batch element
+    const int *q_idx;          // [B*Nq] or NULL (identity, Nq rows from token 0)
+    const float *q;   long q_bstride, q_tstride;
+    const float *k1, *v1; int n1; long kv1_bstride, kv1_tstride;
+    const float *k2, *v2; int n2; long kv2_bstride, kv2_tstride;
+    const int *kv2_b;          // [B] batch index of k2/v2 for each b, or NULL (= b)
+    float scale;               // 1/sqrt(hd)
+} AttnArgs;
+
+// Gradient views matching AttnArgs' q/k1/v1/k2/v2 with the same strides.
+typedef struct {
+    float *dq, *dk1, *dv1, *dk2, *dv2;
+} AttnGrads;
+
+typedef struct Backend {
+    const char *name;          // "cpu" or "cuda"
+
+    // memory
+    void *(*alloc)(size_t bytes);              // zero-filled; dies with a message on failure
+    void (*free)(void *p);
+    void (*zero)(void *p, size_t bytes);
+    void (*to_device)(void *dst, const void *host_src, size_t bytes);
+    void (*to_host)(void *host_dst, const void *src, size_t bytes);
+    void (*copy)(void *dst, const void *src, size_t bytes);   // device to device
+    void (*sync)(void);
+
+    // patch embedding as GEMM: im2col then linear.
+    // img [B, C, S, S] → cols [B*P, C*p*p] with P = (S/p)^2, column order (c, ky, kx)
+    // so that cols·Wᵀ matches a conv weight [D, C, p, p]. No backward to the image.
+    void (*im2col_forward)(float *cols, const float *img, int B, int C, int S, int p);
+
+    // x0[b,0,:] = cls + pos[0]; x0[b,1+i,:] = pe[b,i,:] + pos[1+i]; x0 [B,N,D], pe [B,N-1,D]
+    void (*tokens_forward)(float *x0, const float *pe, const float *cls, const float *pos, int B, int N, int D);
+    void (*tokens_backward)(float *dpe, float *dcls, float *dpos, const float *dx0, int B, int N, int D);
+
+    // LayerNorm over the last dim; mean/rstd [rows] saved for backward.
+    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp,
+                              const float *w, const float *b, int rows, int D, float eps);
+    void (*layernorm_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                               const float *w, const float *mean, const float *rstd, int rows, int D);
+
+    // out [rows, OC] = inp [rows, IC] · Wᵀ + b (b may be NULL).
+    void (*linear_forward)(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC);
+    void (*linear_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                            const float *w, int rows, int IC, int OC);
+
+    // GELU, exact (erf).
+    void (*gelu_forward)(float *out, const float *inp, size_t n);
+    void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
+
+    // Residual with per-sample drop-path scale: out = x + scale[b] * f, rows of
+    // n_per_b floats per batch element; scale NULL means 1 (no drop-path).
+    // scale[b] is 0 (dropped) or 1/keep_prob.
+    void (*residual_forward)(float *out, const float *x, const float *f, const float *scale, int B, size_t n_per_b);
+    void (*residual_backward)(float *dx, float *df, const float *dout, const float *scale, int B, size_t n_per_b);
+
+    // Row gather: out[b, j, :] = inp[b, idx[b*Nout + j], :]; inp [B, Nin, D].
+    void (*gather_rows_forward)(float *out, const float *inp, const int *idx, int B, int Nin, int Nout, int D);
+    void (*gather_rows_backward)(float *dinp, const float *dout, const int *idx, int B, int Nin, int Nout, int D);
+
+    // Fused attention (flash style): out [B, Nq, D], lse [B, H, Nq] (natural log).
+    // No per-head Nq×Nk matrix is ever stored; backward recomputes scores tile by tile.
+    void (*attention_forward)(const AttnArgs *a, float *out, float *lse);
+    void (*attention_backward)(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
+                               const float *dout);
+
+    // Head-mean attention probabilities of one SA layer, for the rollout:
+    // S[b, i, j] = mean_h softmax_j(q_i·k_j·scale) using the stored lse. S [B, Nq, n1].
+    void (*attention_probs_mean)(const AttnArgs *a, const float *lse, float *S);
+    // One rollout step (SPEC §2): r[b,:] ← r[b,:] · (0.5·S[b] + 0.5·I); S [B, N, N], r [B, N].
+    // tmp is scratch of B*N floats.
+    void (*rollout_step)(float *r, const float *S, float *tmp, int B, int N);
+    // Selection: sel[b, 0] = 0 (CLS), sel[b, 1..K] = the K patch tokens (1..N-1)
+    // with largest r[b, :], ties → lower index, written in ascending token order.
+    void (*topk_select)(int *sel, const float *r, int B, int N, int K);
+
+    // Softmax cross-entropy, plain (no smoothing). logits [B, C], labels [B].
+    // losses [B] per sample; probs [B, C] saved for backward.
+    void (*crossentropy_forward)(float *losses, float *probs, const float *logits, const int *labels, int B, int C);
+    // dlogits += dscale * (probs - onehot(label)), per row.
+    void (*crossentropy_backward)(float *dlogits, const float *probs, const int *labels, float dscale, int B, int C);
+
+    // AdamW, decoupled weight decay (wd = 0 for no-decay groups). t is the 1-based step.
+    void (*adamw_update)(float *param, const float *grad, float *m, float *v, size_t n, float lr,
+                         float beta1, float beta2, float eps, float wd, int t);
+
+    // Sum of squares of x (for gradient norms and NaN checks), returned to the host.
+    double (*sumsq)(const float *x, size_t n);
+} Backend;
+
+extern const Backend backend_cpu;
+#ifdef DCAL_HAVE_CUDA
+extern const Backend backend_cuda;
+int cuda_device_count(void);         // 0 when no GPU or no driver
+size_t cuda_free_memory(void);       // free bytes on the current device (cudaMemGetInfo)
+#endif
+// "cpu", "cuda" or "auto" → a backend; NULL after an error line if unavailable.
+const Backend *backend_get(const char *name);

@@ -1,0 +1,36 @@
+// cpu.h: the CPU reference ops (fp32, OpenMP, OpenBLAS), one function per
+// Backend slot, one op family per file named as in kernels/. backend_cpu.c
+// assembles them into backend_cpu. Contracts: backend/backend.h.
+#pragma once
+#include "backend/backend.h"
+
+// linear.c, layernorm.c, elementwise.c, adamw.c
+void cpu_im2col_forward(float *cols, const float *img, int B, int C, int S, int p);
+void cpu_tokens_forward(float *x0, const float *pe, const float *cls, const float *pos, int B, int N, int D);
+void cpu_tokens_backward(float *dpe, float *dcls, float *dpos, const float *dx0, int B, int N, int D);
+void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                           int rows, int D, float eps);
+void cpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                            const float *mean, const float *rstd, int rows, int D);
+void cpu_linear_forward(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC);
+void cpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                         int rows, int IC, int OC);
+void cpu_gelu_forward(float *out, const float *inp, size_t n);
+void cpu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+void cpu_residual_forward(float *out, const float *x, const float *f, const float *scale, int B, size_t n_per_b);
+void cpu_residual_backward(float *dx, float *df, const float *dout, const float *scale, int B, size_t n_per_b);
+void cpu_gather_rows_forward(float *out, const float *inp, const int *idx, int B, int Nin, int Nout, int D);
+void cpu_gather_rows_backward(float *dinp, const float *dout, const int *idx, int B, int Nin, int Nout, int D);
+void cpu_crossentropy_forward(float *losses, float *probs, const float *logits, const int *labels, int B, int C);
+void cpu_crossentropy_backward(float *dlogits, const float *probs, const int *labels, float dscale, int B, int C);
+void cpu_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
+                      float beta2, float eps, float wd, int t);
+double cpu_sumsq(const float *x, size_t n);
+
+// attention.c, rollout.c
+void cpu_attention_forward(const AttnArgs *a, float *out, float *lse);
+void cpu_attention_backward(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
+                            const float *dout);
+void cpu_attention_probs_mean(const AttnArgs *a, const float *lse, float *S);
+void cpu_rollout_step(float *r, const float *S, float *tmp, int B, int N);
+void cpu_topk_select(int *sel, const float *r, int B, int N, int K);

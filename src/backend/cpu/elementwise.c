@@ -1,0 +1,86 @@
+// elementwise.c: GELU, residual with drop-path, row gather, cross-entropy and
+// the sum of squares (mirrors kernels/elementwise.cu).
+// Contracts in backend/backend.h: backward ops accumulate (+=) and skip NULL
+// gradients. Every loop that reduces over rows runs in a fixed order, so results
+// never depend on the thread count.
+#include <math.h>
+#include <string.h>
+#include "backend/cpu/cpu.h"
+
+void cpu_gelu_forward(float *out, const float *inp, size_t n) {
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) out[i] = 0.5f * inp[i] * (1.0f + erff(inp[i] * (float)M_SQRT1_2));
+}
+
+void cpu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+    const float inv_sqrt_2pi = 0.3989422804014327f;
+#pragma omp parallel for
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
+        float pdf = inv_sqrt_2pi * expf(-0.5f * x * x);
+        dinp[i] += dout[i] * (cdf + x * pdf);
+    }
+}
+
+void cpu_residual_forward(float *out, const float *x, const float *f, const float *scale, int B, size_t n_per_b) {
+    for (int b = 0; b < B; b++) {
+        float s = scale ? scale[b] : 1.0f;
+        size_t o = (size_t)b * n_per_b;
+#pragma omp parallel for
+        for (size_t i = 0; i < n_per_b; i++) out[o + i] = x[o + i] + s * f[o + i];
+    }
+}
+
+void cpu_residual_backward(float *dx, float *df, const float *dout, const float *scale, int B, size_t n_per_b) {
+    for (int b = 0; b < B; b++) {
+        float s = scale ? scale[b] : 1.0f;
+        size_t o = (size_t)b * n_per_b;
+#pragma omp parallel for
+        for (size_t i = 0; i < n_per_b; i++) {
+            if (dx) dx[o + i] += dout[o + i];
+            if (df) df[o + i] += s * dout[o + i];
+        }
+    }
+}
+
+void cpu_gather_rows_forward(float *out, const float *inp, const int *idx, int B, int Nin, int Nout, int D) {
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < Nout; j++)
+            memcpy(out + ((size_t)b * Nout + j) * D, inp + ((size_t)b * Nin + idx[b * Nout + j]) * D,
+                   (size_t)D * sizeof(float));
+}
+
+void cpu_gather_rows_backward(float *dinp, const float *dout, const int *idx, int B, int Nin, int Nout, int D) {
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < Nout; j++) {
+            float *o = dinp + ((size_t)b * Nin + idx[b * Nout + j]) * D;
+            const float *g = dout + ((size_t)b * Nout + j) * D;
+            for (int i = 0; i < D; i++) o[i] += g[i];
+        }
+}
+
+void cpu_crossentropy_forward(float *losses, float *probs, const float *logits, const int *labels, int B, int C) {
+    for (int b = 0; b < B; b++) {
+        const float *z = logits + (size_t)b * C;
+        float *p = probs + (size_t)b * C;
+        float m = z[0];
+        for (int c = 1; c < C; c++) m = z[c] > m ? z[c] : m;
+        double s = 0;
+        for (int c = 0; c < C; c++) s += exp((double)z[c] - m);
+        for (int c = 0; c < C; c++) p[c] = (float)(exp((double)z[c] - m) / s);
+        losses[b] = (float)(log(s) + m - z[labels[b]]);   // −log softmax, stable for large logits
+    }
+}
+
+void cpu_crossentropy_backward(float *dlogits, const float *probs, const int *labels, float dscale, int B, int C) {
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++)
+            dlogits[(size_t)b * C + c] += dscale * (probs[(size_t)b * C + c] - (c == labels[b] ? 1.0f : 0.0f));
+}
+
+double cpu_sumsq(const float *x, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}

@@ -1,0 +1,79 @@
+// linear.c: patch embedding (im2col, tokens) and linear layers on OpenBLAS sgemm
+// (mirrors kernels/linear.cu).
+// Contracts in backend/backend.h: backward ops accumulate (+=) and skip NULL
+// gradients. Every loop that reduces over rows runs in a fixed order, so results
+// never depend on the thread count.
+#include <cblas.h>
+#include <string.h>
+#include "backend/cpu/cpu.h"
+
+void cpu_im2col_forward(float *cols, const float *img, int B, int C, int S, int p) {
+    int g = S / p, P = g * g, K = C * p * p;
+#pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < P; t++) {
+            int py = t / g, px = t % g;
+            float *row = cols + ((size_t)b * P + t) * K;
+            for (int c = 0; c < C; c++)
+                for (int ky = 0; ky < p; ky++) {
+                    const float *src = img + (((size_t)b * C + c) * S + py * p + ky) * S + px * p;
+                    memcpy(row + (c * p + ky) * p, src, (size_t)p * sizeof(float));
+                }
+        }
+}
+
+void cpu_tokens_forward(float *x0, const float *pe, const float *cls, const float *pos, int B, int N, int D) {
+#pragma omp parallel for collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < N; t++) {
+            float *o = x0 + ((size_t)b * N + t) * D;
+            const float *src = t == 0 ? cls : pe + ((size_t)b * (N - 1) + t - 1) * D;
+            const float *ps = pos + (size_t)t * D;
+            for (int i = 0; i < D; i++) o[i] = src[i] + ps[i];
+        }
+}
+
+void cpu_tokens_backward(float *dpe, float *dcls, float *dpos, const float *dx0, int B, int N, int D) {
+    if (dpe)
+        for (int b = 0; b < B; b++)
+            for (int t = 1; t < N; t++) {
+                float *o = dpe + ((size_t)b * (N - 1) + t - 1) * D;
+                const float *g = dx0 + ((size_t)b * N + t) * D;
+                for (int i = 0; i < D; i++) o[i] += g[i];
+            }
+    // Sum over the batch in order b = 0..B-1: deterministic.
+#pragma omp parallel for
+    for (int t = 0; t < N; t++)
+        for (int b = 0; b < B; b++) {
+            const float *g = dx0 + ((size_t)b * N + t) * D;
+            if (dpos)
+                for (int i = 0; i < D; i++) dpos[(size_t)t * D + i] += g[i];
+            if (t == 0 && dcls)
+                for (int i = 0; i < D; i++) dcls[i] += g[i];
+        }
+}
+
+void cpu_linear_forward(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, OC, IC, 1.0f, inp, IC, w, IC, 0.0f, out, OC);
+    if (b) {
+#pragma omp parallel for
+        for (int r = 0; r < rows; r++)
+            for (int o = 0; o < OC; o++) out[(size_t)r * OC + o] += b[o];
+    }
+}
+
+void cpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                         int rows, int IC, int OC) {
+    if (dinp)   // dinp [rows, IC] += dout [rows, OC] · W [OC, IC]
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, IC, OC, 1.0f, dout, OC, w, IC, 1.0f, dinp, IC);
+    if (dw)     // dW [OC, IC] += doutᵀ · inp
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, rows, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
+    if (db) {
+#pragma omp parallel for
+        for (int o = 0; o < OC; o++) {
+            float s = 0;
+            for (int r = 0; r < rows; r++) s += dout[(size_t)r * OC + o];
+            db[o] += s;
+        }
+    }
+}

@@ -1,0 +1,60 @@
+// plan.c: `dcal plan` — the exact memory table for a config (DESIGN §4),
+// and with --max-memory the micro-batch / accumulation that train would pick.
+#include <stdio.h>
+#include <stdlib.h>
+#include "cmd/cli.h"
+#include "cmd/cmd.h"
+#include "model/plan.h"
+
+static void print_pick(const ModelConfig *m, int per_dev, int devices, bool ckpt, size_t budget) {
+    int B = plan_pick_micro_batch(m, per_dev, ckpt, budget);
+    const char *what = ckpt ? "per-block checkpointing" : "no checkpointing";
+    if (!B) {
+        printf("%-24s: does not fit (micro-batch 2 needs %.1f MiB)\n", what, plan_train_bytes(m, 2, ckpt) / 1048576.0);
+        return;
+    }
+    printf("%-24s: micro-batch %d x accumulation %d x devices %d = %d, %.1f MiB\n", what, B, per_dev / B, devices,
+           per_dev * devices, plan_train_bytes(m, B, ckpt) / 1048576.0);
+}
+
+int cmd_plan(int argc, char **argv) {
+    const char *mb = NULL, *maxmem = NULL;
+    const CliOpt extra[] = {
+        {"--micro-batch", "B", "micro-batch for the table (default: the config's train.micro_batch)", &mb, NULL},
+        {"--max-memory", "SIZE", "also show the micro-batch/accumulation train would pick under SIZE (e.g. 8G, 512M)",
+         &maxmem, NULL},
+        {NULL, NULL, NULL, NULL, NULL},
+    };
+    CliCommon cli = {0};
+    int rc = cli_parse(argc, argv,
+                       "Print the exact training memory plan (weights, gradients, AdamW state, activations,\n"
+                       "workspace) with and without per-block checkpointing. Nothing is allocated.",
+                       extra, &cli);
+    if (rc == CLI_HELP) return DCAL_EXIT_OK;
+    if (rc != CLI_OK) return rc;
+    const DcalConfig *c = &cli.cfg;
+    int B = c->train.micro_batch;
+    if (mb) {
+        char *end;
+        long v = strtol(mb, &end, 10);
+        if (*end || end == mb || v < 1 || v > 65536) {
+            dcal_err("plan: --micro-batch '%s': expected an integer in [1, 65536]", mb);
+            return DCAL_EXIT_USAGE;
+        }
+        B = (int)v;
+    }
+    size_t budget = 0;
+    if (maxmem && !(budget = plan_parse_size(maxmem))) {
+        dcal_err("plan: --max-memory '%s': expected a size like 8G or 512M", maxmem);
+        return DCAL_EXIT_USAGE;
+    }
+    printf("config: %s\n", c->source);
+    plan_print(stdout, &c->model, B);
+    if (maxmem) {
+        int eff = config_effective_batch(c), dev = c->train.devices > 0 ? c->train.devices : 1;
+        printf("\nbudget %s (%zu bytes), effective batch %d (%d per device):\n", maxmem, budget, eff, eff / dev);
+        print_pick(&c->model, eff / dev, dev, false, budget);
+        print_pick(&c->model, eff / dev, dev, true, budget);
+    }
+    return DCAL_EXIT_OK;
+}

@@ -1,0 +1,125 @@
+// config.h: the resolved configuration as a typed struct (YAML → struct by
+// config.c on libyaml). Field names mirror the YAML keys: section.key.
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#include "core/common.h"
+
+#define DCAL_MAX_DEVIATIONS 32
+#define DCAL_MAX_OVERRIDES 64
+
+typedef struct {
+    // model: (SPEC §1-2)
+    char preset[32];          // vit_b16 | deit_t | deit_s | deit_b | custom
+    int img_size;             // input side after crop (448)
+    int patch;                // 16
+    int dim;                  // D
+    int heads;                // H
+    int depth;                // L, SA blocks
+    int mlp_dim;
+    int glca_blocks;          // M
+    int pwca_blocks;          // T
+    double top_r;             // R
+    double drop_path;         // rate at the last block
+    int num_classes;
+    bool glca_shares_sa_weights;   // paper: false
+    bool pwca_shares_sa_weights;   // paper: true
+    double ln_eps;                 // 1e-6
+} ModelConfig;
+
+typedef struct {
+    double label_smoothing;        // paper: 0
+    bool uncertainty_weighting;    // paper: true
+} LossConfig;
+
+typedef struct {
+    char dataset[32];              // cub | cars | aircraft | synthetic
+    char root[DCAL_PATH_MAX];
+    int resize;                    // 550
+    int crop;                      // 448 (train random crop, test centre crop)
+    char train_crop[16];           // random
+    char test_crop[16];            // center
+    bool hflip;
+    float mean[3], std[3];
+    int banner_px;                 // aircraft: 20
+    int workers;
+    bool skip_bad;
+    // synthetic generator
+    int synth_classes;
+    int synth_per_class;
+    int synth_test_per_class;
+} DataConfig;
+
+typedef struct {
+    char name[16];                 // adamw
+    double base_lr;                // 5e-4
+    int lr_ref_batch;              // 512
+    double lr;                     // base_lr / lr_ref_batch * effective batch
+    double weight_decay;           // 0.05
+    double beta1, beta2, eps;
+    char schedule[16];             // cosine
+    int epochs;                    // 100
+    int warmup_epochs;             // 5
+    double warmup_lr;              // 1e-6
+    double min_lr;                 // 0
+} OptimConfig;
+
+typedef struct {
+    int micro_batch;
+    int accum_steps;
+    int devices;
+    uint64_t seed;
+    char device[16];               // auto | cpu | cuda
+    bool checkpoint_blocks;        // per-block activation checkpointing
+    char precision[16];            // auto | fp32 | bf16
+    char pretrained[DCAL_PATH_MAX];
+    char out_dir[DCAL_PATH_MAX];   // parent of run directories (runs)
+    char run_name[128];
+    int eval_every;                // epochs
+    int save_every;                // epochs
+    int max_steps;                 // 0 = run the schedule; >0 stops early (tests)
+    int threads;                   // 0 = OpenMP default
+} TrainConfig;
+
+typedef struct {
+    char rule[48];
+    char reason[256];
+    int line, col;                 // where it was declared (0 for none)
+} Deviation;
+
+typedef struct {
+    char source[DCAL_PATH_MAX];    // file it came from ("" for defaults)
+    ModelConfig model;
+    LossConfig loss;
+    DataConfig data;
+    OptimConfig optim;
+    TrainConfig train;
+    int n_deviations;
+    Deviation deviations[DCAL_MAX_DEVIATIONS];
+    int n_overrides;
+    char overrides[DCAL_MAX_OVERRIDES][256];   // "--set" strings as given, in order
+} DcalConfig;
+
+// Paper defaults (ViT-B/16, CUB, SPEC §1-5).
+void config_defaults(DcalConfig *c);
+// Load YAML over defaults. On error prints "dcal: file:line:col: message" and returns 0.
+int config_load(DcalConfig *c, const char *path);
+// Apply one "key.sub=value" override (records it). Returns 0 after an error line.
+int config_set(DcalConfig *c, const char *assignment);
+// Fill derived values and check cross-field consistency (e.g. D % H == 0).
+int config_finalize(DcalConfig *c);
+// Emit the resolved config as YAML (re-loadable by config_load).
+int config_write_yaml(const DcalConfig *c, FILE *f);
+// Effective batch = micro × accumulation × devices.
+static inline int config_effective_batch(const DcalConfig *c) {
+    return c->train.micro_batch * c->train.accum_steps * c->train.devices;
+}
+// Tokens per image: 1 + (img/patch)^2.
+static inline int config_tokens(const ModelConfig *m) {
+    int g = m->img_size / m->patch;
+    return 1 + g * g;
+}
+// K = floor(R·(N−1)) selected patch tokens (at least 1).
+int config_topk(const ModelConfig *m);
+// Closest known key to `key` by edit distance (for "did you mean"), or NULL.
+const char *config_suggest(const char *key);

@@ -1,0 +1,339 @@
+// model.c: the parameter table (SPEC §6 names), initialisation, and the
+// activation layout. One layout function both sizes (model_plan) and places
+// (model_alloc_activations) every buffer, so the plan is exact by construction.
+#include <math.h>
+#include <string.h>
+#include "model/model_int.h"
+#include "core/rng.h"
+
+static const char *block_names[BLOCK_TENSORS] = {
+    "norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
+    "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"};
+
+static void add(Model *m, int cap, const char *name, bool decay, int ndim, int d0, int d1, int d2, int d3) {
+    if (m->n_tensors >= cap) dcal_die("internal: tensor table overflow");
+    ParamTensor *t = &m->tensors[m->n_tensors++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = ndim;
+    int d[4] = {d0, d1, d2, d3};
+    t->numel = 1;
+    for (int i = 0; i < 4; i++) {
+        t->shape[i] = i < ndim ? d[i] : 0;
+        if (i < ndim) t->numel *= (size_t)d[i];
+    }
+    t->offset = m->n_params;
+    t->decay = decay;
+    m->n_params += t->numel;
+}
+
+static void add_block(Model *m, int cap, const char *prefix) {
+    const ModelConfig *c = &m->cfg;
+    int D = c->dim, F = c->mlp_dim;
+    int shapes[BLOCK_TENSORS][2] = {{D, 0}, {D, 0}, {3 * D, D}, {3 * D, 0}, {D, D}, {D, 0},
+                                    {D, 0}, {D, 0}, {F, D},     {F, 0},     {D, F}, {D, 0}};
+    for (int i = 0; i < BLOCK_TENSORS; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "%s.%s", prefix, block_names[i]);
+        int nd = shapes[i][1] ? 2 : 1;
+        add(m, cap, name, nd == 2, nd, shapes[i][0], shapes[i][1], 0, 0);   // SPEC §4: only matrices decay
+    }
+}
+
+int model_sa_tensor(int l) { return 4 + l * BLOCK_TENSORS; }
+int model_glca_tensor(const Model *m, int j) { return 4 + m->cfg.depth * BLOCK_TENSORS + 4 + j * BLOCK_TENSORS; }
+
+TensorIds model_ids(const Model *m) {
+    int L = m->cfg.depth, M = m->cfg.glca_blocks;
+    int after_sa = 4 + L * BLOCK_TENSORS, after_gl = after_sa + 4 + M * BLOCK_TENSORS;
+    return (TensorIds){.cls = 0, .pos = 1, .pe_w = 2, .pe_b = 3, .norm_w = after_sa, .norm_b = after_sa + 1,
+                       .head_w = after_sa + 2, .head_b = after_sa + 3, .gnorm_w = after_gl, .gnorm_b = after_gl + 1,
+                       .ghead_w = after_gl + 2, .ghead_b = after_gl + 3, .loss_w = after_gl + 4};
+}
+
+BlockW model_block_w(const Model *m, float *base, int first) {
+    float *p[BLOCK_TENSORS];
+    for (int i = 0; i < BLOCK_TENSORS; i++) p[i] = base + m->tensors[first + i].offset;
+    return (BlockW){p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11]};
+}
+
+// The tensor table alone (no memory): used by model_build and model_plan.
+static int build_table(Model *m, const ModelConfig *cfg) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    if (cfg->glca_shares_sa_weights || !cfg->pwca_shares_sa_weights) {
+        dcal_err("model: only the paper's weight sharing is implemented (PWCA shares SA's weights, GLCA has its own); "
+                 "got glca_shares_sa_weights=%d pwca_shares_sa_weights=%d",
+                 cfg->glca_shares_sa_weights, cfg->pwca_shares_sa_weights);
+        return 0;
+    }
+    m->N = config_tokens(cfg);
+    m->K = config_topk(cfg);
+    int D = cfg->dim, L = cfg->depth, M = cfg->glca_blocks, p = cfg->patch, C = cfg->num_classes;
+    int cap = 4 + (L + M) * BLOCK_TENSORS + 9;
+    m->tensors = xcalloc((size_t)cap, sizeof(ParamTensor));
+    add(m, cap, "cls_token", false, 3, 1, 1, D, 0);
+    add(m, cap, "pos_embed", false, 3, 1, m->N, D, 0);
+    add(m, cap, "patch_embed.proj.weight", true, 4, D, 3, p, p);
+    add(m, cap, "patch_embed.proj.bias", false, 1, D, 0, 0, 0);
+    for (int l = 0; l < L; l++) {
+        char pre[32];
+        snprintf(pre, sizeof pre, "blocks.%d", l);
+        add_block(m, cap, pre);
+    }
+    add(m, cap, "norm.weight", false, 1, D, 0, 0, 0);
+    add(m, cap, "norm.bias", false, 1, D, 0, 0, 0);
+    add(m, cap, "head.weight", true, 2, C, D, 0, 0);
+    add(m, cap, "head.bias", false, 1, C, 0, 0, 0);
+    for (int j = 0; j < M; j++) {
+        char pre[32];
+        snprintf(pre, sizeof pre, "glca.%d", j);
+        add_block(m, cap, pre);
+    }
+    add(m, cap, "glca_norm.weight", false, 1, D, 0, 0, 0);
+    add(m, cap, "glca_norm.bias", false, 1, D, 0, 0, 0);
+    add(m, cap, "glca_head.weight", true, 2, C, D, 0, 0);
+    add(m, cap, "glca_head.bias", false, 1, C, 0, 0, 0);
+    add(m, cap, "loss_w", false, 1, 3, 0, 0, 0);
+    return 1;
+}
+
+int model_build(Model *m, const ModelConfig *cfg, const Backend *be) {
+    if (!build_table(m, cfg)) return 0;
+    m->be = be;
+    m->uncertainty_weighting = true;
+    m->params = be->alloc(m->n_params * sizeof(float));
+    m->grads = be->alloc(m->n_params * sizeof(float));
+    return 1;
+}
+
+const ParamTensor *model_find(const Model *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name)) return &m->tensors[i];
+    return NULL;
+}
+
+static float trunc_normal(Rng *r, float std) {
+    for (;;) {   // resample outside ±2σ
+        float x = rng_normal(r);
+        if (fabsf(x) <= 2.0f) return x * std;
+    }
+}
+
+void model_init_weights(Model *m, uint64_t seed) {
+    float *h = xcalloc(m->n_params, sizeof(float));
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor *t = &m->tensors[i];
+        float *p = h + t->offset;
+        const char *n = t->name;
+        size_t len = strlen(n);
+        Rng r;
+        rng_init(&r, seed, 0, (uint64_t)i, RNG_INIT);
+        int is_norm = strstr(n, "norm") && !strstr(n, "patch");
+        if (is_norm && len > 7 && !strcmp(n + len - 7, ".weight")) {
+            for (size_t k = 0; k < t->numel; k++) p[k] = 1.0f;
+        } else if (!strcmp(n, "cls_token") || !strcmp(n, "pos_embed") || t->ndim >= 2) {
+            for (size_t k = 0; k < t->numel; k++) p[k] = trunc_normal(&r, 0.02f);
+        }   // biases and loss_w stay 0
+    }
+    m->be->to_device(m->params, h, m->n_params * sizeof(float));
+    free(h);
+    model_copy_sa_to_glca(m);
+}
+
+void model_copy_sa_to_glca(Model *m) {
+    int L = m->cfg.depth, M = m->cfg.glca_blocks;
+    for (int j = 0; j < M; j++) {
+        const ParamTensor *src = &m->tensors[model_sa_tensor(L - M + j)];
+        const ParamTensor *dst = &m->tensors[model_glca_tensor(m, j)];
+        size_t n = 0;
+        for (int i = 0; i < BLOCK_TENSORS; i++) n += src[i].numel;   // a block's tensors are contiguous
+        m->be->copy(m->params + dst->offset, m->params + src->offset, n * sizeof(float));
+    }
+}
+
+// ---- activation layout -----------------------------------------------------
+
+typedef struct {
+    char *base;        // NULL: count only
+    size_t act, ws;    // bytes so far
+} Arena;
+
+static float *take(Arena *a, size_t n, bool workspace) {
+    size_t bytes = (n * sizeof(float) + 255) & ~(size_t)255;   // 256-byte alignment for GPU loads
+    size_t off = a->act + a->ws;
+    if (workspace) a->ws += bytes; else a->act += bytes;
+    return a->base ? (float *)(a->base + off) : NULL;
+}
+
+static void block_acts(Arena *a, BlockActs *b, size_t rows, int B, const ModelConfig *c, int N, bool ws) {
+    size_t D = (size_t)c->dim, F = (size_t)c->mlp_dim;
+    b->ln1 = take(a, rows * D, ws);
+    b->ln1_mean = take(a, rows, ws);
+    b->ln1_rstd = take(a, rows, ws);
+    b->qkv = take(a, rows * 3 * D, ws);
+    b->att = take(a, rows * D, ws);
+    b->lse = take(a, (size_t)B * c->heads * N, ws);
+    b->h = take(a, rows * D, ws);
+    b->ln2 = take(a, rows * D, ws);
+    b->ln2_mean = take(a, rows, ws);
+    b->ln2_rstd = take(a, rows, ws);
+    b->fc1 = take(a, rows * F, ws);
+    b->gelu = take(a, rows * F, ws);
+}
+
+static void block_grads(Arena *a, BlockGrads *g, size_t rows, const ModelConfig *c) {
+    size_t D = (size_t)c->dim, F = (size_t)c->mlp_dim;
+    g->df = take(a, rows * D, true);
+    g->dln1 = take(a, rows * D, true);
+    g->dqkv = take(a, rows * 3 * D, true);
+    g->datt = take(a, rows * D, true);
+    g->dh = take(a, rows * D, true);
+    g->dln2 = take(a, rows * D, true);
+    g->dfc1 = take(a, rows * F, true);
+    g->dgelu = take(a, rows * F, true);
+}
+
+// Place (or count) every activation and workspace buffer for micro-batch B.
+static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena *a, Acts *x) {
+    int N = config_tokens(c), K = config_topk(c), Q = 1 + K, L = c->depth, M = c->glca_blocks,
+        T = training ? c->pwca_blocks : 0, C = c->num_classes, D = c->dim, p = c->patch;
+    size_t rows = (size_t)B * N, F = (size_t)c->mlp_dim, P = (size_t)(N - 1);
+    // Block inputs are the checkpoints: always kept when training.
+    x->x = take(a, (size_t)(L + 1) * rows * D, !training);
+    x->z = T ? take(a, (size_t)(T + 1) * rows * D, false) : NULL;
+    x->img = take(a, (size_t)B * 3 * c->img_size * c->img_size, true);
+    x->cols = take(a, (size_t)B * P * 3 * p * p, !training);
+    x->pe = take(a, (size_t)B * P * D, true);
+    bool shared = ckpt || !training;   // inference never needs more than one block's activations
+    int nsa = shared ? 1 : L, npw = shared ? (T ? 1 : 0) : T;
+    for (int l = 0; l < nsa; l++) block_acts(a, &x->sa[l], rows, B, c, N, shared);
+    for (int t = 0; t < npw; t++) block_acts(a, &x->pw[t], rows, B, c, N, shared);
+    if (ckpt && training) block_acts(a, &x->rec, rows, B, c, N, true);
+    for (int j = 0; j < M; j++) {   // GLCA keeps its M blocks even when checkpointing: they are small
+        GlcaActs *g = &x->gl[j];
+        size_t lr = (size_t)B * Q;
+        bool ws = !training;
+        g->yin = take(a, lr * D, ws);
+        g->lnl = take(a, lr * D, ws);
+        g->lnl_mean = take(a, lr, ws);
+        g->lnl_rstd = take(a, lr, ws);
+        g->q = take(a, lr * D, ws);
+        g->lng = take(a, rows * D, ws);
+        g->lng_mean = take(a, rows, ws);
+        g->lng_rstd = take(a, rows, ws);
+        g->kv = take(a, rows * 2 * D, ws);
+        g->att = take(a, lr * D, ws);
+        g->lse = take(a, (size_t)B * c->heads * Q, ws);
+        g->h = take(a, lr * D, ws);
+        g->ln2 = take(a, lr * D, ws);
+        g->ln2_mean = take(a, lr, ws);
+        g->ln2_rstd = take(a, lr, ws);
+        g->fc1 = take(a, lr * F, ws);
+        g->gelu = take(a, lr * F, ws);
+        g->yout = take(a, lr * D, ws);
+    }
+    for (int h = 0; h < (training ? 3 : 2); h++) {
+        HeadActs *hd = &x->head[h];
+        hd->cls = take(a, (size_t)B * D, !training);
+        hd->ln = take(a, (size_t)B * D, !training);
+        hd->mean = take(a, (size_t)B, !training);
+        hd->rstd = take(a, (size_t)B, !training);
+        hd->logits = take(a, (size_t)B * C, !training);
+        hd->probs = take(a, (size_t)B * C, !training);
+        hd->losses = take(a, (size_t)B, !training);
+    }
+    x->sel = (int *)take(a, (size_t)B * Q, false);
+    x->zeros = (int *)take(a, (size_t)B, true);
+    x->pair = (int *)take(a, (size_t)B, false);
+    x->labels = (int *)take(a, (size_t)B, false);
+    x->drop = training ? take(a, (size_t)(2 * (L + T + M)) * B, false) : NULL;
+    x->r = take(a, (size_t)B * N, true);
+    x->rtmp = take(a, (size_t)B * N, true);
+    x->S = take(a, (size_t)B * N * N, true);
+    if (!training) return;
+    for (int i = 0; i < 2; i++) {
+        x->dx[i] = take(a, rows * D, true);
+        x->dz[i] = T ? take(a, rows * D, true) : NULL;
+    }
+    block_grads(a, &x->gsa, rows, c);
+    if (T) block_grads(a, &x->gpw, rows, c);
+    block_grads(a, &x->ggl, (size_t)B * Q, c);
+    x->dgl_in = take(a, (size_t)B * Q * D, true);
+    x->dgl_out = take(a, (size_t)B * Q * D, true);
+    x->dglkv = take(a, rows * 2 * D, true);
+    x->dglq = take(a, (size_t)B * Q * D, true);
+    x->dlng = take(a, rows * D, true);
+    x->dglx = take(a, (size_t)M * rows * D, true);
+    x->dlnl = take(a, (size_t)B * Q * D, true);
+    x->dcls = take(a, (size_t)B * D, true);
+    x->dln = take(a, (size_t)B * D, true);
+    x->dlogits = take(a, (size_t)B * C, true);
+    x->dpatch = take(a, (size_t)B * P * D, true);
+}
+
+void model_plan(const ModelConfig *cfg, int B, bool ckpt, bool training, MemPlan *out) {
+    Model tmp;
+    size_t n = build_table(&tmp, cfg) ? tmp.n_params : 0;
+    free(tmp.tensors);
+    Acts x;
+    memset(&x, 0, sizeof x);
+    BlockActs sa[64], pw[64];
+    GlcaActs gl[64];
+    x.sa = sa; x.pw = pw; x.gl = gl;
+    Arena a = {0};
+    layout(cfg, B, ckpt, training, &a, &x);
+    out->weights = n * sizeof(float);
+    out->grads = training ? n * sizeof(float) : 0;
+    out->optimizer = training ? 2 * n * sizeof(float) : 0;
+    out->activations = a.act;
+    out->workspace = a.ws;
+    out->total = out->weights + out->grads + out->optimizer + out->activations + out->workspace;
+}
+
+int model_alloc_activations(Model *m, int B, bool ckpt, bool training) {
+    const ModelConfig *c = &m->cfg;
+    if (c->depth > 64 || c->glca_blocks > 64) {
+        dcal_err("model: depth %d / glca_blocks %d exceed 64", c->depth, c->glca_blocks);
+        return 0;
+    }
+    Acts *x = xcalloc(1, sizeof(Acts));
+    x->sa = xcalloc(64, sizeof(BlockActs));
+    x->pw = xcalloc(64, sizeof(BlockActs));
+    x->gl = xcalloc(64, sizeof(GlcaActs));
+    Arena a = {0};
+    layout(c, B, ckpt, training, &a, x);
+    a.base = m->be->alloc(a.act + a.ws);
+    a.act = a.ws = 0;
+    layout(c, B, ckpt, training, &a, x);
+    m->arena = a.base;
+    int Q = 1 + m->K;
+    x->h_logits = xcalloc((size_t)3 * B * c->num_classes, sizeof(float));
+    x->h_losses = xcalloc((size_t)3 * B, sizeof(float));
+    x->h_sel = xcalloc((size_t)B * Q, sizeof(int));
+    x->h_pair = xcalloc((size_t)B, sizeof(int));
+    m->acts = x;
+    m->B = B;
+    m->ckpt = ckpt;
+    m->training = training;
+    return 1;
+}
+
+void model_zero_grads(Model *m) { m->be->zero(m->grads, m->n_params * sizeof(float)); }
+
+void model_free(Model *m) {
+    if (m->acts) {
+        free(m->acts->sa);
+        free(m->acts->pw);
+        free(m->acts->gl);
+        free(m->acts->h_logits);
+        free(m->acts->h_losses);
+        free(m->acts->h_sel);
+        free(m->acts->h_pair);
+        free(m->acts);
+    }
+    if (m->arena) m->be->free(m->arena);
+    if (m->params) m->be->free(m->params);
+    if (m->grads) m->be->free(m->grads);
+    free(m->tensors);
+    memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,82 @@
+// model.h: the DCAL graph (SPEC §1-3) over the ops of one Backend.
+// Parameters live in one flat buffer described by a named tensor table
+// (SPEC §6 names); gradients, AdamW moments share the same layout.
+#pragma once
+#include <stdbool.h>
+#include "config/config.h"
+#include "backend/backend.h"
+
+typedef struct {
+    char name[96];             // SPEC §6, e.g. "blocks.3.attn.qkv.weight"
+    int ndim;
+    int shape[4];
+    size_t offset;             // in floats, into Model.params / grads
+    size_t numel;
+    bool decay;                // AdamW weight decay applies (SPEC §4: not biases, LN, pos/cls, loss_w)
+} ParamTensor;
+
+// Exact byte counts by category (DESIGN §4); what model_alloc_activations allocates.
+typedef struct {
+    size_t weights, grads, optimizer, activations, workspace;
+    size_t total;
+} MemPlan;
+
+typedef struct Acts Acts;      // private to model.c
+
+typedef struct {
+    ModelConfig cfg;
+    const Backend *be;
+    int N;                     // tokens per image
+    int K;                     // selected patch tokens (GLCA queries = 1+K)
+    int n_tensors;
+    ParamTensor *tensors;
+    size_t n_params;           // floats
+    float *params;             // backend memory [n_params]
+    float *grads;              // backend memory [n_params], accumulated by backward
+    Acts *acts;                // activations for the allocated micro-batch
+    void *arena;               // one backend allocation holding every activation
+    int B;                     // allocated micro-batch
+    bool ckpt;                 // per-block checkpointing on
+    bool training;
+    bool uncertainty_weighting;   // SPEC §3 loss weighting (loss.uncertainty_weighting), on by default
+} Model;
+
+// One micro-batch, host memory.
+typedef struct {
+    int B;
+    const float *images;       // [B, 3, S, S], normalised
+    const int *labels;         // [B]
+    const int *pair;           // [B] derangement π: distractor of b is pair[b]; NULL = no PWCA
+    uint64_t seed, step;       // drop-path masks are drawn from (seed, step) when model.drop_path > 0
+} Batch;
+
+// What a forward reports, host memory owned by the model (valid until the next forward).
+typedef struct {
+    float ce[3];               // mean CE: SA, GLCA, PWCA (PWCA 0 when off)
+    float loss;                // uncertainty-weighted total (SPEC §3)
+    const float *logits[3];    // [B, C] each: SA, GLCA, PWCA
+    const int *sel;            // [B, 1+K] selected token indices
+} StepOut;
+
+// Build the tensor table and allocate params + grads (zeroed). 0 after an error line.
+int model_build(Model *m, const ModelConfig *cfg, const Backend *be);
+// Paper init: trunc-normal(0.02) linear/patch weights, zero biases, LN 1/0,
+// cls/pos normal(0.02), loss_w 0, GLCA copied from SA block L−M+1 (SPEC §2). Deterministic in seed.
+void model_init_weights(Model *m, uint64_t seed);
+// Copy GLCA block j from SA block L−M+1+j (used after loading pretrained SA weights).
+void model_copy_sa_to_glca(Model *m);
+const ParamTensor *model_find(const Model *m, const char *name);
+// Activations for micro-batch B. training=false allocates inference buffers only.
+int model_alloc_activations(Model *m, int B, bool ckpt, bool training);
+// Exact memory plan without allocating anything (same sizing code as the allocation).
+void model_plan(const ModelConfig *cfg, int B, bool ckpt, bool training, MemPlan *out);
+
+// Training forward: SA, rollout (no grad), selection, GLCA, PWCA, heads, loss.
+void model_forward_train(Model *m, const Batch *batch, StepOut *out);
+// Backward of the last forward_train; accumulates into m->grads, scaling the
+// loss by loss_scale (1/accumulation steps).
+void model_backward(Model *m, float loss_scale);
+// Inference: PWCA off. Host outputs [B, C] each; sel [B,1+K] may be NULL.
+void model_forward_infer(Model *m, const float *images, int B, float *logits_sa, float *logits_glca, int *sel);
+void model_zero_grads(Model *m);
+void model_free(Model *m);

@@ -1,0 +1,145 @@
+// model_block.c: one transformer block, forward and backward, for the three
+// branches (SPEC §1-2). SA and PWCA share block_forward/backward (PWCA adds
+// the distractor's keys/values from a second buffer); GLCA has its own pair
+// because its queries (1+K local rows) and keys/values (N global rows) differ.
+#include <math.h>
+#include <string.h>
+#include "model/model_block.h"
+
+// q|k|v views into a [B, N, 3D] buffer (heads contiguous inside each).
+AttnArgs block_qkv_args(const Model *m, int B, const float *qkv, const float *qkv2, const int *pair) {
+    int D = m->cfg.dim, N = m->N;
+    AttnArgs a = {.B = B, .H = m->cfg.heads, .hd = D / m->cfg.heads, .Nq = N, .q_idx = NULL,
+                  .q = qkv, .q_bstride = (long)N * 3 * D, .q_tstride = 3 * D,
+                  .k1 = qkv + D, .v1 = qkv + 2 * D, .n1 = N, .kv1_bstride = (long)N * 3 * D, .kv1_tstride = 3 * D};
+    if (qkv2) {   // PWCA: the distractor's keys/values, one softmax over both (SPEC §2)
+        a.k2 = qkv2 + D; a.v2 = qkv2 + 2 * D; a.n2 = N;
+        a.kv2_bstride = (long)N * 3 * D; a.kv2_tstride = 3 * D; a.kv2_b = pair;
+    }
+    a.scale = 1.0f / sqrtf((float)a.hd);
+    return a;
+}
+
+void block_attn_forward(const Model *m, const BlockW *w, BlockActs *a, const float *xin, int B, const float *qkv2,
+                        const int *pair, bool attention) {
+    const Backend *be = m->be;
+    int D = m->cfg.dim, rows = B * m->N;
+    be->layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, xin, w->ln1w, w->ln1b, rows, D, (float)m->cfg.ln_eps);
+    be->linear_forward(a->qkv, a->ln1, w->qkvw, w->qkvb, rows, D, 3 * D);
+    if (attention) {
+        AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
+        be->attention_forward(&at, a->att, a->lse);
+    }
+}
+
+void block_forward(const Model *m, const BlockW *w, BlockActs *a, const float *xin, float *xout, int B,
+                   const float *qkv2, const int *pair, const float *s1, const float *s2) {
+    const Backend *be = m->be;
+    int D = m->cfg.dim, F = m->cfg.mlp_dim, rows = B * m->N;
+    size_t per_b = (size_t)m->N * D;
+    block_attn_forward(m, w, a, xin, B, qkv2, pair, true);
+    be->linear_forward(xout, a->att, w->projw, w->projb, rows, D, D);   // xout holds the branch until the end
+    be->residual_forward(a->h, xin, xout, s1, B, per_b);
+    be->layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, w->ln2w, w->ln2b, rows, D, (float)m->cfg.ln_eps);
+    be->linear_forward(a->fc1, a->ln2, w->fc1w, w->fc1b, rows, D, F);
+    be->gelu_forward(a->gelu, a->fc1, (size_t)rows * F);
+    be->linear_forward(xout, a->gelu, w->fc2w, w->fc2b, rows, F, D);
+    be->residual_forward(xout, a->h, xout, s2, B, per_b);   // element-wise, so in place is safe
+}
+
+// The MLP half and the projection, shared by all branches: from the gradient
+// of the block output to datt (attention output) and dres (residual input).
+static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw, const float *h, const float *ln2,
+                              const float *ln2_mean, const float *ln2_rstd, const float *fc1, const float *gelu,
+                              const float *att, const float *dout, float *dres, BlockGrads *g, int B, int rows_per_b,
+                              const float *s1, const float *s2) {
+    const Backend *be = m->be;
+    int D = m->cfg.dim, F = m->cfg.mlp_dim, rows = B * rows_per_b;
+    size_t n = (size_t)rows * D, per_b = (size_t)rows_per_b * D;
+    be->zero(g->df, n * sizeof(float));
+    be->zero(g->dh, n * sizeof(float));
+    be->zero(g->dgelu, (size_t)rows * F * sizeof(float));
+    be->zero(g->dfc1, (size_t)rows * F * sizeof(float));
+    be->zero(g->dln2, n * sizeof(float));
+    be->zero(g->datt, n * sizeof(float));
+    be->residual_backward(g->dh, g->df, dout, s2, B, per_b);
+    be->linear_backward(g->dgelu, gw->fc2w, gw->fc2b, g->df, gelu, w->fc2w, rows, F, D);
+    be->gelu_backward(g->dfc1, fc1, g->dgelu, (size_t)rows * F);
+    be->linear_backward(g->dln2, gw->fc1w, gw->fc1b, g->dfc1, ln2, w->fc1w, rows, D, F);
+    be->layernorm_backward(g->dh, gw->ln2w, gw->ln2b, g->dln2, h, w->ln2w, ln2_mean, ln2_rstd, rows, D);
+    be->zero(g->df, n * sizeof(float));
+    be->residual_backward(dres, g->df, g->dh, s1, B, per_b);
+    be->linear_backward(g->datt, gw->projw, gw->projb, g->df, att, w->projw, rows, D, D);
+}
+
+void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
+                    const float *dout, float *dxin, BlockGrads *g, int B, const float *qkv2, const int *pair,
+                    float *dqkv2, const float *s1, const float *s2) {
+    const Backend *be = m->be;
+    int D = m->cfg.dim, rows = B * m->N;
+    mlp_proj_backward(m, w, gw, a->h, a->ln2, a->ln2_mean, a->ln2_rstd, a->fc1, a->gelu, a->att, dout, dxin, g, B,
+                      m->N, s1, s2);
+    AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
+    // g->dqkv was zeroed by the caller and may already hold PWCA's dk2/dv2 for this layer.
+    AttnGrads ag = {.dq = g->dqkv, .dk1 = g->dqkv + D, .dv1 = g->dqkv + 2 * D,
+                    .dk2 = dqkv2 ? dqkv2 + D : NULL, .dv2 = dqkv2 ? dqkv2 + 2 * D : NULL};
+    be->attention_backward(&at, &ag, a->att, a->lse, g->datt);
+    be->zero(g->dln1, (size_t)rows * D * sizeof(float));
+    be->linear_backward(g->dln1, gw->qkvw, gw->qkvb, g->dqkv, a->ln1, w->qkvw, rows, D, 3 * D);
+    be->layernorm_backward(dxin, gw->ln1w, gw->ln1b, g->dln1, xin, w->ln1w, a->ln1_mean, a->ln1_rstd, rows, D);
+}
+
+// ---- GLCA ------------------------------------------------------------------
+
+static AttnArgs glca_args(const Model *m, int B, const GlcaActs *a) {
+    int D = m->cfg.dim, N = m->N, Q = 1 + m->K;
+    AttnArgs at = {.B = B, .H = m->cfg.heads, .hd = D / m->cfg.heads, .Nq = Q, .q_idx = NULL,
+                   .q = a->q, .q_bstride = (long)Q * D, .q_tstride = D,
+                   .k1 = a->kv, .v1 = a->kv + D, .n1 = N, .kv1_bstride = (long)N * 2 * D, .kv1_tstride = 2 * D};
+    at.scale = 1.0f / sqrtf((float)at.hd);
+    return at;
+}
+
+void glca_forward(const Model *m, const BlockW *w, GlcaActs *a, const float *global, int B, const float *s1,
+                  const float *s2) {
+    const Backend *be = m->be;
+    int D = m->cfg.dim, F = m->cfg.mlp_dim, Q = 1 + m->K, lr = B * Q, rows = B * m->N;
+    float eps = (float)m->cfg.ln_eps;
+    // q = LN1(local)·Wq, k|v = LN1(global)·Wk|Wv: the first D rows of qkv.weight are Wq.
+    be->layernorm_forward(a->lnl, a->lnl_mean, a->lnl_rstd, a->yin, w->ln1w, w->ln1b, lr, D, eps);
+    be->linear_forward(a->q, a->lnl, w->qkvw, w->qkvb, lr, D, D);
+    be->layernorm_forward(a->lng, a->lng_mean, a->lng_rstd, global, w->ln1w, w->ln1b, rows, D, eps);
+    be->linear_forward(a->kv, a->lng, w->qkvw + (size_t)D * D, w->qkvb + D, rows, D, 2 * D);
+    AttnArgs at = glca_args(m, B, a);
+    be->attention_forward(&at, a->att, a->lse);
+    size_t per_b = (size_t)Q * D;
+    be->linear_forward(a->yout, a->att, w->projw, w->projb, lr, D, D);
+    be->residual_forward(a->h, a->yin, a->yout, s1, B, per_b);
+    be->layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, w->ln2w, w->ln2b, lr, D, eps);
+    be->linear_forward(a->fc1, a->ln2, w->fc1w, w->fc1b, lr, D, F);
+    be->gelu_forward(a->gelu, a->fc1, (size_t)lr * F);
+    be->linear_forward(a->yout, a->gelu, w->fc2w, w->fc2b, lr, F, D);
+    be->residual_forward(a->yout, a->h, a->yout, s2, B, per_b);
+}
+
+void glca_backward(const Model *m, const BlockW *w, const BlockW *gw, const GlcaActs *a, const float *global,
+                   const float *dout, float *dyin, float *dglobal, int B, const float *s1, const float *s2) {
+    const Backend *be = m->be;
+    Acts *x = m->acts;
+    int D = m->cfg.dim, Q = 1 + m->K, lr = B * Q, rows = B * m->N;
+    BlockGrads *g = &x->ggl;
+    mlp_proj_backward(m, w, gw, a->h, a->ln2, a->ln2_mean, a->ln2_rstd, a->fc1, a->gelu, a->att, dout, dyin, g, B, Q,
+                      s1, s2);
+    be->zero(x->dglq, (size_t)lr * D * sizeof(float));
+    be->zero(x->dglkv, (size_t)rows * 2 * D * sizeof(float));
+    AttnArgs at = glca_args(m, B, a);
+    AttnGrads ag = {.dq = x->dglq, .dk1 = x->dglkv, .dv1 = x->dglkv + D};
+    be->attention_backward(&at, &ag, a->att, a->lse, g->datt);
+    be->zero(x->dlnl, (size_t)lr * D * sizeof(float));
+    be->zero(x->dlng, (size_t)rows * D * sizeof(float));
+    be->linear_backward(x->dlnl, gw->qkvw, gw->qkvb, x->dglq, a->lnl, w->qkvw, lr, D, D);
+    be->linear_backward(x->dlng, gw->qkvw + (size_t)D * D, gw->qkvb + D, x->dglkv, a->lng, w->qkvw + (size_t)D * D,
+                        rows, D, 2 * D);
+    be->layernorm_backward(dyin, gw->ln1w, gw->ln1b, x->dlnl, a->yin, w->ln1w, a->lnl_mean, a->lnl_rstd, lr, D);
+    be->layernorm_backward(dglobal, gw->ln1w, gw->ln1b, x->dlng, global, w->ln1w, a->lng_mean, a->lng_rstd, rows, D);
+}

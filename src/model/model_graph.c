@@ -1,0 +1,310 @@
+// model_graph.c: the DCAL graph over blocks (SPEC §1-3): SA stream, rollout
+// and selection (no gradient), GLCA, PWCA, the three heads and the
+// uncertainty-weighted loss; backward in reverse, interleaving PWCA block t
+// with SA block t because PWCA's keys/values are SA's (with gradient).
+//
+// Checkpointing: only block inputs (the streams x and z) are kept; a block's
+// internals are recomputed into one shared BlockActs just before its backward.
+#include <math.h>
+#include <string.h>
+#include "model/model_block.h"
+#include "core/rng.h"
+
+static bool stored(const Model *m) { return m->training && !m->ckpt; }
+// Which heads take part: SA always, GLCA when M > 0 (M = 0 is an SA-only baseline), PWCA when paired.
+static bool head_on(const Model *m, int h) {
+    return h == 0 || (h == 1 && m->cfg.glca_blocks > 0) || (h == 2 && m->acts->have_pwca);
+}
+static BlockActs *sa_acts(const Model *m, int l) { return &m->acts->sa[stored(m) ? l : 0]; }
+static BlockActs *pw_acts(const Model *m, int t) { return &m->acts->pw[stored(m) ? t : 0]; }
+static size_t stream_n(const Model *m, int B) { return (size_t)B * m->N * m->cfg.dim; }
+static float *xs(const Model *m, int l, int B) { return m->acts->x + (size_t)l * stream_n(m, B); }
+static float *zs(const Model *m, int t, int B) { return m->acts->z + (size_t)t * stream_n(m, B); }
+
+// Drop-path masks: index 2·block + {0: attention, 1: MLP}; blocks numbered
+// SA 0..L-1, PWCA L..L+T-1, GLCA L+T..L+T+M-1.
+static const float *drop(const Model *m, int block, int which, int B) {
+    return m->acts->have_drop ? m->acts->drop + (size_t)(2 * block + which) * B : NULL;
+}
+
+static void draw_drop_masks(Model *m, const Batch *bt) {
+    const ModelConfig *c = &m->cfg;
+    int L = c->depth, T = c->pwca_blocks, M = c->glca_blocks, B = bt->B, nblk = L + T + M;
+    m->acts->have_drop = c->drop_path > 0;
+    if (!m->acts->have_drop) return;
+    float *h = xmalloc((size_t)2 * nblk * B * sizeof(float));
+    for (int k = 0; k < nblk; k++) {
+        int depth = k < L ? k : k < L + T ? k - L : L - M + (k - L - T);   // the SA layer a block stands for
+        double rate = L > 1 ? c->drop_path * depth / (L - 1) : c->drop_path;   // linear over depth (timm)
+        float keep = (float)(1.0 - rate);
+        for (int w = 0; w < 2; w++) {
+            Rng r;
+            rng_init(&r, bt->seed, (uint32_t)(2 * k + w), bt->step, RNG_DROPPATH);
+            for (int b = 0; b < B; b++)
+                h[(size_t)(2 * k + w) * B + b] = rng_uniform(&r) < keep ? 1.0f / keep : 0.0f;
+        }
+    }
+    m->be->to_device(m->acts->drop, h, (size_t)2 * nblk * B * sizeof(float));
+    free(h);
+}
+
+static void embed_forward(Model *m, const float *images, int B) {
+    const Backend *be = m->be;
+    Acts *x = m->acts;
+    TensorIds id = model_ids(m);
+    int p = m->cfg.patch, S = m->cfg.img_size, D = m->cfg.dim, P = m->N - 1;
+    be->to_device(x->img, images, (size_t)B * 3 * S * S * sizeof(float));
+    be->im2col_forward(x->cols, x->img, B, 3, S, p);
+    const float *W = m->params;
+    be->linear_forward(x->pe, x->cols, W + m->tensors[id.pe_w].offset, W + m->tensors[id.pe_b].offset, B * P,
+                       3 * p * p, D);
+    be->tokens_forward(xs(m, 0, B), x->pe, W + m->tensors[id.cls].offset, W + m->tensors[id.pos].offset, B, m->N, D);
+}
+
+static void sa_forward(Model *m, int B) {
+    for (int l = 0; l < m->cfg.depth; l++) {
+        BlockW w = model_block_w(m, m->params, model_sa_tensor(l));
+        block_forward(m, &w, sa_acts(m, l), xs(m, l, B), xs(m, l + 1, B), B, NULL, NULL, drop(m, l, 0, B),
+                      drop(m, l, 1, B));
+    }
+}
+
+// SA layer l's qkv (and lse when attention): stored, or recomputed into rec.
+static BlockActs *sa_layer(Model *m, int l, int B, bool attention) {
+    if (stored(m)) return &m->acts->sa[l];
+    BlockActs *a = m->training ? &m->acts->rec : &m->acts->sa[0];
+    BlockW w = model_block_w(m, m->params, model_sa_tensor(l));
+    block_attn_forward(m, &w, a, xs(m, l, B), B, NULL, NULL, attention);
+    return a;
+}
+
+// Rollout CLS row (SPEC §2): r ← e0; r ← r·S̄_l for l = L−M … 1 (newest first), then top-K.
+static void rollout_select(Model *m, int B) {
+    const Backend *be = m->be;
+    Acts *x = m->acts;
+    int N = m->N, L = m->cfg.depth, M = m->cfg.glca_blocks;
+    float *e0 = xcalloc((size_t)B * N, sizeof(float));
+    for (int b = 0; b < B; b++) e0[(size_t)b * N] = 1.0f;
+    be->to_device(x->r, e0, (size_t)B * N * sizeof(float));
+    free(e0);
+    for (int l = L - M - 1; l >= 0; l--) {
+        BlockActs *a = sa_layer(m, l, B, true);
+        AttnArgs at = block_qkv_args(m, B, a->qkv, NULL, NULL);
+        be->attention_probs_mean(&at, a->lse, x->S);
+        be->rollout_step(x->r, x->S, x->rtmp, B, N);
+    }
+    be->topk_select(x->sel, x->r, B, N, m->K);
+}
+
+static void glca_forward_all(Model *m, int B) {
+    const Backend *be = m->be;
+    Acts *x = m->acts;
+    int L = m->cfg.depth, M = m->cfg.glca_blocks, T = m->training ? m->cfg.pwca_blocks : 0, Q = 1 + m->K;
+    for (int j = 0; j < M; j++) {
+        GlcaActs *a = &x->gl[j];
+        if (j == 0) be->gather_rows_forward(a->yin, xs(m, L - M, B), x->sel, B, m->N, Q, m->cfg.dim);
+        else be->copy(a->yin, x->gl[j - 1].yout, (size_t)B * Q * m->cfg.dim * sizeof(float));
+        BlockW w = model_block_w(m, m->params, model_glca_tensor(m, j));
+        int blk = L + T + j;
+        glca_forward(m, &w, a, xs(m, L - M + j, B), B, drop(m, blk, 0, B), drop(m, blk, 1, B));
+    }
+}
+
+static void pwca_forward(Model *m, int B) {
+    Acts *x = m->acts;
+    int T = m->cfg.pwca_blocks;
+    m->be->copy(zs(m, 0, B), xs(m, 0, B), stream_n(m, B) * sizeof(float));   // z⁰ = x⁰ of I1
+    for (int t = 0; t < T; t++) {
+        BlockActs *sa = sa_layer(m, t, B, false);
+        BlockW w = model_block_w(m, m->params, model_sa_tensor(t));   // PWCA shares SA's weights
+        block_forward(m, &w, pw_acts(m, t), zs(m, t, B), zs(m, t + 1, B), B, sa->qkv, x->pair,
+                      drop(m, m->cfg.depth + t, 0, B), drop(m, m->cfg.depth + t, 1, B));
+    }
+}
+
+// Head h: CLS row of src [B, Nin, D] → LN → linear → logits (and CE when labels).
+static void head_forward(Model *m, int h, const float *src, int Nin, int B, int norm_w, int head_w, bool ce) {
+    const Backend *be = m->be;
+    HeadActs *a = &m->acts->head[h];
+    int D = m->cfg.dim, C = m->cfg.num_classes;
+    const float *W = m->params;
+    be->gather_rows_forward(a->cls, src, m->acts->zeros, B, Nin, 1, D);
+    be->layernorm_forward(a->ln, a->mean, a->rstd, a->cls, W + m->tensors[norm_w].offset,
+                          W + m->tensors[norm_w + 1].offset, B, D, (float)m->cfg.ln_eps);
+    be->linear_forward(a->logits, a->ln, W + m->tensors[head_w].offset, W + m->tensors[head_w + 1].offset, B, D, C);
+    if (ce) be->crossentropy_forward(a->losses, a->probs, a->logits, m->acts->labels, B, C);
+}
+
+static void head_backward(Model *m, int h, float *dsrc, int Nin, int B, int norm_w, int head_w, float coef) {
+    const Backend *be = m->be;
+    Acts *x = m->acts;
+    HeadActs *a = &x->head[h];
+    int D = m->cfg.dim, C = m->cfg.num_classes;
+    const float *W = m->params;
+    float *G = m->grads;
+    be->zero(x->dlogits, (size_t)B * C * sizeof(float));
+    be->zero(x->dln, (size_t)B * D * sizeof(float));
+    be->zero(x->dcls, (size_t)B * D * sizeof(float));
+    be->crossentropy_backward(x->dlogits, a->probs, x->labels, coef / B, B, C);   // CE is a mean over the batch
+    be->linear_backward(x->dln, G + m->tensors[head_w].offset, G + m->tensors[head_w + 1].offset, x->dlogits, a->ln,
+                        W + m->tensors[head_w].offset, B, D, C);
+    be->layernorm_backward(x->dcls, G + m->tensors[norm_w].offset, G + m->tensors[norm_w + 1].offset, x->dln, a->cls,
+                           W + m->tensors[norm_w].offset, a->mean, a->rstd, B, D);
+    be->gather_rows_backward(dsrc, x->dcls, x->zeros, B, Nin, 1, D);
+}
+
+void model_forward_train(Model *m, const Batch *bt, StepOut *out) {
+    const Backend *be = m->be;
+    Acts *x = m->acts;
+    int B = bt->B, C = m->cfg.num_classes, Q = 1 + m->K, L = m->cfg.depth, M = m->cfg.glca_blocks;
+    if (!m->training || B > m->B || B < 1) dcal_die("internal: forward_train with B=%d (allocated %d)", B, m->B);
+    x->B = B;
+    x->have_pwca = bt->pair != NULL && m->cfg.pwca_blocks > 0;
+    be->to_device(x->labels, bt->labels, (size_t)B * sizeof(int));
+    if (x->have_pwca) {
+        memcpy(x->h_pair, bt->pair, (size_t)B * sizeof(int));
+        be->to_device(x->pair, bt->pair, (size_t)B * sizeof(int));
+    }
+    draw_drop_masks(m, bt);
+    embed_forward(m, bt->images, B);
+    sa_forward(m, B);
+    if (M > 0) {
+        rollout_select(m, B);
+        glca_forward_all(m, B);
+    }
+    if (x->have_pwca) pwca_forward(m, B);
+    TensorIds id = model_ids(m);
+    head_forward(m, 0, xs(m, L, B), m->N, B, id.norm_w, id.head_w, true);
+    if (M > 0) head_forward(m, 1, x->gl[M - 1].yout, Q, B, id.gnorm_w, id.ghead_w, true);
+    if (x->have_pwca) head_forward(m, 2, zs(m, m->cfg.pwca_blocks, B), m->N, B, id.norm_w, id.head_w, true);
+    // Loss on the host: three means and the uncertainty weighting (SPEC §3).
+    be->to_host(x->loss_w, m->params + m->tensors[id.loss_w].offset, 3 * sizeof(float));
+    for (int h = 0; h < 3; h++) {
+        x->ce[h] = 0;
+        if (!head_on(m, h)) continue;
+        be->to_host(x->h_logits + (size_t)h * B * C, x->head[h].logits, (size_t)B * C * sizeof(float));
+        be->to_host(x->h_losses + (size_t)h * B, x->head[h].losses, (size_t)B * sizeof(float));
+        double s = 0;
+        for (int b = 0; b < B; b++) s += x->h_losses[(size_t)h * B + b];
+        x->ce[h] = (float)(s / B);
+    }
+    double loss = 0;
+    for (int h = 0; h < 3; h++)
+        if (head_on(m, h))
+            loss += m->uncertainty_weighting ? 0.5 * (exp(-x->loss_w[h]) * x->ce[h] + x->loss_w[h]) : x->ce[h];
+    be->to_host(x->h_sel, x->sel, (size_t)B * Q * sizeof(int));
+    for (int h = 0; h < 3; h++) {
+        out->ce[h] = x->ce[h];
+        out->logits[h] = x->h_logits + (size_t)h * B * C;
+    }
+    out->loss = (float)loss;
+    out->sel = x->h_sel;
+}
+
+void model_backward(Model *m, float loss_scale) {
+    const Backend *be = m->be;
+    Acts *x = m->acts;
+    int B = x->B, L = m->cfg.depth, M = m->cfg.glca_blocks, T = x->have_pwca ? m->cfg.pwca_blocks : 0;
+    int Q = 1 + m->K, D = m->cfg.dim, N = m->N, P = N - 1, p = m->cfg.patch;
+    size_t sn = stream_n(m, B), sbytes = sn * sizeof(float);
+    TensorIds id = model_ids(m);
+    float *G = m->grads;
+    // Loss weights: coefficient of each CE and the gradient of w (host math, 3 numbers).
+    float coef[3], dw[3] = {0, 0, 0};
+    for (int h = 0; h < 3; h++) {
+        bool on = head_on(m, h);
+        if (m->uncertainty_weighting) {
+            coef[h] = on ? loss_scale * 0.5f * expf(-x->loss_w[h]) : 0;
+            dw[h] = on ? loss_scale * 0.5f * (1.0f - expf(-x->loss_w[h]) * x->ce[h]) : 0;
+        } else {
+            coef[h] = on ? loss_scale : 0;
+        }
+    }
+    float gw_host[3];
+    be->to_host(gw_host, G + m->tensors[id.loss_w].offset, sizeof gw_host);
+    for (int h = 0; h < 3; h++) gw_host[h] += dw[h];
+    be->to_device(G + m->tensors[id.loss_w].offset, gw_host, sizeof gw_host);
+
+    float *dcur = x->dx[0], *dnext = x->dx[1];
+    be->zero(dcur, sbytes);
+    head_backward(m, 0, dcur, N, B, id.norm_w, id.head_w, coef[0]);
+    float *zc = NULL, *zn = NULL;
+    if (T) {
+        zc = x->dz[0];
+        zn = x->dz[1];
+        be->zero(zc, sbytes);
+        head_backward(m, 2, zc, N, B, id.norm_w, id.head_w, coef[2]);
+    }
+    // GLCA, top block first; its gradients into x[L-M+j] wait in dglx until the SA loop reaches them.
+    be->zero(x->dglx, (size_t)M * sbytes);
+    be->zero(x->dgl_out, (size_t)B * Q * D * sizeof(float));
+    if (M > 0) head_backward(m, 1, x->dgl_out, Q, B, id.gnorm_w, id.ghead_w, coef[1]);
+    for (int j = M - 1; j >= 0; j--) {
+        BlockW w = model_block_w(m, m->params, model_glca_tensor(m, j));
+        BlockW gw = model_block_w(m, G, model_glca_tensor(m, j));
+        be->zero(x->dgl_in, (size_t)B * Q * D * sizeof(float));
+        int blk = L + T + j;
+        glca_backward(m, &w, &gw, &x->gl[j], xs(m, L - M + j, B), x->dgl_out, x->dgl_in, x->dglx + (size_t)j * sn, B,
+                      drop(m, blk, 0, B), drop(m, blk, 1, B));
+        if (j > 0) {
+            float *t = x->dgl_out; x->dgl_out = x->dgl_in; x->dgl_in = t;
+        } else {   // local rows came from z = x[L-M] by selection (no gradient into the selection itself)
+            be->gather_rows_backward(x->dglx, x->dgl_in, x->sel, B, N, Q, D);
+        }
+    }
+    for (int l = L - 1; l >= 0; l--) {
+        BlockW w = model_block_w(m, m->params, model_sa_tensor(l));
+        BlockW gw = model_block_w(m, G, model_sa_tensor(l));
+        BlockActs *sa = sa_acts(m, l);
+        if (!stored(m))   // recompute SA block l (also gives PWCA its k2/v2)
+            block_forward(m, &w, sa, xs(m, l, B), xs(m, l + 1, B), B, NULL, NULL, drop(m, l, 0, B), drop(m, l, 1, B));
+        be->zero(x->gsa.dqkv, sn * 3 * sizeof(float));
+        if (l < T) {   // PWCA block l first: its dk2/dv2 land in SA's dqkv of this layer
+            BlockActs *pw = pw_acts(m, l);
+            if (!stored(m))
+                block_forward(m, &w, pw, zs(m, l, B), zs(m, l + 1, B), B, sa->qkv, x->pair, drop(m, L + l, 0, B),
+                              drop(m, L + l, 1, B));
+            be->zero(zn, sbytes);
+            be->zero(x->gpw.dqkv, sn * 3 * sizeof(float));
+            block_backward(m, &w, &gw, pw, zs(m, l, B), zc, zn, &x->gpw, B, sa->qkv, x->pair, x->gsa.dqkv,
+                           drop(m, L + l, 0, B), drop(m, L + l, 1, B));
+            float *t = zc; zc = zn; zn = t;
+        }
+        be->zero(dnext, sbytes);
+        block_backward(m, &w, &gw, sa, xs(m, l, B), dcur, dnext, &x->gsa, B, NULL, NULL, NULL, drop(m, l, 0, B),
+                       drop(m, l, 1, B));
+        if (l >= L - M) be->residual_backward(dnext, NULL, x->dglx + (size_t)(l - (L - M)) * sn, NULL, 1, sn);
+        float *t = dcur; dcur = dnext; dnext = t;
+    }
+    if (T) be->residual_backward(dcur, NULL, zc, NULL, 1, sn);   // z⁰ = x⁰
+    be->zero(x->dpatch, (size_t)B * P * D * sizeof(float));
+    be->tokens_backward(x->dpatch, G + m->tensors[id.cls].offset, G + m->tensors[id.pos].offset, dcur, B, N, D);
+    be->linear_backward(NULL, G + m->tensors[id.pe_w].offset, G + m->tensors[id.pe_b].offset, x->dpatch, x->cols,
+                        m->params + m->tensors[id.pe_w].offset, B * P, 3 * p * p, D);
+}
+
+void model_forward_infer(Model *m, const float *images, int B, float *logits_sa, float *logits_glca, int *sel) {
+    const Backend *be = m->be;
+    Acts *x = m->acts;
+    int C = m->cfg.num_classes, Q = 1 + m->K, L = m->cfg.depth, M = m->cfg.glca_blocks;
+    if (B > m->B || B < 1) dcal_die("internal: forward_infer with B=%d (allocated %d)", B, m->B);
+    bool was = m->training;
+    m->training = false;   // PWCA off, no drop-path (SPEC §3)
+    x->have_drop = false;
+    x->B = B;
+    embed_forward(m, images, B);
+    sa_forward(m, B);
+    TensorIds id = model_ids(m);
+    head_forward(m, 0, xs(m, L, B), m->N, B, id.norm_w, id.head_w, false);
+    be->to_host(logits_sa, x->head[0].logits, (size_t)B * C * sizeof(float));
+    if (M > 0) {
+        rollout_select(m, B);
+        glca_forward_all(m, B);
+        head_forward(m, 1, x->gl[M - 1].yout, Q, B, id.gnorm_w, id.ghead_w, false);
+        be->to_host(logits_glca, x->head[1].logits, (size_t)B * C * sizeof(float));
+    } else {   // SA-only baseline: uniform GLCA logits leave the combined prediction = SA's
+        memset(logits_glca, 0, (size_t)B * C * sizeof(float));
+    }
+    if (sel) be->to_host(sel, x->sel, (size_t)B * Q * sizeof(int));
+    m->training = was;
+}

@@ -1,0 +1,69 @@
+// model_int.h: what model*.c share: activation layout, block views.
+#pragma once
+#include "model/model.h"
+
+// Pointers to one block's 12 tensors inside params or grads (SPEC §6 order).
+typedef struct {
+    float *ln1w, *ln1b, *qkvw, *qkvb, *projw, *projb, *ln2w, *ln2b, *fc1w, *fc1b, *fc2w, *fc2b;
+} BlockW;
+#define BLOCK_TENSORS 12
+
+// What a SA or PWCA block's forward keeps for backward (rows = B·N).
+typedef struct {
+    float *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *lse, *h, *ln2, *ln2_mean, *ln2_rstd, *fc1, *gelu;
+} BlockActs;
+
+// Gradient scratch of one block, reused block after block.
+typedef struct {
+    float *df, *dln1, *dqkv, *datt, *dh, *dln2, *dfc1, *dgelu;
+} BlockGrads;
+
+// GLCA block j: Q = 1+K local rows attend to N global rows.
+typedef struct {
+    float *yin;                                   // [B,Q,D] local input (j=0: z[sel])
+    float *lnl, *lnl_mean, *lnl_rstd, *q;         // local LN1 and queries
+    float *lng, *lng_mean, *lng_rstd, *kv;        // global LN1 and keys|values [B,N,2D]
+    float *att, *lse, *h, *ln2, *ln2_mean, *ln2_rstd, *fc1, *gelu, *yout;
+} GlcaActs;
+
+// One classification head's activations: CLS row → LN → linear → CE.
+typedef struct {
+    float *cls, *ln, *mean, *rstd, *logits, *probs, *losses;
+} HeadActs;
+
+struct Acts {
+    float *x;          // SA stream [L+1][B,N,D]: x[l] enters block l (0-based)
+    float *z;          // PWCA stream [T+1][B,N,D]
+    BlockActs *sa;     // L entries, or 1 shared when checkpointing
+    BlockActs *pw;     // T entries, or 1 shared when checkpointing
+    BlockActs rec;     // checkpointing: SA block recomputed for PWCA/rollout while sa[0] is busy
+    GlcaActs *gl;      // M entries
+    HeadActs head[3];  // SA, GLCA, PWCA
+    int *sel, *zeros, *pair, *labels;   // [B,1+K], [B] of 0 (CLS gather), [B], [B]
+    float *drop;       // drop-path scales [n_masks, B]
+    float *r, *rtmp, *S;       // rollout: [B,N], [B,N], [B,N,N]
+    // backward scratch
+    float *dx[2], *dz[2], *dgl_in, *dgl_out;  // streams; GLCA local [B,Q,D] ×2
+    BlockGrads gsa, gpw, ggl;
+    float *dglkv, *dglq, *dlng, *dlnl;        // GLCA specific
+    float *dglx;                              // [M][B,N,D]: GLCA's gradient into x[L-M+j]
+    float *dcls, *dln, *dlogits;              // heads [B,D], [B,D], [B,C]
+    float *dpatch;                            // [B,N-1,D]
+    float *img, *cols, *pe;                   // input [B,3,S,S], im2col [B·P, 3p²], [B,N-1,D]
+    // host mirrors for StepOut
+    float *h_logits, *h_losses;               // [3][B·C], [3][B]
+    int *h_sel;
+    int *h_pair;
+    float loss_w[3], ce[3];
+    bool have_pwca, have_drop;
+    int B;                                    // rows of the last forward
+};
+
+BlockW model_block_w(const Model *m, float *base, int first_tensor);
+int model_sa_tensor(int l);       // first tensor index of SA block l
+int model_glca_tensor(const Model *m, int j);
+// Offsets of named tensors into the flat buffers (ints: tensor index).
+typedef struct {
+    int cls, pos, pe_w, pe_b, norm_w, norm_b, head_w, head_b, gnorm_w, gnorm_b, ghead_w, ghead_b, loss_w;
+} TensorIds;
+extern TensorIds model_ids(const Model *m);

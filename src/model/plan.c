@@ -1,0 +1,56 @@
+// plan.c: memory planning (DESIGN §4). model_plan sizes every buffer with the
+// same code that allocates it, so these numbers are what training will use.
+#include <ctype.h>
+#include <stdlib.h>
+#include "model/plan.h"
+
+size_t plan_train_bytes(const ModelConfig *cfg, int B, bool ckpt) {
+    MemPlan p;
+    model_plan(cfg, B, ckpt, true, &p);
+    return p.total;
+}
+
+int plan_pick_micro_batch(const ModelConfig *cfg, int effective_batch, bool ckpt, size_t budget) {
+    // B ≥ 2: PWCA draws each image's distractor from the same micro-batch (a
+    // derangement, no self-pairs), so a micro-batch of one has no pair.
+    // B must divide the effective batch so accumulation keeps it exact (SPEC §4).
+    for (int B = effective_batch; B >= 2; B--)
+        if (effective_batch % B == 0 && plan_train_bytes(cfg, B, ckpt) <= budget) return B;
+    return 0;
+}
+
+void plan_print(FILE *f, const ModelConfig *cfg, int B) {
+    MemPlan p[2];
+    model_plan(cfg, B, false, true, &p[0]);
+    model_plan(cfg, B, true, true, &p[1]);
+    const char *rows[] = {"weights", "grads", "optimizer (AdamW m+v)", "activations", "workspace", "total"};
+    fprintf(f, "memory plan, micro-batch %d (training; CPU backend: everything fp32)\n", B);
+    fprintf(f, "%-22s %14s %16s   %14s %16s\n", "", "no ckpt MiB", "bytes", "per-block MiB", "bytes");
+    for (int r = 0; r < 6; r++) {
+        size_t v[2];
+        for (int k = 0; k < 2; k++) {
+            const MemPlan *q = &p[k];
+            size_t x[6] = {q->weights, q->grads, q->optimizer, q->activations, q->workspace, q->total};
+            v[k] = x[r];
+        }
+        fprintf(f, "%-22s %14.1f %16zu   %14.1f %16zu\n", rows[r], v[0] / 1048576.0, v[0], v[1] / 1048576.0, v[1]);
+    }
+}
+
+// "8G", "512M", "1.5GiB", "1000000" → bytes (binary units); 0 when malformed.
+size_t plan_parse_size(const char *s) {
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || !(v > 0)) return 0;
+    double mul = 1;
+    switch (toupper((unsigned char)*end)) {
+    case 'K': mul = 1024.0; end++; break;
+    case 'M': mul = 1048576.0; end++; break;
+    case 'G': mul = 1073741824.0; end++; break;
+    case 'T': mul = 1099511627776.0; end++; break;
+    }
+    if (mul > 1 && *end == 'i') end++;
+    if (*end == 'B' || *end == 'b') end++;
+    if (*end || v * mul >= 1.8e19) return 0;
+    return (size_t)(v * mul);
+}

@@ -1,0 +1,14 @@
+// plan.h: memory planning on top of model_plan (DESIGN §4).
+#pragma once
+#include <stdio.h>
+#include "model/model.h"
+
+// Total bytes for training at micro-batch B (weights, grads, AdamW, activations, workspace).
+size_t plan_train_bytes(const ModelConfig *cfg, int B, bool ckpt);
+// Largest micro-batch B >= 2 (PWCA pairs images within a micro-batch) that divides
+// the effective batch and fits in budget bytes; 0 when even B=2 does not fit.
+int plan_pick_micro_batch(const ModelConfig *cfg, int effective_batch, bool ckpt, size_t budget);
+// Print the table for one config (with and without checkpointing).
+void plan_print(FILE *f, const ModelConfig *cfg, int B);
+// "8G", "512M", "1.5GiB", "1000000" → bytes (binary units); 0 when malformed.
+size_t plan_parse_size(const char *s);

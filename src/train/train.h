@@ -1,0 +1,31 @@
+// train.h: the training loop (SPEC §4): AdamW with decay groups, warm-up +
+// cosine, gradient accumulation to the effective batch, eval, checkpoints,
+// exact resume, SIGINT/SIGTERM handling.
+#pragma once
+#include "cmd/cli.h"
+#include "datasets/dataset.h"
+#include "model/model.h"
+
+typedef struct {
+    const char *resume_dir;    // continue this run (NULL: new run)
+    const char *init_path;     // --init: exact weights (SPEC §6 names)
+    const char *dump_path;     // --dump-step: write the first optimizer step and exit
+    const char *max_memory;    // --max-memory: budget for picking the micro-batch
+    int argc; char **argv;     // for the manifest
+    int n_allowed; char (*allowed)[48];
+} TrainOptions;
+
+int train_main(DcalConfig *c, const TrainOptions *o);
+
+// Evaluation on the test split: top-1 of SA, GLCA and SA+GLCA (softmax sum),
+// and the mean per-class accuracy of the combined prediction.
+typedef struct {
+    double acc_sa, acc_glca, acc_combined, mean_class_acc;
+    int n;
+} EvalResult;
+int evaluate(Model *m, const Dataset *ds, const DcalConfig *c, EvalResult *out);
+
+// Learning rate at optimizer step s (0-based) of `total`, warm-up `warm` steps.
+double lr_at(const OptimConfig *o, long s, long total, long warm);
+// A random derangement of 0..B-1 keyed by (seed, micro_step): no image is its own distractor.
+void pwca_pairing(int *pair, int B, uint64_t seed, uint64_t micro_step);
