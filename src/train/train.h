@@ -2,7 +2,7 @@
 // cosine, gradient accumulation to the effective batch, eval, checkpoints,
 // exact resume, SIGINT/SIGTERM handling.
 #pragma once
-#include "cmd/cli.h"
+#include "config/config.h"
 #include "datasets/dataset.h"
 #include "model/model.h"
 
@@ -15,7 +15,8 @@ typedef struct {
     int n_allowed; char (*allowed)[48];
 } TrainOptions;
 
-int train_main(DcalConfig *c, const TrainOptions *o);
+// The config is final (config_resolve): the trainer never changes it.
+int train_main(const DcalConfig *c, const TrainOptions *o);
 
 // Evaluation on the test split: top-1 of SA, GLCA and SA+GLCA (softmax sum),
 // and the mean per-class accuracy of the combined prediction.

@@ -1,0 +1,87 @@
+// eval.c: evaluation on the test split (SPEC §3). PWCA is off at inference;
+// the combined prediction is argmax(softmax(SA) + softmax(GLCA)). Reports the
+// top-1 of SA, GLCA and SA+GLCA and the mean per-class accuracy.
+#include <math.h>
+#include "train/trainer.h"
+
+// Accumulates one batch's predictions.
+typedef struct {
+    long ok[3], n;
+    int *cls_n, *cls_ok;   // [C] per-class counts of the combined prediction
+} Tally;
+
+static void tally_row(Tally *y, const float *a, const float *g, int C, int label) {
+    float ma = a[0], mg = g[0];
+    for (int k = 1; k < C; k++) { ma = fmaxf(ma, a[k]); mg = fmaxf(mg, g[k]); }
+    double za = 0, zg = 0;
+    for (int k = 0; k < C; k++) { za += exp(a[k] - ma); zg += exp(g[k] - mg); }
+    int pa = 0, pg = 0, pc = 0;
+    double best = -1;
+    for (int k = 0; k < C; k++) {
+        if (a[k] > a[pa]) pa = k;
+        if (g[k] > g[pg]) pg = k;
+        double p = exp(a[k] - ma) / za + exp(g[k] - mg) / zg;   // SPEC §3: softmax sum
+        if (p > best) { best = p; pc = k; }
+    }
+    y->ok[0] += pa == label;
+    y->ok[1] += pg == label;
+    y->ok[2] += pc == label;
+    y->cls_n[label]++;
+    y->cls_ok[label] += pc == label;
+    y->n++;
+}
+
+static void tally_result(const Tally *y, int C, EvalResult *out) {
+    double mca = 0;
+    int present = 0;
+    for (int k = 0; k < C; k++)
+        if (y->cls_n[k]) { mca += (double)y->cls_ok[k] / y->cls_n[k]; present++; }
+    long n = y->n;
+    out->n = (int)n;
+    out->acc_sa = n ? (double)y->ok[0] / n : 0;
+    out->acc_glca = n ? (double)y->ok[1] / n : 0;
+    out->acc_combined = n ? (double)y->ok[2] / n : 0;
+    out->mean_class_acc = present ? mca / present : 0;
+}
+
+int evaluate(Model *m, const Dataset *ds, const DcalConfig *c, EvalResult *out) {
+    int B = m->B, C = m->cfg.num_classes, S = m->cfg.img_size;
+    Loader *L = loader_create(ds, &c->data, false, B, c->train.seed);
+    if (!L) return 0;
+    float *img = xmalloc(sizeof(float) * B * 3 * S * S), *ls = xmalloc(sizeof(float) * B * C),
+          *lg = xmalloc(sizeof(float) * B * C);
+    int *lab = xmalloc(sizeof(int) * B), *ids = xmalloc(sizeof(int) * B);
+    Tally y = {.cls_n = xcalloc((size_t)C, sizeof(int)), .cls_ok = xcalloc((size_t)C, sizeof(int))};
+    int rows;
+    loader_start(L, 0, 0);
+    while ((rows = loader_next(L, img, lab, ids)) > 0) {
+        model_forward_infer(m, img, rows, ls, lg, NULL);
+        for (int b = 0; b < rows; b++) tally_row(&y, ls + (size_t)b * C, lg + (size_t)b * C, C, lab[b]);
+    }
+    tally_result(&y, C, out);
+    loader_destroy(L);
+    free(img); free(ls); free(lg); free(lab); free(ids); free(y.cls_n); free(y.cls_ok);
+    return rows >= 0;
+}
+
+int trainer_eval(Trainer *t, int epoch) {
+    const DcalConfig *c = t->c;
+    EvalResult er;
+    if (!evaluate(&t->m, &t->ds, c, &er)) return 0;
+    if (er.acc_combined > t->prog.best_comb) { t->prog.best_comb = er.acc_combined; t->prog.best_epoch = epoch + 1; }
+    if (c->model.glca_blocks > 0)
+        printf("eval epoch %d/%d (test split, %d images): top-1 SA %.2f%% GLCA %.2f%% SA+GLCA %.2f%% | mean "
+               "per-class %.2f%%\n", epoch + 1, c->optim.epochs, er.n, 100 * er.acc_sa, 100 * er.acc_glca,
+               100 * er.acc_combined, 100 * er.mean_class_acc);
+    else
+        printf("eval epoch %d/%d (test split, %d images): top-1 SA %.2f%% (SA-only model: no GLCA) | mean "
+               "per-class %.2f%%\n", epoch + 1, c->optim.epochs, er.n, 100 * er.acc_sa, 100 * er.mean_class_acc);
+    fflush(stdout);
+    char line[400];
+    snprintf(line, sizeof line,
+             "{\"kind\":\"eval\",\"split\":\"test\",\"step\":%lld,\"epoch\":%d,\"n\":%d,\"acc_sa\":%.6f,"
+             "\"acc_glca\":%.6f,\"acc_combined\":%.6f,\"mean_class_acc\":%.6f}",
+             (long long)t->pos.step, epoch + 1, er.n, er.acc_sa, er.acc_glca, er.acc_combined, er.mean_class_acc);
+    rundir_metric(&t->run, line);
+    return 1;
+}

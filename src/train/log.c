@@ -1,0 +1,58 @@
+// log.c: what a run tells its user. A progress line about five times an
+// epoch (loss and the three CEs averaged since the last line, lr, gradient
+// norm, throughput, ETA, peak RSS), mirrored as a row of metrics.jsonl, and
+// the final summary.
+#include <math.h>
+#include <sys/resource.h>
+#include "train/trainer.h"
+
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
+
+void log_progress(Trainer *t, int epoch, double lr, double gsq) {
+    Progress *p = &t->prog;
+    double now = now_seconds(), ips = p->imgs_since / fmax(now - p->t_log, 1e-9);
+    double per_step = (now - p->t_start) / p->steps_timed, eta = per_step * (t->total - t->pos.step);
+    double n = p->n_sum;
+    float w[3];
+    t->be->to_host(w, t->m.params + model_find(&t->m, "loss_w")->offset, sizeof w);
+    printf("step %lld/%ld epoch %d/%d loss %.4f (ce sa %.4f glca %.4f pwca %.4f) lr %.3e |g| %.3e "
+           "%.1f img/s ETA %dm%02ds rss %.0f MiB\n",
+           (long long)t->pos.step, t->total, epoch + 1, t->c->optim.epochs, p->sum_loss / n, p->sum_ce[0] / n,
+           p->sum_ce[1] / n, p->sum_ce[2] / n, lr, sqrt(gsq), ips, (int)(eta / 60), (int)eta % 60, peak_rss_mb());
+    fflush(stdout);
+    char line[512];
+    snprintf(line, sizeof line,
+             "{\"kind\":\"train\",\"step\":%lld,\"epoch\":%d,\"loss\":%.6g,\"ce_sa\":%.6g,\"ce_glca\":%.6g,"
+             "\"ce_pwca\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"loss_w\":[%.6g,%.6g,%.6g],\"img_s\":%.3g,"
+             "\"rss_mib\":%.1f,\"skipped_images\":%d}",
+             (long long)t->pos.step, epoch + 1, p->sum_loss / n, p->sum_ce[0] / n, p->sum_ce[1] / n,
+             p->sum_ce[2] / n, lr, sqrt(gsq), w[0], w[1], w[2], ips, peak_rss_mb(), loader_skipped(t->L));
+    rundir_metric(&t->run, line);
+    p->t_log = now;
+    p->imgs_since = 0;
+    p->sum_loss = 0;
+    p->sum_ce[0] = p->sum_ce[1] = p->sum_ce[2] = 0;
+    p->n_sum = 0;
+}
+
+void log_final(Trainer *t) {
+    char hex[65];
+    checkpoint_params_sha256(&t->m, hex);
+    printf("dcal: done: %lld steps in %.1f s; final weights sha256 %s; checkpoint %s\n", (long long)t->pos.step,
+           now_seconds() - t->prog.t_start, hex, t->ckpt_path);
+    if (loader_skipped(t->L))   // data.skip_bad: never silent
+        printf("dcal: WARNING: unreadable training images were skipped %d time(s) over the run (data.skip_bad; "
+               "see skipped_images in metrics.jsonl)\n", loader_skipped(t->L));
+    if (t->prog.best_epoch > 0)
+        printf("dcal: the reported accuracy is the last epoch's; the best epoch on the TEST split was %d (%.2f%% "
+               "SA+GLCA) — selected on the test split, so not an unbiased estimate\n", t->prog.best_epoch,
+               100 * t->prog.best_comb);
+    char line[256];
+    snprintf(line, sizeof line, "{\"kind\":\"final\",\"step\":%lld,\"params_sha256\":\"%s\",\"best_epoch_on_test\":%d}",
+             (long long)t->pos.step, hex, t->prog.best_epoch);
+    rundir_metric(&t->run, line);
+}

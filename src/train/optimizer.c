@@ -1,0 +1,25 @@
+// optimizer.c: the learning-rate schedule and the AdamW update (SPEC §4).
+// Warm-up is linear per optimizer step from warmup_lr, then cosine to min_lr;
+// AdamW runs per tensor so that weight decay applies only where
+// ParamTensor.decay says (not biases, LayerNorm, pos/cls or loss_w).
+#include <math.h>
+#include <string.h>
+#include "train/trainer.h"
+
+double lr_at(const OptimConfig *o, long s, long total, long warm) {
+    if (!strcmp(o->schedule, "constant")) return o->lr;
+    if (s < warm) return o->warmup_lr + (o->lr - o->warmup_lr) * (double)s / warm;
+    double t = total > warm ? (double)(s - warm) / (total - warm) : 1.0;
+    return o->min_lr + 0.5 * (o->lr - o->min_lr) * (1.0 + cos(M_PI * t));
+}
+
+void optimizer_update(Trainer *t, double lr) {
+    const OptimConfig *o = &t->c->optim;
+    Model *m = &t->m;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor *p = &m->tensors[i];
+        t->be->adamw_update(m->params + p->offset, m->grads + p->offset, t->am + p->offset, t->av + p->offset,
+                            p->numel, (float)lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
+                            p->decay ? (float)o->weight_decay : 0.0f, (int)(t->pos.step + 1));
+    }
+}

@@ -1,0 +1,140 @@
+// setup.c: everything before the first step — backend, dataset, model and
+// its starting weights (resume, --init, --pretrained or the paper's init),
+// activations, loader, run directory and manifest — and the teardown.
+#include <omp.h>
+#include <string.h>
+#include <unistd.h>
+#include "core/safetensors.h"
+#include "core/sha256.h"
+#include "model/plan.h"
+#include "model/weights.h"
+#include "train/trainer.h"
+
+const char *trainer_checkpoint_state(const Trainer *t) {
+    static char buf[DCAL_PATH_MAX + 128];
+    if (t->ckpt_path[0] && access(t->ckpt_path, F_OK) == 0)
+        snprintf(buf, sizeof buf, "the last checkpoint is untouched: %s", t->ckpt_path);
+    else
+        snprintf(buf, sizeof buf, "no checkpoint written");
+    return buf;
+}
+
+// Starting weights: a run's checkpoint (with AdamW state and position), exact
+// weights (--init), timm weights over the paper init (--pretrained), or the init.
+static int load_start_weights(Trainer *t) {
+    const DcalConfig *c = t->c;
+    Model *m = &t->m;
+    if (t->o->resume_dir) {
+        snprintf(t->ckpt_path, sizeof t->ckpt_path, "%s/checkpoint.safetensors", t->o->resume_dir);
+        if (!checkpoint_load(t->ckpt_path, m, t->am, t->av, &t->pos)) return 0;
+        if (t->pos.seed != c->train.seed) {
+            dcal_err("%s: seed %llu differs from the run's config", t->ckpt_path, (unsigned long long)t->pos.seed);
+            return 0;
+        }
+    } else if (t->o->init_path) {
+        SafeTensors st;
+        if (!st_load(&st, t->o->init_path)) return 0;
+        int ok = weights_load_exact(m, &st, 1);   // a checkpoint or a dump carries more than weights
+        st_free(&st);
+        if (!ok || !sha256_file(t->o->init_path, t->init_hash)) return 0;
+    } else if (c->train.pretrained[0]) {
+        model_init_weights(m, c->train.seed);   // heads and loss weights keep their init
+        if (!weights_load_pretrained(m, c->train.pretrained) || !sha256_file(c->train.pretrained, t->pre_hash))
+            return 0;
+    } else {
+        model_init_weights(m, c->train.seed);
+    }
+    return 1;
+}
+
+static int open_data_and_model(Trainer *t) {
+    const DcalConfig *c = t->c;
+    if (!dataset_open(&t->ds, &c->data)) return 0;
+    t->ds_open = true;
+    if (t->ds.num_classes != c->model.num_classes) {
+        dcal_err("%s: dataset '%s' at %s has %d classes but model.num_classes is %d", c->source, t->ds.name,
+                 t->ds.root, t->ds.num_classes, c->model.num_classes);
+        return 0;
+    }
+    if (t->micro > 4096) { dcal_err("train.micro_batch %d too large", t->micro); return 0; }
+    if (!model_build(&t->m, &c->model, t->be)) return 0;
+    t->m.uncertainty_weighting = c->loss.uncertainty_weighting;
+    t->am = t->be->alloc(t->m.n_params * sizeof(float));
+    t->av = t->be->alloc(t->m.n_params * sizeof(float));
+    t->pos = (TrainPos){.seed = c->train.seed};
+    if (!load_start_weights(t)) return 0;
+    return model_alloc_activations(&t->m, t->micro, c->train.checkpoint_blocks, true);
+}
+
+static int open_loader(Trainer *t) {
+    const DcalConfig *c = t->c;
+    t->L = loader_create(&t->ds, &c->data, true, t->micro, c->train.seed);
+    if (!t->L) return 0;
+    int nb = loader_num_batches(t->L);
+    t->spe = nb / t->accum;
+    if (t->spe < 1) {
+        dcal_err("%s: %d training images give %d micro-batches of %d: fewer than one optimizer step of %d",
+                 t->ds.root, t->ds.n_train, nb, t->micro, t->accum);
+        return 0;
+    }
+    t->total = (long)t->spe * c->optim.epochs;
+    t->warm = (long)t->spe * c->optim.warmup_epochs;
+    int S = c->model.img_size;
+    t->img = xmalloc(sizeof(float) * t->micro * 3 * S * S);
+    t->lab = xmalloc(sizeof(int) * t->micro);
+    t->ids = xmalloc(sizeof(int) * t->micro);
+    t->pair = xmalloc(sizeof(int) * t->micro);
+    return 1;
+}
+
+// The run directory (config, compliance report, manifest, metrics) and the header line.
+static int open_run(Trainer *t) {
+    const DcalConfig *c = t->c;
+    const TrainOptions *o = t->o;
+    if (!rundir_open(&t->run, c, o->resume_dir != NULL)) return 0;
+    if (!o->resume_dir) {
+        ManifestInfo info = {.argc = o->argc, .argv = o->argv, .backend = t->be->name, .device_name = "",
+                             .dataset_fingerprint = t->ds.fingerprint, .pretrained_path = c->train.pretrained,
+                             .pretrained_sha256 = t->pre_hash, .init_path = o->init_path ? o->init_path : "",
+                             .init_sha256 = t->init_hash, .n_allowed = o->n_allowed, .allowed = o->allowed};
+        if (!rundir_write_manifest(&t->run, c, &info)) return 0;
+    }
+    snprintf(t->ckpt_path, sizeof t->ckpt_path, "%s/checkpoint.safetensors", t->run.dir);
+    MemPlan mp;
+    model_plan(&c->model, t->micro, c->train.checkpoint_blocks, true, &mp);
+    printf("dcal: run %s | %s backend | %s: %d train / %d test images, %d classes | micro-batch %d x accum %d "
+           "(effective %d) | %ld steps (%d per epoch) | planned memory %.1f MiB\n",
+           t->run.dir, t->be->name, t->ds.name, t->ds.n_train, t->ds.n_test, t->ds.num_classes, t->micro, t->accum,
+           config_effective_batch(c), t->total, t->spe, mp.total / 1048576.0);
+    if (o->resume_dir)
+        printf("dcal: resuming at step %lld (epoch %d, micro-batch %d)\n", (long long)t->pos.step, t->pos.epoch + 1,
+               t->pos.batch);
+    fflush(stdout);
+    return 1;
+}
+
+int trainer_setup(Trainer *t) {
+    const DcalConfig *c = t->c;
+    t->be = backend_get(c->train.device);
+    if (!t->be) return 0;
+    if (c->train.threads > 0) omp_set_num_threads(c->train.threads);
+    t->micro = c->train.micro_batch;
+    t->accum = c->train.accum_steps;
+    if (!open_data_and_model(t) || !open_loader(t)) return 0;
+    if (t->o->dump_path) dump_alloc(t);
+    else if (!open_run(t)) return 0;
+    t->prog.best_comb = -1;
+    t->prog.best_epoch = -1;
+    return 1;
+}
+
+void trainer_teardown(Trainer *t) {
+    if (t->L) loader_destroy(t->L);
+    if (t->run.metrics) rundir_close(&t->run);
+    if (t->am) t->be->free(t->am);
+    if (t->av) t->be->free(t->av);
+    if (t->m.params) model_free(&t->m);
+    if (t->ds_open) dataset_free(&t->ds);
+    free(t->img); free(t->lab); free(t->ids); free(t->pair);
+    dump_free(&t->dump);
+}

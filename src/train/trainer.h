@@ -1,0 +1,80 @@
+// trainer.h: the state of one training run, shared by the trainer's files
+// (setup.c, step.c, optimizer.c, log.c, eval.c, dump.c, train.c). Private to
+// src/train/; the public entry point is train.h.
+#pragma once
+#include <signal.h>
+#include "datasets/dataset.h"
+#include "model/model.h"
+#include "run/rundir.h"
+#include "train/checkpoint.h"
+#include "train/train.h"
+
+// What --dump-step collects over the first optimizer step (host memory).
+typedef struct {
+    float *input, *logits[3], *ce, *loss;
+    int *labels, *pair, *sel;
+} Dump;
+
+// Running sums between two progress lines.
+typedef struct {
+    double t_start, t_log;      // run start, last progress line
+    long steps_timed, imgs_since;
+    double sum_loss, sum_ce[3];
+    int n_sum;
+    double best_comb;           // best SA+GLCA accuracy on the test split, and its epoch
+    int best_epoch;
+} Progress;
+
+typedef struct {
+    const DcalConfig *c;
+    const TrainOptions *o;
+    const Backend *be;
+    Dataset ds;
+    bool ds_open;
+    Model m;
+    RunDir run;
+    Loader *L;
+    float *am, *av;             // AdamW moments, backend memory, the parameters' layout
+    float *img;                 // one micro-batch, host memory
+    int *lab, *ids, *pair;
+    int micro, accum;           // micro-batch and accumulation steps (resolved config)
+    int spe;                    // optimizer steps per epoch
+    long total, warm;           // schedule length and warm-up, in optimizer steps
+    TrainPos pos;
+    char ckpt_path[DCAL_PATH_MAX + 32];
+    char init_hash[65], pre_hash[65];
+    Dump dump;
+    Progress prog;
+} Trainer;
+
+// A phase either lets the run go on or ends it with an exit code.
+enum { TRAIN_GO_ON = -1 };
+
+extern volatile sig_atomic_t train_stop_signal;   // SIGINT/SIGTERM seen (signal number)
+
+// setup.c: everything before the first step, and the teardown.
+int trainer_setup(Trainer *t);
+void trainer_teardown(Trainer *t);
+
+// step.c: one optimizer step's micro-batches (forward, loss check, backward);
+// TRAIN_GO_ON or an exit code. The gradient ends accumulated in t->m.grads.
+int trainer_micro_batches(Trainer *t);
+
+// optimizer.c: AdamW over every tensor at learning rate lr (SPEC §4 decay groups).
+void optimizer_update(Trainer *t, double lr);
+
+// log.c: the progress line and its metrics.jsonl row; the final summary.
+void log_progress(Trainer *t, int epoch, double lr, double gsq);
+void log_final(Trainer *t);
+
+// eval.c: evaluate on the test split, print and record it.
+int trainer_eval(Trainer *t, int epoch);
+
+// dump.c: --dump-step buffers, one micro-batch's record, the file.
+void dump_alloc(Trainer *t);
+void dump_micro(Trainer *t, const StepOut *o, int k);
+int dump_write(Trainer *t);
+void dump_free(Dump *d);
+
+// For error messages that stop a run: what the user still has on disk.
+const char *trainer_checkpoint_state(const Trainer *t);
