@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "train/checkpoint.h"
+#include "compliance/compliance.h"
 #include "core/common.h"
+#include "core/json.h"
 #include "config/config.h"
 #include "run/rundir.h"
 #include "core/sha256.h"
@@ -119,6 +121,62 @@ START_TEST(open_manifest_metric) {
 }
 END_TEST
 
+// The manifest parses as JSON and records what the caller gave: backend_describe,
+// and compliance.txt is the gate's table as passed (not re-evaluated).
+START_TEST(manifest_from_caller) {
+    char out[1100];
+    snprintf(out, sizeof out, "%s", test_tmpdir("rundir"));
+    DcalConfig c = tiny(out, "caller");
+    RunDir r;
+    ck_assert(rundir_open(&r, &c, 0));
+    RuleResult rr[COMPLIANCE_MAX_RULES];
+    int n = compliance_check(&c, NULL, 0, rr);
+    ck_assert_int_gt(n, 2);
+    char *argv[] = {"dcal", "tab\there"};
+    ManifestInfo info = {.argc = 2, .argv = argv, .backend = "cuda", .device_name = "Some GPU",
+                         .backend_describe = "Some GPU | runtime 12.4 | tf32 off \"exact\"",
+                         .dataset_fingerprint = "fp", .rules = rr, .n_rules = 2};
+    ck_assert(rundir_write_manifest(&r, &c, &info));
+    JsonW w;
+    jw_init(&w, false, 0);
+    jw_begin_object(&w);
+    jw_kv_string(&w, "kind", "train");
+    jw_kv_int(&w, "step", 5);
+    jw_kv_double(&w, "loss", "%.6g", 2.0 / 3);
+    jw_end_object(&w);
+    rundir_metric_json(&r, &w);
+    jw_free(&w);
+    rundir_close(&r);
+
+    char *man = slurp(r.dir, "manifest.json");
+    Json v;
+    JsonError e;
+    ck_assert_msg(json_parse(man, strlen(man), 0, &v, &e), "manifest.json at %zu: %s", e.offset, e.msg);
+    ck_assert_str_eq(json_str(&v, "backend_describe"), "Some GPU | runtime 12.4 | tf32 off \"exact\"");
+    ck_assert_str_eq(json_str(&v, "device_name"), "Some GPU");
+    ck_assert_str_eq(json_str(&v, "backend"), "cuda");
+    ck_assert_str_eq(json_at(json_get(&v, "argv"), 1)->s, "tab\there");
+    ck_assert_ptr_nonnull(json_str(json_get(&v, "libraries"), "openblas"));
+    ck_assert(json_get(&v, "seed")->is_int);
+    ck_assert_int_eq(json_get(&v, "deviations")->len, c.n_deviations);
+    json_free(&v);
+    free(man);
+    // compliance.txt holds exactly the two rules passed.
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    compliance_print(f, rr, 2);
+    fclose(f);
+    char *cmp = slurp(r.dir, "compliance.txt");
+    ck_assert_str_eq(cmp, buf);
+    free(cmp);
+    free(buf);
+    char *met = slurp(r.dir, "metrics.jsonl");
+    ck_assert_str_eq(met, "{\"kind\":\"train\",\"step\":5,\"loss\":0.666667}\n");
+    free(met);
+}
+END_TEST
+
 START_TEST(default_run_name) {
     char out[1100];
     snprintf(out, sizeof out, "%s", test_tmpdir("rundir"));
@@ -216,6 +274,7 @@ int main(void) {
     Suite *s = suite_create("rundir");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, open_manifest_metric);
+    tcase_add_test(tc, manifest_from_caller);
     tcase_add_test(tc, default_run_name);
     tcase_add_test(tc, audit_run);
     tcase_add_test(tc, audit_weight_files);

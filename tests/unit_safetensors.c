@@ -133,6 +133,17 @@ START_TEST(bad_headers) {
         {"[1,2]", "bad header JSON at byte 0"},
         {"{\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
          "\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", "appears twice"},
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+         "\"y\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", "'x' [0, 8) and 'y' [4, 12) overlap"},
+        {"{\"x\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}",
+         "bad header JSON at byte 28: duplicate key in a tensor entry"},
+        {"{\"__metadata__\":{\"a\":\"b\\u0000\"}}", "\\u0000 in a __metadata__ value"},
+        {"{\"__metadata__\":{\"a\":1}}", "bad header JSON at byte 21: __metadata__ must be an object of strings"},
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}} x", "bad header JSON at byte 56: trailing"},
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[9223372036854775808],\"data_offsets\":[0,16]}}",
+         "integer out of range or not an integer"},
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", "array too long"},
+        {"{\"x\":{\"dtype\":\"F32\\u0000\",\"shape\":[4],\"data_offsets\":[0,16]}}", "unknown dtype"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         write_raw(p, cases[i].hdr, d, sizeof d);
@@ -148,6 +159,13 @@ START_TEST(bad_headers) {
                  " \"data_offsets\":[0,16] } }  ", d, sizeof d);
     ck_assert_int_eq(st_load(&st, p), 1);
     ck_assert_int_eq(st.n, 1);
+    st_free(&st);
+    // Tensors in any order, gaps allowed; an empty tensor may sit anywhere.
+    write_raw(p, "{\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"
+                 "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
+                 "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", d, sizeof d);
+    ck_assert_int_eq(st_load(&st, p), 1);
+    ck_assert_int_eq(st.n, 3);
     st_free(&st);
     write_raw(p, "{}", NULL, 0);
     ck_assert_int_eq(st_load(&st, p), 1);

@@ -1,4 +1,4 @@
-// safetensors.c: reader (mmap + a small JSON parser for the header) and writer.
+// safetensors.c: reader (mmap; the JSON header is parsed by core/json.c) and writer.
 // Format: u64 LE header length n, n bytes of JSON, then the data section that
 // the header's data_offsets index (relative to the end of the header).
 #include "core/safetensors.h"
@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "core/common.h"
+#include "core/json.h"
 
 static int dtype_size(const char *d) {
     static const struct { const char *n; int sz; } tab[] = {
@@ -21,238 +22,178 @@ static int dtype_size(const char *d) {
 }
 
 // ----------------------------------------------------------------------------
-// JSON: just enough for safetensors headers. The cursor walks a NUL-terminated
-// copy of the header; every failure reports the byte offset into the header.
+// Header: parsed by core/json.c, then read into StTensor entries. JSON errors
+// name the byte offset into the header; content errors name the tensor.
 
-typedef struct { const char *s, *p, *path; } Js;
+#define ST_MAX_HEADER ((uint64_t)100 << 20)   // the reference implementation's limit
 
-static int js_fail(Js *j, const char *what) {
-    dcal_err("%s: bad header JSON at byte %ld: %s", j->path, (long)(j->p - j->s), what);
+static int hdr_fail(const SafeTensors *st, const Json *at, const char *what) {
+    dcal_err("%s: bad header JSON at byte %ld: %s", st->path, (long)at->pos, what);
     return 0;
 }
-static void js_ws(Js *j) { while (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r') j->p++; }
-static int js_eat(Js *j, char c) {
-    js_ws(j);
-    if (*j->p != c) return 0;
-    j->p++;
-    return 1;
-}
-static void put_utf8(char **o, unsigned cp) {
-    char *q = *o;
-    if (cp < 0x80) *q++ = (char)cp;
-    else if (cp < 0x800) { *q++ = (char)(0xC0 | cp >> 6); *q++ = (char)(0x80 | (cp & 63)); }
-    else if (cp < 0x10000) { *q++ = (char)(0xE0 | cp >> 12); *q++ = (char)(0x80 | (cp >> 6 & 63)); *q++ = (char)(0x80 | (cp & 63)); }
-    else { *q++ = (char)(0xF0 | cp >> 18); *q++ = (char)(0x80 | (cp >> 12 & 63)); *q++ = (char)(0x80 | (cp >> 6 & 63)); *q++ = (char)(0x80 | (cp & 63)); }
-    *o = q;
-}
-static int hex4(const char *p, unsigned *v) {
-    *v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-        if (d < 0) return 0;
-        *v = *v * 16 + (unsigned)d;
-    }
-    return 1;
-}
-// Parse a string; returns a malloc'd UTF-8 copy (escapes decoded) or NULL after an error.
-static char *js_str(Js *j) {
-    js_ws(j);
-    if (*j->p != '"') { js_fail(j, "expected a string"); return NULL; }
-    j->p++;
-    const char *e = j->p;
-    while (*e && *e != '"') e += (*e == '\\' && e[1]) ? 2 : 1;
-    if (!*e) { js_fail(j, "unterminated string"); return NULL; }
-    char *out = xmalloc((size_t)(e - j->p) + 1), *o = out;   // decoded is never longer
-    while (j->p < e) {
-        char c = *j->p++;
-        if ((unsigned char)c < 0x20) { free(out); js_fail(j, "control character in string"); return NULL; }
-        if (c != '\\') { *o++ = c; continue; }
-        c = *j->p++;
-        switch (c) {
-        case '"': *o++ = '"'; break;
-        case '\\': *o++ = '\\'; break;
-        case '/': *o++ = '/'; break;
-        case 'b': *o++ = '\b'; break;
-        case 'f': *o++ = '\f'; break;
-        case 'n': *o++ = '\n'; break;
-        case 'r': *o++ = '\r'; break;
-        case 't': *o++ = '\t'; break;
-        case 'u': {
-            unsigned cp, lo;
-            if (e - j->p < 4 || !hex4(j->p, &cp)) { free(out); js_fail(j, "bad \\u escape"); return NULL; }
-            j->p += 4;
-            // A surrogate pair encodes one code point above U+FFFF.
-            if (cp >= 0xD800 && cp < 0xDC00 && e - j->p >= 6 && j->p[0] == '\\' && j->p[1] == 'u' &&
-                hex4(j->p + 2, &lo) && lo >= 0xDC00 && lo < 0xE000) {
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                j->p += 6;
-            }
-            put_utf8(&o, cp);
-            break;
-        }
-        default: free(out); js_fail(j, "bad escape"); return NULL;
-        }
-    }
-    *o = 0;
-    j->p = e + 1;
-    return out;
-}
-static int js_int(Js *j, int64_t *v) {
-    js_ws(j);
-    const char *p = j->p;
-    if (*p == '-') p++;
-    if (*p < '0' || *p > '9') return js_fail(j, "expected an integer");
-    char *end;
-    errno = 0;
-    long long x = strtoll(j->p, &end, 10);
-    if (errno || *end == '.' || *end == 'e' || *end == 'E') return js_fail(j, "integer out of range or not an integer");
-    j->p = end;
-    *v = x;
-    return 1;
-}
-// Skip any value (unknown keys are allowed by the format).
-static int js_skip(Js *j, int depth) {
-    js_ws(j);
-    if (depth > 64) return js_fail(j, "nested too deeply");
-    char c = *j->p;
-    if (c == '"') { char *s = js_str(j); free(s); return s != NULL; }
-    if (c == '{' || c == '[') {
-        char close = c == '{' ? '}' : ']';
-        j->p++;
-        if (js_eat(j, close)) return 1;
-        do {
-            if (c == '{') {
-                char *k = js_str(j);
-                if (!k) return 0;
-                free(k);
-                if (!js_eat(j, ':')) return js_fail(j, "expected ':'");
-            }
-            if (!js_skip(j, depth + 1)) return 0;
-        } while (js_eat(j, ','));
-        return js_eat(j, close) ? 1 : js_fail(j, "expected ',' or a closing bracket");
-    }
-    const char *s = j->p;
-    while (*j->p && strchr("+-.0123456789eEtruefalsn", *j->p)) j->p++;
-    return j->p > s ? 1 : js_fail(j, "expected a value");
-}
+
 // [int, int, ...] into v (at most max entries).
-static int js_int_array(Js *j, int64_t *v, int max, int *n) {
-    *n = 0;
-    if (!js_eat(j, '[')) return js_fail(j, "expected '['");
-    if (js_eat(j, ']')) return 1;
-    do {
-        if (*n >= max) return js_fail(j, "array too long");
-        if (!js_int(j, &v[(*n)++])) return 0;
-    } while (js_eat(j, ','));
-    return js_eat(j, ']') ? 1 : js_fail(j, "expected ',' or ']'");
+static int int_array(const SafeTensors *st, const Json *a, int64_t *v, int max, int *n) {
+    if (a->type != JSON_ARRAY) return hdr_fail(st, a, "expected '['");
+    if (a->len > max) return hdr_fail(st, &a->items[max], "array too long");
+    for (int i = 0; i < a->len; i++) {
+        const Json *x = &a->items[i];
+        if (x->type != JSON_NUMBER) return hdr_fail(st, x, "expected an integer");
+        if (!x->is_int) return hdr_fail(st, x, "integer out of range or not an integer");
+        v[i] = x->i;
+    }
+    *n = a->len;
+    return 1;
 }
 
-static int parse_tensor(Js *j, SafeTensors *st, StTensor *t) {
-    int have_dtype = 0, have_shape = 0, have_off = 0;
-    if (!js_eat(j, '{')) return js_fail(j, "expected '{' for a tensor entry");
-    if (js_eat(j, '}')) return js_fail(j, "empty tensor entry");
-    do {
-        char *k = js_str(j);
-        if (!k) return 0;
-        if (!js_eat(j, ':')) { free(k); return js_fail(j, "expected ':'"); }
-        int ok = 1;
-        if (!strcmp(k, "dtype")) {
-            char *d = js_str(j);
-            ok = d != NULL;
-            if (ok && strlen(d) >= sizeof t->dtype) {
-                dcal_err("%s: tensor '%s': unknown dtype '%s'", st->path, t->name, d);
-                ok = 0;
-            }
-            if (ok) snprintf(t->dtype, sizeof t->dtype, "%s", d);
-            free(d);
-            have_dtype = 1;
-        } else if (!strcmp(k, "shape")) {
-            ok = js_int_array(j, t->shape, 8, &t->ndim);
-            have_shape = 1;
-        } else if (!strcmp(k, "data_offsets")) {
-            int64_t o[2]; int n;
-            ok = js_int_array(j, o, 2, &n);
-            if (ok && (n != 2 || o[0] < 0 || o[1] < o[0])) {
-                dcal_err("%s: tensor '%s': data_offsets must be [begin, end] with 0 <= begin <= end", st->path, t->name);
-                ok = 0;
-            }
-            if (ok) { t->begin = (size_t)o[0]; t->end = (size_t)o[1]; }
-            have_off = 1;
-        } else {
-            ok = js_skip(j, 1);
-        }
-        free(k);
-        if (!ok) return 0;
-    } while (js_eat(j, ','));
-    if (!js_eat(j, '}')) return js_fail(j, "expected ',' or '}'");
-    if (!have_dtype || !have_shape || !have_off) {
+static int tensor_dtype(const SafeTensors *st, const Json *d, StTensor *t) {
+    if (d->type != JSON_STRING) return hdr_fail(st, d, "expected a string");
+    if (d->slen >= sizeof t->dtype || strlen(d->s) != d->slen) {
+        dcal_err("%s: tensor '%s': unknown dtype '%s'", st->path, t->name, d->s);
+        return 0;
+    }
+    snprintf(t->dtype, sizeof t->dtype, "%s", d->s);
+    return 1;
+}
+
+static int tensor_offsets(const SafeTensors *st, const Json *a, StTensor *t) {
+    int64_t o[2];
+    int n;
+    if (!int_array(st, a, o, 2, &n)) return 0;
+    if (n != 2 || o[0] < 0 || o[1] < o[0]) {
+        dcal_err("%s: tensor '%s': data_offsets must be [begin, end] with 0 <= begin <= end", st->path, t->name);
+        return 0;
+    }
+    t->begin = (size_t)o[0];
+    t->end = (size_t)o[1];
+    return 1;
+}
+
+// One tensor entry; keys other than dtype, shape and data_offsets are allowed and ignored.
+static int parse_tensor(const SafeTensors *st, const Json *e, StTensor *t) {
+    if (e->type != JSON_OBJECT) return hdr_fail(st, e, "expected '{' for a tensor entry");
+    if (!e->len) return hdr_fail(st, e, "empty tensor entry");
+    int d = json_dup_key(e);
+    if (d >= 0) return hdr_fail(st, &e->items[d], "duplicate key in a tensor entry");
+    const Json *dt = json_get(e, "dtype"), *sh = json_get(e, "shape"), *off = json_get(e, "data_offsets");
+    if (dt && !tensor_dtype(st, dt, t)) return 0;
+    if (sh && !int_array(st, sh, t->shape, 8, &t->ndim)) return 0;
+    if (off && !tensor_offsets(st, off, t)) return 0;
+    if (!dt || !sh || !off) {
         dcal_err("%s: tensor '%s': needs dtype, shape and data_offsets", st->path, t->name);
         return 0;
     }
     return 1;
 }
 
-static int parse_meta(Js *j, SafeTensors *st) {
-    if (!js_eat(j, '{')) return js_fail(j, "__metadata__ must be an object of strings");
-    if (js_eat(j, '}')) return 1;
-    do {
-        char *k = js_str(j);
-        if (!k) return 0;
-        if (!js_eat(j, ':')) { free(k); return js_fail(j, "expected ':'"); }
-        char *v = js_str(j);
-        if (!v) { free(k); return 0; }
-        st->meta_key = realloc(st->meta_key, sizeof(char *) * (size_t)(st->n_meta + 1));
-        st->meta_val = realloc(st->meta_val, sizeof(char *) * (size_t)(st->n_meta + 1));
-        if (!st->meta_key || !st->meta_val) dcal_die("out of host memory");
-        st->meta_key[st->n_meta] = k;
-        st->meta_val[st->n_meta++] = v;
-    } while (js_eat(j, ','));
-    return js_eat(j, '}') ? 1 : js_fail(j, "expected ',' or '}'");
+// __metadata__: string → string, keys unique.
+static int parse_meta(SafeTensors *st, const Json *m) {
+    if (m->type != JSON_OBJECT) return hdr_fail(st, m, "__metadata__ must be an object of strings");
+    int d = json_dup_key(m);
+    if (d >= 0) return hdr_fail(st, &m->items[d], "duplicate key in __metadata__");
+    if (!m->len) return 1;
+    st->meta_key = xcalloc((size_t)m->len, sizeof(char *));
+    st->meta_val = xcalloc((size_t)m->len, sizeof(char *));
+    for (int i = 0; i < m->len; i++) {
+        const Json *v = &m->items[i];
+        if (v->type != JSON_STRING) return hdr_fail(st, v, "__metadata__ must be an object of strings");
+        if (strlen(v->s) != v->slen) return hdr_fail(st, v, "\\u0000 in a __metadata__ value");
+        st->meta_key[i] = xstrdup(m->keys[i]);
+        st->meta_val[i] = xstrdup(v->s);
+        st->n_meta = i + 1;
+    }
+    return 1;
 }
 
-static int parse_header(SafeTensors *st, const char *hdr) {
-    Js j = {hdr, hdr, st->path};
-    int cap = 0;
-    if (!js_eat(&j, '{')) return js_fail(&j, "header must be a JSON object");
-    if (js_eat(&j, '}')) goto end;
-    do {
-        char *k = js_str(&j);
-        if (!k) return 0;
-        if (!js_eat(&j, ':')) { free(k); return js_fail(&j, "expected ':'"); }
+static int header_entries(SafeTensors *st, const Json *root) {
+    if (root->type != JSON_OBJECT) return hdr_fail(st, root, "header must be a JSON object");
+    int d = json_dup_key(root);
+    if (d >= 0) {
+        dcal_err("%s: tensor '%s' appears twice in the header", st->path, root->keys[d]);
+        return 0;
+    }
+    st->t = xcalloc((size_t)root->len + 1, sizeof(StTensor));
+    for (int i = 0; i < root->len; i++) {
+        const char *k = root->keys[i];
         if (!strcmp(k, "__metadata__")) {
-            free(k);
-            if (!parse_meta(&j, st)) return 0;
+            if (!parse_meta(st, &root->items[i])) return 0;
             continue;
         }
         if (strlen(k) >= sizeof st->t[0].name) {
             dcal_err("%s: tensor name too long (%zu bytes): '%.40s...'", st->path, strlen(k), k);
-            free(k);
             return 0;
         }
-        if (st->n == cap) {
-            cap = cap ? 2 * cap : 64;
-            st->t = realloc(st->t, sizeof(StTensor) * (size_t)cap);
-            if (!st->t) dcal_die("out of host memory");
-        }
         StTensor *t = &st->t[st->n++];
-        memset(t, 0, sizeof *t);
         snprintf(t->name, sizeof t->name, "%s", k);
-        free(k);
-        if (!parse_tensor(&j, st, t)) return 0;
-    } while (js_eat(&j, ','));
-    if (!js_eat(&j, '}')) return js_fail(&j, "expected ',' or '}'");
-end:
-    js_ws(&j);
-    if (*j.p) return js_fail(&j, "trailing characters after the header object");
+        if (!parse_tensor(st, &root->items[i], t)) return 0;
+    }
     return 1;
 }
 
-// ----------------------------------------------------------------------------
+static int parse_header(SafeTensors *st, const char *hdr, size_t len) {
+    Json root;
+    JsonError err;
+    // Repeated keys are let through here so a repeated tensor gets its own message.
+    if (!json_parse(hdr, len, JSON_ALLOW_DUP_KEYS, &root, &err)) {
+        dcal_err("%s: bad header JSON at byte %ld: %s", st->path, (long)err.offset, err.msg);
+        return 0;
+    }
+    int ok = header_entries(st, &root);
+    json_free(&root);
+    return ok;
+}
 
-int st_load(SafeTensors *st, const char *path) {
-    memset(st, 0, sizeof *st);
-    snprintf(st->path, sizeof st->path, "%s", path);
+// ----------------------------------------------------------------------------
+// Validation against the data section.
+
+static int check_tensor(const SafeTensors *st, const StTensor *t) {
+    int es = dtype_size(t->dtype);
+    if (!es) { dcal_err("%s: tensor '%s': unknown dtype '%s'", st->path, t->name, t->dtype); return 0; }
+    int64_t numel = 1;
+    for (int d = 0; d < t->ndim; d++) {
+        if (t->shape[d] < 0 || (t->shape[d] && numel > INT64_MAX / 8 / t->shape[d])) {
+            dcal_err("%s: tensor '%s': bad shape", st->path, t->name);
+            return 0;
+        }
+        numel *= t->shape[d];
+    }
+    if (t->end > st->data_len) {
+        dcal_err("%s: tensor '%s': offsets out of range ([%zu, %zu) but the data section has %zu bytes; truncated?)",
+                 st->path, t->name, t->begin, t->end, st->data_len);
+        return 0;
+    }
+    if ((uint64_t)(t->end - t->begin) != (uint64_t)numel * (uint64_t)es) {
+        dcal_err("%s: tensor '%s': data_offsets span %zu bytes but shape x %s needs %lld", st->path, t->name,
+                 t->end - t->begin, t->dtype, (long long)numel * es);
+        return 0;
+    }
+    return 1;
+}
+
+static int by_begin(const void *a, const void *b) {
+    const StTensor *x = *(const StTensor *const *)a, *y = *(const StTensor *const *)b;
+    return x->begin != y->begin ? (x->begin > y->begin) - (x->begin < y->begin) : (x->end > y->end) - (x->end < y->end);
+}
+
+// No two tensors share a byte of the data section (empty tensors share nothing).
+static int check_overlap(const SafeTensors *st) {
+    const StTensor **s = xmalloc(sizeof *s * (size_t)(st->n + 1));
+    int m = 0, ok = 1;
+    for (int i = 0; i < st->n; i++)
+        if (st->t[i].end > st->t[i].begin) s[m++] = &st->t[i];
+    qsort(s, (size_t)m, sizeof *s, by_begin);
+    for (int i = 1; i < m && ok; i++)
+        if (s[i]->begin < s[i - 1]->end) {
+            dcal_err("%s: tensors '%s' [%zu, %zu) and '%s' [%zu, %zu) overlap in the data section", st->path,
+                     s[i - 1]->name, s[i - 1]->begin, s[i - 1]->end, s[i]->name, s[i]->begin, s[i]->end);
+            ok = 0;
+        }
+    free(s);
+    return ok;
+}
+
+// Map the whole file and read the header length; 0 after an error line (nothing held).
+static int st_map(SafeTensors *st, const char *path, uint64_t *hlen) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) { dcal_err("%s: cannot open (%s)", path, strerror(errno)); return 0; }
     struct stat sb;
@@ -267,55 +208,44 @@ int st_load(SafeTensors *st, const char *path) {
     void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (m == MAP_FAILED) { dcal_err("%s: cannot mmap (%s)", path, strerror(errno)); return 0; }
-    st->map = m; st->map_len = size;
     const uint8_t *b = m;
-    uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | b[i];
-    if (hlen > size - 8) {
-        dcal_err("%s: truncated (header says %llu bytes, file has %zu)", path, (unsigned long long)hlen, size);
+    *hlen = 0;
+    for (int i = 7; i >= 0; i--) *hlen = *hlen << 8 | b[i];
+    if (*hlen > size - 8) {
+        dcal_err("%s: truncated (header says %llu bytes, file has %zu)", path, (unsigned long long)*hlen, size);
+        munmap(m, size);
+        return 0;
+    }
+    if (*hlen > ST_MAX_HEADER) {
+        dcal_err("%s: header of %llu bytes is over the 100 MiB limit (not a safetensors file?)", path,
+                 (unsigned long long)*hlen);
+        munmap(m, size);
+        return 0;
+    }
+    st->map = m;
+    st->map_len = size;
+    return 1;
+}
+
+int st_load(SafeTensors *st, const char *path) {
+    memset(st, 0, sizeof *st);
+    snprintf(st->path, sizeof st->path, "%s", path);
+    uint64_t hlen;
+    if (!st_map(st, path, &hlen)) return 0;
+    const char *hdr = (const char *)st->map + 8;
+    const char *nul = memchr(hdr, 0, (size_t)hlen);
+    if (nul) {   // a NUL inside the header: not text
+        dcal_err("%s: bad header JSON (NUL byte at %zu; not a safetensors file?)", path, (size_t)(nul - hdr));
         st_free(st);
         return 0;
     }
-    char *hdr = xmalloc((size_t)hlen + 1);
-    memcpy(hdr, b + 8, (size_t)hlen);
-    hdr[hlen] = 0;
-    if (strlen(hdr) != hlen) {   // a NUL inside the header: not text
-        dcal_err("%s: bad header JSON (NUL byte at %zu; not a safetensors file?)", path, strlen(hdr));
-        free(hdr); st_free(st);
-        return 0;
-    }
-    int ok = parse_header(st, hdr);
-    free(hdr);
-    if (!ok) { st_free(st); return 0; }
-    st->data = (uint8_t *)b + 8 + hlen;
-    st->data_len = size - 8 - (size_t)hlen;
-    for (int i = 0; i < st->n; i++) {
-        StTensor *t = &st->t[i];
-        int es = dtype_size(t->dtype);
-        if (!es) { dcal_err("%s: tensor '%s': unknown dtype '%s'", path, t->name, t->dtype); st_free(st); return 0; }
-        int64_t numel = 1;
-        for (int d = 0; d < t->ndim; d++) {
-            if (t->shape[d] < 0 || (t->shape[d] && numel > INT64_MAX / 8 / t->shape[d])) {
-                dcal_err("%s: tensor '%s': bad shape", path, t->name); st_free(st); return 0;
-            }
-            numel *= t->shape[d];
-        }
-        if (t->end > st->data_len) {
-            dcal_err("%s: tensor '%s': offsets out of range ([%zu, %zu) but the data section has %zu bytes; truncated?)",
-                     path, t->name, t->begin, t->end, st->data_len);
-            st_free(st); return 0;
-        }
-        if ((uint64_t)(t->end - t->begin) != (uint64_t)numel * (uint64_t)es) {
-            dcal_err("%s: tensor '%s': data_offsets span %zu bytes but shape x %s needs %lld", path, t->name,
-                     t->end - t->begin, t->dtype, (long long)numel * es);
-            st_free(st); return 0;
-        }
-        for (int k = 0; k < i; k++)
-            if (!strcmp(st->t[k].name, t->name)) {
-                dcal_err("%s: tensor '%s' appears twice in the header", path, t->name); st_free(st); return 0;
-            }
-    }
-    return 1;
+    st->data = (uint8_t *)st->map + 8 + hlen;
+    st->data_len = st->map_len - 8 - (size_t)hlen;
+    int ok = parse_header(st, hdr, (size_t)hlen);
+    for (int i = 0; ok && i < st->n; i++) ok = check_tensor(st, &st->t[i]);
+    if (ok) ok = check_overlap(st);
+    if (!ok) st_free(st);
+    return ok;
 }
 
 const StTensor *st_find(const SafeTensors *st, const char *name) {
@@ -446,72 +376,56 @@ void stw_meta(StWriter *w, const char *key, const char *value) {
     w->mv[w->n_meta++] = xstrdup(value);
 }
 
-// Growable text buffer for the header.
-typedef struct { char *s; size_t n, cap; } Buf;
-static void buf_put(Buf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2;
-        b->s = realloc(b->s, b->cap);
-        if (!b->s) dcal_die("out of host memory");
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-}
-static void buf_puts(Buf *b, const char *s) { buf_put(b, s, strlen(s)); }
-static void buf_json_str(Buf *b, const char *s) {
-    buf_puts(b, "\"");
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        char tmp[8];
-        if (c == '"' || c == '\\') { tmp[0] = '\\'; tmp[1] = (char)c; buf_put(b, tmp, 2); }
-        else if (c < 0x20) { snprintf(tmp, sizeof tmp, "\\u%04x", c); buf_puts(b, tmp); }
-        else buf_put(b, (const char *)s, 1);
-    }
-    buf_puts(b, "\"");
-}
-
-int stw_write(StWriter *w, const char *path) {
-    Buf h = {0};
-    char tmp[128];
-    buf_puts(&h, "{");
+// The header: {"__metadata__":{...},"name":{"dtype":..,"shape":[..],"data_offsets":[b,e]},...},
+// compact, in the order added (checkpoint files diff cleanly between runs).
+static void header_json(const StWriter *w, JsonW *h, size_t *data_len) {
+    jw_begin_object(h);
     if (w->n_meta) {
-        buf_puts(&h, "\"__metadata__\":{");
-        for (int i = 0; i < w->n_meta; i++) {
-            if (i) buf_puts(&h, ",");
-            buf_json_str(&h, w->mk[i]);
-            buf_puts(&h, ":");
-            buf_json_str(&h, w->mv[i]);
-        }
-        buf_puts(&h, "}");
+        jw_key(h, "__metadata__");
+        jw_begin_object(h);
+        for (int i = 0; i < w->n_meta; i++) jw_kv_string(h, w->mk[i], w->mv[i]);
+        jw_end_object(h);
     }
     size_t off = 0;
     for (int i = 0; i < w->n; i++) {
-        StwEntry *e = &w->e[i];
-        if (i || w->n_meta) buf_puts(&h, ",");
-        buf_json_str(&h, e->name);
-        snprintf(tmp, sizeof tmp, ":{\"dtype\":\"%s\",\"shape\":[", e->dtype);
-        buf_puts(&h, tmp);
-        for (int d = 0; d < e->ndim; d++) {
-            snprintf(tmp, sizeof tmp, "%s%lld", d ? "," : "", (long long)e->shape[d]);
-            buf_puts(&h, tmp);
-        }
-        snprintf(tmp, sizeof tmp, "],\"data_offsets\":[%zu,%zu]}", off, off + e->bytes);
-        buf_puts(&h, tmp);
+        const StwEntry *e = &w->e[i];
+        jw_key(h, e->name);
+        jw_begin_object(h);
+        jw_kv_string(h, "dtype", e->dtype);
+        jw_key(h, "shape");
+        jw_begin_array(h);
+        for (int d = 0; d < e->ndim; d++) jw_int(h, e->shape[d]);
+        jw_end_array(h);
+        jw_key(h, "data_offsets");
+        jw_begin_array(h);
+        jw_uint(h, off);
+        jw_uint(h, off + e->bytes);
+        jw_end_array(h);
+        jw_end_object(h);
         off += e->bytes;
     }
-    buf_puts(&h, "}");
+    jw_end_object(h);
     // Pad with spaces so the data section starts 8-byte aligned (allowed by the format).
-    while ((8 + h.n) % 8) buf_puts(&h, " ");
-    size_t total = 8 + h.n + off;
+    size_t n;
+    while (jw_text(h, &n), (8 + n) % 8) jw_append(h, " ");
+    *data_len = off;
+}
+
+int stw_write(StWriter *w, const char *path) {
+    JsonW h;
+    size_t off, hn;
+    jw_init(&h, false, 0);
+    header_json(w, &h, &off);
+    const char *hs = jw_text(&h, &hn);
+    size_t total = 8 + hn + off;
     uint8_t *out = xmalloc(total);
-    for (int i = 0; i < 8; i++) out[i] = (uint8_t)((uint64_t)h.n >> (8 * i));
-    memcpy(out + 8, h.s, h.n);
-    size_t p = 8 + h.n;
+    for (int i = 0; i < 8; i++) out[i] = (uint8_t)((uint64_t)hn >> (8 * i));
+    memcpy(out + 8, hs, hn);
+    size_t p = 8 + hn;
     for (int i = 0; i < w->n; i++) { memcpy(out + p, w->e[i].data, w->e[i].bytes); p += w->e[i].bytes; }
     int ok = write_file_atomic(path, out, total);
     free(out);
-    free(h.s);
+    jw_free(&h);
     return ok;
 }
 

@@ -1,6 +1,6 @@
 // rundir.c: the run directory (DESIGN §6). Everything needed to say what a run
 // was is written before the first step: resolved config, compliance report,
-// manifest (who/what/where, hashes). `dcal audit` (src/cmd/audit.c) re-checks it.
+// manifest (who/what/where, hashes). `dcal audit` (src/run/audit.c) re-checks it.
 #include "run/rundir.h"
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -10,11 +10,9 @@
 #include <unistd.h>
 #include <yaml.h>
 #include "compliance/compliance.h"
+#include "core/json.h"
 #include "git_commit.h"
 #include "core/sha256.h"
-#ifdef DCAL_HAVE_CUDA
-#include <cuda_runtime_api.h>
-#endif
 
 char *openblas_get_config(void);   // OpenBLAS; declared here to avoid depending on its header's location
 
@@ -73,27 +71,7 @@ int rundir_open(RunDir *r, const DcalConfig *c, int resume) {
     return 1;
 }
 
-// ---- JSON writing ------------------------------------------------------------
-
-static void js_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p == '\n') fputs("\\n", f);
-        else if (*p == '\t') fputs("\\t", f);
-        else if (*p == '\r') fputs("\\r", f);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);   // UTF-8 passes through
-    }
-    fputc('"', f);
-}
-static void js_kv(FILE *f, const char *k, const char *v, const char *end) {
-    fputs("  ", f);
-    js_str(f, k);
-    fputs(": ", f);
-    js_str(f, v);
-    fputs(end, f);
-}
+// ---- manifest.json -------------------------------------------------------------
 
 // "model name" of the first CPU in /proc/cpuinfo ("" when unreadable).
 static void cpu_model(char *out, size_t cap) {
@@ -114,113 +92,129 @@ static void cpu_model(char *out, size_t cap) {
     fclose(f);
 }
 
-static void write_manifest(FILE *f, const DcalConfig *c, const ManifestInfo *in, const char *cfg_sha) {
+static void kv_array(JsonW *w, const char *key, int n, const char *(*item)(const void *, int), const void *ctx) {
+    jw_key(w, key);
+    jw_begin_array(w);
+    for (int i = 0; i < n; i++) jw_string(w, item(ctx, i));
+    jw_end_array(w);
+}
+static const char *argv_item(const void *ctx, int i) { return ((const ManifestInfo *)ctx)->argv[i]; }
+static const char *allowed_item(const void *ctx, int i) { return ((const ManifestInfo *)ctx)->allowed[i]; }
+static const char *override_item(const void *ctx, int i) { return ((const DcalConfig *)ctx)->overrides[i]; }
+
+// Who ran what, where: version, host, time, backend, device, libraries.
+static void manifest_origin(JsonW *w, const ManifestInfo *in) {
     char host[256] = "", ts[32], dev[256];
     gethostname(host, sizeof host - 1);
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    snprintf(dev, sizeof dev, "%s", in->device_name ? in->device_name : "");
     const char *backend = in->backend ? in->backend : "";
+    snprintf(dev, sizeof dev, "%s", in->device_name ? in->device_name : "");
     if (!dev[0] && !strcmp(backend, "cpu")) cpu_model(dev, sizeof dev);
-#ifdef DCAL_HAVE_CUDA
-    struct cudaDeviceProp prop;
-    if (!dev[0] && !strcmp(backend, "cuda") && cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
-        snprintf(dev, sizeof dev, "%s", prop.name);
-#endif
-    fputs("{\n  \"format\": \"dcal-manifest-1\",\n  \"argv\": [", f);
-    for (int i = 0; i < in->argc; i++) {
-        if (i) fputs(", ", f);
-        js_str(f, in->argv[i]);
-    }
-    fputs("],\n", f);
-    js_kv(f, "dcal_version", DCAL_VERSION, ",\n");
-    js_kv(f, "git_commit", DCAL_GIT_COMMIT, ",\n");
-    js_kv(f, "hostname", host, ",\n");
-    js_kv(f, "start_time_utc", ts, ",\n");
-    js_kv(f, "backend", backend, ",\n");
-    js_kv(f, "device_name", dev, ",\n");
-    fputs("  \"libraries\": {\"libyaml\": ", f);
-    js_str(f, yaml_get_version_string());
-    fputs(", \"openblas\": ", f);
-    js_str(f, openblas_get_config());
-    fputs(", \"openssl\": ", f);
-    js_str(f, OpenSSL_version(OPENSSL_VERSION));
-    fputs(", \"stb\": \"libstb-dev\"", f);
-#ifdef DCAL_HAVE_CUDA
-    int rt = 0;
-    cudaRuntimeGetVersion(&rt);
-    fprintf(f, ", \"cuda_runtime\": \"%d.%d\"", rt / 1000, rt % 1000 / 10);
-#endif
-    fputs("},\n", f);
-    fprintf(f, "  \"seed\": %llu,\n", (unsigned long long)c->train.seed);
-    fputs("  \"dataset\": {\"name\": ", f);
-    js_str(f, c->data.dataset);
-    fputs(", \"root\": ", f);
-    js_str(f, c->data.root);
-    fputs(", \"fingerprint\": ", f);
-    js_str(f, in->dataset_fingerprint);
-    fputs("},\n  \"pretrained\": {\"path\": ", f);
-    js_str(f, in->pretrained_path);
-    fputs(", \"sha256\": ", f);
-    js_str(f, in->pretrained_sha256);
-    fputs("},\n  \"init\": {\"path\": ", f);
-    js_str(f, in->init_path);
-    fputs(", \"sha256\": ", f);
-    js_str(f, in->init_sha256);
-    // Deviations: the config's (with reasons) and --allow-deviation ids; audit re-runs compliance with the latter.
-    fputs("},\n  \"deviations\": [", f);
-    for (int i = 0; i < c->n_deviations; i++) {
-        fputs(i ? ",\n    {\"rule\": " : "\n    {\"rule\": ", f);
-        js_str(f, c->deviations[i].rule);
-        fputs(", \"reason\": ", f);
-        js_str(f, c->deviations[i].reason);
-        fputs(", \"declared_by\": \"config\"}", f);
-    }
-    for (int i = 0; i < in->n_allowed; i++) {
-        fputs(i || c->n_deviations ? ",\n    {\"rule\": " : "\n    {\"rule\": ", f);
-        js_str(f, in->allowed[i]);
-        fputs(", \"reason\": \"allowed by --allow-deviation\", \"declared_by\": \"--allow-deviation\"}", f);
-    }
-    fputs("],\n  \"allow_deviation\": [", f);
-    for (int i = 0; i < in->n_allowed; i++) {
-        if (i) fputs(", ", f);
-        js_str(f, in->allowed[i]);
-    }
-    fputs("],\n  \"overrides\": [", f);
-    for (int i = 0; i < c->n_overrides; i++) {
-        if (i) fputs(", ", f);
-        js_str(f, c->overrides[i]);
-    }
-    fputs("],\n", f);
-    js_kv(f, "config_source", c->source, ",\n");
-    js_kv(f, "config_sha256", cfg_sha, "\n}\n");
+    jw_kv_string(w, "dcal_version", DCAL_VERSION);
+    jw_kv_string(w, "git_commit", DCAL_GIT_COMMIT);
+    jw_kv_string(w, "hostname", host);
+    jw_kv_string(w, "start_time_utc", ts);
+    jw_kv_string(w, "backend", backend);
+    jw_kv_string(w, "device_name", dev);
+    jw_kv_string(w, "backend_describe", in->backend_describe);
+    // tests/e2e_bitwise.sh reads "openblas": "<config>" from here to name the CPU kind.
+    jw_key(w, "libraries");
+    jw_begin_object(w);
+    jw_kv_string(w, "libyaml", yaml_get_version_string());
+    jw_kv_string(w, "openblas", openblas_get_config());
+    jw_kv_string(w, "openssl", OpenSSL_version(OPENSSL_VERSION));
+    jw_kv_string(w, "stb", "libstb-dev");
+    jw_end_object(w);
 }
 
-int rundir_write_manifest(RunDir *r, const DcalConfig *c, const ManifestInfo *info) {
-    char path[DCAL_PATH_MAX + 32], sha[65];
-    // compliance.txt here rather than in rundir_open: only the caller knows --allow-deviation.
-    RuleResult rr[COMPLIANCE_MAX_RULES];
-    int n = compliance_check(c, info->allowed, info->n_allowed, rr);
-    char *buf = NULL;
+static void kv_file(JsonW *w, const char *key, const char *path, const char *sha) {
+    jw_key(w, key);
+    jw_begin_object(w);
+    jw_kv_string(w, "path", path);
+    jw_kv_string(w, "sha256", sha);
+    jw_end_object(w);
+}
+
+// Deviations: the config's (with reasons) and --allow-deviation ids; audit re-runs compliance with the latter.
+static void manifest_deviations(JsonW *w, const DcalConfig *c, const ManifestInfo *in) {
+    jw_key(w, "deviations");
+    jw_multiline_next(w);   // one deviation per line
+    jw_begin_array(w);
+    for (int i = 0; i < c->n_deviations + in->n_allowed; i++) {
+        bool cfg = i < c->n_deviations;
+        jw_begin_object(w);
+        jw_kv_string(w, "rule", cfg ? c->deviations[i].rule : in->allowed[i - c->n_deviations]);
+        jw_kv_string(w, "reason", cfg ? c->deviations[i].reason : "allowed by --allow-deviation");
+        jw_kv_string(w, "declared_by", cfg ? "config" : "--allow-deviation");
+        jw_end_object(w);
+    }
+    jw_end_array(w);
+    kv_array(w, "allow_deviation", in->n_allowed, allowed_item, in);
+}
+
+// One key per line at the top level, nested values inline (", " and ": ").
+static void write_manifest(JsonW *w, const DcalConfig *c, const ManifestInfo *in, const char *cfg_sha) {
+    jw_begin_object(w);
+    jw_kv_string(w, "format", "dcal-manifest-1");
+    kv_array(w, "argv", in->argc, argv_item, in);
+    manifest_origin(w, in);
+    jw_key(w, "seed");
+    jw_uint(w, c->train.seed);
+    jw_key(w, "dataset");
+    jw_begin_object(w);
+    jw_kv_string(w, "name", c->data.dataset);
+    jw_kv_string(w, "root", c->data.root);
+    jw_kv_string(w, "fingerprint", in->dataset_fingerprint);
+    jw_end_object(w);
+    kv_file(w, "pretrained", in->pretrained_path, in->pretrained_sha256);
+    kv_file(w, "init", in->init_path, in->init_sha256);
+    manifest_deviations(w, c, in);
+    kv_array(w, "overrides", c->n_overrides, override_item, c);
+    jw_kv_string(w, "config_source", c->source);
+    jw_kv_string(w, "config_sha256", cfg_sha);
+    jw_end_object(w);
+    jw_append(w, "\n");
+}
+
+// compliance.txt from the gate's table. Without one (rules == NULL) the rules
+// are evaluated here — a fallback until every caller passes the gate's table.
+static int write_compliance(RunDir *r, const DcalConfig *c, const ManifestInfo *info) {
+    RuleResult own[COMPLIANCE_MAX_RULES];
+    const RuleResult *rr = info->rules;
+    int n = info->n_rules;
+    if (!rr) {
+        n = compliance_check(c, info->allowed, info->n_allowed, own);
+        rr = own;
+    }
+    char *buf = NULL, path[DCAL_PATH_MAX + 32];
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
+    if (!f) { dcal_err("%s: cannot render compliance.txt", r->dir); return 0; }
     compliance_print(f, rr, n);
     fclose(f);
     snprintf(path, sizeof path, "%s/compliance.txt", r->dir);
     int ok = write_file_atomic(path, buf, len);
     free(buf);
-    if (!ok) return 0;
+    return ok;
+}
+
+int rundir_write_manifest(RunDir *r, const DcalConfig *c, const ManifestInfo *info) {
+    char path[DCAL_PATH_MAX + 32], sha[65];
+    // compliance.txt here rather than in rundir_open: only the caller knows --allow-deviation.
+    if (!write_compliance(r, c, info)) return 0;
     snprintf(path, sizeof path, "%s/config.yaml", r->dir);
     if (!sha256_file(path, sha)) return 0;
-    buf = NULL;
-    f = open_memstream(&buf, &len);
-    write_manifest(f, c, info, sha);
-    fclose(f);
+    JsonW w;
+    jw_init(&w, true, 1);
+    write_manifest(&w, c, info, sha);
+    size_t len;
+    const char *text = jw_text(&w, &len);
     snprintf(path, sizeof path, "%s/manifest.json", r->dir);
-    ok = write_file_atomic(path, buf, len);
-    free(buf);
+    int ok = write_file_atomic(path, text, len);
+    jw_free(&w);
     return ok;
 }
 
@@ -230,6 +224,8 @@ void rundir_metric(RunDir *r, const char *json_object) {
     fputc('\n', r->metrics);
     fflush(r->metrics);
 }
+
+void rundir_metric_json(RunDir *r, const JsonW *w) { rundir_metric(r, jw_text(w, NULL)); }
 
 void rundir_close(RunDir *r) {
     if (r->metrics) fclose(r->metrics);

@@ -2,7 +2,9 @@
 // manifest.json, metrics.jsonl, checkpoints. `dcal audit` re-checks it.
 #pragma once
 #include <stdio.h>
+#include "compliance/compliance.h"
 #include "config/config.h"
+#include "core/json.h"
 
 typedef struct {
     char dir[DCAL_PATH_MAX];
@@ -13,17 +15,24 @@ typedef struct {
 typedef struct {
     int argc; char **argv;
     const char *backend;           // cpu | cuda
-    const char *device_name;       // CPU model / GPU name
+    const char *device_name;       // CPU model / GPU name ("" on cpu: read from /proc/cpuinfo)
+    const char *backend_describe;  // the backend's one line: device, runtime version, numerics in force
     const char *dataset_fingerprint;
     const char *pretrained_path, *pretrained_sha256;
     const char *init_path, *init_sha256;
     int n_allowed; char (*allowed)[48];
+    // The compliance gate's table, written to compliance.txt as is. NULL: evaluated
+    // here from the config and allowed ids (a fallback until every caller passes it).
+    const RuleResult *rules; int n_rules;
 } ManifestInfo;
 
-// Create (or reopen, resume=1) runs/<name>. Writes config.yaml and the
-// compliance report on creation. 0 after an error line.
+// Create (or reopen, resume=1) runs/<name>. Writes config.yaml on creation.
+// 0 after an error line.
 int rundir_open(RunDir *r, const DcalConfig *c, int resume);
+// compliance.txt (from info->rules) and manifest.json. 0 after an error line.
 int rundir_write_manifest(RunDir *r, const DcalConfig *c, const ManifestInfo *info);
 // Append one JSON object line to metrics.jsonl (the caller formats the object).
 void rundir_metric(RunDir *r, const char *json_object);
+// The same for an object built with a compact JsonW (jw_init(&w, false, 0)).
+void rundir_metric_json(RunDir *r, const JsonW *w);
 void rundir_close(RunDir *r);

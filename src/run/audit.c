@@ -1,0 +1,245 @@
+// audit.c: re-check a run directory (DESIGN §6): manifest, config hash,
+// compliance, checkpoints' parameter hashes, weight-file hashes, dataset
+// fingerprint, metrics. One line per check (OK/WARN/FAIL).
+//
+// Checkpoint hash (as written by checkpoint.c): params_sha256 = sha256 over the
+// raw little-endian F32 bytes of the model tensors — every tensor whose name
+// does not start with "adam." — concatenated in file order, which is the
+// model's table order since checkpoints are written in table order.
+#include "run/audit.h"
+#include <dirent.h>
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+#include "compliance/compliance.h"
+#include "config/config.h"
+#include "core/common.h"
+#include "core/json.h"
+#include "core/safetensors.h"
+#include "core/sha256.h"
+#include "datasets/dataset.h"
+
+typedef struct { int n_fail; } Audit;
+
+static void report(Audit *a, const char *status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void report(Audit *a, const char *status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%-4s ", status);
+    vprintf(fmt, ap);
+    putchar('\n');
+    va_end(ap);
+    if (!strcmp(status, "FAIL")) a->n_fail++;
+}
+
+// A whole text as one JSON object; 0 (and *v empty) otherwise.
+static int parse_object(const char *text, Json *v) {
+    if (!json_parse(text, strlen(text), 0, v, NULL)) return 0;
+    if (v->type == JSON_OBJECT) return 1;
+    json_free(v);
+    return 0;
+}
+
+static int check_manifest(Audit *a, const char *dir, Json *man) {
+    char path[DCAL_PATH_MAX + 32];
+    size_t len;
+    snprintf(path, sizeof path, "%s/manifest.json", dir);
+    char *text = read_file(path, &len);
+    int ok = 0;
+    if (!text) report(a, "FAIL", "%s: missing or unreadable", path);
+    else if (!parse_object(text, man)) report(a, "FAIL", "%s: not a JSON object", path);
+    else {
+        const char *ver = json_str(man, "dcal_version"), *commit = json_str(man, "git_commit");
+        report(a, "OK", "%s: parses (%d fields, dcal %s, commit %s)", path, man->len, ver ? ver : "?", commit ? commit : "?");
+        ok = 1;
+    }
+    free(text);
+    return ok;
+}
+
+// config.yaml loads, and is the file the manifest hashed.
+static int check_config(Audit *a, const char *dir, const Json *man, int have_man, DcalConfig *cfg) {
+    char path[DCAL_PATH_MAX + 32], hex[65];
+    config_defaults(cfg);
+    snprintf(path, sizeof path, "%s/config.yaml", dir);
+    int have_cfg = config_load(cfg, path) && config_finalize(cfg);
+    if (!have_cfg) report(a, "FAIL", "%s: does not load (see the error above)", path);
+    else report(a, "OK", "%s: loads", path);
+    const char *want = json_str(man, "config_sha256");
+    if (!have_man) return have_cfg;
+    if (!want) report(a, "FAIL", "%s: manifest has no config_sha256", path);
+    else if (!sha256_file(path, hex)) report(a, "FAIL", "%s: cannot be hashed", path);
+    else if (strcmp(hex, want))
+        report(a, "FAIL", "%s: sha256 %s differs from the manifest's %s (config.yaml changed after the run started)", path,
+               hex, want);
+    else report(a, "OK", "%s: sha256 matches the manifest", path);
+    return have_cfg;
+}
+
+// compliance: re-run with the run's --allow-deviation ids; compliance.txt must regenerate identically.
+static void check_compliance(Audit *a, const char *dir, const Json *man, const DcalConfig *cfg) {
+    char allowed[COMPLIANCE_MAX_RULES][48], path[DCAL_PATH_MAX + 32];
+    int na = 0;
+    const Json *al = json_get(man, "allow_deviation");
+    for (int i = 0; json_at(al, i) && na < COMPLIANCE_MAX_RULES; i++)
+        if (al->items[i].type == JSON_STRING) snprintf(allowed[na++], 48, "%s", al->items[i].s);
+    RuleResult rr[COMPLIANCE_MAX_RULES];
+    int n = compliance_check(cfg, allowed, na, rr), fails = 0;
+    for (int i = 0; i < n; i++)
+        if (rr[i].status == RULE_FAIL) {
+            report(a, "FAIL", "compliance: rule '%s' fails without a declared deviation: expected %s, got %s", rr[i].id,
+                   rr[i].expected, rr[i].actual);
+            fails++;
+        }
+    if (!fails) report(a, "OK", "compliance: no undeclared FAIL (%d rules)", n);
+    char *fresh = NULL;
+    size_t flen = 0, len;
+    FILE *f = open_memstream(&fresh, &flen);
+    if (!f) dcal_die("out of host memory");
+    compliance_print(f, rr, n);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/compliance.txt", dir);
+    char *old = read_file(path, &len);
+    if (!old) report(a, "FAIL", "%s: missing or unreadable", path);
+    else if (len != flen || memcmp(old, fresh, len)) report(a, "FAIL", "%s: differs from the report regenerated from config.yaml", path);
+    else report(a, "OK", "%s: identical to a regenerated report", path);
+    free(old);
+    free(fresh);
+}
+
+static void check_weight_file(Audit *a, const Json *man, const char *what) {
+    const Json *o = json_get(man, what);
+    const char *path = json_str(o, "path"), *want = json_str(o, "sha256");
+    if (!path || !*path) { report(a, "OK", "%s: none used", what); return; }
+    if (!want || !*want) { report(a, "WARN", "%s: %s: manifest records no sha256", what, path); return; }
+    if (access(path, R_OK) != 0) { report(a, "WARN", "%s: %s: file no longer exists, hash not re-checked", what, path); return; }
+    char hex[65];
+    if (!sha256_file(path, hex)) report(a, "FAIL", "%s: %s: cannot be read", what, path);
+    else if (strcmp(hex, want)) report(a, "FAIL", "%s: %s: sha256 %s differs from the manifest's %s", what, path, hex, want);
+    else report(a, "OK", "%s: %s: sha256 matches", what, path);
+}
+
+// The data the run trained on: recompute the fingerprint when the data is still there.
+static void check_dataset(Audit *a, const Json *man, const DcalConfig *cfg) {
+    const char *want = json_str(json_get(man, "dataset"), "fingerprint");
+    if (!want || !*want) { report(a, "FAIL", "dataset: manifest records no fingerprint"); return; }
+    if (access(cfg->data.root, R_OK) != 0) {
+        report(a, "WARN", "dataset: %s no longer exists here, fingerprint not re-checked", cfg->data.root);
+        return;
+    }
+    Dataset d;
+    DataConfig dc = cfg->data;
+    dc.skip_bad = true;   // a missing file should change the fingerprint, not stop the audit
+    if (!dataset_open(&d, &dc)) { report(a, "FAIL", "dataset: %s does not open (see the error above)", dc.root); return; }
+    if (strcmp(d.fingerprint, want))
+        report(a, "FAIL", "dataset: %s fingerprints to %s, the run trained on %s", dc.root, d.fingerprint, want);
+    else
+        report(a, "OK", "dataset: %s fingerprint matches (%d train / %d test)", dc.root, d.n_train, d.n_test);
+    dataset_free(&d);
+}
+
+static void check_checkpoint(Audit *a, const char *path) {
+    SafeTensors st;
+    if (!st_load(&st, path)) { report(a, "FAIL", "%s: does not load (see the error above)", path); return; }
+    const char *want = st_meta(&st, "params_sha256");
+    if (!want) { report(a, "OK", "%s: loads (%d tensors, no params_sha256 to check)", path, st.n); st_free(&st); return; }
+    Sha256 *h = sha256_new();
+    int bad = 0;
+    for (int i = 0; i < st.n && !bad; i++) {
+        const StTensor *t = &st.t[i];
+        if (!strncmp(t->name, "adam.", 5)) continue;
+        if (strcmp(t->dtype, "F32")) { report(a, "FAIL", "%s: tensor '%s' is %s, checkpoints hold F32", path, t->name, t->dtype); bad = 1; }
+        else sha256_update(h, st.data + t->begin, t->end - t->begin);
+    }
+    char hex[65];
+    sha256_final(h, hex);
+    if (!bad && strcmp(hex, want)) report(a, "FAIL", "%s: parameters hash to %s, metadata params_sha256 says %s", path, hex, want);
+    else if (!bad) report(a, "OK", "%s: loads, params_sha256 matches (%d tensors)", path, st.n);
+    st_free(&st);
+}
+
+static void check_checkpoints(Audit *a, const char *dir) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        size_t len = strlen(e->d_name), sl = strlen(".safetensors");
+        if (len <= sl || strcmp(e->d_name + len - sl, ".safetensors")) continue;
+        char path[DCAL_PATH_MAX + 300];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        check_checkpoint(a, path);
+        n++;
+    }
+    if (d) closedir(d);
+    if (!n) report(a, "WARN", "%s: no checkpoint (*.safetensors) in the run directory", dir);
+}
+
+// Steps seen so far in metrics.jsonl: overall, and per "kind".
+typedef struct {
+    char kinds[16][32];
+    double last_kind[16], last;
+    int nk;
+} StepLog;
+
+// One metrics line; 0 after a FAIL line.
+static int metrics_line(Audit *a, StepLog *sl, const char *path, int line, const char *text) {
+    Json v;
+    if (!parse_object(text, &v)) { report(a, "FAIL", "%s:%d: not a JSON object", path, line); return 0; }
+    const Json *st = json_get(&v, "step");
+    const char *kind = json_str(&v, "kind");
+    int ok = 1;
+    if (!st || st->type != JSON_NUMBER) { report(a, "FAIL", "%s:%d: no numeric \"step\"", path, line); ok = 0; }
+    else if (st->num < sl->last) { report(a, "FAIL", "%s:%d: step %.0f goes back from %.0f", path, line, st->num, sl->last); ok = 0; }
+    else {
+        int k = 0;
+        while (k < sl->nk && strcmp(sl->kinds[k], kind ? kind : "")) k++;
+        if (k < sl->nk && st->num <= sl->last_kind[k]) {
+            report(a, "FAIL", "%s:%d: step %.0f repeats for kind '%s'", path, line, st->num, sl->kinds[k]);
+            ok = 0;
+        } else if (k == sl->nk && sl->nk < 16) snprintf(sl->kinds[sl->nk++], 32, "%s", kind ? kind : "");
+        if (k < 16) sl->last_kind[k] = st->num;
+        sl->last = st->num;
+    }
+    json_free(&v);
+    return ok;
+}
+
+// Every line a JSON object with a numeric "step"; steps never go back, and
+// within one "kind" (train / eval / final) they strictly increase.
+static void check_metrics(Audit *a, const char *dir) {
+    char path[DCAL_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    size_t len;
+    char *text = read_file(path, &len);
+    if (!text) { report(a, "FAIL", "%s: missing or unreadable", path); return; }
+    StepLog sl = {.last = -INFINITY};
+    int line = 0, ok = 1;
+    for (char *s = text, *nl; *s && ok; s = nl + 1) {
+        nl = strchr(s, '\n');
+        if (nl) *nl = 0;
+        ok = metrics_line(a, &sl, path, ++line, s);
+        if (!nl) break;
+    }
+    if (ok) report(a, "OK", "%s: %d lines, steps increasing", path, line);
+    free(text);
+}
+
+int run_audit(const char *dir) {
+    Audit a = {0};
+    Json man = {0};
+    DcalConfig cfg;
+    int have_man = check_manifest(&a, dir, &man);
+    int have_cfg = check_config(&a, dir, &man, have_man, &cfg);
+    if (have_cfg) check_compliance(&a, dir, &man, &cfg);
+    check_checkpoints(&a, dir);
+    if (have_man && have_cfg) check_dataset(&a, &man, &cfg);
+    if (have_man) {
+        check_weight_file(&a, &man, "pretrained");
+        check_weight_file(&a, &man, "init");
+    }
+    check_metrics(&a, dir);
+    json_free(&man);
+    printf("%s: %s\n", dir, a.n_fail ? "audit FAILED" : "audit passed");
+    return a.n_fail;
+}
