@@ -33,7 +33,10 @@ static int add_allowed(CliArgs *a, const char *val) {
     {NULL, NULL, NULL, NULL, NULL, NULL}
 
 // --help is a row too (last in the usage text); -h is its short form.
-static const CliOpt help_rows[] = {{"--help", NULL, "this text", NULL, NULL, NULL}, {NULL, NULL, NULL, NULL, NULL, NULL}};
+static const CliOpt help_rows[] = {
+    {"--help", NULL, "this text", NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL, NULL},
+};
 
 typedef struct {
     const char *cmd, *summary;

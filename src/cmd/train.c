@@ -32,9 +32,11 @@ static int check_combination(const TrainArgs *t) {
 int cmd_train(int argc, char **argv) {
     TrainArgs t = {0};
     const CliOpt extra[] = {
-        {"--resume", "RUN", "continue a stopped run (a run directory or a name under train.out_dir)", &t.resume, NULL, NULL},
+        {"--resume", "RUN", "continue a stopped run (a run directory or a name under train.out_dir)", &t.resume, NULL,
+         NULL},
         {"--init", "FILE", "start from these exact weights (safetensors, SPEC §6 names)", &t.init, NULL, NULL},
-        {"--pretrained", "FILE", "timm ViT/DeiT weights (same as --set train.pretrained=FILE)", &t.pretrained, NULL, NULL},
+        {"--pretrained", "FILE", "timm ViT/DeiT weights (same as --set train.pretrained=FILE)", &t.pretrained, NULL,
+         NULL},
         {"--dump-step", "FILE", "write the first optimizer step (inputs, pairing, selection, logits, losses, "
                                 "gradients) to FILE and exit", &t.dump, NULL, NULL},
         {"--max-memory", "SIZE", "pick the largest micro-batch whose memory plan fits SIZE (e.g. 8G); accumulation "
