@@ -24,10 +24,15 @@ int compliance_check(const DcalConfig *c, char allowed[][48], int n_allowed, Rul
 void compliance_print(FILE *f, const RuleResult *r, int n);
 // Number of rules with status FAIL (undeclared).
 int compliance_failures(const RuleResult *r, int n);
-// For train: check, print the table to report (e.g. compliance.txt, may be NULL),
-// warn loudly on stderr for every DEVIATION, and return 1 when training may start
-// (no undeclared FAIL); 0 after naming each failing rule on stderr.
-int compliance_gate(const DcalConfig *c, char allowed[][48], int n_allowed, FILE *report);
+// For train (config_resolve runs it once, on the final config): warn loudly on
+// stderr for every DEVIATION and return 1 when training may start (no
+// undeclared FAIL); 0 after naming each failing rule on stderr.
+int compliance_gate(const RuleResult *r, int n);
 // Rule ids, for validating --allow-deviation and config deviations.
 int compliance_rule_count(void);
 const char *compliance_rule_id(int i);
+int compliance_rule_known(const char *id);
+// An --allow-deviation id: 1 when known, else 0 after "who: --allow-deviation: unknown rule ...".
+int compliance_check_allowed(const char *who, const char *id);
+// Every 'deviations:' entry names a known rule; else 0 after "file:line:col: deviation names unknown rule ...".
+int compliance_check_deviations(const DcalConfig *c);

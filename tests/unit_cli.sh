@@ -23,4 +23,15 @@ check 2 "no config for dataset 'birds'" -- verify-config --dataset birds
 check 0 "0 FAIL" -- verify-config --config "$src/configs/fgvc/cub.yaml"
 check 0 "0 FAIL" -- verify-config --config="$src/configs/fgvc/aircraft.yaml"
 check 1 "effective_batch" -- verify-config --config "$src/configs/fgvc/cub.yaml" --set train.micro_batch=8
+check 0 "usage: dcal verify-config" -- verify-config -h
+check 2 "option '--print-config' takes no value" -- verify-config --print-config=yes
+check 2 "--allow-deviation: unknown rule 'nope'" -- verify-config --allow-deviation nope
+check 0 "allowed by --allow-deviation" -- verify-config --config "$src/configs/fgvc/cub.yaml" --set train.micro_batch=8 --allow-deviation=effective_batch
+# --data-root is the first override, before the --set ones, whatever the order on the line.
+out=$("$dcal" verify-config --dataset cub --set train.seed=7 --data-root /tmp/dr 2>&1)
+grep -q "override: --set data.root=/tmp/dr" <<<"$(head -2 <<<"$out" | tail -1)" || { echo "FAIL: data-root order: $out" | head -3; fail=1; }
+check 2 "cannot be combined" -- train --resume r --init x.safetensors
+check 2 "give --init or --pretrained, not both" -- train --init a --pretrained b
+check 2 "--max-memory '8Q': expected a size" -- train --max-memory 8Q
+check 1 "train: refusing to start" -- train --dataset cub --set train.micro_batch=8
 exit $fail

@@ -142,6 +142,46 @@ START_TEST(test_verify_config_cli) {
 }
 END_TEST
 
+START_TEST(test_gate_and_ids) {
+    DcalConfig c;
+    load_paper(&c, "synthetic");   // declares deviations: the gate warns on each and lets training start
+    RuleResult r[COMPLIANCE_MAX_RULES];
+    int n = compliance_check(&c, NULL, 0, r);
+    cap_begin();
+    int ok = compliance_gate(r, n);
+    const char *err = cap_end();
+    ck_assert(ok);
+    ck_assert_msg(strstr(err, "WARNING: deviating from the paper on 'lr'"), "got: %s", err);
+    // An undeclared FAIL stops it, naming the rule and how to declare it.
+    load_paper(&c, "cub");
+    ck_assert(config_set(&c, "model.glca_blocks=2"));
+    n = compliance_check(&c, NULL, 0, r);
+    cap_begin();
+    ok = compliance_gate(r, n);
+    err = cap_end();
+    ck_assert(!ok);
+    ck_assert_msg(strstr(err, "compliance rule 'glca_blocks' fails") && strstr(err, "--allow-deviation glca_blocks"),
+                  "got: %s", err);
+    // Rule ids: known ones, unknown --allow-deviation ids and config deviations.
+    ck_assert(compliance_rule_known("effective_batch"));
+    ck_assert(!compliance_rule_known("effective-batch"));
+    cap_begin();
+    ok = compliance_check_allowed("eval", "nope");
+    err = cap_end();
+    ck_assert(!ok);
+    ck_assert_msg(strstr(err, "eval: --allow-deviation: unknown rule 'nope'"), "got: %s", err);
+    strcpy(c.deviations[0].rule, "nope");
+    c.deviations[0].line = 7;
+    c.deviations[0].col = 5;
+    c.n_deviations = 1;
+    cap_begin();
+    ok = compliance_check_deviations(&c);
+    err = cap_end();
+    ck_assert(!ok);
+    ck_assert_msg(strstr(err, "cub.yaml:7:5: deviation names unknown rule 'nope'"), "got: %s", err);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("compliance");
     TCase *tc = tcase_create("compliance");
@@ -150,6 +190,7 @@ int main(void) {
     tcase_add_test(tc, test_all_mutable_rules_covered);
     tcase_add_test(tc, test_declared_deviations);
     tcase_add_test(tc, test_verify_config_cli);
+    tcase_add_test(tc, test_gate_and_ids);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -1,7 +1,10 @@
 // unit_config.c: YAML loading into the typed config, every error class with
-// its line:col, --set overrides, and the resolved YAML round trip.
+// its line:col, --set overrides, the resolved YAML round trip, and
+// config_resolve: order, memory budget, the gate on the final config,
+// precision, resume-safe overrides.
 #include <string.h>
 #include "config/config.h"
+#include "config/resolve.h"
 #include "testutil.h"
 
 static char out[16384];
@@ -191,6 +194,161 @@ START_TEST(test_yaml_round_trip) {
 }
 END_TEST
 
+// ---- config_resolve ---------------------------------------------------------
+
+static ResolvedConfig rc_out;
+
+// A fake planner: 1000 bytes per image, so budgets are easy to reason about.
+static size_t fake_bytes(const ModelConfig *m, int B, bool ckpt) {
+    (void)m;
+    return (size_t)B * (ckpt ? 500 : 1000);
+}
+
+// Resolve rq, capturing stderr into err; returns config_resolve's result.
+static int resolve_cap(const ConfigRequest *rq, const char **err) {
+    cap_begin();
+    int ok = config_resolve(rq, &rc_out);
+    *err = cap_end();
+    return ok;
+}
+
+START_TEST(test_resolve_order) {
+    const char *sets[] = {"train.micro_batch=8", "train.accum_steps=2", "optim.base_lr=1e-3"};
+    ConfigRequest rq = {.sets = sets, .n_sets = 3, .pretrained = "w.safetensors"};
+    ck_assert(config_resolve(&rq, &rc_out));
+    const DcalConfig *c = &rc_out.cfg;
+    ck_assert_int_eq(c->n_overrides, 4);                      // --set in order, then --pretrained
+    ck_assert_str_eq(c->overrides[3], "train.pretrained=w.safetensors");
+    ck_assert_str_eq(c->train.pretrained, "w.safetensors");
+    ck_assert_double_eq_tol(c->optim.lr, 1e-3 / 512 * 16, 1e-15);   // finalize ran after the sets
+    ck_assert_str_eq(c->train.precision, "auto");            // no backend: left as configured
+    ck_assert_int_eq(rc_out.n_rules, compliance_rule_count());   // the table is always made
+    ck_assert_str_eq(rc_out.run_dir, "");
+    // A bad --set stops resolution with its own message.
+    const char *bad[] = {"model.depht=3"};
+    const char *err;
+    rq = (ConfigRequest){.sets = bad, .n_sets = 1};
+    ck_assert(!resolve_cap(&rq, &err));
+    ck_assert_msg(strstr(err, "did you mean 'model.depth'"), "got: %s", err);
+    // An unknown --allow-deviation id is refused.
+    const char *allowed[] = {"no_such_rule"};
+    rq = (ConfigRequest){.who = "train", .allowed = allowed, .n_allowed = 1};
+    ck_assert(!resolve_cap(&rq, &err));
+    ck_assert_msg(strstr(err, "train: --allow-deviation: unknown rule 'no_such_rule'"), "got: %s", err);
+}
+END_TEST
+
+START_TEST(test_resolve_budget_then_gate) {
+    // 16 images per step; 4500 bytes fit micro-batch 4 (largest divisor of 16 under the budget).
+    ConfigRequest rq = {.who = "train", .memory_budget = 4500, .budget_from = "4500B", .train_bytes = fake_bytes,
+                        .gate = true, .training = true};
+    const char *err;
+    ck_assert_msg(resolve_cap(&rq, &err), "got: %s", err);
+    ck_assert_int_eq(rc_out.cfg.train.micro_batch, 4);
+    ck_assert_int_eq(rc_out.cfg.train.accum_steps, 4);
+    // The gate judged the final micro-batch: the table says so.
+    const RuleResult *eb = NULL;
+    for (int i = 0; i < rc_out.n_rules; i++)
+        if (!strcmp(rc_out.rules[i].id, "effective_batch")) eb = &rc_out.rules[i];
+    ck_assert(eb && eb->status == RULE_PASS);
+    ck_assert_msg(strstr(eb->actual, "micro 4 x accum 4"), "got: %s", eb->actual);
+    // Checkpointing halves the fake plan: micro-batch 8 fits.
+    const char *ck[] = {"train.checkpoint_blocks=true"};
+    rq.sets = ck;
+    rq.n_sets = 1;
+    ck_assert(resolve_cap(&rq, &err));
+    ck_assert_int_eq(rc_out.cfg.train.micro_batch, 8);
+    // Too small for micro-batch 2: one line naming the budget and what B=2 needs.
+    rq.sets = NULL;
+    rq.n_sets = 0;
+    rq.memory_budget = 1500;
+    ck_assert(!resolve_cap(&rq, &err));
+    ck_assert_msg(strstr(err, "4500B (0.0 MiB): even micro-batch 2 needs 0.0 MiB"), "got: %s", err);
+}
+END_TEST
+
+START_TEST(test_resolve_gate) {
+    const char *sets[] = {"train.micro_batch=8"};
+    ConfigRequest rq = {.who = "train", .sets = sets, .n_sets = 1, .gate = true};
+    const char *err;
+    ck_assert(!resolve_cap(&rq, &err));
+    ck_assert_msg(strstr(err, "compliance rule 'effective_batch' fails") &&
+                  strstr(err, "train: refusing to start"), "got: %s", err);
+    // Without the gate the same config resolves, with the FAIL in its table.
+    rq.gate = false;
+    ck_assert(resolve_cap(&rq, &err));
+    ck_assert_int_eq(compliance_failures(rc_out.rules, rc_out.n_rules), 1);
+    // --allow-deviation turns it into a warned DEVIATION.
+    const char *allowed[] = {"effective_batch"};
+    rq.gate = true;
+    rq.allowed = allowed;
+    rq.n_allowed = 1;
+    ck_assert(resolve_cap(&rq, &err));
+    ck_assert_msg(strstr(err, "WARNING: deviating from the paper on 'effective_batch'"), "got: %s", err);
+    ck_assert_int_eq(rc_out.n_allowed, 1);
+    ck_assert_str_eq(rc_out.allowed[0], "effective_batch");
+    // PWCA needs two images per micro-batch when training.
+    const char *one[] = {"train.micro_batch=1", "train.accum_steps=16"};
+    rq = (ConfigRequest){.sets = one, .n_sets = 2, .gate = true, .training = true};
+    ck_assert(!resolve_cap(&rq, &err));
+    ck_assert_msg(strstr(err, "train.micro_batch=1: PWCA pairs each image"), "got: %s", err);
+    rq.training = false;
+    ck_assert(resolve_cap(&rq, &err));
+}
+END_TEST
+
+START_TEST(test_resolve_precision) {
+    ConfigRequest rq = {.backend_precisions = "fp32"};
+    const char *err;
+    ck_assert(resolve_cap(&rq, &err));
+    ck_assert_str_eq(rc_out.cfg.train.precision, "fp32");
+    rq.backend_precisions = "bf16 fp32";
+    ck_assert(resolve_cap(&rq, &err));
+    ck_assert_str_eq(rc_out.cfg.train.precision, "bf16");
+    const char *bf16[] = {"train.precision=bf16"};
+    rq.sets = bf16;
+    rq.n_sets = 1;
+    ck_assert(resolve_cap(&rq, &err));
+    rq.backend_precisions = "fp32";
+    ck_assert(!resolve_cap(&rq, &err));
+    ck_assert_msg(strstr(err, "train.precision=bf16: this backend supports fp32"), "got: %s", err);
+}
+END_TEST
+
+START_TEST(test_resolve_resume) {
+    // A run directory holding the config it started with (micro-batch 4 x 4).
+    const char *dir = test_tmpdir("resume");
+    const char *sets[] = {"train.micro_batch=4", "train.accum_steps=4"};
+    ConfigRequest rq = {.sets = sets, .n_sets = 2};
+    ck_assert(config_resolve(&rq, &rc_out));
+    char path[1200];
+    snprintf(path, sizeof path, "%s/config.yaml", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert(f && config_write_yaml(&rc_out.cfg, f));
+    fclose(f);
+    // Resume: the run's config is the base (the request's file is ignored); safe keys may change.
+    const char *safe[] = {"train.max_steps=3", "data.root=/elsewhere"};
+    rq = (ConfigRequest){.config_path = "/nonexistent.yaml", .sets = safe, .n_sets = 2, .resume_dir = dir};
+    const char *err;
+    ck_assert_msg(resolve_cap(&rq, &err), "got: %s", err);
+    ck_assert_str_eq(rc_out.run_dir, dir);
+    ck_assert_int_eq(rc_out.cfg.train.micro_batch, 4);
+    ck_assert_int_eq(rc_out.cfg.train.max_steps, 3);
+    ck_assert_str_eq(rc_out.cfg.data.root, "/elsewhere");
+    ck_assert_str_eq(rc_out.cfg.source, path);
+    // Anything else would change the run.
+    const char *unsafe[] = {"model.dim=64"};
+    rq.sets = unsafe;
+    rq.n_sets = 1;
+    ck_assert(!resolve_cap(&rq, &err));
+    ck_assert_msg(strstr(err, "--resume: --set model.dim=64 would change the run"), "got: %s", err);
+    rq = (ConfigRequest){.resume_dir = "no-such-run"};
+    ck_assert(!resolve_cap(&rq, &err));
+    ck_assert_msg(strstr(err, "--resume no-such-run: no run there (expected no-such-run/config.yaml or "
+                              "runs/no-such-run/config.yaml)"), "got: %s", err);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("config");
@@ -205,6 +363,11 @@ int main(void) {
     tcase_add_test(tc, test_deviation_errors);
     tcase_add_test(tc, test_overrides);
     tcase_add_test(tc, test_yaml_round_trip);
+    tcase_add_test(tc, test_resolve_order);
+    tcase_add_test(tc, test_resolve_budget_then_gate);
+    tcase_add_test(tc, test_resolve_gate);
+    tcase_add_test(tc, test_resolve_precision);
+    tcase_add_test(tc, test_resolve_resume);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

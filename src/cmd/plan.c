@@ -20,19 +20,22 @@ static void print_pick(const ModelConfig *m, int per_dev, int devices, bool ckpt
 int cmd_plan(int argc, char **argv) {
     const char *mb = NULL, *maxmem = NULL;
     const CliOpt extra[] = {
-        {"--micro-batch", "B", "micro-batch for the table (default: the config's train.micro_batch)", &mb, NULL},
+        {"--micro-batch", "B", "micro-batch for the table (default: the config's train.micro_batch)", &mb, NULL, NULL},
         {"--max-memory", "SIZE", "also show the micro-batch/accumulation train would pick under SIZE (e.g. 8G, 512M)",
-         &maxmem, NULL},
-        {NULL, NULL, NULL, NULL, NULL},
+         &maxmem, NULL, NULL},
+        {0},
     };
-    CliCommon cli = {0};
+    CliArgs cli;
     int rc = cli_parse(argc, argv,
                        "Print the exact training memory plan (weights, gradients, AdamW state, activations,\n"
                        "workspace) with and without per-block checkpointing. Nothing is allocated.",
                        extra, &cli);
     if (rc == CLI_HELP) return DCAL_EXIT_OK;
     if (rc != CLI_OK) return rc;
-    const DcalConfig *c = &cli.cfg;
+    ConfigRequest rq = cli_request(&cli);   // no gate, no budget: plan shows the picks without applying one
+    static ResolvedConfig r;
+    if (!config_resolve(&rq, &r)) return DCAL_EXIT_FAIL;
+    const DcalConfig *c = &r.cfg;
     int B = c->train.micro_batch;
     if (mb) {
         char *end;

@@ -3,15 +3,14 @@
 #include <stdio.h>
 #include "cmd/cli.h"
 #include "cmd/cmd.h"
-#include "compliance/compliance.h"
 
 int cmd_verify_config(int argc, char **argv) {
     int print_config = 0;
     const CliOpt extra[] = {
-        {"--print-config", NULL, "also print the resolved config as YAML", NULL, &print_config},
-        {NULL, NULL, NULL, NULL, NULL},
+        {"--print-config", NULL, "also print the resolved config as YAML", NULL, &print_config, NULL},
+        {0},
     };
-    CliCommon cli = {0};
+    CliArgs cli;
     int rc = cli_parse(argc, argv,
                        "Check a config against the paper's rules (SPEC §1-5). Prints every rule with expected and\n"
                        "actual values and its source; PINNED marks a SPEC interpretation where the paper is silent.\n"
@@ -19,20 +18,20 @@ int cmd_verify_config(int argc, char **argv) {
                        extra, &cli);
     if (rc == CLI_HELP) return DCAL_EXIT_OK;
     if (rc != CLI_OK) return rc;
-    const DcalConfig *c = &cli.cfg;
-    RuleResult r[COMPLIANCE_MAX_RULES];
-    int n = compliance_check(c, cli.allowed, cli.n_allowed, r);
+    ConfigRequest rq = cli_request(&cli);   // no gate: the table is the output
+    static ResolvedConfig r;
+    if (!config_resolve(&rq, &r)) return DCAL_EXIT_FAIL;
+    const DcalConfig *c = &r.cfg;
     printf("config: %s\n", c->source);
     for (int i = 0; i < c->n_overrides; i++) printf("override: --set %s\n", c->overrides[i]);
-    compliance_print(stdout, r, n);
+    compliance_print(stdout, r.rules, r.n_rules);
     if (print_config) {
         printf("\n");
         config_write_yaml(c, stdout);
     }
-    int fails = compliance_failures(r, n);
-    for (int i = 0; i < n; i++)
-        if (r[i].status == RULE_FAIL)
-            dcal_err("%s: rule '%s' FAILS: expected %s, got %s [%s]", c->source, r[i].id, r[i].expected, r[i].actual,
-                     r[i].source);
-    return fails ? DCAL_EXIT_FAIL : DCAL_EXIT_OK;
+    for (int i = 0; i < r.n_rules; i++)
+        if (r.rules[i].status == RULE_FAIL)
+            dcal_err("%s: rule '%s' FAILS: expected %s, got %s [%s]", c->source, r.rules[i].id, r.rules[i].expected,
+                     r.rules[i].actual, r.rules[i].source);
+    return compliance_failures(r.rules, r.n_rules) ? DCAL_EXIT_FAIL : DCAL_EXIT_OK;
 }

@@ -1,0 +1,152 @@
+// resolve.c: config_resolve, the single place a command's options become the
+// final configuration (see resolve.h for the order). Everything that may
+// change a value — files, --set, resume, pretrained, the memory planner's
+// micro-batch, the backend's precision — happens here, before the compliance
+// table is made, so the gate judges exactly what will run.
+#include "config/resolve.h"
+#include <string.h>
+#include <unistd.h>
+
+// Keys that may change on --resume without changing what is computed.
+static const char *const resume_keys[] = {"train.max_steps=", "data.root=", "data.workers=", "train.threads=",
+                                          "train.eval_every=", NULL};
+
+static int copy_allowed(const ConfigRequest *rq, ResolvedConfig *out) {
+    if (rq->n_allowed > CONFIG_MAX_ALLOWED) {
+        dcal_err("%s: more than %d --allow-deviation ids", rq->who ? rq->who : "config", CONFIG_MAX_ALLOWED);
+        return 0;
+    }
+    for (int i = 0; i < rq->n_allowed; i++) {
+        if (strlen(rq->allowed[i]) >= sizeof out->allowed[0] ||
+            !compliance_check_allowed(rq->who ? rq->who : "config", rq->allowed[i]))
+            return 0;
+        strcpy(out->allowed[out->n_allowed++], rq->allowed[i]);
+    }
+    return 1;
+}
+
+// The run directory: RUN itself, or RUN under the default train.out_dir.
+static int find_run(const char *run, const DcalConfig *defaults, char *dir, size_t cap, char *path, size_t pcap) {
+    snprintf(dir, cap, "%s", run);
+    snprintf(path, pcap, "%s/config.yaml", dir);
+    if (access(path, R_OK) == 0) return 1;
+    snprintf(dir, cap, "%s/%s", defaults->train.out_dir, run);
+    snprintf(path, pcap, "%s/config.yaml", dir);
+    if (access(path, R_OK) == 0) return 1;
+    dcal_err("--resume %s: no run there (expected %s/config.yaml or %s/config.yaml)", run, run, dir);
+    return 0;
+}
+
+// --resume: the run's config.yaml as it was, plus only resume-safe --set keys.
+static int load_resume(const ConfigRequest *rq, ResolvedConfig *out) {
+    DcalConfig *c = &out->cfg;
+    char path[2 * DCAL_PATH_MAX + 32];
+    if (!find_run(rq->resume_dir, c, out->run_dir, sizeof out->run_dir, path, sizeof path)) return 0;
+    if (!config_load(c, path)) return 0;
+    for (int i = 0; i < rq->n_sets; i++) {
+        int ok = 0;
+        for (const char *const *k = resume_keys; *k; k++) ok |= !strncmp(rq->sets[i], *k, strlen(*k));
+        if (!ok) {
+            dcal_err("--resume: --set %s would change the run; only train.max_steps, data.root, data.workers, "
+                     "train.threads and train.eval_every may change on resume", rq->sets[i]);
+            return 0;
+        }
+        if (!config_set(c, rq->sets[i])) return 0;
+    }
+    return 1;
+}
+
+static int load_fresh(const ConfigRequest *rq, DcalConfig *c) {
+    if (rq->config_path && !config_load(c, rq->config_path)) return 0;
+    for (int i = 0; i < rq->n_sets; i++)
+        if (!config_set(c, rq->sets[i])) return 0;
+    return 1;
+}
+
+static int set_pretrained(DcalConfig *c, const char *file) {
+    char a[DCAL_PATH_MAX + 32];
+    snprintf(a, sizeof a, "train.pretrained=%s", file);
+    return config_set(c, a);
+}
+
+// DESIGN §4: the largest micro-batch B >= 2 (PWCA pairs images within a
+// micro-batch) that divides the per-device batch and whose plan fits the
+// budget; accumulation keeps the effective batch exact.
+static int pick_micro_batch(const ConfigRequest *rq, DcalConfig *c) {
+    TrainConfig *t = &c->train;
+    int eff = config_effective_batch(c), per_dev = eff / t->devices, mb = 0;
+    if (!rq->train_bytes) { dcal_err("internal: a memory budget needs the planner (train_bytes)"); return 0; }
+    for (int B = per_dev; B >= 2 && !mb; B--)
+        if (per_dev % B == 0 && rq->train_bytes(&c->model, B, t->checkpoint_blocks) <= rq->memory_budget) mb = B;
+    double budget_mib = rq->memory_budget / 1048576.0;
+    const char *from = rq->budget_from ? rq->budget_from : "memory budget";
+    if (!mb) {
+        dcal_err("%s (%.1f MiB): even micro-batch 2 needs %.1f MiB (try --set train.checkpoint_blocks=true)", from,
+                 budget_mib, rq->train_bytes(&c->model, 2, t->checkpoint_blocks) / 1048576.0);
+        return 0;
+    }
+    t->micro_batch = mb;
+    t->accum_steps = per_dev / mb;
+    printf("memory plan: micro-batch %d x accumulation %d x devices %d = %d (%.1f MiB of %.1f MiB %s)\n", mb,
+           t->accum_steps, t->devices, eff, rq->train_bytes(&c->model, mb, t->checkpoint_blocks) / 1048576.0,
+           budget_mib, from);
+    return 1;
+}
+
+// The n-th (0-based) space-separated word of list into buf; 0 when there is none.
+static int word(const char *list, int n, char *buf, size_t cap) {
+    for (const char *p = list;;) {
+        while (*p == ' ') p++;
+        if (!*p) return 0;
+        size_t len = strcspn(p, " ");
+        if (n-- == 0) {
+            snprintf(buf, cap, "%.*s", (int)len, p);
+            return 1;
+        }
+        p += len;
+    }
+}
+
+// train.precision=auto → the backend's best; an explicit one must be supported.
+static int resolve_precision(const char *supported, TrainConfig *t) {
+    char w[sizeof t->precision];
+    if (!strcmp(t->precision, "auto")) {
+        if (!word(supported, 0, w, sizeof w)) { dcal_err("internal: the backend lists no precision"); return 0; }
+        strcpy(t->precision, w);
+        return 1;
+    }
+    for (int i = 0; word(supported, i, w, sizeof w); i++)
+        if (!strcmp(w, t->precision)) return 1;
+    dcal_err("train.precision=%s: this backend supports %s (or auto)", t->precision, supported);
+    return 0;
+}
+
+// The table, then (train) the gate and the micro-batch PWCA needs.
+static int judge(const ConfigRequest *rq, ResolvedConfig *out) {
+    const DcalConfig *c = &out->cfg;
+    out->n_rules = compliance_check(c, out->allowed, out->n_allowed, out->rules);
+    if (rq->gate && !compliance_gate(out->rules, out->n_rules)) {
+        dcal_err("%s: refusing to start: the config deviates from the paper (see above; 'dcal verify-config' "
+                 "shows the full table)", rq->who ? rq->who : "config");
+        return 0;
+    }
+    if (rq->training && c->model.pwca_blocks > 0 && c->train.micro_batch < 2) {
+        dcal_err("train.micro_batch=1: PWCA pairs each image with another image of the same micro-batch (SPEC §2), so "
+                 "the micro-batch must be at least 2");
+        return 0;
+    }
+    return 1;
+}
+
+int config_resolve(const ConfigRequest *rq, ResolvedConfig *out) {
+    memset(out, 0, sizeof *out);
+    DcalConfig *c = &out->cfg;
+    config_defaults(c);
+    if (!copy_allowed(rq, out)) return 0;
+    if (rq->resume_dir ? !load_resume(rq, out) : !load_fresh(rq, c)) return 0;
+    if (rq->pretrained && !set_pretrained(c, rq->pretrained)) return 0;
+    if (!config_finalize(c) || !compliance_check_deviations(c)) return 0;
+    if (rq->memory_budget && !pick_micro_batch(rq, c)) return 0;
+    if (rq->backend_precisions && !resolve_precision(rq->backend_precisions, &c->train)) return 0;
+    return judge(rq, out);
+}
