@@ -42,9 +42,12 @@ static void make_run_pre(RunDir *r, const DcalConfig *c, const char *pre, const 
     ck_assert(rundir_open(r, c, 0));
     char allowed[1][48] = {"effective_batch"};
     char *argv[] = {"dcal", "train", "--dataset", "tiny", "--set", "note=\"quoted\"\\path"};
+    RuleResult rr[COMPLIANCE_MAX_RULES];
+    int n = compliance_check(c, allowed, 1, rr);
     ManifestInfo info = {.argc = 6, .argv = argv, .backend = "cpu", .device_name = "",
                          .dataset_fingerprint = "fp-0123abcd", .pretrained_path = pre, .pretrained_sha256 = pre_sha,
-                         .init_path = "", .init_sha256 = "", .n_allowed = 1, .allowed = allowed};
+                         .init_path = "", .init_sha256 = "", .n_allowed = 1, .allowed = allowed,
+                         .rules = rr, .n_rules = n};
     ck_assert(rundir_write_manifest(r, c, &info));
     rundir_metric(r, "{\"kind\":\"train\",\"step\":1,\"loss\":2.5}");
     rundir_metric(r, "{\"kind\":\"train\",\"step\":2,\"loss\":2.4}");

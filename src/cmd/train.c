@@ -62,9 +62,8 @@ int cmd_train(int argc, char **argv) {
     }
     static ResolvedConfig r;   // ~60 KiB; rules[] point into it, so it stays put
     if (!config_resolve(&rq, &r)) return DCAL_EXIT_FAIL;
-    // The budget was applied by config_resolve: the trainer must not pick again.
     TrainOptions o = {.resume_dir = t.resume ? r.run_dir : NULL, .init_path = t.init, .dump_path = t.dump,
-                      .max_memory = NULL, .argc = argc, .argv = argv, .n_allowed = r.n_allowed,
-                      .allowed = r.allowed};
+                      .argc = argc, .argv = argv, .n_allowed = r.n_allowed, .allowed = r.allowed,
+                      .rules = r.rules, .n_rules = r.n_rules};
     return train_main(&r.cfg, &o);
 }

@@ -72,14 +72,13 @@ static int set_pretrained(DcalConfig *c, const char *file) {
 // DESIGN §4: the largest micro-batch B >= 2 (PWCA pairs images within a
 // micro-batch) that divides the per-device batch and whose plan fits the
 // budget; accumulation keeps the effective batch exact.
-static int pick_micro_batch(const ConfigRequest *rq, DcalConfig *c) {
+static int pick_micro_batch(const ConfigRequest *rq, size_t budget, const char *from, DcalConfig *c) {
     TrainConfig *t = &c->train;
     int eff = config_effective_batch(c), per_dev = eff / t->devices, mb = 0;
     if (!rq->train_bytes) { dcal_err("internal: a memory budget needs the planner (train_bytes)"); return 0; }
     for (int B = per_dev; B >= 2 && !mb; B--)
-        if (per_dev % B == 0 && rq->train_bytes(&c->model, B, t->checkpoint_blocks) <= rq->memory_budget) mb = B;
-    double budget_mib = rq->memory_budget / 1048576.0;
-    const char *from = rq->budget_from ? rq->budget_from : "memory budget";
+        if (per_dev % B == 0 && rq->train_bytes(&c->model, B, t->checkpoint_blocks) <= budget) mb = B;
+    double budget_mib = budget / 1048576.0;
     if (!mb) {
         dcal_err("%s (%.1f MiB): even micro-batch 2 needs %.1f MiB (try --set train.checkpoint_blocks=true)", from,
                  budget_mib, rq->train_bytes(&c->model, 2, t->checkpoint_blocks) / 1048576.0);
@@ -146,7 +145,17 @@ int config_resolve(const ConfigRequest *rq, ResolvedConfig *out) {
     if (rq->resume_dir ? !load_resume(rq, out) : !load_fresh(rq, c)) return 0;
     if (rq->pretrained && !set_pretrained(c, rq->pretrained)) return 0;
     if (!config_finalize(c) || !compliance_check_deviations(c)) return 0;
-    if (rq->memory_budget && !pick_micro_batch(rq, c)) return 0;
-    if (rq->backend_precisions && !resolve_precision(rq->backend_precisions, &c->train)) return 0;
+    size_t budget = rq->memory_budget;
+    const char *from = rq->budget_from ? rq->budget_from : "memory budget", *precisions = rq->backend_precisions;
+    if (rq->device_facts) {   // DESIGN §4: fit the micro-batch to the device, never OOM mid-run
+        size_t free_bytes = 0;
+        if (!rq->device_facts(c->train.device, &free_bytes, &precisions)) return 0;
+        if (!budget && free_bytes) {
+            budget = free_bytes / 100 * 95;   // 5% for library workspaces and the runtime's growth
+            from = "free device memory";
+        }
+    }
+    if (budget && !pick_micro_batch(rq, budget, from, c)) return 0;
+    if (precisions && !resolve_precision(precisions, &c->train)) return 0;
     return judge(rq, out);
 }

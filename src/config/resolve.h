@@ -29,6 +29,11 @@ typedef struct {
                                               //   plan_train_bytes); required with memory_budget
     const char *backend_precisions;           // e.g. "bf16 fp32", best first: auto → the first, an explicit
                                               //   value must be listed. NULL = leave train.precision as is
+    int (*device_facts)(const char *device, size_t *free_bytes, const char **precisions);
+                                              // asked once train.device is final: the bytes a run may plan
+                                              //   with on it (0 = not limited: keep the config's micro-batch
+                                              //   unless memory_budget is set) and its precisions, best first.
+                                              //   0 after an error line (no such device). NULL = no device
     bool gate;                                // train: refuse an undeclared FAIL, warn on each DEVIATION
     bool training;                            // train: the micro-batch must hold PWCA pairs (>= 2)
 } ConfigRequest;

@@ -179,16 +179,11 @@ static void write_manifest(JsonW *w, const DcalConfig *c, const ManifestInfo *in
     jw_append(w, "\n");
 }
 
-// compliance.txt from the gate's table. Without one (rules == NULL) the rules
-// are evaluated here — a fallback until every caller passes the gate's table.
-static int write_compliance(RunDir *r, const DcalConfig *c, const ManifestInfo *info) {
-    RuleResult own[COMPLIANCE_MAX_RULES];
+// compliance.txt: the gate's own table (config_resolve ran the gate once), never re-evaluated.
+static int write_compliance(RunDir *r, const ManifestInfo *info) {
     const RuleResult *rr = info->rules;
     int n = info->n_rules;
-    if (!rr) {
-        n = compliance_check(c, info->allowed, info->n_allowed, own);
-        rr = own;
-    }
+    if (!rr) { dcal_err("internal: %s: no compliance table to record", r->dir); return 0; }
     char *buf = NULL, path[DCAL_PATH_MAX + 32];
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -204,7 +199,7 @@ static int write_compliance(RunDir *r, const DcalConfig *c, const ManifestInfo *
 int rundir_write_manifest(RunDir *r, const DcalConfig *c, const ManifestInfo *info) {
     char path[DCAL_PATH_MAX + 32], sha[65];
     // compliance.txt here rather than in rundir_open: only the caller knows --allow-deviation.
-    if (!write_compliance(r, c, info)) return 0;
+    if (!write_compliance(r, info)) return 0;
     snprintf(path, sizeof path, "%s/config.yaml", r->dir);
     if (!sha256_file(path, sha)) return 0;
     JsonW w;

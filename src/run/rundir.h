@@ -21,8 +21,7 @@ typedef struct {
     const char *pretrained_path, *pretrained_sha256;
     const char *init_path, *init_sha256;
     int n_allowed; char (*allowed)[48];
-    // The compliance gate's table, written to compliance.txt as is. NULL: evaluated
-    // here from the config and allowed ids (a fallback until every caller passes it).
+    // The compliance gate's table (ResolvedConfig.rules), written to compliance.txt as is.
     const RuleResult *rules; int n_rules;
 } ManifestInfo;
 

@@ -2,6 +2,7 @@
 // the combined prediction is argmax(softmax(SA) + softmax(GLCA)). Reports the
 // top-1 of SA, GLCA and SA+GLCA and the mean per-class accuracy.
 #include <math.h>
+#include "core/json.h"
 #include "train/trainer.h"
 
 // Accumulates one batch's predictions.
@@ -77,11 +78,20 @@ int trainer_eval(Trainer *t, int epoch) {
         printf("eval epoch %d/%d (test split, %d images): top-1 SA %.2f%% (SA-only model: no GLCA) | mean "
                "per-class %.2f%%\n", epoch + 1, c->optim.epochs, er.n, 100 * er.acc_sa, 100 * er.mean_class_acc);
     fflush(stdout);
-    char line[400];
-    snprintf(line, sizeof line,
-             "{\"kind\":\"eval\",\"split\":\"test\",\"step\":%lld,\"epoch\":%d,\"n\":%d,\"acc_sa\":%.6f,"
-             "\"acc_glca\":%.6f,\"acc_combined\":%.6f,\"mean_class_acc\":%.6f}",
-             (long long)t->pos.step, epoch + 1, er.n, er.acc_sa, er.acc_glca, er.acc_combined, er.mean_class_acc);
-    rundir_metric(&t->run, line);
+    JsonW w;
+    jw_init(&w, false, 0);
+    jw_begin_object(&w);
+    jw_kv_string(&w, "kind", "eval");
+    jw_kv_string(&w, "split", "test");
+    jw_kv_int(&w, "step", t->pos.step);
+    jw_kv_int(&w, "epoch", epoch + 1);
+    jw_kv_int(&w, "n", er.n);
+    jw_kv_double(&w, "acc_sa", "%.6f", er.acc_sa);
+    jw_kv_double(&w, "acc_glca", "%.6f", er.acc_glca);
+    jw_kv_double(&w, "acc_combined", "%.6f", er.acc_combined);
+    jw_kv_double(&w, "mean_class_acc", "%.6f", er.mean_class_acc);
+    jw_end_object(&w);
+    rundir_metric_json(&t->run, &w);
+    jw_free(&w);
     return 1;
 }

@@ -4,6 +4,7 @@
 // the final summary.
 #include <math.h>
 #include <sys/resource.h>
+#include "core/json.h"
 #include "train/trainer.h"
 
 static double peak_rss_mb(void) {
@@ -12,26 +13,45 @@ static double peak_rss_mb(void) {
     return ru.ru_maxrss / 1024.0;
 }
 
+// The progress line's numbers as one metrics.jsonl row.
+static void metrics_row(Trainer *t, int epoch, double lr, double gsq, double ips) {
+    float w3[3];
+    t->be->to_host(w3, t->m.params + model_find(&t->m, "loss_w")->offset, sizeof w3);
+    JsonW w;
+    jw_init(&w, false, 0);
+    jw_begin_object(&w);
+    jw_kv_string(&w, "kind", "train");
+    jw_kv_int(&w, "step", t->pos.step);
+    jw_kv_int(&w, "epoch", epoch + 1);
+    jw_kv_double(&w, "loss", "%.6g", t->prog.sum_loss / t->prog.n_sum);
+    jw_kv_double(&w, "ce_sa", "%.6g", t->prog.sum_ce[0] / t->prog.n_sum);
+    jw_kv_double(&w, "ce_glca", "%.6g", t->prog.sum_ce[1] / t->prog.n_sum);
+    jw_kv_double(&w, "ce_pwca", "%.6g", t->prog.sum_ce[2] / t->prog.n_sum);
+    jw_kv_double(&w, "lr", "%.6g", lr);
+    jw_kv_double(&w, "grad_norm", "%.6g", sqrt(gsq));
+    jw_key(&w, "loss_w");
+    jw_begin_array(&w);
+    for (int i = 0; i < 3; i++) jw_double(&w, "%.6g", w3[i]);
+    jw_end_array(&w);
+    jw_kv_double(&w, "img_s", "%.3g", ips);
+    jw_kv_double(&w, "rss_mib", "%.1f", peak_rss_mb());
+    jw_kv_int(&w, "skipped_images", loader_skipped(t->L));
+    jw_end_object(&w);
+    rundir_metric_json(&t->run, &w);
+    jw_free(&w);
+}
+
 void log_progress(Trainer *t, int epoch, double lr, double gsq) {
     Progress *p = &t->prog;
     double now = now_seconds(), ips = p->imgs_since / fmax(now - p->t_log, 1e-9);
     double per_step = (now - p->t_start) / p->steps_timed, eta = per_step * (t->total - t->pos.step);
     double n = p->n_sum;
-    float w[3];
-    t->be->to_host(w, t->m.params + model_find(&t->m, "loss_w")->offset, sizeof w);
     printf("step %lld/%ld epoch %d/%d loss %.4f (ce sa %.4f glca %.4f pwca %.4f) lr %.3e |g| %.3e "
            "%.1f img/s ETA %dm%02ds rss %.0f MiB\n",
            (long long)t->pos.step, t->total, epoch + 1, t->c->optim.epochs, p->sum_loss / n, p->sum_ce[0] / n,
            p->sum_ce[1] / n, p->sum_ce[2] / n, lr, sqrt(gsq), ips, (int)(eta / 60), (int)eta % 60, peak_rss_mb());
     fflush(stdout);
-    char line[512];
-    snprintf(line, sizeof line,
-             "{\"kind\":\"train\",\"step\":%lld,\"epoch\":%d,\"loss\":%.6g,\"ce_sa\":%.6g,\"ce_glca\":%.6g,"
-             "\"ce_pwca\":%.6g,\"lr\":%.6g,\"grad_norm\":%.6g,\"loss_w\":[%.6g,%.6g,%.6g],\"img_s\":%.3g,"
-             "\"rss_mib\":%.1f,\"skipped_images\":%d}",
-             (long long)t->pos.step, epoch + 1, p->sum_loss / n, p->sum_ce[0] / n, p->sum_ce[1] / n,
-             p->sum_ce[2] / n, lr, sqrt(gsq), w[0], w[1], w[2], ips, peak_rss_mb(), loader_skipped(t->L));
-    rundir_metric(&t->run, line);
+    metrics_row(t, epoch, lr, gsq, ips);
     p->t_log = now;
     p->imgs_since = 0;
     p->sum_loss = 0;
@@ -51,8 +71,14 @@ void log_final(Trainer *t) {
         printf("dcal: the reported accuracy is the last epoch's; the best epoch on the TEST split was %d (%.2f%% "
                "SA+GLCA) — selected on the test split, so not an unbiased estimate\n", t->prog.best_epoch,
                100 * t->prog.best_comb);
-    char line[256];
-    snprintf(line, sizeof line, "{\"kind\":\"final\",\"step\":%lld,\"params_sha256\":\"%s\",\"best_epoch_on_test\":%d}",
-             (long long)t->pos.step, hex, t->prog.best_epoch);
-    rundir_metric(&t->run, line);
+    JsonW w;
+    jw_init(&w, false, 0);
+    jw_begin_object(&w);
+    jw_kv_string(&w, "kind", "final");
+    jw_kv_int(&w, "step", t->pos.step);
+    jw_kv_string(&w, "params_sha256", hex);
+    jw_kv_int(&w, "best_epoch_on_test", t->prog.best_epoch);
+    jw_end_object(&w);
+    rundir_metric_json(&t->run, &w);
+    jw_free(&w);
 }

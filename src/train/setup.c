@@ -96,7 +96,8 @@ static int open_run(Trainer *t) {
         ManifestInfo info = {.argc = o->argc, .argv = o->argv, .backend = t->be->name, .device_name = "",
                              .dataset_fingerprint = t->ds.fingerprint, .pretrained_path = c->train.pretrained,
                              .pretrained_sha256 = t->pre_hash, .init_path = o->init_path ? o->init_path : "",
-                             .init_sha256 = t->init_hash, .n_allowed = o->n_allowed, .allowed = o->allowed};
+                             .init_sha256 = t->init_hash, .n_allowed = o->n_allowed, .allowed = o->allowed,
+                             .rules = o->rules, .n_rules = o->n_rules};
         if (!rundir_write_manifest(&t->run, c, &info)) return 0;
     }
     snprintf(t->ckpt_path, sizeof t->ckpt_path, "%s/checkpoint.safetensors", t->run.dir);

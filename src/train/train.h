@@ -2,17 +2,18 @@
 // cosine, gradient accumulation to the effective batch, eval, checkpoints,
 // exact resume, SIGINT/SIGTERM handling.
 #pragma once
+#include "compliance/compliance.h"
 #include "config/config.h"
 #include "datasets/dataset.h"
 #include "model/model.h"
 
 typedef struct {
     const char *resume_dir;    // continue this run (NULL: new run)
-    const char *init_path;     // --init: exact weights (SPEC §6 names)
+    const char *init_path;     // --init: exact weights (docs/MODEL.md §6 names)
     const char *dump_path;     // --dump-step: write the first optimizer step and exit
-    const char *max_memory;    // --max-memory: budget for picking the micro-batch
     int argc; char **argv;     // for the manifest
-    int n_allowed; char (*allowed)[48];
+    int n_allowed; char (*allowed)[48];   // --allow-deviation ids, for the manifest
+    const RuleResult *rules; int n_rules; // the gate's table (config_resolve), for compliance.txt
 } TrainOptions;
 
 // The config is final (config_resolve): the trainer never changes it.
