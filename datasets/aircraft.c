@@ -4,14 +4,13 @@
 //   root/data/images_variant_test.txt
 //   root/data/images/<imageid>.jpg            (bottom 20-px banner: data.banner_px)
 #include <string.h>
-#include "datasets/dataset_int.h"
+#include "datasets/readers.h"
 
-
-static int read_split(Dataset *d, const char *file, Sha256 *h, DatasetItem **v, int *n) {
-    char path[DCAL_PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/data/%s", d->root, file);
+static int read_split(const IndexBuild *b, const char *file, DatasetItem **v, int *n) {
+    const Dataset *d = b->d;
     TextFile tf;
-    if (!tf_read(&tf, path, h, AIR_LAYOUT, AIR_SOURCE)) return 0;
+    if (!tf_read(&tf, b, file)) return 0;
+    const char *path = tf.path;
     int cap = 0;
     for (int i = 0; i < tf.n; i++) {
         char *l = tf.line[i];
@@ -37,9 +36,9 @@ static int read_split(Dataset *d, const char *file, Sha256 *h, DatasetItem **v, 
     return 1;
 }
 
-int aircraft_open(Dataset *d, const DataConfig *cfg, Sha256 *h) {
-    (void)cfg;
-    return ds_read_class_names(d, "data/variants.txt", h, AIR_LAYOUT, AIR_SOURCE) &&
-           read_split(d, "images_variant_trainval.txt", h, &d->train, &d->n_train) &&
-           read_split(d, "images_variant_test.txt", h, &d->test, &d->n_test);
+int aircraft_read(IndexBuild *b) {
+    Dataset *d = b->d;
+    return ds_read_class_names(b, "data/variants.txt") &&
+           read_split(b, "data/images_variant_trainval.txt", &d->train, &d->n_train) &&
+           read_split(b, "data/images_variant_test.txt", &d->test, &d->n_test);
 }

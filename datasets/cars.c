@@ -5,14 +5,13 @@
 //   root/cars_test.csv     class_id 1-based; an optional first header line is skipped
 // See datasets/README.md for the conversion from the devkit.
 #include <string.h>
-#include "datasets/dataset_int.h"
+#include "datasets/readers.h"
 
-
-static int read_csv(Dataset *d, const char *file, Sha256 *h, DatasetItem **v, int *n) {
-    char path[DCAL_PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/%s", d->root, file);
+static int read_csv(const IndexBuild *b, const char *file, DatasetItem **v, int *n) {
+    const Dataset *d = b->d;
     TextFile tf;
-    if (!tf_read(&tf, path, h, CARS_LAYOUT, CARS_SOURCE)) return 0;
+    if (!tf_read(&tf, b, file)) return 0;
+    const char *path = tf.path;
     int cap = 0;
     for (int i = 0; i < tf.n; i++) {
         char *l = tf.line[i];
@@ -34,9 +33,9 @@ static int read_csv(Dataset *d, const char *file, Sha256 *h, DatasetItem **v, in
     return 1;
 }
 
-int cars_open(Dataset *d, const DataConfig *cfg, Sha256 *h) {
-    (void)cfg;
-    return ds_read_class_names(d, "class_names.txt", h, CARS_LAYOUT, CARS_SOURCE) &&
-           read_csv(d, "cars_train.csv", h, &d->train, &d->n_train) &&
-           read_csv(d, "cars_test.csv", h, &d->test, &d->n_test);
+int cars_read(IndexBuild *b) {
+    Dataset *d = b->d;
+    return ds_read_class_names(b, "class_names.txt") &&
+           read_csv(b, "cars_train.csv", &d->train, &d->n_train) &&
+           read_csv(b, "cars_test.csv", &d->test, &d->n_test);
 }

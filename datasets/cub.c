@@ -2,14 +2,12 @@
 // root/classes.txt "id name", images.txt "id relpath", image_class_labels.txt
 // "id label", train_test_split.txt "id is_train"; ids 1-based; images under root/images/.
 #include <string.h>
-#include "datasets/dataset_int.h"
-
+#include "datasets/readers.h"
 
 // Read "id value" pairs; ids must run 1..n in order. vals[i] points into tf.
-static int read_pairs(TextFile *tf, const char *root, const char *file, Sha256 *h, char ***vals, int *n) {
-    char path[DCAL_PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/%s", root, file);
-    if (!tf_read(tf, path, h, CUB_LAYOUT, CUB_SOURCE)) return 0;
+static int read_pairs(TextFile *tf, const IndexBuild *b, const char *file, char ***vals, int *n) {
+    if (!tf_read(tf, b, file)) return 0;
+    const char *path = tf->path;
     *vals = xmalloc(sizeof(char *) * (size_t)(tf->n ? tf->n : 1));
     *n = 0;
     for (int i = 0; i < tf->n; i++) {
@@ -49,16 +47,16 @@ static int to_int(const char *s, const char *root, const char *file, int id, int
     return 1;
 }
 
-int cub_open(Dataset *d, const DataConfig *cfg, Sha256 *h) {
-    (void)cfg;
+int cub_read(IndexBuild *b) {
+    Dataset *d = b->d;
     TextFile tc, ti, tl, ts;
     char **cls = NULL, **img = NULL, **lab = NULL, **spl = NULL;
     int nc = 0, ni = 0, nl = 0, ns = 0, ok = 0;
     memset(&tc, 0, sizeof tc); memset(&ti, 0, sizeof ti); memset(&tl, 0, sizeof tl); memset(&ts, 0, sizeof ts);
-    if (!read_pairs(&tc, d->root, "classes.txt", h, &cls, &nc)) goto out;
-    if (!read_pairs(&ti, d->root, "images.txt", h, &img, &ni)) goto out;
-    if (!read_pairs(&tl, d->root, "image_class_labels.txt", h, &lab, &nl)) goto out;
-    if (!read_pairs(&ts, d->root, "train_test_split.txt", h, &spl, &ns)) goto out;
+    if (!read_pairs(&tc, b, "classes.txt", &cls, &nc)) goto out;
+    if (!read_pairs(&ti, b, "images.txt", &img, &ni)) goto out;
+    if (!read_pairs(&tl, b, "image_class_labels.txt", &lab, &nl)) goto out;
+    if (!read_pairs(&ts, b, "train_test_split.txt", &spl, &ns)) goto out;
     if (nl != ni || ns != ni) {
         dcal_err("%s: images.txt has %d entries but image_class_labels.txt has %d and train_test_split.txt %d",
                  d->root, ni, nl, ns);

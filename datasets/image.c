@@ -3,7 +3,7 @@
 // (file, cfg, train, seed, epoch, sample): crops and flips come from the
 // counter-based rng, so any thread may decode any sample.
 #include <string.h>
-#include "datasets/dataset_int.h"
+#include "datasets/dataset.h"
 #include "core/rng.h"
 
 #pragma GCC diagnostic push

@@ -5,7 +5,7 @@
 // epoch order (wrapping), so every worker count yields the same bytes.
 #include <pthread.h>
 #include <string.h>
-#include "datasets/dataset_int.h"
+#include "datasets/dataset.h"
 #include "core/rng.h"
 
 #define RING 3   // batches in flight (consumer holds none: it gets a copy)

@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <math.h>
 #include <string.h>
-#include "datasets/dataset_int.h"
+#include "datasets/dataset.h"
 #include "core/rng.h"
 
 #pragma GCC diagnostic push

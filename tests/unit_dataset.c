@@ -6,6 +6,7 @@
 #include "core/common.h"
 #include "config/config.h"
 #include "datasets/dataset.h"
+#include "datasets/registry.h"
 #include "core/rng.h"
 #include "stb_image.h"         // implemented in datasets/image.c
 #include "stb_image_write.h"   // implemented in datasets/synthetic.c
@@ -392,6 +393,38 @@ START_TEST(cars_aircraft) {
 }
 END_TEST
 
+// The registry: the facts config, compliance and `dataset check` read, and the
+// name list static tables use (DATASET_NAMES) agrees with the rows.
+START_TEST(registry) {
+    const DatasetInfo *cub = dataset_info("cub"), *cars = dataset_info("cars"), *air = dataset_info("aircraft");
+    ck_assert_ptr_nonnull(cub); ck_assert_ptr_nonnull(cars); ck_assert_ptr_nonnull(air);
+    ck_assert_int_eq(cub->num_classes, 200); ck_assert_int_eq(cub->n_train, 5994); ck_assert_int_eq(cub->n_test, 5794);
+    ck_assert_int_eq(cars->num_classes, 196); ck_assert_int_eq(cars->n_train, 8144); ck_assert_int_eq(cars->n_test, 8041);
+    ck_assert_int_eq(air->num_classes, 100); ck_assert_int_eq(air->n_train, 6667); ck_assert_int_eq(air->n_test, 3333);
+    ck_assert_int_eq(air->banner_px, 20); ck_assert_int_eq(cub->banner_px, 0); ck_assert_int_eq(cars->banner_px, 0);
+    const DatasetInfo *syn = dataset_info("synthetic");
+    ck_assert_ptr_nonnull(syn);
+    ck_assert_int_eq(syn->num_classes, 0); ck_assert_int_eq(syn->n_train, 0);
+    ck_assert_str_eq(syn->layout, cub->layout);   // make-synthetic writes CUB's layout
+    ck_assert_ptr_null(dataset_info("imagenet"));
+    ck_assert_ptr_null(dataset_info(NULL));
+    ck_assert_ptr_eq(dataset_info_at(0), cub);      // the default dataset
+    ck_assert_ptr_null(dataset_info_at(dataset_info_count()));
+    char names[256] = "";
+    for (int i = 0; i < dataset_info_count(); i++) {
+        const DatasetInfo *in = dataset_info_at(i);
+        ck_assert_ptr_eq(dataset_info(in->name), in);
+        ck_assert_ptr_nonnull(strstr(in->source, "://"));
+        ck_assert_ptr_nonnull(strstr(in->layout, "ROOT/"));
+        if (i) strcat(names, "|");
+        strcat(names, in->name);
+    }
+    ck_assert_str_eq(names, DATASET_NAMES);
+    ck_assert_str_eq(dataset_names(), DATASET_NAMES);
+    ck_assert_str_eq(dataset_names_text(), "cub, cars, aircraft or synthetic");
+}
+END_TEST
+
 // The two commands, through the binary.
 START_TEST(cli) {
     const char *r = test_tmpdir("ds_cli");
@@ -434,6 +467,7 @@ int main(void) {
     tcase_add_test(tc, missing_files);
     tcase_add_test(tc, bad_images);
     tcase_add_test(tc, cars_aircraft);
+    tcase_add_test(tc, registry);
     tcase_add_test(tc, cli);
     suite_add_tcase(s, tc);
     return run_suite(s);
