@@ -4,6 +4,7 @@
 // Pinned choices the code fixes (not configurable) are listed too, so an
 // audit can tell paper from interpretation.
 #include "compliance/compliance.h"
+#include "datasets/registry.h"
 #include <math.h>
 #include <string.h>
 
@@ -77,21 +78,19 @@ static bool r_hflip(const DcalConfig *c, char *exp, char *act) {
     return c->data.hflip;
 }
 static bool r_num_classes(const DcalConfig *c, char *exp, char *act) {
-    static const struct { const char *ds; int n; } known[] = {{"cub", 200}, {"cars", 196}, {"aircraft", 100}};
-    int want = -1;
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(c->data.dataset, known[i].ds)) want = known[i].n;
-    if (want < 0) {
+    const DatasetInfo *ds = dataset_info(c->data.dataset);   // datasets/registry.c holds the counts
+    if (!ds || !ds->num_classes) {   // synthetic: not a paper dataset
         E("classes of a paper dataset"); A("%s: %d", c->data.dataset, c->model.num_classes);
         return false;
     }
-    E("%d (%s)", want, c->data.dataset); A("%d", c->model.num_classes);
-    return c->model.num_classes == want;
+    E("%d (%s)", ds->num_classes, ds->name); A("%d", c->model.num_classes);
+    return c->model.num_classes == ds->num_classes;
 }
 static bool r_aircraft_banner(const DcalConfig *c, char *exp, char *act) {
-    bool air = !strcmp(c->data.dataset, "aircraft");
-    E("%d px", air ? 20 : 0); A("%d px", c->data.banner_px);
-    return c->data.banner_px == (air ? 20 : 0);
+    const DatasetInfo *ds = dataset_info(c->data.dataset);
+    int want = ds ? ds->banner_px : 0;
+    E("%d px", want); A("%d px", c->data.banner_px);
+    return c->data.banner_px == want;
 }
 static bool r_optimizer(const DcalConfig *c, char *exp, char *act) {
     E("adamw b=(0.9,0.999) eps 1e-8");
@@ -160,7 +159,7 @@ static const Rule rules[] = {
     {"train_crop", "paper impl. (random 448)", false, r_train_crop},
     {"test_crop", "paper impl. (center 448)", false, r_test_crop},
     {"hflip", "SPEC §5", false, r_hflip},
-    {"num_classes", "dataset (CUB 200, Cars 196, Aircraft 100)", false, r_num_classes},
+    {"num_classes", "dataset registry (CUB 200, Cars 196, Aircraft 100)", false, r_num_classes},
     {"aircraft_banner", "SPEC §5", false, r_aircraft_banner},
     {"optimizer", "paper impl. (AdamW)", false, r_optimizer},
     {"weight_decay", "paper impl. (0.05)", false, r_weight_decay},

@@ -1,5 +1,6 @@
 // fields.c: the key table (section.name → type, offset, range, choices), the
 // named presets, and "did you mean" by edit distance over the table.
+#include "datasets/registry.h"
 #include "config/fields.h"
 #include <string.h>
 
@@ -28,7 +29,7 @@ const Field config_fields[] = {
     D("model.ln_eps", model.ln_eps, 1e-12, 1e-2),
     D("loss.label_smoothing", loss.label_smoothing, 0, 0.99),
     B("loss.uncertainty_weighting", loss.uncertainty_weighting),
-    S("data.dataset", data.dataset, "cub|cars|aircraft|synthetic"),
+    S("data.dataset", data.dataset, DATASET_NAMES),
     S("data.root", data.root, NULL),
     I("data.resize", data.resize, 8, 8192),
     I("data.crop", data.crop, 8, 8192),
