@@ -1,7 +1,9 @@
 // step.c: DCAL training steps (forward + backward) with random inputs on one
 // backend; prints step time, img/s, model FLOP/s (and MFU given a peak), the
 // planned bytes and the peak RSS (bench/RESULTS.md).
-//   bench_step [img_size=448] [micro_batch=2] [ckpt 0|1] [backend cpu|cuda] [steps=1] [peak TFLOP/s]
+//   bench_step [img_size=448] [micro_batch=2] [ckpt 0|1] [backend cpu|cuda|auto] [steps=1] [peak TFLOP/s]
+//              [precision, default the backend's best: see backend.h set_precision]
+// The first line of output is the backend's describe(): device, versions, numerics.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,14 @@ int main(int argc, char **argv) {
     int steps = argc > 5 ? atoi(argv[5]) : 1;
     double peak = argc > 6 ? atof(argv[6]) : 0;
     if (!be) return 1;
+    if (argc > 7 && !be->set_precision(argv[7])) {
+        fprintf(stderr, "bench_step: backend %s has no precision '%s' (supported: %s)\n", be->name, argv[7],
+                be->precisions);
+        return 1;
+    }
+    char desc[512];
+    be->describe(desc, sizeof desc);
+    printf("%s\n", desc);
     c.model.drop_path = 0;
     Model m;
     if (!model_build(&m, &c.model, be)) return 1;
