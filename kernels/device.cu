@@ -61,8 +61,11 @@ int cuda_available(char *why, size_t n) {
     return 0;
 }
 
-// "major.minor" of a CUDA version number (1000*major + 10*minor).
-static void version(char *out, size_t n, int v) { snprintf(out, n, "%d.%d", v / 1000, v % 1000 / 10); }
+// "major.minor" of a CUDA version number (1000*major + 10*minor); 0 (no driver) is "none".
+static void version(char *out, size_t n, int v) {
+    if (v) snprintf(out, n, "%d.%d", v / 1000, v % 1000 / 10);
+    else snprintf(out, n, "none");
+}
 
 void cuda_describe(char *buf, size_t n) {
     int rt = 0, drv = 0, blas[3] = {0, 0, 0}, dev = 0;

@@ -37,7 +37,7 @@ static void cpu_model(char *out, size_t cap) {
 static void cpu_describe(char *buf, size_t n) {
     char model[256];
     cpu_model(model, sizeof model);
-    snprintf(buf, n, "cpu: %s, %d OpenMP threads; OpenBLAS %s; precision fp32: GEMM fp32 (OpenBLAS sgemm), "
+    snprintf(buf, n, "cpu: %s, %d OpenMP threads; %s; precision fp32: GEMM fp32 (OpenBLAS sgemm), "
              "attention fp32 (fused, exact softmax)", model, omp_get_max_threads(), openblas_get_config());
 }
 
