@@ -4,7 +4,7 @@
 //
 // Two implementations of one contract. Default: bf16 tensor-core (WMMA)
 // kernels in attention_mma.cu. Reference: the fp32 CUDA-core kernels in this
-// file (DCAL_ATTN=fp32), tiles of 32 queries × 32 keys, 128 threads — slower,
+// file (precision "fp32", see device.cu), tiles of 32 queries × 32 keys, 128 threads — slower,
 // but simple enough to check by reading, and the parity suite runs both.
 //
 // Thread layout, shared by all three kernels: thread t owns tile row r = t/4
@@ -24,7 +24,6 @@
 // safe; a derangement gives one source each). dq relies on q_idx rows being
 // distinct within a batch element (the GLCA selection is).
 #include "kernels/attention_common.cuh"
-#include <string.h>
 
 #define TR 32    // tile rows (queries, or keys in the dk/dv kernel)
 #define TC 32    // tile columns of the score block
@@ -339,16 +338,10 @@ static void check_args(const AttnArgs *a) {
     }
 }
 
-// DCAL_ATTN=fp32 selects the fp32 reference kernels; anything else the MMA ones.
-static int use_mma(void) {
-    const char *e = getenv("DCAL_ATTN");
-    return !(e && !strcmp(e, "fp32"));
-}
-
 void cuda_attention_forward(const AttnArgs *a, float *out, float *lse) {
     if (a->B <= 0 || a->Nq <= 0 || a->H <= 0) return;
     check_args(a);
-    if (use_mma()) attn_mma_forward(a, out, lse);
+    if (cuda_attention_mma()) attn_mma_forward(a, out, lse);
     else if (a->hd <= 32) fwd<32>(a, out, lse);
     else if (a->hd <= 64) fwd<64>(a, out, lse);
     else fwd<128>(a, out, lse);
@@ -363,7 +356,7 @@ void cuda_attention_backward(const AttnArgs *a, const AttnGrads *g, const float 
     float *Dv = (float *)cuda_scratch(rows * sizeof(float));
     attn_bwd_dot_kernel<<<cdiv(rows * 32, 256), 256, 0, cuda_stream()>>>(Dv, out, dout, a->B, a->H, a->Nq, a->hd);
     LAUNCH_CHECK();
-    if (use_mma()) attn_mma_backward(a, g, lse, Dv, dout);
+    if (cuda_attention_mma()) attn_mma_backward(a, g, lse, Dv, dout);
     else if (a->hd <= 32) bwd<32>(a, g, lse, Dv, dout);
     else if (a->hd <= 64) bwd<64>(a, g, lse, Dv, dout);
     else bwd<128>(a, g, lse, Dv, dout);

@@ -1,7 +1,7 @@
 // attention_mma.cu: the tensor-core attention (DESIGN §5: bf16 operands, fp32
 // accumulation, fp32 softmax statistics). Same contract, same tiling order and
 // same one-writer-per-gradient-row scheme as the fp32 kernels in attention.cu,
-// which stay as the reference (DCAL_ATTN=fp32 selects them).
+// which stay as the reference (precision "fp32" selects them).
 //
 // WMMA m16n16k16 bf16 → fp32. A block is 4 warps; each warp owns 16 rows of a
 // 64-row tile and multiplies against a 64-wide tile of the other side. The

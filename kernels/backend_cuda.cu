@@ -1,14 +1,19 @@
 // backend_cuda.cu: the CUDA backend table. Each slot's contract is in backend/backend.h;
 // the kernels live one family per file (linear, layernorm, elementwise, adamw,
-// attention, rollout).
+// attention, rollout); device discovery, description and precision in device.cu.
 #include "kernels/cuda_common.h"
 
 // Positional (C++17 has no designated initialisers): a slot added to backend.h must
 // fail here rather than shift every entry by one.
-static_assert(sizeof(Backend) == 30 * sizeof(void *), "Backend changed: update backend_cuda");
+static_assert(sizeof(Backend) == 35 * sizeof(void *), "Backend changed: update backend_cuda");
 
 extern "C" const Backend backend_cuda = {
     /* name */ "cuda",
+    /* available */ cuda_available,
+    /* free_memory */ cuda_free_memory,
+    /* describe */ cuda_describe,
+    /* precisions */ CUDA_PRECISIONS,
+    /* set_precision */ cuda_set_precision,
     /* alloc */ cuda_alloc,
     /* free */ cuda_free,
     /* zero */ cuda_zero,

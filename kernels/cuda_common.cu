@@ -1,5 +1,6 @@
-// cuda_common.cu: device discovery, the stream and cuBLAS handle, memory ops,
-// scratch, and a deterministic column sum shared by the bias/LN/token grads.
+// cuda_common.cu: the stream and cuBLAS handle, memory ops, scratch, and a
+// deterministic column sum shared by the bias/LN/token grads. (Device discovery,
+// description and precision: device.cu.)
 #include "kernels/cuda_common.h"
 
 static cudaStream_t g_stream;
@@ -7,22 +8,6 @@ static cublasHandle_t g_cublas;
 static int g_ready;
 static void *g_scratch;
 static size_t g_scratch_bytes;
-
-extern "C" size_t cuda_free_memory(void) {
-    size_t free_b = 0, total_b = 0;
-    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    return free_b;
-}
-
-extern "C" int cuda_device_count(void) {
-    // No driver or no GPU is an answer (0), not an error: the caller falls back to CPU.
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
-        (void)cudaGetLastError();   // clear the sticky-free error so later calls start clean
-        return 0;
-    }
-    return n;
-}
 
 static void init_once(void) {
     if (g_ready) return;

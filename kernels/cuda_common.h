@@ -1,6 +1,6 @@
 // cuda_common.h: what every kernels/*.cu file shares: status-check macros, the
 // one stream and cuBLAS handle the backend runs on, a grow-only scratch buffer,
-// and the cuda_* functions that kernels/backend_cuda.cu gathers into backend_cuda.
+// the precision in force, and the cuda_* functions that kernels/backend_cuda.cu gathers into backend_cuda.
 //
 // Every op is enqueued on one stream, so ops run in call order and scratch can
 // be reused by the next op without extra synchronisation.
@@ -47,6 +47,17 @@ cublasHandle_t cuda_cublas(void);
 void *cuda_scratch(size_t bytes);
 // dst[c] += sum_r src[r*cols + c], deterministic (fixed-order two-pass). Uses scratch.
 void cuda_colsum_acc(float *dst, const float *src, int rows, int cols);
+
+// machine (device.cu): the Backend slots available, free_memory, describe and
+// set_precision, and what the ops read of the precision in force.
+extern "C" int cuda_device_count(void);      // 0 when no GPU or no driver
+extern "C" size_t cuda_free_memory(void);    // cudaMemGetInfo free bytes
+int cuda_available(char *why, size_t n);
+void cuda_describe(char *buf, size_t n);
+int cuda_set_precision(const char *p);
+#define CUDA_PRECISIONS "bf16 fp32"            // the names of device.cu's table, best first
+cublasComputeType_t cuda_gemm_compute(void);   // linear.cu's cublasGemmEx compute type
+bool cuda_attention_mma(void);                 // attention.cu: bf16 MMA kernels, else the fp32 ones
 
 // memory (cuda_common.cu)
 void *cuda_alloc(size_t bytes);

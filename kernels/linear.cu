@@ -1,23 +1,11 @@
 // linear.cu: patch embedding (im2col, tokens) and the linear layer on cuBLAS.
 //
-// Precision (DESIGN §5): operands stay fp32 at the interface; the GEMMs run on
-// the tensor cores in TF32 with fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_TF32),
-// which needs no bf16 copies of weights/activations and keeps ~1e-3 parity.
-// DCAL_GEMM=bf16 switches to CUBLAS_COMPUTE_32F_FAST_16BF (bf16 products, fp32
-// accumulate, twice the tensor-core rate); DCAL_GEMM=fp32 forces plain fp32.
+// Precision (DESIGN §5): operands stay fp32 at the interface; the compute type
+// follows the backend's precision (device.cu): "bf16" runs the GEMMs on the
+// tensor cores in TF32 with fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_TF32),
+// which needs no bf16 copies of weights/activations and keeps ~1e-3 parity;
+// "fp32" runs plain fp32 GEMMs (CUBLAS_COMPUTE_32F).
 #include "kernels/cuda_common.h"
-#include <string.h>
-
-static cublasComputeType_t gemm_compute(void) {
-    static int mode = -1;
-    if (mode < 0) {
-        const char *e = getenv("DCAL_GEMM");
-        mode = 0;
-        if (e && !strcmp(e, "bf16")) mode = 1;
-        if (e && !strcmp(e, "fp32")) mode = 2;
-    }
-    return mode == 1 ? CUBLAS_COMPUTE_32F_FAST_16BF : mode == 2 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
-}
 
 // Column-major cuBLAS on row-major data: a row-major [R, C] matrix is a
 // column-major [C, R] one, so every product below is written for the transposes.
@@ -25,7 +13,7 @@ static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k
                  const float *B, int ldb, float beta, float *C, int ldc) {
     const float alpha = 1.f;
     CUBLAS_CHECK(cublasGemmEx(cuda_cublas(), ta, tb, m, n, k, &alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, &beta, C,
-                              CUDA_R_32F, ldc, gemm_compute(), CUBLAS_GEMM_DEFAULT));
+                              CUDA_R_32F, ldc, cuda_gemm_compute(), CUBLAS_GEMM_DEFAULT));
 }
 
 __global__ void add_bias_kernel(float *out, const float *b, size_t rows, int OC) {

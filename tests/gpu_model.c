@@ -1,7 +1,8 @@
 // gpu_model.c: the whole DCAL model on the CUDA backend against the CPU
 // reference (tiny config, SPEC §1-3): one step's loss and every parameter
 // gradient, a 20-step training loss curve, and a bitwise-identical repeat of
-// the same 10 steps on the GPU. Skips (77) without a GPU.
+// the same 10 steps on the GPU. Skips (77) when the CUDA backend is not built
+// or not available. Runs precision "bf16" (backend.h set_precision).
 // Tolerances (bf16 tensor-core attention, TF32 GEMMs): loss relative 2e-2,
 // gradients 5e-2 per tensor (max |gpu − cpu| / max |cpu|), curve 5% per step.
 #include <math.h>
@@ -10,8 +11,8 @@
 #include "core/rng.h"
 #include "testutil.h"
 
-#ifdef DCAL_HAVE_CUDA
 enum { B = 4, STEPS = 20 };
+static const Backend *GPU;   // the CUDA backend, found through the registry in main
 
 static ModelConfig tiny(void) {
     DcalConfig c;
@@ -75,7 +76,7 @@ static float *host_copy(const Model *m, const float *buf) {
 START_TEST(test_one_step_gradients) {
     Run c, g;
     run_init(&c, &backend_cpu);
-    run_init(&g, &backend_cuda);
+    run_init(&g, GPU);
     float img[B * 3 * 32 * 32];
     int lab[B], pair[B];
     float lc = step(&c, 0, img, lab, pair, false), lg = step(&g, 0, img, lab, pair, false);
@@ -99,7 +100,7 @@ END_TEST
 START_TEST(test_loss_curve_20_steps) {
     Run c, g;
     run_init(&c, &backend_cpu);
-    run_init(&g, &backend_cuda);
+    run_init(&g, GPU);
     float img[B * 3 * 32 * 32];
     int lab[B], pair[B];
     for (int t = 0; t < STEPS; t++) {
@@ -119,7 +120,7 @@ START_TEST(test_bitwise_repeat_10_steps) {
     size_t n = 0;
     for (int k = 0; k < 2; k++) {
         Run g;
-        run_init(&g, &backend_cuda);
+        run_init(&g, GPU);
         for (int t = 0; t < 10; t++) step(&g, t, img, lab, pair, true);
         final[k] = host_copy(&g.m, g.m.params);
         n = g.m.n_params;
@@ -130,14 +131,31 @@ START_TEST(test_bitwise_repeat_10_steps) {
     free(final[1]);
 }
 END_TEST
-#endif
+
+// The compiled-in backend named "cuda", or NULL.
+static const Backend *find_cuda(void) {
+    for (int i = 0; i < backend_count(); i++)
+        if (!strcmp(backend_at(i)->name, "cuda")) return backend_at(i);
+    return NULL;
+}
 
 int main(void) {
-#ifdef DCAL_HAVE_CUDA
-    if (cuda_device_count() == 0) {
-        printf("no CUDA GPU: skipping\n");
+    char why[512];
+    GPU = find_cuda();
+    if (!GPU) {
+        printf("built without CUDA: skipping\n");
         return 77;
     }
+    if (!GPU->available(why, sizeof why)) {
+        printf("%s: skipping\n", why);
+        return 77;
+    }
+    if (!GPU->set_precision("bf16")) {
+        fprintf(stderr, "gpu_model: the CUDA backend rejects precision bf16 (it lists '%s')\n", GPU->precisions);
+        return 1;
+    }
+    GPU->describe(why, sizeof why);
+    printf("%s\n", why);
     setenv("CK_FORK", "no", 1);   // a forked child cannot use the parent's CUDA context
     Suite *s = suite_create("gpu_model");
     TCase *tc = tcase_create("model");
@@ -147,8 +165,4 @@ int main(void) {
     tcase_add_test(tc, test_bitwise_repeat_10_steps);
     suite_add_tcase(s, tc);
     return run_suite(s);
-#else
-    printf("built without CUDA: skipping\n");
-    return 77;
-#endif
 }

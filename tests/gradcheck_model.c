@@ -115,31 +115,63 @@ static double head(const Ref *r, const double *cls, int nw, int hw, int label, d
     return log(l) + mx - logits[label];
 }
 
+// Patch embedding of image b (the conv as a direct sum), CLS and positions: x0 [N, D].
+static void ref_embed(const Ref *r, int b, double *x0) {
+    const ModelConfig *c = &r->m->cfg;
+    int D = c->dim, S = c->img_size, p = c->patch, g = S / p;
+    TensorIds id = model_ids(r->m);
+    for (int d = 0; d < D; d++) x0[d] = T(r, id.cls)[d] + T(r, id.pos)[d];
+    for (int py = 0; py < g; py++)
+        for (int px = 0; px < g; px++) {
+            int tok = 1 + py * g + px;
+            for (int o = 0; o < D; o++) {
+                double s = T(r, id.pe_b)[o];
+                for (int ch = 0; ch < 3; ch++)
+                    for (int ky = 0; ky < p; ky++)
+                        for (int kx = 0; kx < p; kx++)
+                            s += T(r, id.pe_w)[((o * 3 + ch) * p + ky) * p + kx] *
+                                 r->img[(((size_t)b * 3 + ch) * S + py * p + ky) * S + px * p + kx];
+                x0[(size_t)tok * D + o] = s + T(r, id.pos)[(size_t)tok * D + o];
+            }
+        }
+}
+
+// Image b's selection sel [1+K]: rollout r ← e0; r ← r·(0.5 S_l + 0.5 I) for
+// l = L−M … 1 (newest first) over the head-mean attentions Sm [L][B][N,N], then top-K.
+static void ref_select(const Ref *r, const double *Sm, int b, int *sel) {
+    int N = r->m->N, L = r->m->cfg.depth, M = r->m->cfg.glca_blocks, K = r->m->K;
+    double rr[256] = {0}, nr[256];
+    rr[0] = 1;
+    for (int l = L - M - 1; l >= 0; l--) {
+        const double *Sl = Sm + ((size_t)l * B + b) * N * N;
+        for (int j = 0; j < N; j++) {
+            nr[j] = 0.5 * rr[j];
+            for (int i = 0; i < N; i++) nr[j] += 0.5 * rr[i] * Sl[(size_t)i * N + j];
+        }
+        memcpy(rr, nr, sizeof(double) * N);
+    }
+    char taken[256] = {0};
+    for (int kk = 0; kk < K; kk++) {
+        int best = -1;
+        for (int j = 1; j < N; j++)
+            if (!taken[j] && (best < 0 || rr[j] > rr[best])) best = j;
+        taken[best] = 1;
+    }
+    int n = 0;
+    sel[n++] = 0;
+    for (int j = 1; j < N; j++)
+        if (taken[j]) sel[n++] = j;
+}
+
 static double ref_loss(Ref *r) {
     const Model *m = r->m;
     const ModelConfig *c = &m->cfg;
-    int D = c->dim, N = m->N, L = c->depth, M = c->glca_blocks, Tn = c->pwca_blocks, K = m->K, Q = 1 + K;
-    int S = c->img_size, p = c->patch, g = S / p;
+    int D = c->dim, N = m->N, L = c->depth, M = c->glca_blocks, Tn = c->pwca_blocks, Q = 1 + m->K;
     TensorIds id = model_ids(m);
     size_t img_n = (size_t)N * D;
     double *x = xcalloc((size_t)(L + 1) * B * img_n, sizeof(double));   // SA stream per layer, per image
 #define X(l, b) (x + ((size_t)(l) * B + (b)) * img_n)
-    for (int b = 0; b < B; b++) {
-        for (int d = 0; d < D; d++) X(0, b)[d] = T(r, id.cls)[d] + T(r, id.pos)[d];
-        for (int py = 0; py < g; py++)
-            for (int px = 0; px < g; px++) {
-                int tok = 1 + py * g + px;
-                for (int o = 0; o < D; o++) {
-                    double s = T(r, id.pe_b)[o];
-                    for (int ch = 0; ch < 3; ch++)
-                        for (int ky = 0; ky < p; ky++)
-                            for (int kx = 0; kx < p; kx++)
-                                s += T(r, id.pe_w)[((o * 3 + ch) * p + ky) * p + kx] *
-                                     r->img[(((size_t)b * 3 + ch) * S + py * p + ky) * S + px * p + kx];
-                    X(0, b)[(size_t)tok * D + o] = s + T(r, id.pos)[(size_t)tok * D + o];
-                }
-            }
-    }
+    for (int b = 0; b < B; b++) ref_embed(r, b, X(0, b));
     double *Sm = xmalloc(sizeof(double) * (size_t)L * B * N * N);
     for (int l = 0; l < L; l++)
         for (int b = 0; b < B; b++)
@@ -147,29 +179,8 @@ static double ref_loss(Ref *r) {
     double loss_sum[3] = {0, 0, 0}, *yl = xmalloc(sizeof(double) * Q * D), *yo = xmalloc(sizeof(double) * Q * D);
     double *z = xmalloc(sizeof(double) * img_n), *z2 = xmalloc(sizeof(double) * img_n);
     for (int b = 0; b < B; b++) {
-        // Rollout: r ← e0; r ← r·(0.5 S_l + 0.5 I) for l = L−M … 1 (newest first).
-        double rr[256] = {0}, nr[256];
-        rr[0] = 1;
-        for (int l = L - M - 1; l >= 0; l--) {
-            const double *Sl = Sm + ((size_t)l * B + b) * N * N;
-            for (int j = 0; j < N; j++) {
-                nr[j] = 0.5 * rr[j];
-                for (int i = 0; i < N; i++) nr[j] += 0.5 * rr[i] * Sl[(size_t)i * N + j];
-            }
-            memcpy(rr, nr, sizeof(double) * N);
-        }
         int *sel = r->sel + b * Q;
-        char taken[256] = {0};
-        for (int kk = 0; kk < K; kk++) {
-            int best = -1;
-            for (int j = 1; j < N; j++)
-                if (!taken[j] && (best < 0 || rr[j] > rr[best])) best = j;
-            taken[best] = 1;
-        }
-        int n = 0;
-        sel[n++] = 0;
-        for (int j = 1; j < N; j++)
-            if (taken[j]) sel[n++] = j;
+        ref_select(r, Sm, b, sel);
         // GLCA
         for (int i = 0; i < Q; i++) memcpy(yl + (size_t)i * D, X(L - M, b) + (size_t)sel[i] * D, sizeof(double) * D);
         for (int j = 0; j < M; j++) {

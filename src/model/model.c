@@ -159,7 +159,7 @@ typedef struct {
 } Arena;
 
 static float *take(Arena *a, size_t n, bool workspace) {
-    size_t bytes = (n * sizeof(float) + 255) & ~(size_t)255;   // 256-byte alignment for GPU loads
+    size_t bytes = (n * sizeof(float) + 255) & ~(size_t)255;   // 256-byte alignment: vector loads on any backend
     size_t off = a->act + a->ws;
     if (workspace) a->ws += bytes; else a->act += bytes;
     return a->base ? (float *)(a->base + off) : NULL;
@@ -193,64 +193,43 @@ static void block_grads(Arena *a, BlockGrads *g, size_t rows, const ModelConfig 
     g->dgelu = take(a, rows * F, true);
 }
 
-// Place (or count) every activation and workspace buffer for micro-batch B.
-static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena *a, Acts *x) {
-    int N = config_tokens(c), K = config_topk(c), Q = 1 + K, L = c->depth, M = c->glca_blocks,
-        T = training ? c->pwca_blocks : 0, C = c->num_classes, D = c->dim, p = c->patch;
-    size_t rows = (size_t)B * N, F = (size_t)c->mlp_dim, P = (size_t)(N - 1);
-    // Block inputs are the checkpoints: always kept when training.
-    x->x = take(a, (size_t)(L + 1) * rows * D, !training);
-    x->z = T ? take(a, (size_t)(T + 1) * rows * D, false) : NULL;
-    x->img = take(a, (size_t)B * 3 * c->img_size * c->img_size, true);
-    x->cols = take(a, (size_t)B * P * 3 * p * p, !training);
-    x->pe = take(a, (size_t)B * P * D, true);
-    bool shared = ckpt || !training;   // inference never needs more than one block's activations
-    int nsa = shared ? 1 : L, npw = shared ? (T ? 1 : 0) : T;
-    for (int l = 0; l < nsa; l++) block_acts(a, &x->sa[l], rows, B, c, N, shared);
-    for (int t = 0; t < npw; t++) block_acts(a, &x->pw[t], rows, B, c, N, shared);
-    if (ckpt && training) block_acts(a, &x->rec, rows, B, c, N, true);
-    for (int j = 0; j < M; j++) {   // GLCA keeps its M blocks even when checkpointing: they are small
-        GlcaActs *g = &x->gl[j];
-        size_t lr = (size_t)B * Q;
-        bool ws = !training;
-        g->yin = take(a, lr * D, ws);
-        g->lnl = take(a, lr * D, ws);
-        g->lnl_mean = take(a, lr, ws);
-        g->lnl_rstd = take(a, lr, ws);
-        g->q = take(a, lr * D, ws);
-        g->lng = take(a, rows * D, ws);
-        g->lng_mean = take(a, rows, ws);
-        g->lng_rstd = take(a, rows, ws);
-        g->kv = take(a, rows * 2 * D, ws);
-        g->att = take(a, lr * D, ws);
-        g->lse = take(a, (size_t)B * c->heads * Q, ws);
-        g->h = take(a, lr * D, ws);
-        g->ln2 = take(a, lr * D, ws);
-        g->ln2_mean = take(a, lr, ws);
-        g->ln2_rstd = take(a, lr, ws);
-        g->fc1 = take(a, lr * F, ws);
-        g->gelu = take(a, lr * F, ws);
-        g->yout = take(a, lr * D, ws);
-    }
-    for (int h = 0; h < (training ? 3 : 2); h++) {
-        HeadActs *hd = &x->head[h];
-        hd->cls = take(a, (size_t)B * D, !training);
-        hd->ln = take(a, (size_t)B * D, !training);
-        hd->mean = take(a, (size_t)B, !training);
-        hd->rstd = take(a, (size_t)B, !training);
-        hd->logits = take(a, (size_t)B * C, !training);
-        hd->probs = take(a, (size_t)B * C, !training);
-        hd->losses = take(a, (size_t)B, !training);
-    }
-    x->sel = (int *)take(a, (size_t)B * Q, false);
-    x->zeros = (int *)take(a, (size_t)B, true);
-    x->pair = (int *)take(a, (size_t)B, false);
-    x->labels = (int *)take(a, (size_t)B, false);
-    x->drop = training ? take(a, (size_t)(2 * (L + T + M)) * B, false) : NULL;
-    x->r = take(a, (size_t)B * N, true);
-    x->rtmp = take(a, (size_t)B * N, true);
-    x->S = take(a, (size_t)B * N * N, true);
-    if (!training) return;
+// GLCA block j's activations: Q = 1+K local rows, N global rows.
+static void glca_acts(Arena *a, GlcaActs *g, int B, const ModelConfig *c, int N, int Q, bool ws) {
+    size_t D = (size_t)c->dim, F = (size_t)c->mlp_dim, rows = (size_t)B * N, lr = (size_t)B * Q;
+    g->yin = take(a, lr * D, ws);
+    g->lnl = take(a, lr * D, ws);
+    g->lnl_mean = take(a, lr, ws);
+    g->lnl_rstd = take(a, lr, ws);
+    g->q = take(a, lr * D, ws);
+    g->lng = take(a, rows * D, ws);
+    g->lng_mean = take(a, rows, ws);
+    g->lng_rstd = take(a, rows, ws);
+    g->kv = take(a, rows * 2 * D, ws);
+    g->att = take(a, lr * D, ws);
+    g->lse = take(a, (size_t)B * c->heads * Q, ws);
+    g->h = take(a, lr * D, ws);
+    g->ln2 = take(a, lr * D, ws);
+    g->ln2_mean = take(a, lr, ws);
+    g->ln2_rstd = take(a, lr, ws);
+    g->fc1 = take(a, lr * F, ws);
+    g->gelu = take(a, lr * F, ws);
+    g->yout = take(a, lr * D, ws);
+}
+
+static void head_acts(Arena *a, HeadActs *hd, int B, int D, int C, bool ws) {
+    hd->cls = take(a, (size_t)B * D, ws);
+    hd->ln = take(a, (size_t)B * D, ws);
+    hd->mean = take(a, (size_t)B, ws);
+    hd->rstd = take(a, (size_t)B, ws);
+    hd->logits = take(a, (size_t)B * C, ws);
+    hd->probs = take(a, (size_t)B * C, ws);
+    hd->losses = take(a, (size_t)B, ws);
+}
+
+// Backward-only scratch: stream gradients, per-block gradient scratch, GLCA and heads.
+static void backward_scratch(const ModelConfig *c, int B, int N, int Q, int T, Arena *a, Acts *x) {
+    int M = c->glca_blocks, C = c->num_classes, D = c->dim;
+    size_t rows = (size_t)B * N, P = (size_t)(N - 1);
     for (int i = 0; i < 2; i++) {
         x->dx[i] = take(a, rows * D, true);
         x->dz[i] = T ? take(a, rows * D, true) : NULL;
@@ -269,6 +248,37 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
     x->dln = take(a, (size_t)B * D, true);
     x->dlogits = take(a, (size_t)B * C, true);
     x->dpatch = take(a, (size_t)B * P * D, true);
+}
+
+// Place (or count) every activation and workspace buffer for micro-batch B.
+// The order of take() calls fixes every buffer's offset: keep it stable.
+static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena *a, Acts *x) {
+    int N = config_tokens(c), K = config_topk(c), Q = 1 + K, L = c->depth, M = c->glca_blocks,
+        T = training ? c->pwca_blocks : 0, D = c->dim, p = c->patch;
+    size_t rows = (size_t)B * N, P = (size_t)(N - 1);
+    // Block inputs are the checkpoints: always kept when training.
+    x->x = take(a, (size_t)(L + 1) * rows * D, !training);
+    x->z = T ? take(a, (size_t)(T + 1) * rows * D, false) : NULL;
+    x->img = take(a, (size_t)B * 3 * c->img_size * c->img_size, true);
+    x->cols = take(a, (size_t)B * P * 3 * p * p, !training);
+    x->pe = take(a, (size_t)B * P * D, true);
+    bool shared = ckpt || !training;   // inference never needs more than one block's activations
+    int nsa = shared ? 1 : L, npw = shared ? (T ? 1 : 0) : T;
+    for (int l = 0; l < nsa; l++) block_acts(a, &x->sa[l], rows, B, c, N, shared);
+    for (int t = 0; t < npw; t++) block_acts(a, &x->pw[t], rows, B, c, N, shared);
+    if (ckpt && training) block_acts(a, &x->rec, rows, B, c, N, true);
+    // GLCA keeps its M blocks even when checkpointing: they are small.
+    for (int j = 0; j < M; j++) glca_acts(a, &x->gl[j], B, c, N, Q, !training);
+    for (int h = 0; h < (training ? 3 : 2); h++) head_acts(a, &x->head[h], B, D, c->num_classes, !training);
+    x->sel = (int *)take(a, (size_t)B * Q, false);
+    x->zeros = (int *)take(a, (size_t)B, true);
+    x->pair = (int *)take(a, (size_t)B, false);
+    x->labels = (int *)take(a, (size_t)B, false);
+    x->drop = training ? take(a, (size_t)(2 * (L + T + M)) * B, false) : NULL;
+    x->r = take(a, (size_t)B * N, true);
+    x->rtmp = take(a, (size_t)B * N, true);
+    x->S = take(a, (size_t)B * N * N, true);
+    if (training) backward_scratch(c, B, N, Q, T, a, x);
 }
 
 void model_plan(const ModelConfig *cfg, int B, bool ckpt, bool training, MemPlan *out) {

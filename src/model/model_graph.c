@@ -201,16 +201,12 @@ void model_forward_train(Model *m, const Batch *bt, StepOut *out) {
     out->sel = x->h_sel;
 }
 
-void model_backward(Model *m, float loss_scale) {
+// Loss weights (SPEC §3): the coefficient of each head's CE into coef, and the
+// gradient of w added to its grad (host math, 3 numbers).
+static void loss_weights_backward(Model *m, float loss_scale, float coef[3]) {
     const Backend *be = m->be;
     Acts *x = m->acts;
-    int B = x->B, L = m->cfg.depth, M = m->cfg.glca_blocks, T = x->have_pwca ? m->cfg.pwca_blocks : 0;
-    int Q = 1 + m->K, D = m->cfg.dim, N = m->N, P = N - 1, p = m->cfg.patch;
-    size_t sn = stream_n(m, B), sbytes = sn * sizeof(float);
-    TensorIds id = model_ids(m);
-    float *G = m->grads;
-    // Loss weights: coefficient of each CE and the gradient of w (host math, 3 numbers).
-    float coef[3], dw[3] = {0, 0, 0};
+    float dw[3] = {0, 0, 0};
     for (int h = 0; h < 3; h++) {
         bool on = head_on(m, h);
         if (m->uncertainty_weighting) {
@@ -220,28 +216,26 @@ void model_backward(Model *m, float loss_scale) {
             coef[h] = on ? loss_scale : 0;
         }
     }
-    float gw_host[3];
-    be->to_host(gw_host, G + m->tensors[id.loss_w].offset, sizeof gw_host);
+    float gw_host[3], *gw = m->grads + m->tensors[model_ids(m).loss_w].offset;
+    be->to_host(gw_host, gw, sizeof gw_host);
     for (int h = 0; h < 3; h++) gw_host[h] += dw[h];
-    be->to_device(G + m->tensors[id.loss_w].offset, gw_host, sizeof gw_host);
+    be->to_device(gw, gw_host, sizeof gw_host);
+}
 
-    float *dcur = x->dx[0], *dnext = x->dx[1];
-    be->zero(dcur, sbytes);
-    head_backward(m, 0, dcur, N, B, id.norm_w, id.head_w, coef[0]);
-    float *zc = NULL, *zn = NULL;
-    if (T) {
-        zc = x->dz[0];
-        zn = x->dz[1];
-        be->zero(zc, sbytes);
-        head_backward(m, 2, zc, N, B, id.norm_w, id.head_w, coef[2]);
-    }
-    // GLCA, top block first; its gradients into x[L-M+j] wait in dglx until the SA loop reaches them.
-    be->zero(x->dglx, (size_t)M * sbytes);
+// GLCA head and blocks, top block first; their gradients into x[L-M+j] wait in
+// dglx until the SA loop reaches layer L-M+j.
+static void glca_backward_all(Model *m, int B, int T, float coef) {
+    const Backend *be = m->be;
+    Acts *x = m->acts;
+    int L = m->cfg.depth, M = m->cfg.glca_blocks, Q = 1 + m->K, D = m->cfg.dim, N = m->N;
+    size_t sn = stream_n(m, B);
+    TensorIds id = model_ids(m);
+    be->zero(x->dglx, (size_t)M * sn * sizeof(float));
     be->zero(x->dgl_out, (size_t)B * Q * D * sizeof(float));
-    if (M > 0) head_backward(m, 1, x->dgl_out, Q, B, id.gnorm_w, id.ghead_w, coef[1]);
+    if (M > 0) head_backward(m, 1, x->dgl_out, Q, B, id.gnorm_w, id.ghead_w, coef);
     for (int j = M - 1; j >= 0; j--) {
         BlockW w = model_block_w(m, m->params, model_glca_tensor(m, j));
-        BlockW gw = model_block_w(m, G, model_glca_tensor(m, j));
+        BlockW gw = model_block_w(m, m->grads, model_glca_tensor(m, j));
         be->zero(x->dgl_in, (size_t)B * Q * D * sizeof(float));
         int blk = L + T + j;
         glca_backward(m, &w, &gw, &x->gl[j], xs(m, L - M + j, B), x->dgl_out, x->dgl_in, x->dglx + (size_t)j * sn, B,
@@ -252,35 +246,86 @@ void model_backward(Model *m, float loss_scale) {
             be->gather_rows_backward(x->dglx, x->dgl_in, x->sel, B, N, Q, D);
         }
     }
-    for (int l = L - 1; l >= 0; l--) {
-        BlockW w = model_block_w(m, m->params, model_sa_tensor(l));
-        BlockW gw = model_block_w(m, G, model_sa_tensor(l));
-        BlockActs *sa = sa_acts(m, l);
-        if (!stored(m))   // recompute SA block l (also gives PWCA its k2/v2)
-            block_forward(m, &w, sa, xs(m, l, B), xs(m, l + 1, B), B, NULL, NULL, drop(m, l, 0, B), drop(m, l, 1, B));
-        be->zero(x->gsa.dqkv, sn * 3 * sizeof(float));
-        if (l < T) {   // PWCA block l first: its dk2/dv2 land in SA's dqkv of this layer
-            BlockActs *pw = pw_acts(m, l);
-            if (!stored(m))
-                block_forward(m, &w, pw, zs(m, l, B), zs(m, l + 1, B), B, sa->qkv, x->pair, drop(m, L + l, 0, B),
-                              drop(m, L + l, 1, B));
-            be->zero(zn, sbytes);
-            be->zero(x->gpw.dqkv, sn * 3 * sizeof(float));
-            block_backward(m, &w, &gw, pw, zs(m, l, B), zc, zn, &x->gpw, B, sa->qkv, x->pair, x->gsa.dqkv,
-                           drop(m, L + l, 0, B), drop(m, L + l, 1, B));
-            float *t = zc; zc = zn; zn = t;
-        }
-        be->zero(dnext, sbytes);
-        block_backward(m, &w, &gw, sa, xs(m, l, B), dcur, dnext, &x->gsa, B, NULL, NULL, NULL, drop(m, l, 0, B),
-                       drop(m, l, 1, B));
-        if (l >= L - M) be->residual_backward(dnext, NULL, x->dglx + (size_t)(l - (L - M)) * sn, NULL, 1, sn);
-        float *t = dcur; dcur = dnext; dnext = t;
-    }
-    if (T) be->residual_backward(dcur, NULL, zc, NULL, 1, sn);   // z⁰ = x⁰
+}
+
+// The stream gradients walking down the layers: SA's (d) and PWCA's (z, NULL
+// without PWCA), each a current/next pair swapped after every block.
+typedef struct {
+    float *dcur, *dnext, *zc, *zn;
+} StreamGrads;
+
+// PWCA block l, before SA block l: its dk2/dv2 land in SA's dqkv of this layer.
+static void pwca_layer_backward(Model *m, int l, const BlockW *w, const BlockW *gw, const BlockActs *sa,
+                                StreamGrads *s, int B) {
+    const Backend *be = m->be;
+    Acts *x = m->acts;
+    int L = m->cfg.depth;
+    size_t sn = stream_n(m, B);
+    BlockActs *pw = pw_acts(m, l);
+    if (!stored(m))
+        block_forward(m, w, pw, zs(m, l, B), zs(m, l + 1, B), B, sa->qkv, x->pair, drop(m, L + l, 0, B),
+                      drop(m, L + l, 1, B));
+    be->zero(s->zn, sn * sizeof(float));
+    be->zero(x->gpw.dqkv, sn * 3 * sizeof(float));
+    block_backward(m, w, gw, pw, zs(m, l, B), s->zc, s->zn, &x->gpw, B, sa->qkv, x->pair, x->gsa.dqkv,
+                   drop(m, L + l, 0, B), drop(m, L + l, 1, B));
+    float *t = s->zc; s->zc = s->zn; s->zn = t;
+}
+
+// SA layer l (with PWCA block l when l < T), recomputed first when checkpointing.
+static void layer_backward(Model *m, int l, int T, StreamGrads *s, int B) {
+    const Backend *be = m->be;
+    Acts *x = m->acts;
+    int L = m->cfg.depth, M = m->cfg.glca_blocks;
+    size_t sn = stream_n(m, B);
+    BlockW w = model_block_w(m, m->params, model_sa_tensor(l));
+    BlockW gw = model_block_w(m, m->grads, model_sa_tensor(l));
+    BlockActs *sa = sa_acts(m, l);
+    if (!stored(m))   // recompute SA block l (also gives PWCA its k2/v2)
+        block_forward(m, &w, sa, xs(m, l, B), xs(m, l + 1, B), B, NULL, NULL, drop(m, l, 0, B), drop(m, l, 1, B));
+    be->zero(x->gsa.dqkv, sn * 3 * sizeof(float));
+    if (l < T) pwca_layer_backward(m, l, &w, &gw, sa, s, B);
+    be->zero(s->dnext, sn * sizeof(float));
+    block_backward(m, &w, &gw, sa, xs(m, l, B), s->dcur, s->dnext, &x->gsa, B, NULL, NULL, NULL, drop(m, l, 0, B),
+                   drop(m, l, 1, B));
+    if (l >= L - M) be->residual_backward(s->dnext, NULL, x->dglx + (size_t)(l - (L - M)) * sn, NULL, 1, sn);
+    float *t = s->dcur; s->dcur = s->dnext; s->dnext = t;
+}
+
+// Token assembly (CLS, positions, patches) then the patch linear; no gradient to the image.
+static void embed_backward(Model *m, const float *dx0, int B) {
+    const Backend *be = m->be;
+    Acts *x = m->acts;
+    int D = m->cfg.dim, N = m->N, P = N - 1, p = m->cfg.patch;
+    TensorIds id = model_ids(m);
+    float *G = m->grads;
     be->zero(x->dpatch, (size_t)B * P * D * sizeof(float));
-    be->tokens_backward(x->dpatch, G + m->tensors[id.cls].offset, G + m->tensors[id.pos].offset, dcur, B, N, D);
+    be->tokens_backward(x->dpatch, G + m->tensors[id.cls].offset, G + m->tensors[id.pos].offset, dx0, B, N, D);
     be->linear_backward(NULL, G + m->tensors[id.pe_w].offset, G + m->tensors[id.pe_b].offset, x->dpatch, x->cols,
                         m->params + m->tensors[id.pe_w].offset, B * P, 3 * p * p, D);
+}
+
+void model_backward(Model *m, float loss_scale) {
+    const Backend *be = m->be;
+    Acts *x = m->acts;
+    int B = x->B, L = m->cfg.depth, T = x->have_pwca ? m->cfg.pwca_blocks : 0;
+    size_t sn = stream_n(m, B);
+    TensorIds id = model_ids(m);
+    float coef[3];
+    loss_weights_backward(m, loss_scale, coef);
+    StreamGrads s = {x->dx[0], x->dx[1], NULL, NULL};
+    be->zero(s.dcur, sn * sizeof(float));
+    head_backward(m, 0, s.dcur, m->N, B, id.norm_w, id.head_w, coef[0]);
+    if (T) {
+        s.zc = x->dz[0];
+        s.zn = x->dz[1];
+        be->zero(s.zc, sn * sizeof(float));
+        head_backward(m, 2, s.zc, m->N, B, id.norm_w, id.head_w, coef[2]);
+    }
+    glca_backward_all(m, B, T, coef[1]);
+    for (int l = L - 1; l >= 0; l--) layer_backward(m, l, T, &s, B);
+    if (T) be->residual_backward(s.dcur, NULL, s.zc, NULL, 1, sn);   // z⁰ = x⁰
+    embed_backward(m, s.dcur, B);
 }
 
 void model_forward_infer(Model *m, const float *images, int B, float *logits_sa, float *logits_glca, int *sel) {

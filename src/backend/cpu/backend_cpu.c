@@ -1,7 +1,49 @@
 // backend_cpu.c: the CPU backend table (mirrors kernels/backend_cuda.cu). Memory is plain host memory.
+#include <omp.h>
+#include <stdio.h>
 #include <string.h>
 #include "core/common.h"
 #include "backend/cpu/cpu.h"
+
+char *openblas_get_config(void);   // OpenBLAS; declared here to avoid depending on its header's location
+
+// ---- machine: always available, unlimited memory, fp32 only ----
+
+static int cpu_available(char *why, size_t n) {
+    if (n) why[0] = 0;
+    return 1;
+}
+
+// Host memory is not planned against automatically (DESIGN §4): --max-memory does that.
+static size_t cpu_free_memory(void) { return 0; }
+
+// The "model name" line of /proc/cpuinfo, or "unknown CPU".
+static void cpu_model(char *out, size_t cap) {
+    snprintf(out, cap, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        char *v = strchr(line, ':');
+        if (strncmp(line, "model name", 10) || !v) continue;
+        v += 1 + strspn(v + 1, " \t");
+        v[strcspn(v, "\n")] = 0;
+        snprintf(out, cap, "%s", v);
+        break;
+    }
+    fclose(f);
+}
+
+static void cpu_describe(char *buf, size_t n) {
+    char model[256];
+    cpu_model(model, sizeof model);
+    snprintf(buf, n, "cpu: %s, %d OpenMP threads; %s; precision fp32: GEMM fp32 (OpenBLAS sgemm), "
+             "attention fp32 (fused, exact softmax)", model, omp_get_max_threads(), openblas_get_config());
+}
+
+static int cpu_set_precision(const char *p) { return !strcmp(p, "fp32"); }
+
+// ---- memory: plain host memory ----
 
 static void *cpu_alloc(size_t bytes) { return xcalloc(1, bytes); }
 static void cpu_free(void *p) { free(p); }
@@ -11,6 +53,11 @@ static void cpu_sync(void) {}
 
 const Backend backend_cpu = {
     .name = "cpu",
+    .available = cpu_available,
+    .free_memory = cpu_free_memory,
+    .describe = cpu_describe,
+    .precisions = "fp32",
+    .set_precision = cpu_set_precision,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .zero = cpu_zero,

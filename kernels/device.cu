@@ -1,0 +1,88 @@
+// device.cu: what the trainer and the run directory ask of the CUDA backend
+// (backend.h "machine" slots): is a GPU there, how much memory is free, one line
+// saying what runs (GPU, versions, numerics), and the precision switch.
+//
+// Precision is one process-wide choice, read by linear.cu (GEMM compute type)
+// and attention.cu (kernel family) on every call; it is never read from the
+// environment, so a run's numerics are exactly what its config and manifest say.
+#include "kernels/cuda_common.h"
+#include <string.h>
+
+// Best first; index 0 is the default, in force until set_precision says otherwise.
+static const struct {
+    const char *name;
+    cublasComputeType_t gemm;
+    const char *gemm_desc;
+    bool attn_mma;
+    const char *attn_desc;
+} g_prec[] = {
+    // bf16 GEMMs (bf16 weight copies) come later; TF32 needs no copies and keeps ~1e-3 parity.
+    {"bf16", CUBLAS_COMPUTE_32F_FAST_TF32, "GEMM TF32 tensor cores with fp32 accumulate (CUBLAS_COMPUTE_32F_FAST_TF32)",
+     true, "attention bf16 MMA with fp32 softmax"},
+    {"fp32", CUBLAS_COMPUTE_32F, "GEMM fp32 (CUBLAS_COMPUTE_32F)", false, "attention fp32 kernels"},
+};
+static int g_prec_i;
+
+cublasComputeType_t cuda_gemm_compute(void) { return g_prec[g_prec_i].gemm; }
+bool cuda_attention_mma(void) { return g_prec[g_prec_i].attn_mma; }
+
+int cuda_set_precision(const char *p) {
+    for (int i = 0; i < (int)(sizeof g_prec / sizeof g_prec[0]); i++)
+        if (!strcmp(p, g_prec[i].name)) {
+            g_prec_i = i;
+            return 1;
+        }
+    return 0;
+}
+
+extern "C" int cuda_device_count(void) {
+    // No driver or no GPU is an answer (0), not an error: the caller falls back to CPU.
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        (void)cudaGetLastError();   // clear the error so later calls start clean
+        return 0;
+    }
+    return n;
+}
+
+extern "C" size_t cuda_free_memory(void) {
+    size_t free_b = 0, total_b = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    return free_b;
+}
+
+int cuda_available(char *why, size_t n) {
+    if (cuda_device_count() > 0) {
+        if (n) why[0] = 0;
+        return 1;
+    }
+    // The registry's message reads "device 'cuda' requested but <why> (use ...)".
+    snprintf(why, n, "no CUDA GPU is available");
+    return 0;
+}
+
+// "major.minor" of a CUDA version number (1000*major + 10*minor); 0 (no driver) is "none".
+static void version(char *out, size_t n, int v) {
+    if (v) snprintf(out, n, "%d.%d", v / 1000, v % 1000 / 10);
+    else snprintf(out, n, "none");
+}
+
+void cuda_describe(char *buf, size_t n) {
+    int rt = 0, drv = 0, blas[3] = {0, 0, 0}, dev = 0;
+    char srt[16], sdrv[16], gpu[300] = "no CUDA GPU";
+    cudaRuntimeGetVersion(&rt);
+    cudaDriverGetVersion(&drv);
+    version(srt, sizeof srt, rt);
+    version(sdrv, sizeof sdrv, drv);
+    cublasGetProperty(MAJOR_VERSION, &blas[0]);
+    cublasGetProperty(MINOR_VERSION, &blas[1]);
+    cublasGetProperty(PATCH_LEVEL, &blas[2]);
+    cudaDeviceProp prop;
+    if (cuda_device_count() > 0 && cudaGetDevice(&dev) == cudaSuccess &&
+        cudaGetDeviceProperties(&prop, dev) == cudaSuccess)
+        snprintf(gpu, sizeof gpu, "%s (sm_%d%d, %.1f GiB)", prop.name, prop.major, prop.minor,
+                 prop.totalGlobalMem / 1073741824.0);
+    (void)cudaGetLastError();
+    snprintf(buf, n, "cuda: %s; CUDA runtime %s, driver %s, cuBLAS %d.%d.%d; precision %s: %s, %s", gpu, srt, sdrv,
+             blas[0], blas[1], blas[2], g_prec[g_prec_i].name, g_prec[g_prec_i].gemm_desc, g_prec[g_prec_i].attn_desc);
+}
