@@ -2,6 +2,7 @@
 // (config_resolve: files, --set, resume, pretrained, memory plan, compliance
 // gate), then run the trainer (src/train/) on that config.
 #include <string.h>
+#include "backend/backend.h"
 #include "cmd/cli.h"
 #include "cmd/cmd.h"
 #include "model/plan.h"
@@ -29,12 +30,22 @@ static int check_combination(const TrainArgs *t) {
     return DCAL_EXIT_OK;
 }
 
+// config_resolve asks this once train.device is final: the backend's free
+// memory (for the auto micro-batch) and its precisions (for train.precision=auto).
+static int device_facts(const char *device, size_t *free_bytes, const char **precisions) {
+    const Backend *be = backend_get(device);
+    if (!be) return 0;
+    *free_bytes = be->free_memory();
+    *precisions = be->precisions;
+    return 1;
+}
+
 int cmd_train(int argc, char **argv) {
     TrainArgs t = {0};
     const CliOpt extra[] = {
         {"--resume", "RUN", "continue a stopped run (a run directory or a name under train.out_dir)", &t.resume, NULL,
          NULL},
-        {"--init", "FILE", "start from these exact weights (safetensors, SPEC §6 names)", &t.init, NULL, NULL},
+        {"--init", "FILE", "start from these exact weights (safetensors, docs/MODEL.md §6 names)", &t.init, NULL, NULL},
         {"--pretrained", "FILE", "timm ViT/DeiT weights (same as --set train.pretrained=FILE)", &t.pretrained, NULL,
          NULL},
         {"--dump-step", "FILE", "write the first optimizer step (inputs, pairing, selection, logits, losses, "
@@ -52,6 +63,7 @@ int cmd_train(int argc, char **argv) {
     rq.resume_dir = t.resume;   // on --resume the run's own config.yaml is the config
     rq.pretrained = t.pretrained;
     rq.train_bytes = plan_train_bytes;
+    rq.device_facts = device_facts;
     rq.gate = rq.training = true;
     if (t.max_memory) {
         rq.budget_from = t.max_memory;

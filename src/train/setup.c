@@ -93,7 +93,10 @@ static int open_run(Trainer *t) {
     const TrainOptions *o = t->o;
     if (!rundir_open(&t->run, c, o->resume_dir != NULL)) return 0;
     if (!o->resume_dir) {
+        char describe[1024];
+        t->be->describe(describe, sizeof describe);
         ManifestInfo info = {.argc = o->argc, .argv = o->argv, .backend = t->be->name, .device_name = "",
+                             .backend_describe = describe,
                              .dataset_fingerprint = t->ds.fingerprint, .pretrained_path = c->train.pretrained,
                              .pretrained_sha256 = t->pre_hash, .init_path = o->init_path ? o->init_path : "",
                              .init_sha256 = t->init_hash, .n_allowed = o->n_allowed, .allowed = o->allowed,
@@ -118,6 +121,11 @@ int trainer_setup(Trainer *t) {
     const DcalConfig *c = t->c;
     t->be = backend_get(c->train.device);
     if (!t->be) return 0;
+    if (!t->be->set_precision(c->train.precision)) {   // config_resolve checked it against be->precisions
+        dcal_err("train.precision=%s: the %s backend supports %s", c->train.precision, t->be->name,
+                 t->be->precisions);
+        return 0;
+    }
     if (c->train.threads > 0) omp_set_num_threads(c->train.threads);
     t->micro = c->train.micro_batch;
     t->accum = c->train.accum_steps;
