@@ -55,7 +55,8 @@ static const Row rows[] = {
     {&OP_IM2COL, "im2col 2x3x8x8 p4", {2, 3, 8, 4}, {CPU(0, 0), CUDA(0, 0)}, SMALL},
     {&OP_IM2COL, "im2col 2x3x48x48 p16", {2, 3, 48, 16}, {CPU(0, 0), CUDA(0, 0)}, SMALL},
 
-    // tokens: p = {B, N, D}. fwd: one fp32 add (≤ 6e-8 of max); bwd: copies and sums over B.
+    // tokens: p = {B, N, D}. fwd: one fp32 add (≤ 6e-8 of max); bwd: dpe exact (a copy, the op
+    // marks it), dcls/dpos fp32 sums over B.
     {&OP_TOKENS, "tokens B2 N4 D3", {2, 4, 3}, {CPU(1e-7, 1e-7), CUDA(G_EXACT, G_EW)}, SMALL},
     {&OP_TOKENS, "tokens B2 N10 D40", {2, 10, 40}, {CPU(1e-7, 1e-7), CUDA(G_EXACT, G_EW)}, SMALL},
     {&OP_TOKENS, "tokens B1 N17 D5", {1, 17, 5}, {CPU(1e-7, 1e-7), CUDA(G_EXACT, G_EW)}, SMALL},
@@ -78,7 +79,8 @@ static const Row rows[] = {
     {&OP_GELU, "gelu n=64", {64, 2}, {CPU(FWD, GRAD), CUDA(G_EW, G_EW)}, SMALL},
     {&OP_GELU, "gelu n=10007", {10007, 3}, {CPU(FWD, GRAD), CUDA(G_EW, G_EW)}, MEDIUM},
 
-    // residual: p = {B, n_per_b, drop-path scale}. CPU: at most two fp32 roundings.
+    // residual: p = {B, n_per_b, drop-path scale}. CPU: at most two fp32 roundings (the old check:
+    // 1e-6 absolute on |out| ≲ 5); dx exact (a copy, the op marks it).
     {&OP_RESIDUAL, "residual B3 n10 scaled", {3, 10, 1}, {CPU(2e-7, 2e-7), CUDA(G_EW, G_EW)}, SMALL},
     {&OP_RESIDUAL, "residual B4 n1001 scaled", {4, 1001, 1}, {CPU(2e-7, 2e-7), CUDA(G_EW, G_EW)}, SMALL},
     {&OP_RESIDUAL, "residual B3 n1001", {3, 1001, 0}, {CPU(2e-7, 2e-7), CUDA(G_EW, G_EW)}, SMALL},
@@ -133,12 +135,13 @@ static const Row rows[] = {
     {&OP_CROSSENTROPY, "crossentropy B5 C200", {5, 200, 4, 0, 4}, {CPU(FWD, GRAD), CUDA(G_EW, G_EW)}, SMALL},
     {&OP_CROSSENTROPY, "crossentropy B5 C1000", {5, 1000, 4, 0, 4}, {CPU(FWD, GRAD), CUDA(G_EW, G_EW)}, MEDIUM},
 
-    // adamw_update: p = {n, steps, wd×1000, first t, lr×1e4, hand}. CPU: fp32 elementwise (old: 1e-6).
-    {&OP_ADAMW, "adamw hand decay", {2, 1, 50, 1, 1000, 1}, {CPU(1e-6, 0), CUDA(G_EW, 0)}, SMALL},
-    {&OP_ADAMW, "adamw hand no decay", {1, 1, 0, 1, 100, 2}, {CPU(1e-6, 0), CUDA(G_EW, 0)}, SMALL},
-    {&OP_ADAMW, "adamw n1000 x3 decay", {1000, 3, 50, 1, 10, 0}, {CPU(1e-6, 0), CUDA(G_EW, 0)}, SMALL},
-    {&OP_ADAMW, "adamw n1000 x3 no decay t5", {1000, 3, 0, 5, 10, 0}, {CPU(1e-6, 0), CUDA(G_EW, 0)}, SMALL},
-    {&OP_ADAMW, "adamw n10007 x3 decay", {10007, 3, 50, 1, 10, 0}, {CPU(1e-6, 0), CUDA(G_EW, 0)}, SMALL},
+    // adamw_update: p = {n, steps, wd×1000, first t, lr×1e4, hand}. CPU: fp32 elementwise
+    // (measured ≤ 1.7e-7; 4e-7 of max|p| ≈ 2 keeps the old 1e-6 absolute bound of the hand step).
+    {&OP_ADAMW, "adamw hand decay", {2, 1, 50, 1, 1000, 1}, {CPU(4e-7, 0), CUDA(G_EW, 0)}, SMALL},
+    {&OP_ADAMW, "adamw hand no decay", {1, 1, 0, 1, 100, 2}, {CPU(4e-7, 0), CUDA(G_EW, 0)}, SMALL},
+    {&OP_ADAMW, "adamw n1000 x3 decay", {1000, 3, 50, 1, 10, 0}, {CPU(4e-7, 0), CUDA(G_EW, 0)}, SMALL},
+    {&OP_ADAMW, "adamw n1000 x3 no decay t5", {1000, 3, 0, 5, 10, 0}, {CPU(4e-7, 0), CUDA(G_EW, 0)}, SMALL},
+    {&OP_ADAMW, "adamw n10007 x3 decay", {10007, 3, 50, 1, 10, 0}, {CPU(4e-7, 0), CUDA(G_EW, 0)}, SMALL},
 
     // sumsq: p = {n}. Double accumulation on every backend; one square of a float is exact.
     {&OP_SUMSQ, "sumsq n=1", {1}, {CPU(0, 0), CUDA(0, 0)}, SMALL},

@@ -20,6 +20,7 @@ typedef struct {
     int type;          // T_F32, T_I32 or T_F64 (outputs only)
     int diff;          // input: has a gradient; output: has an upstream gradient
     double cap;        // > 0: tolerance ceiling for this tensor (a plain reduction inside a GEMM op)
+    int exact;         // gradient that is a plain copy of the upstream one: tolerance 0 on every backend
     void *h;           // inputs: host values, filled by init
 } Tensor;
 

@@ -70,6 +70,7 @@ static void tokens_init(OpCase *c, Rng *r) {
     tensor_set(&c->x[1], "cls", D, T_F32, 1);
     tensor_set(&c->x[2], "pos", (size_t)N * D, T_F32, 1);
     for (int i = 0; i < 3; i++) fill_normal(&c->x[i], r, 1.f);
+    c->x[0].exact = 1;   // dpe is dx0 without the CLS row
     tensor_set(&c->y[0], "x0", (size_t)B * N * D, T_F32, 1);
     make_gy(c, 0, r, 1.f);
 }
@@ -246,6 +247,7 @@ static void res_init(OpCase *c, Rng *r) {
     tensor_set(&c->x[0], "x", n, T_F32, 1);
     tensor_set(&c->x[1], "f", n, T_F32, 1);
     tensor_set(&c->x[2], "scale", c->row->p[2] ? B : 0, T_F32, 0);
+    c->x[0].exact = 1;   // dx is dout
     fill_normal(&c->x[0], r, 1.f), fill_normal(&c->x[1], r, 1.f);
     float *s = fill_normal(&c->x[2], r, 0.f);
     for (size_t b = 0; b < c->x[2].n; b++) s[b] = kScale[b % 4];

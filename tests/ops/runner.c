@@ -164,14 +164,14 @@ static double ref_fd_check(const OpCase *c, const Ref *R) {
 // ---- one backend column ---------------------------------------------------------
 
 typedef struct {
-    double err[2], tol[2];   // [fwd, bwd]: the worst tensor (largest err/tol)
+    double err[2], tol[2], ratio[2];   // [fwd, bwd]: the worst tensor (largest err/tol)
     int fail;
-    char why[256];           // the first failure
+    char why[256];                     // the first failure
 } Report;
 
 static void note(Report *rep, int bwd, const char *what, const char *tname, double err, double tol) {
-    if (err / fmax(tol, 1e-30) >= rep->err[bwd] / fmax(rep->tol[bwd], 1e-30) || rep->tol[bwd] == 0)
-        rep->err[bwd] = err, rep->tol[bwd] = tol;
+    double ratio = err / fmax(tol, 1e-30);
+    if (ratio >= rep->ratio[bwd]) rep->err[bwd] = err, rep->tol[bwd] = tol, rep->ratio[bwd] = ratio;
     if (!(err <= tol) && !rep->fail++)
         snprintf(rep->why, sizeof rep->why, "%s %s: err %.3g > tol %.3g", what, tname, err, tol);
 }
@@ -180,7 +180,7 @@ static void flag(Report *rep, int ok, const char *what, const char *tname) {
     if (!ok && !rep->fail++) snprintf(rep->why, sizeof rep->why, "%s %s", what, tname);
 }
 
-static double tol_of(const Tensor *t, double tol) { return t->cap > 0 ? fmin(t->cap, tol) : tol; }
+static double tol_of(const Tensor *t, double tol) { return t->exact ? 0 : t->cap > 0 ? fmin(t->cap, tol) : tol; }
 
 // Outputs start as NaN (ints as -1): an element the op forgets stays wrong.
 static void *poisoned(const Backend *be, const Tensor *t) {
@@ -322,8 +322,10 @@ static int run_column(const Backend *be, const char *label, int col, const OpCas
 // ---- rows -----------------------------------------------------------------------
 
 // The backends present: the CPU always, CUDA when backend_get finds a usable GPU.
-// With the backend registry this becomes the one line
-//     for (int i = 0; i < backend_count(); i++) list[n++] = backend_at(i);
+// With the backend registry (backend_count, backend_at, Backend.available) the
+// body becomes one loop, the CPU first:
+//     for (int i = 0; i < backend_count(); i++)
+//         if (!backend_at(i)->available || backend_at(i)->available(why, sizeof why)) list[n++] = backend_at(i);
 static int backends(const Backend **list) {
     static const Backend *cuda;
     static int probed;
