@@ -1,0 +1,199 @@
+// gradcheck_backend_ops.c: ONE table of op cases, run against every backend
+// present (the float64 reference, the CPU, and CUDA where a GPU is there), the
+// way ggml's test-backend-ops checks every backend against one list.
+//
+// For each row (tests/ops/runner.c): deterministic inputs; the float64
+// reference forward and its analytic gradient, that gradient checked against
+// float64 central finite differences; then per backend: forward vs reference
+// (outputs start as NaN), backward from zero vs reference, backward from random
+// start values (the += contract), the same on 1 and N threads bit for bit, and
+// with the op's optional gradients NULL. One line per (row, backend):
+//     cpu   layernorm 5x12 off3   fwd 2.1e-07 (tol 1e-05)  bwd 1.9e-06 (tol 1e-04)  OK
+// Without a GPU (or built without CUDA) the cuda columns are skipped and the
+// test still checks the reference and the CPU.
+//
+// HOW TO ADD AN OP: write its OpDef in tests/ops/ops_*.c (init: tensors and
+// inputs from row->p; ref_fwd: the float64 definition; ref_bwd: its analytic
+// gradient, if the op has a backward; be_fwd/be_bwd: the Backend calls; partial_keeps
+// if some gradients are optional), declare it in tests/ops/ops.h, and add rows
+// here. A new shape for an existing op is one row.
+//
+// Tolerances: max|got − ref| / max(max|ref|, 1e-6) per tensor. Columns:
+// cpu (fp32), cuda (TF32 GEMMs, bf16 tensor-core attention), cuda-fp32
+// (DCAL_ATTN=fp32 attention kernels), cuda-bf16 (DCAL_GEMM=bf16 GEMMs).
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ops/ops.h"
+#include "testutil.h"
+
+// fp32 CPU against float64 (the old gradcheck_ops bounds; measured errors ~1e-7 / ~1e-6).
+#define FWD 1e-5
+#define GRAD 1e-4
+// CUDA (the old gpu_parity bounds, there against the CPU):
+#define G_EXACT 1e-7   // copies: no arithmetic
+#define G_EW 1e-5      // fp32 elementwise: libm ulp differences
+#define G_RED 1e-4     // fp32 reductions: summation order
+#define G_TF32 5e-3    // cuBLAS TF32 tensor cores
+#define G_BF16 2e-2    // bf16 operands (DCAL_GEMM=bf16 GEMMs; MMA attention's p and dS)
+
+#define CPU(f, b) [COL_CPU] = {f, b}
+#define CUDA(f, b) [COL_CUDA] = {f, b}
+#define CUDA_FP32(f, b) [COL_CUDA_FP32] = {f, b}
+#define CUDA_BF16(f, b) [COL_CUDA_BF16] = {f, b}
+// Attention: CPU as above; fp32 kernels differ in summation order and expf; MMA kernels use bf16.
+#define ATTN_TOL {CPU(FWD, GRAD), CUDA(G_BF16, G_BF16), CUDA_FP32(G_RED, G_RED)}
+// Linear: TF32 by default, bf16 with DCAL_GEMM=bf16 (db is capped at G_RED in the op: a plain sum).
+#define LIN_TOL {CPU(FWD, GRAD), CUDA(G_TF32, G_TF32), CUDA_BF16(G_BF16, G_BF16)}
+
+static const Row rows[] = {
+    // memory: p = {n}. Exact: alloc zero-fills, copies move bytes.
+    {&OP_MEMORY, "memory n=1000", {1000}, {CPU(0, 0), CUDA(0, 0)}, SMALL},
+
+    // im2col: p = {B, C, S, patch}. Exact: a permutation of the image.
+    {&OP_IM2COL, "im2col 2x3x8x8 p4", {2, 3, 8, 4}, {CPU(0, 0), CUDA(0, 0)}, SMALL},
+    {&OP_IM2COL, "im2col 2x3x48x48 p16", {2, 3, 48, 16}, {CPU(0, 0), CUDA(0, 0)}, SMALL},
+
+    // tokens: p = {B, N, D}. fwd: one fp32 add (≤ 6e-8 of max); bwd: dpe exact (a copy, the op
+    // marks it), dcls/dpos fp32 sums over B.
+    {&OP_TOKENS, "tokens B2 N4 D3", {2, 4, 3}, {CPU(1e-7, 1e-7), CUDA(G_EXACT, G_EW)}, SMALL},
+    {&OP_TOKENS, "tokens B2 N10 D40", {2, 10, 40}, {CPU(1e-7, 1e-7), CUDA(G_EXACT, G_EW)}, SMALL},
+    {&OP_TOKENS, "tokens B1 N17 D5", {1, 17, 5}, {CPU(1e-7, 1e-7), CUDA(G_EXACT, G_EW)}, SMALL},
+
+    // layernorm: p = {rows, D, mean offset}.
+    {&OP_LAYERNORM, "layernorm 5x12 off3", {5, 12, 3}, {CPU(FWD, GRAD), CUDA(G_EW, G_RED)}, SMALL},
+    {&OP_LAYERNORM, "layernorm 1x65", {1, 65, 0}, {CPU(FWD, GRAD), CUDA(G_EW, G_RED)}, SMALL},
+    {&OP_LAYERNORM, "layernorm 50x100 off3", {50, 100, 3}, {CPU(FWD, GRAD), CUDA(G_EW, G_RED)}, MEDIUM},
+    // several 256-row chunks in the CUDA dw/db reduction
+    {&OP_LAYERNORM, "layernorm 1000x768 off3", {1000, 768, 3}, {CPU(FWD, GRAD), CUDA(G_EW, G_RED)}, BIG},
+
+    // linear: p = {rows, IC, OC, bias, weight scale/100}.
+    {&OP_LINEAR, "linear 6x7->5", {6, 7, 5, 1, 100}, LIN_TOL, SMALL},
+    {&OP_LINEAR, "linear 17x9->3 nobias", {17, 9, 3, 0, 100}, LIN_TOL, SMALL},
+    {&OP_LINEAR, "linear 33x50->7 nobias", {33, 50, 7, 0, 10}, LIN_TOL, MEDIUM},
+    {&OP_LINEAR, "linear 300x96->200", {300, 96, 200, 1, 10}, LIN_TOL, BIG},
+    {&OP_LINEAR, "linear 257x768->2304 (qkv)", {257, 768, 2304, 1, 10}, LIN_TOL, BIG},
+
+    // gelu: p = {n, input scale}.
+    {&OP_GELU, "gelu n=64", {64, 2}, {CPU(FWD, GRAD), CUDA(G_EW, G_EW)}, SMALL},
+    {&OP_GELU, "gelu n=10007", {10007, 3}, {CPU(FWD, GRAD), CUDA(G_EW, G_EW)}, MEDIUM},
+
+    // residual: p = {B, n_per_b, drop-path scale}. CPU: at most two fp32 roundings (the old check:
+    // 1e-6 absolute on |out| ≲ 5); dx exact (a copy, the op marks it).
+    {&OP_RESIDUAL, "residual B3 n10 scaled", {3, 10, 1}, {CPU(2e-7, 2e-7), CUDA(G_EW, G_EW)}, SMALL},
+    {&OP_RESIDUAL, "residual B4 n1001 scaled", {4, 1001, 1}, {CPU(2e-7, 2e-7), CUDA(G_EW, G_EW)}, SMALL},
+    {&OP_RESIDUAL, "residual B3 n1001", {3, 1001, 0}, {CPU(2e-7, 2e-7), CUDA(G_EW, G_EW)}, SMALL},
+    {&OP_RESIDUAL, "residual B1 n17 dropped", {1, 17, 1}, {CPU(2e-7, 2e-7), CUDA(G_EW, G_EW)}, SMALL},
+
+    // gather_rows: p = {B, Nin, Nout, D}. CPU exact (distinct rows: copies).
+    {&OP_GATHER, "gather B2 5->3 D4", {2, 5, 3, 4}, {CPU(0, 0), CUDA(G_EXACT, G_EW)}, SMALL},
+    {&OP_GATHER, "gather B3 20->7 D70", {3, 20, 7, 70}, {CPU(0, 0), CUDA(G_EXACT, G_EW)}, SMALL},
+    {&OP_GATHER, "gather B1 17->2 D5", {1, 17, 2, 5}, {CPU(0, 0), CUDA(G_EXACT, G_EW)}, SMALL},
+
+    // attention: p = {B, H, hd, N, K (GLCA: 1+K queries), pwca mode, input scale×10}.
+    {&OP_ATTENTION, "SA B2 H2 hd4 N6", {2, 2, 4, 6, 0, 0, 10}, ATTN_TOL, SMALL},
+    {&OP_ATTENTION, "SA B1 H1 hd64 N17", {1, 1, 64, 17, 0, 0, 15}, ATTN_TOL, SMALL},
+    {&OP_ATTENTION, "SA B2 H2 hd8 N65", {2, 2, 8, 65, 0, 0, 15}, ATTN_TOL, MEDIUM},
+    {&OP_ATTENTION, "SA B2 H3 hd16 N37", {2, 3, 16, 37, 0, 0, 15}, ATTN_TOL, MEDIUM},
+    {&OP_ATTENTION, "SA B2 H2 hd40 N33", {2, 2, 40, 33, 0, 0, 15}, ATTN_TOL, MEDIUM},
+    {&OP_ATTENTION, "SA B1 H2 hd128 N70", {1, 2, 128, 70, 0, 0, 15}, ATTN_TOL, MEDIUM},
+    {&OP_ATTENTION, "SA B1 H2 hd64 N785", {1, 2, 64, 785, 0, 0, 15}, ATTN_TOL, BIG},
+    {&OP_ATTENTION, "GLCA B2 H2 hd4 N6 K2", {2, 2, 4, 6, 2, 0, 10}, ATTN_TOL, SMALL},
+    {&OP_ATTENTION, "GLCA B2 H2 hd16 N33 K1 (Nq=2)", {2, 2, 16, 33, 1, 0, 15}, ATTN_TOL, SMALL},
+    {&OP_ATTENTION, "GLCA B1 H1 hd64 N17 K1 (Nq=2)", {1, 1, 64, 17, 1, 0, 15}, ATTN_TOL, SMALL},
+    {&OP_ATTENTION, "GLCA B2 H3 hd32 N50 K5", {2, 3, 32, 50, 5, 0, 15}, ATTN_TOL, MEDIUM},
+    {&OP_ATTENTION, "GLCA B1 H2 hd64 N785 K78", {1, 2, 64, 785, 78, 0, 15}, ATTN_TOL, BIG},
+    {&OP_ATTENTION, "PWCA B3 H2 hd4 N5 derange", {3, 2, 4, 5, 0, 1, 10}, ATTN_TOL, SMALL},
+    {&OP_ATTENTION, "PWCA B3 H1 hd16 N17 kv2_b=b/2", {3, 1, 16, 17, 0, 2, 15}, ATTN_TOL, SMALL},
+    {&OP_ATTENTION, "PWCA B2 H2 hd4 N5 self", {2, 2, 4, 5, 0, 3, 10}, ATTN_TOL, SMALL},
+    {&OP_ATTENTION, "PWCA B1 H1 hd64 N33 self", {1, 1, 64, 33, 0, 3, 15}, ATTN_TOL, MEDIUM},
+    {&OP_ATTENTION, "PWCA B3 H2 hd32 N29 derange", {3, 2, 32, 29, 0, 1, 15}, ATTN_TOL, MEDIUM},
+    {&OP_ATTENTION, "PWCA B2 H3 hd64 N197 derange", {2, 3, 64, 197, 0, 1, 15}, ATTN_TOL, BIG},
+
+    // attention_probs_mean: p = {B, H, hd, N}. CUDA: a reduction over heads.
+    {&OP_PROBS_MEAN, "probs_mean B2 H3 hd4 N5", {2, 3, 4, 5}, {CPU(FWD, 0), CUDA(G_RED, 0)}, SMALL},
+    {&OP_PROBS_MEAN, "probs_mean B1 H1 hd64 N17", {1, 1, 64, 17}, {CPU(FWD, 0), CUDA(G_RED, 0)}, SMALL},
+    {&OP_PROBS_MEAN, "probs_mean B2 H3 hd32 N45", {2, 3, 32, 45}, {CPU(FWD, 0), CUDA(G_RED, 0)}, SMALL},
+
+    // rollout_step: p = {B, N, steps, hand}. CPU: fp32 sums of N products (old: 1e-6 on the hand case).
+    {&OP_ROLLOUT, "rollout hand 3x3 x2", {1, 3, 2, 1}, {CPU(1e-6, 0), CUDA(G_RED, 0)}, SMALL},
+    {&OP_ROLLOUT, "rollout B2 N45 x3", {2, 45, 3, 0}, {CPU(1e-6, 0), CUDA(G_RED, 0)}, SMALL},
+    {&OP_ROLLOUT, "rollout B1 N17 x2", {1, 17, 2, 0}, {CPU(1e-6, 0), CUDA(G_RED, 0)}, SMALL},
+
+    // topk_select: p = {B, N, K, mode}. Indices: exact on every backend.
+    {&OP_TOPK, "topk hand CLS largest, ties", {2, 7, 3, 2}, {CPU(0, 0), CUDA(0, 0)}, SMALL},
+    {&OP_TOPK, "topk hand written ascending", {1, 7, 3, 3}, {CPU(0, 0), CUDA(0, 0)}, SMALL},
+    {&OP_TOPK, "topk B2 N45 K9 grid ties", {2, 45, 9, 0}, {CPU(0, 0), CUDA(0, 0)}, SMALL},
+    {&OP_TOPK, "topk B2 N45 K9 all equal", {2, 45, 9, 1}, {CPU(0, 0), CUDA(0, 0)}, SMALL},
+    {&OP_TOPK, "topk B1 N17 K16 all patches", {1, 17, 16, 0}, {CPU(0, 0), CUDA(0, 0)}, SMALL},
+    {&OP_TOPK, "topk B3 N65 K1", {3, 65, 1, 0}, {CPU(0, 0), CUDA(0, 0)}, SMALL},
+
+    // crossentropy: p = {B, C, 1/dscale, large first logit, logit scale}.
+    {&OP_CROSSENTROPY, "crossentropy B4 C6 logit 80", {4, 6, 4, 1, 3}, {CPU(FWD, GRAD), CUDA(G_EW, G_EW)}, SMALL},
+    {&OP_CROSSENTROPY, "crossentropy B1 C17", {1, 17, 1, 0, 3}, {CPU(FWD, GRAD), CUDA(G_EW, G_EW)}, SMALL},
+    {&OP_CROSSENTROPY, "crossentropy B5 C200", {5, 200, 4, 0, 4}, {CPU(FWD, GRAD), CUDA(G_EW, G_EW)}, SMALL},
+    {&OP_CROSSENTROPY, "crossentropy B5 C1000", {5, 1000, 4, 0, 4}, {CPU(FWD, GRAD), CUDA(G_EW, G_EW)}, MEDIUM},
+
+    // adamw_update: p = {n, steps, wd×1000, first t, lr×1e4, hand}. CPU: fp32 elementwise
+    // (measured ≤ 1.7e-7; 4e-7 of max|p| ≈ 2 keeps the old 1e-6 absolute bound of the hand step).
+    {&OP_ADAMW, "adamw hand decay", {2, 1, 50, 1, 1000, 1}, {CPU(4e-7, 0), CUDA(G_EW, 0)}, SMALL},
+    {&OP_ADAMW, "adamw hand no decay", {1, 1, 0, 1, 100, 2}, {CPU(4e-7, 0), CUDA(G_EW, 0)}, SMALL},
+    {&OP_ADAMW, "adamw n1000 x3 decay", {1000, 3, 50, 1, 10, 0}, {CPU(4e-7, 0), CUDA(G_EW, 0)}, SMALL},
+    {&OP_ADAMW, "adamw n1000 x3 no decay t5", {1000, 3, 0, 5, 10, 0}, {CPU(4e-7, 0), CUDA(G_EW, 0)}, SMALL},
+    {&OP_ADAMW, "adamw n10007 x3 decay", {10007, 3, 50, 1, 10, 0}, {CPU(4e-7, 0), CUDA(G_EW, 0)}, SMALL},
+
+    // sumsq: p = {n}. Double accumulation on every backend; one square of a float is exact.
+    {&OP_SUMSQ, "sumsq n=1", {1}, {CPU(0, 0), CUDA(0, 0)}, SMALL},
+    {&OP_SUMSQ, "sumsq n=1000", {1000}, {CPU(1e-12, 0), CUDA(1e-9, 0)}, SMALL},
+    {&OP_SUMSQ, "sumsq n=3000017", {3000017}, {CPU(1e-9, 0), CUDA(1e-9, 0)}, BIG},
+};
+enum { NROWS = sizeof rows / sizeof rows[0] };
+
+START_TEST(test_row) {
+    int fail = run_row(&rows[_i], _i);
+    ck_assert_msg(!fail, "op row '%s' failed (see the FAIL line above)", rows[_i].label);
+}
+END_TEST
+
+static const Row *find_row(const char *label) {
+    for (int i = 0; i < NROWS; i++)
+        if (!strcmp(rows[i].label, label)) return &rows[i];
+    ck_abort_msg("no row %s", label);
+    return NULL;
+}
+
+static void expect_ref(const char *label, const double *want, int n, double tol) {
+    double *got = ref_output(find_row(label), 0);
+    for (int i = 0; i < n; i++) ck_assert_msg(fabs(got[i] - want[i]) <= tol, "%s[%d]: %.9g, want %.9g", label, i, got[i], want[i]);
+    free(got);
+}
+
+// The references themselves, on cases computed by hand.
+START_TEST(test_reference_hand_values) {
+    // Rollout, SPEC §2: r = row0(S̄2)·S̄1 with S̄ = 0.5 S + 0.5 I → [.46, .39, .15].
+    expect_ref("rollout hand 3x3 x2", (const double[]){.46, .39, .15}, 3, 1e-7);
+    // Top-K: CLS never ranks; ties → lower index; output [0; ascending].
+    expect_ref("topk hand CLS largest, ties", (const double[]){0, 2, 3, 5, 0, 1, 2, 3}, 8, 0);
+    expect_ref("topk hand written ascending", (const double[]){0, 2, 4, 6}, 4, 0);
+    // AdamW at t=1: m̂ = g, v̂ = g², so p −= lr·(sign(g) + wd·p).
+    expect_ref("adamw hand decay", (const double[]){1 - 0.1 * (1 + 0.05), -2 - 0.1 * (-1 + 0.05 * -2)}, 2, 1e-7);
+    expect_ref("adamw hand no decay", (const double[]){3 - 0.01}, 1, 1e-7);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("gradcheck_backend_ops");
+    TCase *tc = tcase_create("ops");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_reference_hand_values);
+    tcase_add_loop_test(tc, test_row, 0, NROWS);
+    suite_add_tcase(s, tc);
+    // No fork: a CUDA context made before a fork is unusable in the child.
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}

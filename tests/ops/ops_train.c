@@ -1,0 +1,128 @@
+// ops_train.c: op cases for the loss and the optimizer: softmax cross-entropy,
+// the AdamW update and the sum of squares.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ops.h"
+
+#define XF(i) ((float *)x[i])
+#define YF(j) ((float *)y[j])
+
+// ---- crossentropy: p = {B, C, 1/dscale, large first logit, logit scale} ---------------
+// The backward is dlogits += dscale·(probs − onehot): the gradient of dscale·Σ_b loss_b,
+// so the upstream gradient of the losses is the constant dscale.
+static float ce_dscale(const OpCase *c) { return 1.0f / c->row->p[2]; }
+
+static void ce_init(OpCase *c, Rng *r) {
+    int B = c->row->p[0], C = c->row->p[1];
+    c->nx = 2, c->ny = 2;
+    tensor_set(&c->x[0], "logits", (size_t)B * C, T_F32, 1);
+    tensor_set(&c->x[1], "labels", B, T_I32, 0);
+    float *z = fill_normal(&c->x[0], r, (float)c->row->p[4]);
+    if (c->row->p[3]) z[0] = 80.0f;   // exp(80) overflows fp32: the op must subtract the max
+    int *lab = fill_int(&c->x[1]);
+    for (int b = 0; b < B; b++) {
+        const int pick[5] = {0, C - 1, 3 % C, 17 % C, C / 2};
+        lab[b] = pick[b % 5];
+    }
+    tensor_set(&c->y[0], "losses", B, T_F32, 1);
+    tensor_set(&c->y[1], "probs", (size_t)B * C, T_F32, 0);
+    float *g = make_gy(c, 0, r, 0.f);
+    for (int b = 0; b < B; b++) g[b] = ce_dscale(c);
+}
+static void ce_ref(const OpCase *c, double *const *x, double *const *y) {
+    int B = c->row->p[0], C = c->row->p[1];
+    const int *lab = c->x[1].h;
+    for (int b = 0; b < B; b++) {
+        double *p = y[1] + (size_t)b * C;
+        memcpy(p, x[0] + (size_t)b * C, C * sizeof(double));
+        y[0][b] = ref_softmax_lse(p, C) - x[0][(size_t)b * C + lab[b]];
+    }
+}
+static void ce_ref_bwd(const OpCase *c, double *const *x, double *const *gy, double *const *gx) {
+    int B = c->row->p[0], C = c->row->p[1];
+    const int *lab = c->x[1].h;
+    double *y[2] = {tz(B, sizeof(double)), tz((size_t)B * C, sizeof(double))};
+    ce_ref(c, x, y);
+    for (int b = 0; b < B; b++)
+        for (int k = 0; k < C; k++) gx[0][(size_t)b * C + k] += gy[0][b] * (y[1][(size_t)b * C + k] - (k == lab[b]));
+    free(y[0]), free(y[1]);
+}
+static void ce_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
+    be->crossentropy_forward(YF(0), YF(1), XF(0), (const int *)x[1], c->row->p[0], c->row->p[1]);
+}
+static void ce_be_bwd(const Backend *be, const OpCase *c, void *const *x, void *const *y, float *const *gy,
+                      float *const *gx) {
+    (void)gy;   // the op takes the scalar dscale (= every element of gy[0])
+    be->crossentropy_backward(gx[0], YF(1), (const int *)x[1], ce_dscale(c), c->row->p[0], c->row->p[1]);
+}
+const OpDef OP_CROSSENTROPY = {"crossentropy", ce_init, ce_ref, ce_ref_bwd, ce_be, ce_be_bwd, NULL, 0};
+
+// ---- adamw_update: p = {n, steps, wd ×1000, first t, lr ×1e4, hand} --------------------
+// One gradient per step; m, v start random (v ≥ 0) unless hand. betas 0.9/0.999, eps 1e-8.
+// hand 1: p = [1, −2], g = [.5, −.25] from m = v = 0; hand 2: p = [3], g = [1].
+static void adam_init(OpCase *c, Rng *r) {
+    size_t n = c->row->p[0];
+    int hand = c->row->p[5];
+    c->nx = 4, c->ny = 3;
+    tensor_set(&c->x[0], "param", n, T_F32, 0);
+    tensor_set(&c->x[1], "grads", n * c->row->p[1], T_F32, 0);
+    tensor_set(&c->x[2], "m0", n, T_F32, 0);
+    tensor_set(&c->x[3], "v0", n, T_F32, 0);
+    float *p = fill_normal(&c->x[0], r, 1.f), *g = fill_normal(&c->x[1], r, .01f);
+    fill_normal(&c->x[2], r, hand ? 0.f : .01f);
+    float *v = fill_normal(&c->x[3], r, hand ? 0.f : .01f);
+    for (size_t k = 0; k < n; k++) v[k] *= v[k];
+    static const float hp[2][2] = {{1, -2}, {3, 0}}, hg[2][2] = {{.5f, -.25f}, {1, 0}};
+    for (size_t k = 0; hand && k < n; k++) p[k] = hp[hand - 1][k], g[k] = hg[hand - 1][k];
+    tensor_set(&c->y[0], "param", n, T_F32, 0);
+    tensor_set(&c->y[1], "m", n, T_F32, 0);
+    tensor_set(&c->y[2], "v", n, T_F32, 0);
+}
+// The float arguments as the op gets them.
+static void adam_hyper(const OpCase *c, float *lr, float *wd) {
+    *lr = c->row->p[4] * 1e-4f, *wd = c->row->p[2] * 1e-3f;
+}
+static void adam_ref(const OpCase *c, double *const *x, double *const *y) {
+    size_t n = c->row->p[0];
+    float lr, wd;
+    adam_hyper(c, &lr, &wd);
+    double b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    memcpy(y[0], x[0], n * sizeof(double)), memcpy(y[1], x[2], n * sizeof(double)), memcpy(y[2], x[3], n * sizeof(double));
+    for (int s = 0; s < c->row->p[1]; s++) {
+        int t = c->row->p[3] + s;
+        for (size_t k = 0; k < n; k++) {
+            double g = x[1][s * n + k];
+            y[1][k] = b1 * y[1][k] + (1 - b1) * g;
+            y[2][k] = b2 * y[2][k] + (1 - b2) * g * g;
+            double mh = y[1][k] / (1 - pow(b1, t)), vh = y[2][k] / (1 - pow(b2, t));
+            y[0][k] -= (double)lr * (mh / (sqrt(vh) + eps) + (double)wd * y[0][k]);
+        }
+    }
+}
+static void adam_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
+    size_t n = c->row->p[0], b = n * sizeof(float);
+    float lr, wd;
+    adam_hyper(c, &lr, &wd);
+    be->copy(y[0], x[0], b), be->copy(y[1], x[2], b), be->copy(y[2], x[3], b);
+    for (int s = 0; s < c->row->p[1]; s++)
+        be->adamw_update(YF(0), XF(1) + s * n, YF(1), YF(2), n, lr, 0.9f, 0.999f, 1e-8f, wd, c->row->p[3] + s);
+}
+const OpDef OP_ADAMW = {"adamw_update", adam_init, adam_ref, NULL, adam_be, NULL, NULL, 0};
+
+// ---- sumsq: p = {n}; the double result goes back through the backend's memory ---------
+static void sumsq_init(OpCase *c, Rng *r) {
+    c->nx = 1, c->ny = 1;
+    tensor_set(&c->x[0], "x", c->row->p[0], T_F32, 0);
+    fill_normal(&c->x[0], r, 1.f);
+    tensor_set(&c->y[0], "sumsq", 1, T_F64, 0);
+}
+static void sumsq_ref(const OpCase *c, double *const *x, double *const *y) {
+    y[0][0] = 0;
+    for (size_t k = 0; k < c->x[0].n; k++) y[0][0] += x[0][k] * x[0][k];
+}
+static void sumsq_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
+    double s = be->sumsq(XF(0), c->x[0].n);
+    be->to_device(y[0], &s, sizeof s);
+}
+const OpDef OP_SUMSQ = {"sumsq", sumsq_init, sumsq_ref, NULL, sumsq_be, NULL, NULL, 0};
