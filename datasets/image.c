@@ -24,33 +24,28 @@
 
 #define IMAGE_MAX_SIDE 8192   // larger is surely not a dataset photo; refuse before allocating
 
-int image_load(const char *path, const DataConfig *cfg, bool train, uint64_t seed, int epoch,
-               int sample, float *out) {
-    int R = cfg->resize, C = cfg->crop;
-    if (R < 1 || C < 1 || C > R) {
-        dcal_err("%s: data.crop=%d must be in [1, data.resize=%d]", path, C, R);
-        return 0;
-    }
+// Decode (grey / RGBA → RGB), drop the Aircraft banner, resize to R×R. NULL after an error line.
+static unsigned char *decode_resized(const char *path, const DataConfig *cfg, int R) {
     int w, h, ch;
     if (!stbi_info(path, &w, &h, &ch)) {
         dcal_err("%s: cannot read image (%s; JPEG or PNG expected)", path, stbi_failure_reason());
-        return 0;
+        return NULL;
     }
     if (w < 1 || h < 1 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE) {
         dcal_err("%s: image is %dx%d (sides must be 1..%d)", path, w, h, IMAGE_MAX_SIDE);
-        return 0;
+        return NULL;
     }
-    unsigned char *px = stbi_load(path, &w, &h, &ch, 3);   // grey / RGBA → RGB
+    unsigned char *px = stbi_load(path, &w, &h, &ch, 3);
     if (!px) {
         dcal_err("%s: cannot decode image (%s)", path, stbi_failure_reason());
-        return 0;
+        return NULL;
     }
     // Aircraft photos carry a copyright banner along the bottom: drop it first.
     int hb = h - (cfg->banner_px > 0 ? cfg->banner_px : 0);
     if (hb < 1) {
         dcal_err("%s: image is %d px tall, not taller than data.banner_px=%d", path, h, cfg->banner_px);
         stbi_image_free(px);
-        return 0;
+        return NULL;
     }
     unsigned char *rs = xmalloc((size_t)R * R * 3);
     // Triangle filter = bilinear when upsampling; on downsampling it widens to
@@ -58,23 +53,43 @@ int image_load(const char *path, const DataConfig *cfg, bool train, uint64_t see
     int ok = stbir_resize_uint8_generic(px, w, hb, w * 3, rs, R, R, R * 3, 3, STBIR_ALPHA_CHANNEL_NONE, 0,
                                         STBIR_EDGE_CLAMP, STBIR_FILTER_TRIANGLE, STBIR_COLORSPACE_LINEAR, NULL);
     stbi_image_free(px);
-    if (!ok) { dcal_err("%s: resize to %dx%d failed", path, R, R); free(rs); return 0; }
+    if (!ok) { dcal_err("%s: resize to %dx%d failed", path, R, R); free(rs); return NULL; }
+    return rs;
+}
 
-    int ox = (R - C) / 2, oy = (R - C) / 2, flip = 0;
-    if (train) {
-        if (strcmp(cfg->train_crop, "center") != 0) {
-            Rng r;
-            rng_init(&r, seed, (uint32_t)epoch, (uint64_t)sample, RNG_CROP);
-            ox = (int)rng_below(&r, (uint32_t)(R - C + 1));
-            oy = (int)rng_below(&r, (uint32_t)(R - C + 1));
-        }
-        if (cfg->hflip) {
-            Rng r;
-            rng_init(&r, seed, (uint32_t)epoch, (uint64_t)sample, RNG_FLIP);
-            flip = rng_uniform(&r) < 0.5;
-        }
+// Crop offsets and flip: the centre for test; for train a random crop and flip
+// keyed by (seed, epoch, sample), so they do not depend on the worker thread.
+static void augment(const DataConfig *cfg, bool train, uint64_t seed, int epoch, int sample, int *ox, int *oy,
+                    int *flip) {
+    int R = cfg->resize, C = cfg->crop;
+    *ox = *oy = (R - C) / 2;
+    *flip = 0;
+    if (!train) return;
+    if (strcmp(cfg->train_crop, "center") != 0) {
+        Rng r;
+        rng_init(&r, seed, (uint32_t)epoch, (uint64_t)sample, RNG_CROP);
+        *ox = (int)rng_below(&r, (uint32_t)(R - C + 1));
+        *oy = (int)rng_below(&r, (uint32_t)(R - C + 1));
     }
-    for (int c = 0; c < 3; c++) {
+    if (cfg->hflip) {
+        Rng r;
+        rng_init(&r, seed, (uint32_t)epoch, (uint64_t)sample, RNG_FLIP);
+        *flip = rng_uniform(&r) < 0.5;
+    }
+}
+
+int image_load(const char *path, const DataConfig *cfg, bool train, uint64_t seed, int epoch,
+               int sample, float *out) {
+    int R = cfg->resize, C = cfg->crop;
+    if (R < 1 || C < 1 || C > R) {
+        dcal_err("%s: data.crop=%d must be in [1, data.resize=%d]", path, C, R);
+        return 0;
+    }
+    unsigned char *rs = decode_resized(path, cfg, R);
+    if (!rs) return 0;
+    int ox, oy, flip;
+    augment(cfg, train, seed, epoch, sample, &ox, &oy, &flip);
+    for (int c = 0; c < 3; c++) {   // crop, flip and normalise into [3, C, C]
         float scale = 1.0f / (255.0f * cfg->std[c]), shift = cfg->mean[c] / cfg->std[c];
         float *o = out + (size_t)c * C * C;
         for (int y = 0; y < C; y++) {

@@ -160,12 +160,3 @@ const Backend *backend_at(int i);
 
 // The CPU reference, for tests and tools that need the reference explicitly.
 extern const Backend backend_cpu;
-
-// Transitional (issue 11): src/train/train.c and tests/gpu_parity.c still name
-// these three; delete this block once they use backend_get("cuda"),
-// be->available and be->free_memory. Nothing new may use them.
-#ifdef DCAL_HAVE_CUDA
-extern const Backend backend_cuda;
-int cuda_device_count(void);
-size_t cuda_free_memory(void);
-#endif

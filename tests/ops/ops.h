@@ -49,12 +49,15 @@ typedef struct {
     // With c->partial set, element k of gradient i must equal the full backward
     // (1) or keep its start value (0). NULL: the op has no optional gradients.
     int (*partial_keeps)(const OpCase *c, int i, size_t k);
-    int attn_impls;    // the CUDA backend has two implementations (DCAL_ATTN=fp32|mma)
+    int by_precision;  // numerics follow the backend's precision (GEMM compute type, attention kernels):
+                       // a device backend runs one column per precision it supports
 } OpDef;
 
 typedef struct { double fwd, bwd; } Tol;
-// Tolerance columns. A zero entry in CUDA_FP32 / CUDA_BF16 falls back to CUDA.
-enum { COL_CPU, COL_CUDA, COL_CUDA_FP32, COL_CUDA_BF16, NCOL };
+// Tolerance columns: the CPU (fp32), CUDA at precision bf16 (its default: TF32 GEMMs,
+// bf16 tensor-core attention) and at fp32 (fp32 GEMMs, fp32 attention kernels).
+// A zero entry in CUDA_FP32 falls back to CUDA.
+enum { COL_CPU, COL_CUDA, COL_CUDA_FP32, NCOL };
 
 struct Row {
     const OpDef *op;
@@ -79,8 +82,6 @@ double ref_softmax_lse(double *s, int n);                 // s ← exp(s − lse
 int run_row(const Row *row, int row_index);
 // The float64 reference forward output j of a row (caller frees): for hand-computed checks.
 double *ref_output(const Row *row, int j);
-// Switch the CUDA attention implementation for the next calls (DCAL_ATTN), restoring with NULL.
-void set_attn_impl(const char *impl);
 
 // ---- the ops (ops_*.c) ----
 extern const OpDef OP_MEMORY, OP_IM2COL, OP_TOKENS, OP_LAYERNORM, OP_LINEAR, OP_GELU, OP_RESIDUAL, OP_GATHER;

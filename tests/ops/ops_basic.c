@@ -208,7 +208,7 @@ static void lin_be_bwd(const Backend *be, const OpCase *c, void *const *x, void 
                         c->row->p[0], c->row->p[1], c->row->p[2]);
 }
 static int lin_keeps(const OpCase *c, int i, size_t k) { return (void)k, i == (c->x[2].n ? 2 : 1); }
-const OpDef OP_LINEAR = {"linear", lin_init, lin_ref, lin_ref_bwd, lin_be, lin_be_bwd, lin_keeps, 0};
+const OpDef OP_LINEAR = {"linear", lin_init, lin_ref, lin_ref_bwd, lin_be, lin_be_bwd, lin_keeps, 1};
 
 // ---- gelu (exact, erf): p = {n, input scale} ------------------------------------------
 static void gelu_init(OpCase *c, Rng *r) {

@@ -321,54 +321,38 @@ static int run_column(const Backend *be, const char *label, int col, const OpCas
 
 // ---- rows -----------------------------------------------------------------------
 
-// The backends present: the CPU always, CUDA when backend_get finds a usable GPU.
-// With the backend registry (backend_count, backend_at, Backend.available) the
-// body becomes one loop, the CPU first:
-//     for (int i = 0; i < backend_count(); i++)
-//         if (!backend_at(i)->available || backend_at(i)->available(why, sizeof why)) list[n++] = backend_at(i);
+// The backends present: every compiled-in backend that is available here (the
+// registry lists the device backends first, the CPU last; the CPU always is).
 static int backends(const Backend **list) {
-    static const Backend *cuda;
-    static int probed;
-    if (!probed) {
-        probed = 1;
-        cuda = backend_get("cuda");   // prints why when there is none
-        if (!cuda) printf("  (no CUDA backend here: the cuda columns are skipped)\n");
+    static const Backend *present[8];
+    static int n = -1;
+    if (n < 0) {
+        n = 0;
+        for (int i = 0; i < backend_count() && n < 8; i++) {
+            char why[256] = "";
+            if (backend_at(i)->available(why, sizeof why)) present[n++] = backend_at(i);
+            else printf("  (%s backend not available here: %s; its columns are skipped)\n", backend_at(i)->name, why);
+        }
     }
-    int n = 0;
-    list[n++] = &backend_cpu;
-    if (cuda) list[n++] = cuda;
+    for (int i = 0; i < n; i++) list[i] = present[i];
     return n;
 }
 
-void set_attn_impl(const char *impl) {
-    static char *saved;
-    static int have;
-    if (impl) {
-        const char *e = getenv("DCAL_ATTN");
-        if (!have) saved = e ? strdup(e) : NULL, have = 1;
-        setenv("DCAL_ATTN", impl, 1);
-    } else if (have) {
-        if (saved) setenv("DCAL_ATTN", saved, 1), free(saved);
-        else unsetenv("DCAL_ATTN");
-        saved = NULL, have = 0;
-    }
-}
-
-// The columns of one backend: the CPU has one; CUDA one per attention
-// implementation for attention ops, and its GEMM precision (DCAL_GEMM) otherwise.
+// The columns of one backend: the CPU has one (fp32); a device backend one per
+// precision it supports for ops whose numerics follow it, else its default.
 static int run_backend(const Backend *be, const OpCase *c, const Ref *R, const Starts *S) {
     if (!strcmp(be->name, "cpu")) return run_column(be, be->name, COL_CPU, c, R, S);
-    if (c->row->op->attn_impls) {
-        set_attn_impl("fp32");
-        int f = run_column(be, "cuda-fp32", COL_CUDA_FP32, c, R, S);
-        set_attn_impl("mma");
-        f |= run_column(be, "cuda-mma", COL_CUDA, c, R, S);
-        set_attn_impl(NULL);
-        return f;
+    if (!c->row->op->by_precision) return run_column(be, be->name, COL_CUDA, c, R, S);
+    char def[16] = "", p[16], label[40];
+    int f = 0, used;
+    for (const char *w = be->precisions; sscanf(w, " %15s%n", p, &used) == 1; w += used) {
+        if (!def[0]) snprintf(def, sizeof def, "%s", p);   // the first listed is the default
+        if (!be->set_precision(p)) { printf("  %s: set_precision(%s) refused\n", be->name, p); return 1; }
+        snprintf(label, sizeof label, "%s-%s", be->name, p);
+        f |= run_column(be, label, strcmp(p, "fp32") ? COL_CUDA : COL_CUDA_FP32, c, R, S);
     }
-    const char *g = getenv("DCAL_GEMM");
-    int bf16 = g && !strcmp(g, "bf16");
-    return run_column(be, bf16 ? "cuda-bf16" : be->name, bf16 ? COL_CUDA_BF16 : COL_CUDA, c, R, S);
+    be->set_precision(def);   // back to the backend's default for the next rows
+    return f;
 }
 
 // The reference gradient against finite differences, and the start values s0.
