@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run.sh BUILD OUT: the GPU benchmarks tools/gpu-check.sh runs (DESIGN §8):
+# run.sh BUILD OUT: the GPU benchmarks tools/gpu-check.sh runs (ARCHITECTURE.md §8):
 # a DCAL ViT-B/16 448 step at micro-batch 16 with and without per-block
 # checkpointing. MFU against the dense bf16 peak of an H100/H200 SXM (989 TFLOP/s).
 set -u

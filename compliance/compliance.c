@@ -1,6 +1,6 @@
-// compliance.c: the paper's rules (SPEC §1-5) as a table. Each rule reads the
+// compliance.c: the paper's rules (MODEL.md §1-5) as a table. Each rule reads the
 // resolved config and says what it expected, what it found, and where the
-// expectation comes from: the paper, or a SPEC interpretation ([pinned]).
+// expectation comes from: the paper, or a pinned interpretation (docs/MODEL.md) ([pinned]).
 // Pinned choices the code fixes (not configurable) are listed too, so an
 // audit can tell paper from interpretation.
 #include "compliance/compliance.h"
@@ -158,9 +158,9 @@ static const Rule rules[] = {
     {"train_resize", "paper impl. (550x550)", false, r_train_resize},
     {"train_crop", "paper impl. (random 448)", false, r_train_crop},
     {"test_crop", "paper impl. (center 448)", false, r_test_crop},
-    {"hflip", "SPEC §5", false, r_hflip},
+    {"hflip", "MODEL.md §5", false, r_hflip},
     {"num_classes", "dataset registry (CUB 200, Cars 196, Aircraft 100)", false, r_num_classes},
-    {"aircraft_banner", "SPEC §5", false, r_aircraft_banner},
+    {"aircraft_banner", "MODEL.md §5", false, r_aircraft_banner},
     {"optimizer", "paper impl. (AdamW)", false, r_optimizer},
     {"weight_decay", "paper impl. (0.05)", false, r_weight_decay},
     {"schedule", "paper impl. (cosine, 100 epochs)", false, r_schedule},
@@ -168,18 +168,18 @@ static const Rule rules[] = {
     {"uncertainty_weighting", "paper loss (uncertainty loss)", false, r_uncertainty},
     {"pwca_shares_sa_weights", "paper method (PWCA shares SA weights)", false, r_pwca_shares},
     {"glca_shares_sa_weights", "paper method (GLCA separate weights)", false, r_glca_shares},
-    {"ln_eps", "SPEC §1 (timm ViT)", false, r_ln_eps},
-    {"warmup", "SPEC §4 [pinned, DeiT]", true, r_warmup},
-    {"drop_path", "SPEC §1 [pinned, DeiT]", true, r_drop_path},
-    {"rollout_head_mean", "SPEC §2 [pinned]", true, r_rollout_head_mean},
-    {"query_order", "SPEC §2 [pinned]", true, r_query_order},
-    {"glca_init", "SPEC §2 [pinned]", true, r_glca_init},
-    {"pwca_pairing", "SPEC §2 [pinned]", true, r_pwca_pairing},
-    {"pwca_kv_source", "SPEC §2 [pinned]", true, r_pwca_kv_source},
-    {"loss_weights", "SPEC §3 [pinned]", true, r_loss_w},
-    {"no_decay_groups", "SPEC §4 [pinned]", true, r_no_decay_groups},
-    {"pos_embed_resize", "SPEC §6 [pinned]", true, r_pos_resize},
-    {"gelu", "SPEC §1", false, r_gelu},
+    {"ln_eps", "MODEL.md §1 (timm ViT)", false, r_ln_eps},
+    {"warmup", "MODEL.md §4 [pinned, DeiT]", true, r_warmup},
+    {"drop_path", "MODEL.md §1 [pinned, DeiT]", true, r_drop_path},
+    {"rollout_head_mean", "MODEL.md §2 [pinned]", true, r_rollout_head_mean},
+    {"query_order", "MODEL.md §2 [pinned]", true, r_query_order},
+    {"glca_init", "MODEL.md §2 [pinned]", true, r_glca_init},
+    {"pwca_pairing", "MODEL.md §2 [pinned]", true, r_pwca_pairing},
+    {"pwca_kv_source", "MODEL.md §2 [pinned]", true, r_pwca_kv_source},
+    {"loss_weights", "MODEL.md §3 [pinned]", true, r_loss_w},
+    {"no_decay_groups", "MODEL.md §4 [pinned]", true, r_no_decay_groups},
+    {"pos_embed_resize", "MODEL.md §6 [pinned]", true, r_pos_resize},
+    {"gelu", "MODEL.md §1", false, r_gelu},
 };
 #define N_RULES (int)(sizeof rules / sizeof rules[0])
 

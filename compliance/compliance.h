@@ -1,5 +1,5 @@
 // compliance.h: the paper's rules, checked on a resolved config before any
-// step is taken (SPEC §1-5). Each rule: id, expected, source, check.
+// step is taken (MODEL.md §1-5). Each rule: id, expected, source, check.
 #pragma once
 #include <stdio.h>
 #include <stdbool.h>
@@ -9,8 +9,8 @@ typedef enum { RULE_PASS, RULE_FAIL, RULE_DEVIATION } RuleStatus;
 
 typedef struct {
     const char *id;            // e.g. "effective_batch"
-    const char *source;        // "paper §4.1" or "SPEC §4 [pinned]"
-    bool pinned;               // a SPEC interpretation, not the paper's text
+    const char *source;        // "paper §4.1" or "MODEL.md §4 [pinned]"
+    bool pinned;               // a pinned interpretation (docs/MODEL.md), not the paper's text
     char expected[96];
     char actual[96];
     RuleStatus status;         // DEVIATION = failed but declared (config deviations or --allow-deviation)

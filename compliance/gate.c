@@ -30,7 +30,7 @@ void compliance_print(FILE *f, const RuleResult *r, int n) {
         else if (r[i].pinned) pinned++;
         else pass++;
     }
-    fprintf(f, "%d rules: %d pass, %d pinned (SPEC interpretation), %d declared deviation(s), %d FAIL\n", n, pass,
+    fprintf(f, "%d rules: %d pass, %d pinned (docs/MODEL.md), %d declared deviation(s), %d FAIL\n", n, pass,
             pinned, dev, fail);
 }
 

@@ -1,4 +1,4 @@
-// cub.c: CUB-200-2011 index (also the synthetic set's layout, SPEC §7).
+// cub.c: CUB-200-2011 index (also the synthetic set's layout, MODEL.md §7).
 // root/classes.txt "id name", images.txt "id relpath", image_class_labels.txt
 // "id label", train_test_split.txt "id is_train"; ids 1-based; images under root/images/.
 #include <string.h>

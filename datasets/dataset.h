@@ -1,5 +1,5 @@
 // dataset.h: dataset indexes (CUB, Cars, Aircraft, synthetic) and the batch
-// loader (decode → augment → batch, SPEC §5). Knows nothing about models.
+// loader (decode → augment → batch, MODEL.md §5). Knows nothing about models.
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
@@ -43,5 +43,5 @@ int loader_next(Loader *l, float *images, int *labels, int *ids);
 int loader_skipped(const Loader *l);   // bad images skipped so far (data.skip_bad)
 void loader_destroy(Loader *l);
 
-// Synthetic fine-grained set in CUB layout (SPEC §7). 0 after an error line.
+// Synthetic fine-grained set in CUB layout (MODEL.md §7). 0 after an error line.
 int synthetic_write(const char *dir, int classes, int per_class, int test_per_class, int img, uint64_t seed);

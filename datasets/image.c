@@ -1,5 +1,5 @@
 // image.c: decode (stb_image) → [drop banner] → bilinear resize (aspect not
-// kept) → crop → flip → normalise into float CHW (SPEC §5). Pure function of
+// kept) → crop → flip → normalise into float CHW (MODEL.md §5). Pure function of
 // (file, cfg, train, seed, epoch, sample): crops and flips come from the
 // counter-based rng, so any thread may decode any sample.
 #include <string.h>

@@ -6,7 +6,7 @@
 #include "datasets/readers.h"
 #include "datasets/registry_int.h"
 
-// The synthetic set is written in CUB's layout (SPEC §7), so the two rows share it.
+// The synthetic set is written in CUB's layout (MODEL.md §7), so the two rows share it.
 #define CUB_LAYOUT "ROOT/{classes.txt, images.txt, image_class_labels.txt, train_test_split.txt, images/}"
 #define CUB_SOURCE "https://data.caltech.edu/records/65de6-vp158 (CUB_200_2011.tgz; synthetic: 'dcal make-synthetic --out DIR')"
 
@@ -25,7 +25,7 @@ static const Row rows[] = {
       "ROOT/data/{variants.txt, images_variant_trainval.txt, images_variant_test.txt, images/*.jpg} (fgvc-aircraft-2013b)",
       "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/ (fgvc-aircraft-2013b.tar.gz)"},
      aircraft_read},
-    {{"synthetic", "synthetic fine-grained set (SPEC §7)", 0, 0, 0, 0, CUB_LAYOUT, CUB_SOURCE}, cub_read},
+    {{"synthetic", "synthetic fine-grained set (MODEL.md §7)", 0, 0, 0, 0, CUB_LAYOUT, CUB_SOURCE}, cub_read},
 };
 enum { NROWS = (int)(sizeof rows / sizeof rows[0]) };
 

@@ -13,7 +13,7 @@ typedef struct DatasetInfo {
     const char *title;         // for people
     int num_classes;           // official class count; 0 = from the generator (synthetic)
     int n_train, n_test;       // official split sizes; 0 = any
-    int banner_px;             // bottom rows to drop before the resize (SPEC §5: aircraft 20)
+    int banner_px;             // bottom rows to drop before the resize (MODEL.md §5: aircraft 20)
     const char *layout;        // the files dcal reads under --data-root (datasets/README.md)
     const char *source;        // where to get the data
 } DatasetInfo;

@@ -1,4 +1,4 @@
-// synthetic.c: a fine-grained toy set in CUB layout (SPEC §7).
+// synthetic.c: a fine-grained toy set in CUB layout (MODEL.md §7).
 // Every image: a muted, cluttered background (noise + random rectangles, new
 // per image) with two small saturated discs as distractors, plus one mark about
 // img/5 wide at a random place. The mark's shape (square, plus, X, ring) and

@@ -1,4 +1,4 @@
-// adamw.cu: fused AdamW on fp32 master weights and moments (DESIGN §5).
+// adamw.cu: fused AdamW on fp32 master weights and moments (ARCHITECTURE.md §5).
 // Decoupled weight decay, as torch.optim.AdamW and the CPU reference:
 //   m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²
 //   p ← p − lr·( m̂/(√v̂ + ε) + wd·p ),  m̂ = m/(1−β1^t), v̂ = v/(1−β2^t)

@@ -1,4 +1,4 @@
-// attention_mma.cu: the tensor-core attention (DESIGN §5: bf16 operands, fp32
+// attention_mma.cu: the tensor-core attention (ARCHITECTURE.md §5: bf16 operands, fp32
 // accumulation, fp32 softmax statistics). Same contract, same tiling order and
 // same one-writer-per-gradient-row scheme as the fp32 kernels in attention.cu,
 // which stay as the reference (precision "fp32" selects them).

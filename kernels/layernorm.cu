@@ -1,4 +1,4 @@
-// layernorm.cu: LayerNorm over the last dim, fp32 throughout (DESIGN §5 keeps
+// layernorm.cu: LayerNorm over the last dim, fp32 throughout (ARCHITECTURE.md §5 keeps
 // LN statistics in fp32). One warp per row; the two-pass mean/variance avoids
 // the cancellation of E[x²]−E[x]², matching the CPU reference's definition
 // (biased variance, rstd = 1/sqrt(var + eps)).

@@ -1,6 +1,6 @@
 // linear.cu: patch embedding (im2col, tokens) and the linear layer on cuBLAS.
 //
-// Precision (DESIGN §5): operands stay fp32 at the interface; the compute type
+// Precision (ARCHITECTURE.md §5): operands stay fp32 at the interface; the compute type
 // follows the backend's precision (device.cu): "bf16" runs the GEMMs on the
 // tensor cores in TF32 with fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_TF32),
 // which needs no bf16 copies of weights/activations and keeps ~1e-3 parity;

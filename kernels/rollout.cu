@@ -1,4 +1,4 @@
-// rollout.cu: attention rollout (SPEC §2) and the top-K token selection.
+// rollout.cu: attention rollout (MODEL.md §2) and the top-K token selection.
 // Runs without gradient, once per step, so these favour plain and exact over
 // fast: fp32 throughout, fixed summation orders.
 #include "kernels/cuda_common.h"

@@ -1,5 +1,5 @@
 // gpu_model.c: the whole DCAL model on the CUDA backend against the CPU
-// reference (tiny config, SPEC §1-3): one step's loss and every parameter
+// reference (tiny config, MODEL.md §1-3): one step's loss and every parameter
 // gradient, a 20-step training loss curve, and a bitwise-identical repeat of
 // the same 10 steps on the GPU. Skips (77) when the CUDA backend is not built
 // or not available. Runs precision "bf16" (backend.h set_precision).

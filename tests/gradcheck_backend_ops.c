@@ -171,7 +171,7 @@ static void expect_ref(const char *label, const double *want, int n, double tol)
 
 // The references themselves, on cases computed by hand.
 START_TEST(test_reference_hand_values) {
-    // Rollout, SPEC §2: r = row0(S̄2)·S̄1 with S̄ = 0.5 S + 0.5 I → [.46, .39, .15].
+    // Rollout, MODEL.md §2: r = row0(S̄2)·S̄1 with S̄ = 0.5 S + 0.5 I → [.46, .39, .15].
     expect_ref("rollout hand 3x3 x2", (const double[]){.46, .39, .15}, 3, 1e-7);
     // Top-K: CLS never ranks; ties → lower index; output [0; ascending].
     expect_ref("topk hand CLS largest, ties", (const double[]){0, 2, 3, 5, 0, 1, 2, 3}, 8, 0);

@@ -1,5 +1,5 @@
-// gradcheck_model.c: the whole DCAL model (SPEC §1-3) on a tiny config
-// against an independent float64 reference written here from SPEC.md, loop
+// gradcheck_model.c: the whole DCAL model (MODEL.md §1-3) on a tiny config
+// against an independent float64 reference written here from docs/MODEL.md, loop
 // by loop. Forward: loss, logits and selected tokens agree. Backward: every
 // parameter tensor's gradient (sampled entries, all entries for small
 // tensors) agrees with central differences of the float64 reference.
@@ -329,7 +329,7 @@ START_TEST(test_checkpointing_same_gradients) {
 END_TEST
 
 START_TEST(test_glca_cls_row_equals_sa) {
-    // GLCA's weights start as a copy of SA block L−M+1 (SPEC §2). Its CLS query
+    // GLCA's weights start as a copy of SA block L−M+1 (MODEL.md §2). Its CLS query
     // attends to all N tokens of that block's input, exactly as SA's CLS row does.
     Fix f;
     ModelConfig cfg = tiny();

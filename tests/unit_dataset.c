@@ -1,6 +1,6 @@
 // unit_dataset.c: dataset readers (CUB/synthetic, Cars CSV, Aircraft), the
 // fingerprint, image_load augmentation and normalisation, the loader's
-// determinism across worker counts, and the bad-file errors (SPEC §5, §7).
+// determinism across worker counts, and the bad-file errors (MODEL.md §5, §7).
 #include <string.h>
 #include <unistd.h>
 #include "core/common.h"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# gpu-check.sh: everything a lent GPU machine should do in one call (DESIGN §8):
+# gpu-check.sh: everything a lent GPU machine should do in one call (ARCHITECTURE.md §8):
 # build with CUDA, run the gpu-labelled ctest suites, then the benchmarks, and
 # leave every log and result under $OUT (the folder the device run returns).
 #

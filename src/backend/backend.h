@@ -1,4 +1,4 @@
-// backend.h: the seam between the model and the hardware (DESIGN §3).
+// backend.h: the seam between the model and the hardware (ARCHITECTURE.md §3).
 //
 // Every op is a forward/backward pair with one contract, implemented by the
 // CPU reference (src/backend/cpu/*.c, fp32) and by the CUDA backend (kernels/*.cu).
@@ -52,7 +52,7 @@ typedef struct Backend {
     // 1 when the backend can run on this machine; else 0 and a one-line reason
     // in why (n bytes, NUL-terminated), e.g. CUDA: "no CUDA GPU is available".
     int (*available)(char *why, size_t n);
-    // Bytes a run may plan its memory with (DESIGN §4). 0 means "not limited by
+    // Bytes a run may plan its memory with (ARCHITECTURE.md §4). 0 means "not limited by
     // the backend": the caller then plans only when asked (--max-memory). CPU: 0
     // (host memory is the OS's business). CUDA: free bytes on the device now
     // (cudaMemGetInfo); the caller keeps its own headroom for workspaces.
@@ -125,7 +125,7 @@ typedef struct Backend {
     // Head-mean attention probabilities of one SA layer, for the rollout:
     // S[b, i, j] = mean_h softmax_j(q_i·k_j·scale) using the stored lse. S [B, Nq, n1].
     void (*attention_probs_mean)(const AttnArgs *a, const float *lse, float *S);
-    // One rollout step (SPEC §2): r[b,:] ← r[b,:] · (0.5·S[b] + 0.5·I); S [B, N, N], r [B, N].
+    // One rollout step (MODEL.md §2): r[b,:] ← r[b,:] · (0.5·S[b] + 0.5·I); S [B, N, N], r [B, N].
     // tmp is scratch of B*N floats.
     void (*rollout_step)(float *r, const float *S, float *tmp, int B, int N);
     // Selection: sel[b, 0] = 0 (CLS), sel[b, 1..K] = the K patch tokens (1..N-1)

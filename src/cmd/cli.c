@@ -2,6 +2,7 @@
 // CliOpt table type as each command's own, so lookup, value taking and the
 // usage text are one loop over the tables: common, the command's, --help.
 #include "cmd/cli.h"
+#include "backend/backend.h"
 #include <string.h>
 #include <unistd.h>
 #include "compliance/compliance.h"
@@ -145,4 +146,12 @@ int cli_parse(int argc, char **argv, const char *summary, const CliOpt *extra, C
 ConfigRequest cli_request(const CliArgs *a) {
     return (ConfigRequest){.who = a->cmd, .config_path = a->config, .sets = a->sets, .n_sets = a->n_sets,
                            .allowed = a->allowed, .n_allowed = a->n_allowed};
+}
+
+int cli_device_facts(const char *device, size_t *free_bytes, const char **precisions) {
+    const Backend *be = backend_get(device);
+    if (!be) return 0;
+    *free_bytes = be->free_memory();
+    *precisions = be->precisions;
+    return 1;
 }

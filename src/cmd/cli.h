@@ -50,3 +50,6 @@ int cli_parse(int argc, char **argv, const char *summary, const CliOpt *extra, C
 ConfigRequest cli_request(const CliArgs *a);
 // Resolve configs/fgvc/<name>.yaml (cwd, then the source tree); NULL if not found.
 const char *cli_dataset_config(const char *name);
+// ConfigRequest.device_facts for commands that run on a backend (train, eval):
+// the named backend's free memory and precisions; 0 after an error line.
+int cli_device_facts(const char *device, size_t *free_bytes, const char **precisions);

@@ -105,7 +105,7 @@ int cmd_dataset(int argc, char **argv) {
     DataConfig *dc = &cfg.data;
     snprintf(dc->dataset, sizeof dc->dataset, "%s", name);
     snprintf(dc->root, sizeof dc->root, "%s", root);
-    dc->banner_px = info->banner_px;   // SPEC §5; configs/fgvc/aircraft.yaml says the same
+    dc->banner_px = info->banner_px;   // MODEL.md §5; configs/fgvc/aircraft.yaml says the same
     dc->skip_bad = true;   // let open pass missing images; check_images reports each one
     Dataset d;
     if (!dataset_open(&d, dc)) return DCAL_EXIT_FAIL;

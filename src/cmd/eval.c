@@ -61,12 +61,13 @@ int cmd_eval(int argc, char **argv) {
     };
     CliArgs cli;
     int rc = cli_parse(argc, argv,
-                       "Evaluate a checkpoint on the test split: top-1 of SA, GLCA and SA+GLCA (softmax sum, SPEC §3)\n"
+                       "Evaluate a checkpoint on the test split: top-1 of SA, GLCA and SA+GLCA (softmax sum, MODEL.md §3)\n"
                        "and the mean per-class accuracy. PWCA is off at inference.",
                        extra, &cli);
     if (rc == CLI_HELP) return DCAL_EXIT_OK;
     if (rc != CLI_OK) return rc;
     ConfigRequest rq = cli_request(&cli);
+    rq.device_facts = cli_device_facts;   // train.precision=auto → the backend's best
     static ResolvedConfig asked, trained;
     if (!config_resolve(&rq, &asked)) return DCAL_EXIT_FAIL;
     if (!ckpt) {
@@ -85,6 +86,6 @@ int cmd_eval(int argc, char **argv) {
     int B = batch ? atoi(batch) : run.train.micro_batch;
     if (B < 1) { dcal_err("eval: --batch must be a positive integer"); return DCAL_EXIT_USAGE; }
     const Backend *be = backend_get(c->train.device);
-    if (!be) return DCAL_EXIT_FAIL;
+    if (!be || !be->set_precision(c->train.precision)) return DCAL_EXIT_FAIL;   // resolve checked the precision
     return evaluate_checkpoint(ckpt, &run, be, B);
 }

@@ -1,5 +1,5 @@
 // make_synthetic.c: `dcal make-synthetic` — write the synthetic
-// fine-grained set (SPEC §7) in CUB layout, readable with --dataset synthetic.
+// fine-grained set (MODEL.md §7) in CUB layout, readable with --dataset synthetic.
 #include <stdio.h>
 #include <string.h>
 #include "cmd/cmd.h"
@@ -8,7 +8,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: dcal make-synthetic --out DIR [--classes C] [--per-class N] [--test-per-class M] [--img S] [--seed K]\n\n"
-               "Write a synthetic fine-grained dataset in CUB layout (SPEC §7): classes differ only in the\n"
+               "Write a synthetic fine-grained dataset in CUB layout (MODEL.md §7): classes differ only in the\n"
                "shape and colour of one small mark on a cluttered background.\n\n"
                "  --out DIR             output directory (created)\n"
                "  --classes C           number of classes, 2..32 (default 10)\n"

@@ -1,4 +1,4 @@
-// plan.c: `dcal plan` — the exact memory table for a config (DESIGN §4),
+// plan.c: `dcal plan` — the exact memory table for a config (ARCHITECTURE.md §4),
 // and with --max-memory the micro-batch / accumulation that train would pick.
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,7 +2,6 @@
 // (config_resolve: files, --set, resume, pretrained, memory plan, compliance
 // gate), then run the trainer (src/train/) on that config.
 #include <string.h>
-#include "backend/backend.h"
 #include "cmd/cli.h"
 #include "cmd/cmd.h"
 #include "model/plan.h"
@@ -30,16 +29,6 @@ static int check_combination(const TrainArgs *t) {
     return DCAL_EXIT_OK;
 }
 
-// config_resolve asks this once train.device is final: the backend's free
-// memory (for the auto micro-batch) and its precisions (for train.precision=auto).
-static int device_facts(const char *device, size_t *free_bytes, const char **precisions) {
-    const Backend *be = backend_get(device);
-    if (!be) return 0;
-    *free_bytes = be->free_memory();
-    *precisions = be->precisions;
-    return 1;
-}
-
 int cmd_train(int argc, char **argv) {
     TrainArgs t = {0};
     const CliOpt extra[] = {
@@ -63,7 +52,7 @@ int cmd_train(int argc, char **argv) {
     rq.resume_dir = t.resume;   // on --resume the run's own config.yaml is the config
     rq.pretrained = t.pretrained;
     rq.train_bytes = plan_train_bytes;
-    rq.device_facts = device_facts;
+    rq.device_facts = cli_device_facts;
     rq.gate = rq.training = true;
     if (t.max_memory) {
         rq.budget_from = t.max_memory;

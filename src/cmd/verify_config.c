@@ -12,8 +12,8 @@ int cmd_verify_config(int argc, char **argv) {
     };
     CliArgs cli;
     int rc = cli_parse(argc, argv,
-                       "Check a config against the paper's rules (SPEC §1-5). Prints every rule with expected and\n"
-                       "actual values and its source; PINNED marks a SPEC interpretation where the paper is silent.\n"
+                       "Check a config against the paper's rules (MODEL.md §1-5). Prints every rule with expected and\n"
+                       "actual values and its source; PINNED marks an interpretation (docs/MODEL.md) where the paper is silent.\n"
                        "Exits 1 if any rule FAILs without a declared deviation.",
                        extra, &cli);
     if (rc == CLI_HELP) return DCAL_EXIT_OK;

@@ -1,4 +1,4 @@
-// config.c: the paper defaults (SPEC §1-5) and finalize: derived values and
+// config.c: the paper defaults (MODEL.md §1-5) and finalize: derived values and
 // the cross-field checks no single key can make. The key table is fields.c;
 // loading yaml.c, --set set.c, writing write.c; config_resolve (resolve.c)
 // runs them in order for the commands.
@@ -91,7 +91,7 @@ int config_finalize(DcalConfig *c) {
         dcal_err("%s: optim.warmup_epochs %d exceeds optim.epochs %d", src, c->optim.warmup_epochs, c->optim.epochs);
         return 0;
     }
-    if (c->optim.lr == 0)   // SPEC §4: linear scaling rule from the reference batch
+    if (c->optim.lr == 0)   // MODEL.md §4: linear scaling rule from the reference batch
         c->optim.lr = c->optim.base_lr / c->optim.lr_ref_batch * config_effective_batch(c);
     return 1;
 }

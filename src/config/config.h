@@ -9,7 +9,7 @@
 #define DCAL_MAX_OVERRIDES 64
 
 typedef struct {
-    // model: (SPEC §1-2)
+    // model: (MODEL.md §1-2)
     char preset[32];          // vit_b16 | deit_t | deit_s | deit_b | custom
     int img_size;             // input side after crop (448)
     int patch;                // 16
@@ -100,7 +100,7 @@ typedef struct {
     char overrides[DCAL_MAX_OVERRIDES][256];   // "--set" strings as given, in order
 } DcalConfig;
 
-// Paper defaults (ViT-B/16, CUB, SPEC §1-5).
+// Paper defaults (ViT-B/16, CUB, MODEL.md §1-5).
 void config_defaults(DcalConfig *c);
 // Load YAML over defaults. On error prints "dcal: file:line:col: message" and returns 0.
 int config_load(DcalConfig *c, const char *path);

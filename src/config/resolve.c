@@ -69,7 +69,7 @@ static int set_pretrained(DcalConfig *c, const char *file) {
     return config_set(c, a);
 }
 
-// DESIGN §4: the largest micro-batch B >= 2 (PWCA pairs images within a
+// ARCHITECTURE.md §4: the largest micro-batch B >= 2 (PWCA pairs images within a
 // micro-batch) that divides the per-device batch and whose plan fits the
 // budget; accumulation keeps the effective batch exact.
 static int pick_micro_batch(const ConfigRequest *rq, size_t budget, const char *from, DcalConfig *c) {
@@ -130,7 +130,7 @@ static int judge(const ConfigRequest *rq, ResolvedConfig *out) {
         return 0;
     }
     if (rq->training && c->model.pwca_blocks > 0 && c->train.micro_batch < 2) {
-        dcal_err("train.micro_batch=1: PWCA pairs each image with another image of the same micro-batch (SPEC §2), so "
+        dcal_err("train.micro_batch=1: PWCA pairs each image with another image of the same micro-batch (MODEL.md §2), so "
                  "the micro-batch must be at least 2");
         return 0;
     }
@@ -147,10 +147,10 @@ int config_resolve(const ConfigRequest *rq, ResolvedConfig *out) {
     if (!config_finalize(c) || !compliance_check_deviations(c)) return 0;
     size_t budget = rq->memory_budget;
     const char *from = rq->budget_from ? rq->budget_from : "memory budget", *precisions = rq->backend_precisions;
-    if (rq->device_facts) {   // DESIGN §4: fit the micro-batch to the device, never OOM mid-run
+    if (rq->device_facts) {   // ARCHITECTURE.md §4: fit the micro-batch to the device, never OOM mid-run
         size_t free_bytes = 0;
         if (!rq->device_facts(c->train.device, &free_bytes, &precisions)) return 0;
-        if (!budget && free_bytes) {
+        if (rq->training && !budget && free_bytes) {   // a training plan: eval keeps its batch
             budget = free_bytes / 100 * 95;   // 5% for library workspaces and the runtime's growth
             from = "free device memory";
         }

@@ -1,6 +1,6 @@
 // rng.h: counter-based random numbers. Every draw is a pure function of
 // (seed, epoch, index, purpose, counter), so results never depend on thread
-// count or scheduling (DESIGN §6). Philox-4x32-10.
+// count or scheduling (ARCHITECTURE.md §6). Philox-4x32-10.
 #pragma once
 #include <stdint.h>
 

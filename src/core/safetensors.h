@@ -1,6 +1,6 @@
 // safetensors.h: read and write the safetensors format (8-byte LE header
 // length, JSON header, raw little-endian data). Used for checkpoints,
-// pretrained weights (SPEC §6) and --dump-step files.
+// pretrained weights (MODEL.md §6) and --dump-step files.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-// model.c: the parameter table (SPEC §6 names), initialisation, and the
+// model.c: the parameter table (MODEL.md §6 names), initialisation, and the
 // activation layout. One layout function both sizes (model_plan) and places
 // (model_alloc_activations) every buffer, so the plan is exact by construction.
 #include <math.h>
@@ -35,7 +35,7 @@ static void add_block(Model *m, int cap, const char *prefix) {
         char name[96];
         snprintf(name, sizeof name, "%s.%s", prefix, block_names[i]);
         int nd = shapes[i][1] ? 2 : 1;
-        add(m, cap, name, nd == 2, nd, shapes[i][0], shapes[i][1], 0, 0);   // SPEC §4: only matrices decay
+        add(m, cap, name, nd == 2, nd, shapes[i][0], shapes[i][1], 0, 0);   // MODEL.md §4: only matrices decay
     }
 }
 

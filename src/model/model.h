@@ -1,21 +1,21 @@
-// model.h: the DCAL graph (SPEC §1-3) over the ops of one Backend.
+// model.h: the DCAL graph (MODEL.md §1-3) over the ops of one Backend.
 // Parameters live in one flat buffer described by a named tensor table
-// (SPEC §6 names); gradients, AdamW moments share the same layout.
+// (MODEL.md §6 names); gradients, AdamW moments share the same layout.
 #pragma once
 #include <stdbool.h>
 #include "config/config.h"
 #include "backend/backend.h"
 
 typedef struct {
-    char name[96];             // SPEC §6, e.g. "blocks.3.attn.qkv.weight"
+    char name[96];             // MODEL.md §6, e.g. "blocks.3.attn.qkv.weight"
     int ndim;
     int shape[4];
     size_t offset;             // in floats, into Model.params / grads
     size_t numel;
-    bool decay;                // AdamW weight decay applies (SPEC §4: not biases, LN, pos/cls, loss_w)
+    bool decay;                // AdamW weight decay applies (MODEL.md §4: not biases, LN, pos/cls, loss_w)
 } ParamTensor;
 
-// Exact byte counts by category (DESIGN §4); what model_alloc_activations allocates.
+// Exact byte counts by category (ARCHITECTURE.md §4); what model_alloc_activations allocates.
 typedef struct {
     size_t weights, grads, optimizer, activations, workspace;
     size_t total;
@@ -38,7 +38,7 @@ typedef struct {
     int B;                     // allocated micro-batch
     bool ckpt;                 // per-block checkpointing on
     bool training;
-    bool uncertainty_weighting;   // SPEC §3 loss weighting (loss.uncertainty_weighting), on by default
+    bool uncertainty_weighting;   // MODEL.md §3 loss weighting (loss.uncertainty_weighting), on by default
 } Model;
 
 // One micro-batch, host memory.
@@ -53,7 +53,7 @@ typedef struct {
 // What a forward reports, host memory owned by the model (valid until the next forward).
 typedef struct {
     float ce[3];               // mean CE: SA, GLCA, PWCA (PWCA 0 when off)
-    float loss;                // uncertainty-weighted total (SPEC §3)
+    float loss;                // uncertainty-weighted total (MODEL.md §3)
     const float *logits[3];    // [B, C] each: SA, GLCA, PWCA
     const int *sel;            // [B, 1+K] selected token indices
 } StepOut;
@@ -61,7 +61,7 @@ typedef struct {
 // Build the tensor table and allocate params + grads (zeroed). 0 after an error line.
 int model_build(Model *m, const ModelConfig *cfg, const Backend *be);
 // Paper init: trunc-normal(0.02) linear/patch weights, zero biases, LN 1/0,
-// cls/pos normal(0.02), loss_w 0, GLCA copied from SA block L−M+1 (SPEC §2). Deterministic in seed.
+// cls/pos normal(0.02), loss_w 0, GLCA copied from SA block L−M+1 (MODEL.md §2). Deterministic in seed.
 void model_init_weights(Model *m, uint64_t seed);
 // Copy GLCA block j from SA block L−M+1+j (used after loading pretrained SA weights).
 void model_copy_sa_to_glca(Model *m);

@@ -1,5 +1,5 @@
 // model_block.c: one transformer block, forward and backward, for the three
-// branches (SPEC §1-2). SA and PWCA share block_forward/backward (PWCA adds
+// branches (MODEL.md §1-2). SA and PWCA share block_forward/backward (PWCA adds
 // the distractor's keys/values from a second buffer); GLCA has its own pair
 // because its queries (1+K local rows) and keys/values (N global rows) differ.
 #include <math.h>
@@ -12,7 +12,7 @@ AttnArgs block_qkv_args(const Model *m, int B, const float *qkv, const float *qk
     AttnArgs a = {.B = B, .H = m->cfg.heads, .hd = D / m->cfg.heads, .Nq = N, .q_idx = NULL,
                   .q = qkv, .q_bstride = (long)N * 3 * D, .q_tstride = 3 * D,
                   .k1 = qkv + D, .v1 = qkv + 2 * D, .n1 = N, .kv1_bstride = (long)N * 3 * D, .kv1_tstride = 3 * D};
-    if (qkv2) {   // PWCA: the distractor's keys/values, one softmax over both (SPEC §2)
+    if (qkv2) {   // PWCA: the distractor's keys/values, one softmax over both (MODEL.md §2)
         a.k2 = qkv2 + D; a.v2 = qkv2 + 2 * D; a.n2 = N;
         a.kv2_bstride = (long)N * 3 * D; a.kv2_tstride = 3 * D; a.kv2_b = pair;
     }

@@ -1,4 +1,4 @@
-// model_graph.c: the DCAL graph over blocks (SPEC §1-3): SA stream, rollout
+// model_graph.c: the DCAL graph over blocks (MODEL.md §1-3): SA stream, rollout
 // and selection (no gradient), GLCA, PWCA, the three heads and the
 // uncertainty-weighted loss; backward in reverse, interleaving PWCA block t
 // with SA block t because PWCA's keys/values are SA's (with gradient).
@@ -78,7 +78,7 @@ static BlockActs *sa_layer(Model *m, int l, int B, bool attention) {
     return a;
 }
 
-// Rollout CLS row (SPEC §2): r ← e0; r ← r·S̄_l for l = L−M … 1 (newest first), then top-K.
+// Rollout CLS row (MODEL.md §2): r ← e0; r ← r·S̄_l for l = L−M … 1 (newest first), then top-K.
 static void rollout_select(Model *m, int B) {
     const Backend *be = m->be;
     Acts *x = m->acts;
@@ -177,7 +177,7 @@ void model_forward_train(Model *m, const Batch *bt, StepOut *out) {
     head_forward(m, 0, xs(m, L, B), m->N, B, id.norm_w, id.head_w, true);
     if (M > 0) head_forward(m, 1, x->gl[M - 1].yout, Q, B, id.gnorm_w, id.ghead_w, true);
     if (x->have_pwca) head_forward(m, 2, zs(m, m->cfg.pwca_blocks, B), m->N, B, id.norm_w, id.head_w, true);
-    // Loss on the host: three means and the uncertainty weighting (SPEC §3).
+    // Loss on the host: three means and the uncertainty weighting (MODEL.md §3).
     be->to_host(x->loss_w, m->params + m->tensors[id.loss_w].offset, 3 * sizeof(float));
     for (int h = 0; h < 3; h++) {
         x->ce[h] = 0;
@@ -201,7 +201,7 @@ void model_forward_train(Model *m, const Batch *bt, StepOut *out) {
     out->sel = x->h_sel;
 }
 
-// Loss weights (SPEC §3): the coefficient of each head's CE into coef, and the
+// Loss weights (MODEL.md §3): the coefficient of each head's CE into coef, and the
 // gradient of w added to its grad (host math, 3 numbers).
 static void loss_weights_backward(Model *m, float loss_scale, float coef[3]) {
     const Backend *be = m->be;
@@ -334,7 +334,7 @@ void model_forward_infer(Model *m, const float *images, int B, float *logits_sa,
     int C = m->cfg.num_classes, Q = 1 + m->K, L = m->cfg.depth, M = m->cfg.glca_blocks;
     if (B > m->B || B < 1) dcal_die("internal: forward_infer with B=%d (allocated %d)", B, m->B);
     bool was = m->training;
-    m->training = false;   // PWCA off, no drop-path (SPEC §3)
+    m->training = false;   // PWCA off, no drop-path (MODEL.md §3)
     x->have_drop = false;
     x->B = B;
     embed_forward(m, images, B);

@@ -2,7 +2,7 @@
 #pragma once
 #include "model/model.h"
 
-// Pointers to one block's 12 tensors inside params or grads (SPEC §6 order).
+// Pointers to one block's 12 tensors inside params or grads (MODEL.md §6 order).
 typedef struct {
     float *ln1w, *ln1b, *qkvw, *qkvb, *projw, *projb, *ln2w, *ln2b, *fc1w, *fc1b, *fc2w, *fc2b;
 } BlockW;

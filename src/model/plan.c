@@ -1,4 +1,4 @@
-// plan.c: memory planning (DESIGN §4). model_plan sizes every buffer with the
+// plan.c: memory planning (ARCHITECTURE.md §4). model_plan sizes every buffer with the
 // same code that allocates it, so these numbers are what training will use.
 #include <ctype.h>
 #include <stdlib.h>
@@ -13,7 +13,7 @@ size_t plan_train_bytes(const ModelConfig *cfg, int B, bool ckpt) {
 int plan_pick_micro_batch(const ModelConfig *cfg, int effective_batch, bool ckpt, size_t budget) {
     // B ≥ 2: PWCA draws each image's distractor from the same micro-batch (a
     // derangement, no self-pairs), so a micro-batch of one has no pair.
-    // B must divide the effective batch so accumulation keeps it exact (SPEC §4).
+    // B must divide the effective batch so accumulation keeps it exact (MODEL.md §4).
     for (int B = effective_batch; B >= 2; B--)
         if (effective_batch % B == 0 && plan_train_bytes(cfg, B, ckpt) <= budget) return B;
     return 0;

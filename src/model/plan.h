@@ -1,4 +1,4 @@
-// plan.h: memory planning on top of model_plan (DESIGN §4).
+// plan.h: memory planning on top of model_plan (ARCHITECTURE.md §4).
 #pragma once
 #include <stdio.h>
 #include "model/model.h"

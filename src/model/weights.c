@@ -1,4 +1,4 @@
-// weights.c: model parameters ⇄ safetensors (SPEC §6). Exact loads for
+// weights.c: model parameters ⇄ safetensors (MODEL.md §6). Exact loads for
 // --init and checkpoints; timm ViT/DeiT pretrained loads with the pos_embed
 // resized to the model's grid.
 #include "model/weights.h"
@@ -225,7 +225,7 @@ int weights_load_pretrained(Model *m, const char *path) {
     }
     if (!bad) {
         m->be->to_device(m->params, h, m->n_params * sizeof(float));
-        model_copy_sa_to_glca(m);   // SPEC §2: GLCA starts as SA block L−M+1
+        model_copy_sa_to_glca(m);   // MODEL.md §2: GLCA starts as SA block L−M+1
         if (n_ign) fprintf(stderr, "dcal: pretrained: ignored %d tensors: %s\n", n_ign, ign);
     }
     free(h);

@@ -1,4 +1,4 @@
-// audit.c: re-check a run directory (DESIGN §6): manifest, config hash,
+// audit.c: re-check a run directory (ARCHITECTURE.md §6): manifest, config hash,
 // compliance, checkpoints' parameter hashes, weight-file hashes, dataset
 // fingerprint, metrics. One line per check (OK/WARN/FAIL).
 //

@@ -1,4 +1,4 @@
-// audit.h: re-check a run directory (DESIGN §6) — what `dcal audit` runs.
+// audit.h: re-check a run directory (ARCHITECTURE.md §6) — what `dcal audit` runs.
 #pragma once
 
 // Check RUN_DIR: manifest.json parses; config.yaml loads and matches the

@@ -1,4 +1,4 @@
-// rundir.c: the run directory (DESIGN §6). Everything needed to say what a run
+// rundir.c: the run directory (ARCHITECTURE.md §6). Everything needed to say what a run
 // was is written before the first step: resolved config, compliance report,
 // manifest (who/what/where, hashes). `dcal audit` (src/run/audit.c) re-checks it.
 #include "run/rundir.h"

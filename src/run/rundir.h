@@ -1,4 +1,4 @@
-// rundir.h: the run directory (DESIGN §6): config.yaml, compliance.txt,
+// rundir.h: the run directory (ARCHITECTURE.md §6): config.yaml, compliance.txt,
 // manifest.json, metrics.jsonl, checkpoints. `dcal audit` re-checks it.
 #pragma once
 #include <stdio.h>

@@ -1,6 +1,6 @@
 // checkpoint.c: save and restore the whole training state, exactly: weights,
 // AdamW moments and the data/RNG position, so a resumed run continues bit for
-// bit (all randomness is keyed by seed and position, DESIGN §6).
+// bit (all randomness is keyed by seed and position, ARCHITECTURE.md §6).
 #include "train/checkpoint.h"
 #include <inttypes.h>
 #include <string.h>

@@ -1,5 +1,5 @@
-// checkpoint.h: training state ⇄ one safetensors file (DESIGN §6).
-// Tensors: every parameter by its SPEC §6 name, AdamW moments as
+// checkpoint.h: training state ⇄ one safetensors file (ARCHITECTURE.md §6).
+// Tensors: every parameter by its MODEL.md §6 name, AdamW moments as
 // "adam.m.<name>" / "adam.v.<name>". __metadata__: the position in the run
 // (step, epoch, batch, micro_step), the seed, dcal's version, and
 // params_sha256 = sha256 over the fp32 bytes of the parameters in table order.

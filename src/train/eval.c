@@ -1,4 +1,4 @@
-// eval.c: evaluation on the test split (SPEC §3). PWCA is off at inference;
+// eval.c: evaluation on the test split (MODEL.md §3). PWCA is off at inference;
 // the combined prediction is argmax(softmax(SA) + softmax(GLCA)). Reports the
 // top-1 of SA, GLCA and SA+GLCA and the mean per-class accuracy.
 #include <math.h>
@@ -21,7 +21,7 @@ static void tally_row(Tally *y, const float *a, const float *g, int C, int label
     for (int k = 0; k < C; k++) {
         if (a[k] > a[pa]) pa = k;
         if (g[k] > g[pg]) pg = k;
-        double p = exp(a[k] - ma) / za + exp(g[k] - mg) / zg;   // SPEC §3: softmax sum
+        double p = exp(a[k] - ma) / za + exp(g[k] - mg) / zg;   // MODEL.md §3: softmax sum
         if (p > best) { best = p; pc = k; }
     }
     y->ok[0] += pa == label;

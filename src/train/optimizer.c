@@ -1,4 +1,4 @@
-// optimizer.c: the learning-rate schedule and the AdamW update (SPEC §4).
+// optimizer.c: the learning-rate schedule and the AdamW update (MODEL.md §4).
 // Warm-up is linear per optimizer step from warmup_lr, then cosine to min_lr;
 // AdamW runs per tensor so that weight decay applies only where
 // ParamTensor.decay says (not biases, LayerNorm, pos/cls or loss_w).

@@ -2,7 +2,7 @@
 // PWCA distractors from a derangement keyed by the global micro-step, runs the
 // training forward (SA, rollout, GLCA, PWCA, loss) and the backward, which
 // accumulates into the model's gradient with loss scale 1/accumulation, so k
-// micro-batches of 16/k average to one batch of 16 (SPEC §4).
+// micro-batches of 16/k average to one batch of 16 (MODEL.md §4).
 #include <math.h>
 #include "core/rng.h"
 #include "train/trainer.h"

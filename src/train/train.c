@@ -1,4 +1,4 @@
-// train.c: the training loop (SPEC §4), read top-down as a list of calls:
+// train.c: the training loop (MODEL.md §4), read top-down as a list of calls:
 // for each epoch, for each optimizer step — micro-batches (forward, backward),
 // gradient check, AdamW, progress — then eval and checkpoint. Everything random
 // is keyed by (seed, position), so a run stopped and resumed from its

@@ -1,4 +1,4 @@
-// train.h: the training loop (SPEC §4): AdamW with decay groups, warm-up +
+// train.h: the training loop (MODEL.md §4): AdamW with decay groups, warm-up +
 // cosine, gradient accumulation to the effective batch, eval, checkpoints,
 // exact resume, SIGINT/SIGTERM handling.
 #pragma once

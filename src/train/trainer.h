@@ -60,7 +60,7 @@ void trainer_teardown(Trainer *t);
 // TRAIN_GO_ON or an exit code. The gradient ends accumulated in t->m.grads.
 int trainer_micro_batches(Trainer *t);
 
-// optimizer.c: AdamW over every tensor at learning rate lr (SPEC §4 decay groups).
+// optimizer.c: AdamW over every tensor at learning rate lr (MODEL.md §4 decay groups).
 void optimizer_update(Trainer *t, double lr);
 
 // log.c: the progress line and its metrics.jsonl row; the final summary.

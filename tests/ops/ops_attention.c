@@ -205,7 +205,7 @@ const OpDef OP_PROBS_MEAN = {"attention_probs_mean", pm_init, pm_ref, NULL, pm_b
 
 // ---- rollout_step: p = {B, N, steps, hand} ------------------------------------------
 // S [steps, B, N, N] row-stochastic, applied in order (newest layer first); r0 = the CLS row
-// of the identity. hand: B = 1, N = 3, two steps with the 3×3 matrices of SPEC §2's example.
+// of the identity. hand: B = 1, N = 3, two steps with the 3×3 matrices of MODEL.md §2's example.
 static void roll_init(OpCase *c, Rng *r) {
     int B = c->row->p[0], N = c->row->p[1], steps = c->row->p[2];
     c->nx = 2, c->ny = 1;

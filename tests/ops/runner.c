@@ -10,7 +10,7 @@
 //   bwd   A: gradients from zero, compared with the reference;
 //         B: from random start values s0 on one thread: (B − s0) compared, so
 //            an op that overwrites instead of accumulating (+=) fails;
-//         C: B again on the default thread count: same bits as B (DESIGN §6);
+//         C: B again on the default thread count: same bits as B (ARCHITECTURE.md §6);
 //         D: with the op's optional gradients NULL (c->partial): the rest has
 //            C's bits, the NULL'd views keep s0.
 #include <math.h>

@@ -4,7 +4,7 @@
 // Memory: forward keeps only out and the per-row log-sum-exp; backward
 // recomputes each query row's scores from q, k and lse. The only score
 // storage is one row of n1+n2 floats per thread, so backward storage grows
-// linearly in N (DESIGN §3), never as a per-head N×N matrix.
+// linearly in N (ARCHITECTURE.md §3), never as a per-head N×N matrix.
 //
 // Work is split over (b, h) pairs; each pair's rows run in order inside one
 // thread, so results are identical for any thread count. For PWCA, dk2/dv2

@@ -14,7 +14,7 @@ static int cpu_available(char *why, size_t n) {
     return 1;
 }
 
-// Host memory is not planned against automatically (DESIGN §4): --max-memory does that.
+// Host memory is not planned against automatically (ARCHITECTURE.md §4): --max-memory does that.
 static size_t cpu_free_memory(void) { return 0; }
 
 // The "model name" line of /proc/cpuinfo, or "unknown CPU".
