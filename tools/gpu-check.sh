@@ -36,7 +36,7 @@ if ! cmake --build "$BUILD" -j"$JOBS" > "$OUT/build.log" 2>&1; then
     # Device time is scarce: a broken unrelated target should not cost the GPU
     # results, so build the gpu suites alone and go on (the run still fails).
     step "FAIL: full build; building the gpu suites alone"
-    for t in "$ROOT"/tests/gpu_*.c; do
+    for t in "$ROOT"/tests/gpu_*.c "$ROOT"/tests/gradcheck_backend_ops.c; do
         [ -f "$t" ] || continue
         n=$(basename "$t" .c)
         cmake --build "$BUILD" -j"$JOBS" --target "$n" >> "$OUT/build.log" 2>&1 || step "FAIL: cannot build $n"
@@ -45,14 +45,20 @@ fi
 nw=$(grep -ci "warning" "$OUT/build.log")
 step "build done ($nw warning lines)"
 
-step "ctest -L gpu"
-(cd "$BUILD" && ctest -L gpu --output-on-failure) > "$OUT/ctest-gpu.log" 2>&1
+# The gpu suites and the op-case table (every op on every backend present, one
+# column per CUDA precision; its CUDA columns only run here).
+step "ctest -L gpu -R gradcheck_backend_ops"
+(cd "$BUILD" && ctest -L gpu --output-on-failure && ctest -R gradcheck_backend_ops --output-on-failure -V) \
+    > "$OUT/ctest-gpu.log" 2>&1
 test_rc=$?
 cp "$BUILD/Testing/Temporary/LastTest.log" "$OUT/ctest-gpu-full.log" 2>/dev/null
 tail -15 "$OUT/ctest-gpu.log" | tee -a "$OUT/summary.txt"
 # Per-op parity numbers (the full output of passing suites lives only in LastTest.log).
-grep -h -E "^parity|skipping" "$OUT/ctest-gpu-full.log" > "$OUT/parity.txt" 2>/dev/null
-if grep -q "Skipped\|skipping" "$OUT/ctest-gpu.log"; then test_rc=1; step "gpu tests were skipped: no usable GPU"; fi
+grep -h -E "^parity|skipping|^ *[0-9]*: *cuda|not available" "$OUT/ctest-gpu.log" "$OUT/ctest-gpu-full.log" \
+    > "$OUT/parity.txt" 2>/dev/null
+if grep -q "Skipped\|skipping\|not available here" "$OUT/ctest-gpu.log"; then
+    test_rc=1; step "gpu tests were skipped: no usable GPU"
+fi
 
 step "benchmarks"
 bench_rc=0
