@@ -123,3 +123,8 @@ static inline int config_tokens(const ModelConfig *m) {
 int config_topk(const ModelConfig *m);
 // Closest known key to `key` by edit distance (for "did you mean"), or NULL.
 const char *config_suggest(const char *key);
+
+// The largest micro-batch B >= 2 that divides per_device and whose bytes(B) fit
+// budget; 0 when even B = 2 does not. The one picker (dcal plan uses it too).
+int config_pick_micro_batch(const ModelConfig *m, int per_device, bool ckpt, size_t budget,
+                            size_t (*bytes)(const ModelConfig *, int micro_batch, bool ckpt));

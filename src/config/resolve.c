@@ -74,10 +74,9 @@ static int set_pretrained(DcalConfig *c, const char *file) {
 // budget; accumulation keeps the effective batch exact.
 static int pick_micro_batch(const ConfigRequest *rq, size_t budget, const char *from, DcalConfig *c) {
     TrainConfig *t = &c->train;
-    int eff = config_effective_batch(c), per_dev = eff / t->devices, mb = 0;
+    int eff = config_effective_batch(c), per_dev = eff / t->devices;
     if (!rq->train_bytes) { dcal_err("internal: a memory budget needs the planner (train_bytes)"); return 0; }
-    for (int B = per_dev; B >= 2 && !mb; B--)
-        if (per_dev % B == 0 && rq->train_bytes(&c->model, B, t->checkpoint_blocks) <= budget) mb = B;
+    int mb = config_pick_micro_batch(&c->model, per_dev, t->checkpoint_blocks, budget, rq->train_bytes);
     double budget_mib = budget / 1048576.0;
     if (!mb) {
         dcal_err("%s (%.1f MiB): even micro-batch 2 needs %.1f MiB (try --set train.checkpoint_blocks=true)", from,

@@ -50,3 +50,4 @@ typedef struct {
 
 // 1 on success; 0 after one or more "dcal: ..." error lines.
 int config_resolve(const ConfigRequest *rq, ResolvedConfig *out);
+

@@ -11,12 +11,7 @@ size_t plan_train_bytes(const ModelConfig *cfg, int B, bool ckpt) {
 }
 
 int plan_pick_micro_batch(const ModelConfig *cfg, int effective_batch, bool ckpt, size_t budget) {
-    // B ≥ 2: PWCA draws each image's distractor from the same micro-batch (a
-    // derangement, no self-pairs), so a micro-batch of one has no pair.
-    // B must divide the effective batch so accumulation keeps it exact (MODEL.md §4).
-    for (int B = effective_batch; B >= 2; B--)
-        if (effective_batch % B == 0 && plan_train_bytes(cfg, B, ckpt) <= budget) return B;
-    return 0;
+    return config_pick_micro_batch(cfg, effective_batch, ckpt, budget, plan_train_bytes);
 }
 
 void plan_print(FILE *f, const ModelConfig *cfg, int B) {
