@@ -9,21 +9,23 @@
 #include <time.h>
 #include <unistd.h>
 
-void dcal_err(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
+static void verr(const char *fmt, va_list ap) {
     fputs("dcal: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+}
+
+void dcal_err(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    verr(fmt, ap);
     va_end(ap);
 }
 
 void dcal_die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fputs("dcal: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    verr(fmt, ap);
     va_end(ap);
     exit(DCAL_EXIT_FAIL);
 }
