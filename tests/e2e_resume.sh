@@ -19,6 +19,9 @@ echo "uninterrupted $a"; echo "resumed       $b"
 # Changing the model on resume is refused.
 if "$dcal" train --resume "$tmp/runs/cut" --set model.dim=64 2> "$tmp/err.txt"; then echo "FAIL: resume accepted a model change"; exit 1; fi
 grep -q "would change the run" "$tmp/err.txt"
+# So is a memory budget: the checkpoint's position counts micro-batches of the run's size.
+if "$dcal" train --resume "$tmp/runs/cut" --max-memory 8G 2> "$tmp/err.txt"; then echo "FAIL: resume accepted --max-memory"; exit 1; fi
+grep -q "cannot change a resumed run's micro-batch" "$tmp/err.txt" || { cat "$tmp/err.txt"; exit 1; }
 # A new run may not reuse an existing run directory.
 if "$dcal" train "${common[@]}" --set train.run_name=full 2> "$tmp/err.txt" > /dev/null; then echo "FAIL: run dir reused"; exit 1; fi
 cat "$tmp/err.txt"

@@ -145,11 +145,18 @@ int config_resolve(const ConfigRequest *rq, ResolvedConfig *out) {
     if (rq->pretrained && !set_pretrained(c, rq->pretrained)) return 0;
     if (!config_finalize(c) || !compliance_check_deviations(c)) return 0;
     size_t budget = rq->memory_budget;
+    if (budget && rq->resume_dir) {
+        dcal_err("--resume: a memory budget (%s) cannot change a resumed run's micro-batch",
+                 rq->budget_from ? rq->budget_from : "memory budget");
+        return 0;
+    }
     const char *from = rq->budget_from ? rq->budget_from : "memory budget", *precisions = rq->backend_precisions;
     if (rq->device_facts) {   // ARCHITECTURE.md §4: fit the micro-batch to the device, never OOM mid-run
         size_t free_bytes = 0;
         if (!rq->device_facts(c->train.device, &free_bytes, &precisions)) return 0;
-        if (rq->training && !budget && free_bytes) {   // a training plan: eval keeps its batch
+        // A training plan only: eval keeps its batch, and a resumed run its micro-batch
+        // (the checkpoint's position counts micro-batches).
+        if (rq->training && !rq->resume_dir && !budget && free_bytes) {
             budget = free_bytes / 100 * 95;   // 5% for library workspaces and the runtime's growth
             from = "free device memory";
         }
