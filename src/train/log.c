@@ -1,8 +1,10 @@
 // log.c: what a run tells its user. A progress line about five times an
 // epoch (loss and the three CEs averaged since the last line, lr, gradient
 // norm, throughput, ETA, peak RSS), mirrored as a row of metrics.jsonl, and
-// the final summary.
+// the final summary; and the exact record of every step (RUN/steps.tsv).
+#include <errno.h>
 #include <math.h>
+#include <string.h>
 #include <sys/resource.h>
 #include "core/json.h"
 #include "train/trainer.h"
@@ -57,6 +59,20 @@ void log_progress(Trainer *t, int epoch, double lr, double gsq) {
     p->sum_loss = 0;
     p->sum_ce[0] = p->sum_ce[1] = p->sum_ce[2] = 0;
     p->n_sum = 0;
+}
+
+int log_step(Trainer *t, double lr, double gsq) {
+    const double n = t->accum;
+    StepRecord r = {.step = t->pos.step, .micro_step = t->pos.micro_step, .loss = t->step_sum[0] / n,
+                    .ce = {t->step_sum[1] / n, t->step_sum[2] / n, t->step_sum[3] / n}, .gsq = gsq, .lr = lr};
+    if (trainer_replaying(t)) {
+        if (r.step >= 1 && r.step <= t->o->replay_steps) t->replayed[r.step - 1] = r;
+        return 1;
+    }
+    if (steplog_append(&t->steps, &r)) return 1;
+    dcal_err("%s: cannot write step %lld: %s: stopping; %s", t->steps.path, (long long)r.step, strerror(errno),
+             trainer_checkpoint_state(t));
+    return 0;
 }
 
 void log_final(Trainer *t) {

@@ -43,8 +43,10 @@ static int micro_batch(Trainer *t, int k) {
         return DCAL_EXIT_FAIL;
     }
     model_backward(&t->m, 1.0f / t->accum);
-    if (t->o->dump_path) dump_micro(t, &so, k);
+    if (t->o->dump_path && !trainer_replaying(t)) dump_micro(t, &so, k);
     t->pos.micro_step++;
+    t->step_sum[0] += so.loss;   // steps.tsv: in micro-batch order, in double (exact for a few floats)
+    for (int h = 0; h < 3; h++) t->step_sum[1 + h] += so.ce[h];
     t->prog.sum_loss += so.loss;
     for (int h = 0; h < 3; h++) t->prog.sum_ce[h] += so.ce[h];
     t->prog.n_sum++;
@@ -53,6 +55,7 @@ static int micro_batch(Trainer *t, int k) {
 
 int trainer_micro_batches(Trainer *t) {
     model_zero_grads(&t->m);
+    for (int i = 0; i < 4; i++) t->step_sum[i] = 0;
     for (int k = 0; k < t->accum; k++) {
         int rc = micro_batch(t, k);
         if (rc != TRAIN_GO_ON) return rc;

@@ -18,11 +18,24 @@ static int stop_with_checkpoint(Trainer *t, const char *why) {
     return DCAL_EXIT_OK;
 }
 
+// After a step: stop for a signal or train.max_steps, or go on. A replay
+// stops after its last step and never writes a checkpoint.
+static int after_step(Trainer *t) {
+    if (trainer_replaying(t)) {
+        if (train_stop_signal) { dcal_err("replay interrupted at step %lld", (long long)t->pos.step); return DCAL_EXIT_FAIL; }
+        return t->pos.step >= t->o->replay_steps ? DCAL_EXIT_OK : TRAIN_GO_ON;
+    }
+    if (train_stop_signal) return stop_with_checkpoint(t, "interrupted");
+    if (t->c->train.max_steps > 0 && t->pos.step >= t->c->train.max_steps)
+        return stop_with_checkpoint(t, "stopped (train.max_steps)");
+    return TRAIN_GO_ON;
+}
+
 // One optimizer step of epoch `epoch` that ends at micro-batch index b.
 static int optimizer_step(Trainer *t, int epoch, int b) {
     int rc = trainer_micro_batches(t);
     if (rc != TRAIN_GO_ON) return rc;
-    if (t->o->dump_path) return dump_write(t) ? DCAL_EXIT_OK : DCAL_EXIT_FAIL;
+    if (t->o->dump_path && !trainer_replaying(t)) return dump_write(t) ? DCAL_EXIT_OK : DCAL_EXIT_FAIL;
     double lr = lr_at(&t->c->optim, t->pos.step, t->total, t->warm);
     double gsq = t->be->sumsq(t->m.grads, t->m.n_params);
     if (!isfinite(gsq)) {
@@ -34,15 +47,13 @@ static int optimizer_step(Trainer *t, int epoch, int b) {
     t->pos.step++;
     t->pos.epoch = epoch;
     t->pos.batch = b;
+    if (!log_step(t, lr, gsq)) return DCAL_EXIT_FAIL;
     t->prog.steps_timed++;
     t->prog.imgs_since += (long)t->micro * t->accum;
     int log_every = t->spe / 5 > 0 ? t->spe / 5 : 1;
     bool end_epoch = b + t->accum > t->spe * t->accum;
-    if (t->pos.step % log_every == 0 || end_epoch) log_progress(t, epoch, lr, gsq);
-    if (train_stop_signal) return stop_with_checkpoint(t, "interrupted");
-    if (t->c->train.max_steps > 0 && t->pos.step >= t->c->train.max_steps)
-        return stop_with_checkpoint(t, "stopped (train.max_steps)");
-    return TRAIN_GO_ON;
+    if ((t->pos.step % log_every == 0 || end_epoch) && !trainer_replaying(t)) log_progress(t, epoch, lr, gsq);
+    return after_step(t);
 }
 
 // After the epoch's steps: eval and checkpoint as configured (always after the last).
@@ -51,6 +62,7 @@ static int end_of_epoch(Trainer *t, int epoch) {
     bool last = epoch + 1 == t->c->optim.epochs;
     t->pos.epoch = epoch + 1;
     t->pos.batch = 0;
+    if (trainer_replaying(t)) return TRAIN_GO_ON;   // eval and checkpoints do not change the steps
     if ((tc->eval_every && (epoch + 1) % tc->eval_every == 0) || last)
         if (!trainer_eval(t, epoch)) return DCAL_EXIT_FAIL;
     if ((tc->save_every && (epoch + 1) % tc->save_every == 0) || last)
@@ -77,20 +89,31 @@ static int run_epochs(Trainer *t) {
         int rc = end_of_epoch(t, epoch);
         if (rc != TRAIN_GO_ON) return rc;
     }
-    log_final(t);
+    if (!trainer_replaying(t)) log_final(t);
     return DCAL_EXIT_OK;
+}
+
+int trainer_run(Trainer *t) {
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    int rc = run_epochs(t);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    return rc;
+}
+
+// RUN/steps.tsv, cut back to the checkpoint's step on resume (after a kill -9
+// it may hold steps the checkpoint does not).
+static int open_step_log(Trainer *t) {
+    if (t->o->dump_path) return 1;   // --dump-step and replays have no run directory
+    return steplog_open(&t->steps, t->run.dir, t->o->resume_dir ? t->pos.step : -1);
 }
 
 int train_main(const DcalConfig *c, const TrainOptions *o) {
     Trainer t = {.c = c, .o = o};
     int rc = DCAL_EXIT_FAIL;
-    if (trainer_setup(&t)) {
-        signal(SIGINT, on_signal);
-        signal(SIGTERM, on_signal);
-        rc = run_epochs(&t);
-    }
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
+    if (trainer_setup(&t) && open_step_log(&t)) rc = trainer_run(&t);
+    steplog_close(&t.steps);
     trainer_teardown(&t);
     return rc;
 }

@@ -14,10 +14,23 @@ typedef struct {
     int argc; char **argv;     // for the manifest
     int n_allowed; char (*allowed)[48];   // --allow-deviation ids, for the manifest
     const RuleResult *rules; int n_rules; // the gate's table (config_resolve), for compliance.txt
+    int64_t replay_steps;      // > 0: replay mode (train_replay sets it; it also sets dump_path to "" so
+                               // that setup skips the run directory as for --dump-step)
 } TrainOptions;
 
 // The config is final (config_resolve): the trainer never changes it.
 int train_main(const DcalConfig *c, const TrainOptions *o);
+
+// dcal audit --replay: re-execute the first `steps` optimizer steps of the run
+// in run_dir from its recorded start (c: its config.yaml, resolved as on
+// resume; data.root may differ) without writing into run_dir, and compare
+// every value with its steps.tsv bit for bit. The starting weights must hash
+// as the manifest records and the dataset must fingerprint as recorded. On
+// another machine kind (the backend's describe() differs from the manifest's)
+// it reports the largest relative difference instead of a verdict.
+// DCAL_EXIT_OK: match (or no verdict); DCAL_EXIT_FAIL: a difference or a
+// refusal; DCAL_EXIT_USAGE: steps out of range.
+int train_replay(const DcalConfig *c, const char *run_dir, int64_t steps);
 
 // Evaluation on the test split: top-1 of SA, GLCA and SA+GLCA (softmax sum),
 // and the mean per-class accuracy of the combined prediction.

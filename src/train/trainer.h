@@ -6,6 +6,7 @@
 #include "datasets/dataset.h"
 #include "model/model.h"
 #include "run/rundir.h"
+#include "run/steplog.h"
 #include "train/checkpoint.h"
 #include "train/train.h"
 
@@ -45,12 +46,21 @@ typedef struct {
     char init_hash[65], pre_hash[65];
     Dump dump;
     Progress prog;
+    StepLogW steps;             // RUN/steps.tsv (not open for a dump or a replay)
+    double step_sum[4];         // this step's micro-batch loss and CEs (SA, GLCA, PWCA), summed in double
+    StepRecord *replayed;       // replay mode (o->replay_steps): record of step s at [s - 1]
 } Trainer;
 
 // A phase either lets the run go on or ends it with an exit code.
 enum { TRAIN_GO_ON = -1 };
 
 extern volatile sig_atomic_t train_stop_signal;   // SIGINT/SIGTERM seen (signal number)
+
+// Replaying a run's first steps (dcal audit --replay): no run directory, no eval, no checkpoint.
+static inline bool trainer_replaying(const Trainer *t) { return t->o->replay_steps > 0; }
+
+// train.c: the epochs from t->pos with SIGINT/SIGTERM handled; an exit code.
+int trainer_run(Trainer *t);
 
 // setup.c: everything before the first step, and the teardown.
 int trainer_setup(Trainer *t);
@@ -65,6 +75,9 @@ void optimizer_update(Trainer *t, double lr);
 
 // log.c: the progress line and its metrics.jsonl row; the final summary.
 void log_progress(Trainer *t, int epoch, double lr, double gsq);
+// The exact record of the step just done (t->pos.step): a steps.tsv line, or
+// in replay mode t->replayed[step - 1]. 0 after an error line.
+int log_step(Trainer *t, double lr, double gsq);
 void log_final(Trainer *t);
 
 // eval.c: evaluate on the test split, print and record it.
