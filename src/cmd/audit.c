@@ -10,7 +10,8 @@
 #include "train/train.h"
 
 static const char help[] =
-    "usage: dcal audit [--replay K [--data-root DIR]] RUN_DIR\n\n"
+    "usage: dcal audit RUN_DIR\n"
+    "       dcal audit --replay K [--data-root DIR] RUN_DIR\n\n"
     "Re-check a run directory: manifest.json parses; config.yaml loads and matches the manifest's\n"
     "sha256; the compliance report regenerates identically with no undeclared FAIL; every\n"
     "*.safetensors checkpoint loads and matches its params_sha256; pretrained/init files still\n"
