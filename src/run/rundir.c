@@ -1,6 +1,8 @@
 // rundir.c: the run directory (ARCHITECTURE.md §6). Everything needed to say what a run
 // was is written before the first step: resolved config, compliance report,
 // manifest (who/what/where, hashes). `dcal audit` (src/run/audit.c) re-checks it.
+// A run holds an flock on <dir>/.lock while it runs; --resume opens exactly the
+// directory given and first trims metrics.jsonl back to its checkpoint.
 #include "run/rundir.h"
 #include <dirent.h>
 #include <errno.h>
