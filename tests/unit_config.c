@@ -346,6 +346,52 @@ START_TEST(test_resolve_resume) {
     ck_assert(!resolve_cap(&rq, &err));
     ck_assert_msg(strstr(err, "--resume no-such-run: no run there (expected no-such-run/config.yaml or "
                               "runs/no-such-run/config.yaml)"), "got: %s", err);
+    // A path is used exactly as given: no fallback under train.out_dir.
+    rq = (ConfigRequest){.resume_dir = "somewhere/run"};
+    ck_assert(!resolve_cap(&rq, &err));
+    ck_assert_msg(strstr(err, "--resume somewhere/run: no run there (expected somewhere/run/config.yaml)\n"), "got: %s",
+                  err);
+}
+END_TEST
+
+// train.devices: only 1 until data-parallel training exists; named by where it was set.
+START_TEST(test_devices_only_one) {
+    ck_assert_int_eq(verify_text("train:\n  devices: 2\n  micro_batch: 8\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml: train.devices 2: data-parallel training is not implemented yet, only 1 is "
+                              "supported"), "got: %s", out);
+    ck_assert_int_eq(verify_text("train:\n  micro_batch: 8\n", "--set train.devices=2"), 1);
+    ck_assert_msg(strstr(out, "dcal: --set train.devices=2: train.devices 2: data-parallel"), "got: %s", out);
+    ck_assert_int_eq(verify_text("train:\n  devices: 2\n", "--set train.devices=1"), 0);   // the --set wins
+}
+END_TEST
+
+// train.run_name is a plain directory name ("" = generated).
+START_TEST(test_run_name_plain) {
+    static const char *const bad[] = {"../x", "a/b", "/abs", ".", "..", "tab\there", "nl\nx", NULL};
+    for (int i = 0; bad[i]; i++) {
+        DcalConfig c;
+        config_defaults(&c);
+        snprintf(c.train.run_name, sizeof c.train.run_name, "%s", bad[i]);
+        cap_begin();
+        int ok = config_finalize(&c);
+        const char *err = cap_end();
+        ck_assert_msg(!ok, "run_name '%s' accepted", bad[i]);
+        ck_assert_msg(strstr(err, "config: train.run_name") && strstr(err, "a run name is a plain directory name"),
+                      "%s", err);
+        ck_assert_msg(strchr(err, '\n') == err + strlen(err) - 1, "not one line: %s", err);
+    }
+    static const char *const good[] = {"", "tiny", "cub-20260101-120000", "a.b_c", "...", NULL};
+    for (int i = 0; good[i]; i++) {
+        DcalConfig c;
+        config_defaults(&c);
+        snprintf(c.train.run_name, sizeof c.train.run_name, "%s", good[i]);
+        ck_assert_msg(config_finalize(&c), "run_name '%s' refused", good[i]);
+    }
+    ck_assert_int_eq(verify_text("train:\n  run_name: \"../up\"\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml: train.run_name '../up' contains '/'"), "got: %s", out);
+    ck_assert_int_eq(verify_text("train:\n  run_name: ok\n", "--set train.run_name=.."), 1);
+    ck_assert_msg(strstr(out, "dcal: --set train.run_name=..: train.run_name '..' is not a directory name"), "got: %s",
+                  out);
 }
 END_TEST
 
@@ -368,6 +414,8 @@ int main(void) {
     tcase_add_test(tc, test_resolve_gate);
     tcase_add_test(tc, test_resolve_precision);
     tcase_add_test(tc, test_resolve_resume);
+    tcase_add_test(tc, test_devices_only_one);
+    tcase_add_test(tc, test_run_name_plain);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -39,7 +39,8 @@ static char *slurp(const char *dir, const char *name) {
 
 // A complete run: rundir_open + manifest + metrics + a checkpoint of a tiny model.
 static void make_run_pre(RunDir *r, const DcalConfig *c, const char *pre, const char *pre_sha) {
-    ck_assert(rundir_open(r, c, 0));
+    ck_assert(rundir_open(r, c, NULL));
+    ck_assert(rundir_open_metrics(r, false, 0));
     char allowed[1][48] = {"effective_batch"};
     char *argv[] = {"dcal", "train", "--dataset", "tiny", "--set", "note=\"quoted\"\\path"};
     RuleResult rr[COMPLIANCE_MAX_RULES];
@@ -99,14 +100,15 @@ START_TEST(open_manifest_metric) {
     // The same run name again: refused, naming --resume and train.run_name.
     RunDir r2;
     cap_begin();
-    int ok = rundir_open(&r2, &c, 0);
+    int ok = rundir_open(&r2, &c, NULL);
     const char *err = cap_end();
     ck_assert_int_eq(ok, 0);
     ck_assert_msg(strstr(err, "already exists") && strstr(err, "--resume") && strstr(err, "train.run_name"), "%s", err);
     // Resume appends to metrics and leaves config.yaml alone.
     struct stat before, after;
     ck_assert(stat(path, &before) == 0);
-    ck_assert(rundir_open(&r2, &c, 1));
+    ck_assert(rundir_open(&r2, &c, r.dir));
+    ck_assert(rundir_open_metrics(&r2, true, 2));
     rundir_metric(&r2, "{\"kind\":\"train\",\"step\":3}");
     rundir_close(&r2);
     ck_assert(stat(path, &after) == 0);
@@ -115,9 +117,10 @@ START_TEST(open_manifest_metric) {
     ck_assert_ptr_nonnull(strstr(met, "acc_sa\":0.1}\n{\"kind\":\"train\",\"step\":3}\n"));
     free(met);
     // Resume of a run that does not exist.
-    DcalConfig c3 = tiny(out, "nope");
+    char nope[1200];
+    snprintf(nope, sizeof nope, "%s/nope", out);
     cap_begin();
-    ok = rundir_open(&r2, &c3, 1);
+    ok = rundir_open(&r2, &c, nope);
     err = cap_end();
     ck_assert_int_eq(ok, 0);
     ck_assert_ptr_nonnull(strstr(err, "manifest.json missing"));
@@ -131,7 +134,8 @@ START_TEST(manifest_from_caller) {
     snprintf(out, sizeof out, "%s", test_tmpdir("rundir"));
     DcalConfig c = tiny(out, "caller");
     RunDir r;
-    ck_assert(rundir_open(&r, &c, 0));
+    ck_assert(rundir_open(&r, &c, NULL));
+    ck_assert(rundir_open_metrics(&r, false, 0));
     RuleResult rr[COMPLIANCE_MAX_RULES];
     int n = compliance_check(&c, NULL, 0, rr);
     ck_assert_int_gt(n, 2);
@@ -185,7 +189,7 @@ START_TEST(default_run_name) {
     snprintf(out, sizeof out, "%s", test_tmpdir("rundir"));
     DcalConfig c = tiny(out, "");
     RunDir r;
-    ck_assert(rundir_open(&r, &c, 0));
+    ck_assert(rundir_open(&r, &c, NULL));
     rundir_close(&r);
     // <dataset>-YYYYMMDD-HHMMSS (UTC), and config.yaml records it so --resume finds the dir.
     const char *name = strrchr(r.dir, '/') + 1;
@@ -273,6 +277,142 @@ START_TEST(audit_weight_files) {
 }
 END_TEST
 
+// A run holds <dir>/.lock: a second open of it (resume or a new run of the same
+// name) is refused naming the directory and the holder; the lock ends with the run.
+START_TEST(lock_refuses_second) {
+    char out[1100], want[2400];
+    snprintf(out, sizeof out, "%s", test_tmpdir("rundir"));
+    DcalConfig c = tiny(out, "locked");
+    RunDir r, r2;
+    make_run(&r, &c);   // still open: holds the lock
+    snprintf(want, sizeof want, "%s: in use by another dcal process (pid %ld) holding %s/.lock", r.dir,
+             (long)getpid(), r.dir);
+    cap_begin();
+    int ok = rundir_open(&r2, &c, r.dir);
+    const char *err = cap_end();
+    ck_assert_int_eq(ok, 0);
+    ck_assert_msg(strstr(err, want), "%s", err);
+    cap_begin();
+    ok = rundir_open(&r2, &c, NULL);
+    err = cap_end();
+    ck_assert_int_eq(ok, 0);
+    ck_assert_msg(strstr(err, want), "%s", err);
+    rundir_close(&r);
+    ck_assert(rundir_open(&r2, &c, r.dir));   // released
+    rundir_close(&r2);
+}
+END_TEST
+
+// A new run never writes into a non-empty directory that is not a dcal run.
+START_TEST(foreign_dir_refused) {
+    char out[1100], p[1300];
+    snprintf(out, sizeof out, "%s", test_tmpdir("rundir"));
+    snprintf(p, sizeof p, "%s/mine", out);
+    ck_assert(mkdir_p(p) == 0);
+    snprintf(p, sizeof p, "%s/mine/notes.txt", out);
+    write_text(p, "my notes\n");
+    DcalConfig c = tiny(out, "mine");
+    RunDir r;
+    cap_begin();
+    int ok = rundir_open(&r, &c, NULL);
+    const char *err = cap_end();
+    ck_assert_int_eq(ok, 0);
+    ck_assert_msg(strstr(err, "/mine: not empty and not a dcal run (it holds 'notes.txt' but no manifest.json)"),
+                  "%s", err);
+    snprintf(p, sizeof p, "%s/mine/.lock", out);
+    ck_assert_msg(access(p, F_OK) != 0, "a lock file was written into a foreign directory");
+    snprintf(p, sizeof p, "%s/mine/config.yaml", out);
+    ck_assert(access(p, F_OK) != 0);
+    // An empty directory, and one a failed start left (config.yaml, .lock), are taken.
+    snprintf(p, sizeof p, "%s/empty", out);
+    ck_assert(mkdir_p(p) == 0);
+    DcalConfig e = tiny(out, "empty");
+    ck_assert(rundir_open(&r, &e, NULL));
+    rundir_close(&r);   // leaves config.yaml and .lock, no manifest
+    ck_assert(rundir_open(&r, &e, NULL));
+    rundir_close(&r);
+    // A resume never creates a lock in a directory without a run.
+    snprintf(p, sizeof p, "%s/mine", out);
+    cap_begin();
+    ok = rundir_open(&r, &c, p);
+    err = cap_end();
+    ck_assert_int_eq(ok, 0);
+    ck_assert_ptr_nonnull(strstr(err, "no run to resume here (manifest.json missing)"));
+    snprintf(p, sizeof p, "%s/mine/.lock", out);
+    ck_assert(access(p, F_OK) != 0);
+}
+END_TEST
+
+// Resume keeps the metrics rows up to the checkpoint's step (train and eval),
+// drops later ones, "final" rows and a torn last line; keeps a line it cannot read.
+START_TEST(metrics_truncated_on_resume) {
+    char out[1100], p[1300];
+    snprintf(out, sizeof out, "%s", test_tmpdir("rundir"));
+    DcalConfig c = tiny(out, "trunc");
+    RunDir r;
+    make_run(&r, &c);
+    rundir_metric(&r, "not json");
+    rundir_metric(&r, "{\"kind\":\"train\",\"step\":3,\"loss\":2.3}");
+    rundir_metric(&r, "{\"kind\":\"eval\",\"step\":3,\"acc_sa\":0.2}");
+    rundir_metric(&r, "{\"kind\":\"final\",\"step\":3}");
+    rundir_close(&r);
+    snprintf(p, sizeof p, "%s/metrics.jsonl", r.dir);
+    FILE *f = fopen(p, "a");
+    fputs("{\"kind\":\"train\",\"st", f);   // a kill -9 mid-line
+    fclose(f);
+    const char *kept = "{\"kind\":\"train\",\"step\":1,\"loss\":2.5}\n{\"kind\":\"train\",\"step\":2,\"loss\":2.4}\n"
+                       "{\"kind\":\"eval\",\"step\":2,\"acc_sa\":0.1}\nnot json\n";
+    // A negative step would drop everything: refused, file as it was.
+    cap_begin();
+    ck_assert(rundir_open(&r, &c, r.dir));
+    int ok = rundir_open_metrics(&r, true, -1);
+    const char *err = cap_end();
+    ck_assert_int_eq(ok, 0);
+    ck_assert_msg(strstr(err, "checkpoint step -1 is negative"), "%s", err);
+    rundir_close(&r);
+    char *met = slurp(r.dir, "metrics.jsonl");
+    ck_assert_ptr_nonnull(strstr(met, "\"kind\":\"final\""));
+    free(met);
+    ck_assert(rundir_open(&r, &c, r.dir));
+    ck_assert(rundir_open_metrics(&r, true, 2));
+    rundir_metric(&r, "{\"kind\":\"train\",\"step\":3,\"loss\":2.2}");
+    rundir_close(&r);
+    met = slurp(r.dir, "metrics.jsonl");
+    char want[600];
+    snprintf(want, sizeof want, "%s{\"kind\":\"train\",\"step\":3,\"loss\":2.2}\n", kept);
+    ck_assert_str_eq(met, want);
+    free(met);
+    // Nothing past the checkpoint: the file is not rewritten.
+    struct stat before, after;
+    ck_assert(stat(p, &before) == 0);
+    ck_assert(rundir_open(&r, &c, r.dir));
+    ck_assert(rundir_open_metrics(&r, true, 3));
+    rundir_close(&r);
+    ck_assert(stat(p, &after) == 0);
+    ck_assert(before.st_ino == after.st_ino);
+}
+END_TEST
+
+// Resume re-checks the dataset against manifest.json's fingerprint.
+START_TEST(dataset_fingerprint_on_resume) {
+    char out[1100];
+    snprintf(out, sizeof out, "%s", test_tmpdir("rundir"));
+    DcalConfig c = tiny(out, "fp");
+    RunDir r;
+    make_run(&r, &c);
+    ck_assert(rundir_check_dataset(&r, "/data/here", "fp-0123abcd"));
+    cap_begin();
+    int ok = rundir_check_dataset(&r, "/data/other", "fp-ffff");
+    const char *err = cap_end();
+    ck_assert_int_eq(ok, 0);
+    char want[2400];
+    snprintf(want, sizeof want, "dcal: /data/other: dataset fingerprint fp-ffff differs from the run's fp-0123abcd "
+             "(%s/manifest.json)", r.dir);
+    ck_assert_msg(strstr(err, want), "%s", err);
+    rundir_close(&r);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("rundir");
     TCase *tc = tcase_create("core");
@@ -281,6 +421,10 @@ int main(void) {
     tcase_add_test(tc, default_run_name);
     tcase_add_test(tc, audit_run);
     tcase_add_test(tc, audit_weight_files);
+    tcase_add_test(tc, lock_refuses_second);
+    tcase_add_test(tc, foreign_dir_refused);
+    tcase_add_test(tc, metrics_truncated_on_resume);
+    tcase_add_test(tc, dataset_fingerprint_on_resume);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -74,10 +74,51 @@ static int check_model(const ModelConfig *m, const char *src) {
     return 1;
 }
 
+// Where key got its value: the last --set of it, else the file ("config" for defaults).
+static const char *where_set(const DcalConfig *c, const char *key, const char *src, char *buf, size_t cap) {
+    size_t n = strlen(key);
+    for (int i = c->n_overrides - 1; i >= 0; i--)
+        if (!strncmp(c->overrides[i], key, n) && c->overrides[i][n] == '=') {
+            snprintf(buf, cap, "--set %s", c->overrides[i]);
+            return buf;
+        }
+    return src;
+}
+
+// train.run_name names a directory under train.out_dir: a plain name ("" = generated), so a run
+// can never be written outside it (no '/', not "." or "..", no control characters).
+static int check_run_name(const DcalConfig *c, const char *src) {
+    const char *name = c->train.run_name, *why = NULL;
+    if (!strcmp(name, ".") || !strcmp(name, "..")) why = "is not a directory name";
+    else if (strchr(name, '/')) why = "contains '/'";
+    for (const unsigned char *p = (const unsigned char *)name; !why && *p; p++)
+        if (*p < 0x20 || *p == 0x7f) why = "contains a control character";
+    if (!why) return 1;
+    char buf[300];
+    bool show = strcmp(why, "contains a control character");   // keep the error on one line
+    dcal_err("%s: train.run_name%s%s%s %s (a run name is a plain directory name under train.out_dir)",
+             where_set(c, "train.run_name", src, buf, sizeof buf), show ? " '" : "", show ? name : "",
+             show ? "'" : "", why);
+    return 0;
+}
+
+// Each device would need its own process and an all-reduce of the gradients;
+// until that exists, devices > 1 would train one process on a fraction of the batch.
+static int check_train(const DcalConfig *c, const char *src) {
+    if (c->train.devices != 1) {
+        char buf[300];
+        dcal_err("%s: train.devices %d: data-parallel training is not implemented yet, only 1 is supported (keep "
+                 "the effective batch with train.accum_steps)", where_set(c, "train.devices", src, buf, sizeof buf),
+                 c->train.devices);
+        return 0;
+    }
+    return check_run_name(c, src);
+}
+
 int config_finalize(DcalConfig *c) {
     const ModelConfig *m = &c->model;
     const char *src = c->source[0] ? c->source : "config";
-    if (!check_model(m, src)) return 0;
+    if (!check_model(m, src) || !check_train(c, src)) return 0;
     if (c->data.crop != m->img_size) {
         dcal_err("%s: data.crop %d differs from model.img_size %d (the crop is the model's input)", src,
                  c->data.crop, m->img_size);

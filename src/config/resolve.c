@@ -25,11 +25,17 @@ static int copy_allowed(const ConfigRequest *rq, ResolvedConfig *out) {
     return 1;
 }
 
-// The run directory: RUN itself, or RUN under the default train.out_dir.
+// The run directory: RUN itself when it holds config.yaml — exactly that
+// directory, so a moved or copied run resumes where it is — else, for a plain
+// name only, RUN under the default train.out_dir.
 static int find_run(const char *run, const DcalConfig *defaults, char *dir, size_t cap, char *path, size_t pcap) {
     snprintf(dir, cap, "%s", run);
     snprintf(path, pcap, "%s/config.yaml", dir);
     if (access(path, R_OK) == 0) return 1;
+    if (strchr(run, '/')) {   // a path, not a run name
+        dcal_err("--resume %s: no run there (expected %s)", run, path);
+        return 0;
+    }
     snprintf(dir, cap, "%s/%s", defaults->train.out_dir, run);
     snprintf(path, pcap, "%s/config.yaml", dir);
     if (access(path, R_OK) == 0) return 1;

@@ -18,9 +18,9 @@ typedef struct {
     const char *who;                          // message prefix for the gate ("train"); NULL = "config"
     const char *config_path;                  // --config (or --dataset's file); NULL = defaults only
     const char *const *sets; int n_sets;      // --set in order (--data-root arrives as data.root=DIR)
-    const char *resume_dir;                   // --resume RUN: a run directory or a name under the default
-                                              // train.out_dir; its config.yaml replaces config_path and only
-                                              // resume-safe keys may be --set
+    const char *resume_dir;                   // --resume RUN: a run directory (used exactly as given) or a
+                                              // plain name under the default train.out_dir; its config.yaml
+                                              // replaces config_path and only resume-safe keys may be --set
     const char *pretrained;                   // --pretrained FILE (same as --set train.pretrained=FILE)
     const char *const *allowed; int n_allowed;   // --allow-deviation ids
     size_t memory_budget;                     // bytes; 0 = keep the config's micro-batch. Else the largest

@@ -1,10 +1,15 @@
 // rundir.c: the run directory (ARCHITECTURE.md §6). Everything needed to say what a run
 // was is written before the first step: resolved config, compliance report,
 // manifest (who/what/where, hashes). `dcal audit` (src/run/audit.c) re-checks it.
+// A run holds an flock on <dir>/.lock while it runs; --resume opens exactly the
+// directory given and first trims metrics.jsonl back to its checkpoint.
 #include "run/rundir.h"
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,8 +34,95 @@ static char *config_yaml_bytes(const DcalConfig *c, size_t *len) {
     return buf;
 }
 
-int rundir_open(RunDir *r, const DcalConfig *c, int resume) {
-    memset(r, 0, sizeof *r);
+// ---- the lock ------------------------------------------------------------------
+
+#define LOCK_NAME ".lock"
+
+// The pid a lock holder wrote into the lock file, as " (pid N)", or "".
+static void holder_pid(int fd, char *out, size_t cap) {
+    char buf[24];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    out[0] = 0;
+    if (n <= 0) return;
+    buf[n] = 0;
+    long pid = strtol(buf, NULL, 10);
+    if (pid > 0) snprintf(out, cap, " (pid %ld)", pid);
+}
+
+// flock(LOCK_EX) on <dir>/.lock, kept open until rundir_close: the kernel
+// drops it when the process ends, kill -9 included, so a lock never goes stale.
+// The file itself stays (removing it would let two processes lock two files).
+static int lock_run(RunDir *r) {
+    char path[DCAL_PATH_MAX + 16], who[40];
+    snprintf(path, sizeof path, "%s/" LOCK_NAME, r->dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) { dcal_err("%s: cannot create the run's lock file: %s", path, strerror(errno)); return 0; }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int busy = errno == EWOULDBLOCK;
+        if (busy) {
+            holder_pid(fd, who, sizeof who);
+            dcal_err("%s: in use by another dcal process%s holding %s (wait for it to finish or stop it)", r->dir,
+                     who, path);
+        } else {
+            dcal_err("%s: cannot lock: %s", path, strerror(errno));
+        }
+        close(fd);
+        return 0;
+    }
+    char pid[24];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());   // for the message above; informative only
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) { /* the lock holds regardless */ }
+    r->lock_fd = fd;
+    r->locked = true;
+    return 1;
+}
+
+// ---- opening a run -------------------------------------------------------------
+
+// Names dcal writes into a run directory before its manifest exists (a start
+// that failed or was killed): a new run may take such a directory over.
+static int dcal_leftover(const char *name) {
+    static const char *const own[] = {".", "..", LOCK_NAME, "config.yaml", "compliance.txt", "metrics.jsonl", NULL};
+    for (const char *const *o = own; *o; o++)
+        if (!strcmp(name, *o)) return 1;
+    return strstr(name, ".tmp.") != NULL;   // write_file_atomic's temp file
+}
+
+// A new run never writes into a directory holding someone else's files: 1 when
+// dir is absent, holds a dcal run (manifest.json: judged under the lock) or
+// only dcal's leftovers; else 0 after an error line naming one foreign entry.
+static int check_not_foreign(const char *dir) {
+    char path[DCAL_PATH_MAX + 32], name[256] = "";
+    snprintf(path, sizeof path, "%s/manifest.json", dir);
+    if (exists(path)) return 1;
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT) return 1;
+        dcal_err("%s: cannot use as a run directory: %s", dir, strerror(errno));
+        return 0;
+    }
+    for (struct dirent *e; !name[0] && (e = readdir(d));)
+        if (!dcal_leftover(e->d_name)) snprintf(name, sizeof name, "%s", e->d_name);
+    closedir(d);
+    if (!name[0]) return 1;
+    dcal_err("%s: not empty and not a dcal run (it holds '%s' but no manifest.json); refusing to write into it "
+             "(choose another train.run_name or train.out_dir)", dir, name);
+    return 0;
+}
+
+// --resume: exactly the directory given (a moved or copied run stays where it is).
+static int open_existing(RunDir *r, const char *dir) {
+    strcpy(r->dir, dir);   // rundir_open checked the length
+    char path[DCAL_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/manifest.json", r->dir);
+    if (!exists(path)) {   // checked before the lock: no .lock is created in a directory that is not a run
+        dcal_err("%s: no run to resume here (manifest.json missing)", r->dir);
+        return 0;
+    }
+    return lock_run(r);
+}
+
+static int open_new(RunDir *r, const DcalConfig *c) {
     DcalConfig cc = *c;   // the copy written to config.yaml carries the chosen run name, so --resume finds it
     if (!cc.train.run_name[0]) {
         char ts[32];
@@ -42,33 +134,115 @@ int rundir_open(RunDir *r, const DcalConfig *c, int resume) {
     }
     int n = snprintf(r->dir, sizeof r->dir, "%s/%s", c->train.out_dir[0] ? c->train.out_dir : ".", cc.train.run_name);
     if (n >= (int)sizeof r->dir) { dcal_err("run directory path too long: %s", r->dir); return 0; }
+    if (!check_not_foreign(r->dir)) return 0;
+    if (mkdir_p(r->dir) != 0) { dcal_err("%s: cannot create run directory: %s", r->dir, strerror(errno)); return 0; }
+    if (!lock_run(r)) return 0;
     char path[DCAL_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/manifest.json", r->dir);
-    if (resume) {
-        if (!exists(path)) {
-            dcal_err("%s: no run to resume here (manifest.json missing)", r->dir);
-            return 0;
-        }
-    } else {
-        if (exists(path)) {
-            dcal_err("%s: a run already exists here (manifest.json); continue it with --resume %s or start a new one "
-                     "with --set train.run_name=NAME", r->dir, r->dir);
-            return 0;
-        }
-        if (mkdir_p(r->dir) != 0) { dcal_err("%s: cannot create run directory: %s", r->dir, strerror(errno)); return 0; }
-        size_t len;
-        char *yaml = config_yaml_bytes(&cc, &len);
-        if (!yaml) { dcal_err("%s: cannot render config.yaml", r->dir); return 0; }
-        snprintf(path, sizeof path, "%s/config.yaml", r->dir);
-        int ok = write_file_atomic(path, yaml, len);
-        free(yaml);
-        if (!ok) return 0;
+    if (exists(path)) {
+        dcal_err("%s: a run already exists here (manifest.json); continue it with --resume %s or start a new one "
+                 "with --set train.run_name=NAME", r->dir, r->dir);
+        return 0;
     }
+    size_t len;
+    char *yaml = config_yaml_bytes(&cc, &len);
+    if (!yaml) { dcal_err("%s: cannot render config.yaml", r->dir); return 0; }
+    snprintf(path, sizeof path, "%s/config.yaml", r->dir);
+    int ok = write_file_atomic(path, yaml, len);
+    free(yaml);
+    return ok;
+}
+
+int rundir_open(RunDir *r, const DcalConfig *c, const char *resume_dir) {
+    char dir[sizeof r->dir];   // resume_dir may be r->dir itself (reopening a closed run)
+    if (resume_dir && strlen(resume_dir) >= sizeof dir) { dcal_err("%s: run directory path too long", resume_dir); return 0; }
+    if (resume_dir) resume_dir = strcpy(dir, resume_dir);
+    memset(r, 0, sizeof *r);
+    int ok = resume_dir ? open_existing(r, resume_dir) : open_new(r, c);
+    if (!ok) rundir_close(r);   // releases the lock if it was taken
+    return ok;
+}
+
+// ---- metrics.jsonl on resume ----------------------------------------------------
+
+// Whether a complete metrics line survives a resume from a checkpoint at step.
+// A line that does not parse is kept: it is not ours to destroy, and the audit names it.
+static int keep_row(const char *line, size_t len, int64_t step) {
+    Json v;
+    JsonError e;
+    if (!json_parse(line, len, 0, &v, &e)) return 1;
+    const Json *st = json_get(&v, "step");
+    const char *kind = json_str(&v, "kind");
+    int keep = !(kind && !strcmp(kind, "final")) && !(st && st->type == JSON_NUMBER && st->num > (double)step);
+    json_free(&v);
+    return keep;
+}
+
+// Rows written after the checkpoint (a kill -9 between a log line and the next
+// save) would repeat their steps once the resumed run writes them again. The
+// rewrite is atomic (temp, fsync, rename): killed during it, the old file stays.
+static int truncate_metrics(const char *path, int64_t step) {
+    if (access(path, F_OK) != 0) return 1;   // nothing logged yet
+    size_t len;
+    char *text = read_file(path, &len);
+    if (!text) { dcal_err("%s: cannot read: %s", path, strerror(errno)); return 0; }
+    char *out = xmalloc(len + 1);
+    size_t n = 0;
+    int dropped = 0;
+    for (char *s = text; s < text + len;) {
+        char *nl = memchr(s, '\n', (size_t)(text + len - s));
+        if (!nl) { dropped++; break; }   // a torn last line: the stop cut it mid-write
+        size_t l = (size_t)(nl - s) + 1;
+        if (keep_row(s, l - 1, step)) { memcpy(out + n, s, l); n += l; }
+        else dropped++;
+        s = nl + 1;
+    }
+    int ok = !dropped || write_file_atomic(path, out, n);
+    if (dropped && ok)
+        printf("dcal: %s: dropped %d row(s) written after the checkpoint at step %lld\n", path, dropped,
+               (long long)step);
+    free(out);
+    free(text);
+    return ok;
+}
+
+int rundir_open_metrics(RunDir *r, bool resume, int64_t resume_step) {
+    char path[DCAL_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->dir);
-    r->metrics = fopen(path, "a");
+    if (resume && resume_step < 0) {   // would drop every row
+        dcal_err("%s: checkpoint step %lld is negative; metrics.jsonl left as it is", r->dir, (long long)resume_step);
+        return 0;
+    }
+    if (resume && !truncate_metrics(path, resume_step)) return 0;
+    r->metrics = fopen(path, resume ? "a" : "w");   // a new run: no leftover rows of a failed start
     if (!r->metrics) { dcal_err("%s: cannot open for appending: %s", path, strerror(errno)); return 0; }
     setvbuf(r->metrics, NULL, _IOLBF, 0);   // a crash loses at most the line being written
     return 1;
+}
+
+int rundir_check_dataset(const RunDir *r, const char *data_root, const char *fingerprint) {
+    char path[DCAL_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/manifest.json", r->dir);
+    size_t len;
+    char *text = read_file(path, &len);
+    Json man;
+    JsonError e;
+    if (!text || !json_parse(text, len, 0, &man, &e)) {
+        dcal_err("%s: cannot read the run's manifest (%s)", path, text ? e.msg : strerror(errno));
+        free(text);
+        return 0;
+    }
+    free(text);
+    const char *want = json_str(json_get(&man, "dataset"), "fingerprint");
+    int ok = want && !strcmp(want, fingerprint);
+    if (!want || !*want)
+        dcal_err("%s: records no dataset fingerprint (\"dataset\": {\"fingerprint\"}), so --resume cannot check the "
+                 "data", path);
+    else if (!ok)
+        dcal_err("%s: dataset fingerprint %s differs from the run's %s (%s); --resume needs the data the run "
+                 "trained on (data.root may move, the files may not change)", data_root, fingerprint, want, path);
+    json_free(&man);
+    return ok;
 }
 
 // ---- manifest.json -------------------------------------------------------------
@@ -225,4 +399,6 @@ void rundir_metric_json(RunDir *r, const JsonW *w) { rundir_metric(r, jw_text(w,
 void rundir_close(RunDir *r) {
     if (r->metrics) fclose(r->metrics);
     r->metrics = NULL;
+    if (r->locked) close(r->lock_fd);   // releases the flock
+    r->locked = false;
 }

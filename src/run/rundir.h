@@ -1,6 +1,8 @@
 // rundir.h: the run directory (ARCHITECTURE.md §6): config.yaml, compliance.txt,
 // manifest.json, metrics.jsonl, checkpoints. `dcal audit` re-checks it.
 #pragma once
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include "compliance/compliance.h"
 #include "config/config.h"
@@ -9,6 +11,8 @@
 typedef struct {
     char dir[DCAL_PATH_MAX];
     FILE *metrics;             // metrics.jsonl, append mode, line-buffered
+    int lock_fd;               // <dir>/.lock, flock'ed for the whole run (valid when locked)
+    bool locked;
 } RunDir;
 
 // Manifest facts the trainer knows (strings may be "").
@@ -25,13 +29,26 @@ typedef struct {
     const RuleResult *rules; int n_rules;
 } ManifestInfo;
 
-// Create (or reopen, resume=1) runs/<name>. Writes config.yaml on creation.
-// 0 after an error line.
-int rundir_open(RunDir *r, const DcalConfig *c, int resume);
+// Open a run directory and take its lock (flock on <dir>/.lock, held until
+// rundir_close or exit, so a second dcal on the same run is refused).
+// resume_dir NULL: a new run in train.out_dir/train.run_name (a generated name
+// when empty), created, refused when it holds a run (manifest.json) or files
+// that are not dcal's; writes config.yaml. Else exactly resume_dir, which must
+// hold a run. Metrics are not open yet (rundir_open_metrics). 0 after an error line.
+int rundir_open(RunDir *r, const DcalConfig *c, const char *resume_dir);
+// Open metrics.jsonl for appending. A new run (resume false) starts it empty;
+// a resumed one first drops, atomically, the rows a stop left past its
+// checkpoint (step > resume_step, a torn last line, "final" rows: the resumed
+// run writes its own), so steps never repeat. 0 after an error line.
+int rundir_open_metrics(RunDir *r, bool resume, int64_t resume_step);
+// On resume: the dataset found now must be the one the run trained on
+// (manifest.json "dataset": {"fingerprint"}). 0 after an error line naming both.
+int rundir_check_dataset(const RunDir *r, const char *data_root, const char *fingerprint);
 // compliance.txt (from info->rules) and manifest.json. 0 after an error line.
 int rundir_write_manifest(RunDir *r, const DcalConfig *c, const ManifestInfo *info);
 // Append one JSON object line to metrics.jsonl (the caller formats the object).
 void rundir_metric(RunDir *r, const char *json_object);
 // The same for an object built with a compact JsonW (jw_init(&w, false, 0)).
 void rundir_metric_json(RunDir *r, const JsonW *w);
+// Close metrics.jsonl and release the lock; safe on a zeroed RunDir.
 void rundir_close(RunDir *r);

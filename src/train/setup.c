@@ -51,6 +51,8 @@ static int open_data_and_model(Trainer *t) {
     const DcalConfig *c = t->c;
     if (!dataset_open(&t->ds, &c->data)) return 0;
     t->ds_open = true;
+    // data.root may change on resume; the files it names may not.
+    if (t->o->resume_dir && !rundir_check_dataset(&t->run, t->ds.root, t->ds.fingerprint)) return 0;
     if (t->ds.num_classes != c->model.num_classes) {
         dcal_err("%s: dataset '%s' at %s has %d classes but model.num_classes is %d", c->source, t->ds.name,
                  t->ds.root, t->ds.num_classes, c->model.num_classes);
@@ -91,7 +93,9 @@ static int open_loader(Trainer *t) {
 static int open_run(Trainer *t) {
     const DcalConfig *c = t->c;
     const TrainOptions *o = t->o;
-    if (!rundir_open(&t->run, c, o->resume_dir != NULL)) return 0;
+    // A resumed run was opened (and locked) before its checkpoint was read.
+    if (!o->resume_dir && !rundir_open(&t->run, c, NULL)) return 0;
+    if (!rundir_open_metrics(&t->run, o->resume_dir != NULL, t->pos.step)) return 0;
     if (!o->resume_dir) {
         char describe[1024];
         t->be->describe(describe, sizeof describe);
@@ -129,6 +133,9 @@ int trainer_setup(Trainer *t) {
     if (c->train.threads > 0) omp_set_num_threads(c->train.threads);
     t->micro = c->train.micro_batch;
     t->accum = c->train.accum_steps;
+    // Resume: lock the run before reading its checkpoint, so a run still going
+    // cannot save a newer one between our read and our first write.
+    if (t->o->resume_dir && !rundir_open(&t->run, c, t->o->resume_dir)) return 0;
     if (!open_data_and_model(t) || !open_loader(t)) return 0;
     if (t->o->dump_path) dump_alloc(t);
     else if (!open_run(t)) return 0;
@@ -139,7 +146,7 @@ int trainer_setup(Trainer *t) {
 
 void trainer_teardown(Trainer *t) {
     if (t->L) loader_destroy(t->L);
-    if (t->run.metrics) rundir_close(&t->run);
+    rundir_close(&t->run);   // metrics and the run's lock
     if (t->am) t->be->free(t->am);
     if (t->av) t->be->free(t->av);
     if (t->m.params) model_free(&t->m);
