@@ -20,7 +20,9 @@ ck="$tmp/runs/r/checkpoint.safetensors"; h0=$(sha256sum "$ck" | cut -d' ' -f1)
 # Corrupt JPEG / PNG: named by file.
 img=$(awk 'NR==1 {print $2}' "$tmp/data/images.txt")
 cp "$tmp/data/images/$img" "$tmp/saved.png"; head -c 200 "$tmp/saved.png" > "$tmp/data/images/$img"
-expect "$img" -- "$dcal" train --resume "$tmp/runs/r"
+expect "$img" -- "$dcal" train "${common[@]}" --set train.run_name=corrupt
+# A resume on the changed data is refused by the dataset fingerprint before any image is read.
+expect "dataset fingerprint" -- "$dcal" train --resume "$tmp/runs/r"
 # data.skip_bad: the run goes on, and the skipped image is counted in metrics and in the summary.
 "$dcal" train "${common[@]}" --set train.run_name=skip --set data.skip_bad=true > "$tmp/skip.txt" 2>/dev/null || { echo "FAIL: skip_bad run"; fail=1; }
 grep -q '"skipped_images":[1-9]' "$tmp/runs/skip/metrics.jsonl" || { echo "FAIL: skipped image not recorded"; fail=1; }
