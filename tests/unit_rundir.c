@@ -57,8 +57,12 @@ static void make_run_pre(RunDir *r, const DcalConfig *c, const char *pre, const 
     model_init_weights(&m, 1);
     char p[DCAL_PATH_MAX + 32];
     snprintf(p, sizeof p, "%s/checkpoint.safetensors", r->dir);
-    TrainPos pos = {.step = 2, .micro_step = 8, .seed = 7};
-    ck_assert(checkpoint_save(p, &m, NULL, NULL, &pos));
+    // A full training state, as dcal train writes it: the audit checks AdamW state and the seed too.
+    float *am = backend_cpu.alloc(m.n_params * sizeof(float)), *av = backend_cpu.alloc(m.n_params * sizeof(float));
+    TrainPos pos = {.step = 2, .micro_step = 8, .seed = c->train.seed};
+    ck_assert(checkpoint_save(p, &m, am, av, &pos));
+    backend_cpu.free(am);
+    backend_cpu.free(av);
     model_free(&m);
 }
 
@@ -236,7 +240,8 @@ START_TEST(audit_run) {
     rc = run_dcal(args, buf, sizeof buf);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(buf, "metrics.jsonl:4: step 1 goes back from 2"), "%s", buf);
-    ck_assert_msg(strstr(buf, "checkpoint.safetensors: parameters hash to"), "%s", buf);
+    ck_assert_msg(strstr(buf, "checkpoint.safetensors: AdamW moments do not match the file's adam_sha256"), "%s", buf);
+    ck_assert_msg(strstr(buf, "FAIL") && strstr(buf, "checkpoint.safetensors: does not verify"), "%s", buf);
 
     // Usage errors.
     ck_assert_int_eq(run_dcal("audit --bogus x", NULL, 0), 2);

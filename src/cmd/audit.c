@@ -4,6 +4,7 @@
 #include "cmd/cmd.h"
 #include "core/common.h"
 #include "run/audit.h"
+#include "train/checkpoint.h"
 
 int cmd_audit(int argc, char **argv) {
     const char *dir = NULL;
@@ -12,7 +13,8 @@ int cmd_audit(int argc, char **argv) {
             printf("usage: dcal audit RUN_DIR\n\n"
                    "Re-check a run directory: manifest.json parses; config.yaml loads and matches the manifest's\n"
                    "sha256; the compliance report regenerates identically with no undeclared FAIL; every\n"
-                   "*.safetensors checkpoint loads and matches its params_sha256; pretrained/init files still\n"
+                   "*.safetensors checkpoint matches the model of config.yaml (every tensor's name, shape, dtype),\n"
+                   "its params_sha256 and adam_sha256 and holds sane metadata; pretrained/init files still\n"
                    "hash as recorded (WARN if gone); metrics.jsonl lines are JSON objects with increasing steps.\n"
                    "Prints one line per check; exits 1 if any check FAILs.\n");
             return DCAL_EXIT_OK;
@@ -22,5 +24,5 @@ int cmd_audit(int argc, char **argv) {
         dir = argv[i];
     }
     if (!dir) { dcal_err("audit: usage: dcal audit RUN_DIR"); return DCAL_EXIT_USAGE; }
-    return run_audit(dir) ? DCAL_EXIT_FAIL : DCAL_EXIT_OK;
+    return run_audit(dir, checkpoint_verify) ? DCAL_EXIT_FAIL : DCAL_EXIT_OK;
 }
