@@ -323,7 +323,12 @@ START_TEST(many_tensors) {
         ck_assert_msg(t && (int)t->begin == 150000 - 1 - i, "t%d", i);
     }
     double dt = now_seconds() - t0;
-    ck_assert_msg(dt < 3.0, "150k tensors took %.1f s", dt);
+#ifdef __SANITIZE_ADDRESS__
+    const double limit = 60;   // an unoptimised ASan build parses ~10x slower; the O(n^2) lookups took far longer
+#else
+    const double limit = 3;    // the O(n^2) lookups took 25 s in a release build
+#endif
+    ck_assert_msg(dt < limit, "150k tensors took %.1f s", dt);
     st_free(&st);
     many_tensors_file(p, ST_MAX_TENSORS + 1);
     cap_begin();
