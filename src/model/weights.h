@@ -12,8 +12,7 @@ void weights_add_host(const Model *m, StWriter *w, const char *prefix, const flo
 // refused). Reports every problem, naming the file and tensor; 0 if any.
 int weights_read_prefixed(const Model *m, const SafeTensors *st, const char *prefix, float *host);
 // Exact load (--init, checkpoints): every model tensor must be present with the
-// exact shape; extra tensors are an error unless allow_extra; every value finite;
-// when the file's __metadata__ has params_sha256 (dcal checkpoints), the loaded
+// exact shape; extra tensors are an error unless allow_extra; when the file's __metadata__ has params_sha256 (dcal checkpoints), the loaded
 // parameters must hash to it (sha256 of the fp32 bytes in table order). Errors
 // name the file and the tensor.
 int weights_load_exact(Model *m, const SafeTensors *st, int allow_extra);

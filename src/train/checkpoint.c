@@ -123,6 +123,14 @@ static int check_names(const SafeTensors *st, const Model *m) {
     return 1;
 }
 
+// A NaN or Inf parameter would only show up as a NaN loss after the resume.
+static int params_finite(const SafeTensors *st, const Model *m) {
+    float *h = xmalloc(m->n_params * sizeof(float));
+    int ok = weights_read_prefixed(m, st, "", h) && weights_check_finite(m, h, st->path, "");
+    free(h);
+    return ok;
+}
+
 // AdamW's second moment is a running mean of squares: never negative.
 static int check_nonneg(const Model *m, const SafeTensors *st, const float *hv) {
     for (int i = 0; i < m->n_tensors; i++) {
@@ -166,8 +174,8 @@ int checkpoint_load(const char *path, Model *m, float *adam_m, float *adam_v, Tr
     int need_adam = adam_m || adam_v;
     if (need_adam && !(adam_m && adam_v)) dcal_die("checkpoint_load: adam_m and adam_v go together");
     // weights_load_exact checks the params against params_sha256 (required here).
-    int ok = read_meta(&st, need_adam, &cm) && check_names(&st, m) && weights_load_exact(m, &st, 1) &&
-             (!need_adam || load_adam(&st, m, cm.adam_hex, adam_m, adam_v));
+    int ok = read_meta(&st, need_adam, &cm) && check_names(&st, m) && params_finite(&st, m) &&
+             weights_load_exact(m, &st, 1) && (!need_adam || load_adam(&st, m, cm.adam_hex, adam_m, adam_v));
     if (ok && pos) *pos = cm.pos;
     st_free(&st);
     return ok;
