@@ -11,6 +11,7 @@
 #include "run/rundir.h"
 #include "core/sha256.h"
 #include "testutil.h"
+#include "ckpt_edit.h"
 
 
 static DcalConfig tiny(const char *out_dir, const char *run_name) {
@@ -58,8 +59,12 @@ static void make_run_pre(RunDir *r, const DcalConfig *c, const char *pre, const 
     model_init_weights(&m, 1);
     char p[DCAL_PATH_MAX + 32];
     snprintf(p, sizeof p, "%s/checkpoint.safetensors", r->dir);
-    TrainPos pos = {.step = 2, .micro_step = 8, .seed = 7};
-    ck_assert(checkpoint_save(p, &m, NULL, NULL, &pos));
+    // A full training state, as dcal train writes it: the audit checks AdamW state and the seed too.
+    float *am = backend_cpu.alloc(m.n_params * sizeof(float)), *av = backend_cpu.alloc(m.n_params * sizeof(float));
+    TrainPos pos = {.step = 2, .micro_step = 8, .seed = c->train.seed};
+    ck_assert(checkpoint_save(p, &m, am, av, &pos));
+    backend_cpu.free(am);
+    backend_cpu.free(av);
     model_free(&m);
 }
 
@@ -240,7 +245,8 @@ START_TEST(audit_run) {
     rc = run_dcal(args, buf, sizeof buf);
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(buf, "metrics.jsonl:4: step 1 goes back from 2"), "%s", buf);
-    ck_assert_msg(strstr(buf, "checkpoint.safetensors: parameters hash to"), "%s", buf);
+    ck_assert_msg(strstr(buf, "checkpoint.safetensors: AdamW moments do not match the file's adam_sha256"), "%s", buf);
+    ck_assert_msg(strstr(buf, "FAIL") && strstr(buf, "checkpoint.safetensors: does not verify"), "%s", buf);
 
     // Usage errors.
     ck_assert_int_eq(run_dcal("audit --bogus x", NULL, 0), 2);
@@ -413,6 +419,47 @@ START_TEST(dataset_fingerprint_on_resume) {
 }
 END_TEST
 
+// The audit verifies each checkpoint against the model of config.yaml: a header
+// of "{}", a transposed or renamed tensor, metadata without params_sha256, a NaN
+// in the AdamW state or another seed each FAIL, the reason naming the tensor/field.
+START_TEST(audit_checkpoint_tampering) {
+    char out[1100], args[1400], buf[16384], ck[1300], orig[1300];
+    snprintf(out, sizeof out, "%s", test_tmpdir("rundir"));
+    DcalConfig c = tiny(out, "tamper");
+    RunDir r;
+    make_run(&r, &c);
+    rundir_close(&r);
+    snprintf(args, sizeof args, "audit %s", r.dir);
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", r.dir);
+    snprintf(orig, sizeof orig, "%s/orig.st", out);
+    ck_assert(rename(ck, orig) == 0);
+    static const struct { CkptEdit e; const char *expect; } cases[] = {
+        {{0}, NULL},
+        {{.empty = 1}, "metadata 'format' is missing"},
+        {{.poke = "blocks.1.attn.proj.weight", .poke_at = 0, .poke_val = 2}, "tensors do not match the file's params_sha256"},
+        {{.transpose = "blocks.1.mlp.fc1.weight"}, "tensor 'blocks.1.mlp.fc1.weight': shape [32,64] in file, model expects [64,32]"},
+        {{.rename_from = "cls_token", .rename_to = "cls"}, "tensor 'cls' is not part of a checkpoint of this model"},
+        {{.drop_meta = "params_sha256"}, "metadata 'params_sha256' missing"},
+        {{.poke = "adam.v.blocks.0.attn.qkv.weight", .poke_at = 17, .poke_val = NAN},
+         "tensor 'adam.v.blocks.0.attn.qkv.weight': element 17 is NaN"},
+        {{.meta_key = "seed", .meta_val = "8"}, "metadata 'seed' is 8, config.yaml's train.seed 7"},
+        {{.meta_key = "step", .meta_val = "-2"}, "metadata 'step': '-2' is not a decimal integer"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ckpt_edit(orig, ck, &cases[i].e);
+        int rc = run_dcal(args, buf, sizeof buf);
+        if (!cases[i].expect) {
+            ck_assert_msg(rc == 0 && strstr(buf, "params_sha256 matches, adam_sha256 matches"), "%s", buf);
+            continue;
+        }
+        ck_assert_msg(rc == 1, "case %zu passed the audit:\n%s", i, buf);
+        ck_assert_msg(strstr(buf, cases[i].expect) && strstr(buf, "FAIL") &&
+                      strstr(buf, "checkpoint.safetensors: does not verify against the model of config.yaml"),
+                      "case %zu: lacks '%s':\n%s", i, cases[i].expect, buf);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("rundir");
     TCase *tc = tcase_create("core");
@@ -425,6 +472,7 @@ int main(void) {
     tcase_add_test(tc, foreign_dir_refused);
     tcase_add_test(tc, metrics_truncated_on_resume);
     tcase_add_test(tc, dataset_fingerprint_on_resume);
+    tcase_add_test(tc, audit_checkpoint_tampering);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -2,6 +2,7 @@
 // errors (truncated, bad offsets, bad JSON), dtype conversions, metadata.
 #include <math.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "core/common.h"
 #include "core/safetensors.h"
@@ -144,6 +145,12 @@ START_TEST(bad_headers) {
          "integer out of range or not an integer"},
         {"{\"x\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", "array too long"},
         {"{\"x\":{\"dtype\":\"F32\\u0000\",\"shape\":[4],\"data_offsets\":[0,16]}}", "unknown dtype"},
+        {"{\"x\":{\"dtype\":\"f32\",\"shape\":[4],\"data_offsets\":[0,16]}}", "unknown dtype 'f32'"},
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,016]}}", "leading zero"},
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[04],\"data_offsets\":[0,16]}}", "leading zero"},
+        {"{\"__metadata__\":{\"a\":\"1\",\"a\":\"2\"}}", "duplicate key in __metadata__"},
+        {"{\"__metadata__\":{},\"__metadata__\":{}}", "appears twice"},
+        {"{\"x\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,16]}}", "bad shape"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         write_raw(p, cases[i].hdr, d, sizeof d);
@@ -160,8 +167,8 @@ START_TEST(bad_headers) {
     ck_assert_int_eq(st_load(&st, p), 1);
     ck_assert_int_eq(st.n, 1);
     st_free(&st);
-    // Tensors in any order, gaps allowed; an empty tensor may sit anywhere.
-    write_raw(p, "{\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"
+    // Tensors in any header order (the format sorts by offset); an empty tensor may sit anywhere.
+    write_raw(p, "{\"b\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[4,16]},"
                  "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
                  "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", d, sizeof d);
     ck_assert_int_eq(st_load(&st, p), 1);
@@ -211,8 +218,7 @@ START_TEST(conversions) {
     st_free(&st);
     // An I64 that does not fit int32 is an error naming the tensor.
     i64[1] = (int64_t)1 << 40;
-    memcpy(data + 40, i64, 24);
-    write_raw(p, "{\"i\":{\"dtype\":\"I64\",\"shape\":[3],\"data_offsets\":[40,64]}}", data, sizeof data);
+    write_raw(p, "{\"i\":{\"dtype\":\"I64\",\"shape\":[3],\"data_offsets\":[0,24]}}", i64, sizeof i64);
     ck_assert_int_eq(st_load(&st, p), 1);
     cap_begin();
     ck_assert_int_eq(st_read_i32(&st, st_find(&st, "i"), iv), 0);
@@ -254,6 +260,117 @@ START_TEST(atomic_write) {
 }
 END_TEST
 
+// The format's own rules (huggingface/safetensors, Metadata::validate): tensors
+// sorted by offset cover the data section from byte 0 to its end with no gap and
+// no overlap. Gaps and trailing bytes are refused, naming the tensor.
+START_TEST(contiguous_layout) {
+    const char *p = tpath("g.safetensors");
+    float d[16] = {0};
+    SafeTensors st;
+    static const struct { const char *hdr; size_t n; const char *expect; } cases[] = {
+        // The only tensor starts at byte 40: 40 unused bytes before it.
+        {"{\"i\":{\"dtype\":\"I64\",\"shape\":[3],\"data_offsets\":[40,64]}}", 64,
+         "tensor 'i': data_offsets [40, 64) leave bytes [0, 40) unused"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}", 12,
+         "tensor 'b': data_offsets [8, 12) leave bytes [4, 8) unused"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 12,
+         "tensors cover 8 of the data section's 12 bytes"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 16,
+         "'a' [0, 8) and 'b' [0, 8) overlap"},
+        {"{}", 4, "tensors cover 0 of the data section's 4 bytes"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_raw(p, cases[i].hdr, d, cases[i].n);
+        cap_begin();
+        int ok = st_load(&st, p);
+        const char *e = cap_end();
+        ck_assert_msg(ok == 0, "case %zu loaded", i);
+        ck_assert_msg(strstr(e, cases[i].expect) && strstr(e, p), "case %zu: '%s' lacks '%s'", i, e, cases[i].expect);
+        ck_assert_ptr_eq(strchr(e, '\n'), e + strlen(e) - 1);   // one line
+    }
+}
+END_TEST
+
+// A header with 150k one-byte tensors in reverse offset order (so the sort has
+// work): loads in well under the few seconds the issue allows, and st_find is
+// fast on it. Over the tensor cap: refused with one line, not minutes of work.
+static void many_tensors_file(const char *p, int n) {
+    size_t cap = (size_t)n * 80 + 64, len = 0;
+    char *h = xmalloc(cap);
+    len += (size_t)snprintf(h + len, cap - len, "{");
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(h + len, cap - len, "%s\"t%d\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[%d,%d]}",
+                                i ? "," : "", i, n - 1 - i, n - i);
+    len += (size_t)snprintf(h + len, cap - len, "}");
+    uint8_t *data = xcalloc((size_t)n, 1);
+    write_raw(p, h, data, (size_t)n);
+    free(h);
+    free(data);
+}
+
+START_TEST(many_tensors) {
+    const char *p = tpath("many.safetensors");
+    many_tensors_file(p, 150000);
+    SafeTensors st;
+    clock_t t0 = clock();   // CPU time: the test machines are shared, wall time is not ours
+    ck_assert_int_eq(st_load(&st, p), 1);
+    ck_assert_int_eq(st.n, 150000);
+    for (int i = 0; i < 150000; i += 7) {
+        char name[32];
+        snprintf(name, sizeof name, "t%d", i);
+        const StTensor *t = st_find(&st, name);
+        ck_assert_msg(t && (int)t->begin == 150000 - 1 - i, "t%d", i);
+    }
+    double dt = (double)(clock() - t0) / CLOCKS_PER_SEC;
+#ifdef __SANITIZE_ADDRESS__
+    const double limit = 60;   // an unoptimised ASan build parses ~10x slower; the O(n^2) lookups took far longer
+#else
+    const double limit = 3;    // the O(n^2) lookups took 25 s in a release build
+#endif
+    ck_assert_msg(dt < limit, "150k tensors took %.1f s of CPU", dt);
+    st_free(&st);
+    many_tensors_file(p, ST_MAX_TENSORS + 1);
+    cap_begin();
+    ck_assert_int_eq(st_load(&st, p), 0);
+    const char *e = cap_end();
+    ck_assert_msg(strstr(e, p) && strstr(e, "tensors, over the limit of"), "%s", e);
+}
+END_TEST
+
+// Integers in __metadata__ (step, epoch, ...): plain decimal digits, bounded;
+// errors name the file and the field.
+START_TEST(meta_integers) {
+    const char *p = tpath("m.safetensors");
+    write_raw(p, "{\"__metadata__\":{\"ok\":\"42\",\"zero\":\"0\",\"big\":\"18446744073709551615\","
+                 "\"over\":\"18446744073709551616\",\"lead\":\"007\",\"neg\":\"-1\",\"plus\":\"+1\","
+                 "\"space\":\" 1\",\"empty\":\"\",\"hex\":\"0x10\",\"huge\":\"1099511627776\"}}", NULL, 0);
+    SafeTensors st;
+    ck_assert_int_eq(st_load(&st, p), 1);
+    uint64_t v;
+    ck_assert(st_meta_u64(&st, "ok", 100, &v) && v == 42);
+    ck_assert(st_meta_u64(&st, "zero", 0, &v) && v == 0);
+    ck_assert(st_meta_u64(&st, "big", UINT64_MAX, &v) && v == UINT64_MAX);
+    static const struct { const char *key, *expect; } bad[] = {
+        {"over", "metadata 'over': '18446744073709551616' is not a decimal integer"},
+        {"lead", "metadata 'lead': '007' is not a decimal integer"},
+        {"neg", "metadata 'neg': '-1' is not a decimal integer"},
+        {"plus", "metadata 'plus'"}, {"space", "metadata 'space'"}, {"empty", "metadata 'empty'"},
+        {"hex", "metadata 'hex'"},
+        {"huge", "metadata 'huge': 1099511627776 is out of range [0, 1099511627775]"},
+        {"absent", "metadata 'absent' missing"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cap_begin();
+        int ok = st_meta_u64(&st, bad[i].key, ((uint64_t)1 << 40) - 1, &v);
+        const char *e = cap_end();
+        ck_assert_msg(!ok && strstr(e, bad[i].expect) && strstr(e, p), "%s: %s", bad[i].key, e);
+    }
+    st_free(&st);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("safetensors");
     TCase *tc = tcase_create("core");
@@ -262,6 +379,9 @@ int main(void) {
     tcase_add_test(tc, bad_headers);
     tcase_add_test(tc, conversions);
     tcase_add_test(tc, atomic_write);
+    tcase_add_test(tc, contiguous_layout);
+    tcase_add_test(tc, many_tensors);
+    tcase_add_test(tc, meta_integers);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

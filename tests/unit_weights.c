@@ -10,6 +10,7 @@
 #include "core/safetensors.h"
 #include "testutil.h"
 #include "model/weights.h"
+#include "core/sha256.h"
 
 
 static ModelConfig tiny_cfg(void) {
@@ -344,6 +345,47 @@ START_TEST(pretrained_errors_listed) {
 }
 END_TEST
 
+// --init FILE: a params_sha256 in the file's metadata must match its tensors (a
+// file without the key, like timm weights or a dump, loads). weights_check_finite
+// (what checkpoints use) names the tensor and element of a NaN.
+START_TEST(init_hash_and_finite) {
+    snprintf(dir, sizeof dir, "%s", test_tmpdir("weights"));
+    Model a = tiny_model(1), b = tiny_model(2);
+    char ha[65], hb[65];
+    sha256_hex(a.params, a.n_params * 4, ha);
+    sha256_hex(b.params, b.n_params * 4, hb);
+    static const struct { int which; const char *expect; } cases[] = {{0, NULL}, {1, NULL}, {2, "do not match the file's params_sha256"}};
+    for (int i = 0; i < 3; i++) {
+        StWriter *w = stw_new();
+        weights_add(&a, w, "", a.params);
+        if (cases[i].which) stw_meta(w, "params_sha256", cases[i].which == 1 ? ha : hb);
+        ck_assert(stw_write(w, tpath("init.safetensors")));
+        stw_free(w);
+        SafeTensors st;
+        ck_assert(st_load(&st, tpath("init.safetensors")));
+        Model c = tiny_model(3);
+        cap_begin();
+        int ok = weights_load_exact(&c, &st, 1);
+        const char *e = cap_end();
+        ck_assert_msg(ok == !cases[i].expect, "case %d: %s", i, e);
+        if (cases[i].expect) ck_assert_msg(strstr(e, cases[i].expect) && strstr(e, "init.safetensors"), "%s", e);
+        else ck_assert(!memcmp(a.params, c.params, a.n_params * 4));
+        st_free(&st);
+        model_free(&c);
+    }
+    const ParamTensor *t = model_find(&a, "blocks.2.attn.qkv.weight");
+    a.params[t->offset + 17] = NAN;
+    cap_begin();
+    ck_assert_int_eq(weights_check_finite(&a, a.params, "w.safetensors", "adam.m."), 0);
+    const char *e = cap_end();
+    ck_assert_msg(!strcmp(e, "dcal: w.safetensors: tensor 'adam.m.blocks.2.attn.qkv.weight': element 17 is NaN\n"), "%s", e);
+    a.params[t->offset + 17] = 1;
+    ck_assert_int_eq(weights_check_finite(&a, a.params, "w", ""), 1);
+    model_free(&a);
+    model_free(&b);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("weights");
     TCase *tc = tcase_create("core");
@@ -355,6 +397,7 @@ int main(void) {
     tcase_add_test(tc, pretrained_grid_change);
     tcase_add_test(tc, pretrained_distilled);
     tcase_add_test(tc, pretrained_errors_listed);
+    tcase_add_test(tc, init_hash_and_finite);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -7,6 +7,7 @@
 #include "cmd/cmd.h"
 #include "core/common.h"
 #include "run/audit.h"
+#include "train/checkpoint.h"
 #include "train/train.h"
 
 static const char help[] =
@@ -14,8 +15,10 @@ static const char help[] =
     "       dcal audit --replay K [--data-root DIR] RUN_DIR\n\n"
     "Re-check a run directory: manifest.json parses; config.yaml loads and matches the manifest's\n"
     "sha256; the compliance report regenerates identically with no undeclared FAIL; every\n"
-    "*.safetensors checkpoint loads and matches its params_sha256; pretrained/init files still\n"
-    "hash as recorded (WARN if gone); metrics.jsonl lines are JSON objects with increasing steps.\n"
+    "*.safetensors checkpoint matches the model of config.yaml (every tensor's name, shape, dtype),\n"
+    "its params_sha256 and adam_sha256 and holds sane metadata; pretrained/init files still\n"
+    "hash as recorded (WARN if gone); metrics.jsonl lines are JSON objects with increasing steps;\n"
+    "steps.tsv is well-formed and agrees with metrics.jsonl.\n"
     "Prints one line per check; exits 1 if any check FAILs.\n\n"
     "  --replay K       then re-execute the run's first K optimizer steps from its recorded config,\n"
     "                   seed, starting weights and dataset (nothing is written into RUN_DIR) and\n"
@@ -82,7 +85,7 @@ int cmd_audit(int argc, char **argv) {
     int rc = parse_args(argc, argv, &a);
     if (rc == CLI_HELP) return DCAL_EXIT_OK;
     if (rc != DCAL_EXIT_OK) return rc;
-    int fails = run_audit(a.dir);
+    int fails = run_audit(a.dir, checkpoint_verify);
     if (!a.replay) return fails ? DCAL_EXIT_FAIL : DCAL_EXIT_OK;
     rc = replay(&a);
     return rc == DCAL_EXIT_OK && fails ? DCAL_EXIT_FAIL : rc;

@@ -25,8 +25,6 @@ static int dtype_size(const char *d) {
 // Header: parsed by core/json.c, then read into StTensor entries. JSON errors
 // name the byte offset into the header; content errors name the tensor.
 
-#define ST_MAX_HEADER ((uint64_t)100 << 20)   // the reference implementation's limit
-
 static int hdr_fail(const SafeTensors *st, const Json *at, const char *what) {
     dcal_err("%s: bad header JSON at byte %ld: %s", st->path, (long)at->pos, what);
     return 0;
@@ -112,6 +110,11 @@ static int header_entries(SafeTensors *st, const Json *root) {
         dcal_err("%s: tensor '%s' appears twice in the header", st->path, root->keys[d]);
         return 0;
     }
+    int n_tensors = root->len - (json_get(root, "__metadata__") != NULL);
+    if (n_tensors > ST_MAX_TENSORS) {
+        dcal_err("%s: header lists %d tensors, over the limit of %d", st->path, n_tensors, ST_MAX_TENSORS);
+        return 0;
+    }
     st->t = xcalloc((size_t)root->len + 1, sizeof(StTensor));
     for (int i = 0; i < root->len; i++) {
         const char *k = root->keys[i];
@@ -175,21 +178,48 @@ static int by_begin(const void *a, const void *b) {
     return x->begin != y->begin ? (x->begin > y->begin) - (x->begin < y->begin) : (x->end > y->end) - (x->end < y->end);
 }
 
-// No two tensors share a byte of the data section (empty tensors share nothing).
-static int check_overlap(const SafeTensors *st) {
+// The format's rule (reference Metadata::validate): sorted by offset, each tensor
+// starts where the previous ended, and the last ends at the end of the data
+// section, so no byte is shared by two tensors or belongs to none.
+static int check_layout(const SafeTensors *st) {
     const StTensor **s = xmalloc(sizeof *s * (size_t)(st->n + 1));
-    int m = 0, ok = 1;
-    for (int i = 0; i < st->n; i++)
-        if (st->t[i].end > st->t[i].begin) s[m++] = &st->t[i];
-    qsort(s, (size_t)m, sizeof *s, by_begin);
-    for (int i = 1; i < m && ok; i++)
-        if (s[i]->begin < s[i - 1]->end) {
+    for (int i = 0; i < st->n; i++) s[i] = &st->t[i];
+    qsort(s, (size_t)st->n, sizeof *s, by_begin);
+    size_t at = 0;
+    int ok = 1;
+    for (int i = 0; i < st->n && ok; i++) {
+        if (s[i]->begin < at) {
             dcal_err("%s: tensors '%s' [%zu, %zu) and '%s' [%zu, %zu) overlap in the data section", st->path,
                      s[i - 1]->name, s[i - 1]->begin, s[i - 1]->end, s[i]->name, s[i]->begin, s[i]->end);
             ok = 0;
+        } else if (s[i]->begin > at) {
+            dcal_err("%s: tensor '%s': data_offsets [%zu, %zu) leave bytes [%zu, %zu) unused (the format needs "
+                     "contiguous data)", st->path, s[i]->name, s[i]->begin, s[i]->end, at, s[i]->begin);
+            ok = 0;
         }
+        at = s[i]->end;
+    }
+    if (ok && at != st->data_len) {
+        dcal_err("%s: tensors cover %zu of the data section's %zu bytes (trailing bytes; the format forbids them)",
+                 st->path, at, st->data_len);
+        ok = 0;
+    }
     free(s);
     return ok;
+}
+
+static const SafeTensors *sort_st;   // qsort has no context argument; loads are single-threaded
+static int by_name(const void *a, const void *b) {
+    return strcmp(sort_st->t[*(const int *)a].name, sort_st->t[*(const int *)b].name);
+}
+
+// The name index st_find searches (names are unique: the header check saw to it).
+static void index_names(SafeTensors *st) {
+    st->by_name = xmalloc(sizeof(int) * (size_t)(st->n + 1));
+    for (int i = 0; i < st->n; i++) st->by_name[i] = i;
+    sort_st = st;
+    qsort(st->by_name, (size_t)st->n, sizeof(int), by_name);
+    sort_st = NULL;
 }
 
 // Map the whole file and read the header length; 0 after an error line (nothing held).
@@ -243,14 +273,20 @@ int st_load(SafeTensors *st, const char *path) {
     st->data_len = st->map_len - 8 - (size_t)hlen;
     int ok = parse_header(st, hdr, (size_t)hlen);
     for (int i = 0; ok && i < st->n; i++) ok = check_tensor(st, &st->t[i]);
-    if (ok) ok = check_overlap(st);
-    if (!ok) st_free(st);
+    if (ok) ok = check_layout(st);
+    if (ok) index_names(st);
+    else st_free(st);
     return ok;
 }
 
 const StTensor *st_find(const SafeTensors *st, const char *name) {
-    for (int i = 0; i < st->n; i++)
-        if (!strcmp(st->t[i].name, name)) return &st->t[i];
+    int lo = 0, hi = st->n - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2, c = strcmp(st->t[st->by_name[mid]].name, name);
+        if (!c) return &st->t[st->by_name[mid]];
+        if (c < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
     return NULL;
 }
 
@@ -320,8 +356,29 @@ const char *st_meta(const SafeTensors *st, const char *key) {
     return NULL;
 }
 
+// Digits only: strtoull would take a sign, spaces and hex, and wrap "-1" to 2^64-1.
+int st_meta_u64(const SafeTensors *st, const char *key, uint64_t max, uint64_t *out) {
+    const char *v = st_meta(st, key);
+    if (!v) { dcal_err("%s: metadata '%s' missing", st->path, key); return 0; }
+    uint64_t x = 0;
+    int ok = *v && (v[0] != '0' || !v[1]);
+    for (const char *p = v; ok && *p; p++) {
+        ok = *p >= '0' && *p <= '9' && x <= (UINT64_MAX - (uint64_t)(*p - '0')) / 10;
+        x = x * 10 + (uint64_t)(*p - '0');
+    }
+    if (!ok) { dcal_err("%s: metadata '%s': '%.40s' is not a decimal integer", st->path, key, v); return 0; }
+    if (x > max) {
+        dcal_err("%s: metadata '%s': %llu is out of range [0, %llu]", st->path, key, (unsigned long long)x,
+                 (unsigned long long)max);
+        return 0;
+    }
+    *out = x;
+    return 1;
+}
+
 void st_free(SafeTensors *st) {
     if (st->map) munmap(st->map, st->map_len);
+    free(st->by_name);
     for (int i = 0; i < st->n_meta; i++) { free(st->meta_key[i]); free(st->meta_val[i]); }
     free(st->meta_key); free(st->meta_val); free(st->t);
     memset(st, 0, sizeof *st);

@@ -13,10 +13,17 @@ typedef struct {
     size_t begin, end;         // byte offsets into the data section
 } StTensor;
 
+// Caps on what a header may ask of the reader (hostile files): the reference
+// implementation's 100 MiB header, and 2^18 tensors (real models hold a few
+// thousand per file; 2^18 entries cost at most 64 MiB of StTensor).
+#define ST_MAX_HEADER ((uint64_t)100 << 20)
+#define ST_MAX_TENSORS (1 << 18)
+
 typedef struct {
     char path[1024];
     int n;
     StTensor *t;
+    int *by_name;                  // indices into t sorted by name (st_find's binary search)
     int n_meta;
     char **meta_key, **meta_val;   // __metadata__ (string → string)
     uint8_t *data;                 // data section
@@ -24,15 +31,21 @@ typedef struct {
     void *map; size_t map_len;     // whole file (owned)
 } SafeTensors;
 
-// Load and validate (header bounds, offsets, dtype sizes × shape). 0 after an
-// error line naming the file (and tensor) on failure: truncated, bad JSON, ...
+// Load and validate as the format's reference implementation does: header
+// within ST_MAX_HEADER, at most ST_MAX_TENSORS tensors, unique names and
+// metadata keys, exact dtype strings, shape × dtype size = byte length, and the
+// tensors sorted by offset cover the data section from byte 0 to its end with no
+// gap or overlap. 0 after one error line naming the file (and tensor).
 int st_load(SafeTensors *st, const char *path);
-const StTensor *st_find(const SafeTensors *st, const char *name);
+const StTensor *st_find(const SafeTensors *st, const char *name);   // O(log n)
 int64_t st_numel(const StTensor *t);
 // Convert to fp32 (from F32, F16, BF16, F64). 0 after an error line on other dtypes.
 int st_read_f32(const SafeTensors *st, const StTensor *t, float *out);
 int st_read_i32(const SafeTensors *st, const StTensor *t, int32_t *out);  // from I32 / I64
 const char *st_meta(const SafeTensors *st, const char *key);            // NULL when absent
+// __metadata__ integer: plain decimal digits (no sign, space or leading zero),
+// at most max. 0 after an error line naming the file and the key.
+int st_meta_u64(const SafeTensors *st, const char *key, uint64_t max, uint64_t *out);
 void st_free(SafeTensors *st);
 
 typedef struct StWriter StWriter;

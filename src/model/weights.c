@@ -5,19 +5,24 @@
 #include <inttypes.h>
 #include <math.h>
 #include <string.h>
+#include "core/sha256.h"
 
-void weights_add(const Model *m, StWriter *w, const char *prefix, const float *buf) {
-    // One host copy of the whole buffer: tensors are slices of it in table order.
-    float *h = xmalloc(m->n_params * sizeof(float));
-    m->be->to_host(h, buf, m->n_params * sizeof(float));
+void weights_add_host(const Model *m, StWriter *w, const char *prefix, const float *host) {
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamTensor *t = &m->tensors[i];
         char name[200];
         int64_t shape[4];
         snprintf(name, sizeof name, "%s%s", prefix, t->name);
         for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
-        stw_add_f32(w, name, h + t->offset, t->ndim, shape);
+        stw_add_f32(w, name, host + t->offset, t->ndim, shape);
     }
+}
+
+void weights_add(const Model *m, StWriter *w, const char *prefix, const float *buf) {
+    // One host copy of the whole buffer: tensors are slices of it in table order.
+    float *h = xmalloc(m->n_params * sizeof(float));
+    m->be->to_host(h, buf, m->n_params * sizeof(float));
+    weights_add_host(m, w, prefix, h);
     free(h);
 }
 
@@ -46,34 +51,73 @@ static int same_shape(const StTensor *s, const ParamTensor *t) {
 
 static void shape_error(const char *path, const StTensor *s, const ParamTensor *t) {
     char a[96], b[96];
-    dcal_err("%s: tensor '%s': shape %s in file, model expects %s", path, t->name, fmt_file_shape(s, a, sizeof a),
+    dcal_err("%s: tensor '%s': shape %s in file, model expects %s", path, s->name, fmt_file_shape(s, a, sizeof a),
              fmt_model_shape(t, b, sizeof b));
 }
 
-int weights_load_exact(Model *m, const SafeTensors *st, int allow_extra) {
+int weights_read_prefixed(const Model *m, const SafeTensors *st, const char *prefix, float *host) {
     int bad = 0;
     // Report every problem before giving up, so one run shows the whole mismatch.
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamTensor *t = &m->tensors[i];
-        const StTensor *s = st_find(st, t->name);
-        if (!s) { dcal_err("%s: tensor '%s' missing (model expects it)", st->path, t->name); bad++; }
+        char name[200];
+        snprintf(name, sizeof name, "%s%s", prefix, t->name);
+        const StTensor *s = st_find(st, name);
+        if (!s) { dcal_err("%s: tensor '%s' missing (model expects it)", st->path, name); bad++; }
         else if (!same_shape(s, t)) { shape_error(st->path, s, t); bad++; }
     }
+    for (int i = 0; i < m->n_tensors && !bad; i++) {
+        const ParamTensor *t = &m->tensors[i];
+        char name[200];
+        snprintf(name, sizeof name, "%s%s", prefix, t->name);
+        if (!st_read_f32(st, st_find(st, name), host + t->offset)) bad++;
+    }
+    return !bad;
+}
+
+int weights_check_finite(const Model *m, const float *host, const char *where, const char *prefix) {
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor *t = &m->tensors[i];
+        const float *x = host + t->offset;
+        for (size_t j = 0; j < t->numel; j++)
+            if (!isfinite(x[j])) {
+                dcal_err("%s: tensor '%s%s': element %zu is %s", where, prefix, t->name, j,
+                         isnan(x[j]) ? "NaN" : x[j] > 0 ? "Inf" : "-Inf");
+                return 0;
+            }
+    }
+    return 1;
+}
+
+// The stored hash proves the tensors are the ones written (checkpoints, and an
+// --init file that carries one); files without the key (timm, dumps) pass.
+static int check_params_sha256(const Model *m, const SafeTensors *st, const float *h) {
+    const char *want = st_meta(st, "params_sha256");
+    if (!want) return 1;
+    char hex[65];
+    sha256_hex(h, m->n_params * sizeof(float), hex);
+    if (strcmp(want, hex)) {
+        dcal_err("%s: tensors do not match the file's params_sha256 (corrupted or edited?)", st->path);
+        return 0;
+    }
+    return 1;
+}
+
+int weights_load_exact(Model *m, const SafeTensors *st, int allow_extra) {
+    int bad = 0;
     if (!allow_extra)
         for (int i = 0; i < st->n; i++)
             if (!model_find(m, st->t[i].name)) {
                 dcal_err("%s: tensor '%s' is not a parameter of this model (config mismatch?)", st->path, st->t[i].name);
                 bad++;
             }
-    if (bad) return 0;
     float *h = xmalloc(m->n_params * sizeof(float));
-    for (int i = 0; i < m->n_tensors; i++) {
-        const ParamTensor *t = &m->tensors[i];
-        if (!st_read_f32(st, st_find(st, t->name), h + t->offset)) { free(h); return 0; }
-    }
-    m->be->to_device(m->params, h, m->n_params * sizeof(float));
+    // Finiteness is the caller's choice: checkpoints refuse a NaN here, while a NaN
+    // in --init weights is left to the trainer's loss check (tests/e2e_errors.sh).
+    int ok = weights_read_prefixed(m, st, "", h) && !bad && check_params_sha256(m, st, h);
+    if (ok) m->be->to_device(m->params, h, m->n_params * sizeof(float));
     free(h);
-    return 1;
+    return ok;
 }
 
 // ---- bicubic resize (PyTorch upsample_bicubic2d, align_corners=False) ------

@@ -5,9 +5,21 @@
 
 // Add every parameter (names of the table) to a writer, copying from the backend.
 void weights_add(const Model *m, StWriter *w, const char *prefix /* "" or "grad." etc. */, const float *buf);
+// The same from a host buffer in the table's layout.
+void weights_add_host(const Model *m, StWriter *w, const char *prefix, const float *host);
+// Read "<prefix><name>" for every table tensor into host (table layout): each
+// present, with the table's exact shape (a transposed or flattened tensor is
+// refused). Reports every problem, naming the file and tensor; 0 if any.
+int weights_read_prefixed(const Model *m, const SafeTensors *st, const char *prefix, float *host);
 // Exact load (--init, checkpoints): every model tensor must be present with the
-// exact shape; extra tensors are an error unless allow_extra. Errors name the tensor.
+// exact shape; extra tensors are an error unless allow_extra; when the file's __metadata__ has params_sha256 (dcal checkpoints), the loaded
+// parameters must hash to it (sha256 of the fp32 bytes in table order). Errors
+// name the file and the tensor.
 int weights_load_exact(Model *m, const SafeTensors *st, int allow_extra);
+// host: a [n_params] buffer in the table's layout. 0 after an error line
+// "<where>: tensor '<prefix><name>': element <i> is NaN|Inf|-Inf" for the first
+// non-finite value.
+int weights_check_finite(const Model *m, const float *host, const char *where, const char *prefix);
 // Pretrained timm ViT/DeiT: backbone names as MODEL.md §6; head.* ignored; pos_embed
 // resized bicubic (a=−0.75, align_corners=false, CLS kept apart); GLCA copied from
 // SA per MODEL.md §2; loss_w and heads keep their init. Shape mismatches listed tensor by tensor.

@@ -1,10 +1,14 @@
 // checkpoint.h: training state ⇄ one safetensors file (ARCHITECTURE.md §6).
 // Tensors: every parameter by its MODEL.md §6 name, AdamW moments as
-// "adam.m.<name>" / "adam.v.<name>". __metadata__: the position in the run
-// (step, epoch, batch, micro_step), the seed, dcal's version, and
-// params_sha256 = sha256 over the fp32 bytes of the parameters in table order.
+// "adam.m.<name>" / "adam.v.<name>", all F32. __metadata__: format
+// "dcal-checkpoint-1", dcal's version, the position in the run (step, epoch,
+// batch, micro_step), the seed, params_sha256 = sha256 over the fp32 bytes of
+// the parameters in table order, and adam_sha256 = sha256 over the fp32 bytes
+// of m then v, each in table order (absent when saved without AdamW state).
 #pragma once
+#include <stddef.h>
 #include <stdint.h>
+#include "config/config.h"
 #include "model/model.h"
 
 typedef struct {
@@ -15,9 +19,31 @@ typedef struct {
     uint64_t seed;
 } TrainPos;
 
-// Write params (+ AdamW m, v when not NULL; backend memory) atomically.
+// Bounds on the position read from a file, so that no resume arithmetic on it
+// can overflow: step, micro_step < 2^40; epoch <= 10^6; batch <= 2^30.
+#define CKPT_MAX_STEP ((((int64_t)1) << 40) - 1)
+#define CKPT_MAX_EPOCH 1000000
+#define CKPT_MAX_BATCH (1 << 30)
+
+// Write params (+ AdamW m, v when not NULL; backend memory) atomically. A NaN
+// or Inf anywhere is refused before anything is written (the old file stays),
+// with an error line naming the tensor and element.
 int checkpoint_save(const char *path, const Model *m, const float *adam_m, const float *adam_v, const TrainPos *pos);
-// Load params (and m, v when not NULL, required then) exactly; fills pos when not NULL.
+// Load params (and m, v when not NULL, required then) exactly; fills pos when
+// not NULL. Refused, with one error line naming the file and the tensor or
+// field: a tensor that is not the model's (or its adam.m./adam.v. twin), a
+// missing one, a shape other than the table's, a dtype other than F32, a NaN or
+// Inf, a negative second moment, params_sha256 / adam_sha256 absent or not
+// matching, format, step, micro_step, epoch, batch or seed absent or out of bounds.
 int checkpoint_load(const char *path, Model *m, float *adam_m, float *adam_v, TrainPos *pos);
 // sha256 of the parameters (fp32 bytes, table order), hex.
 void checkpoint_params_sha256(const Model *m, char hex[65]);
+// The hashes and step a checkpoint's metadata records (validated as by
+// checkpoint_load, the tensors not re-hashed): for recording them outside the
+// checkpoint. 0 after an error line.
+int checkpoint_hashes(const char *path, char params_hex[65], char adam_hex[65], int64_t *step);
+// What `dcal audit` runs on a checkpoint: builds the model of cfg on the CPU and
+// loads the file with checkpoint_load (every tensor's name, shape, dtype,
+// finiteness, both hashes, the metadata), then compares the seed with cfg's.
+// 1 with a one-line summary; 0 after an error line saying what failed.
+int checkpoint_verify(const char *path, const DcalConfig *cfg, char *summary, size_t cap);
