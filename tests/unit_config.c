@@ -429,6 +429,29 @@ START_TEST(test_set_strict_numbers) {
 }
 END_TEST
 
+// Config text must read back the same from the run's config.yaml (found by
+// tests/fuzz/fuzz_config's round trip): one line of UTF-8, in YAML and --set.
+START_TEST(test_text_values_one_line) {
+    ck_assert_int_eq(verify_text("data:\n  root: \"a\\nb\"\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:9: data.root: the value contains a control character or line break"),
+                  "got: %s", out);
+    ck_assert_int_eq(verify_text("deviations:\n  - rule: lr\n    reason: \"x\\u0085y\"\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:3:5: deviations.reason: the value contains a control character"), "got: %s", out);
+    ck_assert_int_eq(verify_text("deviations:\n  - rule: lr\n    reason: |\n      two\n      lines\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:3:5: deviations.reason: the value contains a control character"), "got: %s", out);
+    ck_assert_int_eq(run_dcal("verify-config --set \"$(printf 'data.root=a\\tb')\"", out, sizeof out), 1);
+    ck_assert_msg(strstr(out, ": data.root: the value contains a control character"), "got: %s", out);
+    ck_assert_int_eq(run_dcal("verify-config --set \"$(printf 'data.root=\\377')\"", out, sizeof out), 1);
+    ck_assert_msg(strstr(out, ": data.root: the value is not UTF-8"), "got: %s", out);
+    // A folded reason (">") loses only its final newline; UTF-8 text is fine.
+    int ok;
+    DcalConfig c = load_text("data:\n  root: \"/données/ü\"\ndeviations:\n  - rule: lr\n    reason: >\n      one\n      GPU\n", &ok);
+    ck_assert(ok);
+    ck_assert_str_eq(c.deviations[0].reason, "one GPU");
+    ck_assert_str_eq(c.data.root, "/données/ü");
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("config");
@@ -451,6 +474,7 @@ int main(void) {
     tcase_add_test(tc, test_strict_numbers);
     tcase_add_test(tc, test_long_and_nul_values);
     tcase_add_test(tc, test_set_strict_numbers);
+    tcase_add_test(tc, test_text_values_one_line);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

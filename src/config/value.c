@@ -132,9 +132,38 @@ static int is_choice(const char *choices, const char *s) {
     return 0;
 }
 
+// Config text goes into the resolved config.yaml (written inside double quotes
+// as it is), logs and one-line reports, and must read back the same: so valid
+// UTF-8 with no control characters, no BOM and no YAML line break (NEL,
+// U+2028/9), which a reload would fold into a space. NULL when s is fine.
+static const char *text_problem(const char *s) {
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        unsigned c = *p;
+        int n = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
+        if (n < 0) return "is not UTF-8";
+        c &= n ? 0x7Fu >> (n + 1) : 0x7Fu;   // the lead byte's payload bits
+        for (int i = 1; i <= n; i++) {
+            if ((p[i] & 0xC0) != 0x80) return "is not UTF-8";
+            c = c << 6 | (p[i] & 0x3Fu);
+        }
+        static const unsigned least[4] = {0, 0x80, 0x800, 0x10000};   // shorter forms are overlong
+        if (c < least[n] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return "is not UTF-8";
+        if (c < 0x20 || (c >= 0x7F && c <= 0x9F) || c == 0x2028 || c == 0x2029 || c == 0xFEFF || c == 0xFFFE ||
+            c == 0xFFFF)
+            return "contains a control character or line break";
+        p += n + 1;
+    }
+    return NULL;
+}
+
 static int set_str(DcalConfig *c, const Field *f, char *base, const char *where, const char *s) {
     if (strlen(s) >= f->size) {
         dcal_err("%s: %s: value longer than %zu characters", where, f->key, f->size - 1);
+        return 0;
+    }
+    const char *bad = text_problem(s);
+    if (bad) {
+        dcal_err("%s: %s: the value %s (write it on one line, as UTF-8 text)", where, f->key, bad);
         return 0;
     }
     if (f->choices && !is_choice(f->choices, s)) {

@@ -62,7 +62,9 @@ static int first_time(Reader *r, const char *w, const char *what, const char *na
 // ---- deviations: [{rule: id, reason: text}, ...] ---------------------------
 
 // One "rule:" or "reason:" line of a deviation (the key event is current).
-static int load_deviation_key(Reader *r, Deviation *dv, int *have_rule, int *have_reason) {
+// The text goes through the string fields' parser (length, one line of
+// UTF-8) as if it were a field "deviations.KEY" at dst.
+static int load_deviation_key(DcalConfig *c, Reader *r, Deviation *dv, int *have_rule, int *have_reason) {
     Where w;
     where_of(r, r->ev.start_mark, w);
     if (r->ev.type != YAML_SCALAR_EVENT) { dcal_err("%s: expected a key", w); return 0; }
@@ -78,10 +80,15 @@ static int load_deviation_key(Reader *r, Deviation *dv, int *have_rule, int *hav
     else if (!strcmp(key, "reason")) { seen = have_reason; dst = dv->reason; cap = sizeof dv->reason; }
     else { dcal_err("%s: unknown key 'deviations.%s' (expected rule and reason)", w, key); return 0; }
     if (*seen) { dcal_err("%s: duplicate key 'deviations.%s'", w, key); return 0; }
-    if (strlen(val) >= cap) { dcal_err("%s: deviation %s longer than %zu characters", w, key, cap - 1); return 0; }
     *seen = 1;
-    strcpy(dst, val);
-    return 1;
+    char name[80], *text = xstrdup(val);
+    snprintf(name, sizeof name, "deviations.%s", key);
+    size_t n = strlen(text);
+    while (n && text[n - 1] == '\n') text[--n] = 0;   // a block scalar's (">") final newline
+    Field f = {name, F_STR, (size_t)(dst - (char *)c), cap, 0, 0, NULL};
+    int ok = config_field_set(c, &f, w, (const char *const *)&text, 1);
+    free(text);
+    return ok;
 }
 
 // One {rule, reason} mapping (its start event is current) → c->deviations.
@@ -102,7 +109,7 @@ static int load_deviation(DcalConfig *c, Reader *r) {
     for (;;) {
         if (!next(r)) return 0;
         if (r->ev.type == YAML_MAPPING_END_EVENT) break;
-        if (!load_deviation_key(r, dv, &have_rule, &have_reason)) return 0;
+        if (!load_deviation_key(c, r, dv, &have_rule, &have_reason)) return 0;
     }
     if (!have_rule || !have_reason || !dv->reason[0]) {
         dcal_err("%s: a deviation needs both 'rule' and a non-empty 'reason'", w);
