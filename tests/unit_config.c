@@ -395,6 +395,109 @@ START_TEST(test_run_name_plain) {
 }
 END_TEST
 
+// Numbers follow one strict grammar in YAML and --set alike (issue 12 item 14):
+// no spaces, no leading zeros, no hex; the whole text is parsed, never cut short.
+START_TEST(test_strict_numbers) {
+    ck_assert_int_eq(verify_text("train:\n  micro_batch: \" 42\"\n", NULL), 1);
+    ck_assert_msg(strstr(out, "dcal: ") && strstr(out, "c.yaml:2:16: train.micro_batch: expected an integer, got ' 42' "
+                                                     "(no spaces around a number)"), "got: %s", out);
+    ck_assert_int_eq(verify_text("model:\n  depth: 0448\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:10: model.depth: expected an integer, got '0448' (no leading zeros"),
+                  "got: %s", out);
+    ck_assert_int_eq(verify_text("train:\n  seed: 042\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:9: train.seed: expected a non-negative integer, got '042' (no leading zeros"),
+                  "got: %s", out);
+    ck_assert_int_eq(verify_text("train:\n  seed: 18446744073709551616\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:9: train.seed: 18446744073709551616 out of range"), "got: %s", out);
+    ck_assert_int_eq(verify_text("model:\n  depth: 99999999999999999999\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:10: model.depth: 99999999999999999999 out of range"), "got: %s", out);
+    ck_assert_int_eq(verify_text("optim:\n  weight_decay: \"0.05 \"\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:17: optim.weight_decay: expected a number, got '0.05 ' (no spaces"),
+                  "got: %s", out);
+    ck_assert_int_eq(verify_text("optim:\n  weight_decay: 0x1p-4\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:17: optim.weight_decay: expected a number, got '0x1p-4'"), "got: %s", out);
+    ck_assert_int_eq(verify_text("model:\n  top_r: 00.5\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:10: model.top_r: expected a number, got '00.5' (no leading zeros"),
+                  "got: %s", out);
+    // Still fine: signs, exponents, a trailing dot, 0 and 0.x.
+    int ok;
+    DcalConfig c = load_text("model:\n  top_r: +0.25\n  depth: +3\noptim:\n  eps: 1.0E-08\n  min_lr: 0\n"
+                             "  weight_decay: 5.\ndata:\n  mean: [-0, 0.5e0, 1e+0]\n", &ok);
+    ck_assert(ok);
+    ck_assert_int_eq(c.model.depth, 3);
+    ck_assert_double_eq(c.optim.eps, 1e-8);
+    ck_assert_double_eq(c.optim.weight_decay, 5.0);
+    ck_assert_float_eq(c.data.mean[2], 1.0f);
+}
+END_TEST
+
+// A list item longer than 63 characters was cut there and the rest parsed as
+// if that were the whole number; a quoted "\0" ended a value early.
+START_TEST(test_long_and_nul_values) {
+    char yaml[512], num[200];
+    snprintf(num, sizeof num, "0.5%070dx", 0);   // 0.5, 70 zeros, then junk past byte 63
+    snprintf(yaml, sizeof yaml, "data:\n  mean: [%s, 0.5, 0.5]\n", num);
+    ck_assert_int_eq(verify_text(yaml, NULL), 1);
+    char want[300];
+    snprintf(want, sizeof want, "c.yaml:2:9: data.mean: expected a number, got '%s'", num);
+    ck_assert_msg(strstr(out, want), "got: %s", out);
+    // A long but valid number is read whole: 0.25 followed by 70 zeros and a 1.
+    snprintf(num, sizeof num, "0.25%070d1", 0);
+    snprintf(yaml, sizeof yaml, "data:\n  std: [%s, 0.5, 0.5]\n", num);
+    int ok;
+    DcalConfig c = load_text(yaml, &ok);
+    ck_assert(ok);
+    ck_assert_float_eq(c.data.std[0], 0.25f);
+    ck_assert_int_eq(verify_text("model:\n  depth: \"12\\0junk\"\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:10: value contains a NUL character"), "got: %s", out);
+    ck_assert_int_eq(verify_text("data:\n  dataset: \"cub\\0x\"\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:12: value contains a NUL character"), "got: %s", out);
+}
+END_TEST
+
+// --set goes through the same parsers, with the same messages.
+START_TEST(test_set_strict_numbers) {
+    ck_assert_int_eq(run_dcal("verify-config --set 'train.micro_batch= 8'", out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "--set train.micro_batch= 8: train.micro_batch: expected an integer, got ' 8' "
+                              "(no spaces around a number)"), "got: %s", out);
+    ck_assert_int_eq(run_dcal("verify-config --set model.depth=012", out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "--set model.depth=012: model.depth: expected an integer, got '012' (no leading zeros"),
+                  "got: %s", out);
+    DcalConfig c;
+    config_defaults(&c);
+    cap_begin();
+    int ok = config_set(&c, "data.mean=0.5,0x1p-1,0.5");
+    const char *err = cap_end();
+    ck_assert(!ok);
+    ck_assert_msg(strstr(err, "--set data.mean=0.5,0x1p-1,0.5: data.mean: expected a number, got '0x1p-1'"), "got: %s", err);
+    ck_assert(config_set(&c, "optim.base_lr=5.0e-4"));
+    ck_assert_double_eq(c.optim.base_lr, 5e-4);
+}
+END_TEST
+
+// Config text must read back the same from the run's config.yaml (found by
+// tests/fuzz/fuzz_config's round trip): one line of UTF-8, in YAML and --set.
+START_TEST(test_text_values_one_line) {
+    ck_assert_int_eq(verify_text("data:\n  root: \"a\\nb\"\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:2:9: data.root: the value contains a control character or line break"),
+                  "got: %s", out);
+    ck_assert_int_eq(verify_text("deviations:\n  - rule: lr\n    reason: \"x\\u0085y\"\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:3:5: deviations.reason: the value contains a control character"), "got: %s", out);
+    ck_assert_int_eq(verify_text("deviations:\n  - rule: lr\n    reason: |\n      two\n      lines\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml:3:5: deviations.reason: the value contains a control character"), "got: %s", out);
+    ck_assert_int_eq(run_dcal("verify-config --set \"$(printf 'data.root=a\\tb')\"", out, sizeof out), 1);
+    ck_assert_msg(strstr(out, ": data.root: the value contains a control character"), "got: %s", out);
+    ck_assert_int_eq(run_dcal("verify-config --set \"$(printf 'data.root=\\377')\"", out, sizeof out), 1);
+    ck_assert_msg(strstr(out, ": data.root: the value is not UTF-8"), "got: %s", out);
+    // A folded reason (">") loses only its final newline; UTF-8 text is fine.
+    int ok;
+    DcalConfig c = load_text("data:\n  root: \"/données/ü\"\ndeviations:\n  - rule: lr\n    reason: >\n      one\n      GPU\n", &ok);
+    ck_assert(ok);
+    ck_assert_str_eq(c.deviations[0].reason, "one GPU");
+    ck_assert_str_eq(c.data.root, "/données/ü");
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("config");
@@ -416,6 +519,10 @@ int main(void) {
     tcase_add_test(tc, test_resolve_resume);
     tcase_add_test(tc, test_devices_only_one);
     tcase_add_test(tc, test_run_name_plain);
+    tcase_add_test(tc, test_strict_numbers);
+    tcase_add_test(tc, test_long_and_nul_values);
+    tcase_add_test(tc, test_set_strict_numbers);
+    tcase_add_test(tc, test_text_values_one_line);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -2,6 +2,7 @@
 // "file:line:col: message" with the libyaml mark (1-based); unknown keys and
 // sections get a "did you mean" from the field table.
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 #include "config/fields.h"
@@ -33,6 +34,12 @@ static int next(Reader *r) {
         return 0;
     }
     r->have_ev = 1;
+    // A quoted "\0" would end the C string early: "12\0junk" must not read as 12.
+    if (r->ev.type == YAML_SCALAR_EVENT && strlen(scalar(r)) != r->ev.data.scalar.length) {
+        dcal_err("%s:%zu:%zu: value contains a NUL character (\\0 is not allowed in a config)", r->path, r->ev.start_mark.line + 1,
+                 r->ev.start_mark.column + 1);
+        return 0;
+    }
     return 1;
 }
 
@@ -55,7 +62,9 @@ static int first_time(Reader *r, const char *w, const char *what, const char *na
 // ---- deviations: [{rule: id, reason: text}, ...] ---------------------------
 
 // One "rule:" or "reason:" line of a deviation (the key event is current).
-static int load_deviation_key(Reader *r, Deviation *dv, int *have_rule, int *have_reason) {
+// The text goes through the string fields' parser (length, one line of
+// UTF-8) as if it were a field "deviations.KEY" at dst.
+static int load_deviation_key(DcalConfig *c, Reader *r, Deviation *dv, int *have_rule, int *have_reason) {
     Where w;
     where_of(r, r->ev.start_mark, w);
     if (r->ev.type != YAML_SCALAR_EVENT) { dcal_err("%s: expected a key", w); return 0; }
@@ -71,10 +80,15 @@ static int load_deviation_key(Reader *r, Deviation *dv, int *have_rule, int *hav
     else if (!strcmp(key, "reason")) { seen = have_reason; dst = dv->reason; cap = sizeof dv->reason; }
     else { dcal_err("%s: unknown key 'deviations.%s' (expected rule and reason)", w, key); return 0; }
     if (*seen) { dcal_err("%s: duplicate key 'deviations.%s'", w, key); return 0; }
-    if (strlen(val) >= cap) { dcal_err("%s: deviation %s longer than %zu characters", w, key, cap - 1); return 0; }
     *seen = 1;
-    strcpy(dst, val);
-    return 1;
+    char name[80], *text = xstrdup(val);
+    snprintf(name, sizeof name, "deviations.%s", key);
+    size_t n = strlen(text);
+    while (n && text[n - 1] == '\n') text[--n] = 0;   // a block scalar's (">") final newline
+    Field f = {name, F_STR, (size_t)(dst - (char *)c), cap, 0, 0, NULL};
+    int ok = config_field_set(c, &f, w, (const char *const *)&text, 1);
+    free(text);
+    return ok;
 }
 
 // One {rule, reason} mapping (its start event is current) → c->deviations.
@@ -95,7 +109,7 @@ static int load_deviation(DcalConfig *c, Reader *r) {
     for (;;) {
         if (!next(r)) return 0;
         if (r->ev.type == YAML_MAPPING_END_EVENT) break;
-        if (!load_deviation_key(r, dv, &have_rule, &have_reason)) return 0;
+        if (!load_deviation_key(c, r, dv, &have_rule, &have_reason)) return 0;
     }
     if (!have_rule || !have_reason || !dv->reason[0]) {
         dcal_err("%s: a deviation needs both 'rule' and a non-empty 'reason'", w);
@@ -145,23 +159,25 @@ static const Field *section_key(Reader *r, const char *section, const char *w) {
 }
 
 // A flow list value (its start event is current) → f, which must be F_F3.
+// Items are copied whole (each event frees the last one's text): a fixed
+// buffer would cut a long number short and parse what was left.
 static int section_list(DcalConfig *c, Reader *r, const Field *f, const char *w) {
-    char items[8][64];
-    const char *ptrs[8];
-    int n = 0;
+    char *items[8];
+    int n = 0, ok = 0;
     for (;;) {
-        if (!next(r)) return 0;
+        if (!next(r)) goto out;
         if (r->ev.type == YAML_SEQUENCE_END_EVENT) break;
         if (r->ev.type != YAML_SCALAR_EVENT || n == 8) {
             dcal_err("%s: %s: expected a flat list of numbers", w, f->key);
-            return 0;
+            goto out;
         }
-        snprintf(items[n], sizeof items[n], "%s", scalar(r));
-        ptrs[n] = items[n];
-        n++;
+        items[n++] = xstrdup(scalar(r));
     }
-    if (f->type != F_F3) { dcal_err("%s: %s: expected a single value, got a list", w, f->key); return 0; }
-    return config_field_set(c, f, w, ptrs, n);
+    if (f->type != F_F3) { dcal_err("%s: %s: expected a single value, got a list", w, f->key); goto out; }
+    ok = config_field_set(c, f, w, (const char *const *)items, n);
+out:
+    for (int i = 0; i < n; i++) free(items[i]);
+    return ok;
 }
 
 static int load_section(DcalConfig *c, Reader *r, const char *section) {
