@@ -2,7 +2,11 @@
 // kept) → crop → flip → normalise into float CHW (MODEL.md §5). Pure function of
 // (file, cfg, train, seed, epoch, sample): crops and flips come from the
 // counter-based rng, so any thread may decode any sample.
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "datasets/dataset.h"
 #include "core/rng.h"
 
@@ -24,22 +28,57 @@
 
 #define IMAGE_MAX_SIDE 8192   // larger is surely not a dataset photo; refuse before allocating
 
-// Decode (grey / RGBA → RGB), drop the Aircraft banner, resize to R×R. NULL after an error line.
-static unsigned char *decode_resized(const char *path, const DataConfig *cfg, int R) {
-    int w, h, ch;
-    if (!stbi_info(path, &w, &h, &ch)) {
+// Open path for reading only if it is a regular file. O_NONBLOCK: opening a FIFO
+// (or a device) must not wait for a writer; the type is then checked on the
+// descriptor itself (fstat), so nothing can swap the file between check and read.
+// NULL after an error line naming the file.
+static FILE *open_regular(const char *path) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) { dcal_err("%s: cannot open image (%s)", path, strerror(errno)); return NULL; }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        dcal_err("%s: cannot stat image (%s)", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        const char *kind = S_ISFIFO(sb.st_mode) ? "a FIFO" : S_ISDIR(sb.st_mode) ? "a directory"
+                         : S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode) ? "a device" : "a special file";
+        dcal_err("%s: is %s, not a regular file (list only JPEG or PNG image files)", path, kind);
+        close(fd);
+        return NULL;
+    }
+    // Back to blocking reads: a regular file ignores the flag on Linux; other systems need not.
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "rb");
+    if (!f) { dcal_err("%s: cannot open image (%s)", path, strerror(errno)); close(fd); }
+    return f;
+}
+
+// Decode (grey / RGBA → RGB) from f, refusing absurd sizes before allocating. NULL after an error line.
+static unsigned char *decode(FILE *f, const char *path, int *w, int *h) {
+    int ch;
+    if (!stbi_info_from_file(f, w, h, &ch)) {   // leaves the position where it was
         dcal_err("%s: cannot read image (%s; JPEG or PNG expected)", path, stbi_failure_reason());
         return NULL;
     }
-    if (w < 1 || h < 1 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE) {
-        dcal_err("%s: image is %dx%d (sides must be 1..%d)", path, w, h, IMAGE_MAX_SIDE);
+    if (*w < 1 || *h < 1 || *w > IMAGE_MAX_SIDE || *h > IMAGE_MAX_SIDE) {
+        dcal_err("%s: image is %dx%d (sides must be 1..%d)", path, *w, *h, IMAGE_MAX_SIDE);
         return NULL;
     }
-    unsigned char *px = stbi_load(path, &w, &h, &ch, 3);
-    if (!px) {
-        dcal_err("%s: cannot decode image (%s)", path, stbi_failure_reason());
-        return NULL;
-    }
+    unsigned char *px = stbi_load_from_file(f, w, h, &ch, 3);
+    if (!px) dcal_err("%s: cannot decode image (%s)", path, stbi_failure_reason());
+    return px;
+}
+
+// Decode, drop the Aircraft banner, resize to R×R. NULL after an error line.
+static unsigned char *decode_resized(const char *path, const DataConfig *cfg, int R) {
+    FILE *f = open_regular(path);
+    if (!f) return NULL;
+    int w, h;
+    unsigned char *px = decode(f, path, &w, &h);
+    fclose(f);
+    if (!px) return NULL;
     // Aircraft photos carry a copyright banner along the bottom: drop it first.
     int hb = h - (cfg->banner_px > 0 ? cfg->banner_px : 0);
     if (hb < 1) {
