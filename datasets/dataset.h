@@ -37,6 +37,13 @@ void dataset_free(Dataset *d);
 // 0 after an error line naming the file.
 int image_load(const char *path, const DataConfig *cfg, bool train, uint64_t seed, int epoch,
                int sample, float *out);
+// The same without the error line: 0 with the reason in why[n] (the loader adds its hint).
+int image_load_why(const char *path, const DataConfig *cfg, bool train, uint64_t seed, int epoch, int sample,
+                   float *out, char *why, size_t n);
+
+// Check that path is a regular file that decodes as JPEG/PNG, taller than
+// banner_px (dataset check: no error line; the reason goes to why[n]). 1 if good.
+int image_probe(const char *path, int banner_px, char *why, size_t n);
 
 typedef struct Loader Loader;
 #define LOADER_INTERRUPTED (-2)   // loader_next: gave up on a blocked worker after a stop request
@@ -58,9 +65,9 @@ void loader_set_stop_flag(Loader *l, const volatile sig_atomic_t *flag);
 // Stops the workers; returns within ~3 s even if one is blocked in a read (that
 // one is left behind, and l is then not freed: the process is ending).
 void loader_destroy(Loader *l);
-// Tests only: decode with fn instead of image_load (NULL restores it).
+// Tests only: decode with fn instead of image_load_why (NULL restores it).
 typedef int (*ImageLoadFn)(const char *path, const DataConfig *cfg, bool train, uint64_t seed, int epoch, int sample,
-                           float *out);
+                           float *out, char *why, size_t n);
 void loader_set_image_fn(Loader *l, ImageLoadFn fn);
 
 // Synthetic fine-grained set in CUB layout (MODEL.md §7). 0 after an error line.

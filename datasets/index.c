@@ -91,6 +91,11 @@ int ds_check_rel(const char *file, int line, const char *rel, const char *within
     return 0;
 }
 
+const char *ds_file_kind(unsigned mode) {
+    return S_ISFIFO(mode) ? "a FIFO" : S_ISDIR(mode) ? "a directory" : S_ISCHR(mode) || S_ISBLK(mode) ? "a device"
+                                                                                                   : "a special file";
+}
+
 int ds_parse_int(const char *s, long lo, long hi, long *out) {
     long long v = 0;   // hi <= INT_MAX, so v * 10 + 9 cannot overflow
     if (*s < '0' || *s > '9') return 0;
@@ -114,7 +119,9 @@ static long long image_size(const Dataset *d, const char *p, bool test, bool tol
     if (!err && S_ISREG(sb.st_mode)) return (long long)sb.st_size;
     if (tolerated || !*ok) return -1;
     *ok = 0;
-    const char *what = err ? strerror(err) : "not a regular file (only image files can be listed)";
+    char what[96];
+    if (err) snprintf(what, sizeof what, "%s", strerror(err));
+    else snprintf(what, sizeof what, "is %s, not a regular file", ds_file_kind(sb.st_mode));
     if (test)
         dcal_err("%s: %s (a test image in the %s index; data.skip_bad applies to training images only: skipping a test "
                  "image would change the reported accuracy)", p, what, d->name);

@@ -42,6 +42,8 @@ void ds_push(DatasetItem **v, int *n, int *cap, const char *root, const char *re
 // data folders into the root); forbidding ".." outright, not just a lexical
 // escape, is what keeps "link/../x" from leaving through such a link.
 int ds_check_rel(const char *file, int line, const char *rel, const char *within);
+// "a FIFO", "a directory", "a device" or "a special file": what a listed image is instead of a regular file.
+const char *ds_file_kind(unsigned mode);
 // Parse a whole decimal integer in [lo, hi]: digits only (no sign, no spaces,
 // no trailing text). 0 if s is anything else.
 int ds_parse_int(const char *s, long lo, long hi, long *out);

@@ -86,34 +86,35 @@ static int rows_of(const Loader *l, int b) {
     return r < l->batch ? r : l->batch;
 }
 
-// Fill one slot: item at epoch position k, or (skip_bad) the next good one.
+// Fill one slot: item at epoch position k, or (skip_bad, training only) the next
+// good one. Every bad file is reported once, in one line with its reason.
 static void fill_slot(Loader *l, long k, float *img, int *label, int *id, int *bad, int *err) {
     *bad = 0; *err = 0;
+    bool skip = l->train && l->cfg.skip_bad;
     for (int tries = 0; tries < l->n; tries++) {
         int s = l->perm[(k + tries) % l->n];
         const DatasetItem *it = &l->items[s];
+        char why[320] = "could not be read earlier in this run";
         // A file that failed once fails again: skip the decode, same result.
         if (!__atomic_load_n(&l->flagged[s], __ATOMIC_RELAXED)) {
-            if (l->load(it->path, &l->cfg, l->train, l->seed, l->epoch, s, img)) {
+            if (l->load(it->path, &l->cfg, l->train, l->seed, l->epoch, s, img, why, sizeof why)) {
                 *label = it->label; *id = s;
                 return;
             }
             __atomic_store_n(&l->flagged[s], 1, __ATOMIC_RELAXED);
+            if (skip) dcal_err("%s: %s (skipped: data.skip_bad; the next image in epoch order takes its place)",
+                               it->path, why);
         }
-        if (!l->train) {
-            dcal_err("%s: bad test image stops the evaluation (data.skip_bad applies to training images only: skipping "
-                     "a test image would change the reported accuracy; fix or replace the file)", it->path);
-            *err = 1;
-            return;
-        }
-        if (!l->cfg.skip_bad) {
-            dcal_err("%s: bad image stops the loader (set data.skip_bad=true to skip bad training images)", it->path);
-            *err = 1;
-            return;
-        }
-        (*bad)++;
+        if (skip) { (*bad)++; continue; }
+        dcal_err("%s: %s (%s)", it->path, why,
+                 l->train ? "set data.skip_bad=true to skip bad training images"
+                          : "a test image: data.skip_bad applies to training images only, since skipping one would "
+                            "change the reported accuracy; fix or replace the file");
+        *err = 1;
+        return;
     }
-    dcal_err("%s: no image of the %s split could be decoded", l->d->root, l->train ? "train" : "test");
+    dcal_err("%s: no image of the %s split could be decoded (see the lines above)", l->d->root,
+             l->train ? "train" : "test");
     *err = 1;
 }
 
@@ -154,7 +155,7 @@ Loader *loader_create(const Dataset *d, const DataConfig *cfg, bool train, int b
     l->per = (size_t)3 * cfg->crop * cfg->crop;
     l->workers = cfg->workers > 0 ? cfg->workers : 0;
     l->epoch = -1;
-    l->load = image_load;
+    l->load = image_load_why;
     if (l->workers) {
         for (int r = 0; r < RING; r++) {
             l->ring[r].img = xmalloc(sizeof(float) * l->per * (size_t)batch);
@@ -267,7 +268,7 @@ int loader_skipped(const Loader *l) { return l->skipped; }
 
 void loader_set_stop_flag(Loader *l, const volatile sig_atomic_t *flag) { l->stop_flag = flag; }
 
-void loader_set_image_fn(Loader *l, ImageLoadFn fn) { l->load = fn ? fn : image_load; }
+void loader_set_image_fn(Loader *l, ImageLoadFn fn) { l->load = fn ? fn : image_load_why; }
 
 // Ask the workers to leave and wait JOIN_GRACE_S for them (mu not held); no more
 // waiting if a stop request already waited out its grace. 0 if some are still

@@ -340,6 +340,7 @@ START_TEST(bad_images) {
         ck_assert_int_eq(r1, -1);
         ck_assert_ptr_nonnull(strstr(e, bad));
         ck_assert_ptr_nonnull(strstr(e, "data.skip_bad applies to training images only"));
+        ck_assert_ptr_eq(strchr(e, '\n'), e + strlen(e) - 1);   // one line: the file, why, the hint
         ck_assert_int_eq(loader_skipped(l), 0);
         loader_destroy(l);
     }
@@ -505,7 +506,10 @@ START_TEST(not_regular_files) {
     ck_assert_ptr_nonnull(strstr(e, te));
     ck_assert_ptr_nonnull(strstr(e, "is a FIFO, not a regular file"));
     ck_assert_ptr_eq(strchr(e, '\n'), e + strlen(e) - 1);
-    OPEN_FAILS(&cfg, te, "not a regular file");
+    OPEN_FAILS(&cfg, te, "is a FIFO, not a regular file");
+    char why[256];
+    ck_assert_int_eq(image_probe(te, 0, why, sizeof why), 0);
+    ck_assert_ptr_nonnull(strstr(why, "is a FIFO"));
     cfg.skip_bad = true;   // a test image: still refused
     OPEN_FAILS(&cfg, te, "not a regular file", "training images only");
     ck_assert_int_eq(unlink(te), 0);
@@ -541,8 +545,8 @@ END_TEST
 // within ~2 s and loader_destroy returns within 5 s.
 static int hang_fd = -1;
 static int hang_load(const char *path, const DataConfig *cfg, bool train, uint64_t seed, int epoch, int sample,
-                     float *out) {
-    (void)path; (void)cfg; (void)train; (void)seed; (void)epoch; (void)sample; (void)out;
+                     float *out, char *why, size_t n) {
+    (void)path; (void)cfg; (void)train; (void)seed; (void)epoch; (void)sample; (void)out; (void)why; (void)n;
     char c;
     return (int)read(hang_fd, &c, 1);   // blocks: the write end stays open and silent
 }
