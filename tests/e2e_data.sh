@@ -10,8 +10,8 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/dcal-data.XXXXXX"); trap 'rm -rf "$tmp"' EXIT
 common=(--config "$src/configs/fgvc/tiny.yaml" --set data.root="$tmp/data" --set train.out_dir="$tmp/runs" --set optim.epochs=1)
 expect() {  # expect PATTERN -- cmd...: exit 1 (not a timeout), stderr one 'dcal: ' error line (warnings aside) with PATTERN
   local pat=$1; shift 2
-  timeout 20 "$@" > "$tmp/out.txt" 2> "$tmp/err.txt"; local rc=$?
-  if [ $rc -ne 1 ]; then echo "FAIL: '$*' exited $rc (124 = hung)"; cat "$tmp/err.txt"; fail=1; return; fi
+  timeout -k 5 20 "$@" > "$tmp/out.txt" 2> "$tmp/err.txt"; local rc=$?
+  if [ $rc -ne 1 ]; then echo "FAIL: '$*' exited $rc (124 or 137: hung)"; cat "$tmp/err.txt"; fail=1; return; fi
   if ! grep -q -- "$pat" "$tmp/err.txt"; then echo "FAIL: '$*': stderr lacks '$pat':"; cat "$tmp/err.txt"; fail=1; return; fi
   if [ "$(grep '^dcal: ' "$tmp/err.txt" | grep -vc '^dcal: WARNING: ')" -ne 1 ]; then echo "FAIL: '$*': not one error line:"; cat "$tmp/err.txt"; fail=1; return; fi
   echo "ok: $(grep -- "$pat" "$tmp/err.txt" | head -1)"
@@ -47,5 +47,5 @@ expect "images.txt:3: path '../../outside.png' has a '..' component" -- "$dcal" 
 cp "$tmp/images.txt" "$tmp/data/images.txt"
 
 # And the restored set is fine.
-timeout 20 "$dcal" dataset check --dataset synthetic --data-root "$tmp/data" > /dev/null 2>&1 || { echo "FAIL: restored set"; fail=1; }
+timeout -k 5 20 "$dcal" dataset check --dataset synthetic --data-root "$tmp/data" > /dev/null 2>&1 || { echo "FAIL: restored set"; fail=1; }
 exit $fail
