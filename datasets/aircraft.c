@@ -28,6 +28,10 @@ static int read_split(const IndexBuild *b, const char *file, DatasetItem **v, in
             tf_free(&tf);
             return 0;
         }
+        if (!ds_check_rel(path, i + 1, l, "data/images/ of the data root")) {   // the image id names the file
+            tf_free(&tf);
+            return 0;
+        }
         char rel[DCAL_PATH_MAX];
         snprintf(rel, sizeof rel, "data/images/%s.jpg", l);
         ds_push(v, n, &cap, d->root, rel, c);

@@ -1,83 +1,102 @@
 // cub.c: CUB-200-2011 index (also the synthetic set's layout, MODEL.md §7).
 // root/classes.txt "id name", images.txt "id relpath", image_class_labels.txt
 // "id label", train_test_split.txt "id is_train"; ids 1-based; images under root/images/.
+#include <limits.h>
 #include <string.h>
 #include "datasets/readers.h"
 
-// Read "id value" pairs; ids must run 1..n in order. vals[i] points into tf.
-static int read_pairs(TextFile *tf, const IndexBuild *b, const char *file, char ***vals, int *n) {
-    if (!tf_read(tf, b, file)) return 0;
-    const char *path = tf->path;
-    *vals = xmalloc(sizeof(char *) * (size_t)(tf->n ? tf->n : 1));
-    *n = 0;
-    for (int i = 0; i < tf->n; i++) {
-        char *l = tf->line[i];
-        if (tf_blank(l)) continue;
-        char *end;
-        long id = strtol(l, &end, 10);
-        if (end == l || (*end != ' ' && *end != '\t')) {
-            dcal_err("%s:%d: expected 'id value'", path, i + 1);
-            goto fail;
-        }
-        if (id != *n + 1) {
-            dcal_err("%s:%d: expected id %d, got %ld (ids must run 1..N in order)", path, i + 1, *n + 1, id);
-            goto fail;
-        }
-        while (*end == ' ' || *end == '\t') end++;
-        size_t k = strlen(end);
-        while (k && (end[k - 1] == ' ' || end[k - 1] == '\t')) end[--k] = 0;
-        if (!k) { dcal_err("%s:%d: missing value after id", path, i + 1); goto fail; }
-        (*vals)[(*n)++] = end;
-    }
-    return 1;
-fail:
-    free(*vals);
-    *vals = NULL;   // the caller frees it too
-    return 0;
+// One "id value" file: the values (pointing into tf) and the line each came from,
+// so every later complaint names file:line.
+typedef struct {
+    TextFile tf;
+    char **val;
+    int *line;
+    int n;
+} Pairs;
+
+static void pairs_free(Pairs *p) {
+    free(p->val); free(p->line);
+    tf_free(&p->tf);
 }
 
-static int to_int(const char *s, const char *root, const char *file, int id, int lo, int hi, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || v < lo || v > hi) {
-        dcal_err("%s/%s: id %d: value '%s' is not an integer in [%d, %d]", root, file, id, s, lo, hi);
+// Split one non-blank line into a checked id and a trimmed value. 0 after an error line.
+static int parse_pair(Pairs *p, int i) {
+    const char *path = p->tf.path;
+    char *l = p->tf.line[i];
+    while (*l == ' ' || *l == '\t') l++;
+    size_t k = strcspn(l, " \t");
+    char *v = l + k;
+    if (*v) *v++ = 0;
+    long id;
+    if (!ds_parse_int(l, 1, INT_MAX, &id) || id != p->n + 1) {
+        dcal_err("%s:%d: expected id %d, got '%s' (ids must run 1..N in order)", path, i + 1, p->n + 1, l);
+        return 0;
+    }
+    while (*v == ' ' || *v == '\t') v++;
+    k = strlen(v);
+    while (k && (v[k - 1] == ' ' || v[k - 1] == '\t')) v[--k] = 0;
+    if (!k) { dcal_err("%s:%d: missing value after id %ld (expected 'id value')", path, i + 1, id); return 0; }
+    p->val[p->n] = v;
+    p->line[p->n++] = i + 1;
+    return 1;
+}
+
+// Read "id value" pairs; ids must run 1..n in order. 0 after an error line (p is freed by the caller).
+static int read_pairs(Pairs *p, const IndexBuild *b, const char *file) {
+    if (!tf_read(&p->tf, b, file)) return 0;
+    size_t cap = (size_t)(p->tf.n ? p->tf.n : 1);
+    p->val = xmalloc(sizeof(char *) * cap);
+    p->line = xmalloc(sizeof(int) * cap);
+    for (int i = 0; i < p->tf.n; i++)
+        if (!tf_blank(p->tf.line[i]) && !parse_pair(p, i)) return 0;
+    return 1;
+}
+
+// Value k of p as an integer in [lo, hi]; else an error line naming file:line.
+static int to_int(const Pairs *p, int k, const char *what, int lo, int hi, int *out) {
+    long v;
+    if (!ds_parse_int(p->val[k], lo, hi, &v)) {
+        dcal_err("%s:%d: %s '%s' is not an integer in %d..%d (image id %d)", p->tf.path, p->line[k], what, p->val[k], lo,
+                 hi, k + 1);
         return 0;
     }
     *out = (int)v;
     return 1;
 }
 
-int cub_read(IndexBuild *b) {
-    Dataset *d = b->d;
-    TextFile tc, ti, tl, ts;
-    char **cls = NULL, **img = NULL, **lab = NULL, **spl = NULL;
-    int nc = 0, ni = 0, nl = 0, ns = 0, ok = 0;
-    memset(&tc, 0, sizeof tc); memset(&ti, 0, sizeof ti); memset(&tl, 0, sizeof tl); memset(&ts, 0, sizeof ts);
-    if (!read_pairs(&tc, b, "classes.txt", &cls, &nc)) goto out;
-    if (!read_pairs(&ti, b, "images.txt", &img, &ni)) goto out;
-    if (!read_pairs(&tl, b, "image_class_labels.txt", &lab, &nl)) goto out;
-    if (!read_pairs(&ts, b, "train_test_split.txt", &spl, &ns)) goto out;
-    if (nl != ni || ns != ni) {
-        dcal_err("%s: images.txt has %d entries but image_class_labels.txt has %d and train_test_split.txt %d",
-                 d->root, ni, nl, ns);
-        goto out;
-    }
-    d->num_classes = nc;
-    d->class_names = xcalloc((size_t)(nc ? nc : 1), sizeof(char *));
-    for (int c = 0; c < nc; c++) d->class_names[c] = xstrdup(cls[c]);
+// The train and test lists from the three per-image files. 0 after an error line.
+static int push_items(Dataset *d, const Pairs *img, const Pairs *lab, const Pairs *spl) {
     int cap_tr = 0, cap_te = 0;
-    for (int i = 0; i < ni; i++) {
+    for (int i = 0; i < img->n; i++) {
         int label, is_train;
-        if (!to_int(lab[i], d->root, "image_class_labels.txt", i + 1, 1, nc, &label)) goto out;
-        if (!to_int(spl[i], d->root, "train_test_split.txt", i + 1, 0, 1, &is_train)) goto out;
+        if (!to_int(lab, i, "class id", 1, d->num_classes, &label)) return 0;
+        if (!to_int(spl, i, "is_train flag", 0, 1, &is_train)) return 0;
+        if (!ds_check_rel(img->tf.path, img->line[i], img->val[i], "images/ of the data root")) return 0;
         char rel[DCAL_PATH_MAX];
-        snprintf(rel, sizeof rel, "images/%s", img[i]);
+        snprintf(rel, sizeof rel, "images/%s", img->val[i]);
         if (is_train) ds_push(&d->train, &d->n_train, &cap_tr, d->root, rel, label - 1);
         else ds_push(&d->test, &d->n_test, &cap_te, d->root, rel, label - 1);
     }
-    ok = 1;
-out:
-    free(cls); free(img); free(lab); free(spl);
-    tf_free(&tc); tf_free(&ti); tf_free(&tl); tf_free(&ts);
+    return 1;
+}
+
+int cub_read(IndexBuild *b) {
+    Dataset *d = b->d;
+    Pairs pc, pi, pl, ps;
+    memset(&pc, 0, sizeof pc); memset(&pi, 0, sizeof pi); memset(&pl, 0, sizeof pl); memset(&ps, 0, sizeof ps);
+    int ok = read_pairs(&pc, b, "classes.txt") && read_pairs(&pi, b, "images.txt") &&
+             read_pairs(&pl, b, "image_class_labels.txt") && read_pairs(&ps, b, "train_test_split.txt");
+    if (ok && (pl.n != pi.n || ps.n != pi.n)) {
+        dcal_err("%s: images.txt has %d entries but image_class_labels.txt has %d and train_test_split.txt %d "
+                 "(one line per image in each)", d->root, pi.n, pl.n, ps.n);
+        ok = 0;
+    }
+    if (ok) {
+        d->num_classes = pc.n;
+        d->class_names = xcalloc((size_t)(pc.n ? pc.n : 1), sizeof(char *));
+        for (int c = 0; c < pc.n; c++) d->class_names[c] = xstrdup(pc.val[c]);
+        ok = push_items(d, &pi, &pl, &ps);
+    }
+    pairs_free(&pc); pairs_free(&pi); pairs_free(&pl); pairs_free(&ps);
     return ok;
 }

@@ -23,7 +23,7 @@ static int set_root(Dataset *d, const DataConfig *cfg, const DatasetInfo *info) 
     return 1;
 }
 
-int dataset_open(Dataset *d, const DataConfig *cfg) {
+static int open_as(Dataset *d, const DataConfig *cfg, DsTolerate tol) {
     memset(d, 0, sizeof *d);
     const DatasetInfo *info = dataset_info(cfg->dataset);
     if (!set_root(d, cfg, info)) return 0;
@@ -34,13 +34,19 @@ int dataset_open(Dataset *d, const DataConfig *cfg) {
         dcal_err("%s: dataset '%s' has %d train and %d test images (both must be > 0)", d->root, d->name, d->n_train, d->n_test);
         ok = 0;
     }
-    if (ok) ok = ds_finish(d, b.h, cfg->skip_bad);
+    if (ok) ok = ds_finish(d, b.h, tol);
     char hex[65];
     sha256_final(b.h, hex);
     if (!ok) { dataset_free(d); return 0; }
     memcpy(d->fingerprint, hex, sizeof hex);
     return 1;
 }
+
+int dataset_open(Dataset *d, const DataConfig *cfg) {
+    return open_as(d, cfg, cfg->skip_bad ? DS_TOLERATE_TRAIN : DS_TOLERATE_NONE);
+}
+
+int dataset_open_lenient(Dataset *d, const DataConfig *cfg) { return open_as(d, cfg, DS_TOLERATE_ALL); }
 
 void dataset_free(Dataset *d) {
     for (int i = 0; i < d->n_train; i++) free(d->train[i].path);

@@ -1,6 +1,7 @@
 // dataset.h: dataset indexes (CUB, Cars, Aircraft, synthetic) and the batch
 // loader (decode → augment → batch, MODEL.md §5). Knows nothing about models.
 #pragma once
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include "config/config.h"
@@ -21,8 +22,14 @@ typedef struct {
 } Dataset;
 
 // Open by cfg->dataset / cfg->root. 0 after a one-line error naming the missing
-// file and the expected layout.
+// file and the expected layout, or a listed image that is missing or not a
+// regular file (a training image is tolerated with cfg->skip_bad; a test image
+// never is: skipping it would change the reported accuracy).
 int dataset_open(Dataset *d, const DataConfig *cfg);
+// The same, tolerating missing and not-regular images of both splits (their
+// size in the fingerprint is -1): for tools that check each image themselves
+// (`dcal dataset check`, `dcal audit`). cfg->skip_bad is ignored.
+int dataset_open_lenient(Dataset *d, const DataConfig *cfg);
 void dataset_free(Dataset *d);
 
 // Decode + augment one image into out [3, crop, crop], normalised.
@@ -30,18 +37,38 @@ void dataset_free(Dataset *d);
 // 0 after an error line naming the file.
 int image_load(const char *path, const DataConfig *cfg, bool train, uint64_t seed, int epoch,
                int sample, float *out);
+// The same without the error line: 0 with the reason in why[n] (the loader adds its hint).
+int image_load_why(const char *path, const DataConfig *cfg, bool train, uint64_t seed, int epoch, int sample,
+                   float *out, char *why, size_t n);
+
+// Check that path is a regular file that decodes as JPEG/PNG, taller than
+// banner_px (dataset check: no error line; the reason goes to why[n]). 1 if good.
+int image_probe(const char *path, int banner_px, char *why, size_t n);
 
 typedef struct Loader Loader;
+#define LOADER_INTERRUPTED (-2)   // loader_next: gave up on a blocked worker after a stop request
 // train: shuffled (keyed by seed, epoch), last partial batch dropped; test: in order, last kept.
 Loader *loader_create(const Dataset *d, const DataConfig *cfg, bool train, int batch, uint64_t seed);
 int loader_num_batches(const Loader *l);
 // Begin an epoch at batch index `start` (resume). Prefetching starts here.
 void loader_start(Loader *l, int epoch, int start);
 // Next batch: images [batch, 3, crop, crop], labels [batch], ids [batch] (sample ids).
-// Returns rows filled (0 at epoch end), or -1 after an error line.
+// Returns rows filled (0 at epoch end), -1 after an error line (a bad image: a test
+// image always, a training one unless data.skip_bad), or LOADER_INTERRUPTED.
 int loader_next(Loader *l, float *images, int *labels, int *ids);
-int loader_skipped(const Loader *l);   // bad images skipped so far (data.skip_bad)
+int loader_skipped(const Loader *l);   // bad training images skipped so far (data.skip_bad)
+// The trainer's SIGINT/SIGTERM flag. Once *flag is non-zero, a wait for the
+// workers lasts at most ~2 s more; then loader_next returns LOADER_INTERRUPTED
+// after an error line (a worker hangs in a read) and every later call fails.
+// Healthy workers deliver within that time, so a stop still ends a whole step.
+void loader_set_stop_flag(Loader *l, const volatile sig_atomic_t *flag);
+// Stops the workers; returns within ~3 s even if one is blocked in a read (that
+// one is left behind, and l is then not freed: the process is ending).
 void loader_destroy(Loader *l);
+// Tests only: decode with fn instead of image_load_why (NULL restores it).
+typedef int (*ImageLoadFn)(const char *path, const DataConfig *cfg, bool train, uint64_t seed, int epoch, int sample,
+                           float *out, char *why, size_t n);
+void loader_set_image_fn(Loader *l, ImageLoadFn fn);
 
 // Synthetic fine-grained set in CUB layout (MODEL.md §7). 0 after an error line.
 int synthetic_write(const char *dir, int classes, int per_class, int test_per_class, int img, uint64_t seed);

@@ -2,8 +2,12 @@
 // kept) → crop → flip → normalise into float CHW (MODEL.md §5). Pure function of
 // (file, cfg, train, seed, epoch, sample): crops and flips come from the
 // counter-based rng, so any thread may decode any sample.
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
-#include "datasets/dataset.h"
+#include <sys/stat.h>
+#include <unistd.h>
+#include "datasets/index.h"
 #include "core/rng.h"
 
 #pragma GCC diagnostic push
@@ -24,26 +28,67 @@
 
 #define IMAGE_MAX_SIDE 8192   // larger is surely not a dataset photo; refuse before allocating
 
-// Decode (grey / RGBA → RGB), drop the Aircraft banner, resize to R×R. NULL after an error line.
-static unsigned char *decode_resized(const char *path, const DataConfig *cfg, int R) {
-    int w, h, ch;
-    if (!stbi_info(path, &w, &h, &ch)) {
-        dcal_err("%s: cannot read image (%s; JPEG or PNG expected)", path, stbi_failure_reason());
+// Open path for reading only if it is a regular file. O_NONBLOCK: opening a FIFO
+// (or a device) must not wait for a writer; the type is then checked on the
+// descriptor itself (fstat), so nothing can swap the file between check and read.
+// NULL with the reason in why[n].
+static FILE *open_regular(const char *path, char *why, size_t n) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) { snprintf(why, n, "cannot open image (%s)", strerror(errno)); return NULL; }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        snprintf(why, n, "cannot stat image (%s)", strerror(errno));
+        close(fd);
         return NULL;
     }
-    if (w < 1 || h < 1 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE) {
-        dcal_err("%s: image is %dx%d (sides must be 1..%d)", path, w, h, IMAGE_MAX_SIDE);
+    if (!S_ISREG(sb.st_mode)) {
+        snprintf(why, n, "is %s, not a regular file (list only JPEG or PNG image files)", ds_file_kind(sb.st_mode));
+        close(fd);
         return NULL;
     }
-    unsigned char *px = stbi_load(path, &w, &h, &ch, 3);
-    if (!px) {
-        dcal_err("%s: cannot decode image (%s)", path, stbi_failure_reason());
-        return NULL;
-    }
+    // Back to blocking reads: a regular file ignores the flag on Linux; other systems need not.
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "rb");
+    if (!f) { snprintf(why, n, "cannot open image (%s)", strerror(errno)); close(fd); }
+    return f;
+}
+
+// Open and decode (grey / RGBA → RGB), refusing absurd sizes before allocating.
+// NULL with the reason in why[n].
+static unsigned char *decode(const char *path, int *w, int *h, char *why, size_t n) {
+    FILE *f = open_regular(path, why, n);
+    if (!f) return NULL;
+    int ch;
+    unsigned char *px = NULL;
+    if (!stbi_info_from_file(f, w, h, &ch))   // leaves the position where it was
+        snprintf(why, n, "cannot read image (%s; JPEG or PNG expected)", stbi_failure_reason());
+    else if (*w < 1 || *h < 1 || *w > IMAGE_MAX_SIDE || *h > IMAGE_MAX_SIDE)
+        snprintf(why, n, "image is %dx%d (sides must be 1..%d)", *w, *h, IMAGE_MAX_SIDE);
+    else if (!(px = stbi_load_from_file(f, w, h, &ch, 3)))
+        snprintf(why, n, "cannot decode image (%s)", stbi_failure_reason());
+    fclose(f);
+    return px;
+}
+
+int image_probe(const char *path, int banner_px, char *why, size_t n) {
+    int w, h;
+    unsigned char *px = decode(path, &w, &h, why, n);
+    if (!px) return 0;
+    stbi_image_free(px);
+    if (h > banner_px) return 1;
+    snprintf(why, n, "image is %d px tall, not taller than data.banner_px=%d", h, banner_px);
+    return 0;
+}
+
+// Decode, drop the Aircraft banner, resize to R×R. NULL with the reason in why[n].
+static unsigned char *decode_resized(const char *path, const DataConfig *cfg, int R, char *why, size_t n) {
+    int w, h;
+    unsigned char *px = decode(path, &w, &h, why, n);
+    if (!px) return NULL;
     // Aircraft photos carry a copyright banner along the bottom: drop it first.
     int hb = h - (cfg->banner_px > 0 ? cfg->banner_px : 0);
     if (hb < 1) {
-        dcal_err("%s: image is %d px tall, not taller than data.banner_px=%d", path, h, cfg->banner_px);
+        snprintf(why, n, "image is %d px tall, not taller than data.banner_px=%d", h, cfg->banner_px);
         stbi_image_free(px);
         return NULL;
     }
@@ -53,7 +98,7 @@ static unsigned char *decode_resized(const char *path, const DataConfig *cfg, in
     int ok = stbir_resize_uint8_generic(px, w, hb, w * 3, rs, R, R, R * 3, 3, STBIR_ALPHA_CHANNEL_NONE, 0,
                                         STBIR_EDGE_CLAMP, STBIR_FILTER_TRIANGLE, STBIR_COLORSPACE_LINEAR, NULL);
     stbi_image_free(px);
-    if (!ok) { dcal_err("%s: resize to %dx%d failed", path, R, R); free(rs); return NULL; }
+    if (!ok) { snprintf(why, n, "resize to %dx%d failed", R, R); free(rs); return NULL; }
     return rs;
 }
 
@@ -78,14 +123,14 @@ static void augment(const DataConfig *cfg, bool train, uint64_t seed, int epoch,
     }
 }
 
-int image_load(const char *path, const DataConfig *cfg, bool train, uint64_t seed, int epoch,
-               int sample, float *out) {
+int image_load_why(const char *path, const DataConfig *cfg, bool train, uint64_t seed, int epoch, int sample,
+                   float *out, char *why, size_t n) {
     int R = cfg->resize, C = cfg->crop;
     if (R < 1 || C < 1 || C > R) {
-        dcal_err("%s: data.crop=%d must be in [1, data.resize=%d]", path, C, R);
+        snprintf(why, n, "data.crop=%d must be in [1, data.resize=%d]", C, R);
         return 0;
     }
-    unsigned char *rs = decode_resized(path, cfg, R);
+    unsigned char *rs = decode_resized(path, cfg, R, why, n);
     if (!rs) return 0;
     int ox, oy, flip;
     augment(cfg, train, seed, epoch, sample, &ox, &oy, &flip);
@@ -102,4 +147,11 @@ int image_load(const char *path, const DataConfig *cfg, bool train, uint64_t see
     }
     free(rs);
     return 1;
+}
+
+int image_load(const char *path, const DataConfig *cfg, bool train, uint64_t seed, int epoch, int sample, float *out) {
+    char why[320];
+    if (image_load_why(path, cfg, train, seed, epoch, sample, out, why, sizeof why)) return 1;
+    dcal_err("%s: %s", path, why);
+    return 0;
 }

@@ -74,23 +74,73 @@ void ds_push(DatasetItem **v, int *n, int *cap, const char *root, const char *re
     (*n)++;
 }
 
+int ds_check_rel(const char *file, int line, const char *rel, const char *within) {
+    const char *why = NULL;
+    if (!*rel) why = "is empty";
+    else if (*rel == '/') why = "is absolute";
+    else if (strlen(rel) >= DCAL_PATH_MAX - 32) why = "is too long";   // readers add a short prefix/suffix
+    for (const char *p = rel; !why && *p;) {
+        size_t n = strcspn(p, "/");
+        if (n == 2 && p[0] == '.' && p[1] == '.') why = "has a '..' component";
+        p += n;
+        p += *p == '/';
+    }
+    if (!why) return 1;
+    dcal_err("%s:%d: path '%s' %s (listed paths must stay inside %s: relative, without '..'; symbolic links inside it "
+             "are fine)", file, line, rel, why, within);
+    return 0;
+}
+
+const char *ds_file_kind(unsigned mode) {
+    return S_ISFIFO(mode) ? "a FIFO" : S_ISDIR(mode) ? "a directory" : S_ISCHR(mode) || S_ISBLK(mode) ? "a device"
+                                                                                                   : "a special file";
+}
+
+int ds_parse_int(const char *s, long lo, long hi, long *out) {
+    long long v = 0;   // hi <= INT_MAX, so v * 10 + 9 cannot overflow
+    if (*s < '0' || *s > '9') return 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        v = v * 10 + (*s - '0');
+        if (v > hi) return 0;
+    }
+    if (*s || v < lo) return 0;
+    *out = (long)v;
+    return 1;
+}
+
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-int ds_finish(Dataset *d, Sha256 *h, bool skip_bad) {
+// The size of image p for the fingerprint, or -1 if it is missing or not a regular
+// file: then an error line (once, via *ok) unless `tolerated`. stat (not open) here:
+// it never blocks on a FIFO; image_load re-checks on the descriptor it reads.
+static long long image_size(const Dataset *d, const char *p, bool test, bool tolerated, int *ok) {
+    struct stat sb;
+    int err = stat(p, &sb) != 0 ? errno : 0;
+    if (!err && S_ISREG(sb.st_mode)) return (long long)sb.st_size;
+    if (tolerated || !*ok) return -1;
+    *ok = 0;
+    char what[96];
+    if (err) snprintf(what, sizeof what, "%s", strerror(err));
+    else snprintf(what, sizeof what, "is %s, not a regular file", ds_file_kind(sb.st_mode));
+    if (test)
+        dcal_err("%s: %s (a test image in the %s index; data.skip_bad applies to training images only: skipping a test "
+                 "image would change the reported accuracy)", p, what, d->name);
+    else
+        dcal_err("%s: %s (listed in the %s index; set data.skip_bad=true to skip bad training images)", p, what,
+                 d->name);
+    return -1;
+}
+
+int ds_finish(Dataset *d, Sha256 *h, DsTolerate tol) {
     int n = d->n_train + d->n_test;
     size_t skip = strlen(d->root) + 1;   // items are root + "/" + rel
     char **lines = xmalloc(sizeof(char *) * (size_t)(n ? n : 1));
     int ok = 1;
     for (int i = 0; i < n; i++) {
-        const char *p = i < d->n_train ? d->train[i].path : d->test[i - d->n_train].path;
-        struct stat sb;
-        long long size = -1;
-        if (stat(p, &sb) == 0) size = (long long)sb.st_size;
-        else if (!skip_bad && ok) {
-            dcal_err("%s: %s (listed in the %s index; set data.skip_bad=true to skip missing images)", p,
-                     strerror(errno), d->name);
-            ok = 0;
-        }
+        bool test = i >= d->n_train;
+        const char *p = test ? d->test[i - d->n_train].path : d->train[i].path;
+        bool tolerated = tol == DS_TOLERATE_ALL || (tol == DS_TOLERATE_TRAIN && !test);
+        long long size = image_size(d, p, test, tolerated, &ok);
         size_t len = strlen(p + skip) + 32;
         lines[i] = xmalloc(len);
         snprintf(lines[i], len, "%s\t%lld\n", p + skip, size);

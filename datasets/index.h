@@ -36,6 +36,22 @@ bool tf_blank(const char *line);   // empty or a '#' comment
 int ds_read_class_names(IndexBuild *b, const char *rel);
 // Append an item (path = root/rel) to a growable list.
 void ds_push(DatasetItem **v, int *n, int *cap, const char *root, const char *rel, int label);
+// A path listed in an index file must stay inside its root (`within` names it for
+// the message): relative and without a ".." component. Otherwise one line
+// "file:line: path 'rel' ..." and 0. Symbolic links are not followed (users link
+// data folders into the root); forbidding ".." outright, not just a lexical
+// escape, is what keeps "link/../x" from leaving through such a link.
+int ds_check_rel(const char *file, int line, const char *rel, const char *within);
+// "a FIFO", "a directory", "a device" or "a special file": what a listed image is instead of a regular file.
+const char *ds_file_kind(unsigned mode);
+// Parse a whole decimal integer in [lo, hi]: digits only (no sign, no spaces,
+// no trailing text). 0 if s is anything else.
+int ds_parse_int(const char *s, long lo, long hi, long *out);
+
+// What ds_finish tolerates (a missing or not-regular image file): nothing; training
+// images only (data.skip_bad: the loader skips them; test images never, since
+// skipping one would change the reported accuracy); or every image (tools that
+// check each image themselves: dataset check, audit). A tolerated file's size is -1.
+typedef enum { DS_TOLERATE_NONE, DS_TOLERATE_TRAIN, DS_TOLERATE_ALL } DsTolerate;
 // Stat every image and finish the fingerprint: the sorted "relpath\tsize\n" list.
-// A missing image is an error unless skip_bad (then its size is -1).
-int ds_finish(Dataset *d, Sha256 *h, bool skip_bad);
+int ds_finish(Dataset *d, Sha256 *h, DsTolerate tol);

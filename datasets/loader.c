@@ -2,13 +2,25 @@
 // Determinism: the work unit is one batch slot; what a slot holds depends only
 // on (epoch permutation, slot position, files), never on which thread ran it or
 // when. With data.skip_bad a bad image is replaced by the next good one in the
-// epoch order (wrapping), so every worker count yields the same bytes.
+// epoch order (wrapping), so every worker count yields the same bytes; test
+// images are never skipped (a skipped test image would change the accuracy).
+// Stopping: every wait is bounded (WAIT_SLICE_NS) so a stop request is seen
+// even while a worker hangs in a read (a hung network file system); the
+// consumer then gives up (STOP_GRACE_S) and loader_destroy leaves such a worker
+// behind (JOIN_GRACE_S) instead of joining it forever. Workers are never
+// cancelled: one stopped inside fread or stb_image would leave a stdio lock
+// held and memory in an unknown state; one left behind is harmless, since its
+// loader is then never freed and the process is about to exit.
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 #include "datasets/dataset.h"
 #include "core/rng.h"
 
 #define RING 3   // batches in flight (consumer holds none: it gets a copy)
+#define WAIT_SLICE_NS 100000000L   // 100 ms: how often a waiting consumer re-checks the stop flag
+#define STOP_GRACE_S 2.0           // after a stop request, how much longer a batch may take to arrive
+#define JOIN_GRACE_S 3.0           // loader_destroy: how long workers get to leave
 
 typedef struct {
     float *img;                // [batch, 3, C, C]
@@ -39,35 +51,70 @@ struct Loader {
     long next_task, end_task;  // task t = batch t / B, slot t % B
     int in_flight;
     int stop;
+    int alive;                 // workers not yet returned
+    const volatile sig_atomic_t *stop_flag;   // the trainer's signal flag (loader_set_stop_flag)
+    double stop_seen;          // monotonic time the consumer first saw *stop_flag set (0: not yet)
+    int broken;                // gave up on a blocked worker: every later call fails
+    ImageLoadFn load;          // image_load, or a test's stand-in
 };
+
+static double mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+// One bounded wait on done_cv (mu held). 0 when the caller must give up: the stop
+// flag has been set for more than STOP_GRACE_S (or `deadline`, if > 0, has passed).
+static int wait_slice(Loader *l, double deadline) {
+    double now = mono_now();
+    if (deadline > 0 && now >= deadline) return 0;
+    if (l->stop_flag && *l->stop_flag) {
+        if (l->stop_seen == 0) l->stop_seen = now;
+        else if (now - l->stop_seen > STOP_GRACE_S) return 0;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += WAIT_SLICE_NS;
+    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    pthread_cond_timedwait(&l->done_cv, &l->mu, &ts);
+    return 1;
+}
 
 static int rows_of(const Loader *l, int b) {
     int r = l->n - b * l->batch;
     return r < l->batch ? r : l->batch;
 }
 
-// Fill one slot: item at epoch position k, or (skip_bad) the next good one.
+// Fill one slot: item at epoch position k, or (skip_bad, training only) the next
+// good one. Every bad file is reported once, in one line with its reason.
 static void fill_slot(Loader *l, long k, float *img, int *label, int *id, int *bad, int *err) {
     *bad = 0; *err = 0;
+    bool skip = l->train && l->cfg.skip_bad;
     for (int tries = 0; tries < l->n; tries++) {
         int s = l->perm[(k + tries) % l->n];
         const DatasetItem *it = &l->items[s];
+        char why[320] = "could not be read earlier in this run";
         // A file that failed once fails again: skip the decode, same result.
         if (!__atomic_load_n(&l->flagged[s], __ATOMIC_RELAXED)) {
-            if (image_load(it->path, &l->cfg, l->train, l->seed, l->epoch, s, img)) {
+            if (l->load(it->path, &l->cfg, l->train, l->seed, l->epoch, s, img, why, sizeof why)) {
                 *label = it->label; *id = s;
                 return;
             }
             __atomic_store_n(&l->flagged[s], 1, __ATOMIC_RELAXED);
+            if (skip) dcal_err("%s: %s (skipped: data.skip_bad; the next image in epoch order takes its place)",
+                               it->path, why);
         }
-        if (!l->cfg.skip_bad) {
-            dcal_err("%s: bad image stops the loader (set data.skip_bad=true to skip bad images)", it->path);
-            *err = 1;
-            return;
-        }
-        (*bad)++;
+        if (skip) { (*bad)++; continue; }
+        dcal_err("%s: %s (%s)", it->path, why,
+                 l->train ? "set data.skip_bad=true to skip bad training images"
+                          : "a test image: data.skip_bad applies to training images only, since skipping one would "
+                            "change the reported accuracy; fix or replace the file");
+        *err = 1;
+        return;
     }
-    dcal_err("%s: no image of the %s split could be decoded", l->d->root, l->train ? "train" : "test");
+    dcal_err("%s: no image of the %s split could be decoded (see the lines above)", l->d->root,
+             l->train ? "train" : "test");
     *err = 1;
 }
 
@@ -90,6 +137,8 @@ static void *worker(void *arg) {
         s->done++;
         pthread_cond_broadcast(&l->done_cv);
     }
+    l->alive--;
+    pthread_cond_broadcast(&l->done_cv);   // loader_destroy waits for alive == 0
     pthread_mutex_unlock(&l->mu);
     return NULL;
 }
@@ -106,6 +155,7 @@ Loader *loader_create(const Dataset *d, const DataConfig *cfg, bool train, int b
     l->per = (size_t)3 * cfg->crop * cfg->crop;
     l->workers = cfg->workers > 0 ? cfg->workers : 0;
     l->epoch = -1;
+    l->load = image_load_why;
     if (l->workers) {
         for (int r = 0; r < RING; r++) {
             l->ring[r].img = xmalloc(sizeof(float) * l->per * (size_t)batch);
@@ -116,8 +166,13 @@ Loader *loader_create(const Dataset *d, const DataConfig *cfg, bool train, int b
         }
         pthread_mutex_init(&l->mu, NULL);
         pthread_cond_init(&l->work_cv, NULL);
-        pthread_cond_init(&l->done_cv, NULL);
+        pthread_condattr_t ca;   // done_cv's timed waits measure monotonic time (wait_slice)
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&l->done_cv, &ca);
+        pthread_condattr_destroy(&ca);
         l->th = xmalloc(sizeof(pthread_t) * (size_t)l->workers);
+        l->alive = l->workers;
         for (int i = 0; i < l->workers; i++)
             if (pthread_create(&l->th[i], NULL, worker, l) != 0) dcal_die("loader: cannot start worker thread %d", i);
     }
@@ -126,12 +181,22 @@ Loader *loader_create(const Dataset *d, const DataConfig *cfg, bool train, int b
 
 int loader_num_batches(const Loader *l) { return l->nb; }
 
+// Give up on a blocked worker (mu held): from now on the loader only fails.
+static int give_up(Loader *l, const char *during) {
+    l->broken = 1;
+    dcal_err("loader: stopping %s: an image worker is still reading %.0f s after the stop request (a slow or hung "
+             "file system?)", during, STOP_GRACE_S);
+    return LOADER_INTERRUPTED;
+}
+
 void loader_start(Loader *l, int epoch, int start) {
+    if (l->broken) return;   // loader_next reports it
     if (l->workers) {
         // Drain: no task of the previous epoch may still write into the ring.
         pthread_mutex_lock(&l->mu);
         l->end_task = l->next_task;
-        while (l->in_flight) pthread_cond_wait(&l->done_cv, &l->mu);
+        while (l->in_flight)
+            if (!wait_slice(l, 0)) { give_up(l, "at the epoch start"); pthread_mutex_unlock(&l->mu); return; }
     }
     l->epoch = epoch;
     for (int i = 0; i < l->n; i++) l->perm[i] = i;
@@ -155,7 +220,32 @@ void loader_start(Loader *l, int epoch, int start) {
     }
 }
 
+// Batch b from the ring into the caller's arrays; LOADER_INTERRUPTED after an error
+// line if a stop request came and the workers did not deliver in time.
+static int take_batch(Loader *l, int b, int rows, float *images, int *labels, int *ids, int *bad_total, int *failed) {
+    Slot *s = &l->ring[b % RING];
+    pthread_mutex_lock(&l->mu);
+    while (s->done < rows)
+        if (!wait_slice(l, 0)) {
+            int rc = give_up(l, "before the next batch");
+            pthread_mutex_unlock(&l->mu);
+            return rc;
+        }
+    pthread_mutex_unlock(&l->mu);
+    memcpy(images, s->img, sizeof(float) * l->per * (size_t)rows);
+    memcpy(labels, s->label, sizeof(int) * (size_t)rows);
+    memcpy(ids, s->id, sizeof(int) * (size_t)rows);
+    for (int j = 0; j < rows; j++) { *bad_total += s->bad[j]; *failed |= s->err[j]; }
+    pthread_mutex_lock(&l->mu);
+    s->done = 0;
+    l->cur++;   // releases the ring slot for batch b + RING
+    pthread_cond_broadcast(&l->work_cv);
+    pthread_mutex_unlock(&l->mu);
+    return rows;
+}
+
 int loader_next(Loader *l, float *images, int *labels, int *ids) {
+    if (l->broken) return LOADER_INTERRUPTED;
     if (l->epoch < 0) { dcal_err("loader: loader_start was not called"); return -1; }
     if (l->cur >= l->nb) return 0;
     int b = l->cur, rows = rows_of(l, b), bad_total = 0, failed = 0;
@@ -167,19 +257,8 @@ int loader_next(Loader *l, float *images, int *labels, int *ids) {
         }
         l->cur++;
     } else {
-        Slot *s = &l->ring[b % RING];
-        pthread_mutex_lock(&l->mu);
-        while (s->done < rows) pthread_cond_wait(&l->done_cv, &l->mu);
-        pthread_mutex_unlock(&l->mu);
-        memcpy(images, s->img, sizeof(float) * l->per * (size_t)rows);
-        memcpy(labels, s->label, sizeof(int) * (size_t)rows);
-        memcpy(ids, s->id, sizeof(int) * (size_t)rows);
-        for (int j = 0; j < rows; j++) { bad_total += s->bad[j]; failed |= s->err[j]; }
-        pthread_mutex_lock(&l->mu);
-        s->done = 0;
-        l->cur++;   // releases the ring slot for batch b + RING
-        pthread_cond_broadcast(&l->work_cv);
-        pthread_mutex_unlock(&l->mu);
+        int rc = take_batch(l, b, rows, images, labels, ids, &bad_total, &failed);
+        if (rc < 0) return rc;
     }
     l->skipped += bad_total;
     return failed ? -1 : rows;
@@ -187,14 +266,35 @@ int loader_next(Loader *l, float *images, int *labels, int *ids) {
 
 int loader_skipped(const Loader *l) { return l->skipped; }
 
+void loader_set_stop_flag(Loader *l, const volatile sig_atomic_t *flag) { l->stop_flag = flag; }
+
+void loader_set_image_fn(Loader *l, ImageLoadFn fn) { l->load = fn ? fn : image_load_why; }
+
+// Ask the workers to leave and wait JOIN_GRACE_S for them (mu not held); no more
+// waiting if a stop request already waited out its grace. 0 if some are still
+// blocked (in a read): they are detached, not joined.
+static int stop_workers(Loader *l) {
+    pthread_mutex_lock(&l->mu);
+    l->stop = 1;
+    pthread_cond_broadcast(&l->work_cv);
+    double deadline = mono_now() + JOIN_GRACE_S;
+    while (l->alive > 0 && wait_slice(l, deadline)) {}
+    int left = l->alive;
+    pthread_mutex_unlock(&l->mu);
+    if (left) {
+        dcal_err("loader: %d image worker(s) still blocked in a read after %.0f s; not waiting for them (a slow or hung "
+                 "file system?)", left, JOIN_GRACE_S);
+        for (int i = 0; i < l->workers; i++) pthread_detach(l->th[i]);
+        return 0;
+    }
+    for (int i = 0; i < l->workers; i++) pthread_join(l->th[i], NULL);
+    return 1;
+}
+
 void loader_destroy(Loader *l) {
     if (!l) return;
     if (l->workers) {
-        pthread_mutex_lock(&l->mu);
-        l->stop = 1;
-        pthread_cond_broadcast(&l->work_cv);
-        pthread_mutex_unlock(&l->mu);
-        for (int i = 0; i < l->workers; i++) pthread_join(l->th[i], NULL);
+        if (!stop_workers(l)) return;   // l stays allocated: the blocked workers still use it
         pthread_mutex_destroy(&l->mu);
         pthread_cond_destroy(&l->work_cv);
         pthread_cond_destroy(&l->done_cv);

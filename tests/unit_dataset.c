@@ -1,7 +1,12 @@
 // unit_dataset.c: dataset readers (CUB/synthetic, Cars CSV, Aircraft), the
 // fingerprint, image_load augmentation and normalisation, the loader's
 // determinism across worker counts, and the bad-file errors (MODEL.md §5, §7).
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include "core/common.h"
 #include "config/config.h"
@@ -35,6 +40,41 @@ static void append_byte(const char *path, int c) {
     fputc(c, f);
     fclose(f);
 }
+
+// Replace line k (1-based) of a text file.
+static void set_line(const char *path, int k, const char *text) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    static char buf[65536], out[65600];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    out[0] = 0;
+    char *p = buf;
+    for (int i = 1; *p; i++) {
+        char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (i == k) strcat(out, text);
+        else strncat(out, p, len);
+        strcat(out, "\n");
+        p += len + (e != NULL);
+    }
+    write_text(path, out);
+}
+
+// dataset_open fails with one line containing each of want[] (NULL-terminated).
+static void open_fails(const DataConfig *cfg, const char *const *want) {
+    Dataset d;
+    cap_begin();
+    int ok = dataset_open(&d, cfg);
+    const char *e = cap_end();
+    if (ok) dataset_free(&d);
+    ck_assert_msg(!ok, "dataset_open succeeded; wanted an error with '%s'", want[0]);
+    for (int i = 0; want[i]; i++) ck_assert_msg(strstr(e, want[i]) != NULL, "'%s' not in: %s", want[i], e);
+    ck_assert_ptr_eq(strchr(e, '\n'), e + strlen(e) - 1);   // one line
+    ck_assert_int_eq(strncmp(e, "dcal: ", 6), 0);
+}
+#define OPEN_FAILS(cfg, ...) open_fails(cfg, (const char *const[]){__VA_ARGS__, NULL})
 
 START_TEST(open_counts_labels) {
     DataConfig cfg = synth("ds_open");
@@ -286,23 +326,48 @@ START_TEST(bad_images) {
         ck_assert_ptr_nonnull(strstr(e, bad));
         loader_destroy(l);
     }
-    // skip_bad: replaced by the next image in order, counted, same with any worker count.
+    // skip_bad is for training images only: a bad test image still stops the loader
+    // (skipping it would change the reported accuracy), naming the file and why.
     cfg.skip_bad = true;
+    for (int w = 0; w <= 2; w += 2) {
+        cfg.workers = w;
+        cap_begin();
+        Loader *l = loader_create(&d, &cfg, false, 4, 0);
+        loader_start(l, 0, 0);
+        int r0 = loader_next(l, x, lab, ids), r1 = loader_next(l, x, lab, ids);
+        e = cap_end();
+        ck_assert_int_eq(r0, 4);
+        ck_assert_int_eq(r1, -1);
+        ck_assert_ptr_nonnull(strstr(e, bad));
+        ck_assert_ptr_nonnull(strstr(e, "data.skip_bad applies to training images only"));
+        ck_assert_ptr_eq(strchr(e, '\n'), e + strlen(e) - 1);   // one line: the file, why, the hint
+        ck_assert_int_eq(loader_skipped(l), 0);
+        loader_destroy(l);
+    }
+    // A bad training image with skip_bad: replaced by the next image in epoch order,
+    // counted, the same bytes with any worker count.
+    f = fopen(d.train[7].path, "wb");
+    fwrite("\xff\xd8\xff\xe0garbage-not-a-jpeg", 1, 22, f);
+    fclose(f);
     int sk0, sk3, la[64], ia[64];
     cfg.workers = 0;
     cap_begin();
-    int ra = run_epoch(&d, cfg, false, 4, 0, 0, x, la, ia, &sk0);
+    int ra = run_epoch(&d, cfg, true, 4, 0, 0, x, la, ia, &sk0);
     cfg.workers = 3;
-    int rb = run_epoch(&d, cfg, false, 4, 0, 0, y, lab, ids, &sk3);
+    int rb = run_epoch(&d, cfg, true, 4, 0, 0, y, lab, ids, &sk3);
     cap_end();
-    ck_assert_int_eq(ra, 12);
-    ck_assert_int_eq(rb, 12);
+    ck_assert_int_eq(ra, 24);
+    ck_assert_int_eq(rb, 24);
     ck_assert_int_eq(sk0, 1);
     ck_assert_int_eq(sk3, 1);
-    ck_assert_int_eq(ia[4], 5);
-    ck_assert_int_eq(ia[5], 5);
-    ck_assert_int_eq(memcmp(x, y, per * 12 * 4), 0);
-    ck_assert_int_eq(memcmp(ia, ids, sizeof(int) * 12), 0);
+    int dup = 0;
+    for (int i = 0; i < 24; i++) {
+        ck_assert_int_ne(ia[i], 7);
+        for (int j = 0; j < i; j++) dup += ia[i] == ia[j];
+    }
+    ck_assert_int_eq(dup, 1);
+    ck_assert_int_eq(memcmp(x, y, per * 24 * 4), 0);
+    ck_assert_int_eq(memcmp(ia, ids, sizeof(int) * 24), 0);
     // A PNG that is huge on paper is refused before decoding.
     unsigned char hdr[33] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
                              0, 0, 0x30, 0x00, 0, 0, 0x30, 0x00, 8, 2, 0, 0, 0, 0, 0, 0, 0};
@@ -393,6 +458,307 @@ START_TEST(cars_aircraft) {
 }
 END_TEST
 
+// data.skip_bad covers training images only: a missing test image fails the open
+// (skipping it would change the reported accuracy); dataset_open_lenient (dataset
+// check, audit) lets both splits through with size -1 in the fingerprint.
+START_TEST(skip_bad_train_only) {
+    DataConfig cfg = synth("ds_skiptest");
+    Dataset d;
+    ck_assert_int_eq(dataset_open(&d, &cfg), 1);
+    char tr[1200], te[1200];
+    snprintf(tr, sizeof tr, "%s", d.train[2].path);
+    snprintf(te, sizeof te, "%s", d.test[1].path);
+    char fp[65];
+    memcpy(fp, d.fingerprint, sizeof fp);
+    dataset_free(&d);
+    ck_assert_int_eq(unlink(te), 0);
+    cfg.skip_bad = true;
+    OPEN_FAILS(&cfg, te, "a test image", "data.skip_bad applies to training images only");
+    ck_assert_int_eq(dataset_open_lenient(&d, &cfg), 1);
+    ck_assert_str_ne(d.fingerprint, fp);   // the missing file shows in the fingerprint
+    dataset_free(&d);
+    // A missing training image is still skipped with skip_bad, refused without.
+    write_text(te, "x");
+    ck_assert_int_eq(unlink(tr), 0);
+    ck_assert_int_eq(dataset_open(&d, &cfg), 1);
+    dataset_free(&d);
+    cfg.skip_bad = false;
+    OPEN_FAILS(&cfg, tr, "data.skip_bad=true");
+}
+END_TEST
+
+// Only regular files are read: a FIFO, a directory or a device named as an image
+// gives one line naming it, at once (it used to block in open() forever).
+START_TEST(not_regular_files) {
+    DataConfig cfg = synth("ds_fifo");
+    Dataset d;
+    ck_assert_int_eq(dataset_open(&d, &cfg), 1);
+    char tr[1200], te[1200];
+    snprintf(tr, sizeof tr, "%s", d.train[5].path);
+    snprintf(te, sizeof te, "%s", d.test[0].path);
+    dataset_free(&d);
+    ck_assert_int_eq(unlink(te), 0);
+    ck_assert_int_eq(mkfifo(te, 0644), 0);
+    float x[3 * 32 * 32];
+    cap_begin();
+    ck_assert_int_eq(image_load(te, &cfg, false, 0, 0, 0, x), 0);
+    const char *e = cap_end();
+    ck_assert_ptr_nonnull(strstr(e, te));
+    ck_assert_ptr_nonnull(strstr(e, "is a FIFO, not a regular file"));
+    ck_assert_ptr_eq(strchr(e, '\n'), e + strlen(e) - 1);
+    OPEN_FAILS(&cfg, te, "is a FIFO, not a regular file");
+    char why[256];
+    ck_assert_int_eq(image_probe(te, 0, why, sizeof why), 0);
+    ck_assert_ptr_nonnull(strstr(why, "is a FIFO"));
+    cfg.skip_bad = true;   // a test image: still refused
+    OPEN_FAILS(&cfg, te, "not a regular file", "training images only");
+    ck_assert_int_eq(unlink(te), 0);
+    write_text(te, "x");
+    // A training image that is a FIFO: refused, or skipped with skip_bad.
+    ck_assert_int_eq(unlink(tr), 0);
+    ck_assert_int_eq(mkfifo(tr, 0644), 0);
+    cfg.skip_bad = false;
+    OPEN_FAILS(&cfg, tr, "not a regular file");
+    cfg.skip_bad = true;
+    ck_assert_int_eq(dataset_open(&d, &cfg), 1);
+    float *img = xmalloc(sizeof(float) * 3 * 32 * 32 * 64);
+    int lab[64], ids[64], sk;
+    cfg.workers = 2;
+    cap_begin();
+    ck_assert_int_eq(run_epoch(&d, cfg, true, 4, 0, 0, img, lab, ids, &sk), 24);
+    ck_assert_ptr_nonnull(strstr(cap_end(), "is a FIFO"));
+    ck_assert_int_eq(sk, 1);
+    free(img);
+    dataset_free(&d);
+    // A directory and a device.
+    cap_begin();
+    ck_assert_int_eq(image_load(cfg.root, &cfg, false, 0, 0, 0, x), 0);
+    ck_assert_ptr_nonnull(strstr(cap_end(), "is a directory, not a regular file"));
+    cap_begin();
+    ck_assert_int_eq(image_load("/dev/zero", &cfg, false, 0, 0, 0, x), 0);
+    ck_assert_ptr_nonnull(strstr(cap_end(), "/dev/zero: is a device, not a regular file"));
+}
+END_TEST
+
+// A worker stuck in a read (a hung file system; here a pipe nobody writes) must
+// not keep the trainer from stopping: after the stop flag, loader_next gives up
+// within ~2 s and loader_destroy returns within 5 s.
+static int hang_fd = -1;
+static int hang_load(const char *path, const DataConfig *cfg, bool train, uint64_t seed, int epoch, int sample,
+                     float *out, char *why, size_t n) {
+    (void)path; (void)cfg; (void)train; (void)seed; (void)epoch; (void)sample; (void)out; (void)why; (void)n;
+    char c;
+    return (int)read(hang_fd, &c, 1);   // blocks: the write end stays open and silent
+}
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+static volatile sig_atomic_t stop_flag;
+
+START_TEST(stop_with_stuck_worker) {
+    DataConfig cfg = synth("ds_stuck");
+    Dataset d;
+    ck_assert_int_eq(dataset_open(&d, &cfg), 1);
+    float *img = xmalloc(sizeof(float) * 3 * 32 * 32 * 4);
+    int lab[4], ids[4];
+    cfg.workers = 2;
+    // Healthy workers: the stop flag alone changes nothing (the step in progress finishes).
+    stop_flag = 1;
+    Loader *l = loader_create(&d, &cfg, true, 4, 1);
+    loader_set_stop_flag(l, &stop_flag);
+    loader_start(l, 0, 0);
+    ck_assert_int_eq(loader_next(l, img, lab, ids), 4);
+    loader_destroy(l);
+    // Workers blocked in read().
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    hang_fd = fds[0];
+    stop_flag = 0;
+    l = loader_create(&d, &cfg, true, 4, 1);
+    loader_set_image_fn(l, hang_load);
+    loader_set_stop_flag(l, &stop_flag);
+    loader_start(l, 0, 0);
+    stop_flag = SIGTERM;
+    double t0 = now_s();
+    cap_begin();
+    ck_assert_int_eq(loader_next(l, img, lab, ids), LOADER_INTERRUPTED);
+    double t1 = now_s();
+    ck_assert_int_eq(loader_next(l, img, lab, ids), LOADER_INTERRUPTED);   // and stays so
+    loader_destroy(l);
+    double t2 = now_s();
+    const char *e = cap_end();
+    ck_assert_double_lt(t1 - t0, 4.0);
+    ck_assert_double_lt(t2 - t1, 5.0);
+    ck_assert_ptr_nonnull(strstr(e, "dcal: loader: stopping before the next batch"));
+    ck_assert_ptr_nonnull(strstr(e, "dcal: loader: 2 image worker(s) still blocked"));
+    // No stop request (loader_destroy after an error): still back within 5 s.
+    l = loader_create(&d, &cfg, true, 4, 1);
+    loader_set_image_fn(l, hang_load);
+    loader_start(l, 0, 0);
+    usleep(100000);   // the workers are in read() now
+    t0 = now_s();
+    cap_begin();
+    loader_destroy(l);
+    e = cap_end();
+    ck_assert_double_lt(now_s() - t0, 5.0);
+    ck_assert_ptr_nonnull(strstr(e, "still blocked in a read after 3 s"));
+    free(img);
+    dataset_free(&d);
+}
+END_TEST
+
+// Listed paths stay inside their root: absolute paths and '..' are refused with
+// file:line; a symbolic link inside the root may point anywhere (linked data folders).
+START_TEST(listed_paths_stay_inside) {
+    DataConfig cfg = synth("ds_paths");
+    char p[1200], q[1200], list[1200];
+    snprintf(list, sizeof list, "%s/images.txt", cfg.root);
+    const char *bad[] = {"../classes.txt", "/etc/passwd", "001.square_red/../../../x.png", "a/..", NULL};
+    const char *why[] = {"has a '..' component", "is absolute", "has a '..' component", "has a '..' component"};
+    for (int i = 0; bad[i]; i++) {
+        snprintf(q, sizeof q, "3 %s", bad[i]);
+        set_line(list, 3, q);
+        snprintf(p, sizeof p, "images.txt:3: path '%s' %s", bad[i], why[i]);
+        OPEN_FAILS(&cfg, p, "symbolic links inside it are fine");
+    }
+    // A symbolic link inside the root to a folder elsewhere: allowed and read.
+    const char *elsewhere = test_tmpdir("ds_paths_target");
+    char abs[PATH_MAX], moved[PATH_MAX + 16];
+    ck_assert_ptr_nonnull(realpath(elsewhere, abs));
+    snprintf(p, sizeof p, "%s/images/001.square_red/square_red_00003.png", cfg.root);
+    snprintf(moved, sizeof moved, "%s/moved.png", abs);
+    ck_assert_int_eq(rename(p, moved), 0);
+    snprintf(p, sizeof p, "%s/images/linked", cfg.root);
+    ck_assert_int_eq(symlink(abs, p), 0);
+    set_line(list, 3, "3 linked/moved.png");
+    Dataset d;
+    ck_assert_int_eq(dataset_open(&d, &cfg), 1);
+    float x[3 * 32 * 32];
+    ck_assert_int_eq(image_load(d.train[2].path, &cfg, true, 0, 0, 2, x), 1);
+    dataset_free(&d);
+
+    // Cars: relpaths relative to the root.
+    snprintf(p, sizeof p, "%s/class_names.txt", cfg.root);
+    write_text(p, "A\nB\n");
+    snprintf(p, sizeof p, "%s/cars_test.csv", cfg.root);
+    write_text(p, "images/linked/moved.png,1\n");
+    snprintf(p, sizeof p, "%s/cars_train.csv", cfg.root);
+    strcpy(cfg.dataset, "cars");
+    write_text(p, "images/linked/moved.png,2\n../outside.jpg,1\n");
+    OPEN_FAILS(&cfg, "cars_train.csv:2: path '../outside.jpg' has a '..' component", "inside the data root");
+    write_text(p, "relpath,class_id\n/tmp/x.jpg,1\n");
+    OPEN_FAILS(&cfg, "cars_train.csv:2: path '/tmp/x.jpg' is absolute");
+    write_text(p, "images/linked/moved.png,2\n");
+    ck_assert_int_eq(dataset_open(&d, &cfg), 1);
+    dataset_free(&d);
+
+    // Aircraft: the image id names data/images/<id>.jpg.
+    snprintf(p, sizeof p, "%s/data", cfg.root);
+    ck_assert_int_eq(mkdir_p(p), 0);
+    snprintf(p, sizeof p, "%s/data/variants.txt", cfg.root);
+    write_text(p, "A300B4\n");
+    snprintf(p, sizeof p, "%s/data/images_variant_test.txt", cfg.root);
+    write_text(p, "1 A300B4\n");
+    snprintf(p, sizeof p, "%s/data/images_variant_trainval.txt", cfg.root);
+    write_text(p, "1 A300B4\n../../images/linked/moved A300B4\n");
+    strcpy(cfg.dataset, "aircraft");
+    OPEN_FAILS(&cfg, "images_variant_trainval.txt:2: path '../../images/linked/moved' has a '..' component");
+    write_text(p, "/etc/passwd A300B4\n");
+    OPEN_FAILS(&cfg, "images_variant_trainval.txt:1: path '/etc/passwd' is absolute");
+}
+END_TEST
+
+// Cars CSV: only the documented header "relpath,class_id", only on line 1; any
+// other malformed line, and anything after the class id, is an error with file:line.
+START_TEST(cars_csv_strict) {
+    const char *r = test_tmpdir("ds_cars");
+    char p[1200], q[1200];
+    snprintf(p, sizeof p, "%s/a.png", r);
+    unsigned char px[8 * 8 * 3] = {0};
+    ck_assert(stbi_write_png(p, 8, 8, 3, px, 8 * 3));
+    snprintf(p, sizeof p, "%s/class_names.txt", r);
+    write_text(p, "A\nB\nC\n");
+    snprintf(p, sizeof p, "%s/cars_test.csv", r);
+    write_text(p, "a.png,1\n");
+    DcalConfig c;
+    config_defaults(&c);
+    DataConfig cfg = c.data;
+    strcpy(cfg.dataset, "cars");
+    snprintf(cfg.root, sizeof cfg.root, "%s", r);
+    snprintf(p, sizeof p, "%s/cars_train.csv", r);
+    Dataset d;
+    const char *good[] = {"relpath,class_id\na.png,3\n", "a.png,3\n", "a.png,2  \r\n\n# comment\na.png,1\n", NULL};
+    for (int i = 0; good[i]; i++) {
+        write_text(p, good[i]);
+        ck_assert_msg(dataset_open(&d, &cfg) == 1, "refused: %s", good[i]);
+        dataset_free(&d);
+    }
+    struct { const char *text, *want; } bad[] = {
+        {"a.png,3xyz\n", "cars_train.csv:1: class_id '3xyz' is not an integer in 1..3"},
+        {"a.png,3,extra\n", "cars_train.csv:1: class_id 'extra' is not an integer"},
+        {"a.png,3 xyz\n", "cars_train.csv:1: class_id '3 xyz'"},
+        {"a.png\n", "cars_train.csv:1: expected 'relpath,class_id'"},
+        {"path,label\na.png,1\n", "cars_train.csv:1: class_id 'label'"},
+        {"Relpath,Class_Id\n", "cars_train.csv:1: class_id 'Class_Id'"},
+        {"a.png,1\nrelpath,class_id\n", "cars_train.csv:2: class_id 'class_id'"},
+        {"a.png,1\n,2\n", "cars_train.csv:2: expected 'relpath,class_id'"},
+        {"a.png,0\n", "cars_train.csv:1: class_id '0' is not an integer in 1..3"},
+        {"a.png,4\n", "cars_train.csv:1: class_id '4'"},
+        {"a.png,-1\n", "cars_train.csv:1: class_id '-1'"},
+        {"a.png,+1\n", "cars_train.csv:1: class_id '+1'"},
+        {"a.png, 1\n", "cars_train.csv:1: class_id ' 1'"},
+        {"a.png,99999999999999999999\n", "cars_train.csv:1: class_id '99999999999999999999'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_text(p, bad[i].text);
+        snprintf(q, sizeof q, "%s", bad[i].want);
+        OPEN_FAILS(&cfg, q);
+    }
+}
+END_TEST
+
+// CUB numbers: image ids, class ids and split flags are whole integers in range;
+// anything else names file:line.
+START_TEST(cub_numbers_bounded) {
+    DataConfig cfg = synth("ds_nums");
+    char lab[1200], spl[1200], img[1200];
+    snprintf(lab, sizeof lab, "%s/image_class_labels.txt", cfg.root);
+    snprintf(spl, sizeof spl, "%s/train_test_split.txt", cfg.root);
+    snprintf(img, sizeof img, "%s/images.txt", cfg.root);
+    struct { const char *file, *line, *want; } bad[] = {
+        {lab, "5 0", "image_class_labels.txt:5: class id '0' is not an integer in 1..4"},
+        {lab, "5 5", "image_class_labels.txt:5: class id '5'"},
+        {lab, "5 -1", "image_class_labels.txt:5: class id '-1'"},
+        {lab, "5 1x", "image_class_labels.txt:5: class id '1x'"},
+        {lab, "5 +1", "image_class_labels.txt:5: class id '+1'"},
+        {lab, "5 4294967297", "image_class_labels.txt:5: class id '4294967297'"},
+        {spl, "5 2", "train_test_split.txt:5: is_train flag '2' is not an integer in 0..1"},
+        {spl, "5 1 0", "train_test_split.txt:5: is_train flag '1 0'"},
+        {spl, "5 yes", "train_test_split.txt:5: is_train flag 'yes'"},
+        {img, "5x a.png", "images.txt:5: expected id 5, got '5x'"},
+        {img, "4294967301 a.png", "images.txt:5: expected id 5, got '4294967301'"},
+        {img, "-5 a.png", "images.txt:5: expected id 5, got '-5'"},
+        {img, "5", "images.txt:5: missing value after id 5"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char keep[256];
+        FILE *f = fopen(bad[i].file, "rb");
+        ck_assert_ptr_nonnull(f);
+        for (int k = 0; k < 5; k++) ck_assert_ptr_nonnull(fgets(keep, sizeof keep, f));
+        fclose(f);
+        keep[strcspn(keep, "\n")] = 0;
+        set_line(bad[i].file, 5, bad[i].line);
+        OPEN_FAILS(&cfg, bad[i].want);
+        set_line(bad[i].file, 5, keep);
+    }
+    Dataset d;
+    ck_assert_int_eq(dataset_open(&d, &cfg), 1);   // all restored
+    dataset_free(&d);
+}
+END_TEST
+
 // The registry: the facts config, compliance and `dataset check` read, and the
 // name list static tables use (DATASET_NAMES) agrees with the rows.
 START_TEST(registry) {
@@ -469,6 +835,16 @@ int main(void) {
     tcase_add_test(tc, cars_aircraft);
     tcase_add_test(tc, registry);
     tcase_add_test(tc, cli);
+    tcase_add_test(tc, skip_bad_train_only);
+    tcase_add_test(tc, listed_paths_stay_inside);
+    tcase_add_test(tc, cars_csv_strict);
+    tcase_add_test(tc, cub_numbers_bounded);
     suite_add_tcase(s, tc);
+    // Tests that hung before their fix get a short timeout of their own.
+    TCase *th = tcase_create("no_hang");
+    tcase_set_timeout(th, 20);
+    tcase_add_test(th, not_regular_files);
+    tcase_add_test(th, stop_with_stuck_worker);
+    suite_add_tcase(s, th);
     return run_suite(s);
 }
