@@ -4,9 +4,11 @@
 // counter-based rng, so any thread may decode any sample.
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "datasets/image_guard.h"
 #include "datasets/index.h"
 #include "core/rng.h"
 
@@ -53,20 +55,41 @@ static FILE *open_regular(const char *path, char *why, size_t n) {
     return f;
 }
 
-// Open and decode (grey / RGBA → RGB), refusing absurd sizes before allocating.
-// NULL with the reason in why[n].
+// The whole file; reading stops past IMAGE_MAX_BYTES (image_bytes_ok then refuses
+// it). NULL with the reason in why[n].
+static unsigned char *slurp(FILE *f, size_t *len, char *why, size_t n) {
+    size_t cap = (size_t)1 << 16, got = 0, r;
+    unsigned char *buf = xmalloc(cap);
+    while ((r = fread(buf + got, 1, cap - got, f)) > 0 && (got += r) <= IMAGE_MAX_BYTES)
+        if (got == cap) {
+            unsigned char *grown = realloc(buf, cap *= 2);
+            if (!grown) dcal_die("out of host memory reading an image (%zu bytes)", cap);
+            buf = grown;
+        }
+    if (ferror(f)) { snprintf(why, n, "cannot read image (%s)", strerror(errno)); free(buf); return NULL; }
+    *len = got;
+    return buf;
+}
+
+// Open (regular files only), read, check the bytes (image_guard.c), decode
+// (grey / RGBA → RGB), refusing absurd sizes before allocating. NULL with the reason in why[n].
 static unsigned char *decode(const char *path, int *w, int *h, char *why, size_t n) {
     FILE *f = open_regular(path, why, n);
     if (!f) return NULL;
+    size_t len = 0;
+    unsigned char *file = slurp(f, &len, why, n), *px = NULL;
+    fclose(f);
+    if (!file) return NULL;
     int ch;
-    unsigned char *px = NULL;
-    if (!stbi_info_from_file(f, w, h, &ch))   // leaves the position where it was
+    if (!image_bytes_ok(file, len, why, n))
+        ;
+    else if (!stbi_info_from_memory(file, (int)len, w, h, &ch))
         snprintf(why, n, "cannot read image (%s; JPEG or PNG expected)", stbi_failure_reason());
     else if (*w < 1 || *h < 1 || *w > IMAGE_MAX_SIDE || *h > IMAGE_MAX_SIDE)
         snprintf(why, n, "image is %dx%d (sides must be 1..%d)", *w, *h, IMAGE_MAX_SIDE);
-    else if (!(px = stbi_load_from_file(f, w, h, &ch, 3)))
+    else if (!(px = stbi_load_from_memory(file, (int)len, w, h, &ch, 3)))
         snprintf(why, n, "cannot decode image (%s)", stbi_failure_reason());
-    fclose(f);
+    free(file);
     return px;
 }
 

@@ -1,6 +1,7 @@
 // unit_dataset.c: dataset readers (CUB/synthetic, Cars CSV, Aircraft), the
 // fingerprint, image_load augmentation and normalisation, the loader's
 // determinism across worker counts, and the bad-file errors (MODEL.md §5, §7).
+#include <dirent.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -823,6 +824,40 @@ START_TEST(cli) {
 }
 END_TEST
 
+// Files that crash or trip UB in Debian's stb_image 2.27 (found by tests/fuzz)
+// are refused before decoding, with a reason; a valid image still passes.
+START_TEST(stb_guards) {
+    static const struct { const char *file, *want; } cases[] = {
+        {"tests/fuzz/findings/stb_jpeg_dht_over_256.jpg", "corrupt JPEG (a Huffman table with more than 256 codes"},
+        {"tests/fuzz/findings/stb_png_empty_idat_null_offset.png", "corrupt PNG (an empty IDAT chunk"},
+    };
+    char path[1200], why[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", src_dir(), cases[i].file);
+        why[0] = 0;
+        ck_assert_int_eq(image_probe(path, 0, why, sizeof why), 0);
+        ck_assert_msg(strstr(why, cases[i].want), "%s: %s", cases[i].file, why);
+    }
+    snprintf(path, sizeof path, "%s/tests/fuzz/corpus/image", src_dir());
+    DIR *d = opendir(path);
+    ck_assert_ptr_nonnull(d);
+    int good = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        char p[1600];
+        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+        good += e->d_name[0] != '.' && image_probe(p, 0, why, sizeof why);
+    }
+    closedir(d);
+    ck_assert_int_gt(good, 0);   // the guards do not refuse the valid seeds
+    snprintf(path, sizeof path, "%s/g.txt", test_tmpdir("guard"));
+    FILE *f = fopen(path, "w");
+    fputs("GIF89a not an image dcal reads", f);
+    fclose(f);
+    ck_assert_int_eq(image_probe(path, 0, why, sizeof why), 0);
+    ck_assert_msg(strstr(why, "not a JPEG or PNG file"), "%s", why);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("dataset");
     TCase *tc = tcase_create("core");
@@ -839,6 +874,7 @@ int main(void) {
     tcase_add_test(tc, listed_paths_stay_inside);
     tcase_add_test(tc, cars_csv_strict);
     tcase_add_test(tc, cub_numbers_bounded);
+    tcase_add_test(tc, stb_guards);
     suite_add_tcase(s, tc);
     // Tests that hung before their fix get a short timeout of their own.
     TCase *th = tcase_create("no_hang");

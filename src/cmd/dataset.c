@@ -3,7 +3,6 @@
 // Names, official sizes and the banner come from the registry (datasets/registry.h).
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include "cmd/cmd.h"
 #include "core/common.h"
 #include "config/config.h"
@@ -64,15 +63,7 @@ static int check_images(const Dataset *d, int banner_px) {
     #pragma omp parallel for schedule(dynamic, 16)
     for (int i = 0; i < n; i++) {
         const char *p = i < d->n_train ? d->train[i].path : d->test[i - d->n_train].path;
-        struct stat sb;
-        int w, h, c;
-        if (stat(p, &sb) != 0) { snprintf(why[i], sizeof why[i], "missing"); continue; }
-        if (!stbi_info(p, &w, &h, &c)) { snprintf(why[i], sizeof why[i], "not a JPEG/PNG (%s)", stbi_failure_reason()); continue; }
-        if (w > 8192 || h > 8192) { snprintf(why[i], sizeof why[i], "%dx%d is too large (max side 8192)", w, h); continue; }
-        unsigned char *px = stbi_load(p, &w, &h, &c, 3);
-        if (!px) { snprintf(why[i], sizeof why[i], "cannot decode (%s)", stbi_failure_reason()); continue; }
-        stbi_image_free(px);
-        if (h <= banner_px) snprintf(why[i], sizeof why[i], "only %d px tall (banner %d px)", h, banner_px);
+        image_probe(p, banner_px, why[i], sizeof why[i]);   // regular files only, the same checks as training
     }
     int bad = 0;
     for (int i = 0; i < n; i++)
@@ -106,9 +97,8 @@ int cmd_dataset(int argc, char **argv) {
     snprintf(dc->dataset, sizeof dc->dataset, "%s", name);
     snprintf(dc->root, sizeof dc->root, "%s", root);
     dc->banner_px = info->banner_px;   // MODEL.md §5; configs/fgvc/aircraft.yaml says the same
-    dc->skip_bad = true;   // let open pass missing images; check_images reports each one
     Dataset d;
-    if (!dataset_open(&d, dc)) return DCAL_EXIT_FAIL;
+    if (!dataset_open_lenient(&d, dc)) return DCAL_EXIT_FAIL;   // bad images pass; check_images reports each
     int fail = check_official(&d, info);
     int bad = check_images(&d, dc->banner_px);
     printf("dataset:     %s\nroot:        %s\nclasses:     %d\ntrain:       %d\ntest:        %d\nfingerprint: %s\n"

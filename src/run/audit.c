@@ -6,11 +6,13 @@
 // model's tensor table, both hashes, the metadata), since the model sits above
 // this layer.
 #include "run/audit.h"
+#include "core/safetensors.h"
 #include "run/steplog.h"
 #include <dirent.h>
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
+#include <stdlib.h>
 #include <unistd.h>
 #include "compliance/compliance.h"
 #include "config/config.h"
@@ -130,8 +132,8 @@ static void check_dataset(Audit *a, const Json *man, const DcalConfig *cfg) {
     }
     Dataset d;
     DataConfig dc = cfg->data;
-    dc.skip_bad = true;   // a missing file should change the fingerprint, not stop the audit
-    if (!dataset_open(&d, &dc)) { report(a, "FAIL", "dataset: %s does not open (see the error above)", dc.root); return; }
+    // A missing or bad file should change the fingerprint, not stop the audit.
+    if (!dataset_open_lenient(&d, &dc)) { report(a, "FAIL", "dataset: %s does not open (see the error above)", dc.root); return; }
     if (strcmp(d.fingerprint, want))
         report(a, "FAIL", "dataset: %s fingerprints to %s, the run trained on %s", dc.root, d.fingerprint, want);
     else
@@ -212,6 +214,53 @@ static void check_metrics(Audit *a, const char *dir) {
     free(text);
 }
 
+// The last "checkpoint" row of metrics.jsonl at `step`: its two hashes into p, m; 0 when none.
+static int ledger_row(const char *metrics, long long step, char p[65], char m[65], int *rows) {
+    size_t len;
+    char *text = read_file(metrics, &len);
+    int found = 0;
+    for (char *s = text, *nl; s && *s; s = nl + 1) {
+        if ((nl = strchr(s, '\n'))) *nl = 0;
+        Json v;
+        if (parse_object(s, &v)) {
+            const char *kind = json_str(&v, "kind"), *hp = json_str(&v, "params_sha256"), *hm = json_str(&v, "adam_sha256");
+            const Json *st = json_get(&v, "step");
+            if (kind && !strcmp(kind, "checkpoint") && ++*rows && st && st->type == JSON_NUMBER && st->num == step &&
+                hp && hm && strlen(hp) == 64 && strlen(hm) == 64) {
+                memcpy(p, hp, 65);
+                memcpy(m, hm, 65);
+                found = 1;
+            }
+            json_free(&v);
+        }
+        if (!nl) break;
+    }
+    free(text);
+    return found;
+}
+
+// The checkpoint against the run's ledger: the trainer records each checkpoint's
+// hashes in metrics.jsonl as it writes it, so a checkpoint swapped for another
+// (one that verifies by itself) no longer matches what the run wrote.
+static void check_ledger(Audit *a, const char *dir) {
+    char ck[DCAL_PATH_MAX + 32], metrics[DCAL_PATH_MAX + 32], p[65], m[65];
+    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", dir);
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", dir);
+    SafeTensors st;
+    if (access(ck, F_OK) != 0 || !st_load(&st, ck)) return;   // check_checkpoints has said why
+    const char *step = st_meta(&st, "step"), *hp = st_meta(&st, "params_sha256"), *hm = st_meta(&st, "adam_sha256");
+    int rows = 0;
+    if (!step || !hp || !hm) report(a, "FAIL", "%s: metadata lacks step or hashes", ck);
+    else if (!ledger_row(metrics, atoll(step), p, m, &rows))
+        report(a, rows ? "FAIL" : "WARN", "%s: step %s has no \"checkpoint\" row in %s%s", ck, step, metrics,
+               rows ? "" : " (a run from an older dcal)");
+    else if (strcmp(p, hp) || strcmp(m, hm))
+        report(a, "FAIL", "%s: hashes differ from the run's record of step %s in %s (params %.12s… vs %.12s…)", ck,
+               step, metrics, hp, p);
+    else report(a, "OK", "%s: matches the run's record of step %s in metrics.jsonl", ck, step);
+    st_free(&st);
+}
+
 int run_audit(const char *dir, AuditCheckpointFn verify_checkpoint) {
     Audit a = {0};
     Json man = {0};
@@ -226,6 +275,7 @@ int run_audit(const char *dir, AuditCheckpointFn verify_checkpoint) {
         check_weight_file(&a, &man, "init");
     }
     check_metrics(&a, dir);
+    check_ledger(&a, dir);
     a.n_fail += steplog_audit(dir);   // steps.tsv: well-formed, agrees with metrics.jsonl
     json_free(&man);
     printf("%s: %s\n", dir, a.n_fail ? "audit FAILED" : "audit passed");

@@ -49,6 +49,7 @@ int evaluate(Model *m, const Dataset *ds, const DcalConfig *c, EvalResult *out) 
     int B = m->B, C = m->cfg.num_classes, S = m->cfg.img_size;
     Loader *L = loader_create(ds, &c->data, false, B, c->train.seed);
     if (!L) return 0;
+    loader_set_stop_flag(L, &train_stop_signal);
     float *img = xmalloc(sizeof(float) * B * 3 * S * S), *ls = xmalloc(sizeof(float) * B * C),
           *lg = xmalloc(sizeof(float) * B * C);
     int *lab = xmalloc(sizeof(int) * B), *ids = xmalloc(sizeof(int) * B);

@@ -98,3 +98,19 @@ void log_final(Trainer *t) {
     rundir_metric_json(&t->run, &w);
     jw_free(&w);
 }
+
+void log_checkpoint(Trainer *t) {
+    char params[65], adam[65];
+    int64_t step;
+    if (!checkpoint_hashes(t->ckpt_path, params, adam, &step)) return;   // just written: cannot fail
+    JsonW w;
+    jw_init(&w, false, 0);
+    jw_begin_object(&w);
+    jw_kv_string(&w, "kind", "checkpoint");
+    jw_kv_int(&w, "step", step);
+    jw_kv_string(&w, "params_sha256", params);
+    jw_kv_string(&w, "adam_sha256", adam);
+    jw_end_object(&w);
+    rundir_metric_json(&t->run, &w);
+    jw_free(&w);
+}

@@ -1,9 +1,11 @@
 // setup.c: everything before the first step — backend, dataset, model and
 // its starting weights (resume, --init, --pretrained or the paper's init),
 // activations, loader, run directory and manifest — and the teardown.
+#include <errno.h>
 #include <omp.h>
 #include <string.h>
 #include <unistd.h>
+#include "core/json.h"
 #include "core/safetensors.h"
 #include "core/sha256.h"
 #include "model/plan.h"
@@ -21,11 +23,45 @@ const char *trainer_checkpoint_state(const Trainer *t) {
 
 // Starting weights: a run's checkpoint (with AdamW state and position), exact
 // weights (--init), timm weights over the paper init (--pretrained), or the init.
+// The paper's init, then timm weights over it when the config names them.
+static int init_weights(Trainer *t) {
+    const DcalConfig *c = t->c;
+    model_init_weights(&t->m, c->train.seed);   // with pretrained weights, heads and loss weights keep their init
+    if (!c->train.pretrained[0]) return 1;
+    return weights_load_pretrained(&t->m, c->train.pretrained) && sha256_file(c->train.pretrained, t->pre_hash);
+}
+
+// A run stopped (kill -9, power) before its first checkpoint: start it again
+// from step 0 — the same init from the same seed — unless it began from --init
+// weights, which only the user can give again.
+static int restart_without_checkpoint(Trainer *t) {
+    char path[DCAL_PATH_MAX + 32];
+    size_t len;
+    snprintf(path, sizeof path, "%s/manifest.json", t->o->resume_dir);
+    char *text = read_file(path, &len);
+    Json man;
+    if (!text || !json_parse(text, len, 0, &man, NULL)) {
+        dcal_err("%s: cannot read the run's manifest", path);
+        free(text);
+        return 0;
+    }
+    const char *init = json_str(json_get(&man, "init"), "path");
+    int ok = !init || !*init;
+    if (!ok) dcal_err("%s: no checkpoint yet, and the run started from --init %s: start it again with it", t->o->resume_dir, init);
+    json_free(&man);
+    free(text);
+    if (!ok) return 0;
+    printf("dcal: %s has no checkpoint yet (stopped before the first save): starting again from step 0\n",
+           t->o->resume_dir);
+    return init_weights(t);
+}
+
 static int load_start_weights(Trainer *t) {
     const DcalConfig *c = t->c;
     Model *m = &t->m;
     if (t->o->resume_dir) {
         snprintf(t->ckpt_path, sizeof t->ckpt_path, "%s/checkpoint.safetensors", t->o->resume_dir);
+        if (access(t->ckpt_path, F_OK) != 0 && errno == ENOENT) return restart_without_checkpoint(t);
         if (!checkpoint_load(t->ckpt_path, m, t->am, t->av, &t->pos)) return 0;
         if (t->pos.seed != c->train.seed) {
             dcal_err("%s: seed %llu differs from the run's config", t->ckpt_path, (unsigned long long)t->pos.seed);
@@ -37,12 +73,8 @@ static int load_start_weights(Trainer *t) {
         int ok = weights_load_exact(m, &st, 1);   // a checkpoint or a dump carries more than weights
         st_free(&st);
         if (!ok || !sha256_file(t->o->init_path, t->init_hash)) return 0;
-    } else if (c->train.pretrained[0]) {
-        model_init_weights(m, c->train.seed);   // heads and loss weights keep their init
-        if (!weights_load_pretrained(m, c->train.pretrained) || !sha256_file(c->train.pretrained, t->pre_hash))
-            return 0;
     } else {
-        model_init_weights(m, c->train.seed);
+        return init_weights(t);
     }
     return 1;
 }
@@ -72,6 +104,7 @@ static int open_loader(Trainer *t) {
     const DcalConfig *c = t->c;
     t->L = loader_create(&t->ds, &c->data, true, t->micro, c->train.seed);
     if (!t->L) return 0;
+    loader_set_stop_flag(t->L, &train_stop_signal);   // a stuck file must not hold off SIGTERM
     int nb = loader_num_batches(t->L);
     t->spe = nb / t->accum;
     if (t->spe < 1) {
@@ -141,6 +174,7 @@ int trainer_setup(Trainer *t) {
     else if (!open_run(t)) return 0;
     t->prog.best_comb = -1;
     t->prog.best_epoch = -1;
+    t->saved_step = t->o->resume_dir ? t->pos.step : -1;   // a resumed run's checkpoint is at its step
     return 1;
 }
 

@@ -27,6 +27,7 @@ void pwca_pairing(int *pair, int B, uint64_t seed, uint64_t micro_step) {
 static int micro_batch(Trainer *t, int k) {
     const DcalConfig *c = t->c;
     int rows = loader_next(t->L, t->img, t->lab, t->ids);
+    if (rows == LOADER_INTERRUPTED) return TRAIN_INTERRUPTED;
     if (rows < 0) return DCAL_EXIT_FAIL;
     if (rows != t->micro) {
         dcal_err("internal: loader gave %d rows, expected %d", rows, t->micro);

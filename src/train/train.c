@@ -11,8 +11,17 @@ volatile sig_atomic_t train_stop_signal = 0;
 static void on_signal(int s) { train_stop_signal = s; }
 
 // Save and tell the user how to continue; the run ends with exit 0.
+// The checkpoint, then its hashes as a metrics row: the run's ledger that
+// `dcal audit` holds the checkpoint file against.
+static int save(Trainer *t) {
+    if (!checkpoint_save(t->ckpt_path, &t->m, t->am, t->av, &t->pos)) return 0;
+    log_checkpoint(t);
+    t->saved_step = t->pos.step;
+    return 1;
+}
+
 static int stop_with_checkpoint(Trainer *t, const char *why) {
-    if (!checkpoint_save(t->ckpt_path, &t->m, t->am, t->av, &t->pos)) return DCAL_EXIT_FAIL;
+    if (t->saved_step != t->pos.step && !save(t)) return DCAL_EXIT_FAIL;
     printf("dcal: %s at step %lld: checkpoint %s saved; continue with 'dcal train --resume %s'\n", why,
            (long long)t->pos.step, t->ckpt_path, t->run.dir);
     return DCAL_EXIT_OK;
@@ -33,7 +42,16 @@ static int after_step(Trainer *t) {
 
 // One optimizer step of epoch `epoch` that ends at micro-batch index b.
 static int optimizer_step(Trainer *t, int epoch, int b) {
+    int64_t micro_step0 = t->pos.micro_step;
     int rc = trainer_micro_batches(t);
+    if (rc == TRAIN_INTERRUPTED && !trainer_replaying(t)) {
+        // A signal while the loader waited on a stuck file: drop the partial step.
+        // The checkpoint keeps the last whole step, and the micro-step that keys
+        // the PWCA pairing goes back with it, so a resume repeats this step exactly.
+        t->pos.micro_step = micro_step0;
+        return stop_with_checkpoint(t, "interrupted");
+    }
+    if (rc == TRAIN_INTERRUPTED) return DCAL_EXIT_FAIL;
     if (rc != TRAIN_GO_ON) return rc;
     if (t->o->dump_path && !trainer_replaying(t)) return dump_write(t) ? DCAL_EXIT_OK : DCAL_EXIT_FAIL;
     double lr = lr_at(&t->c->optim, t->pos.step, t->total, t->warm);
@@ -64,11 +82,11 @@ static int end_of_epoch(Trainer *t, int epoch) {
     t->pos.batch = 0;
     if (trainer_replaying(t)) return TRAIN_GO_ON;   // eval and checkpoints do not change the steps
     if ((tc->eval_every && (epoch + 1) % tc->eval_every == 0) || last)
-        if (!trainer_eval(t, epoch)) return DCAL_EXIT_FAIL;
+        if (!trainer_eval(t, epoch) && !train_stop_signal) return DCAL_EXIT_FAIL;   // a signal may cut eval short
     if ((tc->save_every && (epoch + 1) % tc->save_every == 0) || last)
-        if (!checkpoint_save(t->ckpt_path, &t->m, t->am, t->av, &t->pos)) return DCAL_EXIT_FAIL;
+        if (!save(t)) return DCAL_EXIT_FAIL;
     if (train_stop_signal && !last) {   // a signal during eval: stop at the epoch boundary
-        if (!checkpoint_save(t->ckpt_path, &t->m, t->am, t->av, &t->pos)) return DCAL_EXIT_FAIL;
+        if (t->saved_step != t->pos.step && !save(t)) return DCAL_EXIT_FAIL;
         printf("dcal: interrupted at step %lld (after epoch %d): checkpoint %s saved; continue with 'dcal train "
                "--resume %s'\n", (long long)t->pos.step, epoch + 1, t->ckpt_path, t->run.dir);
         return DCAL_EXIT_OK;

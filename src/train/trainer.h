@@ -45,6 +45,7 @@ typedef struct {
     char ckpt_path[DCAL_PATH_MAX + 32];
     char init_hash[65], pre_hash[65];
     Dump dump;
+    int64_t saved_step;         // the step of the last checkpoint written (-1: none yet)
     Progress prog;
     StepLogW steps;             // RUN/steps.tsv (not open for a dump or a replay)
     double step_sum[4];         // this step's micro-batch loss and CEs (SA, GLCA, PWCA), summed in double
@@ -52,7 +53,7 @@ typedef struct {
 } Trainer;
 
 // A phase either lets the run go on or ends it with an exit code.
-enum { TRAIN_GO_ON = -1 };
+enum { TRAIN_GO_ON = -1, TRAIN_INTERRUPTED = -3 };   // -3: the loader gave up on a signal
 
 extern volatile sig_atomic_t train_stop_signal;   // SIGINT/SIGTERM seen (signal number)
 
@@ -79,6 +80,8 @@ void log_progress(Trainer *t, int epoch, double lr, double gsq);
 // in replay mode t->replayed[step - 1]. 0 after an error line.
 int log_step(Trainer *t, double lr, double gsq);
 void log_final(Trainer *t);
+// A metrics row with the checkpoint just written: step, params_sha256, adam_sha256.
+void log_checkpoint(Trainer *t);
 
 // eval.c: evaluate on the test split, print and record it.
 int trainer_eval(Trainer *t, int epoch);
