@@ -472,6 +472,30 @@ START_TEST(test_set_strict_numbers) {
     ck_assert_msg(strstr(err, "--set data.mean=0.5,0x1p-1,0.5: data.mean: expected a number, got '0x1p-1'"), "got: %s", err);
     ck_assert(config_set(&c, "optim.base_lr=5.0e-4"));
     ck_assert_double_eq(c.optim.base_lr, 5e-4);
+    // An empty list item counts (and is refused); nothing of a long value is cut off.
+    cap_begin();
+    ok = config_set(&c, "data.mean=0.1,,0.2");
+    err = cap_end();
+    ck_assert(!ok);
+    ck_assert_msg(strstr(err, "data.mean"), "got: %s", err);
+    char big[400] = "data.mean=0.5,0.5,0.5";
+    memset(big + strlen(big), '0', 200);
+    strcpy(big + strlen(big), ",junk");
+    cap_begin();
+    ok = config_set(&c, big);
+    err = cap_end();
+    ck_assert(!ok);
+    ck_assert_msg(strstr(err, "value too long"), "got: %s", err);
+    char path[1200] = "data.root=/";
+    memset(path + strlen(path), 'd', 1100);
+    cap_begin();
+    ok = config_set(&c, path);
+    err = cap_end();
+    ck_assert(!ok);
+    ck_assert_msg(strstr(err, "data.root: value longer than 1023 characters"), "got: %s", err);
+    path[700] = 0;   // a long path that fits is recorded whole
+    ck_assert(config_set(&c, path));
+    ck_assert_str_eq(c.overrides[c.n_overrides - 1], path);
 }
 END_TEST
 

@@ -97,7 +97,7 @@ typedef struct {
     int n_deviations;
     Deviation deviations[DCAL_MAX_DEVIATIONS];
     int n_overrides;
-    char overrides[DCAL_MAX_OVERRIDES][256];   // "--set" strings as given, in order
+    char overrides[DCAL_MAX_OVERRIDES][DCAL_PATH_MAX + 64];   // "--set" strings as given, in order (a path fits)
 } DcalConfig;
 
 // Paper defaults (ViT-B/16, CUB, MODEL.md §1-5).

@@ -5,15 +5,19 @@
 #include "config/fields.h"
 
 // "a,b,c" → up to 3 items in buf; returns how many were given (may exceed 3).
+// Every comma separates, so an empty item counts (and its parser refuses it);
+// -1 when the value does not fit buf (nothing may be cut off silently).
 static int split_list(const char *val, char *buf, size_t cap, char *items[3]) {
-    snprintf(buf, cap, "%s", val);
+    if (strlen(val) >= cap) return -1;
+    strcpy(buf, val);
     int n = 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (n < 3) items[n] = tok;
-        n++;
+    for (char *s = buf;; n++) {
+        char *comma = strchr(s, ',');
+        if (comma) *comma = 0;
+        if (n < 3) items[n] = s;
+        if (!comma) return n + 1;
+        s = comma + 1;
     }
-    return n;
 }
 
 int config_set(DcalConfig *c, const char *assignment) {
@@ -41,12 +45,18 @@ int config_set(DcalConfig *c, const char *assignment) {
     if (f->type == F_F3) {
         char buf[192], *items[3] = {0};
         int n = split_list(val, buf, sizeof buf, items);
+        if (n < 0) { dcal_err("%s: value too long (%zu characters)", where, strlen(val)); return 0; }
         ok = config_field_set(c, f, where, (const char *const *)items, n);
     } else {
         ok = config_field_set(c, f, where, &val, 1);
     }
     if (!ok) return 0;
     if (c->n_overrides >= DCAL_MAX_OVERRIDES) { dcal_err("%s: too many --set overrides", where); return 0; }
+    if (strlen(assignment) >= sizeof c->overrides[0]) {   // recorded whole or not at all
+        dcal_err("%s: too long to record (%zu characters, at most %zu)", where, strlen(assignment),
+                 sizeof c->overrides[0] - 1);
+        return 0;
+    }
     snprintf(c->overrides[c->n_overrides++], sizeof c->overrides[0], "%s", assignment);
     return 1;
 }
