@@ -25,3 +25,23 @@ if "$dcal" audit "$tmp/runs/r" > "$tmp/audit.txt" 2>&1; then echo "FAIL: audit p
 grep -q "is NaN" "$tmp/audit.txt" && grep -q "^FAIL .*checkpoint.safetensors" "$tmp/audit.txt" ||
   { cat "$tmp/audit.txt"; exit 1; }
 echo "ok: NaN in the AdamW state refused on resume and by the audit"
+
+# A position outside the run's schedule (batch 1 of a 4-micro-batch step; epoch 9 of 2) is refused
+# on resume naming the fields, instead of quietly skipping training.
+"$dcal" train --config "$src/configs/fgvc/tiny.yaml" --set data.root="$tmp/data" --set train.out_dir="$tmp/runs" \
+  --set train.run_name=p --set train.max_steps=1 > /dev/null 2>&1
+ck="$tmp/runs/p/checkpoint.safetensors"
+for edit in '"batch":"4"/"batch":"1"' '"epoch":"0"/"epoch":"9"'; do
+  cp "$ck" "$tmp/orig.st"
+  python3 - "$ck" "${edit%%/*}" "${edit##*/}" <<'PY'
+import sys
+p, a, b = sys.argv[1], sys.argv[2].encode(), sys.argv[3].encode()
+d = open(p, 'rb').read()
+assert d.count(a) == 1, (a, d[:400])
+open(p, 'wb').write(d.replace(a, b))
+PY
+  if "$dcal" train --resume "$tmp/runs/p" > "$tmp/out.txt" 2> "$tmp/err.txt"; then echo "FAIL: resume accepted $edit"; exit 1; fi
+  grep -q "lie outside this run's schedule" "$tmp/err.txt" || { echo "FAIL: $edit:"; cat "$tmp/err.txt"; exit 1; }
+  cp "$tmp/orig.st" "$ck"
+done
+echo "ok: checkpoint positions outside the schedule are refused"

@@ -8,7 +8,6 @@
 #include "train/trainer.h"
 
 void dump_alloc(Trainer *t) {
-    if (trainer_replaying(t)) return;   // a replay borrows --dump-step's setup (no run directory), not its buffers
     int S = t->m.cfg.img_size, C = t->m.cfg.num_classes, R = t->accum * t->micro, Q = 1 + t->m.K;
     Dump *d = &t->dump;
     d->input = xmalloc(sizeof(float) * R * 3 * S * S);

@@ -2,6 +2,7 @@
 // Warm-up is linear per optimizer step from warmup_lr, then cosine to min_lr;
 // AdamW runs per tensor so that weight decay applies only where
 // ParamTensor.decay says (not biases, LayerNorm, pos/cls or loss_w).
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 #include "train/trainer.h"
@@ -13,6 +14,10 @@ double lr_at(const OptimConfig *o, long s, long total, long warm) {
     return o->min_lr + 0.5 * (o->lr - o->min_lr) * (1.0 + cos(M_PI * t));
 }
 
+// AdamW's step count for the bias correction 1 − β^t. Past INT_MAX steps β^t is
+// 0 in any float, so clamping there changes nothing and keeps the int slot exact.
+static int adam_t(int64_t t) { return t < INT_MAX ? (int)t : INT_MAX; }
+
 void optimizer_update(Trainer *t, double lr) {
     const OptimConfig *o = &t->c->optim;
     Model *m = &t->m;
@@ -20,6 +25,6 @@ void optimizer_update(Trainer *t, double lr) {
         const ParamTensor *p = &m->tensors[i];
         t->be->adamw_update(m->params + p->offset, m->grads + p->offset, t->am + p->offset, t->av + p->offset,
                             p->numel, (float)lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
-                            p->decay ? (float)o->weight_decay : 0.0f, (int)(t->pos.step + 1));
+                            p->decay ? (float)o->weight_decay : 0.0f, adam_t(t->pos.step + 1));
     }
 }

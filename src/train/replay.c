@@ -85,7 +85,7 @@ static int check_start(Replay *r, const DcalConfig *c) {
 
 // Set up the trainer as the run started, check its dataset, run K steps.
 static int replay_steps(Replay *r, const DcalConfig *c) {
-    TrainOptions o = {.init_path = r->init_path[0] ? r->init_path : NULL, .dump_path = "", .replay_steps = r->k};
+    TrainOptions o = {.init_path = r->init_path[0] ? r->init_path : NULL, .replay_steps = r->k};
     Trainer t = {.c = c, .o = &o, .replayed = r->replayed};
     int rc = DCAL_EXIT_FAIL;
     const char *want = json_str(json_get(&r->man, "dataset"), "fingerprint");

@@ -114,6 +114,15 @@ static int open_loader(Trainer *t) {
     }
     t->total = (long)t->spe * c->optim.epochs;
     t->warm = (long)t->spe * c->optim.warmup_epochs;
+    // A checkpoint's position must lie in this run's schedule, or a resume would
+    // quietly skip training (checkpoint_load has bounded each number already).
+    if (t->o->resume_dir && (t->pos.epoch > c->optim.epochs || t->pos.batch > t->spe * t->accum ||
+                             t->pos.batch % t->accum || t->pos.step > t->total)) {
+        dcal_err("%s: metadata 'epoch' %d / 'batch' %d / 'step' %lld lie outside this run's schedule (%d epochs of "
+                 "%d micro-batches, %ld steps)", t->ckpt_path, t->pos.epoch, t->pos.batch, (long long)t->pos.step,
+                 c->optim.epochs, t->spe * t->accum, t->total);
+        return 0;
+    }
     int S = c->model.img_size;
     t->img = xmalloc(sizeof(float) * t->micro * 3 * S * S);
     t->lab = xmalloc(sizeof(int) * t->micro);
@@ -171,7 +180,7 @@ int trainer_setup(Trainer *t) {
     if (t->o->resume_dir && !rundir_open(&t->run, c, t->o->resume_dir)) return 0;
     if (!open_data_and_model(t) || !open_loader(t)) return 0;
     if (t->o->dump_path) dump_alloc(t);
-    else if (!open_run(t)) return 0;
+    else if (!trainer_replaying(t) && !open_run(t)) return 0;   // --dump-step and replays write no run directory
     t->prog.best_comb = -1;
     t->prog.best_epoch = -1;
     t->saved_step = t->o->resume_dir ? t->pos.step : -1;   // a resumed run's checkpoint is at its step

@@ -44,7 +44,7 @@ static int micro_batch(Trainer *t, int k) {
         return DCAL_EXIT_FAIL;
     }
     model_backward(&t->m, 1.0f / t->accum);
-    if (t->o->dump_path && !trainer_replaying(t)) dump_micro(t, &so, k);
+    if (t->o->dump_path) dump_micro(t, &so, k);
     t->pos.micro_step++;
     t->step_sum[0] += so.loss;   // steps.tsv: in micro-batch order, in double (exact for a few floats)
     for (int h = 0; h < 3; h++) t->step_sum[1 + h] += so.ce[h];

@@ -53,7 +53,7 @@ static int optimizer_step(Trainer *t, int epoch, int b) {
     }
     if (rc == TRAIN_INTERRUPTED) return DCAL_EXIT_FAIL;
     if (rc != TRAIN_GO_ON) return rc;
-    if (t->o->dump_path && !trainer_replaying(t)) return dump_write(t) ? DCAL_EXIT_OK : DCAL_EXIT_FAIL;
+    if (t->o->dump_path) return dump_write(t) ? DCAL_EXIT_OK : DCAL_EXIT_FAIL;
     double lr = lr_at(&t->c->optim, t->pos.step, t->total, t->warm);
     double gsq = t->be->sumsq(t->m.grads, t->m.n_params);
     if (!isfinite(gsq)) {
@@ -123,7 +123,7 @@ int trainer_run(Trainer *t) {
 // RUN/steps.tsv, cut back to the checkpoint's step on resume (after a kill -9
 // it may hold steps the checkpoint does not).
 static int open_step_log(Trainer *t) {
-    if (t->o->dump_path) return 1;   // --dump-step and replays have no run directory
+    if (t->o->dump_path || trainer_replaying(t)) return 1;   // no run directory
     return steplog_open(&t->steps, t->run.dir, t->o->resume_dir ? t->pos.step : -1);
 }
 

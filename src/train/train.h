@@ -14,8 +14,7 @@ typedef struct {
     int argc; char **argv;     // for the manifest
     int n_allowed; char (*allowed)[48];   // --allow-deviation ids, for the manifest
     const RuleResult *rules; int n_rules; // the gate's table (config_resolve), for compliance.txt
-    int64_t replay_steps;      // > 0: replay mode (train_replay sets it; it also sets dump_path to "" so
-                               // that setup skips the run directory as for --dump-step)
+    int64_t replay_steps;      // > 0: replay mode (train_replay): no run directory, eval or checkpoint
 } TrainOptions;
 
 // The config is final (config_resolve): the trainer never changes it.
