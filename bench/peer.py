@@ -368,6 +368,8 @@ def check(args):
     torch.manual_seed(0)
     model = DCAL(**cfg)
     model.K = ts["sel"].shape[1] - 1
+    model.ckpt = args.checkpoint_blocks   # the checkpointed and sdpa paths must give the same step too
+    model.use_sdpa = args.attn == "sdpa" and HAVE_SDPA
     names = dict(model.named_parameters())
     missing = [n for n in names if n not in ts or "grad." + n not in ts]
     if missing:
