@@ -41,6 +41,7 @@ typedef struct {
     size_t dev_peak;           // CUDA: largest drop of free device memory since start
     double user, sys;          // process CPU seconds per timed step (all threads)
     double minflt;             // minor page faults per timed step
+    double t_begin, t_end;     // CLOCK_MONOTONIC seconds around the timed steps (for perf report --time)
 } Timing;
 
 static int parse_args(int argc, char **argv, Args *a) {
@@ -158,7 +159,9 @@ static void time_steps(Trainer *t, const Batch *bt, int warmup, int steps, Timin
     for (int s = 0; s < warmup; s++) one_step(t, bt, NULL, free0);
     struct rusage r0, r1;
     getrusage(RUSAGE_SELF, &r0);
+    tm->t_begin = now_seconds();
     for (int s = 0; s < steps; s++) one_step(t, bt, tm, free0);
+    tm->t_end = now_seconds();
     getrusage(RUSAGE_SELF, &r1);
     tm->user = (cpu_s(r1.ru_utime) - cpu_s(r0.ru_utime)) / steps;
     tm->sys = (cpu_s(r1.ru_stime) - cpu_s(r0.ru_stime)) / steps;
@@ -202,6 +205,8 @@ static void report(const Trainer *t, const DcalConfig *c, int B, int ckpt, bool 
            tm->dev_peak ? "device used" : "peak RSS", peak);
     printf("  per timed step: user %.2f s  system %.2f s (CPU time, all threads)  minor page faults %.0f\n",
            tm->user, tm->sys, tm->minflt);
+    printf("  timed steps: CLOCK_MONOTONIC %.6f to %.6f (perf record -k CLOCK_MONOTONIC; perf report --time %.6f,%.6f)\n",
+           tm->t_begin, tm->t_end, tm->t_begin, tm->t_end);
     printf("dcal: step_ms=%.1f fwd_ms=%.1f bwd_ms=%.1f opt_ms=%.1f img_s=%.4f gflops=%.1f peak_mib=%.1f "
            "plan_mib=%.1f user_s=%.2f sys_s=%.2f faults=%.0f\n", step * 1e3, tm->fwd * 1e3, tm->bwd * 1e3,
            tm->opt * 1e3, B / step, flops / step / 1e9, peak, plan, tm->user, tm->sys, tm->minflt);
