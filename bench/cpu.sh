@@ -89,7 +89,7 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 
-echo "== best of $ROUNDS (img/s, peak MiB, step ms); raw logs in $OUT"
+echo "== best of $ROUNDS (img/s, peak MiB, step ms); raw logs in $OUT; load now: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf "%-5s %-5s %10s %10s %10s\n" side prec img/s peak_MiB step_ms
 for p in $PRECISIONS; do for s in dcal peer; do
     v=${best[$s/$p]:-}; [ -n "$v" ] && printf "%-5s %-5s %10s %10s %10s\n" $s $p $v
