@@ -8,7 +8,7 @@
 #   IMG=448 BATCH=2 THREADS=2 ROUNDS=3 STEPS=2 bash bench/cpu.sh build
 #
 # Environment: IMG (224) BATCH (4) THREADS (2) ROUNDS (3) STEPS timed steps per
-# measurement (2) WARMUP (1) PRECISIONS ("fp32 bf16") CONFIG (configs/fgvc/cub.yaml)
+# measurement (2) WARMUP (1) LIMIT seconds per measurement (900) PRECISIONS ("fp32 bf16") CONFIG (configs/fgvc/cub.yaml)
 # PEER (bench/peer.py) PYTHON (/usr/bin/python3: Debian's python3-torch is only
 # importable there) PEER_ARGS (default "--img $IMG"; "--preset tiny" for a smoke test
 # with CONFIG=configs/fgvc/tiny.yaml IMG=32) OUT (a folder for the raw logs; default a temp folder).
@@ -20,6 +20,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-${BUILD:-$ROOT/build}}
 IMG=${IMG:-224}; BATCH=${BATCH:-4}; THREADS=${THREADS:-2}; ROUNDS=${ROUNDS:-3}
 STEPS=${STEPS:-2}; WARMUP=${WARMUP:-1}; PRECISIONS=${PRECISIONS:-fp32 bf16}
+LIMIT=${LIMIT:-900}   # seconds per measurement: torch's bf16 autocast on a CPU without avx512_bf16 can take many minutes a step
 CONFIG=${CONFIG:-$ROOT/configs/fgvc/cub.yaml}
 PEER=${PEER:-$ROOT/bench/peer.py}; PYTHON=${PYTHON:-/usr/bin/python3}
 OUT=${OUT:-$(mktemp -d /tmp/dcal-cpu-bench.XXXXXX)}
@@ -48,13 +49,13 @@ echo "   $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $
 # One measurement: prints its machine line's values "img_s peak_mib step_ms" or "-".
 run_dcal() {   # precision round
     local log="$OUT/dcal-$1-r$2.log"
-    "$BUILD/bench_step" "$IMG" "$BATCH" 0 cpu "$STEPS" 0 "$1" --config "$CONFIG" --warmup "$WARMUP" \
+    timeout "$LIMIT" "$BUILD/bench_step" "$IMG" "$BATCH" 0 cpu "$STEPS" 0 "$1" --config "$CONFIG" --warmup "$WARMUP" \
         --set "train.threads=$THREADS" > "$log" 2>&1
     parse "dcal:" "$log"
 }
 run_peer() {   # precision round
     local log="$OUT/peer-$1-r$2.log"
-    "$PYTHON" "$PEER" --device cpu --precision "$1" --batch "$BATCH" --steps "$STEPS" --warmup "$WARMUP" \
+    timeout "$LIMIT" "$PYTHON" "$PEER" --device cpu --precision "$1" --batch "$BATCH" --steps "$STEPS" --warmup "$WARMUP" \
         "${peer_threads[@]}" ${PEER_ARGS:---img $IMG} > "$log" 2>&1
     parse "peer:" "$log"
 }
@@ -85,7 +86,7 @@ for r in $(seq 1 "$ROUNDS"); do
         [ $peer_ok = 1 ] || continue
         e=$(run_peer "$p" "$r"); keep_best "peer/$p" "$e"
         printf "   round %d %-4s peer: %s\n" "$r" "$p" "${e:--}"
-        [ "$e" = "-" ] && printf "      (%s)\n" "$(tail -1 "$OUT/peer-$p-r$r.log")"
+        [ "$e" = "-" ] && printf "      (%s)\n" "$(tail -1 "$OUT/peer-$p-r$r.log" | grep . || echo "no result within ${LIMIT} s or no output")"
     done
 done
 
