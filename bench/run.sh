@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # run.sh BUILD OUT: the GPU benchmarks tools/gpu-check.sh runs (ARCHITECTURE.md §8):
-# a DCAL ViT-B/16 448 step at micro-batch 16 with and without per-block
-# checkpointing. MFU against the dense bf16 peak of an H100/H200 SXM (989 TFLOP/s).
+# a full DCAL ViT-B/16 448 training step (forward, backward, AdamW; bench/README.md)
+# at micro-batch 16 with and without per-block checkpointing, after one warm-up
+# step. MFU against the dense bf16 peak of an H100/H200 SXM (989 TFLOP/s).
+# Each run ends with one machine line "dcal: step_ms=… img_s=… peak_mib=… plan_mib=…".
 set -u
 BUILD=${1:-build}; OUT=${2:-.}
 peak=${PEAK_TFLOPS:-989}

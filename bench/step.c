@@ -1,22 +1,93 @@
-// step.c: DCAL training steps (forward + backward) with random inputs on one
-// backend; prints step time, img/s, model FLOP/s (and MFU given a peak), the
-// planned bytes and the peak RSS (bench/RESULTS.md).
+// step.c: full DCAL training steps with random inputs on one backend, timed per
+// phase exactly as the trainer runs them (src/train/step.c, train.c, optimizer.c):
+//   forward   model_zero_grads + model_forward_train
+//   backward  model_backward (loss scale 1, no accumulation)
+//   optimizer backend sumsq over every gradient (the trainer's finite check and
+//             grad norm) + optimizer_update (AdamW per tensor, decay groups)
+// after warm-up steps, with the memory plan beside the measured peak (bench/README.md).
+//
 //   bench_step [img_size=448] [micro_batch=2] [ckpt 0|1] [backend cpu|cuda|auto] [steps=1] [peak TFLOP/s]
 //              [precision, default the backend's best: see backend.h set_precision]
-// The first line of output is the backend's describe(): device, versions, numerics.
+//              [--config FILE] [--set key=value]... [--warmup N=1]
+// --config/--set load a run config (configs/fgvc/cub.yaml …) under the positional
+// arguments; without --config the model is config_defaults() (ViT-B/16, 448, CUB).
+// A positional img_size sets model.img_size and data.crop together.
+//
+// Output: the backend's describe() line, one human line per phase and memory, and last
+//   dcal: step_ms=… fwd_ms=… bwd_ms=… opt_ms=… img_s=… gflops=… peak_mib=… plan_mib=…
+// (bench/cpu.sh and bench/run.sh parse that line; keep its keys stable).
+#include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include "model/model.h"
 #include "core/rng.h"
+#include "train/trainer.h"
 
-// The backend named on the command line, at the precision asked for (if any);
-// prints its describe() line. NULL after an error line.
+typedef struct {
+    const char *pos[8];        // positional arguments, in order
+    int n_pos;
+    const char *config;
+    const char *sets[32];
+    int n_sets;
+    int warmup;
+} Args;
+
+typedef struct {
+    double fwd, bwd, opt;      // mean seconds per phase over the timed steps
+    double best;               // fastest whole step
+    double loss, gnorm;        // the last step's
+    size_t dev_peak;           // CUDA: largest drop of free device memory since start
+    double user, sys;          // process CPU seconds per timed step (all threads)
+    double minflt;             // minor page faults per timed step
+    double t_begin, t_end;     // CLOCK_MONOTONIC seconds around the timed steps (for perf report --time)
+} Timing;
+
+static int parse_args(int argc, char **argv, Args *a) {
+    memset(a, 0, sizeof *a);
+    a->warmup = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        bool has_val = i + 1 < argc;
+        if (!strcmp(s, "--config") && has_val) a->config = argv[++i];
+        else if (!strcmp(s, "--set") && has_val && a->n_sets < 32) a->sets[a->n_sets++] = argv[++i];
+        else if (!strcmp(s, "--warmup") && has_val) a->warmup = atoi(argv[++i]);
+        else if (s[0] == '-' && s[1] == '-') {
+            fprintf(stderr, "bench_step: %s: unknown option or missing value (see bench/README.md)\n", s);
+            return 0;
+        } else if (a->n_pos < 8) a->pos[a->n_pos++] = s;
+    }
+    return 1;
+}
+
+static const char *pos_arg(const Args *a, int i, const char *def) { return i < a->n_pos ? a->pos[i] : def; }
+
+// The config: defaults or --config, then --set, then a positional img_size.
+static int build_config(const Args *a, DcalConfig *c) {
+    config_defaults(c);
+    if (a->config && !config_load(c, a->config)) return 0;
+    for (int i = 0; i < a->n_sets; i++)
+        if (!config_set(c, a->sets[i])) return 0;
+    if (a->n_pos > 0) {
+        char kv[64];
+        snprintf(kv, sizeof kv, "model.img_size=%s", a->pos[0]);
+        if (!config_set(c, kv)) return 0;
+        snprintf(kv, sizeof kv, "data.crop=%s", a->pos[0]);
+        if (!config_set(c, kv)) return 0;
+    }
+    if (!a->config) c->model.drop_path = 0;   // the defaults-only bench has always run without drop-path
+    if (!config_finalize(c)) return 0;
+    if (c->train.threads > 0) omp_set_num_threads(c->train.threads);   // as setup.c does
+    return 1;
+}
+
+// The backend named on the command line at the precision asked for (argument,
+// else train.precision unless auto); prints its describe() line. NULL after an error line.
 static const Backend *open_backend(const char *name, const char *precision) {
     const Backend *be = backend_get(name);
     if (!be) return NULL;
-    if (precision && !be->set_precision(precision)) {
+    if (precision && strcmp(precision, "auto") && !be->set_precision(precision)) {
         fprintf(stderr, "bench_step: backend %s has no precision '%s' (supported: %s)\n", be->name, precision,
                 be->precisions);
         return NULL;
@@ -27,77 +98,151 @@ static const Backend *open_backend(const char *name, const char *precision) {
     return be;
 }
 
-// Model FLOPs of one training step (matrix products only), backward counted as 2× forward.
+// Model FLOPs of one training step: matrix products only (patch embedding, QKV /
+// projection / MLP GEMMs, QK^T and PV in SA, GLCA and PWCA with 2N keys, the
+// rollout's attention-probability recompute); backward counted as 2× forward, the
+// usual convention (the recomputing attention backward does a little more).
+// LayerNorm, GELU, softmax, heads and AdamW are not counted.
 static double step_flops(const Model *m, const ModelConfig *mc, int B, bool pwca) {
     double N = m->N, D = mc->dim, F = mc->mlp_dim, Q = 1 + m->K, P = N - 1, pp = mc->patch * mc->patch;
     double blk = 2 * N * (4 * D * D + 2 * D * F);
-    double fwd = 2 * P * 3 * pp * D + mc->depth * (blk + 4 * N * N * D) + (mc->glca_blocks - 0) *
+    double fwd = 2 * P * 3 * pp * D + mc->depth * (blk + 4 * N * N * D) + mc->glca_blocks *
                  (2 * Q * D * D + 4 * N * D * D + 2 * Q * (D * D + 2 * D * F) + 4 * Q * N * D) +
                  (mc->depth - mc->glca_blocks) * 2 * N * N * D;
     if (pwca) fwd += mc->pwca_blocks * (blk + 8 * N * N * D);
     return 3 * fwd * B;
 }
 
-// Mean forward and backward seconds over `steps` steps, after one warm-up step
-// (allocations, cuBLAS heuristics); o is the last step's output.
-static void time_steps(Model *m, const Batch *bt, int steps, StepOut *o, double *tf, double *tb) {
-    model_forward_train(m, bt, o);
-    model_backward(m, 1.0f);
-    m->be->sync();
-    *tf = *tb = 0;
-    for (int s = 0; s < steps; s++) {
-        double t0 = now_seconds();
-        model_forward_train(m, bt, o);
-        m->be->sync();
-        double t1 = now_seconds();
-        model_backward(m, 1.0f);
-        m->be->sync();
-        *tf += t1 - t0;
-        *tb += now_seconds() - t1;
-    }
-    *tf /= steps;
-    *tb /= steps;
+// Device memory in use now relative to `free0` (CUDA); 0 for a backend that does
+// not report free memory (CPU: peak RSS is read instead).
+static size_t dev_used(const Backend *be, size_t free0) {
+    size_t f = be->free_memory();
+    return free0 && f && f < free0 ? free0 - f : 0;
 }
 
-int main(int argc, char **argv) {
-    DcalConfig c;
-    config_defaults(&c);   // ViT-B/16, 448, L=12, M=1, T=12, R=0.1
-    if (argc > 1) c.model.img_size = atoi(argv[1]);
-    int B = argc > 2 ? atoi(argv[2]) : 2;
-    int ckpt = argc > 3 ? atoi(argv[3]) : 0;
-    int steps = argc > 5 ? atoi(argv[5]) : 1;
-    double peak = argc > 6 ? atof(argv[6]) : 0;
-    const Backend *be = open_backend(argc > 4 ? argv[4] : "cpu", argc > 7 ? argv[7] : NULL);
-    if (!be) return 1;
-    c.model.drop_path = 0;
-    Model m;
-    if (!model_build(&m, &c.model, be)) return 1;
-    model_init_weights(&m, 1);
-    MemPlan p;
-    model_plan(&c.model, B, ckpt, true, &p);
-    if (!model_alloc_activations(&m, B, ckpt, true)) return 1;
-    int S = c.model.img_size;
+// One trainer step; adds each phase's seconds to tm when tm != NULL.
+static void one_step(Trainer *t, const Batch *bt, Timing *tm, size_t free0) {
+    const Backend *be = t->be;
+    StepOut o;
+    double t0 = now_seconds();
+    model_zero_grads(&t->m);
+    model_forward_train(&t->m, bt, &o);
+    be->sync();
+    double t1 = now_seconds();
+    size_t used = dev_used(be, free0);
+    model_backward(&t->m, 1.0f);
+    be->sync();
+    double t2 = now_seconds();
+    double gsq = be->sumsq(t->m.grads, t->m.n_params);
+    optimizer_update(t, t->c->optim.lr);
+    be->sync();
+    double t3 = now_seconds();
+    t->pos.step++;
+    if (!tm) return;
+    tm->fwd += t1 - t0;
+    tm->bwd += t2 - t1;
+    tm->opt += t3 - t2;
+    if (tm->best == 0 || t3 - t0 < tm->best) tm->best = t3 - t0;
+    tm->loss = o.loss;
+    tm->gnorm = sqrt(gsq);
+    size_t u = dev_used(be, free0);
+    if (used > tm->dev_peak) tm->dev_peak = used;
+    if (u > tm->dev_peak) tm->dev_peak = u;
+}
+
+static double cpu_s(struct timeval tv) { return tv.tv_sec + tv.tv_usec / 1e6; }
+
+// Warm-up, then the timed steps; the rusage difference over the timed steps says
+// how much of a step is system time and page faults (the warm-up pays the first touch).
+static void time_steps(Trainer *t, const Batch *bt, int warmup, int steps, Timing *tm, size_t free0) {
+    memset(tm, 0, sizeof *tm);
+    for (int s = 0; s < warmup; s++) one_step(t, bt, NULL, free0);
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    tm->t_begin = now_seconds();
+    for (int s = 0; s < steps; s++) one_step(t, bt, tm, free0);
+    tm->t_end = now_seconds();
+    getrusage(RUSAGE_SELF, &r1);
+    tm->user = (cpu_s(r1.ru_utime) - cpu_s(r0.ru_utime)) / steps;
+    tm->sys = (cpu_s(r1.ru_stime) - cpu_s(r0.ru_stime)) / steps;
+    tm->minflt = (double)(r1.ru_minflt - r0.ru_minflt) / steps;
+    tm->fwd /= steps;
+    tm->bwd /= steps;
+    tm->opt /= steps;
+}
+
+// Random normalised images, labels 0, the derangement b → b+1 (PWCA needs B >= 2).
+static float *random_batch(Batch *bt, int B, int S, int *lab, int *pair, uint64_t seed) {
     float *img = malloc(sizeof(float) * B * 3 * S * S);
     Rng r;
     rng_init(&r, 1, 0, 0, RNG_TEST);
     for (long i = 0; i < (long)B * 3 * S * S; i++) img[i] = rng_normal(&r);
-    int lab[64] = {0}, pair[64];
-    for (int b = 0; b < B; b++) pair[b] = (b + 1) % B;
-    Batch bt = {.B = B, .images = img, .labels = lab, .pair = B >= 2 ? pair : NULL};
-    StepOut o;
-    double tf, tb;
-    time_steps(&m, &bt, steps, &o, &tf, &tb);
-    double tflops = step_flops(&m, &c.model, B, bt.pair != NULL) / (tf + tb) / 1e12;
+    for (int b = 0; b < B; b++) lab[b] = 0, pair[b] = (b + 1) % B;
+    *bt = (Batch){.B = B, .images = img, .labels = lab, .pair = B >= 2 ? pair : NULL, .seed = seed};
+    return img;
+}
+
+static void report(const Trainer *t, const DcalConfig *c, int B, int ckpt, bool pwca, const Timing *tm,
+                   double peak_tflops) {
+    const Model *m = &t->m;
+    MemPlan p;
+    model_plan(&c->model, B, ckpt, true, &p);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("%s img %d N %d micro-batch %d ckpt %d PWCA %s: forward %.3f s backward %.3f s (%.1f img/s, %.2f TFLOP/s",
-           be->name, S, m.N, B, ckpt, bt.pair ? "on" : "off", tf, tb, B / (tf + tb), tflops);
-    if (peak > 0) printf(", MFU %.1f%% of %.0f", 100 * tflops / peak, peak);
-    printf(") loss %.4f | planned %.1f MiB (weights %.1f grads %.1f activations %.1f workspace %.1f; AdamW state "
-           "not allocated here) | peak RSS %.1f MiB\n",
-           o.loss, (p.weights + p.grads + p.activations + p.workspace) / 1048576.0, p.weights / 1048576.0,
-           p.grads / 1048576.0, p.activations / 1048576.0, p.workspace / 1048576.0, ru.ru_maxrss / 1024.0);
-    model_free(&m);
+    double step = tm->fwd + tm->bwd + tm->opt, flops = step_flops(m, &c->model, B, pwca);
+    double mib = 1048576.0, plan = p.total / mib, rss = ru.ru_maxrss / 1024.0;
+    double peak = tm->dev_peak ? tm->dev_peak / mib : rss;
+    printf("%s img %d N %d K %d micro-batch %d ckpt %d PWCA %s drop-path %.2g threads %d\n", t->be->name,
+           c->model.img_size, m->N, m->K, B, ckpt, pwca ? "on" : "off", c->model.drop_path, omp_get_max_threads());
+    printf("  forward %.1f ms  backward %.1f ms  optimizer (sumsq + AdamW) %.1f ms  step %.1f ms (best %.1f)\n",
+           tm->fwd * 1e3, tm->bwd * 1e3, tm->opt * 1e3, step * 1e3, tm->best * 1e3);
+    printf("  %.3f img/s  %.1f GFLOP/s over the step (%.1f over forward+backward; %.1f GFLOP model FLOPs/step)\n",
+           B / step, flops / step / 1e9, flops / (tm->fwd + tm->bwd) / 1e9, flops / 1e9);
+    if (peak_tflops > 0) printf("  MFU %.1f%% of %.0f TFLOP/s\n", 100 * flops / step / 1e12 / peak_tflops, peak_tflops);
+    printf("  loss %.4f  grad norm %.4g\n", tm->loss, tm->gnorm);
+    printf("  planned %.1f MiB (weights %.1f grads %.1f AdamW %.1f activations %.1f workspace %.1f) | %s %.1f MiB\n",
+           plan, p.weights / mib, p.grads / mib, p.optimizer / mib, p.activations / mib, p.workspace / mib,
+           tm->dev_peak ? "device used" : "peak RSS", peak);
+    printf("  per timed step: user %.2f s  system %.2f s (CPU time, all threads)  minor page faults %.0f\n",
+           tm->user, tm->sys, tm->minflt);
+    printf("  timed steps: CLOCK_MONOTONIC %.6f to %.6f (perf record -k CLOCK_MONOTONIC; perf report --time %.6f,%.6f)\n",
+           tm->t_begin, tm->t_end, tm->t_begin, tm->t_end);
+    printf("dcal: step_ms=%.1f fwd_ms=%.1f bwd_ms=%.1f opt_ms=%.1f img_s=%.4f gflops=%.1f peak_mib=%.1f "
+           "plan_mib=%.1f user_s=%.2f sys_s=%.2f faults=%.0f\n", step * 1e3, tm->fwd * 1e3, tm->bwd * 1e3,
+           tm->opt * 1e3, B / step, flops / step / 1e9, peak, plan, tm->user, tm->sys, tm->minflt);
+}
+
+int main(int argc, char **argv) {
+    Args a;
+    DcalConfig c;
+    if (!parse_args(argc, argv, &a) || !build_config(&a, &c)) return 1;
+    int B = atoi(pos_arg(&a, 1, "2")), ckpt = atoi(pos_arg(&a, 2, "0")), steps = atoi(pos_arg(&a, 4, "1"));
+    double peak_tflops = atof(pos_arg(&a, 5, "0"));
+    if (B < 1 || B > 64 || steps < 1 || a.warmup < 0) {
+        fprintf(stderr, "bench_step: micro_batch must be 1..64, steps >= 1, warmup >= 0\n");
+        return 1;
+    }
+    const Backend *be = open_backend(pos_arg(&a, 3, "cpu"), pos_arg(&a, 6, c.train.precision));
+    if (!be) return 1;
+    size_t free0 = be->free_memory();
+    static Trainer t;   // only the fields optimizer_update reads: c, be, m, am, av, pos
+    t.c = &c;
+    t.be = be;
+    if (!model_build(&t.m, &c.model, be)) return 1;
+    model_init_weights(&t.m, c.train.seed);
+    if (!model_alloc_activations(&t.m, B, ckpt, true)) return 1;
+    t.am = be->alloc(t.m.n_params * sizeof(float));
+    t.av = be->alloc(t.m.n_params * sizeof(float));
+    int lab[64], pair[64];
+    Batch bt;
+    float *img = random_batch(&bt, B, c.model.img_size, lab, pair, c.train.seed);
+    Timing tm;
+    time_steps(&t, &bt, a.warmup, steps, &tm, free0);
+    if (!isfinite(tm.loss) || !isfinite(tm.gnorm)) fprintf(stderr, "bench_step: warning: loss or gradient not finite\n");
+    report(&t, &c, B, ckpt, bt.pair != NULL, &tm, peak_tflops);
+    be->free(t.am);
+    be->free(t.av);
+    model_free(&t.m);
     free(img);
     return 0;
 }
