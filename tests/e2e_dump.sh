@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# e2e_dump.sh: --dump-step on the tiny config is fast (< 10 s), deterministic
+# e2e_dump.sh: --dump-step on the tiny config is deterministic
 # (two runs give identical files), honours --init, and holds every gradient.
 set -eu
 dcal=$1; src=$2
@@ -8,8 +8,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/dcal-dump.XXXXXX"); trap 'rm -rf "$tmp"' EXIT
 common=(--config "$src/configs/fgvc/tiny.yaml" --set data.root="$tmp/data" --set train.out_dir="$tmp/runs")
 start=$(date +%s%N)
 "$dcal" train "${common[@]}" --dump-step "$tmp/a.safetensors" > /dev/null
-ms=$(( ($(date +%s%N) - start) / 1000000 )); echo "dump took $ms ms"
-[ "$ms" -lt 10000 ] || { echo "FAIL: dump took $ms ms"; exit 1; }
+ms=$(( ($(date +%s%N) - start) / 1000000 )); echo "dump took $ms ms (reported, not asserted: speed belongs in bench/)"
 "$dcal" train "${common[@]}" --dump-step "$tmp/b.safetensors" > /dev/null
 cmp "$tmp/a.safetensors" "$tmp/b.safetensors" || { echo "FAIL: dump not deterministic"; exit 1; }
 [ ! -d "$tmp/runs" ] || { echo "FAIL: --dump-step created a run directory"; exit 1; }
