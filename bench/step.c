@@ -3,7 +3,7 @@
 //   forward   model_zero_grads + model_forward_train
 //   backward  model_backward (loss scale 1, no accumulation)
 //   optimizer backend sumsq over every gradient (the trainer's finite check and
-//             grad norm) + optimizer_update (AdamW per tensor, decay groups)
+//             grad norm) + optimizer_adamw (AdamW per tensor, decay groups)
 // after warm-up steps, with the memory plan beside the measured peak (bench/README.md).
 //
 //   bench_step [img_size=448] [micro_batch=2] [ckpt 0|1] [backend cpu|cuda|auto] [steps=1] [peak TFLOP/s]
@@ -23,7 +23,16 @@
 #include <string.h>
 #include <sys/resource.h>
 #include "core/rng.h"
-#include "train/trainer.h"
+#include "train/train.h"
+
+// What one benchmarked run holds: the model, its AdamW state and the step count.
+typedef struct {
+    const DcalConfig *c;
+    const Backend *be;
+    Model m;
+    float *am, *av;
+    int64_t step;
+} Bench;
 
 typedef struct {
     const char *pos[8];        // positional arguments, in order
@@ -121,7 +130,7 @@ static size_t dev_used(const Backend *be, size_t free0) {
 }
 
 // One trainer step; adds each phase's seconds to tm when tm != NULL.
-static void one_step(Trainer *t, const Batch *bt, Timing *tm, size_t free0) {
+static void one_step(Bench *t, const Batch *bt, Timing *tm, size_t free0) {
     const Backend *be = t->be;
     StepOut o;
     double t0 = now_seconds();
@@ -134,10 +143,10 @@ static void one_step(Trainer *t, const Batch *bt, Timing *tm, size_t free0) {
     be->sync();
     double t2 = now_seconds();
     double gsq = be->sumsq(t->m.grads, t->m.n_params);
-    optimizer_update(t, t->c->optim.lr);
+    optimizer_adamw(be, &t->m, t->am, t->av, &t->c->optim, t->c->optim.lr, t->step);
     be->sync();
     double t3 = now_seconds();
-    t->pos.step++;
+    t->step++;
     if (!tm) return;
     tm->fwd += t1 - t0;
     tm->bwd += t2 - t1;
@@ -154,7 +163,7 @@ static double cpu_s(struct timeval tv) { return tv.tv_sec + tv.tv_usec / 1e6; }
 
 // Warm-up, then the timed steps; the rusage difference over the timed steps says
 // how much of a step is system time and page faults (the warm-up pays the first touch).
-static void time_steps(Trainer *t, const Batch *bt, int warmup, int steps, Timing *tm, size_t free0) {
+static void time_steps(Bench *t, const Batch *bt, int warmup, int steps, Timing *tm, size_t free0) {
     memset(tm, 0, sizeof *tm);
     for (int s = 0; s < warmup; s++) one_step(t, bt, NULL, free0);
     struct rusage r0, r1;
@@ -182,7 +191,7 @@ static float *random_batch(Batch *bt, int B, int S, int *lab, int *pair, uint64_
     return img;
 }
 
-static void report(const Trainer *t, const DcalConfig *c, int B, int ckpt, bool pwca, const Timing *tm,
+static void report(const Bench *t, const DcalConfig *c, int B, int ckpt, bool pwca, const Timing *tm,
                    double peak_tflops) {
     const Model *m = &t->m;
     MemPlan p;
@@ -225,7 +234,7 @@ int main(int argc, char **argv) {
     const Backend *be = open_backend(pos_arg(&a, 3, "cpu"), pos_arg(&a, 6, c.train.precision));
     if (!be) return 1;
     size_t free0 = be->free_memory();
-    static Trainer t;   // only the fields optimizer_update reads: c, be, m, am, av, pos
+    static Bench t;
     t.c = &c;
     t.be = be;
     if (!model_build(&t.m, &c.model, be)) return 1;

@@ -18,13 +18,16 @@ double lr_at(const OptimConfig *o, long s, long total, long warm) {
 // 0 in any float, so clamping there changes nothing and keeps the int slot exact.
 static int adam_t(int64_t t) { return t < INT_MAX ? (int)t : INT_MAX; }
 
-void optimizer_update(Trainer *t, double lr) {
-    const OptimConfig *o = &t->c->optim;
-    Model *m = &t->m;
+void optimizer_adamw(const Backend *be, Model *m, float *am, float *av, const OptimConfig *o, double lr,
+                     int64_t steps_done) {
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamTensor *p = &m->tensors[i];
-        t->be->adamw_update(m->params + p->offset, m->grads + p->offset, t->am + p->offset, t->av + p->offset,
-                            p->numel, (float)lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
-                            p->decay ? (float)o->weight_decay : 0.0f, adam_t(t->pos.step + 1));
+        be->adamw_update(m->params + p->offset, m->grads + p->offset, am + p->offset, av + p->offset, p->numel,
+                         (float)lr, (float)o->beta1, (float)o->beta2, (float)o->eps,
+                         p->decay ? (float)o->weight_decay : 0.0f, adam_t(steps_done + 1));
     }
+}
+
+void optimizer_update(Trainer *t, double lr) {
+    optimizer_adamw(t->be, &t->m, t->am, t->av, &t->c->optim, lr, t->pos.step);
 }

@@ -43,3 +43,9 @@ int evaluate(Model *m, const Dataset *ds, const DcalConfig *c, EvalResult *out);
 double lr_at(const OptimConfig *o, long s, long total, long warm);
 // A random derangement of 0..B-1 keyed by (seed, micro_step): no image is its own distractor.
 void pwca_pairing(int *pair, int B, uint64_t seed, uint64_t micro_step);
+
+// AdamW over every tensor of m at learning rate lr, weight decay only where
+// ParamTensor.decay says (MODEL.md §4); steps_done optimizer steps came before.
+// The trainer's update, public for benchmarks that time a full step.
+void optimizer_adamw(const Backend *be, Model *m, float *am, float *av, const OptimConfig *o, double lr,
+                     int64_t steps_done);
