@@ -12,21 +12,10 @@
 #include "datasets/index.h"
 #include "core/rng.h"
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#pragma GCC diagnostic ignored "-Wtype-limits"
-#pragma GCC diagnostic ignored "-Wdouble-promotion"
-#define STB_IMAGE_IMPLEMENTATION
 #define STBI_ONLY_JPEG
 #define STBI_ONLY_PNG
-#include "stb_image.h"
-#define STB_IMAGE_RESIZE_IMPLEMENTATION
+#include "stb_image.h"          // declarations; the implementation is compiled in stb_impl.c
 #include "stb_image_resize.h"
-#pragma GCC diagnostic pop
 
 #define IMAGE_MAX_SIDE 8192   // larger is surely not a dataset photo; refuse before allocating
 
