@@ -1,4 +1,4 @@
-// stb_impl.c: Debian's stb_image and stb_image_resize, compiled once, apart
+// stb_impl.c: Debian's stb_image, stb_image_resize and stb_image_write, compiled once, apart
 // from dcal's code: their warnings are silenced here only, and the fuzz build
 // can treat this translation unit differently (tests/fuzz/README.md, finding 3).
 // Decoding is reached only through image.c, after image_guard.c's checks.
@@ -16,4 +16,6 @@
 #include "stb_image.h"
 #define STB_IMAGE_RESIZE_IMPLEMENTATION
 #include "stb_image_resize.h"
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include "stb_image_write.h"
 #pragma GCC diagnostic pop

@@ -11,15 +11,7 @@
 #include "datasets/dataset.h"
 #include "core/rng.h"
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#include "stb_image_write.h"
-#pragma GCC diagnostic pop
+#include "stb_image_write.h"   // declarations; the implementation is compiled in stb_impl.c
 
 enum { N_SHAPES = 4, N_COLOURS = 8, SYNTH_MAX_CLASSES = N_SHAPES * N_COLOURS };
 static const char *shape_name[N_SHAPES] = {"square", "plus", "x", "ring"};
