@@ -4,7 +4,8 @@
 set -euo pipefail
 # clang + libclang-rt-14-dev (libFuzzer, ASan/UBSan runtimes): the fuzz harnesses (tests/fuzz/README.md);
 # libomp-dev is also what clang's -fopenmp links.
-pkgs=(build-essential cmake pkg-config libyaml-dev libstb-dev check libopenblas-dev libomp-dev libssl-dev
+# libopenblas-openmp-dev: OpenBLAS on the same OpenMP pool as dcal's ops (CMakeLists.txt).
+pkgs=(build-essential cmake pkg-config libyaml-dev libstb-dev check libopenblas-dev libopenblas-openmp-dev libomp-dev libssl-dev
       clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -110,6 +110,12 @@ static const Row rows[] = {
     {&OP_ATTENTION, "PWCA B1 H1 hd64 N33 self", {1, 1, 64, 33, 0, 3, 15}, ATTN_TOL, MEDIUM},
     {&OP_ATTENTION, "PWCA B3 H2 hd32 N29 derange", {3, 2, 32, 29, 0, 1, 15}, ATTN_TOL, MEDIUM},
     {&OP_ATTENTION, "PWCA B2 H3 hd64 N197 derange", {2, 3, 64, 197, 0, 1, 15}, ATTN_TOL, BIG},
+    // Across the CPU's tiles (64 query rows × 256 keys, src/backend/cpu/attention.c): several
+    // query tiles, several key tiles inside one key buffer (the online softmax rescales), and
+    // PWCA's key tiles split at the buffer boundary.
+    {&OP_ATTENTION, "SA B1 H1 hd16 N300 (tiles 5x2)", {1, 1, 16, 300, 0, 0, 15}, ATTN_TOL, MEDIUM},
+    {&OP_ATTENTION, "GLCA B1 H2 hd8 N520 K70 (Nq=71)", {1, 2, 8, 520, 70, 0, 15}, ATTN_TOL, MEDIUM},
+    {&OP_ATTENTION, "PWCA B2 H1 hd8 N260 derange", {2, 1, 8, 260, 0, 1, 15}, ATTN_TOL, MEDIUM},
 
     // attention_probs_mean: p = {B, H, hd, N}. CUDA: a reduction over heads.
     {&OP_PROBS_MEAN, "probs_mean B2 H3 hd4 N5", {2, 3, 4, 5}, {CPU(FWD, 0), CUDA(G_RED, 0)}, SMALL},
