@@ -167,21 +167,20 @@ static float *take(Arena *a, size_t n, bool workspace) {
 
 static void block_acts(Arena *a, BlockActs *b, size_t rows, int B, const ModelConfig *c, int N, bool ws) {
     size_t D = (size_t)c->dim, F = (size_t)c->mlp_dim;
-    b->ln1 = take(a, rows * D, ws);
     b->ln1_mean = take(a, rows, ws);
     b->ln1_rstd = take(a, rows, ws);
     b->qkv = take(a, rows * 3 * D, ws);
     b->att = take(a, rows * D, ws);
     b->lse = take(a, (size_t)B * c->heads * N, ws);
     b->h = take(a, rows * D, ws);
-    b->ln2 = take(a, rows * D, ws);
     b->ln2_mean = take(a, rows, ws);
     b->ln2_rstd = take(a, rows, ws);
     b->fc1 = take(a, rows * F, ws);
-    b->gelu = take(a, rows * F, ws);
 }
 
-static void block_grads(Arena *a, BlockGrads *g, size_t rows, const ModelConfig *c) {
+// dgelu is the forward scratch ftmp (rows·max(F, D+2) floats): a block's
+// backward never runs a forward op, and a recomputing forward finishes first.
+static void block_grads(Arena *a, BlockGrads *g, size_t rows, const ModelConfig *c, float *ftmp) {
     size_t D = (size_t)c->dim, F = (size_t)c->mlp_dim;
     g->df = take(a, rows * D, true);
     g->dln1 = take(a, rows * D, true);
@@ -190,7 +189,7 @@ static void block_grads(Arena *a, BlockGrads *g, size_t rows, const ModelConfig 
     g->dh = take(a, rows * D, true);
     g->dln2 = take(a, rows * D, true);
     g->dfc1 = take(a, rows * F, true);
-    g->dgelu = take(a, rows * F, true);
+    g->dgelu = ftmp;   // also takes a recomputed LN output
 }
 
 // GLCA block j's activations: Q = 1+K local rows, N global rows.
@@ -208,11 +207,9 @@ static void glca_acts(Arena *a, GlcaActs *g, int B, const ModelConfig *c, int N,
     g->att = take(a, lr * D, ws);
     g->lse = take(a, (size_t)B * c->heads * Q, ws);
     g->h = take(a, lr * D, ws);
-    g->ln2 = take(a, lr * D, ws);
     g->ln2_mean = take(a, lr, ws);
     g->ln2_rstd = take(a, lr, ws);
     g->fc1 = take(a, lr * F, ws);
-    g->gelu = take(a, lr * F, ws);
     g->yout = take(a, lr * D, ws);
 }
 
@@ -234,9 +231,14 @@ static void backward_scratch(const ModelConfig *c, int B, int N, int Q, int T, A
         x->dx[i] = take(a, rows * D, true);
         x->dz[i] = T ? take(a, rows * D, true) : NULL;
     }
-    block_grads(a, &x->gsa, rows, c);
-    if (T) block_grads(a, &x->gpw, rows, c);
-    block_grads(a, &x->ggl, (size_t)B * Q, c);
+    block_grads(a, &x->gsa, rows, c, x->ftmp);
+    // PWCA block l's backward runs to its end before SA block l's starts; only dqkv,
+    // where PWCA leaves SA's dk2/dv2, is live across both, so the rest is shared.
+    if (T) {
+        x->gpw = x->gsa;
+        x->gpw.dqkv = take(a, rows * 3 * D, true);
+    }
+    block_grads(a, &x->ggl, (size_t)B * Q, c, x->ftmp);
     x->dgl_in = take(a, (size_t)B * Q * D, true);
     x->dgl_out = take(a, (size_t)B * Q * D, true);
     x->dglkv = take(a, rows * 2 * D, true);
@@ -266,7 +268,9 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
     int nsa = shared ? 1 : L, npw = shared ? (T ? 1 : 0) : T;
     for (int l = 0; l < nsa; l++) block_acts(a, &x->sa[l], rows, B, c, N, shared);
     for (int t = 0; t < npw; t++) block_acts(a, &x->pw[t], rows, B, c, N, shared);
-    if (ckpt && training) block_acts(a, &x->rec, rows, B, c, N, true);
+    // rec serves the forward's rollout and PWCA recomputes, which start after the SA
+    // forward is done with sa[0], and backward recomputes into sa[0]: one buffer serves both.
+    if (ckpt && training) x->rec = x->sa[0];
     // GLCA keeps its M blocks even when checkpointing: they are small.
     for (int j = 0; j < M; j++) glca_acts(a, &x->gl[j], B, c, N, Q, !training);
     for (int h = 0; h < (training ? 3 : 2); h++) head_acts(a, &x->head[h], B, D, c->num_classes, !training);
@@ -278,6 +282,7 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
     x->r = take(a, (size_t)B * N, true);
     x->rtmp = take(a, (size_t)B * N, true);
     x->S = take(a, (size_t)B * N * N, true);
+    x->ftmp = take(a, rows * (size_t)(c->mlp_dim > D + 2 ? c->mlp_dim : D + 2), true);
     if (training) backward_scratch(c, B, N, Q, T, a, x);
 }
 

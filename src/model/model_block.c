@@ -24,8 +24,9 @@ void block_attn_forward(const Model *m, const BlockW *w, BlockActs *a, const flo
                         const int *pair, bool attention) {
     const Backend *be = m->be;
     int D = m->cfg.dim, rows = B * m->N;
-    be->layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, xin, w->ln1w, w->ln1b, rows, D, (float)m->cfg.ln_eps);
-    be->linear_forward(a->qkv, a->ln1, w->qkvw, w->qkvb, rows, D, 3 * D);
+    float *ln1 = m->acts->ftmp;   // not kept: backward recomputes it (block_backward)
+    be->layernorm_forward(ln1, a->ln1_mean, a->ln1_rstd, xin, w->ln1w, w->ln1b, rows, D, (float)m->cfg.ln_eps);
+    be->linear_forward(a->qkv, ln1, w->qkvw, w->qkvb, rows, D, 3 * D);
     if (attention) {
         AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
         be->attention_forward(&at, a->att, a->lse);
@@ -40,31 +41,48 @@ void block_forward(const Model *m, const BlockW *w, BlockActs *a, const float *x
     block_attn_forward(m, w, a, xin, B, qkv2, pair, true);
     be->linear_forward(xout, a->att, w->projw, w->projb, rows, D, D);   // xout holds the branch until the end
     be->residual_forward(a->h, xin, xout, s1, B, per_b);
-    be->layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, w->ln2w, w->ln2b, rows, D, (float)m->cfg.ln_eps);
-    be->linear_forward(a->fc1, a->ln2, w->fc1w, w->fc1b, rows, D, F);
-    be->gelu_forward(a->gelu, a->fc1, (size_t)rows * F);
-    be->linear_forward(xout, a->gelu, w->fc2w, w->fc2b, rows, F, D);
+    float *t = m->acts->ftmp;   // LN2's output, then the GELU's: not kept (mlp_proj_backward)
+    be->layernorm_forward(t, a->ln2_mean, a->ln2_rstd, a->h, w->ln2w, w->ln2b, rows, D, (float)m->cfg.ln_eps);
+    be->linear_forward(a->fc1, t, w->fc1w, w->fc1b, rows, D, F);
+    be->gelu_forward(t, a->fc1, (size_t)rows * F);
+    be->linear_forward(xout, t, w->fc2w, w->fc2b, rows, F, D);
     be->residual_forward(xout, a->h, xout, s2, B, per_b);   // element-wise, so in place is safe
+}
+
+// LayerNorm's output recomputed, bit for bit, into scratch (the forward does
+// not keep it): out in buf[0, rows·D), its statistics after it (thrown away).
+static const float *ln_again(const Model *m, float *buf, const float *inp, const float *lw, const float *lb,
+                             int rows) {
+    int D = m->cfg.dim;
+    float *mean = buf + (size_t)rows * D;
+    m->be->layernorm_forward(buf, mean, mean + rows, inp, lw, lb, rows, D, (float)m->cfg.ln_eps);
+    return buf;
 }
 
 // The MLP half and the projection, shared by all branches: from the gradient
 // of the block output to datt (attention output) and dres (residual input).
-static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw, const float *h, const float *ln2,
-                              const float *ln2_mean, const float *ln2_rstd, const float *fc1, const float *gelu,
-                              const float *att, const float *dout, float *dres, BlockGrads *g, int B, int rows_per_b,
-                              const float *s1, const float *s2) {
+// The forward keeps fc1 but neither LN2's output nor the GELU's (4·D + D floats
+// a row, ARCHITECTURE.md §3): both are recomputed here into gradient scratch
+// that is free at that moment, so the gradients are bitwise those of keeping them.
+static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw, const float *h,
+                              const float *ln2_mean, const float *ln2_rstd, const float *fc1, const float *att,
+                              const float *dout, float *dres, BlockGrads *g, int B, int rows_per_b, const float *s1,
+                              const float *s2) {
     const Backend *be = m->be;
     int D = m->cfg.dim, F = m->cfg.mlp_dim, rows = B * rows_per_b;
-    size_t n = (size_t)rows * D, per_b = (size_t)rows_per_b * D;
+    size_t n = (size_t)rows * D, per_b = (size_t)rows_per_b * D, nf = (size_t)rows * F;
     be->zero(g->df, n * sizeof(float));
     be->zero(g->dh, n * sizeof(float));
-    be->zero(g->dgelu, (size_t)rows * F * sizeof(float));
-    be->zero(g->dfc1, (size_t)rows * F * sizeof(float));
+    be->zero(g->dgelu, nf * sizeof(float));
     be->zero(g->dln2, n * sizeof(float));
     be->zero(g->datt, n * sizeof(float));
     be->residual_backward(g->dh, g->df, dout, s2, B, per_b);
-    be->linear_backward(g->dgelu, gw->fc2w, gw->fc2b, g->df, gelu, w->fc2w, rows, F, D);
-    be->gelu_backward(g->dfc1, fc1, g->dgelu, (size_t)rows * F);
+    be->linear_backward(g->dgelu, NULL, gw->fc2b, g->df, NULL, w->fc2w, rows, F, D);
+    be->gelu_forward(g->dfc1, fc1, nf);   // the GELU output, for dW of fc2
+    be->linear_backward(NULL, gw->fc2w, NULL, g->df, g->dfc1, w->fc2w, rows, F, D);
+    be->zero(g->dfc1, nf * sizeof(float));
+    be->gelu_backward(g->dfc1, fc1, g->dgelu, nf);
+    const float *ln2 = ln_again(m, g->dgelu, h, w->ln2w, w->ln2b, rows);   // dgelu is spent
     be->linear_backward(g->dln2, gw->fc1w, gw->fc1b, g->dfc1, ln2, w->fc1w, rows, D, F);
     be->layernorm_backward(g->dh, gw->ln2w, gw->ln2b, g->dln2, h, w->ln2w, ln2_mean, ln2_rstd, rows, D);
     be->zero(g->df, n * sizeof(float));
@@ -77,15 +95,15 @@ void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const Blo
                     float *dqkv2, const float *s1, const float *s2) {
     const Backend *be = m->be;
     int D = m->cfg.dim, rows = B * m->N;
-    mlp_proj_backward(m, w, gw, a->h, a->ln2, a->ln2_mean, a->ln2_rstd, a->fc1, a->gelu, a->att, dout, dxin, g, B,
-                      m->N, s1, s2);
+    mlp_proj_backward(m, w, gw, a->h, a->ln2_mean, a->ln2_rstd, a->fc1, a->att, dout, dxin, g, B, m->N, s1, s2);
     AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
     // g->dqkv was zeroed by the caller and may already hold PWCA's dk2/dv2 for this layer.
     AttnGrads ag = {.dq = g->dqkv, .dk1 = g->dqkv + D, .dv1 = g->dqkv + 2 * D,
                     .dk2 = dqkv2 ? dqkv2 + D : NULL, .dv2 = dqkv2 ? dqkv2 + 2 * D : NULL};
     be->attention_backward(&at, &ag, a->att, a->lse, g->datt);
     be->zero(g->dln1, (size_t)rows * D * sizeof(float));
-    be->linear_backward(g->dln1, gw->qkvw, gw->qkvb, g->dqkv, a->ln1, w->qkvw, rows, D, 3 * D);
+    const float *ln1 = ln_again(m, g->dgelu, xin, w->ln1w, w->ln1b, rows);
+    be->linear_backward(g->dln1, gw->qkvw, gw->qkvb, g->dqkv, ln1, w->qkvw, rows, D, 3 * D);
     be->layernorm_backward(dxin, gw->ln1w, gw->ln1b, g->dln1, xin, w->ln1w, a->ln1_mean, a->ln1_rstd, rows, D);
 }
 
@@ -115,10 +133,11 @@ void glca_forward(const Model *m, const BlockW *w, GlcaActs *a, const float *glo
     size_t per_b = (size_t)Q * D;
     be->linear_forward(a->yout, a->att, w->projw, w->projb, lr, D, D);
     be->residual_forward(a->h, a->yin, a->yout, s1, B, per_b);
-    be->layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h, w->ln2w, w->ln2b, lr, D, eps);
-    be->linear_forward(a->fc1, a->ln2, w->fc1w, w->fc1b, lr, D, F);
-    be->gelu_forward(a->gelu, a->fc1, (size_t)lr * F);
-    be->linear_forward(a->yout, a->gelu, w->fc2w, w->fc2b, lr, F, D);
+    float *t = m->acts->ftmp;   // LN2's output, then the GELU's: not kept (mlp_proj_backward)
+    be->layernorm_forward(t, a->ln2_mean, a->ln2_rstd, a->h, w->ln2w, w->ln2b, lr, D, eps);
+    be->linear_forward(a->fc1, t, w->fc1w, w->fc1b, lr, D, F);
+    be->gelu_forward(t, a->fc1, (size_t)lr * F);
+    be->linear_forward(a->yout, t, w->fc2w, w->fc2b, lr, F, D);
     be->residual_forward(a->yout, a->h, a->yout, s2, B, per_b);
 }
 
@@ -128,8 +147,7 @@ void glca_backward(const Model *m, const BlockW *w, const BlockW *gw, const Glca
     Acts *x = m->acts;
     int D = m->cfg.dim, Q = 1 + m->K, lr = B * Q, rows = B * m->N;
     BlockGrads *g = &x->ggl;
-    mlp_proj_backward(m, w, gw, a->h, a->ln2, a->ln2_mean, a->ln2_rstd, a->fc1, a->gelu, a->att, dout, dyin, g, B, Q,
-                      s1, s2);
+    mlp_proj_backward(m, w, gw, a->h, a->ln2_mean, a->ln2_rstd, a->fc1, a->att, dout, dyin, g, B, Q, s1, s2);
     be->zero(x->dglq, (size_t)lr * D * sizeof(float));
     be->zero(x->dglkv, (size_t)rows * 2 * D * sizeof(float));
     AttnArgs at = glca_args(m, B, a);

@@ -8,12 +8,14 @@ typedef struct {
 } BlockW;
 #define BLOCK_TENSORS 12
 
-// What a SA or PWCA block's forward keeps for backward (rows = B·N).
+// What a SA or PWCA block's forward keeps for backward (rows = B·N). The
+// LayerNorm outputs and the GELU output are recomputed in backward instead.
 typedef struct {
-    float *ln1, *ln1_mean, *ln1_rstd, *qkv, *att, *lse, *h, *ln2, *ln2_mean, *ln2_rstd, *fc1, *gelu;
+    float *ln1_mean, *ln1_rstd, *qkv, *att, *lse, *h, *ln2_mean, *ln2_rstd, *fc1;
 } BlockActs;
 
-// Gradient scratch of one block, reused block after block.
+// Gradient scratch of one block, reused block after block. dgelu holds at
+// least rows·(D+2) floats: once spent, it takes a recomputed LayerNorm output.
 typedef struct {
     float *df, *dln1, *dqkv, *datt, *dh, *dln2, *dfc1, *dgelu;
 } BlockGrads;
@@ -23,7 +25,7 @@ typedef struct {
     float *yin;                                   // [B,Q,D] local input (j=0: z[sel])
     float *lnl, *lnl_mean, *lnl_rstd, *q;         // local LN1 and queries
     float *lng, *lng_mean, *lng_rstd, *kv;        // global LN1 and keys|values [B,N,2D]
-    float *att, *lse, *h, *ln2, *ln2_mean, *ln2_rstd, *fc1, *gelu, *yout;
+    float *att, *lse, *h, *ln2_mean, *ln2_rstd, *fc1, *yout;
 } GlcaActs;
 
 // One classification head's activations: CLS row → LN → linear → CE.
@@ -36,12 +38,13 @@ struct Acts {
     float *z;          // PWCA stream [T+1][B,N,D]
     BlockActs *sa;     // L entries, or 1 shared when checkpointing
     BlockActs *pw;     // T entries, or 1 shared when checkpointing
-    BlockActs rec;     // checkpointing: SA block recomputed for PWCA/rollout while sa[0] is busy
+    BlockActs rec;     // checkpointing: SA block recomputed for PWCA/rollout (= sa[0], free by then)
     GlcaActs *gl;      // M entries
     HeadActs head[3];  // SA, GLCA, PWCA
     int *sel, *zeros, *pair, *labels;   // [B,1+K], [B] of 0 (CLS gather), [B], [B]
     float *drop;       // drop-path scales [n_masks, B]
     float *r, *rtmp, *S;       // rollout: [B,N], [B,N], [B,N,N]
+    float *ftmp;       // [B·N, max(F, D+2)]: a block forward's LN/GELU outputs; backward's dgelu
     // backward scratch
     float *dx[2], *dz[2], *dgl_in, *dgl_out;  // streams; GLCA local [B,Q,D] ×2
     BlockGrads gsa, gpw, ggl;
