@@ -3,7 +3,8 @@
 # packages already present are left alone, and apt is only run when needed.
 set -euo pipefail
 # clang + libclang-rt-14-dev (libFuzzer, ASan/UBSan runtimes): the fuzz harnesses (tests/fuzz/README.md);
-# libomp-dev is also what clang's -fopenmp links.
+# libomp-dev is also what clang's -fopenmp links. openmpi-bin + libopenmpi-dev: data-parallel training
+# (mpirun; src/dist/) and its test, tests/e2e_mpi.sh.
 pkgs=(build-essential cmake pkg-config libyaml-dev libstb-dev check libopenblas-dev libomp-dev libssl-dev
       clang libclang-rt-14-dev)
 missing=()
