@@ -377,6 +377,7 @@ START_TEST(test_devices_world) {
     ck_assert_int_eq(config_effective_batch(&rc_out.cfg), 16);
     ck_assert_double_eq_tol(rc_out.cfg.optim.lr, 5e-4 / 512 * 16, 1e-15);   // tied to the effective batch
     rq.world_size = 16;   // 1 image per process: PWCA needs pairs within a micro-batch
+    rq.training = true;
     ck_assert(!resolve_cap(&rq, &err));
     ck_assert_msg(strstr(err, "train.micro_batch=1: PWCA pairs"), "got: %s", err);
     rq.world_size = 3;
