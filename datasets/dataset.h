@@ -50,6 +50,13 @@ typedef struct Loader Loader;
 // train: shuffled (keyed by seed, epoch), last partial batch dropped; test: in order, last kept.
 Loader *loader_create(const Dataset *d, const DataConfig *cfg, bool train, int batch, uint64_t seed);
 int loader_num_batches(const Loader *l);
+// Data parallelism: this process (rank of world) takes blocks of `group`
+// consecutive batches, block i*world + rank of the split (a step's micro-batches
+// on rank r are the global micro-batches step*group*world + r*group + k), so the
+// ranks together see exactly the batches one process sees. Training keeps whole
+// steps only; test batches are dealt out all. Call before loader_start, whose
+// `start` then counts this process's batches; loader_num_batches counts them too.
+void loader_set_shard(Loader *l, int rank, int world, int group);
 // Begin an epoch at batch index `start` (resume). Prefetching starts here.
 void loader_start(Loader *l, int epoch, int start);
 // Next batch: images [batch, 3, crop, crop], labels [batch], ids [batch] (sample ids).

@@ -34,7 +34,9 @@ struct Loader {
     const Dataset *d;
     DataConfig cfg;
     bool train;
-    int batch, n, nb;
+    int batch, n, nb;          // nb: batches this process takes (its shard)
+    int nb_all;                // batches of the whole split
+    int rank, world, group;    // sharding (loader_set_shard): 0, 1, 1 = everything
     uint64_t seed;
     const DatasetItem *items;
     int *perm;                 // epoch order (train) or identity (test)
@@ -81,8 +83,15 @@ static int wait_slice(Loader *l, double deadline) {
     return 1;
 }
 
+// This process's b-th batch → the batch index over the whole split: blocks of
+// `group` consecutive batches, one block per rank in rank order (loader_set_shard).
+static int global_batch(const Loader *l, int b) {
+    return (b / l->group) * l->group * l->world + l->rank * l->group + b % l->group;
+}
+
+// Rows of this process's batch b.
 static int rows_of(const Loader *l, int b) {
-    int r = l->n - b * l->batch;
+    int r = l->n - global_batch(l, b) * l->batch;
     return r < l->batch ? r : l->batch;
 }
 
@@ -131,10 +140,13 @@ static void *worker(void *arg) {
         pthread_mutex_unlock(&l->mu);
         int b = (int)(t / l->batch), j = (int)(t % l->batch);
         Slot *s = &l->ring[b % RING];
-        fill_slot(l, t, s->img + (size_t)j * l->per, &s->label[j], &s->id[j], &s->bad[j], &s->err[j]);
+        bool row = j < rows_of(l, b);   // a shard's last test batch may be short
+        if (row)
+            fill_slot(l, (long)global_batch(l, b) * l->batch + j, s->img + (size_t)j * l->per, &s->label[j], &s->id[j],
+                      &s->bad[j], &s->err[j]);
         pthread_mutex_lock(&l->mu);
         l->in_flight--;
-        s->done++;
+        s->done += row;
         pthread_cond_broadcast(&l->done_cv);
     }
     l->alive--;
@@ -149,7 +161,8 @@ Loader *loader_create(const Dataset *d, const DataConfig *cfg, bool train, int b
     l->d = d; l->cfg = *cfg; l->train = train; l->batch = batch; l->seed = seed;
     l->items = train ? d->train : d->test;
     l->n = train ? d->n_train : d->n_test;
-    l->nb = train ? l->n / batch : (l->n + batch - 1) / batch;
+    l->nb = l->nb_all = train ? l->n / batch : (l->n + batch - 1) / batch;
+    l->world = l->group = 1;
     l->perm = xmalloc(sizeof(int) * (size_t)(l->n ? l->n : 1));
     l->flagged = xcalloc((size_t)(l->n ? l->n : 1), 1);
     l->per = (size_t)3 * cfg->crop * cfg->crop;
@@ -180,6 +193,15 @@ Loader *loader_create(const Dataset *d, const DataConfig *cfg, bool train, int b
 }
 
 int loader_num_batches(const Loader *l) { return l->nb; }
+
+void loader_set_shard(Loader *l, int rank, int world, int group) {
+    l->rank = rank; l->world = world; l->group = group;
+    if (l->train) {
+        l->nb = l->nb_all / (group * world) * group;   // whole steps only, as one process drops the rest
+    } else {
+        for (l->nb = 0; global_batch(l, l->nb) < l->nb_all;) l->nb++;
+    }
+}
 
 // Give up on a blocked worker (mu held): from now on the loader only fails.
 static int give_up(Loader *l, const char *during) {
@@ -214,7 +236,7 @@ void loader_start(Loader *l, int epoch, int start) {
     if (l->workers) {
         for (int r = 0; r < RING; r++) l->ring[r].done = 0;
         l->next_task = (long)start * l->batch;
-        l->end_task = l->train ? (long)l->nb * l->batch : l->n;
+        l->end_task = (long)l->nb * l->batch;   // a short last test batch: the worker skips the missing rows
         pthread_cond_broadcast(&l->work_cv);
         pthread_mutex_unlock(&l->mu);
     }
@@ -252,7 +274,7 @@ int loader_next(Loader *l, float *images, int *labels, int *ids) {
     if (!l->workers) {
         for (int j = 0; j < rows && !failed; j++) {
             int bad, err;
-            fill_slot(l, (long)b * l->batch + j, images + (size_t)j * l->per, &labels[j], &ids[j], &bad, &err);
+            fill_slot(l, (long)global_batch(l, b) * l->batch + j, images + (size_t)j * l->per, &labels[j], &ids[j], &bad, &err);
             bad_total += bad; failed |= err;
         }
         l->cur++;

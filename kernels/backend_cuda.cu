@@ -3,9 +3,11 @@
 // attention, rollout); device discovery, description and precision in device.cu.
 #include "kernels/cuda_common.h"
 
+extern const BackendComm *const cuda_comm;   // nccl.cu (NULL without NCCL)
+
 // Positional (C++17 has no designated initialisers): a slot added to backend.h must
 // fail here rather than shift every entry by one.
-static_assert(sizeof(Backend) == 35 * sizeof(void *), "Backend changed: update backend_cuda");
+static_assert(sizeof(Backend) == 36 * sizeof(void *), "Backend changed: update backend_cuda");
 
 extern "C" const Backend backend_cuda = {
     /* name */ "cuda",
@@ -43,4 +45,5 @@ extern "C" const Backend backend_cuda = {
     /* crossentropy_backward */ cuda_crossentropy_backward,
     /* adamw_update */ cuda_adamw_update,
     /* sumsq */ cuda_sumsq,
+    /* comm */ cuda_comm,
 };

@@ -5,7 +5,9 @@ set -euo pipefail
 # clang + libclang-rt-14-dev (libFuzzer, ASan/UBSan runtimes): the fuzz harnesses (tests/fuzz/README.md);
 # libomp-dev is also what clang's -fopenmp links.
 # libopenblas-openmp-dev: OpenBLAS on the same OpenMP pool as dcal's ops (CMakeLists.txt).
+# openmpi-bin + libopenmpi-dev: data-parallel training (mpirun; src/dist/) and its test, tests/e2e_mpi.sh.
 pkgs=(build-essential cmake pkg-config libyaml-dev libstb-dev check libopenblas-dev libopenblas-openmp-dev libomp-dev libssl-dev
+      openmpi-bin libopenmpi-dev
       clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do

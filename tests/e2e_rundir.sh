@@ -3,7 +3,7 @@
 # directory given (a moved run resumes where it is, a copy never touches the
 # original); a run is locked while it runs; a new run never writes into a
 # foreign directory; a resume drops metrics rows past its checkpoint and
-# refuses different data; train.devices other than 1 and a run_name that is not
+# refuses different data; train.devices other than the world size and a run_name that is not
 # a plain name are config errors.
 set -u
 dcal=$1; src=$2; fail=0
@@ -91,8 +91,8 @@ cp -r "$tmp/data" "$tmp/data-moved"
 "$dcal" train --resume "$tmp/runs/b" --set data.root="$tmp/data-moved" --set train.max_steps=3 > /dev/null 2>&1 \
   || { echo "FAIL: moved data refused"; fail=1; }
 
-# 7. train.devices other than 1, and a run_name that is not a plain name, are config errors.
-expect "train.devices 2: data-parallel training is not implemented yet" -- \
+# 7. train.devices other than the processes started, and a run_name that is not a plain name, are config errors.
+expect "train.devices 2 but 1 process was started" -- \
   "$dcal" train "${common[@]}" --set train.devices=2 --set train.accum_steps=2 --set train.run_name=dp --set train.max_steps=1
 [ ! -e "$tmp/runs/dp" ] || { echo "FAIL: devices=2 trained"; fail=1; }
 for name in ../escape . .. a/b; do

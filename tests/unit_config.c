@@ -354,14 +354,36 @@ START_TEST(test_resolve_resume) {
 }
 END_TEST
 
-// train.devices: only 1 until data-parallel training exists; named by where it was set.
-START_TEST(test_devices_only_one) {
-    ck_assert_int_eq(verify_text("train:\n  devices: 2\n  micro_batch: 8\n", NULL), 1);
-    ck_assert_msg(strstr(out, "c.yaml: train.devices 2: data-parallel training is not implemented yet, only 1 is "
-                              "supported"), "got: %s", out);
-    ck_assert_int_eq(verify_text("train:\n  micro_batch: 8\n", "--set train.devices=2"), 1);
-    ck_assert_msg(strstr(out, "dcal: --set train.devices=2: train.devices 2: data-parallel"), "got: %s", out);
-    ck_assert_int_eq(verify_text("train:\n  devices: 2\n", "--set train.devices=1"), 0);   // the --set wins
+// train.devices: the launcher's world size. A command without a launcher plans
+// for train.devices; train under one refuses any other value, named by where it
+// was set; the effective batch is split over the processes and kept.
+START_TEST(test_devices_world) {
+    ck_assert_int_eq(verify_text("train:\n  devices: 2\n  micro_batch: 8\n", NULL), 0);
+    ck_assert_msg(strstr(out, "16 (micro 8 x accum 1 x devices 2)"), "got: %s", out);
+    const char *sets[] = {"train.devices=2", "train.micro_batch=8"};
+    ConfigRequest rq = {.sets = sets, .n_sets = 2, .world_size = 1};
+    const char *err;
+    ck_assert(!resolve_cap(&rq, &err));
+    ck_assert_msg(strstr(err, "dcal: --set train.devices=2: train.devices 2 but 1 process was started (one process "
+                              "per device: launch with 'mpirun -np 2 dcal train ...', or leave train.devices out)"),
+                  "got: %s", err);
+    // Left out: 16 = 4 x 4 on one process becomes 4 x 2 on each of 2, and 8 x 1 on each of 2 keeps micro-batch 8.
+    const char *four[] = {"train.micro_batch=4", "train.accum_steps=4"};
+    rq = (ConfigRequest){.sets = four, .n_sets = 2, .world_size = 2};
+    ck_assert(config_resolve(&rq, &rc_out));
+    ck_assert_int_eq(rc_out.cfg.train.micro_batch, 4);
+    ck_assert_int_eq(rc_out.cfg.train.accum_steps, 2);
+    ck_assert_int_eq(rc_out.cfg.train.devices, 2);
+    ck_assert_int_eq(config_effective_batch(&rc_out.cfg), 16);
+    ck_assert_double_eq_tol(rc_out.cfg.optim.lr, 5e-4 / 512 * 16, 1e-15);   // tied to the effective batch
+    rq.world_size = 16;   // 1 image per process: PWCA needs pairs within a micro-batch
+    rq.training = true;
+    ck_assert(!resolve_cap(&rq, &err));
+    ck_assert_msg(strstr(err, "train.micro_batch=1: PWCA pairs"), "got: %s", err);
+    rq.world_size = 3;
+    ck_assert(!resolve_cap(&rq, &err));
+    ck_assert_msg(strstr(err, "the effective batch 16 (micro-batch 4 x accumulation 4 x devices 1) cannot be split "
+                              "over 3 processes"), "got: %s", err);
 }
 END_TEST
 
@@ -541,7 +563,7 @@ int main(void) {
     tcase_add_test(tc, test_resolve_gate);
     tcase_add_test(tc, test_resolve_precision);
     tcase_add_test(tc, test_resolve_resume);
-    tcase_add_test(tc, test_devices_only_one);
+    tcase_add_test(tc, test_devices_world);
     tcase_add_test(tc, test_run_name_plain);
     tcase_add_test(tc, test_strict_numbers);
     tcase_add_test(tc, test_long_and_nul_values);

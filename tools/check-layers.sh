@@ -24,8 +24,9 @@ rules=(
   "kernels|core/ backend/backend.h"
   "src/model|core/ config/ backend/backend.h"
   "src/run|core/ config/ compliance/ datasets/"
-  "src/train|core/ config/ compliance/ datasets/ backend/backend.h model/ run/"
-  "src/cmd|core/ config/ compliance/ datasets/ backend/backend.h model/ run/ train/"
+  "src/dist|core/ backend/backend.h"
+  "src/train|core/ config/ compliance/ datasets/ backend/backend.h model/ run/ dist/"
+  "src/cmd|core/ config/ compliance/ datasets/ backend/backend.h model/ run/ dist/ train/"
 )
 for r in "${rules[@]}"; do
   dir=${r%%|*}; allowed="${r#*|} ${dir#src/}/"

@@ -1,6 +1,7 @@
 // main.c: the dcal command line. Dispatches to one subcommand (src/cmd/*.c).
 #include <stdio.h>
 #include <string.h>
+#include "dist/dist.h"
 #include "cmd/cmd.h"
 #include "core/common.h"
 #include "git_commit.h"
@@ -51,7 +52,7 @@ int main(int argc, char **argv) {
         return DCAL_EXIT_OK;
     }
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
-        printf("dcal %s (commit %s)\n", DCAL_VERSION, DCAL_GIT_COMMIT);
+        printf("dcal %s (commit %s; data parallel: %s)\n", DCAL_VERSION, DCAL_GIT_COMMIT, dist_library());
         return DCAL_EXIT_OK;
     }
     for (int i = 0; i < N_COMMANDS; i++)

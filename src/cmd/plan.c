@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include "cmd/cli.h"
 #include "cmd/cmd.h"
+#include "dist/reduce.h"
 #include "model/plan.h"
 
 static void print_pick(const ModelConfig *m, int per_dev, int devices, bool ckpt, size_t budget) {
@@ -15,6 +16,18 @@ static void print_pick(const ModelConfig *m, int per_dev, int devices, bool ckpt
     }
     printf("%-24s: micro-batch %d x accumulation %d x devices %d = %d, %.1f MiB\n", what, B, per_dev / B, devices,
            per_dev * devices, plan_train_bytes(m, B, ckpt) / 1048576.0);
+}
+
+// The fixed-order gradient sum (src/dist/reduce.h) on top of the table, for the
+// config's accumulation and processes, and what each step moves between processes.
+static void print_reduce(const DcalConfig *c) {
+    MemPlan p;
+    model_plan(&c->model, 2, false, true, &p);
+    size_t n = p.grads / sizeof(float), extra = reduce_extra_bytes(n, c->train.accum_steps, c->train.devices);
+    printf("gradient sum, accumulation %d x processes %d: +%.1f MiB (%zu bytes) per process beyond the table's one "
+           "gradient\n", c->train.accum_steps, c->train.devices, extra / 1048576.0, extra);
+    printf("all-reduce volume per optimizer step: %zu floats = %.1f MB fp32, %.1f MB bf16\n", n, n * 4 / 1e6,
+           n * 2 / 1e6);
 }
 
 int cmd_plan(int argc, char **argv) {
@@ -53,6 +66,7 @@ int cmd_plan(int argc, char **argv) {
     }
     printf("config: %s\n", c->source);
     plan_print(stdout, &c->model, B);
+    print_reduce(c);
     if (maxmem) {
         int eff = config_effective_batch(c), dev = c->train.devices > 0 ? c->train.devices : 1;
         printf("\nbudget %s (%zu bytes), effective batch %d (%d per device):\n", maxmem, budget, eff, eff / dev);

@@ -4,6 +4,7 @@
 #include <string.h>
 #include "cmd/cli.h"
 #include "cmd/cmd.h"
+#include "dist/dist.h"
 #include "model/plan.h"
 #include "train/train.h"
 
@@ -29,7 +30,24 @@ static int check_combination(const TrainArgs *t) {
     return DCAL_EXIT_OK;
 }
 
+static int train_resolved(int argc, char **argv);
+
+// Under a launcher (mpirun, srun) every process runs this; rank 0 alone prints
+// and writes the run directory. A rank that ends in failure ends the whole job
+// (MPI_Abort), so that no rank waits forever in a collective for it.
 int cmd_train(int argc, char **argv) {
+    if (!dist_init(NULL, NULL)) return DCAL_EXIT_FAIL;
+    // One device per process, chosen before any backend touches one (the planner asks for free memory).
+    for (int i = 0; dist_world() > 1 && i < backend_count(); i++)
+        if (backend_at(i)->comm && !backend_at(i)->comm->select_device(dist_local_rank())) return DCAL_EXIT_FAIL;
+    if (dist_rank() > 0 && !freopen("/dev/null", "w", stdout)) return DCAL_EXIT_FAIL;   // errors still reach stderr
+    int rc = train_resolved(argc, argv);
+    if (rc != DCAL_EXIT_OK) dist_abort(rc);
+    dist_finalize();
+    return rc;
+}
+
+static int train_resolved(int argc, char **argv) {
     TrainArgs t = {0};
     const CliOpt extra[] = {
         {"--resume", "RUN", "continue a stopped run (a run directory or a name under train.out_dir)", &t.resume, NULL,
@@ -54,6 +72,7 @@ int cmd_train(int argc, char **argv) {
     rq.train_bytes = plan_train_bytes;
     rq.device_facts = cli_device_facts;
     rq.gate = rq.training = true;
+    rq.world_size = dist_world();
     if (t.max_memory) {
         rq.budget_from = t.max_memory;
         if (!(rq.memory_budget = plan_parse_size(t.max_memory))) {

@@ -24,6 +24,9 @@ int cmd_verify_config(int argc, char **argv) {
     const DcalConfig *c = &r.cfg;
     printf("config: %s\n", c->source);
     for (int i = 0; i < c->n_overrides; i++) printf("override: --set %s\n", c->overrides[i]);
+    // train.devices is the world size here (config_apply_world): what `mpirun -np N dcal train` would run.
+    printf("world_size: %d process%s, each micro-batch %d x accumulation %d\n", c->train.devices,
+           c->train.devices == 1 ? "" : "es", c->train.micro_batch, c->train.accum_steps);
     compliance_print(stdout, r.rules, r.n_rules);
     if (print_config) {
         printf("\n");

@@ -31,7 +31,7 @@ void config_defaults(DcalConfig *c) {
     strcpy(o->schedule, "cosine");
     o->epochs = 100; o->warmup_epochs = 5; o->warmup_lr = 1e-6; o->min_lr = 0;
     TrainConfig *t = &c->train;
-    t->micro_batch = 16; t->accum_steps = 1; t->devices = 1; t->seed = 42;
+    t->micro_batch = 16; t->accum_steps = 1; t->devices = 0; t->seed = 42;
     strcpy(t->device, "auto"); t->checkpoint_blocks = false; strcpy(t->precision, "auto");
     strcpy(t->out_dir, "runs");
     t->eval_every = 1; t->save_every = 1; t->max_steps = 0; t->threads = 0;
@@ -102,17 +102,38 @@ static int check_run_name(const DcalConfig *c, const char *src) {
     return 0;
 }
 
-// Each device would need its own process and an all-reduce of the gradients;
-// until that exists, devices > 1 would train one process on a fraction of the batch.
-static int check_train(const DcalConfig *c, const char *src) {
-    if (c->train.devices != 1) {
-        char buf[300];
-        dcal_err("%s: train.devices %d: data-parallel training is not implemented yet, only 1 is supported (keep "
-                 "the effective batch with train.accum_steps)", where_set(c, "train.devices", src, buf, sizeof buf),
-                 c->train.devices);
+static int check_train(const DcalConfig *c, const char *src) { return check_run_name(c, src); }
+
+// One process per device, started by the launcher (src/dist/): the config's
+// effective batch (micro x accum x devices, devices 0 counting as 1) is split
+// over the `world` processes. A fresh run keeps the largest micro-batch up to
+// the config's that divides a process's share; a resumed run keeps its
+// micro-batch exactly (the checkpoint counts micro-batches), so only the
+// accumulation moves. An explicit train.devices must be the world size.
+int config_apply_world(DcalConfig *c, int world, bool resume) {
+    TrainConfig *t = &c->train;
+    char buf[300];
+    const char *src = c->source[0] ? c->source : "config";
+    if (!resume && t->devices && t->devices != world) {
+        dcal_err("%s: train.devices %d but %d process%s started (one process per device: launch with 'mpirun -np %d "
+                 "dcal train ...', or leave train.devices out)", where_set(c, "train.devices", src, buf, sizeof buf),
+                 t->devices, world, world == 1 ? " was" : "es were", t->devices);
         return 0;
     }
-    return check_run_name(c, src);
+    int eff = config_effective_batch(c), mb = t->micro_batch;
+    if (eff % world || (resume && (eff / world) % mb)) {
+        dcal_err("%s: the effective batch %d (micro-batch %d x accumulation %d x devices %d) cannot be split over %d "
+                 "processes%s", src, eff, mb, t->accum_steps, t->devices ? t->devices : 1, world,
+                 resume ? " keeping the run's micro-batch (resume on a world size that divides it)" : "");
+        return 0;
+    }
+    int per = eff / world;
+    if (mb > per) mb = per;
+    while (per % mb) mb--;
+    t->micro_batch = mb;
+    t->accum_steps = per / mb;
+    t->devices = world;
+    return 1;
 }
 
 int config_finalize(DcalConfig *c) {

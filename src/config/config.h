@@ -112,8 +112,11 @@ int config_finalize(DcalConfig *c);
 int config_write_yaml(const DcalConfig *c, FILE *f);
 // Effective batch = micro × accumulation × devices.
 static inline int config_effective_batch(const DcalConfig *c) {
-    return c->train.micro_batch * c->train.accum_steps * c->train.devices;
+    return c->train.micro_batch * c->train.accum_steps * (c->train.devices > 0 ? c->train.devices : 1);
 }
+// The launcher's world size (processes, one per device) applied to the config,
+// keeping its effective batch (config.c). 0 after an error line.
+int config_apply_world(DcalConfig *c, int world, bool resume);
 // Tokens per image: 1 + (img/patch)^2.
 static inline int config_tokens(const ModelConfig *m) {
     int g = m->img_size / m->patch;

@@ -59,7 +59,7 @@ const Field config_fields[] = {
     D("optim.min_lr", optim.min_lr, 0, 10),
     I("train.micro_batch", train.micro_batch, 1, 65536),
     I("train.accum_steps", train.accum_steps, 1, 65536),
-    I("train.devices", train.devices, 1, 1024),
+    I("train.devices", train.devices, 0, 1024),
     {"train.seed", F_U64, OFF(train.seed), 0, 0, 0, NULL},
     S("train.device", train.device, "auto|cpu|cuda"),
     B("train.checkpoint_blocks", train.checkpoint_blocks),

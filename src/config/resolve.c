@@ -149,6 +149,8 @@ int config_resolve(const ConfigRequest *rq, ResolvedConfig *out) {
     if (!copy_allowed(rq, out)) return 0;
     if (rq->resume_dir ? !load_resume(rq, out) : !load_fresh(rq, c)) return 0;
     if (rq->pretrained && !set_pretrained(c, rq->pretrained)) return 0;
+    int world = rq->world_size > 0 ? rq->world_size : c->train.devices > 0 ? c->train.devices : 1;
+    if (!config_apply_world(c, world, rq->resume_dir != NULL)) return 0;
     if (!config_finalize(c) || !compliance_check_deviations(c)) return 0;
     size_t budget = rq->memory_budget;
     if (budget && rq->resume_dir) {

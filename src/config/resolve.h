@@ -34,6 +34,8 @@ typedef struct {
                                               //   with on it (0 = not limited: keep the config's micro-batch
                                               //   unless memory_budget is set) and its precisions, best first.
                                               //   0 after an error line (no such device). NULL = no device
+    int world_size;                           // processes the launcher started (train: dist_world()); 0 =
+                                              //   none: plan for train.devices (verify-config, plan)
     bool gate;                                // train: refuse an undeclared FAIL, warn on each DEVIATION
     bool training;                            // train: the micro-batch must hold PWCA pairs (>= 2)
 } ConfigRequest;

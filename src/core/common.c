@@ -9,9 +9,16 @@
 #include <time.h>
 #include <unistd.h>
 
+// One write per line: several processes (mpirun) share one stderr.
 static void verr(const char *fmt, va_list ap) {
-    fputs("dcal: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    char line[4096];
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    if (n >= 0 && (size_t)n < sizeof line) {
+        fprintf(stderr, "dcal: %s\n", line);
+        return;
+    }
+    fputs("dcal: ", stderr);   // longer than the buffer: as before, in pieces
+    fputs(line, stderr);
     fputc('\n', stderr);
 }
 

@@ -79,6 +79,19 @@ static int check_config(Audit *a, const char *dir, const Json *man, int have_man
     return have_cfg;
 }
 
+// The processes the run started with: the manifest's world_size is config.yaml's
+// train.devices, so the effective batch the compliance table checks counts them.
+static void check_world(Audit *a, const Json *man, const DcalConfig *cfg) {
+    const Json *w = json_get(man, "world_size");
+    int devices = cfg->train.devices > 0 ? cfg->train.devices : 1;
+    if (!w) report(a, "WARN", "manifest.json: no world_size (a run from an older dcal: one process)");
+    else if (w->type != JSON_NUMBER || w->num != devices)
+        report(a, "FAIL", "manifest.json: world_size %s differs from config.yaml's train.devices %d", w->raw ? w->raw : "?",
+               devices);
+    else report(a, "OK", "manifest.json: world_size %d, effective batch %d = micro-batch %d x accumulation %d x %d",
+                devices, config_effective_batch(cfg), cfg->train.micro_batch, cfg->train.accum_steps, devices);
+}
+
 // compliance: re-run with the run's --allow-deviation ids; compliance.txt must regenerate identically.
 static void check_compliance(Audit *a, const char *dir, const Json *man, const DcalConfig *cfg) {
     char allowed[COMPLIANCE_MAX_RULES][48], path[DCAL_PATH_MAX + 32];
@@ -268,6 +281,7 @@ int run_audit(const char *dir, AuditCheckpointFn verify_checkpoint) {
     int have_man = check_manifest(&a, dir, &man);
     int have_cfg = check_config(&a, dir, &man, have_man, &cfg);
     if (have_cfg) check_compliance(&a, dir, &man, &cfg);
+    if (have_cfg && have_man) check_world(&a, &man, &cfg);
     check_checkpoints(&a, dir, have_cfg ? &cfg : NULL, verify_checkpoint);
     if (have_man && have_cfg) check_dataset(&a, &man, &cfg);
     if (have_man) {

@@ -337,6 +337,7 @@ static void write_manifest(JsonW *w, const DcalConfig *c, const ManifestInfo *in
     manifest_origin(w, in);
     jw_key(w, "seed");
     jw_uint(w, c->train.seed);
+    jw_kv_int(w, "world_size", c->train.devices > 0 ? c->train.devices : 1);   // processes (src/dist/)
     jw_key(w, "dataset");
     jw_begin_object(w);
     jw_kv_string(w, "name", c->data.dataset);

@@ -3,6 +3,7 @@
 // top-1 of SA, GLCA and SA+GLCA and the mean per-class accuracy.
 #include <math.h>
 #include "core/json.h"
+#include "dist/dist.h"
 #include "train/trainer.h"
 
 // Accumulates one batch's predictions.
@@ -32,6 +33,19 @@ static void tally_row(Tally *y, const float *a, const float *g, int C, int label
     y->n++;
 }
 
+// Data parallelism: each rank evaluated its share of the test batches; the
+// counts are integers, so their sum is exact in any order.
+static int tally_sum(Tally *y, int C) {
+    long *v = xcalloc((size_t)(4 + 2 * C), sizeof(long));
+    v[0] = y->ok[0]; v[1] = y->ok[1]; v[2] = y->ok[2]; v[3] = y->n;
+    for (int k = 0; k < C; k++) { v[4 + k] = y->cls_n[k]; v[4 + C + k] = y->cls_ok[k]; }
+    int ok = dist_sum_long(v, 4 + 2 * C);
+    y->ok[0] = v[0]; y->ok[1] = v[1]; y->ok[2] = v[2]; y->n = v[3];
+    for (int k = 0; k < C; k++) { y->cls_n[k] = (int)v[4 + k]; y->cls_ok[k] = (int)v[4 + C + k]; }
+    free(v);
+    return ok;
+}
+
 static void tally_result(const Tally *y, int C, EvalResult *out) {
     double mca = 0;
     int present = 0;
@@ -49,6 +63,7 @@ int evaluate(Model *m, const Dataset *ds, const DcalConfig *c, EvalResult *out) 
     int B = m->B, C = m->cfg.num_classes, S = m->cfg.img_size;
     Loader *L = loader_create(ds, &c->data, false, B, c->train.seed);
     if (!L) return 0;
+    loader_set_shard(L, dist_rank(), dist_world(), 1);
     loader_set_stop_flag(L, &train_stop_signal);
     float *img = xmalloc(sizeof(float) * B * 3 * S * S), *ls = xmalloc(sizeof(float) * B * C),
           *lg = xmalloc(sizeof(float) * B * C);
@@ -60,10 +75,11 @@ int evaluate(Model *m, const Dataset *ds, const DcalConfig *c, EvalResult *out) 
         model_forward_infer(m, img, rows, ls, lg, NULL);
         for (int b = 0; b < rows; b++) tally_row(&y, ls + (size_t)b * C, lg + (size_t)b * C, C, lab[b]);
     }
+    int summed = tally_sum(&y, C);   // every rank, even after a bad batch: the others wait for it
     tally_result(&y, C, out);
     loader_destroy(L);
     free(img); free(ls); free(lg); free(lab); free(ids); free(y.cls_n); free(y.cls_ok);
-    return rows >= 0;
+    return rows >= 0 && summed;
 }
 
 int trainer_eval(Trainer *t, int epoch) {

@@ -62,7 +62,7 @@ void log_progress(Trainer *t, int epoch, double lr, double gsq) {
 }
 
 int log_step(Trainer *t, double lr, double gsq) {
-    const double n = t->accum;
+    const double n = t->group;   // every rank's micro-batches (step.c sums them)
     StepRecord r = {.step = t->pos.step, .micro_step = t->pos.micro_step, .loss = t->step_sum[0] / n,
                     .ce = {t->step_sum[1] / n, t->step_sum[2] / n, t->step_sum[3] / n}, .gsq = gsq, .lr = lr};
     if (trainer_replaying(t)) {

@@ -8,6 +8,7 @@
 #include "core/json.h"
 #include "core/safetensors.h"
 #include "core/sha256.h"
+#include "dist/dist.h"
 #include "model/plan.h"
 #include "model/weights.h"
 #include "train/trainer.h"
@@ -83,8 +84,9 @@ static int open_data_and_model(Trainer *t) {
     const DcalConfig *c = t->c;
     if (!dataset_open(&t->ds, &c->data)) return 0;
     t->ds_open = true;
+    if (!trainer_check_ranks(t)) return 0;
     // data.root may change on resume; the files it names may not.
-    if (t->o->resume_dir && !rundir_check_dataset(&t->run, t->ds.root, t->ds.fingerprint)) return 0;
+    if (t->o->resume_dir && t->rank == 0 && !rundir_check_dataset(&t->run, t->ds.root, t->ds.fingerprint)) return 0;
     if (t->ds.num_classes != c->model.num_classes) {
         dcal_err("%s: dataset '%s' at %s has %d classes but model.num_classes is %d", c->source, t->ds.name,
                  t->ds.root, t->ds.num_classes, c->model.num_classes);
@@ -97,6 +99,11 @@ static int open_data_and_model(Trainer *t) {
     t->av = t->be->alloc(t->m.n_params * sizeof(float));
     t->pos = (TrainPos){.seed = c->train.seed};
     if (!load_start_weights(t)) return 0;
+    Transport tr;
+    if (!transport_for(t->be, t->world, &tr) ||
+        !reducer_init(&t->red, t->be, &tr, t->m.grads, t->m.n_params, t->accum, t->rank, t->world))
+        return 0;
+    t->micro_sums = xcalloc((size_t)t->group * 4, sizeof(double));
     return model_alloc_activations(&t->m, t->micro, c->train.checkpoint_blocks, true);
 }
 
@@ -104,6 +111,7 @@ static int open_loader(Trainer *t) {
     const DcalConfig *c = t->c;
     t->L = loader_create(&t->ds, &c->data, true, t->micro, c->train.seed);
     if (!t->L) return 0;
+    loader_set_shard(t->L, t->rank, t->world, t->accum);
     loader_set_stop_flag(t->L, &train_stop_signal);   // a stuck file must not hold off SIGTERM
     int nb = loader_num_batches(t->L);
     t->spe = nb / t->accum;
@@ -116,11 +124,13 @@ static int open_loader(Trainer *t) {
     t->warm = (long)t->spe * c->optim.warmup_epochs;
     // A checkpoint's position must lie in this run's schedule, or a resume would
     // quietly skip training (checkpoint_load has bounded each number already).
-    if (t->o->resume_dir && (t->pos.epoch > c->optim.epochs || t->pos.batch > t->spe * t->accum ||
-                             t->pos.batch % t->accum || t->pos.step > t->total)) {
+    // Its batch counts every rank's micro-batches: a resume on another world size
+    // keeps the position as long as the micro-batch and the effective batch are kept.
+    if (t->o->resume_dir && (t->pos.epoch > c->optim.epochs || t->pos.batch > t->spe * t->group ||
+                             t->pos.batch % t->group || t->pos.step > t->total)) {
         dcal_err("%s: metadata 'epoch' %d / 'batch' %d / 'step' %lld lie outside this run's schedule (%d epochs of "
                  "%d micro-batches, %ld steps)", t->ckpt_path, t->pos.epoch, t->pos.batch, (long long)t->pos.step,
-                 c->optim.epochs, t->spe * t->accum, t->total);
+                 c->optim.epochs, t->spe * t->group, t->total);
         return 0;
     }
     int S = c->model.img_size;
@@ -152,10 +162,13 @@ static int open_run(Trainer *t) {
     snprintf(t->ckpt_path, sizeof t->ckpt_path, "%s/checkpoint.safetensors", t->run.dir);
     MemPlan mp;
     model_plan(&c->model, t->micro, c->train.checkpoint_blocks, true, &mp);
-    printf("dcal: run %s | %s backend | %s: %d train / %d test images, %d classes | micro-batch %d x accum %d "
+    size_t planned = mp.total + reduce_extra_bytes(t->m.n_params, t->accum, t->world);
+    char procs[48] = "";
+    if (t->world > 1) snprintf(procs, sizeof procs, " x %d processes", t->world);
+    printf("dcal: run %s | %s backend | %s: %d train / %d test images, %d classes | micro-batch %d x accum %d%s "
            "(effective %d) | %ld steps (%d per epoch) | planned memory %.1f MiB\n",
            t->run.dir, t->be->name, t->ds.name, t->ds.n_train, t->ds.n_test, t->ds.num_classes, t->micro, t->accum,
-           config_effective_batch(c), t->total, t->spe, mp.total / 1048576.0);
+           procs, config_effective_batch(c), t->total, t->spe, planned / 1048576.0);
     if (o->resume_dir)
         printf("dcal: resuming at step %lld (epoch %d, micro-batch %d)\n", (long long)t->pos.step, t->pos.epoch + 1,
                t->pos.batch);
@@ -175,12 +188,22 @@ int trainer_setup(Trainer *t) {
     if (c->train.threads > 0) omp_set_num_threads(c->train.threads);
     t->micro = c->train.micro_batch;
     t->accum = c->train.accum_steps;
+    t->rank = dist_rank();
+    t->world = dist_world();
+    t->group = t->accum * t->world;
+    if (t->world > 1 && (t->o->dump_path || trainer_replaying(t))) {
+        dcal_err("%s: one process only (started as %d by a launcher): run it without mpirun/srun",
+                 t->o->dump_path ? "--dump-step" : "audit --replay", t->world);
+        return 0;
+    }
     // Resume: lock the run before reading its checkpoint, so a run still going
     // cannot save a newer one between our read and our first write.
-    if (t->o->resume_dir && !rundir_open(&t->run, c, t->o->resume_dir)) return 0;
+    if (t->o->resume_dir && t->rank == 0 && !rundir_open(&t->run, c, t->o->resume_dir)) return 0;
     if (!open_data_and_model(t) || !open_loader(t)) return 0;
     if (t->o->dump_path) dump_alloc(t);
-    else if (!trainer_replaying(t) && !open_run(t)) return 0;   // --dump-step and replays write no run directory
+    else if (trainer_writes_run(t) && !open_run(t)) return 0;   // --dump-step and replays write no run directory
+    // Every rank names rank 0's checkpoint in its messages.
+    if (t->world > 1 && !dist_bcast_bytes(t->ckpt_path, sizeof t->ckpt_path, 0)) return 0;
     t->prog.best_comb = -1;
     t->prog.best_epoch = -1;
     t->saved_step = t->o->resume_dir ? t->pos.step : -1;   // a resumed run's checkpoint is at its step
@@ -189,6 +212,9 @@ int trainer_setup(Trainer *t) {
 
 void trainer_teardown(Trainer *t) {
     if (t->L) loader_destroy(t->L);
+    if (t->red.buf) t->m.grads = t->red.buf[0];   // the model frees its own buffer, the reducer the rest
+    reducer_free(&t->red);
+    free(t->micro_sums);
     rundir_close(&t->run);   // metrics and the run's lock
     if (t->am) t->be->free(t->am);
     if (t->av) t->be->free(t->av);

@@ -1,10 +1,14 @@
-// step.c: the micro-batches of one optimizer step. Each micro-batch gets its
-// PWCA distractors from a derangement keyed by the global micro-step, runs the
-// training forward (SA, rollout, GLCA, PWCA, loss) and the backward, which
-// accumulates into the model's gradient with loss scale 1/accumulation, so k
-// micro-batches of 16/k average to one batch of 16 (MODEL.md §4).
+// step.c: the micro-batches of one optimizer step. Micro-batch k of rank r is
+// the step's global micro-batch g = r * accum + k (datasets' loader_set_shard):
+// its PWCA distractors come from a derangement keyed by the global micro-step,
+// the training forward runs (SA, rollout, GLCA, PWCA, loss), and its backward
+// writes its own gradient, from zero, scaled by 1/(accum * world). The step's
+// gradient is the sum of those in one fixed tree over g (src/dist/reduce.h), so
+// k micro-batches of 16/k average to one batch of 16 (MODEL.md §4), with the
+// same bits on one process as on several.
 #include <math.h>
 #include "core/rng.h"
+#include "dist/dist.h"
 #include "train/trainer.h"
 
 void pwca_pairing(int *pair, int B, uint64_t seed, uint64_t micro_step) {
@@ -23,7 +27,7 @@ void pwca_pairing(int *pair, int B, uint64_t seed, uint64_t micro_step) {
     }
 }
 
-// One micro-batch: load, pair, forward, check the loss, backward.
+// One micro-batch: load, pair, forward, check the loss, backward into its own buffer.
 static int micro_batch(Trainer *t, int k) {
     const DcalConfig *c = t->c;
     int rows = loader_next(t->L, t->img, t->lab, t->ids);
@@ -33,9 +37,10 @@ static int micro_batch(Trainer *t, int k) {
         dcal_err("internal: loader gave %d rows, expected %d", rows, t->micro);
         return DCAL_EXIT_FAIL;
     }
-    pwca_pairing(t->pair, t->micro, c->train.seed, (uint64_t)t->pos.micro_step);
+    uint64_t g = (uint64_t)t->pos.micro_step + (uint64_t)t->rank * (uint64_t)t->accum + (uint64_t)k;
+    pwca_pairing(t->pair, t->micro, c->train.seed, g);
     Batch bt = {.B = t->micro, .images = t->img, .labels = t->lab, .pair = c->model.pwca_blocks ? t->pair : NULL,
-                .seed = c->train.seed, .step = (uint64_t)t->pos.micro_step};
+                .seed = c->train.seed, .step = g};
     StepOut so;
     model_forward_train(&t->m, &bt, &so);
     if (!isfinite(so.loss)) {
@@ -43,23 +48,46 @@ static int micro_batch(Trainer *t, int k) {
                  so.loss, so.ce[0], so.ce[1], so.ce[2], trainer_checkpoint_state(t));
         return DCAL_EXIT_FAIL;
     }
-    model_backward(&t->m, 1.0f / t->accum);
+    t->m.grads = reducer_leaf(&t->red);
+    model_backward(&t->m, 1.0f / (float)t->group);
+    reducer_push(&t->red);
     if (t->o->dump_path) dump_micro(t, &so, k);
-    t->pos.micro_step++;
-    t->step_sum[0] += so.loss;   // steps.tsv: in micro-batch order, in double (exact for a few floats)
-    for (int h = 0; h < 3; h++) t->step_sum[1 + h] += so.ce[h];
-    t->prog.sum_loss += so.loss;
-    for (int h = 0; h < 3; h++) t->prog.sum_ce[h] += so.ce[h];
-    t->prog.n_sum++;
+    double *mine = t->micro_sums + (size_t)(t->rank * t->accum + k) * 4;
+    mine[0] = so.loss;
+    for (int h = 0; h < 3; h++) mine[1 + h] = so.ce[h];
     return TRAIN_GO_ON;
 }
 
-int trainer_micro_batches(Trainer *t) {
-    model_zero_grads(&t->m);
+int trainer_agree(int rc) {
+    int mine = rc == TRAIN_GO_ON ? 0 : rc == TRAIN_INTERRUPTED ? 1 : 2, all = dist_max_int(mine);
+    if (all == mine) return rc;
+    return all == 1 ? TRAIN_INTERRUPTED : DCAL_EXIT_FAIL;
+}
+
+// steps.tsv and the progress line: every micro-batch's loss and CEs, summed in
+// double in global micro-batch order, the same on every rank and every split.
+static int sum_losses(Trainer *t) {
+    size_t mine = (size_t)t->rank * t->accum * 4, n = (size_t)t->accum * 4 * sizeof(double);
+    if (t->world > 1 && !dist_allgather(t->micro_sums + mine, t->micro_sums, n)) return 0;
     for (int i = 0; i < 4; i++) t->step_sum[i] = 0;
-    for (int k = 0; k < t->accum; k++) {
-        int rc = micro_batch(t, k);
-        if (rc != TRAIN_GO_ON) return rc;
+    for (int g = 0; g < t->group; g++) {
+        const double *v = t->micro_sums + (size_t)g * 4;
+        for (int i = 0; i < 4; i++) t->step_sum[i] += v[i];
+        t->prog.sum_loss += v[0];
+        for (int h = 0; h < 3; h++) t->prog.sum_ce[h] += v[1 + h];
+        t->prog.n_sum++;
     }
+    return 1;
+}
+
+int trainer_micro_batches(Trainer *t) {
+    int rc = TRAIN_GO_ON;
+    reducer_begin(&t->red);
+    for (int k = 0; k < t->accum && rc == TRAIN_GO_ON; k++) rc = micro_batch(t, k);
+    rc = trainer_agree(rc);
+    t->m.grads = t->red.buf[0];
+    if (rc != TRAIN_GO_ON) return rc;
+    if (!reducer_finish(&t->red) || !sum_losses(t)) return DCAL_EXIT_FAIL;
+    t->pos.micro_step += t->group;
     return TRAIN_GO_ON;
 }

@@ -5,6 +5,7 @@
 // checkpoint ends bit for bit where an uninterrupted run ends (CPU).
 // SIGINT/SIGTERM finish the current optimizer step, save and exit 0.
 #include <math.h>
+#include "dist/dist.h"
 #include "train/trainer.h"
 
 volatile sig_atomic_t train_stop_signal = 0;
@@ -14,6 +15,10 @@ static void on_signal(int s) { train_stop_signal = s; }
 // The checkpoint, then its hashes as a metrics row: the run's ledger that
 // `dcal audit` holds the checkpoint file against.
 static int save(Trainer *t) {
+    if (!trainer_writes_run(t)) {   // data parallelism: rank 0 alone writes; the others hold the same state
+        t->saved_step = t->pos.step;
+        return 1;
+    }
     if (!checkpoint_save(t->ckpt_path, &t->m, t->am, t->av, &t->pos)) return 0;
     log_checkpoint(t);
     t->saved_step = t->pos.step;
@@ -34,7 +39,8 @@ static int after_step(Trainer *t) {
         if (train_stop_signal) { dcal_err("replay interrupted at step %lld", (long long)t->pos.step); return DCAL_EXIT_FAIL; }
         return t->pos.step >= t->o->replay_steps ? DCAL_EXIT_OK : TRAIN_GO_ON;
     }
-    if (train_stop_signal) return stop_with_checkpoint(t, "interrupted");
+    // Every rank stops at the same step: a signal seen by one stops all.
+    if (dist_max_int((int)train_stop_signal)) return stop_with_checkpoint(t, "interrupted");
     if (t->c->train.max_steps > 0 && t->pos.step >= t->c->train.max_steps)
         return stop_with_checkpoint(t, "stopped (train.max_steps)");
     return TRAIN_GO_ON;
@@ -43,7 +49,7 @@ static int after_step(Trainer *t) {
 // One optimizer step of epoch `epoch` that ends at micro-batch index b.
 static int optimizer_step(Trainer *t, int epoch, int b) {
     int64_t micro_step0 = t->pos.micro_step;
-    int rc = trainer_micro_batches(t);
+    int rc = trainer_micro_batches(t);   // the same outcome on every rank
     if (rc == TRAIN_INTERRUPTED && !trainer_replaying(t)) {
         // A signal while the loader waited on a stuck file: drop the partial step.
         // The checkpoint keeps the last whole step, and the micro-step that keys
@@ -65,11 +71,11 @@ static int optimizer_step(Trainer *t, int epoch, int b) {
     t->pos.step++;
     t->pos.epoch = epoch;
     t->pos.batch = b;
-    if (!log_step(t, lr, gsq)) return DCAL_EXIT_FAIL;
+    if ((t->rank == 0 || trainer_replaying(t)) && !log_step(t, lr, gsq)) return DCAL_EXIT_FAIL;
     t->prog.steps_timed++;
-    t->prog.imgs_since += (long)t->micro * t->accum;
+    t->prog.imgs_since += (long)t->micro * t->group;
     int log_every = t->spe / 5 > 0 ? t->spe / 5 : 1;
-    bool end_epoch = b + t->accum > t->spe * t->accum;
+    bool end_epoch = b + t->group > t->spe * t->group;
     if ((t->pos.step % log_every == 0 || end_epoch) && !trainer_replaying(t)) log_progress(t, epoch, lr, gsq);
     return after_step(t);
 }
@@ -82,10 +88,11 @@ static int end_of_epoch(Trainer *t, int epoch) {
     t->pos.batch = 0;
     if (trainer_replaying(t)) return TRAIN_GO_ON;   // eval and checkpoints do not change the steps
     if ((tc->eval_every && (epoch + 1) % tc->eval_every == 0) || last)
-        if (!trainer_eval(t, epoch) && !train_stop_signal) return DCAL_EXIT_FAIL;   // a signal may cut eval short
+        if (trainer_agree(trainer_eval(t, epoch) || train_stop_signal ? TRAIN_GO_ON : DCAL_EXIT_FAIL) != TRAIN_GO_ON)
+            return DCAL_EXIT_FAIL;   // a signal may cut eval short
     if ((tc->save_every && (epoch + 1) % tc->save_every == 0) || last)
         if (!save(t)) return DCAL_EXIT_FAIL;
-    if (train_stop_signal && !last) {   // a signal during eval: stop at the epoch boundary
+    if (dist_max_int((int)train_stop_signal) && !last) {   // a signal during eval: stop at the epoch boundary
         if (t->saved_step != t->pos.step && !save(t)) return DCAL_EXIT_FAIL;
         printf("dcal: interrupted at step %lld (after epoch %d): checkpoint %s saved; continue with 'dcal train "
                "--resume %s'\n", (long long)t->pos.step, epoch + 1, t->ckpt_path, t->run.dir);
@@ -98,9 +105,9 @@ static int run_epochs(Trainer *t) {
     t->prog.t_start = t->prog.t_log = now_seconds();
     for (int epoch = t->pos.epoch; epoch < t->c->optim.epochs; epoch++) {
         int b = epoch == t->pos.epoch ? t->pos.batch : 0;   // resume mid-epoch
-        loader_start(t->L, epoch, b);
-        while (b + t->accum <= t->spe * t->accum) {
-            b += t->accum;
+        loader_start(t->L, epoch, b / t->world);   // b counts every rank's micro-batches; the loader this rank's
+        while (b + t->group <= t->spe * t->group) {
+            b += t->group;
             int rc = optimizer_step(t, epoch, b);
             if (rc != TRAIN_GO_ON) return rc;
         }
@@ -123,7 +130,7 @@ int trainer_run(Trainer *t) {
 // RUN/steps.tsv, cut back to the checkpoint's step on resume (after a kill -9
 // it may hold steps the checkpoint does not).
 static int open_step_log(Trainer *t) {
-    if (t->o->dump_path || trainer_replaying(t)) return 1;   // no run directory
+    if (!trainer_writes_run(t)) return 1;   // no run directory, or not rank 0's
     return steplog_open(&t->steps, t->run.dir, t->o->resume_dir ? t->pos.step : -1);
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 #include <signal.h>
 #include "datasets/dataset.h"
+#include "dist/reduce.h"
 #include "model/model.h"
 #include "run/rundir.h"
 #include "run/steplog.h"
@@ -38,7 +39,11 @@ typedef struct {
     float *am, *av;             // AdamW moments, backend memory, the parameters' layout
     float *img;                 // one micro-batch, host memory
     int *lab, *ids, *pair;
-    int micro, accum;           // micro-batch and accumulation steps (resolved config)
+    int micro, accum;           // micro-batch and accumulation steps of this process (resolved config)
+    int rank, world;            // data parallelism (src/dist/): rank 0 alone writes the run directory
+    int group;                  // micro-batches per optimizer step over all ranks: accum * world
+    Reducer red;                // the step's gradient: per micro-batch buffers summed in a fixed tree
+    double *micro_sums;         // [group * 4]: each micro-batch's loss and CEs, in global order
     int spe;                    // optimizer steps per epoch
     long total, warm;           // schedule length and warm-up, in optimizer steps
     TrainPos pos;
@@ -59,6 +64,10 @@ extern volatile sig_atomic_t train_stop_signal;   // SIGINT/SIGTERM seen (signal
 
 // Replaying a run's first steps (dcal audit --replay): no run directory, no eval, no checkpoint.
 static inline bool trainer_replaying(const Trainer *t) { return t->o->replay_steps > 0; }
+// Whether this process writes the run directory (manifest, metrics, steps, checkpoints).
+static inline bool trainer_writes_run(const Trainer *t) {
+    return !t->o->dump_path && !trainer_replaying(t) && t->rank == 0;
+}
 
 // train.c: the epochs from t->pos with SIGINT/SIGTERM handled; an exit code.
 int trainer_run(Trainer *t);
@@ -68,8 +77,12 @@ int trainer_setup(Trainer *t);
 void trainer_teardown(Trainer *t);
 
 // step.c: one optimizer step's micro-batches (forward, loss check, backward);
-// TRAIN_GO_ON or an exit code. The gradient ends accumulated in t->m.grads.
+// TRAIN_GO_ON or an exit code, the same on every rank. The gradient ends
+// summed over every rank's micro-batches in t->m.grads (src/dist/reduce.h).
 int trainer_micro_batches(Trainer *t);
+// The ranks agree on a phase's outcome: the worst of theirs (a failure over an
+// interruption over going on); a rank that did not fail itself returns the failure silently.
+int trainer_agree(int rc);
 
 // optimizer.c: AdamW over every tensor at learning rate lr (MODEL.md §4 decay groups).
 void optimizer_update(Trainer *t, double lr);
@@ -91,6 +104,10 @@ void dump_alloc(Trainer *t);
 void dump_micro(Trainer *t, const StepOut *o, int k);
 int dump_write(Trainer *t);
 void dump_free(Dump *d);
+
+// ranks.c: with several ranks, all must share the config, dataset and build;
+// 0 on every rank (rank 0 prints the one line) when they do not.
+int trainer_check_ranks(const Trainer *t);
 
 // For error messages that stop a run: what the user still has on disk.
 const char *trainer_checkpoint_state(const Trainer *t);
