@@ -3,9 +3,9 @@
 # packages already present are left alone, and apt is only run when needed.
 set -euo pipefail
 # clang + libclang-rt-14-dev (libFuzzer, ASan/UBSan runtimes): the fuzz harnesses (tests/fuzz/README.md);
-# libomp-dev is also what clang's -fopenmp links.
+# libomp-dev is also what clang's -fopenmp links. chromium: tests/e2e_report.sh renders report.html headless.
 pkgs=(build-essential cmake pkg-config libyaml-dev libstb-dev check libopenblas-dev libomp-dev libssl-dev
-      clang libclang-rt-14-dev)
+      clang libclang-rt-14-dev chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,6 +9,7 @@
 #include "core/crc32c.h"
 
 #define TFEVENTS_PREFIX "events.out.tfevents."
+#define TFEVENTS_TMP ".tfevents.tmp."
 
 typedef struct {
     unsigned char *p;
@@ -101,7 +102,7 @@ int tfevents_open(TfEvents *e, const char *dir, double wall_time) {
     gethostname(host, sizeof host - 1);
     for (char *h = host; *h; h++)
         if (*h == '/') *h = '_';
-    snprintf(e->tmp, sizeof e->tmp, "%s/.tfevents.tmp.%ld", dir, (long)getpid());
+    snprintf(e->tmp, sizeof e->tmp, "%s/" TFEVENTS_TMP "%ld", dir, (long)getpid());
     snprintf(e->path, sizeof e->path, "%s/" TFEVENTS_PREFIX "%ld.%s", dir, (long)wall_time, host[0] ? host : "localhost");
     e->f = fopen(e->tmp, "wb");
     if (!e->f) { dcal_err("%s: cannot create: %s", e->tmp, strerror(errno)); return 0; }
@@ -121,10 +122,14 @@ int tfevents_publish(TfEvents *e, const char *dir) {
     const char *name = strrchr(e->path, '/') + 1;
     DIR *d = opendir(dir);
     for (struct dirent *de; d && (de = readdir(d));) {
-        if (strncmp(de->d_name, TFEVENTS_PREFIX, strlen(TFEVENTS_PREFIX)) || !strcmp(de->d_name, name)) continue;
+        // Stale copies (their rows are in the new file, those past the checkpoint are gone) and
+        // the temporary file of a rebuild killed midway; the run's lock keeps other writers out.
+        int stale = !strncmp(de->d_name, TFEVENTS_PREFIX, strlen(TFEVENTS_PREFIX)) ||
+                    !strncmp(de->d_name, TFEVENTS_TMP, strlen(TFEVENTS_TMP));
+        if (!stale || !strcmp(de->d_name, name)) continue;
         char old[DCAL_PATH_MAX + 300];
         snprintf(old, sizeof old, "%s/%s", dir, de->d_name);
-        unlink(old);   // a stale copy: its rows are in the new file, the ones past the checkpoint are gone
+        unlink(old);
     }
     if (d) closedir(d);
     return 1;

@@ -66,12 +66,13 @@ static void format_eta(char *out, size_t cap, double s) {
 // cut to the terminal's width (a wrapped line cannot be redrawn with '\r').
 static void live_line(Trainer *t, double lr, bool end_line) {
     Progress *p = &t->prog;
-    const int width = 20, done = t->pos.batch / t->accum;
+    enum { BAR = 20 };
+    const int done = t->pos.batch / t->accum;
     double now = now_seconds(), el = fmax(now - p->t_start, 1e-9);
     long steps = p->steps_timed + 1;   // this step is not counted in steps_timed yet
-    char bar[width + 1], eta[24], line[512];
-    for (int i = 0; i < width; i++) bar[i] = i < width * done / t->spe ? '#' : '.';
-    bar[width] = 0;
+    char bar[BAR + 1], eta[24], line[512];
+    for (int i = 0; i < BAR; i++) bar[i] = i < BAR * done / t->spe ? '#' : '.';
+    bar[BAR] = 0;
     format_eta(eta, sizeof eta, el / steps * (t->total - t->pos.step));
     int n = snprintf(line, sizeof line, "epoch %d/%d [%s] %d/%d %.1f img/s ETA %s loss %.4f lr %.2e rss %.0f MiB",
                      t->pos.epoch + 1, t->c->optim.epochs, bar, done, t->spe, steps * t->micro * t->accum / el, eta,
