@@ -6,8 +6,10 @@ set -euo pipefail
 # libomp-dev is also what clang's -fopenmp links.
 # libopenblas-openmp-dev: OpenBLAS on the same OpenMP pool as dcal's ops (CMakeLists.txt).
 # openmpi-bin + libopenmpi-dev: data-parallel training (mpirun; src/dist/) and its test, tests/e2e_mpi.sh.
+# chromium: tests/e2e_report.sh renders report.html headless. python3-venv: the test venv
+# (tensorboard for e2e_tensorboard; .ci/run makes it).
 pkgs=(build-essential cmake pkg-config libyaml-dev libstb-dev check libopenblas-dev libopenblas-openmp-dev libomp-dev libssl-dev
-      openmpi-bin libopenmpi-dev
+      openmpi-bin libopenmpi-dev chromium python3-venv
       clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do

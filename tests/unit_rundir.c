@@ -38,6 +38,32 @@ static char *slurp(const char *dir, const char *name) {
     return s;
 }
 
+// metrics.jsonl without the "time" and "wall_s" rundir_metric adds to each
+// JSON object row (checked present and well-formed on every such row).
+static char *metrics_unstamped(const char *dir) {
+    char *s = slurp(dir, "metrics.jsonl"), *w = s;
+    for (char *line = s, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        ck_assert_ptr_nonnull(nl);
+        char *st = line[0] == '{' ? strstr(line, ",\"time\":\"") : NULL;
+        ck_assert_msg(line[0] != '{' || (st && st < nl), "row without a time stamp: %.*s", (int)(nl - line), line);
+        int y, mo, d, h, mi, sec, ms, n = 0;
+        double wall;
+        if (st) {
+            ck_assert_msg(sscanf(st, ",\"time\":\"%4d-%2d-%2dT%2d:%2d:%2d.%3dZ\",\"wall_s\":%lf}%n", &y, &mo, &d, &h, &mi,
+                                 &sec, &ms, &wall, &n) == 8 && st + n == nl && wall >= 0,
+                          "bad stamp: %.*s", (int)(nl - st), st);
+        }
+        size_t keep = (size_t)((st ? st : nl) - line);
+        memmove(w, line, keep);
+        w += keep;
+        if (st) *w++ = '}';
+        *w++ = '\n';
+    }
+    *w = 0;
+    return s;
+}
+
 // A complete run: rundir_open + manifest + metrics + a checkpoint of a tiny model.
 static void make_run_pre(RunDir *r, const DcalConfig *c, const char *pre, const char *pre_sha) {
     ck_assert(rundir_open(r, c, NULL));
@@ -97,7 +123,7 @@ START_TEST(open_manifest_metric) {
     char *cmp = slurp(r.dir, "compliance.txt");
     ck_assert_ptr_nonnull(strstr(cmp, "DEVIATION"));
     free(cmp);
-    char *met = slurp(r.dir, "metrics.jsonl");
+    char *met = metrics_unstamped(r.dir);
     ck_assert_str_eq(met, "{\"kind\":\"train\",\"step\":1,\"loss\":2.5}\n{\"kind\":\"train\",\"step\":2,\"loss\":2.4}\n"
                           "{\"kind\":\"eval\",\"step\":2,\"acc_sa\":0.1}\n");
     free(met);
@@ -118,7 +144,7 @@ START_TEST(open_manifest_metric) {
     rundir_close(&r2);
     ck_assert(stat(path, &after) == 0);
     ck_assert(before.st_ino == after.st_ino && before.st_mtime == after.st_mtime);
-    met = slurp(r.dir, "metrics.jsonl");
+    met = metrics_unstamped(r.dir);
     ck_assert_ptr_nonnull(strstr(met, "acc_sa\":0.1}\n{\"kind\":\"train\",\"step\":3}\n"));
     free(met);
     // Resume of a run that does not exist.
@@ -183,7 +209,7 @@ START_TEST(manifest_from_caller) {
     ck_assert_str_eq(cmp, buf);
     free(cmp);
     free(buf);
-    char *met = slurp(r.dir, "metrics.jsonl");
+    char *met = metrics_unstamped(r.dir);
     ck_assert_str_eq(met, "{\"kind\":\"train\",\"step\":5,\"loss\":0.666667}\n");
     free(met);
 }
@@ -383,11 +409,20 @@ START_TEST(metrics_truncated_on_resume) {
     ck_assert(rundir_open_metrics(&r, true, 2));
     rundir_metric(&r, "{\"kind\":\"train\",\"step\":3,\"loss\":2.2}");
     rundir_close(&r);
-    met = slurp(r.dir, "metrics.jsonl");
+    met = metrics_unstamped(r.dir);
     char want[600];
     snprintf(want, sizeof want, "%s{\"kind\":\"train\",\"step\":3,\"loss\":2.2}\n", kept);
     ck_assert_str_eq(met, want);
     free(met);
+    // metrics.csv was cut back with it: the same rows (the unreadable line has no CSV row).
+    char *csv = slurp(r.dir, "metrics.csv");
+    const char *rows[] = {",train,1,,2.5,", ",train,2,,2.4,", ",eval,2,,", ",train,3,,2.2,"};
+    char *line = strchr(csv, '\n') + 1;
+    ck_assert_msg(!strncmp(csv, "time,wall_s,kind,step,epoch,loss,", 33), "%s", csv);
+    for (int i = 0; i < 4; i++, line = strchr(line, '\n') + 1)
+        ck_assert_msg(strstr(line, rows[i]) && strstr(line, rows[i]) < strchr(line, '\n'), "row %d: %s", i, csv);
+    ck_assert_str_eq(line, "");
+    free(csv);
     // Nothing past the checkpoint: the file is not rewritten.
     struct stat before, after;
     ck_assert(stat(p, &before) == 0);

@@ -9,3 +9,4 @@ int cmd_plan(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_make_synthetic(int argc, char **argv);
 int cmd_dataset(int argc, char **argv);
+int cmd_report(int argc, char **argv);

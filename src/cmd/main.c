@@ -18,6 +18,7 @@ static const Command commands[] = {
     {"verify-config", cmd_verify_config, "check a config against the paper's rules"},
     {"plan", cmd_plan, "print the exact memory plan for a config and micro-batch"},
     {"audit", cmd_audit, "re-check a run directory (hashes, config, compliance)"},
+    {"report", cmd_report, "write RUN_DIR/report.html: curves, accuracy, overlays, compliance, manifest"},
     {"make-synthetic", cmd_make_synthetic, "write a synthetic fine-grained dataset in CUB layout"},
     {"dataset", cmd_dataset, "dataset tools: 'dcal dataset check --dataset cub --data-root DIR'"},
 };

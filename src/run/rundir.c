@@ -82,10 +82,12 @@ static int lock_run(RunDir *r) {
 // Names dcal writes into a run directory before its manifest exists (a start
 // that failed or was killed): a new run may take such a directory over.
 static int dcal_leftover(const char *name) {
-    static const char *const own[] = {".", "..", LOCK_NAME, "config.yaml", "compliance.txt", "metrics.jsonl", NULL};
+    static const char *const own[] = {".", "..", LOCK_NAME, "config.yaml", "compliance.txt", "metrics.jsonl",
+                                     "metrics.csv", NULL};
     for (const char *const *o = own; *o; o++)
         if (!strcmp(name, *o)) return 1;
-    return strstr(name, ".tmp.") != NULL;   // write_file_atomic's temp file
+    // write_file_atomic's temp file; the TensorBoard events file (metrics_views.c)
+    return strstr(name, ".tmp.") != NULL || !strncmp(name, "events.out.tfevents.", 20);
 }
 
 // A new run never writes into a directory holding someone else's files: 1 when
@@ -217,7 +219,7 @@ int rundir_open_metrics(RunDir *r, bool resume, int64_t resume_step) {
     r->metrics = fopen(path, resume ? "a" : "w");   // a new run: no leftover rows of a failed start
     if (!r->metrics) { dcal_err("%s: cannot open for appending: %s", path, strerror(errno)); return 0; }
     setvbuf(r->metrics, NULL, _IOLBF, 0);   // a crash loses at most the line being written
-    return 1;
+    return views_open(&r->views, r->dir);
 }
 
 int rundir_check_dataset(const RunDir *r, const char *data_root, const char *fingerprint) {
@@ -390,15 +392,19 @@ int rundir_write_manifest(RunDir *r, const DcalConfig *c, const ManifestInfo *in
 
 void rundir_metric(RunDir *r, const char *json_object) {
     if (!r->metrics) return;
-    fputs(json_object, r->metrics);
+    char *row = views_stamp(&r->views, json_object);
+    fputs(row, r->metrics);
     fputc('\n', r->metrics);
     fflush(r->metrics);
+    views_row(&r->views, row);
+    free(row);
 }
 
 void rundir_metric_json(RunDir *r, const JsonW *w) { rundir_metric(r, jw_text(w, NULL)); }
 
 void rundir_close(RunDir *r) {
     if (r->metrics) fclose(r->metrics);
+    views_close(&r->views);
     r->metrics = NULL;
     if (r->locked) close(r->lock_fd);   // releases the flock
     r->locked = false;

@@ -7,10 +7,12 @@
 #include "compliance/compliance.h"
 #include "config/config.h"
 #include "core/json.h"
+#include "run/metrics_views.h"
 
 typedef struct {
     char dir[DCAL_PATH_MAX];
     FILE *metrics;             // metrics.jsonl, append mode, line-buffered
+    MetricViews views;         // metrics.csv and TensorBoard events, derived from metrics.jsonl
     int lock_fd;               // <dir>/.lock, flock'ed for the whole run (valid when locked)
     bool locked;
 } RunDir;
@@ -39,14 +41,16 @@ int rundir_open(RunDir *r, const DcalConfig *c, const char *resume_dir);
 // Open metrics.jsonl for appending. A new run (resume false) starts it empty;
 // a resumed one first drops, atomically, the rows a stop left past its
 // checkpoint (step > resume_step, a torn last line, "final" rows: the resumed
-// run writes its own), so steps never repeat. 0 after an error line.
+// run writes its own), so steps never repeat. Then metrics.csv and the
+// TensorBoard events file are rebuilt from what it holds. 0 after an error line.
 int rundir_open_metrics(RunDir *r, bool resume, int64_t resume_step);
 // On resume: the dataset found now must be the one the run trained on
 // (manifest.json "dataset": {"fingerprint"}). 0 after an error line naming both.
 int rundir_check_dataset(const RunDir *r, const char *data_root, const char *fingerprint);
 // compliance.txt (from info->rules) and manifest.json. 0 after an error line.
 int rundir_write_manifest(RunDir *r, const DcalConfig *c, const ManifestInfo *info);
-// Append one JSON object line to metrics.jsonl (the caller formats the object).
+// Append one JSON object line to metrics.jsonl (the caller formats the object),
+// with "time" and "wall_s" added; the same row goes to metrics.csv and TensorBoard.
 void rundir_metric(RunDir *r, const char *json_object);
 // The same for an object built with a compact JsonW (jw_init(&w, false, 0)).
 void rundir_metric_json(RunDir *r, const JsonW *w);

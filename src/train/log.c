@@ -2,12 +2,20 @@
 // epoch (loss and the three CEs averaged since the last line, lr, gradient
 // norm, throughput, ETA, peak RSS), mirrored as a row of metrics.jsonl, and
 // the final summary; and the exact record of every step (RUN/steps.tsv).
+// On a terminal the progress lines give way to one live line per epoch,
+// redrawn with '\r'; piped or redirected output keeps the plain lines (logs,
+// tests/e2e_bitwise.sh), and metrics.jsonl is the same either way.
 #include <errno.h>
 #include <math.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include "core/json.h"
+#include "run/report.h"
 #include "train/trainer.h"
+
+#define LIVE_REDRAW_S 0.1   // a redraw per step would flood a slow terminal on the tiny configs
 
 static double peak_rss_mb(void) {
     struct rusage ru;
@@ -43,15 +51,62 @@ static void metrics_row(Trainer *t, int epoch, double lr, double gsq, double ips
     jw_free(&w);
 }
 
+static bool live_mode(void) {
+    const char *term = getenv("TERM");
+    return isatty(STDOUT_FILENO) && !(term && !strcmp(term, "dumb"));
+}
+
+static void format_eta(char *out, size_t cap, double s) {
+    int v = (int)fmax(s, 0);
+    if (v >= 3600) snprintf(out, cap, "%dh%02dm%02ds", v / 3600, v / 60 % 60, v % 60);
+    else snprintf(out, cap, "%dm%02ds", v / 60, v % 60);
+}
+
+// "epoch 2/10 [#####.......] 12/40 31.2 img/s ETA 1m05s loss 2.3012 lr 1.00e-04 rss 512 MiB",
+// cut to the terminal's width (a wrapped line cannot be redrawn with '\r').
+static void live_line(Trainer *t, double lr, bool end_line) {
+    Progress *p = &t->prog;
+    enum { BAR = 20 };
+    const int done = t->pos.batch / t->accum;
+    double now = now_seconds(), el = fmax(now - p->t_start, 1e-9);
+    long steps = p->steps_timed + 1;   // this step is not counted in steps_timed yet
+    char bar[BAR + 1], eta[24], line[512];
+    for (int i = 0; i < BAR; i++) bar[i] = i < BAR * done / t->spe ? '#' : '.';
+    bar[BAR] = 0;
+    format_eta(eta, sizeof eta, el / steps * (t->total - t->pos.step));
+    int n = snprintf(line, sizeof line, "epoch %d/%d [%s] %d/%d %.1f img/s ETA %s loss %.4f lr %.2e rss %.0f MiB",
+                     t->pos.epoch + 1, t->c->optim.epochs, bar, done, t->spe, steps * t->micro * t->accum / el, eta,
+                     p->ep_loss / p->ep_steps, lr, peak_rss_mb());
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 && n >= ws.ws_col) line[ws.ws_col - 1] = 0;
+    printf("\r%s\033[K%s", line, end_line ? "\n" : "");
+    fflush(stdout);
+    p->t_shown = now;
+}
+
+// After each step on a terminal: redraw now and then, and end the line when
+// the epoch ends or the run is about to stop (so what follows starts a line).
+static void live_step(Trainer *t, double loss, double lr) {
+    Progress *p = &t->prog;
+    p->ep_loss += loss;
+    p->ep_steps++;
+    bool end_epoch = t->pos.batch + t->accum > t->spe * t->accum;
+    bool stopping = train_stop_signal || (t->c->train.max_steps > 0 && t->pos.step >= t->c->train.max_steps);
+    if (end_epoch || stopping || now_seconds() - p->t_shown >= LIVE_REDRAW_S || p->ep_steps == 1)
+        live_line(t, lr, end_epoch || stopping);
+    if (end_epoch) p->ep_loss = p->ep_steps = 0;
+}
+
 void log_progress(Trainer *t, int epoch, double lr, double gsq) {
     Progress *p = &t->prog;
     double now = now_seconds(), ips = p->imgs_since / fmax(now - p->t_log, 1e-9);
     double per_step = (now - p->t_start) / p->steps_timed, eta = per_step * (t->total - t->pos.step);
     double n = p->n_sum;
-    printf("step %lld/%ld epoch %d/%d loss %.4f (ce sa %.4f glca %.4f pwca %.4f) lr %.3e |g| %.3e "
-           "%.1f img/s ETA %dm%02ds rss %.0f MiB\n",
-           (long long)t->pos.step, t->total, epoch + 1, t->c->optim.epochs, p->sum_loss / n, p->sum_ce[0] / n,
-           p->sum_ce[1] / n, p->sum_ce[2] / n, lr, sqrt(gsq), ips, (int)(eta / 60), (int)eta % 60, peak_rss_mb());
+    if (!live_mode())
+        printf("step %lld/%ld epoch %d/%d loss %.4f (ce sa %.4f glca %.4f pwca %.4f) lr %.3e |g| %.3e "
+               "%.1f img/s ETA %dm%02ds rss %.0f MiB\n",
+               (long long)t->pos.step, t->total, epoch + 1, t->c->optim.epochs, p->sum_loss / n, p->sum_ce[0] / n,
+               p->sum_ce[1] / n, p->sum_ce[2] / n, lr, sqrt(gsq), ips, (int)(eta / 60), (int)eta % 60, peak_rss_mb());
     fflush(stdout);
     metrics_row(t, epoch, lr, gsq, ips);
     p->t_log = now;
@@ -69,7 +124,10 @@ int log_step(Trainer *t, double lr, double gsq) {
         if (r.step >= 1 && r.step <= t->o->replay_steps) t->replayed[r.step - 1] = r;
         return 1;
     }
-    if (steplog_append(&t->steps, &r)) return 1;
+    if (steplog_append(&t->steps, &r)) {
+        if (live_mode()) live_step(t, r.loss, lr);
+        return 1;
+    }
     dcal_err("%s: cannot write step %lld: %s: stopping; %s", t->steps.path, (long long)r.step, strerror(errno),
              trainer_checkpoint_state(t));
     return 0;
@@ -97,6 +155,8 @@ void log_final(Trainer *t) {
     jw_end_object(&w);
     rundir_metric_json(&t->run, &w);
     jw_free(&w);
+    char html[DCAL_PATH_MAX + 32];   // a report that cannot be written leaves the finished run as it is
+    if (report_write(t->run.dir, html, sizeof html)) printf("dcal: report %s (open it in a browser)\n", html);
 }
 
 void log_checkpoint(Trainer *t) {

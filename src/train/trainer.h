@@ -23,6 +23,9 @@ typedef struct {
     long steps_timed, imgs_since;
     double sum_loss, sum_ce[3];
     int n_sum;
+    double ep_loss;             // the live line (a terminal): this epoch's step losses, summed ...
+    int ep_steps;               // ... over this many steps
+    double t_shown;             // when it was last redrawn
     double best_comb;           // best SA+GLCA accuracy on the test split, and its epoch
     int best_epoch;
 } Progress;
