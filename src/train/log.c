@@ -156,7 +156,8 @@ void log_final(Trainer *t) {
     rundir_metric_json(&t->run, &w);
     jw_free(&w);
     char html[DCAL_PATH_MAX + 32];   // a report that cannot be written leaves the finished run as it is
-    if (report_write(t->run.dir, html, sizeof html)) printf("dcal: report %s (open it in a browser)\n", html);
+    if (trainer_writes_run(t) && report_write(t->run.dir, html, sizeof html))   // rank 0's run directory only
+        printf("dcal: report %s (open it in a browser)\n", html);
 }
 
 void log_checkpoint(Trainer *t) {
