@@ -7,7 +7,7 @@
 #   bash bench/cpu.sh [BUILD]                # defaults below
 #   IMG=448 BATCH=2 THREADS=2 ROUNDS=3 STEPS=2 bash bench/cpu.sh build
 #
-# Environment: IMG (224) BATCH (4) THREADS (2) ROUNDS (3) STEPS timed steps per
+# Environment: IMG (224) BATCH (4) CKPT (0) THREADS (2) ROUNDS (3) STEPS timed steps per
 # measurement (2) WARMUP (1) LIMIT seconds per measurement (900) PRECISIONS ("fp32 bf16") CONFIG (configs/fgvc/cub.yaml)
 # PEER (bench/peer.py) PYTHON (/usr/bin/python3: Debian's python3-torch is only
 # importable there) PEER_ARGS (default "--img $IMG"; "--preset tiny" for a smoke test
@@ -19,6 +19,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-${BUILD:-$ROOT/build}}
 IMG=${IMG:-224}; BATCH=${BATCH:-4}; THREADS=${THREADS:-2}; ROUNDS=${ROUNDS:-3}
+CKPT=${CKPT:-0}   # dcal's per-block checkpointing (bench_step's third argument); the peer keeps everything
 STEPS=${STEPS:-2}; WARMUP=${WARMUP:-1}; PRECISIONS=${PRECISIONS:-fp32 bf16}
 LIMIT=${LIMIT:-900}   # seconds per measurement: torch's bf16 autocast on a CPU without avx512_bf16 can take many minutes a step
 CONFIG=${CONFIG:-$ROOT/configs/fgvc/cub.yaml}
@@ -41,7 +42,7 @@ peer_help=""
 peer_threads=()
 grep -q -- "--threads" <<<"$peer_help" && peer_threads=(--threads "$THREADS")
 
-echo "== cpu.sh $(date -u +%FT%TZ) img $IMG micro-batch $BATCH threads $THREADS rounds $ROUNDS steps $STEPS (+$WARMUP warm-up)"
+echo "== cpu.sh $(date -u +%FT%TZ) img $IMG micro-batch $BATCH dcal checkpointing $CKPT threads $THREADS rounds $ROUNDS steps $STEPS (+$WARMUP warm-up)"
 isa=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_bf16|amx_bf16|amx_tile)$' | tr '\n' ' ')
 echo "   $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores, ISA: ${isa:-no AVX2}; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 [ $peer_ok = 1 ] || echo "   peer skipped: $peer_why"
@@ -49,7 +50,7 @@ echo "   $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $
 # One measurement: prints its machine line's values "img_s peak_mib step_ms" or "-".
 run_dcal() {   # precision round
     local log="$OUT/dcal-$1-r$2.log"
-    timeout "$LIMIT" "$BUILD/bench_step" "$IMG" "$BATCH" 0 cpu "$STEPS" 0 "$1" --config "$CONFIG" --warmup "$WARMUP" \
+    timeout "$LIMIT" "$BUILD/bench_step" "$IMG" "$BATCH" "$CKPT" cpu "$STEPS" 0 "$1" --config "$CONFIG" --warmup "$WARMUP" \
         --set "train.threads=$THREADS" > "$log" 2>&1
     parse "dcal:" "$log"
 }
