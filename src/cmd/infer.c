@@ -99,9 +99,9 @@ static void find_names(Infer *in, const InferSource *src) {
     }
 }
 
-// Pretrained weights with their own classifier: paper init, backbone, then head.*.
+// Pretrained weights with their own classifier: backbone, then head.*. No init
+// first (86M random draws for ViT-B): GLCA's head stays 0, and predict scores SA only.
 static int load_pretrained(Infer *in, const char *path) {
-    model_init_weights(&in->m, in->cfg.train.seed);
     return weights_load_pretrained(&in->m, path) && weights_load_head(&in->m, path);
 }
 
@@ -133,7 +133,7 @@ int infer_open(Infer *in, const CliArgs *cli, const InferSource *src, int B) {
     }
     if (!load_weights(in, src, B)) return 0;
     in->C = in->cfg.model.num_classes;
-    in->have_glca = in->cfg.model.glca_blocks > 0;
+    in->have_glca = in->cfg.model.glca_blocks > 0 && src->checkpoint;   // converted weights train no GLCA head
     find_names(in, src);
     return 1;
 }

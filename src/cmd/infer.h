@@ -14,7 +14,7 @@ typedef struct {
     Model m;
     int C;
     char **names;              // [C]: the dataset's class names, or "class_<k>" when it is not at hand
-    bool have_glca;            // model.glca_blocks > 0
+    bool have_glca;            // a trained GLCA branch: model.glca_blocks > 0, weights from a checkpoint
 } Infer;
 
 // Where the weights come from (the options predict and explain share).

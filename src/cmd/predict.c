@@ -139,7 +139,8 @@ static int run(const CliArgs *cli, const InferSource *src, const char *tensor, i
     Infer in;
     if (!infer_open(&in, cli, src, B)) return DCAL_EXIT_FAIL;
     if (!in.have_glca && o->br != BRANCH_SA) {
-        if (o->br == BRANCH_GLCA) fprintf(stderr, "dcal: predict: an SA-only model (model.glca_blocks 0): --branch sa\n");
+        fprintf(stderr, "dcal: predict: no trained GLCA branch (%s): scores are SA's\n",
+                src->pretrained ? "converted weights" : "model.glca_blocks 0");
         o->br = BRANCH_SA;
     }
     int rc = tensor ? predict_tensor(&in, tensor, B, o) : predict_files(&in, B, o);
