@@ -150,7 +150,7 @@ static void json_top(JsonW *w, const Infer *in, const float *sa, const float *gl
 // Sidecar: the predictions of each branch, and which patches GLCA took (token t ≥ 1 is
 // patch t−1 in raster order: row (t−1) / grid, column (t−1) % grid).
 static int write_json(const char *path, const Infer *in, const char *image, const float *sa, const float *gl,
-                      const int *sel, int K) {
+                      const int *sel, int K, const float *r) {
     JsonW w;
     jw_init(&w, true, 0);
     jw_begin_object(&w);
@@ -161,6 +161,10 @@ static int write_json(const char *path, const Infer *in, const char *image, cons
     jw_key(&w, "selected_tokens");
     jw_begin_array(&w);
     for (int k = 1; k <= K; k++) jw_int(&w, sel[k]);
+    jw_end_array(&w);
+    jw_key(&w, "rollout");   // the CLS row over the patches (token 1.. in raster order), what selection ranked
+    jw_begin_array(&w);
+    for (int t = 1; t < in->m.N; t++) jw_double(&w, "%.6g", r[t]);
     jw_end_array(&w);
     jw_key(&w, "predictions");
     jw_begin_object(&w);
@@ -194,7 +198,7 @@ static int explain_image(Infer *in, const char *image, const char *dir) {
         snprintf(path[2], sizeof path[2], "%s.json", pre);
         unsigned char *hm = draw_rollout(&cv, r), *tr = draw_topr(&cv, sel, K);
         ok = write_png(path[0], hm, S, cv.zoom) && write_png(path[1], tr, S * cv.zoom, 1) &&
-             write_json(path[2], in, image, sa, gl, sel, K);
+             write_json(path[2], in, image, sa, gl, sel, K, r);
         free(hm); free(tr); free(cv.rgb);
     }
     if (ok) {

@@ -140,6 +140,11 @@ static int check_structure(const CvSet *s, int depth, ConvertInfo *info) {
 // Sort the file's tensors: backbone (kept), classifier (kept with keep_head), else refused.
 static int select_tensors(const CvSet *in, bool keep_head, CvSet *out, int *depth, ConvertInfo *info) {
     int bad = 0;
+    if (cv_find(in, "loss_w") || cv_find(in, "glca_head.weight")) {
+        dcal_err("%s: a dcal checkpoint, already in dcal's format (start from its weights with `dcal train --init FILE`)",
+                 in->path);
+        return 0;
+    }
     for (int i = 0; i < in->n && !bad; i++) {
         const CvTensor *t = &in->t[i];
         const char *why = unsupported(t->name);
