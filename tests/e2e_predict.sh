@@ -86,4 +86,10 @@ expect "a dcal checkpoint, not pretrained ViT weights" -- "$dcal" train "${commo
 expect "$tmp/nope.safetensors: no such file" -- "$dcal" train "${common[@]}" --set train.run_name=p3 --pretrained "$tmp/nope.safetensors"
 expect "a PyTorch checkpoint, not an .npz: dump it first with tools/convert_timm.py" -- "$dcal" convert "$tmp/vit.pth" --out "$tmp/x.safetensors"
 expect "a dcal checkpoint, already in dcal's format" -- "$dcal" convert "$ck" --out "$tmp/x.safetensors"
+# Usage errors exit 2; --help exits 0.
+for c in predict explain; do "$dcal" $c --help | grep -q "usage: dcal $c" || { echo "FAIL: $c --help"; fail=1; }; done
+"$dcal" convert --help | grep -q "usage: dcal convert" || { echo "FAIL: convert --help"; fail=1; }
+"$dcal" predict --checkpoint "$ck" > /dev/null 2>&1; [ $? = 2 ] || { echo "FAIL: predict without images is not a usage error"; fail=1; }
+"$dcal" explain --checkpoint "$ck" > /dev/null 2>&1; [ $? = 2 ] || { echo "FAIL: explain without --image is not a usage error"; fail=1; }
+"$dcal" convert "$ck" > /dev/null 2>&1; [ $? = 2 ] || { echo "FAIL: convert without --out is not a usage error"; fail=1; }
 exit $fail
