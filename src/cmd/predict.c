@@ -77,7 +77,7 @@ static void print_row(const Infer *in, const char *name, const float *sa, const 
         print_top(in, name, p, idx, k, o->br);
     } else {
         printf("%s", name);
-        for (int j = 0; j < k; j++) printf("%s%d. %s %.1f%%", j ? "  " : "  ", j + 1, in->names[idx[j]], 100 * p[idx[j]]);
+        for (int j = 0; j < k; j++) printf("  %d. %s %.1f%%", j + 1, in->names[idx[j]], 100 * p[idx[j]]);
         printf("\n");
     }
     free(p);

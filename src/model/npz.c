@@ -67,8 +67,9 @@ static int npy_parse(const char *path, const char *name, const uint8_t *b, size_
         return 0;
     }
     int64_t numel = 1;
-    for (int d = 0; d < ndim; d++) numel *= shape[d];
-    if ((n - off - hl) / (size_t)esz != (size_t)numel) {
+    for (int d = 0; d < ndim; d++)   // bounded by the member's size, so a hostile shape cannot overflow
+        numel = shape[d] && numel > (int64_t)n / shape[d] ? (int64_t)n + 1 : numel * shape[d];
+    if ((n - off - hl) % (size_t)esz || (n - off - hl) / (size_t)esz != (size_t)numel) {
         dcal_err("%s: member '%s': %zu data bytes for %lld elements of %d bytes", path, name, n - off - hl,
                  (long long)numel, esz);
         return 0;
