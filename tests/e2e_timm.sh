@@ -10,6 +10,8 @@
 # exits 77 (skip) when they cannot be had.
 set -u
 dcal=$1; src=$2
+# The same numbers under a sanitizer would cost CI a minute more and a second venv: the plain build checks them.
+if ldd "$dcal" 2>/dev/null | grep -q 'libasan\|libubsan'; then echo "SKIP: sanitizer build (the plain build runs e2e_timm)"; exit 77; fi
 venv=${DCAL_TIMM_VENV:-$PWD/pyvenv-timm}
 py=$venv/bin/python
 if ! "$py" -c "import timm, torch" 2>/dev/null; then
