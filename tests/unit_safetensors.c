@@ -115,7 +115,30 @@ START_TEST(truncated) {
     ck_assert_ptr_nonnull(strstr(cap_end(), "truncated"));
     cap_begin();
     ck_assert_int_eq(st_load(&st, "tmp/does-not-exist.safetensors"), 0);
-    ck_assert_ptr_nonnull(strstr(cap_end(), "does-not-exist.safetensors: cannot open"));
+    ck_assert_ptr_nonnull(strstr(cap_end(), "does-not-exist.safetensors: no such file"));
+}
+END_TEST
+
+// A PyTorch file (zip or legacy pickle) is named as such, not called "truncated".
+static void expect_foreign(const char *path, const unsigned char *head, size_t n, const char *kind) {
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    fwrite(head, 1, n, f);
+    for (int i = 0; i < 100; i++) fputc(0, f);
+    fclose(f);
+    SafeTensors st;
+    cap_begin();
+    ck_assert_int_eq(st_load(&st, path), 0);
+    const char *e = cap_end();
+    ck_assert_msg(strstr(e, "not a safetensors file") && strstr(e, kind) && strstr(e, "dcal convert"), "got: %s", e);
+    ck_assert_ptr_eq(strchr(e, '\n'), e + strlen(e) - 1);   // exactly one line
+}
+
+START_TEST(foreign_formats) {
+    static const unsigned char zip[] = {'P', 'K', 3, 4, 0x14, 0, 0, 0, 8, 0};
+    static const unsigned char pickle[] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20};
+    expect_foreign(tpath("model.pth"), zip, sizeof zip, "zip archive");
+    expect_foreign(tpath("old.pth"), pickle, sizeof pickle, "Python pickle");
 }
 END_TEST
 
@@ -376,6 +399,7 @@ int main(void) {
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, round_trip);
     tcase_add_test(tc, truncated);
+    tcase_add_test(tc, foreign_formats);
     tcase_add_test(tc, bad_headers);
     tcase_add_test(tc, conversions);
     tcase_add_test(tc, atomic_write);

@@ -76,6 +76,8 @@ const char *cli_dataset_config(const char *name) {
 static int parse_one(const Parser *p, CliArgs *a, int argc, char **argv, int *i) {
     char flag[64];
     const char *arg = argv[*i], *val = NULL;
+    const CliOpt *pos = arg[0] != '-' ? find_opt(p, "") : NULL;   // a command's positional row has flag ""
+    if (pos && pos->add) return pos->add(a, arg);
     const char *eq = strncmp(arg, "--", 2) == 0 ? strchr(arg, '=') : NULL;
     if (eq && (size_t)(eq - arg) < sizeof flag) {   // --flag=value
         snprintf(flag, sizeof flag, "%.*s", (int)(eq - arg), arg);

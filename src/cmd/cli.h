@@ -25,6 +25,7 @@ typedef struct {
     // Repeatable options: called with each value instead of storing it; returns
     // CLI_OK or DCAL_EXIT_USAGE (after the message). NULL for plain options.
     int (*add)(CliArgs *a, const char *val);
+    // A row with flag "" takes the words that are not options (predict's IMAGES), through add.
 } CliOpt;
 
 struct CliArgs {

@@ -10,3 +10,6 @@ int cmd_audit(int argc, char **argv);
 int cmd_make_synthetic(int argc, char **argv);
 int cmd_dataset(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_explain(int argc, char **argv);
+int cmd_convert(int argc, char **argv);

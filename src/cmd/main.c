@@ -20,6 +20,9 @@ static const Command commands[] = {
     {"audit", cmd_audit, "re-check a run directory (hashes, config, compliance)"},
     {"report", cmd_report, "write RUN_DIR/report.html: curves, accuracy, overlays, compliance, manifest"},
     {"make-synthetic", cmd_make_synthetic, "write a synthetic fine-grained dataset in CUB layout"},
+    {"predict", cmd_predict, "top-5 classes of images with a checkpoint (--json for machines)"},
+    {"explain", cmd_explain, "attention rollout and GLCA's top-R patches over an image, as PNGs"},
+    {"convert", cmd_convert, "timm ViT weights (.safetensors from tools/convert_timm.py, or ViT .npz) -> dcal"},
     {"dataset", cmd_dataset, "dataset tools: 'dcal dataset check --dataset cub --data-root DIR'"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])

@@ -222,9 +222,27 @@ static void index_names(SafeTensors *st) {
     sort_st = NULL;
 }
 
+// What a file that fails as safetensors really is, from its first bytes: users
+// hand dcal PyTorch and NumPy files. Asked only once the header length is already
+// impossible, since a valid header length may begin with the same bytes.
+static const char *foreign_format(const uint8_t *b, size_t n) {
+    if (n >= 4 && !memcmp(b, "PK\3\4", 4)) return "a zip archive, as PyTorch .pth/.bin and NumPy .npz files are";
+    if (n >= 2 && b[0] == 0x80 && b[1] >= 2 && b[1] <= 5) return "a Python pickle, as legacy PyTorch .pth/.bin files are";
+    if (n >= 6 && !memcmp(b, "\x93NUMPY", 6)) return "a NumPy .npy array";
+    return NULL;
+}
+
+// One error line for an impossible header: the foreign format when recognised, else what.
+static void bad_header(const char *path, const uint8_t *b, size_t size, const char *what) {
+    const char *kind = foreign_format(b, size);
+    if (kind) dcal_err("%s: not a safetensors file (%s); convert ViT weights with `dcal convert`", path, kind);
+    else dcal_err("%s: %s", path, what);
+}
+
 // Map the whole file and read the header length; 0 after an error line (nothing held).
 static int st_map(SafeTensors *st, const char *path, uint64_t *hlen) {
     int fd = open(path, O_RDONLY);
+    if (fd < 0 && errno == ENOENT) { dcal_err("%s: no such file", path); return 0; }
     if (fd < 0) { dcal_err("%s: cannot open (%s)", path, strerror(errno)); return 0; }
     struct stat sb;
     if (fstat(fd, &sb) != 0) { dcal_err("%s: cannot stat (%s)", path, strerror(errno)); close(fd); return 0; }
@@ -241,14 +259,14 @@ static int st_map(SafeTensors *st, const char *path, uint64_t *hlen) {
     const uint8_t *b = m;
     *hlen = 0;
     for (int i = 7; i >= 0; i--) *hlen = *hlen << 8 | b[i];
-    if (*hlen > size - 8) {
-        dcal_err("%s: truncated (header says %llu bytes, file has %zu)", path, (unsigned long long)*hlen, size);
-        munmap(m, size);
-        return 0;
-    }
-    if (*hlen > ST_MAX_HEADER) {
-        dcal_err("%s: header of %llu bytes is over the 100 MiB limit (not a safetensors file?)", path,
+    char what[160];
+    if (*hlen > size - 8)
+        snprintf(what, sizeof what, "truncated (header says %llu bytes, file has %zu)", (unsigned long long)*hlen, size);
+    else if (*hlen > ST_MAX_HEADER)
+        snprintf(what, sizeof what, "header of %llu bytes is over the 100 MiB limit (not a safetensors file?)",
                  (unsigned long long)*hlen);
+    if (*hlen > size - 8 || *hlen > ST_MAX_HEADER) {
+        bad_header(path, b, size, what);
         munmap(m, size);
         return 0;
     }

@@ -78,5 +78,9 @@ void model_forward_train(Model *m, const Batch *batch, StepOut *out);
 void model_backward(Model *m, float loss_scale);
 // Inference: PWCA off. Host outputs [B, C] each; sel [B,1+K] may be NULL.
 void model_forward_infer(Model *m, const float *images, int B, float *logits_sa, float *logits_glca, int *sel);
+// The rollout's CLS row r [B, N] (host) of the last model_forward_infer: what the
+// top-R selection ranked (MODEL.md §2; entry 0 is CLS, 1.. the patches in raster
+// order). For explanations. 0 when the model has no GLCA (no rollout ran).
+int model_rollout_cls(const Model *m, int B, float *r);
 void model_zero_grads(Model *m);
 void model_free(Model *m);

@@ -353,3 +353,9 @@ void model_forward_infer(Model *m, const float *images, int B, float *logits_sa,
     if (sel) be->to_host(sel, x->sel, (size_t)B * Q * sizeof(int));
     m->training = was;
 }
+
+int model_rollout_cls(const Model *m, int B, float *r) {
+    if (m->cfg.glca_blocks < 1 || B > m->acts->B) return 0;
+    m->be->to_host(r, m->acts->r, (size_t)B * m->N * sizeof(float));
+    return 1;
+}

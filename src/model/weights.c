@@ -221,40 +221,79 @@ static int load_pos_embed(const SafeTensors *st, const StTensor *s, const ParamT
     return 1;
 }
 
-int weights_load_pretrained(Model *m, const char *path) {
-    SafeTensors st;
-    if (!st_load(&st, path)) return 0;
-    int bad = 0, n_ign = 0;
-    char ign[1024] = "";
-    // Pass 1: every tensor in the file is either ignored or a backbone tensor of this model.
-    for (int i = 0; i < st.n; i++) {
-        const char *n = st.t[i].name;
+// A dcal checkpoint (or --dump-step / converted-with-heads file) has DCAL's own
+// tensors: listing each as "not a backbone tensor" buried the point in 150 lines.
+static int is_dcal_file(const SafeTensors *st) {
+    const char *fmt = st_meta(st, "format");
+    return (fmt && starts(fmt, "dcal-checkpoint")) || st_find(st, "loss_w") || st_find(st, "glca_head.weight");
+}
+
+#define MAX_NAME_ERRORS 5   // then one summary line: a wrong file should not print a screenful
+
+// Pass 1: every tensor in the file is either ignored (its names listed in ign) or
+// a backbone tensor of this model. Returns the problems found.
+static int check_file_names(const Model *m, const SafeTensors *st, char *ign, size_t cap, int *n_ign) {
+    int bad = 0;
+    for (int i = 0; i < st->n; i++) {
+        const char *n = st->t[i].name;
         if (ignored_name(n)) {
             size_t len = strlen(ign);
-            if (len + strlen(n) + 8 < sizeof ign) snprintf(ign + len, sizeof ign - len, "%s%s", n_ign ? ", " : "", n);
-            else if (len + 5 < sizeof ign && strcmp(ign + len - 3, "...")) strcat(ign, ", ...");   // count stays exact
-            n_ign++;
+            if (len + strlen(n) + 8 < cap) snprintf(ign + len, cap - len, "%s%s", *n_ign ? ", " : "", n);
+            else if (len + 5 < cap && strcmp(ign + len - 3, "...")) strcat(ign, ", ...");   // count stays exact
+            (*n_ign)++;
             continue;
         }
-        int blk;
+        int blk, named = bad < MAX_NAME_ERRORS;
         if (sscanf(n, "blocks.%d.", &blk) == 1 && blk >= m->cfg.depth) {
-            dcal_err("%s: tensor '%s': block %d beyond the model's depth %d (config model.depth mismatch?)", path, n, blk,
-                     m->cfg.depth);
+            if (named) dcal_err("%s: tensor '%s': block %d beyond the model's depth %d (config model.depth mismatch?)",
+                                st->path, n, blk, m->cfg.depth);
             bad++;
         } else if (!backbone_name(n) || !model_find(m, n)) {
-            dcal_err("%s: tensor '%s' is not a ViT backbone tensor of this model (a dcal checkpoint goes to --init)", path, n);
+            if (named) dcal_err("%s: tensor '%s' is not a ViT backbone tensor of this model (a dcal checkpoint goes to "
+                                "--init)", st->path, n);
             bad++;
         }
     }
-    // Pass 2: every backbone tensor of the model is in the file with its shape.
+    if (bad > MAX_NAME_ERRORS) dcal_err("%s: ... and %d more tensors not in this model's backbone", st->path, bad - MAX_NAME_ERRORS);
+    return bad;
+}
+
+// Pass 2: every backbone tensor of the model is in the file with its shape.
+// At most `room` problems are named, then one summary line.
+static int check_backbone(const Model *m, const SafeTensors *st, int room) {
+    int bad = 0;
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamTensor *t = &m->tensors[i];
         if (!backbone_name(t->name)) continue;
-        const StTensor *s = st_find(&st, t->name);
-        if (!s) { dcal_err("%s: tensor '%s' missing (pretrained backbone must provide it)", path, t->name); bad++; }
-        else if (!strcmp(t->name, "pos_embed")) { if (!pos_embed_grid(&st, s, t)) bad++; }
-        else if (!same_shape(s, t)) { shape_error(path, s, t); bad++; }
+        const StTensor *s = st_find(st, t->name);
+        int named = bad < room;
+        if (!s) {
+            if (named) dcal_err("%s: tensor '%s' missing (pretrained backbone must provide it)", st->path, t->name);
+            bad++;
+        } else if (!strcmp(t->name, "pos_embed")) {
+            if (!pos_embed_grid(st, s, t)) bad++;   // one tensor: always named
+        } else if (!same_shape(s, t)) {
+            if (named) shape_error(st->path, s, t);
+            bad++;
+        }
     }
+    if (bad > room) dcal_err("%s: ... and %d more backbone tensors missing or of another shape", st->path, bad - room);
+    return bad;
+}
+
+int weights_load_pretrained(Model *m, const char *path) {
+    SafeTensors st;
+    if (!st_load(&st, path)) return 0;
+    if (is_dcal_file(&st)) {
+        dcal_err("%s: a dcal checkpoint, not pretrained ViT weights (start from its weights with `dcal train --init "
+                 "FILE`, continue its run with `--resume RUN`)", path);
+        st_free(&st);
+        return 0;
+    }
+    int n_ign = 0;
+    char ign[1024] = "";
+    int bad = check_file_names(m, &st, ign, sizeof ign, &n_ign);
+    if (bad <= MAX_NAME_ERRORS) bad += check_backbone(m, &st, MAX_NAME_ERRORS - bad);
     float *h = NULL;
     if (!bad) {
         h = xmalloc(m->n_params * sizeof(float));
@@ -275,4 +314,24 @@ int weights_load_pretrained(Model *m, const char *path) {
     free(h);
     st_free(&st);
     return !bad;
+}
+
+int weights_load_head(Model *m, const char *path) {
+    SafeTensors st;
+    if (!st_load(&st, path)) return 0;
+    int ok = 1;
+    for (const char *const *n = (const char *const[]){"head.weight", "head.bias", NULL}; *n && ok; n++) {
+        const ParamTensor *t = model_find(m, *n);
+        const StTensor *s = st_find(&st, *n);
+        if (!s) { dcal_err("%s: tensor '%s' missing (convert with `dcal convert --keep-head`)", path, *n); ok = 0; }
+        else if (!same_shape(s, t)) {
+            shape_error(path, s, t);
+            ok = 0;
+        }
+        float *h = ok ? xmalloc(t->numel * sizeof(float)) : NULL;
+        if (ok && (ok = st_read_f32(&st, s, h))) m->be->to_device(m->params + t->offset, h, t->numel * sizeof(float));
+        free(h);
+    }
+    st_free(&st);
+    return ok;
 }

@@ -22,7 +22,12 @@ int weights_load_exact(Model *m, const SafeTensors *st, int allow_extra);
 int weights_check_finite(const Model *m, const float *host, const char *where, const char *prefix);
 // Pretrained timm ViT/DeiT: backbone names as MODEL.md §6; head.* ignored; pos_embed
 // resized bicubic (a=−0.75, align_corners=false, CLS kept apart); GLCA copied from
-// SA per MODEL.md §2; loss_w and heads keep their init. Shape mismatches listed tensor by tensor.
+// SA per MODEL.md §2; loss_w and heads keep their init. Shape mismatches listed tensor by tensor
+// (the first few, then a count); a dcal checkpoint is refused in one line.
 int weights_load_pretrained(Model *m, const char *path);
+// A pretrained file's own classifier (head.weight, head.bias, kept by `dcal convert
+// --keep-head`) into the SA head, exact shape (model.num_classes = the file's classes):
+// for checking a conversion against the source model's logits. 0 after an error line.
+int weights_load_head(Model *m, const char *path);
 // Bicubic resize of a [g_in*g_in, D] grid to [g_out*g_out, D] (PyTorch semantics).
 void pos_embed_resize(const float *in, int g_in, float *out, int g_out, int D);
