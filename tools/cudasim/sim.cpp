@@ -93,7 +93,7 @@ struct Fiber {
 
 struct Warp {
     int arrived = 0;
-    unsigned gen = 0, mask = 0;
+    unsigned gen = 0, mask = 0, exited = 0;   // exited: lanes that have returned
     const char *what = nullptr;
     uint64_t slot[2][32];
 };
@@ -140,6 +140,7 @@ void fiber_entry(void) {
     g->body(g->ctx);
     Fiber &f = g->fibers[g->cur];
     f.state = DONE;
+    g->warps[g->cur / 32].exited |= 1u << (g->cur % 32);
     g->live--;
     // An exited thread no longer counts at block barriers (sm_70+ behaviour):
     // release the others if they were only waiting for it.
@@ -178,7 +179,7 @@ void run_block(Grid *g) {
     g->static_slots.clear();
     g->static_used = 0;
     if (g->smem) memset(g->dyn_arena, 0xff, g->smem);   // NaN floats, -1 ints, wild pointers
-    for (Warp &w : g->warps) w.arrived = 0, w.what = nullptr;
+    for (Warp &w : g->warps) w.arrived = 0, w.exited = 0, w.what = nullptr;
     for (int i = 0; i < g->nthreads; i++) {
         Fiber &f = g->fibers[i];
         if (!f.stack) f.stack = new_stack();
@@ -326,10 +327,9 @@ static Warp &warp_arrive(unsigned mask, const char *what, int *lane) {
     unsigned exist = lanes == 32 ? 0xffffffffu : (1u << lanes) - 1;
     if (mask & ~exist) fail("%s: mask 0x%08x names lanes this warp does not have (it has %d)", what, mask, lanes);
     if (!(mask >> *lane & 1)) fail("%s: the calling lane %d is not in mask 0x%08x", what, *lane, mask);
-    for (int l = 0; l < 32; l++)
-        if ((mask >> l & 1) && g->fibers[w * 32 + l].state == DONE)
-            fail("%s: lane %d of mask 0x%08x has exited (undefined behaviour)", what, l, mask);
     Warp &wp = g->warps[w];
+    if (mask & wp.exited)
+        fail("%s: lane %d of mask 0x%08x has exited (undefined behaviour)", what, __builtin_ctz(mask & wp.exited), mask);
     if (wp.arrived && (wp.mask != mask || strcmp(wp.what, what)))
         fail("warp divergence: lane %d is at %s (mask 0x%08x) while other lanes are at %s (mask 0x%08x)", *lane, what,
              mask, wp.what, wp.mask);
