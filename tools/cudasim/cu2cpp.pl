@@ -30,8 +30,8 @@ if (defined $plant) {
 
 # Launches. The kernel may be a template-id (name<HD>); the configuration may hold
 # template-ids too (FwdSmem<HD>::bytes), hence the non-greedy match up to >>>.
-$src =~ s{\b(\w+(?:<[\w\s,]*>)?)\s*<<<(.*?)>>>\s*\(\s*\)}{cudasim::launch($1, "$1", cudasim::cfg($2))}gs;
-$src =~ s{\b(\w+(?:<[\w\s,]*>)?)\s*<<<(.*?)>>>\s*\(}{cudasim::launch($1, "$1", cudasim::cfg($2), }gs;
+$src =~ s{\b(\w+(?:<[\w\s,]*>)?)\s*<<<([^;]*?)>>>\s*\(\s*\)}{cudasim::launch($1, "$1", cudasim::cfg($2))}gs;
+$src =~ s{\b(\w+(?:<[\w\s,]*>)?)\s*<<<([^;]*?)>>>\s*\(}{cudasim::launch($1, "$1", cudasim::cfg($2), }gs;
 
 # Dynamic shared memory.
 $src =~ s{\bextern\s+__shared__\s+(?:__align__\(\s*\d+\s*\)\s+)?([\w\s]*?\w)\s+(\w+)\s*\[\s*\]\s*;}
@@ -53,7 +53,7 @@ sub shared_decl {
 }
 $src =~ s{\b__shared__\s+(?:__align__\(\s*\d+\s*\)\s+)?([^;=]*);}{shared_decl($1)}ge;
 die "cu2cpp: $in: a __shared__ declaration was left (initialiser?)\n" if $src =~ /\b__shared__\b/;
-die "cu2cpp: $in: a launch was left\n" if $src =~ /<<</;
+if ($src =~ /^(.*<<<.*)$/m) { die "cu2cpp: $in: a launch was left: $1\n" }
 
 open(my $oh, '>', $out) or die "cu2cpp: $out: $!\n";
 print $oh "#line 1 \"$in\"\n$src";
