@@ -61,7 +61,8 @@ __global__ void misaligned_wmma_kernel(const __nv_bfloat16 *a) {
     wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
     wmma::load_matrix_sync(fa, a + 1, 16);
 }
-__global__ void oob_kernel(float *p, int n) { p[n + 4096 + threadIdx.x] = 1.f; }
+// 64 floats fill the 256-byte-aligned body exactly, so p[64] is the first byte of the guard page.
+__global__ void oob_kernel(float *p, int n) { p[n + threadIdx.x] = 1.f; }
 __global__ void big_smem_kernel(float *p) {
     extern __shared__ float dyn[];
     dyn[threadIdx.x] = 1.f;
