@@ -26,7 +26,7 @@ step "machine"
 grep -m1 -E "NVIDIA|unavailable" "$OUT/machine.txt" | tee -a "$OUT/summary.txt"
 
 step "configure + build ($BUILD, -j$JOBS)"
-if ! cmake -S "$ROOT" -B "$BUILD" -DDCAL_CUDA=ON -DCMAKE_BUILD_TYPE=Release > "$OUT/cmake.log" 2>&1; then
+if ! cmake -S "$ROOT" -B "$BUILD" -DDCAL_CUDA=ON -DDCAL_CUDASIM=OFF -DCMAKE_BUILD_TYPE=Release > "$OUT/cmake.log" 2>&1; then
     tail -30 "$OUT/cmake.log"; step "FAIL: configure"; exit 1
 fi
 build_rc=0

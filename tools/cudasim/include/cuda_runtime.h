@@ -1,0 +1,192 @@
+// cudasim's cuda_runtime.h: what kernels/*.cu need of CUDA, for compiling them as
+// C++ on a machine without a GPU (tools/cudasim/README.md). Kernels run on the
+// CPU: one fiber per CUDA thread, one block at a time, real block and warp
+// barriers; device memory is host memory that the simulator keeps track of.
+// Launches (k<<<grid, block, smem, stream>>>(args)) and __shared__ declarations
+// are rewritten by cu2cpp.pl into the cudasim:: calls below.
+#pragma once
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// ---- qualifiers: plain C++ on the host ----
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __align__(n) alignas(n)
+#define __restrict__ __restrict
+
+struct uint3 { unsigned x, y, z; };
+struct dim3 {
+    unsigned x, y, z;
+    constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+    constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}
+};
+// The built-in variables: set by the scheduler each time it switches to a thread.
+extern thread_local uint3 threadIdx, blockIdx;
+extern thread_local dim3 blockDim, gridDim;
+static constexpr int warpSize = 32;
+
+// ---- runtime API (the subset dcal uses, with the same signatures) ----
+enum cudaError_t {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInvalidConfiguration = 9,
+    cudaErrorInvalidDevicePointer = 17,
+    cudaErrorInvalidMemcpyDirection = 21,
+    cudaErrorLaunchFailure = 719,
+};
+typedef cudaError_t cudaError;
+enum cudaMemcpyKind {
+    cudaMemcpyHostToHost = 0,
+    cudaMemcpyHostToDevice = 1,
+    cudaMemcpyDeviceToHost = 2,
+    cudaMemcpyDeviceToDevice = 3,
+    cudaMemcpyDefault = 4,
+};
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+struct CUstream_st;
+typedef CUstream_st *cudaStream_t;
+struct cudaDeviceProp {
+    char name[256];
+    size_t totalGlobalMem, sharedMemPerBlock, sharedMemPerBlockOptin;
+    int major, minor, multiProcessorCount, maxThreadsPerBlock, warpSize;
+};
+
+cudaError_t cudaGetDeviceCount(int *n);
+cudaError_t cudaGetDevice(int *dev);
+cudaError_t cudaSetDevice(int dev);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int dev);
+cudaError_t cudaRuntimeGetVersion(int *v);
+cudaError_t cudaDriverGetVersion(int *v);
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b);
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaPeekAtLastError(void);
+const char *cudaGetErrorString(cudaError_t e);
+cudaError_t cudaDeviceSynchronize(void);
+cudaError_t cudaStreamCreate(cudaStream_t *s);
+cudaError_t cudaStreamDestroy(cudaStream_t s);
+cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaMalloc(void **p, size_t bytes);
+cudaError_t cudaFree(void *p);
+cudaError_t cudaMallocHost(void **p, size_t bytes);
+cudaError_t cudaFreeHost(void *p);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s = 0);
+cudaError_t cudaMemset(void *p, int value, size_t bytes);
+cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t s = 0);
+template <class T> cudaError_t cudaMalloc(T **p, size_t bytes) { return cudaMalloc((void **)p, bytes); }
+
+namespace cudasim {
+cudaError_t func_set_attribute(const void *kernel, cudaFuncAttribute attr, int value);
+// Reports the error with the kernel, block and thread running (if any) and exits 1.
+[[noreturn]] void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int lane_id(void);                                   // the calling thread's lane (0 on the host)
+bool device_range(const void *p, size_t bytes);      // [p, p + bytes) lies inside one cudaMalloc block
+}
+template <class F> cudaError_t cudaFuncSetAttribute(F *kernel, cudaFuncAttribute attr, int value) {
+    return cudasim::func_set_attribute((const void *)kernel, attr, value);
+}
+
+// ---- device intrinsics ----
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
+static inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+static inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+static inline float rsqrtf(float x) { return 1.f / sqrtf(x); }
+static inline float __fdividef(float a, float b) { return a / b; }
+
+namespace cudasim {
+// Barriers: the calling fiber waits until every thread that must arrive has.
+void syncthreads(void);
+void syncwarp(unsigned mask, const char *what);
+// Warp exchange: every lane of mask deposits 8 bytes and gets lane src(lane)'s.
+uint64_t warp_exchange(unsigned mask, uint64_t mine, int mode, int arg, int width, const char *what);
+unsigned warp_vote(unsigned mask, int pred, const char *what);   // the ballot of mask's lanes
+enum { XCHG_XOR, XCHG_IDX, XCHG_DOWN, XCHG_UP };
+template <class T> T shfl(unsigned mask, T v, int mode, int arg, int width, const char *what) {
+    static_assert(sizeof(T) <= 8, "cudasim: shuffles move at most 8 bytes");
+    uint64_t in = 0, out;
+    memcpy(&in, &v, sizeof(T));
+    out = warp_exchange(mask, in, mode, arg, width, what);
+    T r;
+    memcpy(&r, &out, sizeof(T));
+    return r;
+}
+// Shared memory: static __shared__ variables get a slot in the block's arena
+// (keyed by the address of a per-declaration static), the dynamic one a
+// separate buffer; both filled with 0xff bytes (NaN floats) at block start.
+struct SharedKey { char unused; };
+void *shared_static(const SharedKey *key, size_t bytes, size_t align);
+void *shared_dynamic(void);
+// Atomics: blocks run one at a time on one OS thread per grid, so a
+// read-modify-write is atomic by construction; kept as functions for clarity.
+}   // namespace cudasim
+
+static inline void __syncthreads(void) { cudasim::syncthreads(); }
+static inline void __syncwarp(unsigned mask = 0xffffffffu) { cudasim::syncwarp(mask, "__syncwarp"); }
+static inline void __threadfence(void) {}
+static inline void __threadfence_block(void) {}
+template <class T> T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+    return cudasim::shfl(mask, v, cudasim::XCHG_XOR, lane_mask, width, "__shfl_xor_sync");
+}
+template <class T> T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+    return cudasim::shfl(mask, v, cudasim::XCHG_IDX, src, width, "__shfl_sync");
+}
+template <class T> T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+    return cudasim::shfl(mask, v, cudasim::XCHG_DOWN, (int)delta, width, "__shfl_down_sync");
+}
+template <class T> T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+    return cudasim::shfl(mask, v, cudasim::XCHG_UP, (int)delta, width, "__shfl_up_sync");
+}
+static inline unsigned __ballot_sync(unsigned mask, int pred) { return cudasim::warp_vote(mask, pred, "__ballot_sync"); }
+static inline int __any_sync(unsigned mask, int pred) { return cudasim::warp_vote(mask, pred, "__any_sync") != 0; }
+static inline int __all_sync(unsigned mask, int pred) {
+    return cudasim::warp_vote(mask, pred, "__all_sync") == cudasim::warp_vote(mask, 1, "__all_sync");
+}
+template <class T> T atomicAdd(T *p, T v) { T old = *p; *p = old + v; return old; }
+template <class T> T atomicMax(T *p, T v) { T old = *p; if (v > old) *p = v; return old; }
+template <class T> T atomicMin(T *p, T v) { T old = *p; if (v < old) *p = v; return old; }
+template <class T> T atomicExch(T *p, T v) { T old = *p; *p = v; return old; }
+template <class T> T atomicCAS(T *p, T cmp, T v) { T old = *p; if (old == cmp) *p = v; return old; }
+
+// __shared__ T name dims;  →  CUDASIM_SHARED(T, name, dims);  (cu2cpp.pl)
+#define CUDASIM_SHARED(T, name, dims)                                                                 \
+    static cudasim::SharedKey name##_cudasim_key_;                                                    \
+    typedef T name##_cudasim_t_ dims;                                                                 \
+    name##_cudasim_t_ &name = *static_cast<name##_cudasim_t_ *>(                                       \
+        cudasim::shared_static(&name##_cudasim_key_, sizeof(name##_cudasim_t_), alignof(name##_cudasim_t_)))
+
+// ---- launches: k<<<g, b, smem, stream>>>(args) → cudasim::launch(k, "k", cudasim::cfg(g, b, smem, stream), args) ----
+namespace cudasim {
+struct Cfg {
+    dim3 grid, block;
+    size_t smem;
+    cudaStream_t stream;
+};
+inline Cfg cfg(dim3 g, dim3 b, size_t smem = 0, cudaStream_t s = 0) { return Cfg{g, b, smem, s}; }
+// Runs body(ctx) once per thread of every block of c.grid; launch errors are
+// recorded for cudaGetLastError, as the runtime does.
+void run_grid(const void *kernel, const char *name, const Cfg &c, void (*body)(void *), void *ctx);
+template <class... P, class... A> void launch(void (*k)(P...), const char *name, const Cfg &c, A &&...a) {
+    // Arguments are converted to the parameter types once, as the launch does,
+    // and every thread gets its own by-value copy when it calls the kernel.
+    typedef std::tuple<std::decay_t<P>...> Args;
+    Args args(std::forward<A>(a)...);
+    struct Ctx {
+        void (*k)(P...);
+        Args *args;
+    } ctx{k, &args};
+    run_grid((const void *)k, name, c, [](void *p) {
+        Ctx *x = (Ctx *)p;
+        std::apply(x->k, *x->args);
+    }, &ctx);
+}
+}   // namespace cudasim

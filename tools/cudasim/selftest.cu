@@ -1,0 +1,227 @@
+// selftest.cu: the simulator's own checks (ctest sim_selftest): each CUDA feature
+// it models gives the hardware's answer, and each misuse it claims to catch
+// (deadlock, misaligned wmma, out-of-bounds write, bad launch, wrong copy kind)
+// is reported. Written as CUDA and translated by cu2cpp.pl like kernels/*.cu.
+#include <cuda_runtime.h>
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <mma.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <string>
+
+using namespace nvcuda;
+static int g_fail;
+#define CHECK(c, ...) do { if (!(c)) { printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); g_fail = 1; } } while (0)
+
+__global__ void warp_ops_kernel(int *out) {
+    int lane = threadIdx.x % 32, w = threadIdx.x / 32;
+    int s = lane;
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    int down = __shfl_down_sync(0xffffffffu, lane * 10, 3);
+    int bcast = __shfl_sync(0xffffffffu, lane + 100, 7);
+    unsigned ballot = __ballot_sync(0xffffffffu, lane % 3 == 0);
+    int *o = out + (w * 32 + lane) * 4;
+    o[0] = s, o[1] = down, o[2] = bcast, o[3] = (int)ballot;
+}
+
+// Reverse 256 values through shared memory: needs the barrier between write and read.
+__global__ void reverse_kernel(float *out, const float *in) {
+    __shared__ float buf[256];
+    buf[threadIdx.x] = in[threadIdx.x];
+    __syncthreads();
+    out[threadIdx.x] = buf[255 - threadIdx.x];
+}
+__global__ void reverse_nosync_kernel(float *out, const float *in) {
+    __shared__ float buf[256];
+    buf[threadIdx.x] = in[threadIdx.x];
+    out[threadIdx.x] = buf[255 - threadIdx.x];
+}
+
+__global__ void wmma_kernel(float *c, const __nv_bfloat16 *a, const __nv_bfloat16 *b) {
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> fc;
+    wmma::fill_fragment(fc, 0.f);
+    wmma::load_matrix_sync(fa, a, 16);
+    wmma::load_matrix_sync(fb, b, 16);
+    wmma::mma_sync(fc, fa, fb, fc);
+    wmma::store_matrix_sync(c, fc, 16, wmma::mem_row_major);
+}
+
+// Lane 0 waits at a warp barrier for lanes that wait at the block barrier for lane 0.
+__global__ void divergent_barrier_kernel(void) {
+    if (threadIdx.x == 0) __syncwarp();
+    else __syncthreads();
+}
+__global__ void misaligned_wmma_kernel(const __nv_bfloat16 *a) {
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+    wmma::load_matrix_sync(fa, a + 1, 16);
+}
+// 64 floats fill the 256-byte-aligned body exactly, so p[64] is the first byte of the guard page.
+__global__ void oob_kernel(float *p, int n) { p[n + threadIdx.x] = 1.f; }
+__global__ void big_smem_kernel(float *p) {
+    extern __shared__ float dyn[];
+    dyn[threadIdx.x] = 1.f;
+    p[threadIdx.x] = dyn[threadIdx.x];
+}
+
+template <class T> static T *dev(const T *h, size_t n) {
+    T *d;
+    cudaMalloc(&d, n * sizeof(T));
+    if (h) cudaMemcpy(d, h, n * sizeof(T), cudaMemcpyHostToDevice);
+    return d;
+}
+
+static void test_warp_ops(void) {
+    int *d = dev<int>(nullptr, 64 * 4), h[64 * 4];
+    warp_ops_kernel<<<1, 64>>>(d);
+    cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost);
+    unsigned want_ballot = 0;
+    for (int l = 0; l < 32; l++) want_ballot |= (l % 3 == 0) << l;
+    for (int t = 0; t < 64; t++) {
+        int l = t % 32;
+        CHECK(h[t * 4] == 496, "xor reduction lane %d: %d", t, h[t * 4]);
+        CHECK(h[t * 4 + 1] == (l + 3 < 32 ? l + 3 : l) * 10, "shfl_down lane %d: %d", t, h[t * 4 + 1]);
+        CHECK(h[t * 4 + 2] == 107, "shfl lane %d: %d", t, h[t * 4 + 2]);
+        CHECK((unsigned)h[t * 4 + 3] == want_ballot, "ballot lane %d: %08x", t, h[t * 4 + 3]);
+    }
+    cudaFree(d);
+}
+
+static void test_barrier(void) {
+    float in[256], out[256];
+    for (int i = 0; i < 256; i++) in[i] = (float)i;
+    float *din = dev(in, 256), *dout = dev<float>(nullptr, 256);
+    reverse_kernel<<<1, 256>>>(dout, din);
+    cudaMemcpy(out, dout, sizeof out, cudaMemcpyDeviceToHost);
+    for (int i = 0; i < 256; i++) CHECK(out[i] == 255 - i, "reverse[%d] = %g", i, out[i]);
+    // Without the barrier, the first threads read slots not yet written: NaN (poisoned).
+    reverse_nosync_kernel<<<1, 256>>>(dout, din);
+    cudaMemcpy(out, dout, sizeof out, cudaMemcpyDeviceToHost);
+    CHECK(out[0] != out[0], "missing __syncthreads not visible: out[0] = %g", out[0]);
+    cudaFree(din), cudaFree(dout);
+}
+
+static void test_bf16(void) {
+    // 1 + 2^-8 is halfway between bf16 1 and 1 + 2^-7: ties to even (1); 1 + 3·2^-8 rounds up.
+    CHECK(__float2bfloat16(1.0f + 1.0f / 256).bits == 0x3f80, "tie to even");
+    CHECK(__float2bfloat16(1.0f + 3.0f / 256).bits == 0x3f82, "tie to even (odd)");
+    CHECK(__float2bfloat16(1.0f + 1.0f / 256 + 1.0f / 65536).bits == 0x3f81, "above half rounds up");
+    CHECK(__bfloat162float(__float2bfloat16(-2.5f)) == -2.5f, "exact value");
+    float nan = __bfloat162float(__float2bfloat16(NAN));
+    CHECK(nan != nan, "NaN stays NaN");
+}
+
+static void test_wmma(void) {
+    __nv_bfloat16 a[256], b[256];
+    float af[256], bf[256], c[256];
+    for (int i = 0; i < 256; i++) {
+        a[i] = __float2bfloat16(sinf(i * 0.37f)), b[i] = __float2bfloat16(cosf(i * 0.11f));
+        af[i] = __bfloat162float(a[i]), bf[i] = __bfloat162float(b[i]);
+    }
+    __nv_bfloat16 *da = dev(a, 256), *db = dev(b, 256);
+    float *dc = dev<float>(nullptr, 256);
+    wmma_kernel<<<1, 32>>>(dc, da, db);
+    cudaMemcpy(c, dc, sizeof c, cudaMemcpyDeviceToHost);
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < 16; j++) {
+            float s = 0.f;   // B col_major: element (k, j) at b[j*16 + k]
+            for (int k = 0; k < 16; k++) s += af[i * 16 + k] * bf[j * 16 + k];
+            CHECK(c[i * 16 + j] == s, "wmma (%d,%d): %g, want %g", i, j, c[i * 16 + j], s);
+        }
+    cudaFree(da), cudaFree(db), cudaFree(dc);
+}
+
+static void test_gemm(void) {
+    // C[3x2] = op(A) op(B) with A stored transposed (k x m = 4 x 3), B plain (k x n = 4 x 2).
+    float A[12], B[8], C[6], one = 1.f, zero = 0.f;
+    for (int i = 0; i < 12; i++) A[i] = (float)(i + 1);
+    for (int i = 0; i < 8; i++) B[i] = (float)(i % 3) - 1;
+    float *dA = dev(A, 12), *dB = dev(B, 8), *dC = dev<float>(nullptr, 6);   // dC holds NaN: beta = 0 must not read it
+    cublasHandle_t h;
+    cublasCreate(&h);
+    cublasStatus_t s = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, 3, 2, 4, &one, dA, CUDA_R_32F, 4, dB, CUDA_R_32F, 4,
+                                    &zero, dC, CUDA_R_32F, 3, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    CHECK(s == CUBLAS_STATUS_SUCCESS, "gemm status %d", (int)s);
+    cudaMemcpy(C, dC, sizeof C, cudaMemcpyDeviceToHost);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 2; j++) {
+            float w = 0;
+            for (int k = 0; k < 4; k++) w += A[i * 4 + k] * B[j * 4 + k];
+            CHECK(C[j * 3 + i] == w, "gemm C(%d,%d) = %g, want %g", i, j, C[j * 3 + i], w);
+        }
+    // An operand that runs past its allocation is refused.
+    s = cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, 3, 3, 4, &one, dA, CUDA_R_32F, 3, dB, CUDA_R_32F, 4, &zero, dC,
+                     CUDA_R_32F, 3, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    CHECK(s == CUBLAS_STATUS_INVALID_VALUE, "out-of-range gemm accepted (%d)", (int)s);
+    cublasDestroy(h);
+    cudaFree(dA), cudaFree(dB), cudaFree(dC);
+}
+
+static void test_runtime_errors(void) {
+    float *d = dev<float>(nullptr, 256), h[256];
+    CHECK(cudaMemcpy(h, d, sizeof h, cudaMemcpyHostToDevice) == cudaErrorInvalidMemcpyDirection, "wrong copy kind");
+    CHECK(cudaMemcpy(d, h, 2 * sizeof h, cudaMemcpyHostToDevice) == cudaErrorInvalidMemcpyDirection, "copy too long");
+    CHECK(cudaFree(h) == cudaErrorInvalidDevicePointer, "cudaFree of host memory");
+    big_smem_kernel<<<1, 32, 64 * 1024>>>(d);
+    CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration, "64 KB dynamic smem without opt-in was launched");
+    CHECK(cudaFuncSetAttribute(big_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024) == cudaSuccess,
+          "opt-in refused");
+    big_smem_kernel<<<1, 32, 64 * 1024>>>(d);
+    CHECK(cudaGetLastError() == cudaSuccess, "64 KB dynamic smem after opt-in refused");
+    big_smem_kernel<<<1, 2048>>>(d);
+    CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration, "2048 threads per block launched");
+    cudaFree(d);
+}
+
+// Runs f in a child; it must exit 1 with `want` in its stderr.
+static void expect_death(const char *name, void (*f)(void), const char *want) {
+    int fd[2];
+    if (pipe(fd)) abort();
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd[1], 2);
+        close(fd[0]);
+        f();
+        _exit(0);
+    }
+    close(fd[1]);
+    std::string err;
+    char buf[512];
+    ssize_t n;
+    while ((n = read(fd[0], buf, sizeof buf)) > 0) err.append(buf, (size_t)n);
+    close(fd[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 1 && err.find(want) != std::string::npos;
+    CHECK(ok, "%s: want exit 1 and '%s', got status %d and: %s", name, want, st, err.c_str());
+    if (ok) printf("ok: %s -> %s", name, err.c_str());
+}
+static void run_divergent(void) { divergent_barrier_kernel<<<1, 32>>>(); }
+static void run_misaligned(void) {
+    __nv_bfloat16 *d = dev<__nv_bfloat16>(nullptr, 512);
+    misaligned_wmma_kernel<<<1, 32>>>(d);
+}
+static void run_oob(void) {
+    float *d = dev<float>(nullptr, 64);
+    oob_kernel<<<1, 32>>>(d, 64);
+}
+
+int main(void) {
+    test_warp_ops();
+    test_barrier();
+    test_bf16();
+    test_wmma();
+    test_gemm();
+    test_runtime_errors();
+    expect_death("divergent barrier", run_divergent, "deadlock in kernel divergent_barrier_kernel");
+    expect_death("misaligned wmma", run_misaligned, "is not 32-byte aligned");
+    expect_death("write past an allocation", run_oob, "segmentation fault in kernel oob_kernel");
+    printf("%s\n", g_fail ? "sim_selftest: FAILED" : "sim_selftest: all checks passed");
+    return g_fail;
+}
