@@ -6,20 +6,21 @@
 # convert` maps both files (--keep-head), and `dcal predict --pretrained
 # --tensor --logits` on the same input tensor must give timm's forward within
 # 1e-4 (fp32), head included. Needs torch (Debian python3-torch, python3-torchvision)
-# and timm 1.0.31 from PyPI in a venv (build/pyvenv-timm, made here when missing);
+# and timm 1.0.31 from PyPI in the tests' venv (build/pyvenv, made by scripts/install-test-deps.sh,
+# or here when missing; e2e_tensorboard uses the same one);
 # exits 77 (skip) when they cannot be had.
 set -u
 dcal=$1; src=$2
 # The same numbers under a sanitizer would cost CI a minute more and a second venv: the plain build checks them.
 if ldd "$dcal" 2>/dev/null | grep -q 'libasan\|libubsan'; then echo "SKIP: sanitizer build (the plain build runs e2e_timm)"; exit 77; fi
-venv=${DCAL_TIMM_VENV:-$PWD/pyvenv-timm}
+venv=${DCAL_TIMM_VENV:-$PWD/pyvenv}
 py=$venv/bin/python
 if ! "$py" -c "import timm, torch" 2>/dev/null; then
   if ! /usr/bin/python3 -c "import torch, torchvision" 2>/dev/null; then
     echo "SKIP: /usr/bin/python3 cannot import torch and torchvision (apt-get install python3-torch python3-torchvision)"; exit 77
   fi
-  rm -rf "$venv"
-  if ! { /usr/bin/python3 -m venv --system-site-packages "$venv" && timeout 600 "$venv/bin/pip" install -q timm==1.0.31; } >/dev/null 2>&1 ||
+  [ -x "$py" ] || /usr/bin/python3 -m venv --system-site-packages "$venv" >/dev/null 2>&1
+  if ! timeout 600 "$venv/bin/pip" install -q timm==1.0.31 >/dev/null 2>&1 ||
      ! "$py" -c "import timm, torch" 2>/dev/null; then
     echo "SKIP: cannot install timm==1.0.31 into $venv (needs PyPI and python3-venv)"; exit 77
   fi
