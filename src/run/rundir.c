@@ -156,7 +156,7 @@ static int open_new(RunDir *r, const DcalConfig *c) {
     } else {
         next_free_name(c, &cc);
     }
-    int n = snprintf(r->dir, sizeof r->dir, "%s/%s", cc.train.out_dir[0] ? cc.train.out_dir : ".", cc.train.run_name);
+    int n = snprintf(r->dir, sizeof r->dir, "%s/%s", c->train.out_dir[0] ? c->train.out_dir : ".", cc.train.run_name);
     if (n >= (int)sizeof r->dir) { dcal_err("run directory path too long: %s", r->dir); return 0; }
     if (!check_not_foreign(r->dir)) return 0;
     if (mkdir_p(r->dir) != 0) { dcal_err("%s: cannot create run directory: %s", r->dir, strerror(errno)); return 0; }
