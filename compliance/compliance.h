@@ -15,6 +15,7 @@ typedef struct {
     char actual[96];
     RuleStatus status;         // DEVIATION = failed but declared (config deviations or --allow-deviation)
     const char *reason;        // declared reason, for DEVIATION
+    char hint[192];            // for a FAIL: how to meet the rule instead ("" when the id says it)
 } RuleResult;
 
 #define COMPLIANCE_MAX_RULES 64

@@ -48,8 +48,9 @@ int compliance_gate(const RuleResult *r, int n) {
     int fails = 0;
     for (int i = 0; i < n; i++)
         if (r[i].status == RULE_FAIL) {
-            dcal_err("compliance rule '%s' fails: expected %s, got %s [%s] (declare it in 'deviations:' or pass "
-                     "--allow-deviation %s)", r[i].id, r[i].expected, r[i].actual, r[i].source, r[i].id);
+            dcal_err("compliance rule '%s' fails: expected %s, got %s [%s] (%s%sdeclare it in 'deviations:' or pass "
+                     "--allow-deviation %s)", r[i].id, r[i].expected, r[i].actual, r[i].source, r[i].hint,
+                     r[i].hint[0] ? "; or " : "", r[i].id);
             fails++;
         }
     return fails == 0;

@@ -51,7 +51,8 @@ int dataset_open_lenient(Dataset *d, const DataConfig *cfg) { return open_as(d, 
 void dataset_free(Dataset *d) {
     for (int i = 0; i < d->n_train; i++) free(d->train[i].path);
     for (int i = 0; i < d->n_test; i++) free(d->test[i].path);
+    for (int i = 0; i < d->n_val; i++) free(d->val[i].path);
     for (int i = 0; d->class_names && i < d->num_classes; i++) free(d->class_names[i]);
-    free(d->train); free(d->test); free(d->class_names);
+    free(d->train); free(d->test); free(d->val); free(d->class_names);
     memset(d, 0, sizeof *d);
 }

@@ -19,6 +19,9 @@ typedef struct {
     DatasetItem *train, *test;
     int n_train, n_test;
     char fingerprint[65];      // hex sha256 of the index files and the sorted (path, size) list
+    DatasetItem *val;          // held out of train by dataset_hold_out_val (else NULL, 0)
+    int n_val;
+    char val_sha256[65];       // sha256 of the val items' "relpath\tlabel\n" in order ("" when none)
 } Dataset;
 
 // Open by cfg->dataset / cfg->root. 0 after a one-line error naming the missing
@@ -31,6 +34,14 @@ int dataset_open(Dataset *d, const DataConfig *cfg);
 // (`dcal dataset check`, `dcal audit`). cfg->skip_bad is ignored.
 int dataset_open_lenient(Dataset *d, const DataConfig *cfg);
 void dataset_free(Dataset *d);
+// data.val_fraction f > 0: move round(f * n_c) training images of each class c
+// (at least one stays) to d->val, picked by a permutation keyed by (seed, c);
+// the rest of d->train keeps its order. f = 0 changes nothing. 0 after an error
+// line when the split would leave no validation image.
+int dataset_hold_out_val(Dataset *d, double fraction, uint64_t seed);
+// d with its val images as the test split (shares d's memory; never freed):
+// for evaluating on the held-out images with the test-time pipeline.
+Dataset dataset_val_view(const Dataset *d);
 
 // Decode + augment one image into out [3, crop, crop], normalised.
 // train: resize → random crop → flip, keyed by (seed, epoch, sample); test: resize → centre crop.

@@ -114,21 +114,21 @@ static unsigned char *decode_resized(const char *path, const DataConfig *cfg, in
     return rs;
 }
 
-// Crop offsets and flip: the centre for test; for train a random crop and flip
-// keyed by (seed, epoch, sample), so they do not depend on the worker thread.
+// Crop offsets and flip: data.train_crop / data.test_crop (random or the
+// centre), a random crop and the flip keyed by (seed, epoch, sample), so they
+// do not depend on the worker thread; test images are never flipped.
 static void augment(const DataConfig *cfg, bool train, uint64_t seed, int epoch, int sample, int *ox, int *oy,
                     int *flip) {
     int R = cfg->resize, C = cfg->crop;
     *ox = *oy = (R - C) / 2;
     *flip = 0;
-    if (!train) return;
-    if (strcmp(cfg->train_crop, "center") != 0) {
+    if (strcmp(train ? cfg->train_crop : cfg->test_crop, "center") != 0) {
         Rng r;
         rng_init(&r, seed, (uint32_t)epoch, (uint64_t)sample, RNG_CROP);
         *ox = (int)rng_below(&r, (uint32_t)(R - C + 1));
         *oy = (int)rng_below(&r, (uint32_t)(R - C + 1));
     }
-    if (cfg->hflip) {
+    if (train && cfg->hflip) {
         Rng r;
         rng_init(&r, seed, (uint32_t)epoch, (uint64_t)sample, RNG_FLIP);
         *flip = rng_uniform(&r) < 0.5;

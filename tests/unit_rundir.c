@@ -279,8 +279,13 @@ START_TEST(audit_run) {
     ck_assert_int_eq(run_dcal("audit", NULL, 0), 2);
     ck_assert_int_eq(run_dcal("audit --help", buf, sizeof buf), 0);
     ck_assert_ptr_nonnull(strstr(buf, "usage: dcal audit RUN_DIR"));
-    // Not a run directory at all.
+    // No such directory: one line. A directory that is not a run: its missing files.
     snprintf(args, sizeof args, "audit %s/none", out);
+    ck_assert_int_eq(run_dcal(args, buf, sizeof buf), 1);
+    ck_assert_msg(strstr(buf, "dcal: audit: ") && strstr(buf, "/none: no such run directory\n"), "%s", buf);
+    snprintf(path, sizeof path, "%s/empty", out);
+    ck_assert_int_eq(mkdir_p(path), 0);
+    snprintf(args, sizeof args, "audit %s/empty", out);
     ck_assert_int_eq(run_dcal(args, buf, sizeof buf), 1);
     ck_assert_ptr_nonnull(strstr(buf, "manifest.json: missing"));
 }

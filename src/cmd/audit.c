@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "cmd/cli.h"
 #include "cmd/cmd.h"
 #include "core/common.h"
@@ -11,7 +12,7 @@
 #include "train/train.h"
 
 static const char help[] =
-    "usage: dcal audit RUN_DIR\n"
+    "usage: dcal audit RUN_DIR   (or a run name: runs/NAME)\n"
     "       dcal audit --replay K [--data-root DIR] RUN_DIR\n\n"
     "Re-check a run directory: manifest.json parses; config.yaml loads and matches the manifest's\n"
     "sha256; the compliance report regenerates identically with no undeclared FAIL; every\n"
@@ -80,11 +81,30 @@ static int replay(const AuditArgs *a) {
     return train_replay(&r.cfg, r.run_dir, a->replay);
 }
 
+// RUN as given when it is a directory; a plain name also finds runs/NAME (as
+// 'dcal train --resume' does). 0 after one line when neither exists.
+static int find_run_dir(AuditArgs *a, char *buf, size_t cap) {
+    struct stat sb;
+    if (stat(a->dir, &sb) == 0 && S_ISDIR(sb.st_mode)) return 1;
+    DcalConfig d;
+    config_defaults(&d);   // train.out_dir's default: where runs go
+    snprintf(buf, cap, "%s/%s", d.train.out_dir, a->dir);
+    if (!strchr(a->dir, '/') && stat(buf, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        a->dir = buf;
+        return 1;
+    }
+    if (strchr(a->dir, '/')) dcal_err("audit: %s: no such run directory", a->dir);
+    else dcal_err("audit: %s: no such run (neither ./%s nor %s is a directory)", a->dir, a->dir, buf);
+    return 0;
+}
+
 int cmd_audit(int argc, char **argv) {
     AuditArgs a = {0};
     int rc = parse_args(argc, argv, &a);
     if (rc == CLI_HELP) return DCAL_EXIT_OK;
     if (rc != DCAL_EXIT_OK) return rc;
+    char dir[DCAL_PATH_MAX + 16];
+    if (!find_run_dir(&a, dir, sizeof dir)) return DCAL_EXIT_FAIL;
     int fails = run_audit(a.dir, checkpoint_verify);
     if (!a.replay) return fails ? DCAL_EXIT_FAIL : DCAL_EXIT_OK;
     rc = replay(&a);

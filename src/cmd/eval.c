@@ -1,10 +1,11 @@
 // eval.c: `dcal eval --checkpoint F` — SA, GLCA and combined top-1 on the
-// test split. The model's shape comes from the run's config.yaml beside the
-// checkpoint; --dataset/--config/--data-root choose the data. Both configs go
+// test split. The model's shape and, by default, the data come from the run's
+// config.yaml beside the checkpoint; --dataset/--config/--data-root choose other data. Both configs go
 // through config_resolve (no gate: evaluating a deviating run is allowed).
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "train/checkpoint.h"
 #include "cmd/cli.h"
@@ -13,7 +14,7 @@
 
 // The run's config: the one the checkpoint was trained with.
 static int resolve_run_config(const char *ckpt, const char *run_config, ResolvedConfig *out) {
-    char path[DCAL_PATH_MAX + 32], tmp[DCAL_PATH_MAX];
+    char path[DCAL_PATH_MAX + 64], tmp[DCAL_PATH_MAX + 32];
     snprintf(tmp, sizeof tmp, "%s", ckpt);
     if (run_config) snprintf(path, sizeof path, "%s", run_config);
     else snprintf(path, sizeof path, "%s/config.yaml", dirname(tmp));
@@ -40,7 +41,7 @@ static int evaluate_checkpoint(const char *ckpt, const DcalConfig *run, const Ba
     EvalResult er;
     if (checkpoint_load(ckpt, &m, NULL, NULL, NULL) && model_alloc_activations(&m, B, false, false) &&
         evaluate(&m, &ds, run, &er)) {
-        printf("%s on %s test split (%d images):\n", ckpt, ds.name, er.n);
+        printf("%s on %s test split (%s, %d images):\n", ckpt, ds.name, ds.root, er.n);
         printf("  top-1 SA       %.2f%%\n  top-1 GLCA     %.2f%%\n  top-1 SA+GLCA  %.2f%%\n  mean per-class %.2f%%\n",
                100 * er.acc_sa, 100 * er.acc_glca, 100 * er.acc_combined, 100 * er.mean_class_acc);
         rc = DCAL_EXIT_OK;
@@ -50,10 +51,43 @@ static int evaluate_checkpoint(const char *ckpt, const DcalConfig *run, const Ba
     return rc;
 }
 
+// The checkpoint file: FILE as given, or a run directory's checkpoint.safetensors.
+// 0 after "FILE: no such file" (before any config or dataset is opened).
+static int find_checkpoint(const char *arg, char *path, size_t cap) {
+    struct stat sb;
+    snprintf(path, cap, "%s", arg);
+    if (stat(arg, &sb) == 0 && S_ISDIR(sb.st_mode)) snprintf(path, cap, "%s/checkpoint.safetensors", arg);
+    if (access(path, F_OK) == 0) return 1;
+    dcal_err("%s: no such file (give a run's checkpoint, e.g. --checkpoint runs/NAME/checkpoint.safetensors)", path);
+    return 0;
+}
+
+// Did the command line choose the data? --dataset, --config, --data-root or a --set data.* key.
+static bool data_asked(const CliArgs *cli, int argc, char **argv, bool *root_only) {
+    bool file = cli->dataset != NULL, root = false;
+    for (int i = 1; i < argc; i++) file |= !strncmp(argv[i], "--config", 8);
+    for (int i = 0; i < cli->n_sets; i++) {
+        bool is_root = !strncmp(cli->sets[i], "data.root=", 10);
+        root |= is_root;
+        file |= !is_root && !strncmp(cli->sets[i], "data.", 5);
+    }
+    *root_only = root && !file;
+    return file || root;
+}
+
+// Model and preprocessing as trained; the data as asked, else the run's own dataset.
+static void choose_data(DcalConfig *run, const DcalConfig *asked, bool asked_data, bool root_only) {
+    if (asked_data && !root_only) snprintf(run->data.dataset, sizeof run->data.dataset, "%s", asked->data.dataset);
+    if (asked_data) snprintf(run->data.root, sizeof run->data.root, "%s", asked->data.root);
+    run->data.workers = asked->data.workers;
+    run->data.skip_bad = asked->data.skip_bad;
+}
+
 int cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *run_config = NULL, *batch = NULL;
+    const char *ckpt_arg = NULL, *run_config = NULL, *batch = NULL;
     const CliOpt extra[] = {
-        {"--checkpoint", "FILE", "checkpoint to evaluate (a run's checkpoint.safetensors)", &ckpt, NULL, NULL},
+        {"--checkpoint", "FILE", "checkpoint to evaluate (a run's checkpoint.safetensors or best.safetensors, or the "
+                                 "run directory)", &ckpt_arg, NULL, NULL},
         {"--run-config", "FILE", "the config the checkpoint was trained with (default: config.yaml beside it)",
          &run_config, NULL, NULL},
         {"--batch", "B", "images per forward pass (default: the run's micro-batch)", &batch, NULL, NULL},
@@ -62,27 +96,27 @@ int cmd_eval(int argc, char **argv) {
     CliArgs cli;
     int rc = cli_parse(argc, argv,
                        "Evaluate a checkpoint on the test split: top-1 of SA, GLCA and SA+GLCA (softmax sum, MODEL.md §3)\n"
-                       "and the mean per-class accuracy. PWCA is off at inference.",
+                       "and the mean per-class accuracy. PWCA is off at inference. The data is the run's own\n"
+                       "(its config.yaml) unless --dataset, --config, --data-root or --set data.* name another.",
                        extra, &cli);
     if (rc == CLI_HELP) return DCAL_EXIT_OK;
     if (rc != CLI_OK) return rc;
+    if (!ckpt_arg) {
+        dcal_err("eval: --checkpoint FILE is required");
+        return DCAL_EXIT_USAGE;
+    }
+    char ckpt[DCAL_PATH_MAX + 32];
+    if (!find_checkpoint(ckpt_arg, ckpt, sizeof ckpt)) return DCAL_EXIT_FAIL;
     ConfigRequest rq = cli_request(&cli);
     rq.device_facts = cli_device_facts;   // train.precision=auto → the backend's best
     static ResolvedConfig asked, trained;
     if (!config_resolve(&rq, &asked)) return DCAL_EXIT_FAIL;
-    if (!ckpt) {
-        dcal_err("eval: --checkpoint FILE is required");
-        return DCAL_EXIT_USAGE;
-    }
     if (!resolve_run_config(ckpt, run_config, &trained)) return DCAL_EXIT_FAIL;
-    // Model and preprocessing as trained; data location as asked.
     const DcalConfig *c = &asked.cfg;
     static DcalConfig run;
     run = trained.cfg;
-    snprintf(run.data.dataset, sizeof run.data.dataset, "%s", c->data.dataset);
-    snprintf(run.data.root, sizeof run.data.root, "%s", c->data.root);
-    run.data.workers = c->data.workers;
-    run.data.skip_bad = c->data.skip_bad;
+    bool root_only, asked_data = data_asked(&cli, argc, argv, &root_only);
+    choose_data(&run, c, asked_data, root_only);
     int B = batch ? atoi(batch) : run.train.micro_batch;
     if (B < 1) { dcal_err("eval: --batch must be a positive integer"); return DCAL_EXIT_USAGE; }
     const Backend *be = backend_get(c->train.device);

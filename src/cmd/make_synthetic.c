@@ -2,6 +2,7 @@
 // fine-grained set (MODEL.md §7) in CUB layout, readable with --dataset synthetic.
 #include <stdio.h>
 #include <string.h>
+#include "cmd/cli.h"
 #include "cmd/cmd.h"
 #include "core/common.h"
 #include "datasets/dataset.h"
@@ -28,6 +29,22 @@ static int parse_ll(const char *flag, const char *s, long long lo, long long hi,
     }
     *out = v;
     return 1;
+}
+
+// The command that trains on what was just written: --dataset synthetic, plus
+// only what differs from configs/fgvc/synthetic.yaml (its root, its classes).
+static void print_train_hint(const char *out, long long classes) {
+    DcalConfig sc;
+    config_defaults(&sc);
+    const char *yaml = cli_dataset_config("synthetic");
+    bool known = yaml && config_load(&sc, yaml);
+    char root[DCAL_PATH_MAX + 16] = "", cls[64] = "";
+    size_t ol = strlen(out);
+    while (ol > 1 && out[ol - 1] == '/') ol--;
+    if (!known || strlen(sc.data.root) != ol || strncmp(sc.data.root, out, ol))
+        snprintf(root, sizeof root, " --data-root %.*s", (int)ol, out);
+    if (!known || sc.model.num_classes != classes) snprintf(cls, sizeof cls, " --set model.num_classes=%lld", classes);
+    printf("train on it with: dcal train --dataset synthetic%s%s\n", root, cls);
 }
 
 int cmd_make_synthetic(int argc, char **argv) {
@@ -72,6 +89,6 @@ int cmd_make_synthetic(int argc, char **argv) {
     if (!synthetic_write(out, (int)classes, (int)per, (int)test, (int)img, (uint64_t)seed)) return DCAL_EXIT_FAIL;
     printf("wrote %s: %lld classes, %lld train + %lld test images of %lldx%lld (seed %lld) in %.1f s\n", out, classes,
            classes * per, classes * test, img, img, seed, now_seconds() - t0);
-    printf("use it with: --set data.dataset=synthetic --set data.root=%s\n", out);
+    print_train_hint(out, classes);
     return DCAL_EXIT_OK;
 }

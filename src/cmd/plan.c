@@ -2,6 +2,8 @@
 // and with --max-memory the micro-batch / accumulation that train would pick.
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include "backend/backend.h"
 #include "cmd/cli.h"
 #include "cmd/cmd.h"
 #include "dist/reduce.h"
@@ -28,6 +30,32 @@ static void print_reduce(const DcalConfig *c) {
            "gradient\n", c->train.accum_steps, c->train.devices, extra / 1048576.0, extra);
     printf("all-reduce volume per optimizer step: %zu floats = %.1f MB fp32, %.1f MB bf16\n", n, n * 4 / 1e6,
            n * 2 / 1e6);
+}
+
+// The backend and precision a run of this config would use here, resolved as
+// config_resolve resolves them for train (auto = the first available backend,
+// its best precision); a backend this machine lacks is named, not an error:
+// planning for a GPU on a laptop is what the plan is for.
+static void print_backend(const TrainConfig *t) {
+    const Backend *be = NULL;
+    char why[256] = "not built into this dcal";
+    for (int i = 0; i < backend_count() && !be; i++) {
+        const Backend *b = backend_at(i);
+        if ((!strcmp(t->device, "auto") || !strcmp(t->device, b->name)) && b->available(why, sizeof why)) be = b;
+    }
+    bool auto_dev = !strcmp(t->device, "auto"), auto_prec = !strcmp(t->precision, "auto");
+    if (!be) {
+        printf("backend: %s (not available here: %s), precision %s\n", t->device, why, t->precision);
+        return;
+    }
+    char prec[16];
+    snprintf(prec, sizeof prec, "%.*s", (int)strcspn(be->precisions, " "), be->precisions);
+    size_t pl = strlen(t->precision);
+    const char *hit = strstr(be->precisions, t->precision);
+    bool supported = auto_prec || (hit && (hit == be->precisions || hit[-1] == ' ') && (!hit[pl] || hit[pl] == ' '));
+    printf("backend: %s%s, precision %s%s\n", be->name, auto_dev ? " (train.device=auto)" : "",
+           auto_prec ? prec : t->precision, auto_prec ? " (train.precision=auto: the backend's best)"
+                                          : supported ? "" : " (not supported by this backend: train refuses it)");
 }
 
 int cmd_plan(int argc, char **argv) {
@@ -65,6 +93,7 @@ int cmd_plan(int argc, char **argv) {
         return DCAL_EXIT_USAGE;
     }
     printf("config: %s\n", c->source);
+    print_backend(&c->train);
     plan_print(stdout, &c->model, B);
     print_reduce(c);
     if (maxmem) {

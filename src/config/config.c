@@ -14,7 +14,7 @@ void config_defaults(DcalConfig *c) {
     m->img_size = 448; m->patch = 16; m->dim = 768; m->heads = 12; m->depth = 12; m->mlp_dim = 3072;
     m->glca_blocks = 1; m->pwca_blocks = 12; m->top_r = 0.10; m->drop_path = 0.1; m->num_classes = 200;
     m->glca_shares_sa_weights = false; m->pwca_shares_sa_weights = true; m->ln_eps = 1e-6;
-    c->loss.label_smoothing = 0; c->loss.uncertainty_weighting = true;
+    c->loss.uncertainty_weighting = true;
     DataConfig *d = &c->data;
     strcpy(d->dataset, "cub");
     strcpy(d->root, "data/CUB_200_2011");
@@ -34,7 +34,7 @@ void config_defaults(DcalConfig *c) {
     t->micro_batch = 16; t->accum_steps = 1; t->devices = 0; t->seed = 42;
     strcpy(t->device, "auto"); t->checkpoint_blocks = false; strcpy(t->precision, "auto");
     strcpy(t->out_dir, "runs");
-    t->eval_every = 1; t->save_every = 1; t->max_steps = 0; t->threads = 0;
+    t->eval_every = 1; t->save_every = 1; t->keep_last = 1; t->max_steps = 0; t->threads = 0;
 }
 
 int config_topk(const ModelConfig *m) {

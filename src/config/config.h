@@ -28,7 +28,6 @@ typedef struct {
 } ModelConfig;
 
 typedef struct {
-    double label_smoothing;        // paper: 0
     bool uncertainty_weighting;    // paper: true
 } LossConfig;
 
@@ -38,12 +37,15 @@ typedef struct {
     int resize;                    // 550
     int crop;                      // 448 (train random crop, test centre crop)
     char train_crop[16];           // random
-    char test_crop[16];            // center
+    char test_crop[16];            // center (random: keyed like training's, no flip)
     bool hflip;
     float mean[3], std[3];
     int banner_px;                 // aircraft: 20
     int workers;
     bool skip_bad;
+    // Held out of the training split, per class, seeded by train.seed, for
+    // choosing best.safetensors (never the test split). 0 = none (the paper).
+    double val_fraction;
     // synthetic generator
     int synth_classes;
     int synth_per_class;
@@ -77,6 +79,7 @@ typedef struct {
     char run_name[128];
     int eval_every;                // epochs
     int save_every;                // epochs
+    int keep_last;                 // checkpoints kept: checkpoint.safetensors, plus checkpoint-step<S> files when > 1
     int max_steps;                 // 0 = run the schedule; >0 stops early (tests)
     int threads;                   // 0 = OpenMP default
 } TrainConfig;

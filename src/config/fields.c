@@ -27,7 +27,9 @@ const Field config_fields[] = {
     B("model.glca_shares_sa_weights", model.glca_shares_sa_weights),
     B("model.pwca_shares_sa_weights", model.pwca_shares_sa_weights),
     D("model.ln_eps", model.ln_eps, 1e-12, 1e-2),
-    D("loss.label_smoothing", loss.label_smoothing, 0, 0.99),
+    // Never implemented: the paper's loss is plain cross-entropy (MODEL.md §3).
+    {"loss.label_smoothing", F_RETIRED, 0, 0, 0, 0,
+     "label smoothing is not implemented: DCAL trains each branch with plain cross-entropy (docs/MODEL.md §3)"},
     B("loss.uncertainty_weighting", loss.uncertainty_weighting),
     S("data.dataset", data.dataset, DATASET_NAMES),
     S("data.root", data.root, NULL),
@@ -41,6 +43,7 @@ const Field config_fields[] = {
     I("data.banner_px", data.banner_px, 0, 1000),
     I("data.workers", data.workers, 0, 64),
     B("data.skip_bad", data.skip_bad),
+    D("data.val_fraction", data.val_fraction, 0, 0.5),
     I("data.synth_classes", data.synth_classes, 2, 1000),
     I("data.synth_per_class", data.synth_per_class, 1, 100000),
     I("data.synth_test_per_class", data.synth_test_per_class, 1, 100000),
@@ -69,6 +72,7 @@ const Field config_fields[] = {
     S("train.run_name", train.run_name, NULL),
     I("train.eval_every", train.eval_every, 0, 100000),
     I("train.save_every", train.save_every, 0, 100000),
+    I("train.keep_last", train.keep_last, 1, 1000),
     I("train.max_steps", train.max_steps, 0, 1 << 30),
     I("train.threads", train.threads, 0, 1024),
 };

@@ -5,7 +5,10 @@
 #include <stddef.h>
 #include "config/config.h"
 
-typedef enum { F_INT, F_U64, F_DBL, F_BOOL, F_STR, F_F3 } FieldType;
+// F_RETIRED: a key dcal no longer has. Files written before it went (a run's
+// config.yaml) still load when it holds the only value that ever ran (0); any
+// other value is refused with the reason (choices), and it is never written.
+typedef enum { F_INT, F_U64, F_DBL, F_BOOL, F_STR, F_F3, F_RETIRED } FieldType;
 
 typedef struct {
     const char *key;           // "section.name"

@@ -5,7 +5,9 @@
 // table is made, so the gate judges exactly what will run.
 #include "config/resolve.h"
 #include <string.h>
+#include <stdlib.h>
 #include <unistd.h>
+#include "core/json.h"
 
 // Keys that may change on --resume without changing what is computed.
 static const char *const resume_keys[] = {"train.max_steps=", "data.root=", "data.workers=", "train.threads=",
@@ -43,12 +45,42 @@ static int find_run(const char *run, const DcalConfig *defaults, char *dir, size
     return 0;
 }
 
+// --resume: the deviations the run was started with --allow-deviation stay
+// allowed (manifest.json "allow_deviation"), so the gate passes the same config
+// it passed at the start without the user repeating them.
+static int resume_allowed(const char *dir, ResolvedConfig *out) {
+    char path[2 * DCAL_PATH_MAX + 32];
+    size_t len;
+    snprintf(path, sizeof path, "%s/manifest.json", dir);
+    char *text = read_file(path, &len);
+    Json man;
+    if (!text || !json_parse(text, len, 0, &man, NULL)) {
+        free(text);
+        return 1;   // no manifest yet (stopped before it): nothing was allowed; the run's own checks say more
+    }
+    const Json *al = json_get(&man, "allow_deviation");
+    int ok = 1;
+    for (int i = 0; ok && json_at(al, i); i++) {
+        const Json *v = json_at(al, i);
+        bool have = v->type != JSON_STRING;
+        for (int j = 0; !have && j < out->n_allowed; j++) have = !strcmp(out->allowed[j], v->s);
+        if (have) continue;
+        ok = out->n_allowed < CONFIG_MAX_ALLOWED && strlen(v->s) < sizeof out->allowed[0] &&
+             compliance_check_allowed("--resume", v->s);
+        if (ok) strcpy(out->allowed[out->n_allowed++], v->s);
+        else if (out->n_allowed >= CONFIG_MAX_ALLOWED) dcal_err("%s: more than %d allowed deviations", path, CONFIG_MAX_ALLOWED);
+    }
+    json_free(&man);
+    free(text);
+    return ok;
+}
+
 // --resume: the run's config.yaml as it was, plus only resume-safe --set keys.
 static int load_resume(const ConfigRequest *rq, ResolvedConfig *out) {
     DcalConfig *c = &out->cfg;
     char path[2 * DCAL_PATH_MAX + 32];
     if (!find_run(rq->resume_dir, c, out->run_dir, sizeof out->run_dir, path, sizeof path)) return 0;
-    if (!config_load(c, path)) return 0;
+    if (!config_load(c, path) || !resume_allowed(out->run_dir, out)) return 0;
     for (int i = 0; i < rq->n_sets; i++) {
         int ok = 0;
         for (const char *const *k = resume_keys; *k; k++) ok |= !strncmp(rq->sets[i], *k, strlen(*k));
@@ -85,7 +117,8 @@ static int pick_micro_batch(const ConfigRequest *rq, size_t budget, const char *
     int mb = config_pick_micro_batch(&c->model, per_dev, t->checkpoint_blocks, budget, rq->train_bytes);
     double budget_mib = budget / 1048576.0;
     if (!mb) {
-        dcal_err("%s (%.1f MiB): even micro-batch 2 needs %.1f MiB (try --set train.checkpoint_blocks=true)", from,
+        dcal_err("%s (%.1f MiB): even micro-batch 2 needs %.1f MiB (try --set train.checkpoint_blocks=true, or a "
+                 "larger --max-memory if the device has it; train.accum_steps keeps the batch at any micro-batch)", from,
                  budget_mib, rq->train_bytes(&c->model, 2, t->checkpoint_blocks) / 1048576.0);
         return 0;
     }

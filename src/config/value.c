@@ -179,6 +179,15 @@ static int set_str(DcalConfig *c, const Field *f, char *base, const char *where,
     return 1;
 }
 
+// A retired key: its one harmless value (0) loads and changes nothing.
+static int set_retired(const Field *f, const char *where, const char *s) {
+    char *end;
+    double x = strtod(s, &end);
+    if (end != s && !*end && x == 0) return 1;
+    dcal_err("%s: %s: %s (remove the key)", where, f->key, f->choices);
+    return 0;
+}
+
 int config_field_set(DcalConfig *c, const Field *f, const char *where, const char *const *items, int n_items) {
     char *base = (char *)c + f->off;
     if (f->type == F_F3) return set_f3(f, base, where, items, n_items);
@@ -198,6 +207,7 @@ int config_field_set(DcalConfig *c, const Field *f, const char *where, const cha
     }
     case F_BOOL: return set_bool(f, base, where, s);
     case F_STR: return set_str(c, f, base, where, s);
+    case F_RETIRED: return set_retired(f, where, s);
     case F_F3: break;
     }
     return 0;

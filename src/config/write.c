@@ -20,6 +20,7 @@ static void write_value(FILE *f, const Field *fd, const char *base) {
     case F_DBL: fprintf(f, "%.17g", *(const double *)base); break;
     case F_BOOL: fputs(*(const bool *)base ? "true" : "false", f); break;
     case F_STR: write_str(f, base); break;
+    case F_RETIRED: break;   // never written
     case F_F3: {
         const float *v = (const float *)base;
         fprintf(f, "[%.9g, %.9g, %.9g]", v[0], v[1], v[2]);
@@ -46,6 +47,7 @@ int config_write_yaml(const DcalConfig *c, FILE *f) {
     char section[16] = "";
     for (int i = 0; i < config_n_fields; i++) {
         const Field *fd = &config_fields[i];
+        if (fd->type == F_RETIRED) continue;
         const char *dot = strchr(fd->key, '.');
         size_t sl = (size_t)(dot - fd->key);
         if (strncmp(section, fd->key, sl) || section[sl]) {   // first key of a new section

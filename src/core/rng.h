@@ -14,6 +14,7 @@ enum RngPurpose {
     RNG_DROPPATH = 6,  // stochastic depth masks (index = global micro-step)
     RNG_SYNTH = 7,     // synthetic dataset generator (index = image id)
     RNG_TEST = 8,
+    RNG_VAL_SPLIT = 9, // held-out validation images (index = class id)
 };
 
 typedef struct {

@@ -227,8 +227,9 @@ static void check_metrics(Audit *a, const char *dir) {
     free(text);
 }
 
-// The last "checkpoint" row of metrics.jsonl at `step`: its two hashes into p, m; 0 when none.
-static int ledger_row(const char *metrics, long long step, char p[65], char m[65], int *rows) {
+// The last row of kind `kind` of metrics.jsonl at `step`: its params hash into p
+// and (when m) its adam hash into m; 0 when none. *rows counts that kind's rows.
+static int ledger_row(const char *metrics, const char *want_kind, long long step, char p[65], char *m, int *rows) {
     size_t len;
     char *text = read_file(metrics, &len);
     int found = 0;
@@ -238,10 +239,10 @@ static int ledger_row(const char *metrics, long long step, char p[65], char m[65
         if (parse_object(s, &v)) {
             const char *kind = json_str(&v, "kind"), *hp = json_str(&v, "params_sha256"), *hm = json_str(&v, "adam_sha256");
             const Json *st = json_get(&v, "step");
-            if (kind && !strcmp(kind, "checkpoint") && ++*rows && st && st->type == JSON_NUMBER && st->num == step &&
-                hp && hm && strlen(hp) == 64 && strlen(hm) == 64) {
+            if (kind && !strcmp(kind, want_kind) && ++*rows && st && st->type == JSON_NUMBER && st->num == step &&
+                hp && strlen(hp) == 64 && (!m || (hm && strlen(hm) == 64))) {
                 memcpy(p, hp, 65);
-                memcpy(m, hm, 65);
+                if (m) memcpy(m, hm, 65);
                 found = 1;
             }
             json_free(&v);
@@ -252,26 +253,59 @@ static int ledger_row(const char *metrics, long long step, char p[65], char m[65
     return found;
 }
 
-// The checkpoint against the run's ledger: the trainer records each checkpoint's
-// hashes in metrics.jsonl as it writes it, so a checkpoint swapped for another
-// (one that verifies by itself) no longer matches what the run wrote.
-static void check_ledger(Audit *a, const char *dir) {
-    char ck[DCAL_PATH_MAX + 32], metrics[DCAL_PATH_MAX + 32], p[65], m[65];
-    snprintf(ck, sizeof ck, "%s/checkpoint.safetensors", dir);
+// One file against the run's ledger: the trainer records each checkpoint's
+// hashes in metrics.jsonl as it writes it ("checkpoint" rows; "best" rows for
+// best.safetensors, params only), so a file swapped for another (one that
+// verifies by itself) no longer matches what the run wrote.
+static void check_ledger_file(Audit *a, const char *dir, const char *name, const char *kind) {
+    char ck[DCAL_PATH_MAX + 300], metrics[DCAL_PATH_MAX + 32], p[65], m[65];
+    snprintf(ck, sizeof ck, "%s/%s", dir, name);
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", dir);
     SafeTensors st;
     if (access(ck, F_OK) != 0 || !st_load(&st, ck)) return;   // check_checkpoints has said why
+    bool adam = !strcmp(kind, "checkpoint");
     const char *step = st_meta(&st, "step"), *hp = st_meta(&st, "params_sha256"), *hm = st_meta(&st, "adam_sha256");
     int rows = 0;
-    if (!step || !hp || !hm) report(a, "FAIL", "%s: metadata lacks step or hashes", ck);
-    else if (!ledger_row(metrics, atoll(step), p, m, &rows))
-        report(a, rows ? "FAIL" : "WARN", "%s: step %s has no \"checkpoint\" row in %s%s", ck, step, metrics,
-               rows ? "" : " (a run from an older dcal)");
-    else if (strcmp(p, hp) || strcmp(m, hm))
+    if (!step || !hp || (adam && !hm)) report(a, "FAIL", "%s: metadata lacks step or hashes", ck);
+    else if (!ledger_row(metrics, kind, atoll(step), p, adam ? m : NULL, &rows))
+        report(a, rows || !adam ? "FAIL" : "WARN", "%s: step %s has no \"%s\" row in %s%s", ck, step, kind, metrics,
+               rows || !adam ? "" : " (a run from an older dcal)");
+    else if (strcmp(p, hp) || (adam && strcmp(m, hm)))
         report(a, "FAIL", "%s: hashes differ from the run's record of step %s in %s (params %.12s… vs %.12s…)", ck,
                step, metrics, hp, p);
     else report(a, "OK", "%s: matches the run's record of step %s in metrics.jsonl", ck, step);
     st_free(&st);
+}
+
+// best.safetensors is chosen on the validation split: a run without one
+// (data.val_fraction 0) cannot have chosen it honestly.
+static void check_best_origin(Audit *a, const char *dir, const DcalConfig *cfg) {
+    char path[DCAL_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/best.safetensors", dir);
+    if (!cfg || access(path, F_OK) != 0) return;
+    SafeTensors st;
+    if (!st_load(&st, path)) return;
+    const char *on = st_meta(&st, "selected_on");
+    if (cfg->data.val_fraction <= 0 || !on || strcmp(on, "val"))
+        report(a, "FAIL", "%s: not chosen on a validation split (selected_on %s, data.val_fraction %g)", path,
+               on ? on : "missing", cfg->data.val_fraction);
+    else report(a, "OK", "%s: chosen on the validation split (data.val_fraction %g)", path, cfg->data.val_fraction);
+    st_free(&st);
+}
+
+// checkpoint.safetensors, the kept checkpoint-step<S> files and best.safetensors.
+static void check_ledger(Audit *a, const char *dir, const DcalConfig *cfg) {
+    check_ledger_file(a, dir, "checkpoint.safetensors", "checkpoint");
+    DIR *d = opendir(dir);
+    size_t pl = strlen("checkpoint-step"), sl = strlen(".safetensors");
+    for (struct dirent *e; d && (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        if (n > pl + sl && !strncmp(e->d_name, "checkpoint-step", pl) && !strcmp(e->d_name + n - sl, ".safetensors"))
+            check_ledger_file(a, dir, e->d_name, "checkpoint");
+    }
+    if (d) closedir(d);
+    check_ledger_file(a, dir, "best.safetensors", "best");
+    check_best_origin(a, dir, cfg);
 }
 
 int run_audit(const char *dir, AuditCheckpointFn verify_checkpoint) {
@@ -289,7 +323,7 @@ int run_audit(const char *dir, AuditCheckpointFn verify_checkpoint) {
         check_weight_file(&a, &man, "init");
     }
     check_metrics(&a, dir);
-    check_ledger(&a, dir);
+    check_ledger(&a, dir, have_cfg ? &cfg : NULL);
     a.n_fail += steplog_audit(dir);   // steps.tsv: well-formed, agrees with metrics.jsonl
     json_free(&man);
     printf("%s: %s\n", dir, a.n_fail ? "audit FAILED" : "audit passed");

@@ -124,6 +124,28 @@ static int open_existing(RunDir *r, const char *dir) {
     return lock_run(r);
 }
 
+// A config's own run name (the quickstart's "synthetic") that already holds a
+// run: the next free NAME-2, NAME-3, ..., said aloud, so the same command runs
+// twice without touching the first run. A name given with --set stays exact.
+static void next_free_name(const DcalConfig *c, DcalConfig *cc) {
+    const char *key = "train.run_name=";
+    for (int i = 0; i < c->n_overrides; i++)
+        if (!strncmp(c->overrides[i], key, strlen(key))) return;
+    char path[DCAL_PATH_MAX + 192], name[sizeof cc->train.run_name];
+    const char *out = c->train.out_dir[0] ? c->train.out_dir : ".";
+    snprintf(path, sizeof path, "%s/%s/manifest.json", out, c->train.run_name);
+    if (!exists(path)) return;
+    for (int k = 2; k < 1000; k++) {
+        snprintf(name, sizeof name, "%.100s-%d", c->train.run_name, k);
+        snprintf(path, sizeof path, "%s/%s", out, name);
+        if (exists(path)) continue;
+        printf("dcal: %s/%s holds an earlier run (continue it with 'dcal train --resume %s/%s'); this run is %s\n",
+               out, c->train.run_name, out, c->train.run_name, path);
+        snprintf(cc->train.run_name, sizeof cc->train.run_name, "%s", name);
+        return;
+    }
+}
+
 static int open_new(RunDir *r, const DcalConfig *c) {
     DcalConfig cc = *c;   // the copy written to config.yaml carries the chosen run name, so --resume finds it
     if (!cc.train.run_name[0]) {
@@ -133,6 +155,8 @@ static int open_new(RunDir *r, const DcalConfig *c) {
         gmtime_r(&now, &tm);
         strftime(ts, sizeof ts, "%Y%m%d-%H%M%S", &tm);
         snprintf(cc.train.run_name, sizeof cc.train.run_name, "%s-%s", c->data.dataset, ts);
+    } else {
+        next_free_name(c, &cc);
     }
     int n = snprintf(r->dir, sizeof r->dir, "%s/%s", c->train.out_dir[0] ? c->train.out_dir : ".", cc.train.run_name);
     if (n >= (int)sizeof r->dir) { dcal_err("run directory path too long: %s", r->dir); return 0; }
@@ -345,6 +369,17 @@ static void write_manifest(JsonW *w, const DcalConfig *c, const ManifestInfo *in
     jw_kv_string(w, "name", c->data.dataset);
     jw_kv_string(w, "root", c->data.root);
     jw_kv_string(w, "fingerprint", in->dataset_fingerprint);
+    if (in->val_n > 0) {   // which training images chose best.safetensors instead of training (data.val_fraction)
+        jw_key(w, "val_split");
+        jw_begin_object(w);
+        jw_kv_double(w, "fraction", "%.17g", c->data.val_fraction);
+        jw_kv_string(w, "per", "class");
+        jw_key(w, "seed");
+        jw_uint(w, c->train.seed);
+        jw_kv_int(w, "n", in->val_n);
+        jw_kv_string(w, "sha256", in->val_sha256);
+        jw_end_object(w);
+    }
     jw_end_object(w);
     kv_file(w, "pretrained", in->pretrained_path, in->pretrained_sha256);
     kv_file(w, "init", in->init_path, in->init_sha256);

@@ -24,6 +24,7 @@ typedef struct {
     const char *device_name;       // CPU model / GPU name ("" on cpu: read from /proc/cpuinfo)
     const char *backend_describe;  // the backend's one line: device, runtime version, numerics in force
     const char *dataset_fingerprint;
+    int val_n; const char *val_sha256;   // the held-out validation split (data.val_fraction > 0), else 0, ""
     const char *pretrained_path, *pretrained_sha256;
     const char *init_path, *init_sha256;
     int n_allowed; char (*allowed)[48];

@@ -4,8 +4,13 @@
 // Everything read back is verified: a checkpoint is a file a user (or an
 // attacker) can edit, and a resumed run trusts it.
 #include "train/checkpoint.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <unistd.h>
+#include <stdlib.h>
 #include <string.h>
 #include "core/safetensors.h"
 #include "core/sha256.h"
@@ -45,7 +50,9 @@ static void put_meta(StWriter *w, const TrainPos *pos, const char *params_hex, c
     snprintf(buf, sizeof buf, "%" PRIu64, pos->seed); stw_meta(w, "seed", buf);
 }
 
-int checkpoint_save(const char *path, const Model *m, const float *adam_m, const float *adam_v, const TrainPos *pos) {
+// The file: params (+ m, v), the position and hashes, and extra metadata pairs (kv, n_kv pairs).
+static int save_with(const char *path, const Model *m, const float *adam_m, const float *adam_v, const TrainPos *pos,
+                     const char *const *kv, int n_kv) {
     float *hp = host_copy(m, m->params), *hm = adam_m ? host_copy(m, adam_m) : NULL;
     float *hv = adam_v ? host_copy(m, adam_v) : NULL;
     char where[DCAL_PATH_MAX + 32], phex[65], ahex[65];
@@ -61,11 +68,24 @@ int checkpoint_save(const char *path, const Model *m, const float *adam_m, const
         sha256_hex(hp, m->n_params * sizeof(float), phex);
         if (hm && hv) adam_sha256(m, hm, hv, ahex);
         put_meta(w, pos, phex, hm && hv ? ahex : NULL);
+        for (int i = 0; i < n_kv; i++) stw_meta(w, kv[2 * i], kv[2 * i + 1]);
         ok = stw_write(w, path);
         stw_free(w);
     }
     free(hp); free(hm); free(hv);
     return ok;
+}
+
+int checkpoint_save(const char *path, const Model *m, const float *adam_m, const float *adam_v, const TrainPos *pos) {
+    return save_with(path, m, adam_m, adam_v, pos, NULL, 0);
+}
+
+int checkpoint_save_best(const char *path, const Model *m, const TrainPos *pos, double val_acc, int val_n) {
+    char acc[32], n[16];
+    snprintf(acc, sizeof acc, "%.6f", val_acc);
+    snprintf(n, sizeof n, "%d", val_n);
+    const char *kv[] = {"selected_on", "val", "val_acc", acc, "val_n", n};
+    return save_with(path, m, NULL, NULL, pos, kv, 3);
 }
 
 // ---- reading: metadata ------------------------------------------------------
@@ -195,10 +215,18 @@ int checkpoint_hashes(const char *path, char params_hex[65], char adam_hex[65], 
     return ok;
 }
 
+// best.safetensors holds weights only (a model to use, not a state to resume).
+static bool is_best_file(const char *path) {
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    return !strcmp(base, CKPT_BEST_FILE);
+}
+
 int checkpoint_verify(const char *path, const DcalConfig *cfg, char *summary, size_t cap) {
     Model m;
     if (!model_build(&m, &cfg->model, &backend_cpu)) return 0;
-    float *am = backend_cpu.alloc(m.n_params * sizeof(float)), *av = backend_cpu.alloc(m.n_params * sizeof(float));
+    bool best = is_best_file(path);
+    float *am = best ? NULL : backend_cpu.alloc(m.n_params * sizeof(float));
+    float *av = best ? NULL : backend_cpu.alloc(m.n_params * sizeof(float));
     TrainPos pos;
     int ok = checkpoint_load(path, &m, am, av, &pos);
     if (ok && pos.seed != cfg->train.seed) {
@@ -206,11 +234,96 @@ int checkpoint_verify(const char *path, const DcalConfig *cfg, char *summary, si
                  (uint64_t)cfg->train.seed);
         ok = 0;
     }
-    if (ok)
+    if (ok && best)
+        snprintf(summary, cap, "step %" PRId64 ": %d tensors (params; the best on the validation split) match the "
+                 "model's names, shapes and F32; params_sha256 matches; all finite", pos.step, m.n_tensors);
+    else if (ok)
         snprintf(summary, cap, "step %" PRId64 ": %d tensors (params, adam.m, adam.v) match the model's names, "
                  "shapes and F32; params_sha256 matches, adam_sha256 matches; all finite", pos.step, 3 * m.n_tensors);
-    backend_cpu.free(am);
-    backend_cpu.free(av);
+    if (am) backend_cpu.free(am);
+    if (av) backend_cpu.free(av);
     model_free(&m);
+    return ok;
+}
+
+int checkpoint_best_val(const char *path, int64_t *step, double *val_acc) {
+    SafeTensors st;
+    if (!st_load(&st, path)) return 0;
+    CkptMeta cm;
+    const char *acc = st_meta(&st, "val_acc"), *on = st_meta(&st, "selected_on");
+    char *end = NULL;
+    double v = acc ? strtod(acc, &end) : NAN;
+    int ok = read_meta(&st, 0, &cm);
+    if (ok && (!on || strcmp(on, "val") || !acc || *end || !(v >= 0 && v <= 1))) {
+        dcal_err("%s: metadata 'selected_on'/'val_acc' missing or not a validation accuracy (not written as a "
+                 "best checkpoint?)", path);
+        ok = 0;
+    }
+    if (ok) { *step = cm.pos.step; *val_acc = v; }
+    st_free(&st);
+    return ok;
+}
+
+// ---- train.keep_last ---------------------------------------------------------
+
+// "checkpoint-step<digits>.safetensors" → its step; 0 for any other name.
+static int kept_step(const char *name, long long *step) {
+    size_t pl = strlen(CKPT_STEP_PREFIX), sl = strlen(".safetensors"), n = strlen(name);
+    if (n <= pl + sl || strncmp(name, CKPT_STEP_PREFIX, pl) || strcmp(name + n - sl, ".safetensors")) return 0;
+    size_t digits = strspn(name + pl, "0123456789");
+    if (digits != n - pl - sl || digits > 15) return 0;
+    *step = atoll(name + pl);
+    return 1;
+}
+
+static int cmp_desc(const void *a, const void *b) {
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static void fsync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) { fsync(fd); close(fd); }
+}
+
+// The newest checkpoint under its step's name: a hard link (no second write of
+// a large file), or a copy where the filesystem has no links.
+static int link_latest(const char *latest, const char *kept) {
+    if (link(latest, kept) == 0) return 1;
+    if (errno == EEXIST && unlink(kept) == 0 && link(latest, kept) == 0) return 1;   // the same step saved again
+    size_t len;
+    char *bytes = read_file(latest, &len);
+    int ok = bytes && write_file_atomic(kept, bytes, len);
+    if (!bytes) dcal_err("%s: cannot read to keep it as %s", latest, kept);
+    free(bytes);
+    return ok;
+}
+
+int checkpoint_keep_last(const char *dir, int64_t step, int keep_last) {
+    if (keep_last <= 1) return 1;
+    char latest[DCAL_PATH_MAX + 64], kept[DCAL_PATH_MAX + 64];
+    snprintf(latest, sizeof latest, "%s/" CKPT_LATEST_FILE, dir);
+    snprintf(kept, sizeof kept, "%s/" CKPT_STEP_PREFIX "%08lld.safetensors", dir, (long long)step);
+    if (!link_latest(latest, kept)) return 0;
+    fsync_dir(dir);   // the new file is durable before an older one goes
+    DIR *d = opendir(dir);
+    if (!d) { dcal_err("%s: cannot list (%s)", dir, strerror(errno)); return 0; }
+    long long *steps = NULL, s;
+    int n = 0, cap = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (kept_step(e->d_name, &s)) {
+            if (n == cap) steps = realloc(steps, sizeof *steps * (size_t)(cap = cap ? 2 * cap : 16));
+            if (!steps) dcal_die("out of host memory");
+            steps[n++] = s;
+        }
+    closedir(d);
+    qsort(steps, (size_t)n, sizeof *steps, cmp_desc);
+    int ok = 1;
+    for (int i = keep_last; i < n; i++) {
+        snprintf(kept, sizeof kept, "%s/" CKPT_STEP_PREFIX "%08lld.safetensors", dir, steps[i]);
+        if (unlink(kept) != 0 && errno != ENOENT) { dcal_err("%s: cannot remove (%s)", kept, strerror(errno)); ok = 0; }
+    }
+    free(steps);
+    fsync_dir(dir);
     return ok;
 }

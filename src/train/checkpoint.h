@@ -29,6 +29,22 @@ typedef struct {
 // or Inf anywhere is refused before anything is written (the old file stays),
 // with an error line naming the tensor and element.
 int checkpoint_save(const char *path, const Model *m, const float *adam_m, const float *adam_v, const TrainPos *pos);
+// The run's files (ARCHITECTURE.md §6): the latest, which a resume reads; the
+// kept history when train.keep_last > 1 (hard links, "%08lld" = the step); the
+// weights chosen on the validation split (data.val_fraction > 0).
+#define CKPT_LATEST_FILE "checkpoint.safetensors"
+#define CKPT_STEP_PREFIX "checkpoint-step"
+#define CKPT_BEST_FILE "best.safetensors"
+// best.safetensors: the weights only (no AdamW state), metadata as above plus
+// selected_on "val", val_acc (the selection accuracy, 6 decimals) and val_n.
+int checkpoint_save_best(const char *path, const Model *m, const TrainPos *pos, double val_acc, int val_n);
+// The step and val_acc a best.safetensors records. 0 after an error line.
+int checkpoint_best_val(const char *path, int64_t *step, double *val_acc);
+// train.keep_last: link dir/checkpoint.safetensors (just written, step) as
+// dir/checkpoint-step<step>.safetensors, make the link durable (fsync of dir),
+// and only then remove the oldest step files beyond keep_last. keep_last 1 keeps
+// checkpoint.safetensors alone. 0 after an error line (the latest is untouched).
+int checkpoint_keep_last(const char *dir, int64_t step, int keep_last);
 // Load params (and m, v when not NULL, required then) exactly; fills pos when
 // not NULL. Refused, with one error line naming the file and the tensor or
 // field: a tensor that is not the model's (or its adam.m./adam.v. twin), a
@@ -45,5 +61,6 @@ int checkpoint_hashes(const char *path, char params_hex[65], char adam_hex[65], 
 // What `dcal audit` runs on a checkpoint: builds the model of cfg on the CPU and
 // loads the file with checkpoint_load (every tensor's name, shape, dtype,
 // finiteness, both hashes, the metadata), then compares the seed with cfg's.
+// best.safetensors is checked as weights only (it holds no AdamW state).
 // 1 with a one-line summary; 0 after an error line saying what failed.
 int checkpoint_verify(const char *path, const DcalConfig *cfg, char *summary, size_t cap);

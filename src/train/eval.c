@@ -2,6 +2,8 @@
 // the combined prediction is argmax(softmax(SA) + softmax(GLCA)). Reports the
 // top-1 of SA, GLCA and SA+GLCA and the mean per-class accuracy.
 #include <math.h>
+#include <string.h>
+#include <unistd.h>
 #include "core/json.h"
 #include "dist/dist.h"
 #include "train/trainer.h"
@@ -82,6 +84,41 @@ int evaluate(Model *m, const Dataset *ds, const DcalConfig *c, EvalResult *out) 
     return rows >= 0 && summed;
 }
 
+// One eval as a metrics row: kind "eval" (the test split) or "val" (held out of training).
+static void eval_row(Trainer *t, const char *kind, int epoch, const EvalResult *er) {
+    JsonW w;
+    jw_init(&w, false, 0);
+    jw_begin_object(&w);
+    jw_kv_string(&w, "kind", kind);
+    jw_kv_string(&w, "split", strcmp(kind, "val") ? "test" : "val");
+    jw_kv_int(&w, "step", t->pos.step);
+    jw_kv_int(&w, "epoch", epoch + 1);
+    jw_kv_int(&w, "n", er->n);
+    jw_kv_double(&w, "acc_sa", "%.6f", er->acc_sa);
+    jw_kv_double(&w, "acc_glca", "%.6f", er->acc_glca);
+    jw_kv_double(&w, "acc_combined", "%.6f", er->acc_combined);
+    jw_kv_double(&w, "mean_class_acc", "%.6f", er->mean_class_acc);
+    jw_end_object(&w);
+    rundir_metric_json(&t->run, &w);
+    jw_free(&w);
+}
+
+// What selects best.safetensors: the prediction the run reports (SA+GLCA, or SA without GLCA).
+static double selection_acc(const DcalConfig *c, const EvalResult *er) {
+    return c->model.glca_blocks > 0 ? er->acc_combined : er->acc_sa;
+}
+
+static int eval_val(Trainer *t, int epoch) {
+    EvalResult er;
+    if (!evaluate(&t->m, &t->val, t->c, &er)) return 0;
+    printf("val epoch %d/%d (held out of the training split, %d images): top-1 SA %.2f%% GLCA %.2f%% SA+GLCA "
+           "%.2f%%\n", epoch + 1, t->c->optim.epochs, er.n, 100 * er.acc_sa, 100 * er.acc_glca, 100 * er.acc_combined);
+    fflush(stdout);
+    eval_row(t, "val", epoch, &er);
+    t->val_acc = selection_acc(t->c, &er);
+    return 1;
+}
+
 int trainer_eval(Trainer *t, int epoch) {
     const DcalConfig *c = t->c;
     EvalResult er;
@@ -95,20 +132,56 @@ int trainer_eval(Trainer *t, int epoch) {
         printf("eval epoch %d/%d (test split, %d images): top-1 SA %.2f%% (SA-only model: no GLCA) | mean "
                "per-class %.2f%%\n", epoch + 1, c->optim.epochs, er.n, 100 * er.acc_sa, 100 * er.mean_class_acc);
     fflush(stdout);
+    eval_row(t, "eval", epoch, &er);
+    return t->val.n_test > 0 ? eval_val(t, epoch) : 1;
+}
+
+int trainer_save_best(Trainer *t, int epoch) {
+    double acc = t->val_acc;
+    t->val_acc = -1;
+    if (acc < 0 || acc <= t->best_val) return 1;   // ties keep the earlier, equally good weights
+    if (!trainer_writes_run(t)) {   // data parallelism: rank 0 writes; the others track the same best
+        t->best_val = acc;
+        return 1;
+    }
+    char path[DCAL_PATH_MAX + 32], hex[65];
+    snprintf(path, sizeof path, "%s/" CKPT_BEST_FILE, t->run.dir);
+    if (!checkpoint_save_best(path, &t->m, &t->pos, acc, t->val.n_test)) return 0;
+    t->best_val = acc;
+    checkpoint_params_sha256(&t->m, hex);
     JsonW w;
     jw_init(&w, false, 0);
     jw_begin_object(&w);
-    jw_kv_string(&w, "kind", "eval");
-    jw_kv_string(&w, "split", "test");
+    jw_kv_string(&w, "kind", "best");
     jw_kv_int(&w, "step", t->pos.step);
     jw_kv_int(&w, "epoch", epoch + 1);
-    jw_kv_int(&w, "n", er.n);
-    jw_kv_double(&w, "acc_sa", "%.6f", er.acc_sa);
-    jw_kv_double(&w, "acc_glca", "%.6f", er.acc_glca);
-    jw_kv_double(&w, "acc_combined", "%.6f", er.acc_combined);
-    jw_kv_double(&w, "mean_class_acc", "%.6f", er.mean_class_acc);
+    jw_kv_string(&w, "params_sha256", hex);
+    jw_kv_double(&w, "val_acc", "%.6f", acc);
+    jw_kv_int(&w, "val_n", t->val.n_test);
     jw_end_object(&w);
     rundir_metric_json(&t->run, &w);
     jw_free(&w);
+    printf("dcal: %s: epoch %d, %.2f%% on the validation split (chosen there, never on test)\n", path, epoch + 1,
+           100 * acc);
+    fflush(stdout);
+    return 1;
+}
+
+// A resumed run's best so far: best.safetensors, unless a stop left it newer
+// than the checkpoint (its row was trimmed; the epoch that wrote it runs again).
+static void resume_best(Trainer *t) {
+    char path[DCAL_PATH_MAX + 32];
+    int64_t step;
+    double acc;
+    snprintf(path, sizeof path, "%s/" CKPT_BEST_FILE, t->o->resume_dir);
+    if (access(path, F_OK) == 0 && checkpoint_best_val(path, &step, &acc) && step <= t->pos.step) t->best_val = acc;
+}
+
+int trainer_open_val(Trainer *t) {
+    t->val_acc = t->best_val = -1;
+    if (t->c->data.val_fraction <= 0) return 1;
+    if (!dataset_hold_out_val(&t->ds, t->c->data.val_fraction, t->c->train.seed)) return 0;
+    t->val = dataset_val_view(&t->ds);
+    if (t->o->resume_dir) resume_best(t);
     return 1;
 }

@@ -87,6 +87,7 @@ static int open_data_and_model(Trainer *t) {
     if (!trainer_check_ranks(t)) return 0;
     // data.root may change on resume; the files it names may not.
     if (t->o->resume_dir && t->rank == 0 && !rundir_check_dataset(&t->run, t->ds.root, t->ds.fingerprint)) return 0;
+    if (!trainer_open_val(t)) return 0;   // after the fingerprint, which covers the whole training split
     if (t->ds.num_classes != c->model.num_classes) {
         dcal_err("%s: dataset '%s' at %s has %d classes but model.num_classes is %d", c->source, t->ds.name,
                  t->ds.root, t->ds.num_classes, c->model.num_classes);
@@ -153,7 +154,8 @@ static int open_run(Trainer *t) {
         t->be->describe(describe, sizeof describe);
         ManifestInfo info = {.argc = o->argc, .argv = o->argv, .backend = t->be->name, .device_name = "",
                              .backend_describe = describe,
-                             .dataset_fingerprint = t->ds.fingerprint, .pretrained_path = c->train.pretrained,
+                             .dataset_fingerprint = t->ds.fingerprint, .val_n = t->ds.n_val,
+                             .val_sha256 = t->ds.val_sha256, .pretrained_path = c->train.pretrained,
                              .pretrained_sha256 = t->pre_hash, .init_path = o->init_path ? o->init_path : "",
                              .init_sha256 = t->init_hash, .n_allowed = o->n_allowed, .allowed = o->allowed,
                              .rules = o->rules, .n_rules = o->n_rules};
@@ -169,6 +171,9 @@ static int open_run(Trainer *t) {
            "(effective %d) | %ld steps (%d per epoch) | planned memory %.1f MiB\n",
            t->run.dir, t->be->name, t->ds.name, t->ds.n_train, t->ds.n_test, t->ds.num_classes, t->micro, t->accum,
            procs, config_effective_batch(c), t->total, t->spe, planned / 1048576.0);
+    if (t->ds.n_val)
+        printf("dcal: validation split: %d training images held out (data.val_fraction %g per class, seed %llu); "
+               "they choose best.safetensors\n", t->ds.n_val, c->data.val_fraction, (unsigned long long)c->train.seed);
     if (o->resume_dir)
         printf("dcal: resuming at step %lld (epoch %d, micro-batch %d)\n", (long long)t->pos.step, t->pos.epoch + 1,
                t->pos.batch);

@@ -3,13 +3,32 @@
 // gradient check, AdamW, progress — then eval and checkpoint. Everything random
 // is keyed by (seed, position), so a run stopped and resumed from its
 // checkpoint ends bit for bit where an uninterrupted run ends (CPU).
-// SIGINT/SIGTERM finish the current optimizer step, save and exit 0.
+// SIGINT/SIGTERM finish the current optimizer step, save and exit 0; a second
+// one exits at once (128 + signal).
 #include <math.h>
 #include "dist/dist.h"
+#include <unistd.h>
 #include "train/trainer.h"
 
 volatile sig_atomic_t train_stop_signal = 0;
-static void on_signal(int s) { train_stop_signal = s; }
+
+// The first SIGINT/SIGTERM asks for a clean stop (finish the step, save); a
+// second means "now": _exit at once, non-zero. Checkpoints are written to a
+// temporary file and renamed, so exiting mid-save leaves the last one whole.
+static void on_signal(int s) {
+    static const char first[] = "\ndcal: stop requested: finishing the current step and saving a checkpoint "
+                                "(interrupt again to exit at once without saving)\n";
+    static const char again[] = "\ndcal: second interrupt: exiting now without saving; the last checkpoint on disk "
+                                "is intact\n";
+    if (train_stop_signal) {
+        ssize_t w = write(STDERR_FILENO, again, sizeof again - 1);
+        (void)w;
+        _exit(128 + s);
+    }
+    train_stop_signal = s;
+    ssize_t w = write(STDERR_FILENO, first, sizeof first - 1);
+    (void)w;
+}
 
 // Save and tell the user how to continue; the run ends with exit 0.
 // The checkpoint, then its hashes as a metrics row: the run's ledger that
@@ -22,6 +41,9 @@ static int save(Trainer *t) {
     if (!checkpoint_save(t->ckpt_path, &t->m, t->am, t->av, &t->pos)) return 0;
     log_checkpoint(t);
     t->saved_step = t->pos.step;
+    // train.keep_last: the latest is safe; losing a kept older one does not stop the run.
+    if (!checkpoint_keep_last(t->run.dir, t->pos.step, t->c->train.keep_last))
+        fprintf(stderr, "dcal: WARNING: train.keep_last: older checkpoints not kept as configured (see above)\n");
     return 1;
 }
 
@@ -92,6 +114,7 @@ static int end_of_epoch(Trainer *t, int epoch) {
             return DCAL_EXIT_FAIL;   // a signal may cut eval short
     if ((tc->save_every && (epoch + 1) % tc->save_every == 0) || last)
         if (!save(t)) return DCAL_EXIT_FAIL;
+    if (!trainer_save_best(t, epoch)) return DCAL_EXIT_FAIL;   // after the periodic save: never newer than it
     if (dist_max_int((int)train_stop_signal) && !last) {   // a signal during eval: stop at the epoch boundary
         if (t->saved_step != t->pos.step && !save(t)) return DCAL_EXIT_FAIL;
         printf("dcal: interrupted at step %lld (after epoch %d): checkpoint %s saved; continue with 'dcal train "

@@ -58,6 +58,9 @@ typedef struct {
     StepLogW steps;             // RUN/steps.tsv (not open for a dump or a replay)
     double step_sum[4];         // this step's micro-batch loss and CEs (SA, GLCA, PWCA), summed in double
     StepRecord *replayed;       // replay mode (o->replay_steps): record of step s at [s - 1]
+    Dataset val;                // data.val_fraction > 0: the held-out images as a test split (a view of ds)
+    double val_acc;             // this epoch's validation accuracy (-1: not evaluated)
+    double best_val;            // best.safetensors' validation accuracy (-1: none yet)
 } Trainer;
 
 // A phase either lets the run go on or ends it with an exit code.
@@ -99,8 +102,13 @@ void log_final(Trainer *t);
 // A metrics row with the checkpoint just written: step, params_sha256, adam_sha256.
 void log_checkpoint(Trainer *t);
 
-// eval.c: evaluate on the test split, print and record it.
+// eval.c: evaluate on the test split, print and record it; with a validation
+// split, evaluate that too (t->val_acc, a "val" metrics row).
 int trainer_eval(Trainer *t, int epoch);
+// eval.c: t->val_acc beats best.safetensors: write it and its "best" metrics row.
+int trainer_save_best(Trainer *t, int epoch);
+// eval.c: the validation split (data.val_fraction), and best.safetensors' accuracy on resume.
+int trainer_open_val(Trainer *t);
 
 // dump.c: --dump-step buffers, one micro-batch's record, the file.
 void dump_alloc(Trainer *t);

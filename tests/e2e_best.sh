@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# e2e_best.sh: train.keep_last and best.safetensors in a real run. Without a
+# validation split there is no best file and no kept history (today's run
+# directory). With data.val_fraction the held-out images leave training, the
+# compliance table shows the deviation, the manifest records the split, and
+# best.safetensors is chosen on it; keep_last keeps the newest N checkpoints
+# across a stop and resume; the audit verifies every file and catches a best
+# file that does not match the run's record or was not chosen on a val split.
+set -u
+dcal=$1; src=$2; fail=0
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/dcal-best.XXXXXX"); trap 'rm -rf "$tmp"' EXIT
+"$dcal" make-synthetic --out "$tmp/data" --classes 10 --per-class 8 --test-per-class 2 --img 36 >/dev/null || exit 1
+common=(--config "$src/configs/fgvc/tiny.yaml" --set data.root="$tmp/data" --set train.out_dir="$tmp/runs" --set train.threads=1)
+check() {  # check MESSAGE CONDITION...
+  local msg=$1; shift
+  if "$@"; then echo "ok: $msg"; else echo "FAIL: $msg"; fail=1; fi
+}
+
+# 1. The default: no validation split, no best file, no step files.
+"$dcal" train "${common[@]}" --set train.run_name=plain --set optim.epochs=1 > "$tmp/plain.txt" 2>&1 || { cat "$tmp/plain.txt"; exit 1; }
+check "no best.safetensors without a validation split" test ! -e "$tmp/runs/plain/best.safetensors"
+check "keep_last 1 keeps checkpoint.safetensors alone" test -z "$(ls "$tmp/runs/plain" | grep checkpoint-step)"
+check "no val rows" test "$(grep -c '"kind":"val"' "$tmp/runs/plain/metrics.jsonl")" = 0
+
+# 2. A split without declaring it is refused by the gate (it changes the paper's training set).
+"$dcal" train "${common[@]}" --set train.run_name=undeclared --set data.val_fraction=0.25 > /dev/null 2> "$tmp/err.txt"
+check "an undeclared val split is refused" grep -q "^dcal: compliance rule 'val_split' fails" "$tmp/err.txt"
+
+# 3. Held out, stopped at step 4, resumed to the end (3 epochs of 3 steps): 20 of 80 images held out.
+val=(--set train.run_name=val --set data.val_fraction=0.25 --set train.keep_last=2 --set optim.epochs=3 --allow-deviation val_split)
+"$dcal" train "${common[@]}" "${val[@]}" --set train.max_steps=4 > "$tmp/val1.txt" 2>&1 || { cat "$tmp/val1.txt"; exit 1; }
+run="$tmp/runs/val"
+"$dcal" train --resume "$run" --set train.max_steps=0 > "$tmp/val2.txt" 2>&1 || { cat "$tmp/val2.txt"; exit 1; }
+check "the held-out images leave training" grep -q "synthetic: 60 train / 20 test images" "$tmp/val1.txt"
+check "the split is announced" grep -q "validation split: 20 training images held out (data.val_fraction 0.25 per class, seed 7)" "$tmp/val1.txt"
+check "compliance.txt shows the deviation" grep -qE "^val_split +DEVIATION +whole training split \(data.val_fraction 0\) +0.25 of each class held out" "$run/compliance.txt"
+check "the manifest records the split" grep -qE '"val_split": *\{"fraction": *0.25, *"per": *"class", *"seed": *7, *"n": *20, *"sha256": *"[0-9a-f]{64}"\}' "$run/manifest.json"
+check "a val row per epoch" test "$(grep -c '"kind":"val"' "$run/metrics.jsonl")" = 3
+check "best chosen on the validation split" grep -q "best.safetensors: epoch .* on the validation split (chosen there, never on test)" "$tmp/val1.txt"
+kept=$(cd "$run" && ls checkpoint-step*.safetensors | tr '\n' ' ')
+check "keep_last 2 keeps the newest two across the resume (got: $kept)" test "$kept" = "checkpoint-step00000006.safetensors checkpoint-step00000009.safetensors "
+check "the newest kept file is the latest checkpoint" cmp -s "$run/checkpoint.safetensors" "$run/checkpoint-step00000009.safetensors"
+"$dcal" audit "$run" > "$tmp/audit.txt" 2>&1
+check "audit passes" grep -q "audit passed" "$tmp/audit.txt"
+check "audit verifies best.safetensors as weights" grep -q "^OK   $run/best.safetensors: step [0-9]*: [0-9]* tensors (params; the best on the validation split)" "$tmp/audit.txt"
+check "audit matches best.safetensors to its row" grep -q "^OK   $run/best.safetensors: matches the run's record" "$tmp/audit.txt"
+check "audit checks each kept file against its row" grep -q "^OK   $run/checkpoint-step00000006.safetensors: matches the run's record of step 6" "$tmp/audit.txt"
+"$dcal" eval --checkpoint "$run/best.safetensors" > "$tmp/eval.txt" 2>&1
+check "dcal eval reads best.safetensors" grep -q "top-1 SA+GLCA" "$tmp/eval.txt"
+
+# 4. A best file that is not what the run recorded, or in a run without a split, fails the audit.
+cp -r "$run" "$tmp/edited"
+sed -i -E '/"kind":"best"/s/"params_sha256":"[0-9a-f]{64}"/"params_sha256":"0000000000000000000000000000000000000000000000000000000000000000"/' "$tmp/edited/metrics.jsonl"
+"$dcal" audit "$tmp/edited" > "$tmp/audit2.txt" 2>&1
+check "an edited best row fails the audit" grep -q "^FAIL $tmp/edited/best.safetensors: hashes differ from the run's record" "$tmp/audit2.txt"
+cp "$run/best.safetensors" "$tmp/runs/plain/"
+"$dcal" audit "$tmp/runs/plain" > "$tmp/audit3.txt" 2>&1
+check "a best file in a run without a val split fails the audit" grep -q "^FAIL $tmp/runs/plain/best.safetensors: not chosen on a validation split" "$tmp/audit3.txt"
+exit $fail
