@@ -1,33 +1,44 @@
 // rollout.c: the attention rollout on the CPU (mirrors kernels/rollout.cu):
 // head-mean probabilities of one SA layer recomputed from Q, K and the saved
 // log-sum-exp, one step of the CLS-row chain, and the top-K selection.
+#include <cblas.h>
 #include <math.h>
+#include <string.h>
 #include "backend/cpu/attention_common.h"
 
+// S[b] = (1/H) Σ_h exp(scale·Q_h K_hᵀ - lse_h), heads summed in order. Tiles of
+// PR query rows: the scores of one head are one sgemm on the strided q/k views
+// (single-threaded inside the OpenMP region), then exponentiated into the rows.
+// Each row of S belongs to one tile, so the sum is the same for any thread count.
+enum { PR = 64 };
+
+static void probs_tile(const AttnArgs *a, const float *lse, float *S, int b, int i0, float *qt, float *st) {
+    int H = a->H, hd = a->hd, n1 = a->n1, nq = a->Nq - i0 < PR ? a->Nq - i0 : PR;
+    float *rows = S + ((size_t)b * a->Nq + i0) * n1;
+    memset(rows, 0, (size_t)nq * n1 * sizeof(float));
+    for (int h = 0; h < H; h++) {
+        for (int i = 0; i < nq; i++)
+            memcpy(qt + (size_t)i * hd, a->q + b * a->q_bstride + qrow(a, b, i0 + i) * a->q_tstride + h * hd,
+                   (size_t)hd * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n1, hd, a->scale, qt, hd,
+                    a->k1 + b * a->kv1_bstride + h * hd, (int)a->kv1_tstride, 0.0f, st, n1);
+        const float *L = lse + ((size_t)b * H + h) * a->Nq + i0;
+        for (int i = 0; i < nq; i++)
+            for (int j = 0; j < n1; j++) rows[(size_t)i * n1 + j] += expf(st[(size_t)i * n1 + j] - L[i]) / (float)H;
+    }
+}
+
 void cpu_attention_probs_mean(const AttnArgs *a, const float *lse, float *S) {
-    int B = a->B, H = a->H, hd = a->hd, n1 = a->n1;
-    AttnArgs one = *a;
-    one.n2 = 0;   // the rollout uses the layer's own keys only
-    Scratch shared = scratch_new(&one, 0);   // this head's keys, read by every thread
-    memset(S, 0, (size_t)B * a->Nq * n1 * sizeof(float));
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {   // heads in order: a deterministic sum per row
-            load_kv(&one, b, h, &shared);
+    int tiles = (a->Nq + PR - 1) / PR;   // the rollout uses the layer's own keys only (n2 ignored)
 #pragma omp parallel
-            {
-                float *p = xmalloc((size_t)n1 * sizeof(float));
-#pragma omp for schedule(static)
-                for (int i = 0; i < a->Nq; i++) {
-                    float *row = S + ((size_t)b * a->Nq + i) * n1;
-                    const float *q = a->q + b * a->q_bstride + qrow(a, b, i) * a->q_tstride + h * hd;
-                    float L = lse[((size_t)b * H + h) * a->Nq + i];
-                    scores(&one, q, &shared, p);
-                    for (int j = 0; j < n1; j++) row[j] += expf(p[j] - L) / (float)H;
-                }
-                free(p);
-            }
-        }
-    scratch_free(&shared);
+    {
+        float *qt = xmalloc((size_t)PR * a->hd * sizeof(float)), *st = xmalloc((size_t)PR * a->n1 * sizeof(float));
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < a->B; b++)
+            for (int t = 0; t < tiles; t++) probs_tile(a, lse, S, b, t * PR, qt, st);
+        free(qt);
+        free(st);
+    }
 }
 
 void cpu_rollout_step(float *r, const float *S, float *tmp, int B, int N) {
