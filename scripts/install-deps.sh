@@ -10,7 +10,7 @@ set -euo pipefail
 # (tensorboard for e2e_tensorboard; .ci/run makes it).
 pkgs=(build-essential cmake pkg-config libyaml-dev libstb-dev check libopenblas-dev libopenblas-openmp-dev libomp-dev libssl-dev
       openmpi-bin libopenmpi-dev chromium python3-venv
-      clang libclang-rt-14-dev)
+      clang libclang-rt-14-dev "$@")   # extra packages as arguments (scripts/install-test-deps.sh)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

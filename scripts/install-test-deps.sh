@@ -9,17 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
-pkgs=(python3-torch python3-torchvision python3-venv)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
-fi
+bash scripts/install-deps.sh python3-torch python3-torchvision
 mkdir -p "$build"
 [ -x "$build/pyvenv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$build/pyvenv"
 "$build/pyvenv/bin/pip" install -q tensorboard timm==1.0.31
