@@ -190,8 +190,8 @@ const char *compliance_rule_id(int i) { return i >= 0 && i < N_RULES ? rules[i].
 
 // A micro-batch lowered to fit memory breaks the batch of 16; accumulation keeps it.
 static void batch_hint(const DcalConfig *c, char *hint, size_t cap) {
-    int per = c->train.micro_batch * c->train.devices;
-    if (per < 16 && 16 % per == 0)
+    int per = c->train.micro_batch * (c->train.devices > 0 ? c->train.devices : 1);   // 0 = the launcher's count
+    if (per > 0 && per < 16 && 16 % per == 0)
         snprintf(hint, cap, "keep the batch with --set train.accum_steps=%d (micro-batch %d x %d = 16), or let dcal "
                  "pick the micro-batch for your memory with --max-memory SIZE", 16 / per, c->train.micro_batch, 16 / per);
     else
