@@ -5,6 +5,7 @@
 #include "core/common.h"
 #include "config/config.h"
 #include "model/model.h"
+#include "cmd/cli.h"
 #include "model/plan.h"
 #include "testutil.h"
 
@@ -92,6 +93,27 @@ START_TEST(pick_micro_batch) {
 }
 END_TEST
 
+// What dcal train plans with: the table plus the gradient sum's buffers, which grow with
+// accumulation (floor(log2 A) whole gradients, src/dist/reduce.h); a budget that holds B = 8's
+// table but not the second gradient that accumulation 2 needs must not pick 8.
+START_TEST(pick_counts_gradient_sum) {
+    DcalConfig c = load("tiny");
+    const ModelConfig *mc = &c.model;
+    MemPlan p;
+    model_plan(mc, 2, false, true, &p);
+    size_t g = p.grads, b8 = plan_train_bytes(mc, 8, false);
+    ck_assert_uint_eq(cli_step_bytes(mc, 16, 1, false), plan_train_bytes(mc, 16, false));
+    ck_assert_uint_eq(cli_step_bytes(mc, 8, 2, false), b8 + g);
+    ck_assert_uint_eq(cli_step_bytes(mc, 4, 4, false), plan_train_bytes(mc, 4, false) + 2 * g);
+    ck_assert_uint_eq(cli_step_bytes(mc, 2, 8, true), plan_train_bytes(mc, 2, true) + 3 * g);
+    ck_assert_int_eq(plan_pick_micro_batch(mc, 16, false, b8), 8);   // the table alone would take 8
+    int B = config_pick_micro_batch(mc, 16, false, b8, cli_step_bytes);
+    ck_assert_int_lt(B, 8);
+    if (B) ck_assert(cli_step_bytes(mc, B, 16 / B, false) <= b8);
+    ck_assert_int_eq(config_pick_micro_batch(mc, 16, false, b8 + g, cli_step_bytes), 8);
+}
+END_TEST
+
 START_TEST(cmd_plan) {
     char args[1400], buf[8192];
     snprintf(args, sizeof args, "plan --config %s/configs/fgvc/tiny.yaml --micro-batch 2 --max-memory 1.5M", src_dir());
@@ -118,6 +140,7 @@ int main(void) {
     tcase_add_test(tc, adds_up);
     tcase_add_test(tc, plan_equals_allocation);
     tcase_add_test(tc, pick_micro_batch);
+    tcase_add_test(tc, pick_counts_gradient_sum);
     tcase_add_test(tc, cmd_plan);
     suite_add_tcase(s, tc);
     return run_suite(s);

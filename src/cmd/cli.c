@@ -6,6 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 #include "compliance/compliance.h"
+#include "dist/dist.h"
+#include "dist/reduce.h"
+#include "model/plan.h"
 
 static int add_set(CliArgs *a, const char *val) {
     if (a->n_sets == DCAL_MAX_OVERRIDES) { dcal_err("%s: too many --set options", a->cmd); return DCAL_EXIT_USAGE; }
@@ -156,4 +159,10 @@ int cli_device_facts(const char *device, size_t *free_bytes, const char **precis
     *free_bytes = be->free_memory();
     *precisions = be->precisions;
     return 1;
+}
+
+size_t cli_step_bytes(const ModelConfig *m, int B, int accum, bool ckpt) {
+    MemPlan p;
+    model_plan(m, B, ckpt, true, &p);
+    return p.total + reduce_extra_bytes(p.grads / sizeof(float), accum, dist_world());
 }

@@ -130,7 +130,9 @@ int config_topk(const ModelConfig *m);
 // Closest known key to `key` by edit distance (for "did you mean"), or NULL.
 const char *config_suggest(const char *key);
 
-// The largest micro-batch B >= 2 that divides per_device and whose bytes(B) fit
-// budget; 0 when even B = 2 does not. The one picker (dcal plan uses it too).
-int config_pick_micro_batch(const ModelConfig *m, int per_device, bool ckpt, size_t budget,
-                            size_t (*bytes)(const ModelConfig *, int micro_batch, bool ckpt));
+// What a training step holds at micro-batch B with A micro-batches accumulated
+// per optimizer step (the gradient sum's buffers grow with A: src/dist/reduce.h).
+typedef size_t (*StepBytesFn)(const ModelConfig *, int micro_batch, int accum, bool ckpt);
+// The largest micro-batch B >= 2 that divides per_device and whose bytes(B,
+// per_device / B) fit budget; 0 when even B = 2 does not. The one picker (dcal plan uses it too).
+int config_pick_micro_batch(const ModelConfig *m, int per_device, bool ckpt, size_t budget, StepBytesFn bytes);

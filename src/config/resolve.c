@@ -119,13 +119,14 @@ static int pick_micro_batch(const ConfigRequest *rq, size_t budget, const char *
     if (!mb) {
         dcal_err("%s (%.1f MiB): even micro-batch 2 needs %.1f MiB (try --set train.checkpoint_blocks=true, or a "
                  "larger --max-memory if the device has it; train.accum_steps keeps the batch at any micro-batch)", from,
-                 budget_mib, rq->train_bytes(&c->model, 2, t->checkpoint_blocks) / 1048576.0);
+                 budget_mib, rq->train_bytes(&c->model, 2, per_dev / 2, t->checkpoint_blocks) / 1048576.0);
         return 0;
     }
     t->micro_batch = mb;
     t->accum_steps = per_dev / mb;
     printf("memory plan: micro-batch %d x accumulation %d x devices %d = %d (%.1f MiB of %.1f MiB %s)\n", mb,
-           t->accum_steps, t->devices, eff, rq->train_bytes(&c->model, mb, t->checkpoint_blocks) / 1048576.0,
+           t->accum_steps, t->devices, eff,
+           rq->train_bytes(&c->model, mb, t->accum_steps, t->checkpoint_blocks) / 1048576.0,
            budget_mib, from);
     return 1;
 }
