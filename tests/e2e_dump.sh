@@ -23,8 +23,12 @@ cmp "$tmp/a.safetensors" "$tmp/c.safetensors" || { echo "FAIL: --init with the s
 cmp -s "$tmp/a.safetensors" "$tmp/d.safetensors" && { echo "FAIL: the seed does not change the dump"; exit 1; }
 
 # --max-memory picks the largest micro-batch whose plan fits and keeps the effective batch.
-out=$("$dcal" train "${common[@]}" --max-memory 1.3M --dump-step "$tmp/m.safetensors" 2>/dev/null)
-grep -q "memory plan: micro-batch 2 x accumulation 8" <<<"$out" || { echo "FAIL: --max-memory 1.3M: $out"; exit 1; }
+# The plan counts the gradient sum's buffers (floor(log2 A) gradients): 1.3M held micro-batch
+# 2's table but not its accumulation 8's three extra gradients, so it is refused below.
+out=$("$dcal" train "${common[@]}" --max-memory 1.6M --dump-step "$tmp/m.safetensors" 2>/dev/null)
+grep -q "memory plan: micro-batch 2 x accumulation 8" <<<"$out" || { echo "FAIL: --max-memory 1.6M: $out"; exit 1; }
+if "$dcal" train "${common[@]}" --max-memory 1.3M --dump-step "$tmp/m.safetensors" >/dev/null 2>&1; then
+  echo "FAIL: --max-memory 1.3M accepted without room for the gradient sum"; exit 1; fi
 out=$("$dcal" train "${common[@]}" --max-memory 2M --dump-step "$tmp/m.safetensors" 2>/dev/null)
 grep -q "memory plan: micro-batch 4 x accumulation 4" <<<"$out" || { echo "FAIL: --max-memory 2M: $out"; exit 1; }
 if "$dcal" train "${common[@]}" --max-memory 100K --dump-step "$tmp/m.safetensors" 2> "$tmp/err.txt" >/dev/null; then
