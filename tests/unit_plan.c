@@ -67,26 +67,35 @@ START_TEST(plan_equals_allocation) {
 }
 END_TEST
 
+// The picker on the plan's table alone (no gradient-sum buffers): the divisor and budget rules.
+static size_t table_bytes(const ModelConfig *cfg, int B, int accum, bool ckpt) {
+    (void)accum;
+    return plan_train_bytes(cfg, B, ckpt);
+}
+static int pick_table(const ModelConfig *cfg, int per_device, bool ckpt, size_t budget) {
+    return config_pick_micro_batch(cfg, per_device, ckpt, budget, table_bytes);
+}
+
 START_TEST(pick_micro_batch) {
     DcalConfig c = load("tiny");
     const ModelConfig *mc = &c.model;
     size_t b8 = plan_train_bytes(mc, 8, false), b16 = plan_train_bytes(mc, 16, false);
-    ck_assert_int_eq(plan_pick_micro_batch(mc, 16, false, b16), 16);
-    ck_assert_int_eq(plan_pick_micro_batch(mc, 16, false, b16 - 1), 8);
-    ck_assert_int_eq(plan_pick_micro_batch(mc, 16, false, b8 - 1), 4);
+    ck_assert_int_eq(pick_table(mc, 16, false, b16), 16);
+    ck_assert_int_eq(pick_table(mc, 16, false, b16 - 1), 8);
+    ck_assert_int_eq(pick_table(mc, 16, false, b8 - 1), 4);
     // 12 with the budget of B = 6: 6 divides 12; one byte less and 5 would fit but
     // does not divide 12, so 4. 10 with the budget of B = 4: 4 fits but only 2 divides.
     size_t b6 = plan_train_bytes(mc, 6, false);
-    ck_assert_int_eq(plan_pick_micro_batch(mc, 12, false, b6), 6);
-    ck_assert_int_eq(plan_pick_micro_batch(mc, 12, false, b6 - 1), 4);
-    ck_assert_int_eq(plan_pick_micro_batch(mc, 10, false, plan_train_bytes(mc, 4, false)), 2);
+    ck_assert_int_eq(pick_table(mc, 12, false, b6), 6);
+    ck_assert_int_eq(pick_table(mc, 12, false, b6 - 1), 4);
+    ck_assert_int_eq(pick_table(mc, 10, false, plan_train_bytes(mc, 4, false)), 2);
     // Never 1: PWCA needs a pair inside the micro-batch.
-    ck_assert_int_eq(plan_pick_micro_batch(mc, 16, false, plan_train_bytes(mc, 2, false) - 1), 0);
-    ck_assert_int_eq(plan_pick_micro_batch(mc, 7, false, (size_t)1 << 40), 7);
-    ck_assert_int_eq(plan_pick_micro_batch(mc, 1, false, (size_t)1 << 40), 0);
+    ck_assert_int_eq(pick_table(mc, 16, false, plan_train_bytes(mc, 2, false) - 1), 0);
+    ck_assert_int_eq(pick_table(mc, 7, false, (size_t)1 << 40), 7);
+    ck_assert_int_eq(pick_table(mc, 1, false, (size_t)1 << 40), 0);
     // Checkpointing never picks less, and within budget.
     for (size_t bud = b8 / 2; bud <= b16; bud += b8 / 8) {
-        int a = plan_pick_micro_batch(mc, 16, false, bud), b = plan_pick_micro_batch(mc, 16, true, bud);
+        int a = pick_table(mc, 16, false, bud), b = pick_table(mc, 16, true, bud);
         ck_assert_int_ge(b, a);
         if (b) ck_assert(plan_train_bytes(mc, b, true) <= bud);
     }
@@ -106,7 +115,7 @@ START_TEST(pick_counts_gradient_sum) {
     ck_assert_uint_eq(cli_step_bytes(mc, 8, 2, false), b8 + g);
     ck_assert_uint_eq(cli_step_bytes(mc, 4, 4, false), plan_train_bytes(mc, 4, false) + 2 * g);
     ck_assert_uint_eq(cli_step_bytes(mc, 2, 8, true), plan_train_bytes(mc, 2, true) + 3 * g);
-    ck_assert_int_eq(plan_pick_micro_batch(mc, 16, false, b8), 8);   // the table alone would take 8
+    ck_assert_int_eq(pick_table(mc, 16, false, b8), 8);   // the table alone would take 8
     int B = config_pick_micro_batch(mc, 16, false, b8, cli_step_bytes);
     ck_assert_int_lt(B, 8);
     if (B) ck_assert(cli_step_bytes(mc, B, 16 / B, false) <= b8);

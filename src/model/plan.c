@@ -10,16 +10,6 @@ size_t plan_train_bytes(const ModelConfig *cfg, int B, bool ckpt) {
     return p.total;
 }
 
-// The table's bytes alone (no gradient-sum buffers: those belong to dist/, above this layer).
-static size_t table_bytes(const ModelConfig *cfg, int B, int accum, bool ckpt) {
-    (void)accum;
-    return plan_train_bytes(cfg, B, ckpt);
-}
-
-int plan_pick_micro_batch(const ModelConfig *cfg, int effective_batch, bool ckpt, size_t budget) {
-    return config_pick_micro_batch(cfg, effective_batch, ckpt, budget, table_bytes);
-}
-
 void plan_print(FILE *f, const ModelConfig *cfg, int B) {
     MemPlan p[2];
     model_plan(cfg, B, false, true, &p[0]);

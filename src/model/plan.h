@@ -5,9 +5,6 @@
 
 // Total bytes for training at micro-batch B (weights, grads, AdamW, activations, workspace).
 size_t plan_train_bytes(const ModelConfig *cfg, int B, bool ckpt);
-// Largest micro-batch B >= 2 (PWCA pairs images within a micro-batch) that divides
-// the effective batch and fits in budget bytes; 0 when even B=2 does not fit.
-int plan_pick_micro_batch(const ModelConfig *cfg, int effective_batch, bool ckpt, size_t budget);
 // Print the table for one config (with and without checkpointing).
 void plan_print(FILE *f, const ModelConfig *cfg, int B);
 // "8G", "512M", "1.5GiB", "1000000" → bytes (binary units); 0 when malformed.
