@@ -4,7 +4,8 @@
 #    its top-1 over the test split gives exactly the SA, GLCA and SA+GLCA
 #    accuracies `dcal eval` prints (same preprocessing, same combination);
 #  - explain writes overlay_<image>_rollout.png / _topr.png (PNG, zoomed to
-#    256 px) and a JSON whose selected tokens are the top-K of its rollout;
+#    256 px, a caption strip of 3 text lines below: SA, GLCA, SA+GLCA) and a
+#    JSON whose selected tokens are the top-K of its rollout;
 #  - friendly errors: a missing checkpoint (or --pretrained file) says "no such file"; a PyTorch zip
 #    given to --pretrained says "not a safetensors file ... dcal convert"; a
 #    dcal checkpoint given to --pretrained is refused in one line.
@@ -47,24 +48,23 @@ for br, key in (("sa", "SA"), ("glca", "GLCA"), ("sa+glca", "SA\\+GLCA")):
     if not ok: sys.exit(1)
 PY
 
-# explain: the two PNGs (256x256 after the zoom of a 32 px input) and the JSON.
+# explain: the two PNGs (256 wide after the zoom of a 32 px input, 3 caption lines) and the JSON.
 "$dcal" explain --checkpoint "$ck" --image "${imgs[0]}" --out "$tmp/runs/r" > "$tmp/ex.txt" 2>&1 || { echo "FAIL: explain"; cat "$tmp/ex.txt"; fail=1; }
 stem=$(basename "${imgs[0]}" .png)
+for kind in rollout topr; do
+  got=$(python3 "$src/tests/png_caption.py" "$tmp/runs/r/overlay_${stem}_$kind.png")
+  [ "$got" = "256 304 3" ] || { echo "FAIL: overlay_${stem}_$kind.png: width height caption-lines $got, want 256 304 3"; fail=1; }
+done
 python3 - "$tmp/runs/r/overlay_$stem" <<'PY' || fail=1
-import json, struct, sys
+import json, sys
 p = sys.argv[1]
-for kind in ("rollout", "topr"):
-    b = open(f"{p}_{kind}.png", "rb").read()
-    assert b[:8] == b"\x89PNG\r\n\x1a\n", kind
-    w, h = struct.unpack(">II", b[16:24])
-    assert (w, h) == (256, 256), (kind, w, h)
 j = json.load(open(f"{p}.json"))
 sel, r = j["selected_tokens"], j["rollout"]
 assert len(r) == 16 and len(sel) == 4 and sel == sorted(sel), (len(r), sel)
 top = sorted(range(1, 17), key=lambda t: (-r[t - 1], t))[:4]
 assert sorted(top) == sel, (top, sel)
 assert set(j["predictions"]) == {"sa", "glca", "sa+glca"} and all(len(v) == 5 for v in j["predictions"].values())
-print(f"ok: explain selected tokens {sel} = top-4 of the rollout; PNGs 256x256")
+print(f"ok: explain selected tokens {sel} = top-4 of the rollout")
 PY
 
 expect() {  # expect PATTERN -- cmd...: non-zero exit and exactly one 'dcal:' line, containing PATTERN

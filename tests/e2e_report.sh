@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # e2e_report.sh: report.html in a real browser. A tiny run writes it at its
-# end; `dcal report` remakes it with an attention overlay (overlay_*.png)
-# present. Headless Chromium loads the page with no console message (a
+# end, with the attention overlays of 4 test images (overlay_<image>_rollout.png
+# and _topr.png, each captioned: SA, GLCA, SA+GLCA and the true class); `dcal
+# report` remakes it with one more overlay (overlay_*.png) present. Headless Chromium loads the page with no console message (a
 # Content-Security-Policy violation, i.e. anything fetched or scripted, is
 # one), renders a screenshot, and its DOM holds: one polyline point per
 # logged step in each curve (loss, lr, img/s, memory: the train rows of
 # metrics.jsonl; SA, GLCA, SA+GLCA: its test eval rows), the accuracy table,
-# the overlay embedded as a data: URI of the file's bytes, the compliance
+# every overlay embedded as a data: URI of the file's bytes, in name order, the compliance
 # table and the manifest. Usage errors of `dcal report` are one line.
 # Skipped (77) without Chromium (Debian package chromium) or python3.
 # DCAL_REPORT_SHOT=FILE keeps the screenshot.
@@ -23,6 +24,17 @@ fail=0
   --set train.run_name=r --set train.eval_every=1 > "$tmp/train.txt" 2>&1 || { cat "$tmp/train.txt"; exit 1; }
 run="$tmp/runs/r"
 [ -s "$run/report.html" ] || { echo "FAIL: dcal train wrote no report.html"; exit 1; }
+grep -qx "dcal: attention overlays of 4 test images: $run/overlay_\*.png" "$tmp/train.txt" ||
+  { echo "FAIL: train did not report its overlays:"; cat "$tmp/train.txt"; fail=1; }
+# The test split's images 0, 5, 10, 15 (of 20, in id order): two PNGs each, 4 caption lines.
+mapfile -t want < <(paste -d' ' "$tmp/data/images.txt" "$tmp/data/train_test_split.txt" |
+  awk '$4 == 0 {print $2}' | awk 'NR % 5 == 1' | xargs -n1 basename | sed 's/\.png$//')
+for stem in "${want[@]}"; do for kind in rollout topr; do
+  got=$(python3 "$src/tests/png_caption.py" "$run/overlay_${stem}_$kind.png" 2>&1)
+  [ "$got" = "256 316 4" ] || { echo "FAIL: overlay_${stem}_$kind.png: width height caption-lines $got, want 256 316 4"; fail=1; }
+done; done
+[ "$(ls "$run" | grep -c '^overlay_.*\.png$')" = 8 ] || { echo "FAIL: overlays in $run:"; ls "$run"; fail=1; }
+[ "$(grep -o 'data:image/png;base64,' "$run/report.html" | wc -l)" = 8 ] || { echo "FAIL: train's report embeds $(grep -o 'data:image/png;base64,' "$run/report.html" | wc -l) overlays, want 8"; fail=1; }
 # An overlay as `dcal explain` leaves one (a 1x1 PNG here).
 echo "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==" \
   | base64 -d > "$run/overlay_test.png"
@@ -72,9 +84,10 @@ for key, n in want.items():
     got = d.curves.get(key)
     if got != (n, n):
         print("FAIL: curve %s/%s: %s points (points, data-points), want %d" % (key[0], key[1], got, n)); ok = False
-png = base64.b64encode(open(os.path.join(run, "overlay_test.png"), "rb").read()).decode()
-if d.imgs != ["data:image/png;base64," + png]:
-    print("FAIL: overlay not embedded as its bytes:", [i[:60] for i in d.imgs]); ok = False
+names = sorted(f for f in os.listdir(run) if f.startswith("overlay_") and f.endswith(".png"))
+pngs = ["data:image/png;base64," + base64.b64encode(open(os.path.join(run, f), "rb").read()).decode() for f in names]
+if len(names) != 9 or d.imgs != pngs:
+    print("FAIL: overlays %s not embedded as their bytes in name order:" % names, [i[:60] for i in d.imgs]); ok = False
 if d.tr != n_eval + 1: print("FAIL: accuracy table has %d rows, want %d" % (d.tr, n_eval + 1)); ok = False
 for i in ("compliance", "manifest", "acc-table"):
     if i not in d.ids: print("FAIL: no #%s in the page" % i); ok = False
@@ -83,7 +96,7 @@ head = open(shot, "rb").read(24)
 w, h = struct.unpack(">II", head[16:24])
 if head[:8] != b"\x89PNG\r\n\x1a\n" or (w, h) != (1280, 1600) or os.path.getsize(shot) < 20000:
     print("FAIL: screenshot %dx%d, %d bytes" % (w, h, os.path.getsize(shot))); ok = False
-if ok: print("ok: %d train rows, %d eval rows: every curve has one point per row; overlay, tables, screenshot %dx%d" % (n_train, n_eval, w, h))
+if ok: print("ok: %d train rows, %d eval rows: every curve has one point per row; %d overlays, tables, screenshot %dx%d" % (n_train, n_eval, len(names), w, h))
 sys.exit(0 if ok else 1)
 PY
 [ $fail = 0 ]

@@ -149,35 +149,6 @@ int infer_load_image(const Infer *in, const char *path, float *out) {
     return image_load(path, &in->cfg.data, false, 0, 0, 0, out);
 }
 
-static void softmax(const float *z, int C, double *p) {
-    float mx = z[0];
-    for (int k = 1; k < C; k++) mx = fmaxf(mx, z[k]);
-    double s = 0;
-    for (int k = 0; k < C; k++) s += p[k] = exp((double)z[k] - mx);
-    for (int k = 0; k < C; k++) p[k] /= s;
-}
-
-void infer_scores(const float *sa, const float *glca, int C, Branch br, double *p) {
-    if (br != BRANCH_BOTH) { softmax(br == BRANCH_SA ? sa : glca, C, p); return; }
-    double *q = xmalloc((size_t)C * sizeof(double));
-    softmax(sa, C, p);
-    softmax(glca, C, q);
-    for (int k = 0; k < C; k++) p[k] = 0.5 * (p[k] + q[k]);
-    free(q);
-}
-
-void infer_topk(const double *p, int C, int k, int *idx) {
-    for (int j = 0; j < k; j++) {
-        int best = -1;
-        for (int c = 0; c < C; c++) {
-            int taken = 0;
-            for (int i = 0; i < j && !taken; i++) taken = idx[i] == c;
-            if (!taken && (best < 0 || p[c] > p[best])) best = c;
-        }
-        idx[j] = best;
-    }
-}
-
 int infer_branch(const char *s, Branch *br) {
     static const char *const names[] = {"sa", "glca", "sa+glca"};
     for (int i = 0; i < 3; i++)
@@ -186,4 +157,3 @@ int infer_branch(const char *s, Branch *br) {
     return 0;
 }
 
-const char *infer_branch_name(Branch br) { return br == BRANCH_SA ? "sa" : br == BRANCH_GLCA ? "glca" : "sa+glca"; }

@@ -6,8 +6,8 @@
 #include <stdbool.h>
 #include "cmd/cli.h"
 #include "model/model.h"
+#include "model/scores.h"
 
-typedef enum { BRANCH_SA, BRANCH_GLCA, BRANCH_BOTH } Branch;
 
 typedef struct {
     DcalConfig cfg;            // model and preprocessing as trained (the run's config.yaml)
@@ -31,11 +31,5 @@ int infer_open(Infer *in, const CliArgs *cli, const InferSource *src, int B);
 void infer_close(Infer *in);
 // One image file through eval's preprocessing into out [3, S, S]. 0 after an error line.
 int infer_load_image(const Infer *in, const char *path, float *out);
-// Class scores of one image (p [C]): softmax of SA or GLCA, or their mean for
-// BRANCH_BOTH (MODEL.md §3 ranks by the sum; the mean keeps probabilities).
-void infer_scores(const float *sa, const float *glca, int C, Branch br, double *p);
-// Indices of the k largest p (k <= C), largest first; ties to the lower index.
-void infer_topk(const double *p, int C, int k, int *idx);
 // "sa" | "glca" | "sa+glca" → br; 0 after an error line.
 int infer_branch(const char *s, Branch *br);
-const char *infer_branch_name(Branch br);

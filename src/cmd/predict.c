@@ -49,7 +49,7 @@ static void print_top(const Infer *in, const char *name, const double *p, const 
     jw_init(&w, false, 0);
     jw_begin_object(&w);
     jw_kv_string(&w, "image", name);
-    jw_kv_string(&w, "branch", infer_branch_name(br));
+    jw_kv_string(&w, "branch", scores_branch_name(br));
     jw_key(&w, "top");
     jw_begin_array(&w);
     for (int j = 0; j < k; j++) {
@@ -71,8 +71,8 @@ static void print_row(const Infer *in, const char *name, const float *sa, const 
     if (o->logits) { print_logits(name, sa, gl, in->C, in->have_glca); return; }
     double *p = xmalloc((size_t)in->C * sizeof(double));
     int idx[TOPK], k = in->C < TOPK ? in->C : TOPK;
-    infer_scores(sa, gl, in->C, o->br, p);
-    infer_topk(p, in->C, k, idx);
+    scores_branch(sa, gl, in->C, o->br, p);
+    scores_topk(p, in->C, k, idx);
     if (o->json) {
         print_top(in, name, p, idx, k, o->br);
     } else {

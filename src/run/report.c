@@ -199,8 +199,9 @@ static void overlays(FILE *f, const char *dir) {
     int n = scandir(dir, &list, is_overlay, alphasort);
     fputs("<h2>Attention overlays</h2>\n", f);
     if (n <= 0)
-        fputs("<p class=\"note\" id=\"no-overlays\">None yet: `dcal explain` writes attention overlays "
-              "(overlay_*.png) into the run directory; `dcal report` then embeds them here.</p>\n", f);
+        fputs("<p class=\"note\" id=\"no-overlays\">None yet: a finished run with a GLCA branch leaves the "
+              "overlays of 4 test images here; `dcal explain --out RUN_DIR` adds any image's "
+              "(overlay_*.png), and `dcal report` then embeds them.</p>\n", f);
     else fputs("<div class=\"grid\">\n", f);
     for (int i = 0; i < n; i++) {
         char path[DCAL_PATH_MAX + 300];

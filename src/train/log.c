@@ -13,9 +13,11 @@
 #include <unistd.h>
 #include "core/json.h"
 #include "run/report.h"
+#include "train/explain.h"
 #include "train/trainer.h"
 
 #define LIVE_REDRAW_S 0.1   // a redraw per step would flood a slow terminal on the tiny configs
+#define OVERLAY_IMAGES 4    // test images the final model explains for report.html
 
 static double peak_rss_mb(void) {
     struct rusage ru;
@@ -133,6 +135,29 @@ int log_step(Trainer *t, double lr, double gsq) {
     return 0;
 }
 
+// The final model explains OVERLAY_IMAGES test images spread over the split (so,
+// in CUB's class order, over the classes) into the run directory, where report.html
+// embeds them: rollout heat-map, top-R patches, predictions and the true class.
+// Returns how many were written.
+static int final_overlays(Trainer *t) {
+    const Dataset *d = &t->ds;
+    int n = d->n_test < OVERLAY_IMAGES ? d->n_test : OVERLAY_IMAGES, S = t->c->model.img_size, done = 0;
+    if (t->c->model.glca_blocks <= 0) return 0;   // no GLCA: no selection to show
+    float *img = xmalloc(sizeof(float) * 3 * S * S);
+    for (int i = 0; i < n; i++) {
+        const DatasetItem *it = &d->test[(size_t)i * d->n_test / n];
+        char pre[DCAL_PATH_MAX];
+        Explained e = {0};
+        overlay_prefix(pre, sizeof pre, t->run.dir, it->path);
+        if (image_load(it->path, &t->c->data, false, 0, 0, 0, img) &&
+            explain_write(&t->m, &t->c->data, img, d->class_names, it->label, pre, &e))
+            done++;
+        explained_free(&e);
+    }
+    free(img);
+    return done;
+}
+
 void log_final(Trainer *t) {
     char hex[65];
     checkpoint_params_sha256(&t->m, hex);
@@ -155,9 +180,11 @@ void log_final(Trainer *t) {
     jw_end_object(&w);
     rundir_metric_json(&t->run, &w);
     jw_free(&w);
-    char html[DCAL_PATH_MAX + 32];   // a report that cannot be written leaves the finished run as it is
-    if (trainer_writes_run(t) && report_write(t->run.dir, html, sizeof html))   // rank 0's run directory only
-        printf("dcal: report %s (open it in a browser)\n", html);
+    if (!trainer_writes_run(t)) return;   // rank 0's run directory only
+    int n = final_overlays(t);   // overlays and a report that cannot be written leave the finished run as it is
+    if (n > 0) printf("dcal: attention overlays of %d test images: %s/overlay_*.png\n", n, t->run.dir);
+    char html[DCAL_PATH_MAX + 32];
+    if (report_write(t->run.dir, html, sizeof html)) printf("dcal: report %s (open it in a browser)\n", html);
 }
 
 void log_checkpoint(Trainer *t) {
