@@ -6,6 +6,7 @@
 #include "config/config.h"
 #include "model/model.h"
 #include "cmd/cli.h"
+#include "dist/reduce.h"
 #include "model/plan.h"
 #include "testutil.h"
 
@@ -68,12 +69,13 @@ START_TEST(plan_equals_allocation) {
 END_TEST
 
 // The picker on the plan's table alone (no gradient-sum buffers): the divisor and budget rules.
-static size_t table_bytes(const ModelConfig *cfg, int B, int accum, bool ckpt) {
+static size_t table_bytes(const ModelConfig *cfg, int B, int accum, int world, bool ckpt) {
     (void)accum;
+    (void)world;
     return plan_train_bytes(cfg, B, ckpt);
 }
 static int pick_table(const ModelConfig *cfg, int per_device, bool ckpt, size_t budget) {
-    return config_pick_micro_batch(cfg, per_device, ckpt, budget, table_bytes);
+    return config_pick_micro_batch(cfg, per_device, 1, ckpt, budget, table_bytes);
 }
 
 START_TEST(pick_micro_batch) {
@@ -111,15 +113,22 @@ START_TEST(pick_counts_gradient_sum) {
     MemPlan p;
     model_plan(mc, 2, false, true, &p);
     size_t g = p.grads, b8 = plan_train_bytes(mc, 8, false);
-    ck_assert_uint_eq(cli_step_bytes(mc, 16, 1, false), plan_train_bytes(mc, 16, false));
-    ck_assert_uint_eq(cli_step_bytes(mc, 8, 2, false), b8 + g);
-    ck_assert_uint_eq(cli_step_bytes(mc, 4, 4, false), plan_train_bytes(mc, 4, false) + 2 * g);
-    ck_assert_uint_eq(cli_step_bytes(mc, 2, 8, true), plan_train_bytes(mc, 2, true) + 3 * g);
+    ck_assert_uint_eq(cli_step_bytes(mc, 16, 1, 1, false), plan_train_bytes(mc, 16, false));
+    ck_assert_uint_eq(cli_step_bytes(mc, 8, 2, 1, false), b8 + g);
+    ck_assert_uint_eq(cli_step_bytes(mc, 4, 4, 1, false), plan_train_bytes(mc, 4, false) + 2 * g);
+    ck_assert_uint_eq(cli_step_bytes(mc, 2, 8, 1, true), plan_train_bytes(mc, 2, true) + 3 * g);
     ck_assert_int_eq(pick_table(mc, 16, false, b8), 8);   // the table alone would take 8
-    int B = config_pick_micro_batch(mc, 16, false, b8, cli_step_bytes);
+    int B = config_pick_micro_batch(mc, 16, 1, false, b8, cli_step_bytes);
     ck_assert_int_lt(B, 8);
-    if (B) ck_assert(cli_step_bytes(mc, B, 16 / B, false) <= b8);
-    ck_assert_int_eq(config_pick_micro_batch(mc, 16, false, b8 + g, cli_step_bytes), 8);
+    if (B) ck_assert(cli_step_bytes(mc, B, 16 / B, 1, false) <= b8);
+    ck_assert_int_eq(config_pick_micro_batch(mc, 16, 1, false, b8 + g, cli_step_bytes), 8);
+    // Several processes without accumulation need a receive bucket: the picker is told the
+    // world (dcal plan --set train.devices=N plans for N without being launched N times).
+    size_t b16 = plan_train_bytes(mc, 16, false), bucket = reduce_extra_bytes(g / sizeof(float), 1, 2);
+    ck_assert_uint_gt(bucket, 0);
+    ck_assert_uint_eq(cli_step_bytes(mc, 16, 1, 2, false), b16 + bucket);
+    ck_assert_int_eq(config_pick_micro_batch(mc, 16, 1, false, b16, cli_step_bytes), 16);
+    ck_assert_int_lt(config_pick_micro_batch(mc, 16, 2, false, b16, cli_step_bytes), 16);
 }
 END_TEST
 

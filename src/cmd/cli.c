@@ -161,8 +161,8 @@ int cli_device_facts(const char *device, size_t *free_bytes, const char **precis
     return 1;
 }
 
-size_t cli_step_bytes(const ModelConfig *m, int B, int accum, bool ckpt) {
+size_t cli_step_bytes(const ModelConfig *m, int B, int accum, int world, bool ckpt) {
     MemPlan p;
     model_plan(m, B, ckpt, true, &p);
-    return p.total + reduce_extra_bytes(p.grads / sizeof(float), accum, dist_world());
+    return p.total + reduce_extra_bytes(p.grads / sizeof(float), accum, world);
 }

@@ -56,4 +56,4 @@ const char *cli_dataset_config(const char *name);
 int cli_device_facts(const char *device, size_t *free_bytes, const char **precisions);
 // A training step's bytes at micro-batch B, accumulation A: the plan's table plus the
 // fixed-order gradient sum's buffers (src/dist/reduce.h), for this process count.
-size_t cli_step_bytes(const ModelConfig *m, int B, int accum, bool ckpt);
+size_t cli_step_bytes(const ModelConfig *m, int B, int accum, int world, bool ckpt);

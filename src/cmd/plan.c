@@ -10,15 +10,15 @@
 #include "model/plan.h"
 
 static void print_pick(const ModelConfig *m, int per_dev, int devices, bool ckpt, size_t budget) {
-    int B = config_pick_micro_batch(m, per_dev, ckpt, budget, cli_step_bytes);
+    int B = config_pick_micro_batch(m, per_dev, devices, ckpt, budget, cli_step_bytes);
     const char *what = ckpt ? "per-block checkpointing" : "no checkpointing";
     if (!B) {
         printf("%-24s: does not fit (micro-batch 2 needs %.1f MiB)\n", what,
-               cli_step_bytes(m, 2, per_dev / 2, ckpt) / 1048576.0);
+               cli_step_bytes(m, 2, per_dev / 2, devices, ckpt) / 1048576.0);
         return;
     }
     printf("%-24s: micro-batch %d x accumulation %d x devices %d = %d, %.1f MiB\n", what, B, per_dev / B, devices,
-           per_dev * devices, cli_step_bytes(m, B, per_dev / B, ckpt) / 1048576.0);
+           per_dev * devices, cli_step_bytes(m, B, per_dev / B, devices, ckpt) / 1048576.0);
 }
 
 // The fixed-order gradient sum (src/dist/reduce.h) on top of the table, for the
