@@ -88,7 +88,8 @@ static void forward_key_tile(const AttnArgs *a, Tile *t, int nq, const KeyTile *
         float *s = t->s + (size_t)i * KT, m = t->m[i];
         for (int j = 0; j < kt->n; j++) m = s[j] > m ? s[j] : m;
         float c = expf(t->m[i] - m), l = 0;   // c = 0 on the first tile (m_old = -inf)
-        for (int j = 0; j < kt->n; j++) l += (s[j] = expf(s[j] - m));
+        cpu_vexp(s, s, m, (size_t)kt->n);
+        for (int j = 0; j < kt->n; j++) l += s[j];
         t->l[i] = t->l[i] * c + l;
         t->m[i] = m;
         float *o = t->o + (size_t)i * hd;
@@ -135,10 +136,8 @@ static void backward_key_tile(const AttnArgs *a, Tile *t, int nq, const float *g
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n, hd, 1.0f, go, D, kt->v, ld, 0.0f, t->dp, KT);
     for (int i = 0; i < nq; i++) {
         float *p = t->s + (size_t)i * KT, *dp = t->dp + (size_t)i * KT;
-        for (int j = 0; j < n; j++) {
-            p[j] = expf(p[j] - L[i]);   // recomputed probabilities
-            dp[j] = p[j] * (dp[j] - Di[i]) * a->scale;
-        }
+        cpu_vexp(p, p, L[i], (size_t)n);   // recomputed probabilities
+        for (int j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - Di[i]) * a->scale;
     }
     if (kt->dv)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, nq, 1.0f, t->s, KT, go, D, 1.0f, kt->dv, ld);

@@ -37,8 +37,9 @@ static void cpu_model(char *out, size_t cap) {
 static void cpu_describe(char *buf, size_t n) {
     char model[256];
     cpu_model(model, sizeof model);
-    snprintf(buf, n, "cpu: %s, %d OpenMP threads; %s; precision fp32: GEMM fp32 (OpenBLAS sgemm), "
-             "attention fp32 (fused, exact softmax)", model, omp_get_max_threads(), openblas_get_config());
+    snprintf(buf, n, "cpu: %s, %d OpenMP threads; %s; %s; precision fp32: GEMM fp32 (OpenBLAS sgemm), "
+             "attention fp32 (fused, exact softmax)", model, omp_get_max_threads(), openblas_get_config(),
+             cpu_vecmath_name());
 }
 
 static int cpu_set_precision(const char *p) { return !strcmp(p, "fp32"); }

@@ -27,6 +27,11 @@ void cpu_adamw_update(float *param, const float *grad, float *m, float *v, size_
                       float beta2, float eps, float wd, int t);
 double cpu_sumsq(const float *x, size_t n);
 
+// vecmath.c: y = exp(x - shift), y = erf(x · scale) over n floats (y may be x), and what computes them.
+void cpu_vexp(float *y, const float *x, float shift, size_t n);
+void cpu_verf(float *y, const float *x, float scale, size_t n);
+const char *cpu_vecmath_name(void);
+
 // attention.c, rollout.c
 void cpu_attention_forward(const AttnArgs *a, float *out, float *lse);
 void cpu_attention_backward(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,

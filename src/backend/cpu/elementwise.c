@@ -7,19 +7,34 @@
 #include <string.h>
 #include "backend/cpu/cpu.h"
 
+// Exact GELU, x·Φ(x), in chunks: erf and exp of a chunk at once (vecmath.c), then
+// the elementwise rest.
+enum { GELU_CHUNK = 1024 };
+
 void cpu_gelu_forward(float *out, const float *inp, size_t n) {
-#pragma omp parallel for
-    for (size_t i = 0; i < n; i++) out[i] = 0.5f * inp[i] * (1.0f + erff(inp[i] * (float)M_SQRT1_2));
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < n; c += GELU_CHUNK) {
+        size_t len = n - c < GELU_CHUNK ? n - c : GELU_CHUNK;
+        float erf_[GELU_CHUNK];
+        cpu_verf(erf_, inp + c, (float)M_SQRT1_2, len);
+        for (size_t i = 0; i < len; i++) out[c + i] = 0.5f * inp[c + i] * (1.0f + erf_[i]);
+    }
 }
 
 void cpu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
     const float inv_sqrt_2pi = 0.3989422804014327f;
-#pragma omp parallel for
-    for (size_t i = 0; i < n; i++) {
-        float x = inp[i];
-        float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
-        float pdf = inv_sqrt_2pi * expf(-0.5f * x * x);
-        dinp[i] += dout[i] * (cdf + x * pdf);
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < n; c += GELU_CHUNK) {
+        size_t len = n - c < GELU_CHUNK ? n - c : GELU_CHUNK;
+        const float *x = inp + c;
+        float erf_[GELU_CHUNK], gauss[GELU_CHUNK];
+        cpu_verf(erf_, x, (float)M_SQRT1_2, len);
+        for (size_t i = 0; i < len; i++) gauss[i] = -0.5f * x[i] * x[i];
+        cpu_vexp(gauss, gauss, 0.0f, len);
+        for (size_t i = 0; i < len; i++) {
+            float cdf = 0.5f * (1.0f + erf_[i]), pdf = inv_sqrt_2pi * gauss[i];
+            dinp[c + i] += dout[c + i] * (cdf + x[i] * pdf);
+        }
     }
 }
 
