@@ -27,20 +27,21 @@ static void head_scores(const AttnArgs *a, int b, int h, int i0, int nq, float *
                 a->k1 + b * a->kv1_bstride + h * hd, (int)a->kv1_tstride, 0.0f, st, a->n1);
 }
 
-// t_j += Σ_{i in tile} (0.5·r_i)·S_ij for j in [j0, j0+PJ), i ascending.
+// t_j += Σ_{i in tile} (0.5·r_i)·S_ij for j in [j0, j0+PJ), i ascending; S_ij is summed
+// over heads in order in sp, the inner loops run along j (contiguous scores).
 static void fold_cols(const AttnArgs *a, const float *lse, const float *rb, float *t, int b, int i0, int nq, int j0,
                       const float *st) {
-    int H = a->H, N = a->n1, j1 = N - j0 < PJ ? N : j0 + PJ;
-    size_t hs = (size_t)PR * N;
+    int H = a->H, N = a->n1, nj = N - j0 < PJ ? N - j0 : PJ;
+    float sp[PJ];
     for (int i = 0; i < nq; i++) {
-        float ri = 0.5f * rb[i0 + i];
-        const float *sc = st + (size_t)i * N;
-        for (int j = j0; j < j1; j++) {
-            float s = 0;
-            for (int h = 0; h < H; h++)
-                s += expf(sc[h * hs + j] - lse[((size_t)b * H + h) * a->Nq + i0 + i]) / (float)H;
-            t[j] += ri * s;
+        memset(sp, 0, sizeof sp);
+        for (int h = 0; h < H; h++) {
+            const float *sc = st + ((size_t)h * PR + i) * N + j0;
+            float L = lse[((size_t)b * H + h) * a->Nq + i0 + i];
+            for (int j = 0; j < nj; j++) sp[j] += expf(sc[j] - L) / (float)H;
         }
+        float ri = 0.5f * rb[i0 + i];
+        for (int j = 0; j < nj; j++) t[j0 + j] += ri * sp[j];
     }
 }
 
