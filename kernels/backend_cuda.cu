@@ -7,7 +7,7 @@ extern const BackendComm *const cuda_comm;   // nccl.cu (NULL without NCCL)
 
 // Positional (C++17 has no designated initialisers): a slot added to backend.h must
 // fail here rather than shift every entry by one.
-static_assert(sizeof(Backend) == 36 * sizeof(void *), "Backend changed: update backend_cuda");
+static_assert(sizeof(Backend) == 35 * sizeof(void *), "Backend changed: update backend_cuda");
 
 extern "C" const Backend backend_cuda = {
     /* name */ "cuda",
@@ -38,8 +38,7 @@ extern "C" const Backend backend_cuda = {
     /* gather_rows_backward */ cuda_gather_rows_backward,
     /* attention_forward */ cuda_attention_forward,
     /* attention_backward */ cuda_attention_backward,
-    /* attention_probs_mean */ cuda_attention_probs_mean,
-    /* rollout_step */ cuda_rollout_step,
+    /* rollout_step_attn */ cuda_rollout_step_attn,
     /* topk_select */ cuda_topk_select,
     /* crossentropy_forward */ cuda_crossentropy_forward,
     /* crossentropy_backward */ cuda_crossentropy_backward,

@@ -98,6 +98,5 @@ void cuda_attention_forward(const AttnArgs *a, float *out, float *lse);
 void cuda_attention_backward(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
                              const float *dout);
 // rollout.cu
-void cuda_attention_probs_mean(const AttnArgs *a, const float *lse, float *S);
-void cuda_rollout_step(float *r, const float *S, float *tmp, int B, int N);
+void cuda_rollout_step_attn(const AttnArgs *a, const float *lse, float *r, float *tmp);
 void cuda_topk_select(int *sel, const float *r, int B, int N, int K);

@@ -1,77 +1,75 @@
-// rollout.cu: attention rollout (MODEL.md §2) and the top-K token selection.
+// rollout.cu: attention rollout (MODEL.md §2), recomputed from Q, K and the saved
+// log-sum-exp without any N×N map, and the top-K token selection.
 // Runs without gradient, once per step, so these favour plain and exact over
 // fast: fp32 throughout, fixed summation orders.
 #include "kernels/cuda_common.h"
 
-// S[b,i,j] = mean_h exp(scale·q_i·k_j − lse[b,h,i]) for one 32×32 tile of (i,j).
-// Block 32×8: thread (tx, ty) owns j = tx and i = ty + 8m, m < 4. Shared rows
-// are padded to hd+1 floats so the 32 distinct k rows of a warp hit 32 banks.
-__global__ void probs_mean_kernel(AttnArgs a, const float *lse, float *S) {
+// One rollout step, r ← r·(0.5·S + 0.5·I), with S[b,i,j] = mean_h exp(scale·q_i·k_j −
+// lse[b,h,i]) never stored (the Pᵀ·v pattern of a flash backward, v = r). Block 32×8 owns
+// the key columns j0..j0+31 of image b: thread (tx, ty) has j = j0 + tx and the query rows
+// i ≡ ty (mod 8) of each 32-row tile; per tile and head the q and k rows go through shared
+// memory, padded to hd+1 floats so the 32 distinct k rows of a warp hit 32 banks. A thread
+// sums its rows in ascending i, then thread ty = 0 adds the 8 partials in ty order: a fixed
+// order, one writer per output, no atomics.
+__global__ void rollout_attn_kernel(AttnArgs a, const float *lse, const float *r, float *tmp) {
     extern __shared__ float sm[];
-    int ld = a.hd + 1;
-    float *Qs = sm, *Ks = sm + 32 * ld;
-    int b = blockIdx.z, i0 = blockIdx.y * 32, j0 = blockIdx.x * 32;
-    int tx = threadIdx.x, ty = threadIdx.y, tid = ty * 32 + tx;
-    float acc[4] = {0.f, 0.f, 0.f, 0.f};
-    for (int h = 0; h < a.H; h++) {
-        __syncthreads();   // previous head's tiles fully consumed
-        for (int e = tid; e < 32 * a.hd; e += 256) {
-            int r = e / a.hd, c = e % a.hd;
-            int qi = i0 + r, kj = j0 + r;
-            float qv = 0.f, kv = 0.f;
-            if (qi < a.Nq) {
-                int tok = a.q_idx ? a.q_idx[b * a.Nq + qi] : qi;
-                qv = a.q[b * a.q_bstride + tok * a.q_tstride + h * a.hd + c];
+    int ld = a.hd + 1, N = a.n1;
+    float *Qs = sm, *Ks = sm + 32 * ld, *part = sm + 64 * ld;
+    int b = blockIdx.y, j0 = blockIdx.x * 32, tx = threadIdx.x, ty = threadIdx.y, tid = ty * 32 + tx;
+    const float *rb = r + (size_t)b * N;
+    float acc = 0.f;
+    for (int i0 = 0; i0 < N; i0 += 32) {
+        float p[4] = {0.f, 0.f, 0.f, 0.f};
+        for (int h = 0; h < a.H; h++) {
+            __syncthreads();   // previous tile's rows fully consumed
+            for (int e = tid; e < 32 * a.hd; e += 256) {
+                int row = e / a.hd, c = e % a.hd, qi = i0 + row, kj = j0 + row;
+                float qv = 0.f, kv = 0.f;
+                if (qi < N) {
+                    int tok = a.q_idx ? a.q_idx[b * a.Nq + qi] : qi;
+                    qv = a.q[b * a.q_bstride + tok * a.q_tstride + h * a.hd + c];
+                }
+                if (kj < N) kv = a.k1[b * a.kv1_bstride + kj * a.kv1_tstride + h * a.hd + c];
+                Qs[row * ld + c] = qv;
+                Ks[row * ld + c] = kv;
             }
-            if (kj < a.n1) kv = a.k1[b * a.kv1_bstride + kj * a.kv1_tstride + h * a.hd + c];
-            Qs[r * ld + c] = qv;
-            Ks[r * ld + c] = kv;
+            __syncthreads();
+#pragma unroll
+            for (int m = 0; m < 4; m++) {
+                int row = ty + 8 * m, qi = i0 + row;
+                if (qi >= N || j0 + tx >= N) continue;
+                float s = 0.f;
+                for (int d = 0; d < a.hd; d++) s += Qs[row * ld + d] * Ks[tx * ld + d];
+                p[m] += expf(s * a.scale - lse[((size_t)b * a.H + h) * a.Nq + qi]);
+            }
         }
-        __syncthreads();
 #pragma unroll
         for (int m = 0; m < 4; m++) {
-            int r = ty + 8 * m, qi = i0 + r;
-            if (qi >= a.Nq || j0 + tx >= a.n1) continue;
-            float s = 0.f;
-            for (int d = 0; d < a.hd; d++) s += Qs[r * ld + d] * Ks[tx * ld + d];
-            acc[m] += expf(s * a.scale - lse[((size_t)b * a.H + h) * a.Nq + qi]);
+            int qi = i0 + ty + 8 * m;
+            if (qi < N) acc += rb[qi] * (p[m] / a.H);
         }
     }
-#pragma unroll
-    for (int m = 0; m < 4; m++) {
-        int qi = i0 + ty + 8 * m, kj = j0 + tx;
-        if (qi < a.Nq && kj < a.n1) S[((size_t)b * a.Nq + qi) * a.n1 + kj] = acc[m] / a.H;
+    part[ty * 32 + tx] = acc;
+    __syncthreads();
+    int j = j0 + tx;
+    if (ty == 0 && j < N) {
+        float s = 0.f;
+        for (int k = 0; k < 8; k++) s += part[k * 32 + tx];
+        tmp[(size_t)b * N + j] = 0.5f * s + 0.5f * rb[j];
     }
 }
 
-void cuda_attention_probs_mean(const AttnArgs *a, const float *lse, float *S) {
-    if (a->B <= 0 || a->Nq <= 0 || a->n1 <= 0) return;
-    size_t smem = (size_t)2 * 32 * (a->hd + 1) * sizeof(float);
+void cuda_rollout_step_attn(const AttnArgs *a, const float *lse, float *r, float *tmp) {
+    if (a->B <= 0 || a->n1 <= 0) return;
+    size_t smem = ((size_t)2 * 32 * (a->hd + 1) + 8 * 32) * sizeof(float);
     static int raised;
-    if (!raised) {   // hd up to 128 needs 33 KB; raise the cap once anyway for larger hd
-        CUDA_CHECK(cudaFuncSetAttribute(probs_mean_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 96 * 1024));
+    if (!raised) {   // hd up to 128 needs 34 KB; raise the cap once anyway for larger hd
+        CUDA_CHECK(cudaFuncSetAttribute(rollout_attn_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 96 * 1024));
         raised = 1;
     }
-    dim3 grid(cdiv(a->n1, 32), cdiv(a->Nq, 32), a->B);
-    probs_mean_kernel<<<grid, dim3(32, 8), smem, cuda_stream()>>>(*a, lse, S);
+    rollout_attn_kernel<<<dim3(cdiv(a->n1, 32), a->B), dim3(32, 8), smem, cuda_stream()>>>(*a, lse, r, tmp);
     LAUNCH_CHECK();
-}
-
-// tmp[b,j] = 0.5·Σ_i r[b,i]·S[b,i,j] + 0.5·r[b,j]; threads along j read S coalesced.
-__global__ void rollout_kernel(float *tmp, const float *r, const float *S, int B, int N) {
-    int j = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
-    if (j >= N || b >= B) return;
-    const float *rb = r + (size_t)b * N, *Sb = S + (size_t)b * N * N;
-    float s = 0.f;
-    for (int i = 0; i < N; i++) s += rb[i] * Sb[(size_t)i * N + j];
-    tmp[(size_t)b * N + j] = 0.5f * s + 0.5f * rb[j];
-}
-
-void cuda_rollout_step(float *r, const float *S, float *tmp, int B, int N) {
-    if (B <= 0 || N <= 0) return;
-    rollout_kernel<<<dim3(cdiv(N, 128), B), 128, 0, cuda_stream()>>>(tmp, r, S, B, N);
-    LAUNCH_CHECK();
-    cuda_copy(r, tmp, (size_t)B * N * sizeof(float));
+    cuda_copy(r, tmp, (size_t)a->B * a->n1 * sizeof(float));
 }
 
 // One block per batch row. Token i (1..N-1) is chosen iff fewer than K patch

@@ -117,15 +117,15 @@ static const Row rows[] = {
     {&OP_ATTENTION, "GLCA B1 H2 hd8 N520 K70 (Nq=71)", {1, 2, 8, 520, 70, 0, 15}, ATTN_TOL, MEDIUM},
     {&OP_ATTENTION, "PWCA B2 H1 hd8 N260 derange", {2, 1, 8, 260, 0, 1, 15}, ATTN_TOL, MEDIUM},
 
-    // attention_probs_mean: p = {B, H, hd, N}. CUDA: a reduction over heads.
-    {&OP_PROBS_MEAN, "probs_mean B2 H3 hd4 N5", {2, 3, 4, 5}, {CPU(FWD, 0), CUDA(G_RED, 0)}, SMALL},
-    {&OP_PROBS_MEAN, "probs_mean B1 H1 hd64 N17", {1, 1, 64, 17}, {CPU(FWD, 0), CUDA(G_RED, 0)}, SMALL},
-    {&OP_PROBS_MEAN, "probs_mean B2 H3 hd32 N45", {2, 3, 32, 45}, {CPU(FWD, 0), CUDA(G_RED, 0)}, SMALL},
-
-    // rollout_step: p = {B, N, steps, hand}. CPU: fp32 sums of N products (old: 1e-6 on the hand case).
-    {&OP_ROLLOUT, "rollout hand 3x3 x2", {1, 3, 2, 1}, {CPU(1e-6, 0), CUDA(G_RED, 0)}, SMALL},
-    {&OP_ROLLOUT, "rollout B2 N45 x3", {2, 45, 3, 0}, {CPU(1e-6, 0), CUDA(G_RED, 0)}, SMALL},
-    {&OP_ROLLOUT, "rollout B1 N17 x2", {1, 17, 2, 0}, {CPU(1e-6, 0), CUDA(G_RED, 0)}, SMALL},
+    // rollout_step_attn: p = {B, H, hd, N, steps}. fp32 sums of N·H exponentials per output, in a fixed
+    // order; N off the tiles (CPU 64 rows, CUDA 32) and one head or several.
+    {&OP_ROLLOUT_ATTN, "rollout B1 H1 hd64 N17 x2", {1, 1, 64, 17, 2}, {CPU(FWD, 0), CUDA(G_RED, 0)}, SMALL},
+    {&OP_ROLLOUT_ATTN, "rollout B3 H3 hd4 N5 x3", {3, 3, 4, 5, 3}, {CPU(FWD, 0), CUDA(G_RED, 0)}, SMALL},
+    {&OP_ROLLOUT_ATTN, "rollout B3 H1 hd16 N70 x2", {3, 1, 16, 70, 2}, {CPU(FWD, 0), CUDA(G_RED, 0)}, SMALL},
+    {&OP_ROLLOUT_ATTN, "rollout B1 H3 hd32 N70 x2", {1, 3, 32, 70, 2}, {CPU(FWD, 0), CUDA(G_RED, 0)}, SMALL},
+    {&OP_ROLLOUT_ATTN, "rollout B1 H2 hd64 N197 x2", {1, 2, 64, 197, 2}, {CPU(FWD, 0), CUDA(G_RED, 0)}, MEDIUM},
+    {&OP_ROLLOUT_ATTN, "rollout B3 H3 hd16 N197 x3", {3, 3, 16, 197, 3}, {CPU(FWD, 0), CUDA(G_RED, 0)}, MEDIUM},
+    {&OP_ROLLOUT_ATTN, "rollout B2 H12 hd64 N785 x1", {2, 12, 64, 785, 1}, {CPU(FWD, 0), CUDA(G_RED, 0)}, BIG},
 
     // topk_select: p = {B, N, K, mode}. Indices: exact on every backend.
     {&OP_TOPK, "topk hand CLS largest, ties", {2, 7, 3, 2}, {CPU(0, 0), CUDA(0, 0)}, SMALL},
@@ -178,7 +178,11 @@ static void expect_ref(const char *label, const double *want, int n, double tol)
 // The references themselves, on cases computed by hand.
 START_TEST(test_reference_hand_values) {
     // Rollout, MODEL.md §2: r = row0(S̄2)·S̄1 with S̄ = 0.5 S + 0.5 I → [.46, .39, .15].
-    expect_ref("rollout hand 3x3 x2", (const double[]){.46, .39, .15}, 3, 1e-7);
+    double S2[9] = {.2, .6, .2, .1, .1, .8, 1 / 3., 1 / 3., 1 / 3.}, S1[9] = {.5, .25, .25, 0, 1, 0, .2, .3, .5};
+    double r[3] = {1, 0, 0};
+    ref_rollout_step(r, S2, 1, 3);
+    ref_rollout_step(r, S1, 1, 3);
+    for (int j = 0; j < 3; j++) ck_assert_double_eq_tol(r[j], ((const double[]){.46, .39, .15})[j], 1e-12);
     // Top-K: CLS never ranks; ties → lower index; output [0; ascending].
     expect_ref("topk hand CLS largest, ties", (const double[]){0, 2, 3, 5, 0, 1, 2, 3}, 8, 0);
     expect_ref("topk hand written ascending", (const double[]){0, 2, 4, 6}, 4, 0);

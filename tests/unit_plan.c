@@ -45,6 +45,27 @@ START_TEST(adds_up) {
 }
 END_TEST
 
+// No [B, N, N] buffer (MODEL.md §2: the rollout keeps no N×N map; attention is fused):
+// over three image sizes the plan's second divided difference in N — its bytes per N² —
+// stays under 2·B, half of what one [B, N, N] fp32 buffer alone adds (4·B). Measured:
+// 0.7·B now, 4.7·B with the rollout's old S buffer.
+START_TEST(nothing_quadratic_in_tokens) {
+    DcalConfig c = load("cub");
+    const int B = 16, sizes[3] = {384, 416, 448};
+    for (int ck = 0; ck < 2; ck++) {
+        double N[3], w[3];
+        for (int k = 0; k < 3; k++) {
+            c.model.img_size = sizes[k];
+            N[k] = config_tokens(&c.model);
+            w[k] = (double)plan_train_bytes(&c.model, B, ck);
+        }
+        double per_n2 = ((w[2] - w[1]) / (N[2] - N[1]) - (w[1] - w[0]) / (N[1] - N[0])) / (N[2] - N[0]);
+        ck_assert_msg(per_n2 < 2 * B, "checkpointing %d: the plan grows by %.1f bytes per N^2 at micro-batch %d", ck,
+                      per_n2, B);
+    }
+}
+END_TEST
+
 // A CPU backend that counts what it allocates.
 static size_t counted;
 static void *count_alloc(size_t n) { counted += n; return backend_cpu.alloc(n); }
@@ -157,6 +178,7 @@ int main(void) {
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, adds_up);
     tcase_add_test(tc, plan_equals_allocation);
+    tcase_add_test(tc, nothing_quadratic_in_tokens);
     tcase_add_test(tc, pick_micro_batch);
     tcase_add_test(tc, pick_counts_gradient_sum);
     tcase_add_test(tc, cmd_plan);

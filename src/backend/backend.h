@@ -122,12 +122,12 @@ typedef struct Backend {
     void (*attention_backward)(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
                                const float *dout);
 
-    // Head-mean attention probabilities of one SA layer, for the rollout:
-    // S[b, i, j] = mean_h softmax_j(q_i·k_j·scale) using the stored lse. S [B, Nq, n1].
-    void (*attention_probs_mean)(const AttnArgs *a, const float *lse, float *S);
-    // One rollout step (MODEL.md §2): r[b,:] ← r[b,:] · (0.5·S[b] + 0.5·I); S [B, N, N], r [B, N].
-    // tmp is scratch of B*N floats.
-    void (*rollout_step)(float *r, const float *S, float *tmp, int B, int N);
+    // One rollout step through an SA layer (MODEL.md §2): r[b,:] ← r[b,:]·(0.5·S[b] + 0.5·I)
+    // with S[b, i, j] = mean_h exp(q_i·k_j·scale − lse[b, h, i]), the head-mean attention
+    // recomputed tile by tile from a's q and k1 and the layer's saved lse [B, H, N]; no N×N
+    // map is stored. SA arguments only (Nq = n1 = N; v, n2 ignored). r [B, N]; tmp is scratch
+    // of B*N floats. Each r[b, j] is summed in a fixed order (independent of thread count).
+    void (*rollout_step_attn)(const AttnArgs *a, const float *lse, float *r, float *tmp);
     // Selection: sel[b, 0] = 0 (CLS), sel[b, 1..K] = the K patch tokens (1..N-1)
     // with largest r[b, :], ties → lower index, written in ascending token order.
     void (*topk_select)(int *sel, const float *r, int B, int N, int K);

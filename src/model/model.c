@@ -281,7 +281,6 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
     x->drop = training ? take(a, (size_t)(2 * (L + T + M)) * B, false) : NULL;
     x->r = take(a, (size_t)B * N, true);
     x->rtmp = take(a, (size_t)B * N, true);
-    x->S = take(a, (size_t)B * N * N, true);
     x->ftmp = take(a, rows * (size_t)(c->mlp_dim > D + 2 ? c->mlp_dim : D + 2), true);
     if (training) backward_scratch(c, B, N, Q, T, a, x);
 }

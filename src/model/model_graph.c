@@ -90,8 +90,7 @@ static void rollout_select(Model *m, int B) {
     for (int l = L - M - 1; l >= 0; l--) {
         BlockActs *a = sa_layer(m, l, B, true);
         AttnArgs at = block_qkv_args(m, B, a->qkv, NULL, NULL);
-        be->attention_probs_mean(&at, a->lse, x->S);
-        be->rollout_step(x->r, x->S, x->rtmp, B, N);
+        be->rollout_step_attn(&at, a->lse, x->r, x->rtmp);
     }
     be->topk_select(x->sel, x->r, B, N, m->K);
 }

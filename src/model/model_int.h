@@ -43,7 +43,7 @@ struct Acts {
     HeadActs head[3];  // SA, GLCA, PWCA
     int *sel, *zeros, *pair, *labels;   // [B,1+K], [B] of 0 (CLS gather), [B], [B]
     float *drop;       // drop-path scales [n_masks, B]
-    float *r, *rtmp, *S;       // rollout: [B,N], [B,N], [B,N,N]
+    float *r, *rtmp;           // rollout: [B,N], [B,N] (no N×N map: MODEL.md §2)
     float *ftmp;       // [B·N, max(F, D+2)]: a block forward's LN/GELU outputs; backward's dgelu
     // backward scratch
     float *dx[2], *dz[2], *dgl_in, *dgl_out;  // streams; GLCA local [B,Q,D] ×2

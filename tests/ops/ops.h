@@ -85,6 +85,8 @@ double *ref_output(const Row *row, int j);
 
 // ---- the ops (ops_*.c) ----
 extern const OpDef OP_MEMORY, OP_IM2COL, OP_TOKENS, OP_LAYERNORM, OP_LINEAR, OP_GELU, OP_RESIDUAL, OP_GATHER;
-extern const OpDef OP_ATTENTION, OP_PROBS_MEAN, OP_ROLLOUT, OP_TOPK;
+extern const OpDef OP_ATTENTION, OP_ROLLOUT_ATTN, OP_TOPK;
+// r ← r·(0.5 S + 0.5 I) in float64, S [B, N, N], r [B, N] (the rollout reference, for hand checks).
+void ref_rollout_step(double *r, const double *S, int B, int N);
 extern const OpDef OP_CROSSENTROPY, OP_ADAMW, OP_SUMSQ;
 

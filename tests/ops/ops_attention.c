@@ -1,5 +1,5 @@
-// ops_attention.c: op cases for fused attention (SA, GLCA, PWCA), the
-// head-mean attention probabilities, the rollout step and the top-K selection.
+// ops_attention.c: op cases for fused attention (SA, GLCA, PWCA), the rollout
+// step through an SA layer's head-mean attention, and the top-K selection.
 //
 // Layout as the model uses it: q|k|v are views into one qkv buffer [B, N, 3D]
 // per image set; PWCA reads k2/v2 from a second buffer through kv2_b.
@@ -158,99 +158,99 @@ static int att_keeps(const OpCase *c, int i, size_t k) {
 }
 const OpDef OP_ATTENTION = {"attention", att_init, att_ref, att_ref_bwd, att_be, att_be_bwd, att_keeps, 1};
 
-// ---- attention_probs_mean: p = {B, H, hd, N}; SA, lse from the float64 forward ---------
-static void pm_init(OpCase *c, Rng *r) {
-    Geom g = geom(c);
-    int D = g.H * g.hd;
-    c->nx = 2, c->ny = 1;
-    tensor_set(&c->x[0], "qkv", (size_t)g.B * g.N * 3 * D, T_F32, 0);
-    tensor_set(&c->x[1], "lse", (size_t)g.B * g.H * g.N, T_F32, 0);
-    float *q = fill_normal(&c->x[0], r, 1.5f), *lse = fill_normal(&c->x[1], r, 0.f);
-    double *qd = tz(c->x[0].n, sizeof(double)), *p = tz(g.N, sizeof(double));
-    for (size_t k = 0; k < c->x[0].n; k++) qd[k] = q[k];
-    const double *buf[2] = {qd, NULL};
-    for (int b = 0; b < g.B; b++)
-        for (int h = 0; h < g.H; h++)
-            for (int i = 0; i < g.N; i++) {
-                size_t qo;
-                lse[((size_t)b * g.H + h) * g.N + i] = (float)att_probs(&g, NULL, NULL, buf, b, h, i, p, &qo);
-            }
-    free(qd), free(p);
-    tensor_set(&c->y[0], "S", (size_t)g.B * g.N * g.N, T_F32, 0);
-}
-// S[b, i, j] = mean_h exp(q_i·k_j·scale − lse[b, h, i]), with the given lse.
-static void pm_ref(const OpCase *c, double *const *x, double *const *y) {
-    Geom g = geom(c);
-    int D = g.H * g.hd;
-    for (int b = 0; b < g.B; b++)
-        for (int i = 0; i < g.N; i++)
-            for (int j = 0; j < g.N; j++) {
-                double s = 0;
-                for (int h = 0; h < g.H; h++) {
-                    const double *q = x[0] + ((size_t)b * g.N + i) * 3 * D + h * g.hd;
-                    const double *k = x[0] + ((size_t)b * g.N + j) * 3 * D + D + h * g.hd;
-                    double dot = 0;
-                    for (int d = 0; d < g.hd; d++) dot += q[d] * k[d];
-                    s += exp(dot / sqrt((double)g.hd) - x[1][((size_t)b * g.H + h) * g.N + i]);
-                }
-                y[0][((size_t)b * g.N + i) * g.N + j] = s / g.H;
-            }
-}
-static void pm_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
-    void *v[4] = {x[0], NULL, NULL, NULL};
-    AttnArgs a = att_args(c, v);
-    be->attention_probs_mean(&a, XF(1), YF(0));
-}
-const OpDef OP_PROBS_MEAN = {"attention_probs_mean", pm_init, pm_ref, NULL, pm_be, NULL, NULL, 0};
+// ---- rollout_step_attn: p = {B, H, hd, N, steps} --------------------------------------
+// One SA layer per step (its own qkv [B, N, 3D] and the lse of its float64 forward),
+// applied in order as the model's chain goes (newest layer first); r0 = the CLS row
+// plus positive noise on every token, so every row of each S counts from the first step.
+typedef struct { int B, H, hd, N, steps; } Roll;
 
-// ---- rollout_step: p = {B, N, steps, hand} ------------------------------------------
-// S [steps, B, N, N] row-stochastic, applied in order (newest layer first); r0 = the CLS row
-// of the identity. hand: B = 1, N = 3, two steps with the 3×3 matrices of MODEL.md §2's example.
-static void roll_init(OpCase *c, Rng *r) {
-    int B = c->row->p[0], N = c->row->p[1], steps = c->row->p[2];
-    c->nx = 2, c->ny = 1;
-    tensor_set(&c->x[0], "S", (size_t)steps * B * N * N, T_F32, 0);
-    tensor_set(&c->x[1], "r0", (size_t)B * N, T_F32, 0);
-    float *S = fill_normal(&c->x[0], r, 2.f), *r0 = fill_normal(&c->x[1], r, 0.f);
-    for (size_t row = 0; row < (size_t)steps * B * N; row++) {   // softmax rows, as attention gives
-        double z = 0;
-        for (int j = 0; j < N; j++) z += exp(S[row * N + j]);
-        for (int j = 0; j < N; j++) S[row * N + j] = (float)(exp(S[row * N + j]) / z);
-    }
-    if (c->row->p[3]) {
-        static const float hand[18] = {.2f, .6f, .2f, .1f, .1f, .8f, 1 / 3.f, 1 / 3.f, 1 / 3.f,   // S2
-                                       .5f, .25f, .25f, 0, 1, 0, .2f, .3f, .5f};                // S1
-        memcpy(S, hand, sizeof hand);
-    }
-    for (int b = 0; b < B; b++) r0[(size_t)b * N] = 1.f;
-    tensor_set(&c->y[0], "r", (size_t)B * N, T_F32, 0);
+static Roll roll_geom(const OpCase *c) {
+    const int *p = c->row->p;
+    return (Roll){p[0], p[1], p[2], p[3], p[4]};
 }
-// r ← r · (0.5 S + 0.5 I)
-static void roll_ref(const OpCase *c, double *const *x, double *const *y) {
-    int B = c->row->p[0], N = c->row->p[1], steps = c->row->p[2];
+
+static void roll_init(OpCase *c, Rng *r) {
+    Roll R = roll_geom(c);
+    Geom g = {R.B, R.H, R.hd, R.N, R.N, 0};
+    size_t D = (size_t)R.H * R.hd, nqkv = (size_t)R.B * R.N * 3 * D, nlse = (size_t)R.B * R.H * R.N;
+    c->nx = 3, c->ny = 1;
+    tensor_set(&c->x[0], "qkv", (size_t)R.steps * nqkv, T_F32, 0);
+    tensor_set(&c->x[1], "lse", (size_t)R.steps * nlse, T_F32, 0);
+    tensor_set(&c->x[2], "r0", (size_t)R.B * R.N, T_F32, 0);
+    float *q = fill_normal(&c->x[0], r, 1.5f), *lse = fill_normal(&c->x[1], r, 0.f), *r0 = fill_normal(&c->x[2], r, 1.f);
+    double *qd = tz(nqkv, sizeof(double)), *p = tz(R.N, sizeof(double));
+    for (int s = 0; s < R.steps; s++) {
+        for (size_t k = 0; k < nqkv; k++) qd[k] = q[s * nqkv + k];
+        const double *buf[2] = {qd, NULL};
+        for (int b = 0; b < R.B; b++)
+            for (int h = 0; h < R.H; h++)
+                for (int i = 0; i < R.N; i++) {
+                    size_t qo;
+                    lse[s * nlse + ((size_t)b * R.H + h) * R.N + i] = (float)att_probs(&g, NULL, NULL, buf, b, h, i, p, &qo);
+                }
+    }
+    for (int k = 0; k < R.B * R.N; k++) r0[k] = fabsf(r0[k]) / (float)R.N + (k % R.N == 0);
+    free(qd), free(p);
+    tensor_set(&c->y[0], "r", (size_t)R.B * R.N, T_F32, 0);
+}
+
+void ref_rollout_step(double *r, const double *S, int B, int N) {
     double *t = tz(N, sizeof(double));
-    memcpy(y[0], x[1], (size_t)B * N * sizeof(double));
-    for (int s = 0; s < steps; s++)
-        for (int b = 0; b < B; b++) {
-            const double *S = x[0] + ((size_t)s * B + b) * N * N;
-            double *rb = y[0] + (size_t)b * N;
-            for (int j = 0; j < N; j++) {
-                t[j] = 0.5 * rb[j];
-                for (int i = 0; i < N; i++) t[j] += 0.5 * rb[i] * S[(size_t)i * N + j];
-            }
-            memcpy(rb, t, N * sizeof(double));
+    for (int b = 0; b < B; b++) {
+        const double *Sb = S + (size_t)b * N * N;
+        double *rb = r + (size_t)b * N;
+        for (int j = 0; j < N; j++) {
+            t[j] = 0.5 * rb[j];
+            for (int i = 0; i < N; i++) t[j] += 0.5 * rb[i] * Sb[(size_t)i * N + j];
         }
+        memcpy(rb, t, N * sizeof(double));
+    }
     free(t);
 }
+
+// The explicit S of each step in double, S[b, i, j] = mean_h exp(q_i·k_j/√hd − lse[b, h, i])
+// with the given lse, then r ← r·(0.5 S + 0.5 I).
+static void roll_ref(const OpCase *c, double *const *x, double *const *y) {
+    Roll R = roll_geom(c);
+    size_t D = (size_t)R.H * R.hd, nqkv = (size_t)R.B * R.N * 3 * D, nlse = (size_t)R.B * R.H * R.N;
+    double *S = tz((size_t)R.B * R.N * R.N, sizeof(double));
+    memcpy(y[0], x[2], (size_t)R.B * R.N * sizeof(double));
+    for (int s = 0; s < R.steps; s++) {
+        const double *qkv = x[0] + s * nqkv, *lse = x[1] + s * nlse;
+        for (int b = 0; b < R.B; b++)
+            for (int i = 0; i < R.N; i++)
+                for (int j = 0; j < R.N; j++) {
+                    double m = 0;
+                    for (int h = 0; h < R.H; h++) {
+                        const double *q = qkv + ((size_t)b * R.N + i) * 3 * D + h * R.hd, *k = qkv + ((size_t)b * R.N + j) * 3 * D + D + h * R.hd;
+                        double dot = 0;
+                        for (int d = 0; d < R.hd; d++) dot += q[d] * k[d];
+                        m += exp(dot / sqrt((double)R.hd) - lse[((size_t)b * R.H + h) * R.N + i]);
+                    }
+                    S[((size_t)b * R.N + i) * R.N + j] = m / R.H;
+                }
+        ref_rollout_step(y[0], S, R.B, R.N);
+    }
+    free(S);
+}
+
 static void roll_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
-    int B = c->row->p[0], N = c->row->p[1], steps = c->row->p[2];
-    float *tmp = be->alloc((size_t)B * N * sizeof(float));
-    be->copy(y[0], x[1], (size_t)B * N * sizeof(float));
-    for (int s = 0; s < steps; s++) be->rollout_step(YF(0), XF(0) + (size_t)s * B * N * N, tmp, B, N);
+    Roll R = roll_geom(c);
+    size_t D = (size_t)R.H * R.hd, nqkv = (size_t)R.B * R.N * 3 * D, nlse = (size_t)R.B * R.H * R.N;
+    float *tmp = be->alloc((size_t)R.B * R.N * sizeof(float));
+    be->copy(y[0], x[2], (size_t)R.B * R.N * sizeof(float));
+    for (int s = 0; s < R.steps; s++) {
+        const float *q = XF(0) + s * nqkv;
+        long bs = (long)R.N * 3 * D, ts = 3 * D;
+        AttnArgs a = {.B = R.B, .H = R.H, .hd = R.hd, .Nq = R.N, .q = q, .q_bstride = bs, .q_tstride = ts,
+                      .k1 = q + D, .v1 = q + 2 * D, .n1 = R.N, .kv1_bstride = bs, .kv1_tstride = ts,
+                      .scale = 1.0f / sqrtf((float)R.hd)};
+        be->rollout_step_attn(&a, XF(1) + s * nlse, YF(0), tmp);
+    }
     be->sync();
     be->free(tmp);
 }
-const OpDef OP_ROLLOUT = {"rollout_step", roll_init, roll_ref, NULL, roll_be, NULL, NULL, 0};
+const OpDef OP_ROLLOUT_ATTN = {"rollout_step_attn", roll_init, roll_ref, NULL, roll_be, NULL, NULL, 0};
 
 // ---- topk_select: p = {B, N, K, mode} ---------------------------------------------
 // mode 0: values on a 1/8 grid (many ties); 1: all equal; 2, 3: the hand cases below.

@@ -36,6 +36,5 @@ const char *cpu_vecmath_name(void);
 void cpu_attention_forward(const AttnArgs *a, float *out, float *lse);
 void cpu_attention_backward(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
                             const float *dout);
-void cpu_attention_probs_mean(const AttnArgs *a, const float *lse, float *S);
-void cpu_rollout_step(float *r, const float *S, float *tmp, int B, int N);
+void cpu_rollout_step_attn(const AttnArgs *a, const float *lse, float *r, float *tmp);
 void cpu_topk_select(int *sel, const float *r, int B, int N, int K);

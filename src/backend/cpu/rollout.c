@@ -1,60 +1,73 @@
-// rollout.c: the attention rollout on the CPU (mirrors kernels/rollout.cu):
-// head-mean probabilities of one SA layer recomputed from Q, K and the saved
-// log-sum-exp, one step of the CLS-row chain, and the top-K selection.
+// rollout.c: the attention rollout on the CPU (mirrors kernels/rollout.cu): one step
+// of the CLS-row chain through an SA layer's head-mean attention, recomputed tile by
+// tile from Q, K and the saved log-sum-exp (no N×N map), and the top-K selection.
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
 #include "backend/cpu/attention_common.h"
 
-// S[b] = (1/H) Σ_h exp(scale·Q_h K_hᵀ - lse_h), heads summed in order. Tiles of
-// PR query rows: the scores of one head are one sgemm on the strided q/k views
-// (single-threaded inside the OpenMP region), then exponentiated into the rows.
-// Each row of S belongs to one tile, so the sum is the same for any thread count.
-enum { PR = 64 };
+// One step of the CLS-row chain, r ← r·(0.5·S + 0.5·I), with S[b] = (1/H) Σ_h
+// exp(scale·Q_h K_hᵀ − lse_h) never stored. Query rows go in tiles of PR, in order:
+// the tile's scores for every head are sgemm calls on the strided q/k views (one head
+// per task, single-threaded inside the OpenMP region), then each task owns a range of
+// key columns j and folds t_j += (0.5·r_i)·S_ij for the tile's rows i ascending, with
+// S_ij summed over heads in order. So every t_j is one fixed chain of fp32 operations,
+// whatever the thread count, and the same chain as building S row-tile by row-tile and
+// multiplying afterwards (the sgemm shape PR × N is kept for that reason: OpenBLAS's
+// kernels round differently for other column blockings). Scratch: H·PR·N scores.
+enum { PR = 64, PJ = 64 };
 
-static void probs_tile(const AttnArgs *a, const float *lse, float *S, int b, int i0, float *qt, float *st) {
-    int H = a->H, hd = a->hd, n1 = a->n1, nq = a->Nq - i0 < PR ? a->Nq - i0 : PR;
-    float *rows = S + ((size_t)b * a->Nq + i0) * n1;
-    memset(rows, 0, (size_t)nq * n1 * sizeof(float));
-    for (int h = 0; h < H; h++) {
-        for (int i = 0; i < nq; i++)
-            memcpy(qt + (size_t)i * hd, a->q + b * a->q_bstride + qrow(a, b, i0 + i) * a->q_tstride + h * hd,
-                   (size_t)hd * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n1, hd, a->scale, qt, hd,
-                    a->k1 + b * a->kv1_bstride + h * hd, (int)a->kv1_tstride, 0.0f, st, n1);
-        const float *L = lse + ((size_t)b * H + h) * a->Nq + i0;
-        for (int i = 0; i < nq; i++)
-            for (int j = 0; j < n1; j++) rows[(size_t)i * n1 + j] += expf(st[(size_t)i * n1 + j] - L[i]) / (float)H;
+// st[h] [nq, N] = scale·q_i·k_j of head h for the query rows i0 .. i0+nq-1.
+static void head_scores(const AttnArgs *a, int b, int h, int i0, int nq, float *qt, float *st) {
+    int hd = a->hd;
+    for (int i = 0; i < nq; i++)
+        memcpy(qt + (size_t)i * hd, a->q + b * a->q_bstride + qrow(a, b, i0 + i) * a->q_tstride + h * hd,
+               (size_t)hd * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, a->n1, hd, a->scale, qt, hd,
+                a->k1 + b * a->kv1_bstride + h * hd, (int)a->kv1_tstride, 0.0f, st, a->n1);
+}
+
+// t_j += Σ_{i in tile} (0.5·r_i)·S_ij for j in [j0, j0+PJ), i ascending; S_ij is summed
+// over heads in order in sp, the inner loops run along j (contiguous scores).
+static void fold_cols(const AttnArgs *a, const float *lse, const float *rb, float *t, int b, int i0, int nq, int j0,
+                      const float *st) {
+    int H = a->H, N = a->n1, nj = N - j0 < PJ ? N - j0 : PJ;
+    float sp[PJ];
+    for (int i = 0; i < nq; i++) {
+        memset(sp, 0, sizeof sp);
+        for (int h = 0; h < H; h++) {
+            const float *sc = st + ((size_t)h * PR + i) * N + j0;
+            float L = lse[((size_t)b * H + h) * a->Nq + i0 + i];
+            for (int j = 0; j < nj; j++) sp[j] += expf(sc[j] - L) / (float)H;
+        }
+        float ri = 0.5f * rb[i0 + i];
+        for (int j = 0; j < nj; j++) t[j0 + j] += ri * sp[j];
     }
 }
 
-void cpu_attention_probs_mean(const AttnArgs *a, const float *lse, float *S) {
-    int tiles = (a->Nq + PR - 1) / PR;   // the rollout uses the layer's own keys only (n2 ignored)
+void cpu_rollout_step_attn(const AttnArgs *a, const float *lse, float *r, float *tmp) {
+    int N = a->n1, H = a->H;   // SA: Nq = n1 = N (n2 ignored)
+    float *st = xmalloc((size_t)H * PR * N * sizeof(float));
 #pragma omp parallel
     {
-        float *qt = xmalloc((size_t)PR * a->hd * sizeof(float)), *st = xmalloc((size_t)PR * a->n1 * sizeof(float));
-#pragma omp for collapse(2) schedule(static)
-        for (int b = 0; b < a->B; b++)
-            for (int t = 0; t < tiles; t++) probs_tile(a, lse, S, b, t * PR, qt, st);
-        free(qt);
-        free(st);
-    }
-}
-
-void cpu_rollout_step(float *r, const float *S, float *tmp, int B, int N) {
-    // r ← r·(0.5 S + 0.5 I): tmp_j = 0.5 Σ_i r_i S_ij + 0.5 r_j.
-#pragma omp parallel for
-    for (int b = 0; b < B; b++) {
-        const float *rb = r + (size_t)b * N;
-        float *t = tmp + (size_t)b * N;
-        for (int j = 0; j < N; j++) t[j] = 0.5f * rb[j];
-        for (int i = 0; i < N; i++) {
-            float ri = 0.5f * rb[i];
-            const float *Si = S + ((size_t)b * N + i) * N;
-            for (int j = 0; j < N; j++) t[j] += ri * Si[j];
+        float *qt = xmalloc((size_t)PR * a->hd * sizeof(float));
+        for (int b = 0; b < a->B; b++) {
+            const float *rb = r + (size_t)b * N;
+            float *t = tmp + (size_t)b * N;
+#pragma omp for schedule(static)
+            for (int j = 0; j < N; j++) t[j] = 0.5f * rb[j];
+            for (int i0 = 0; i0 < N; i0 += PR) {
+                int nq = N - i0 < PR ? N - i0 : PR;
+#pragma omp for schedule(static)
+                for (int h = 0; h < H; h++) head_scores(a, b, h, i0, nq, qt, st + (size_t)h * PR * N);
+#pragma omp for schedule(static)
+                for (int j0 = 0; j0 < N; j0 += PJ) fold_cols(a, lse, rb, t, b, i0, nq, j0, st);
+            }
         }
+        free(qt);
     }
-    memcpy(r, tmp, (size_t)B * N * sizeof(float));
+    free(st);
+    memcpy(r, tmp, (size_t)a->B * N * sizeof(float));
 }
 
 void cpu_topk_select(int *sel, const float *r, int B, int N, int K) {

@@ -1,0 +1,175 @@
+// unit_rollout.c: the CPU rollout step that recomputes the head-mean attention tile
+// by tile (backend.h rollout_step_attn, MODEL.md §2) gives the same bits on any thread
+// count, the same bits as the explicit-S path it replaced (so the selected tokens and
+// tests/golden/bitwise.txt stay as they were), and the selection of a float64 chain.
+// Accuracy against float64 on odd shapes, and the CUDA twin, are op rows in
+// tests/gradcheck_backend_ops.c.
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include "backend/backend.h"
+#include "core/common.h"
+#include "core/rng.h"
+#include "testutil.h"
+
+// A ViT-ish chain off every tile size: N = 197 (1 + 14²), three heads of 64, three images,
+// four SA layers, each with its own q|k|v [B, N, 3D] and the lse of its own forward.
+enum { B = 3, H = 3, HD = 64, N = 197, D = H * HD, LAYERS = 4, K = 19 };
+
+typedef struct {
+    float *qkv[LAYERS], *lse[LAYERS];
+} Chain;
+
+static AttnArgs args(const float *qkv) {
+    long bs = (long)N * 3 * D, ts = 3 * D;
+    return (AttnArgs){.B = B, .H = H, .hd = HD, .Nq = N, .q = qkv, .q_bstride = bs, .q_tstride = ts,
+                      .k1 = qkv + D, .v1 = qkv + 2 * D, .n1 = N, .kv1_bstride = bs, .kv1_tstride = ts,
+                      .scale = 1.0f / sqrtf((float)HD)};
+}
+
+static Chain make_chain(void) {
+    Chain c;
+    Rng r;
+    rng_init(&r, 2024, 0, 0, 0);
+    float *out = xmalloc(sizeof(float) * B * N * D);
+    for (int l = 0; l < LAYERS; l++) {
+        c.qkv[l] = xmalloc(sizeof(float) * B * N * 3 * D);
+        c.lse[l] = xmalloc(sizeof(float) * B * H * N);
+        for (size_t k = 0; k < (size_t)B * N * 3 * D; k++) c.qkv[l][k] = 1.5f * rng_normal(&r);
+        AttnArgs a = args(c.qkv[l]);
+        backend_cpu.attention_forward(&a, out, c.lse[l]);
+    }
+    free(out);
+    return c;
+}
+
+static void free_chain(Chain *c) {
+    for (int l = 0; l < LAYERS; l++) free(c->qkv[l]), free(c->lse[l]);
+}
+
+static void cls_row(float *r) {
+    memset(r, 0, sizeof(float) * B * N);
+    for (int b = 0; b < B; b++) r[b * N] = 1;
+}
+
+// r ← e0, then one fused step per layer on `threads` OpenMP threads.
+static void fused(const Chain *c, int threads, float *r) {
+    float tmp[B * N];
+    int was = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    cls_row(r);
+    for (int l = LAYERS - 1; l >= 0; l--) {
+        AttnArgs a = args(c->qkv[l]);
+        backend_cpu.rollout_step_attn(&a, c->lse[l], r, tmp);
+    }
+    omp_set_num_threads(was);
+}
+
+// The path the fused op replaced: S [B, N, N] built row-tile by row-tile (64 query rows,
+// one sgemm per head over all keys, heads summed in order), then t_j = 0.5·r_j +
+// Σ_i (0.5·r_i)·S_ij with i ascending.
+static void explicit_step(const float *qkv, const float *lse, float *r, float *S) {
+    float *qt = xmalloc(sizeof(float) * 64 * HD), *st = xmalloc(sizeof(float) * 64 * N), t[N];
+    memset(S, 0, sizeof(float) * B * N * N);
+    for (int b = 0; b < B; b++)
+        for (int i0 = 0; i0 < N; i0 += 64) {
+            int nq = N - i0 < 64 ? N - i0 : 64;
+            for (int h = 0; h < H; h++) {
+                for (int i = 0; i < nq; i++)
+                    memcpy(qt + i * HD, qkv + ((size_t)b * N + i0 + i) * 3 * D + h * HD, sizeof(float) * HD);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, N, HD, 1.0f / sqrtf((float)HD), qt, HD,
+                            qkv + (size_t)b * N * 3 * D + D + h * HD, 3 * D, 0.0f, st, N);
+                for (int i = 0; i < nq; i++)
+                    for (int j = 0; j < N; j++)
+                        S[((size_t)b * N + i0 + i) * N + j] +=
+                            expf(st[i * N + j] - lse[((size_t)b * H + h) * N + i0 + i]) / (float)H;
+            }
+        }
+    for (int b = 0; b < B; b++) {
+        for (int j = 0; j < N; j++) t[j] = 0.5f * r[b * N + j];
+        for (int i = 0; i < N; i++) {
+            float ri = 0.5f * r[b * N + i];
+            for (int j = 0; j < N; j++) t[j] += ri * S[((size_t)b * N + i) * N + j];
+        }
+        memcpy(r + b * N, t, sizeof t);
+    }
+    free(qt), free(st);
+}
+
+START_TEST(same_bits_on_any_thread_count) {
+    Chain c = make_chain();
+    float r1[B * N], r2[B * N], r3[B * N];
+    fused(&c, 1, r1);
+    fused(&c, 2, r2);
+    fused(&c, 3, r3);
+    ck_assert_msg(!memcmp(r1, r2, sizeof r1), "rollout differs between 1 and 2 threads");
+    ck_assert_msg(!memcmp(r1, r3, sizeof r1), "rollout differs between 1 and 3 threads");
+    free_chain(&c);
+}
+END_TEST
+
+START_TEST(same_bits_as_explicit_attention_map) {
+    Chain c = make_chain();
+    float got[B * N], want[B * N], *S = xmalloc(sizeof(float) * B * N * N);
+    fused(&c, 2, got);
+    omp_set_num_threads(1);   // the sgemm calls single-threaded, as inside the op's parallel region
+    cls_row(want);
+    for (int l = LAYERS - 1; l >= 0; l--) explicit_step(c.qkv[l], c.lse[l], want, S);
+    omp_set_num_threads(2);
+    for (int k = 0; k < B * N; k++)
+        ck_assert_msg(!memcmp(&got[k], &want[k], sizeof(float)), "r[%d] = %.9g, the explicit S path gives %.9g", k,
+                      got[k], want[k]);
+    free(S);
+    free_chain(&c);
+}
+END_TEST
+
+// The chain in float64 from the same q, k and lse; then the top-K of both.
+START_TEST(selection_of_float64_chain) {
+    Chain c = make_chain();
+    float r[B * N];
+    fused(&c, 2, r);
+    double *rd = xcalloc(B * N, sizeof(double)), *t = xmalloc(sizeof(double) * N);
+    for (int b = 0; b < B; b++) rd[b * N] = 1;
+    for (int l = LAYERS - 1; l >= 0; l--)
+        for (int b = 0; b < B; b++) {
+            const float *qkv = c.qkv[l] + (size_t)b * N * 3 * D;
+            for (int j = 0; j < N; j++) t[j] = 0.5 * rd[b * N + j];
+            for (int i = 0; i < N; i++)
+                for (int j = 0; j < N; j++) {
+                    double s = 0;
+                    for (int h = 0; h < H; h++) {
+                        double dot = 0;
+                        for (int d = 0; d < HD; d++)
+                            dot += (double)qkv[i * 3 * D + h * HD + d] * qkv[j * 3 * D + D + h * HD + d];
+                        s += exp(dot / sqrt((double)HD) - c.lse[l][(b * H + h) * N + i]);
+                    }
+                    t[j] += 0.5 * rd[b * N + i] * s / H;
+                }
+            memcpy(rd + b * N, t, sizeof(double) * N);
+        }
+    float rf[B * N];
+    double err = 0;
+    for (int k = 0; k < B * N; k++) rf[k] = (float)rd[k], err = fmax(err, fabs(r[k] - rd[k]) / rd[k]);
+    ck_assert_msg(err < 1e-4, "fp32 rollout off the float64 chain by %.2g (relative)", err);
+    int sel[B * (K + 1)], want[B * (K + 1)];
+    backend_cpu.topk_select(sel, r, B, N, K);
+    backend_cpu.topk_select(want, rf, B, N, K);
+    for (int k = 0; k < B * (K + 1); k++) ck_assert_int_eq(sel[k], want[k]);
+    free(rd), free(t);
+    free_chain(&c);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("rollout");
+    TCase *tc = tcase_create("cpu");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, same_bits_on_any_thread_count);
+    tcase_add_test(tc, same_bits_as_explicit_attention_map);
+    tcase_add_test(tc, selection_of_float64_chain);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
