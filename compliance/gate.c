@@ -43,8 +43,8 @@ int compliance_failures(const RuleResult *r, int n) {
 int compliance_gate(const RuleResult *r, int n) {
     for (int i = 0; i < n; i++)
         if (r[i].status == RULE_DEVIATION)
-            fprintf(stderr, "dcal: WARNING: deviating from the paper on '%s': expected %s, running %s (%s)\n",
-                    r[i].id, r[i].expected, r[i].actual, r[i].reason);
+            dcal_warn("deviating from the paper on '%s': expected %s, running %s (%s)", r[i].id, r[i].expected,
+                      r[i].actual, r[i].reason);
     int fails = 0;
     for (int i = 0; i < n; i++)
         if (r[i].status == RULE_FAIL) {

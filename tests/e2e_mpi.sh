@@ -2,7 +2,7 @@
 # e2e_mpi.sh: data-parallel training over MPI on the CPU (src/dist/).
 #  1. mpirun -np 2 with accumulation 1 ends with the same weights, step log and
 #     eval lines, bit for bit, as one process with accumulation 2; rank 1
-#     writes nothing into the run directory.
+#     writes nothing into the run directory, and says no warning rank 0 says.
 #  2. A run stopped on 2 ranks resumes on 1 (effective batch kept) and ends
 #     where the uninterrupted run ends.
 #  3. Ranks with different configs are refused before anything is written.
@@ -37,6 +37,9 @@ cmp -s "$tmp/runs/one/steps.tsv" "$tmp/runs/two/steps.tsv" || bad "steps.tsv dif
 diff <(grep '^eval' "$tmp/one.txt") <(grep '^eval' "$tmp/two.txt") || bad "eval lines differ (sharded eval)"
 [ "$(grep -c '"kind": *"eval"' "$tmp/runs/two/metrics.jsonl")" = 2 ] || bad "metrics.jsonl: not one writer"
 [ "$(grep -c '^dcal: done' "$tmp/two.txt")" = 1 ] || bad "more than one rank printed"
+# The compliance warnings (tiny.yaml deviates on purpose) once, from rank 0, as one process says them.
+w1=$(grep -c '^dcal: WARNING: deviating' "$tmp/one.txt"); w2=$(grep -c '^dcal: WARNING: deviating' "$tmp/two.txt")
+[ "$w1" -gt 0 ] && [ "$w1" = "$w2" ] || bad "deviation warnings: $w1 from one process, $w2 from two ranks"
 grep -q '"world_size": 2' "$tmp/runs/two/manifest.json" || bad "manifest has no world_size 2"
 "$dcal" audit "$tmp/runs/two" > "$tmp/audit.txt" 2>&1 || { cat "$tmp/audit.txt"; bad "audit of the 2-rank run"; }
 

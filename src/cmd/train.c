@@ -41,6 +41,7 @@ int cmd_train(int argc, char **argv) {
     for (int i = 0; dist_world() > 1 && i < backend_count(); i++)
         if (backend_at(i)->comm && !backend_at(i)->comm->select_device(dist_local_rank())) return DCAL_EXIT_FAIL;
     if (dist_rank() > 0 && !freopen("/dev/null", "w", stdout)) return DCAL_EXIT_FAIL;   // errors still reach stderr
+    dcal_mute_warnings(dist_rank() > 0);   // rank 0 says each deviation once
     int rc = train_resolved(argc, argv);
     if (rc != DCAL_EXIT_OK) dist_abort(rc);
     dist_finalize();

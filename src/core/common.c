@@ -29,6 +29,20 @@ void dcal_err(const char *fmt, ...) {
     va_end(ap);
 }
 
+static int warnings_muted;
+
+void dcal_mute_warnings(int mute) { warnings_muted = mute; }
+
+void dcal_warn(const char *fmt, ...) {
+    if (warnings_muted) return;
+    char line[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);   // a longer warning is cut, never split over lines
+    va_end(ap);
+    fprintf(stderr, "dcal: WARNING: %s\n", line);
+}
+
 void dcal_die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

@@ -14,6 +14,11 @@ enum { DCAL_EXIT_OK = 0, DCAL_EXIT_FAIL = 1, DCAL_EXIT_USAGE = 2 };
 
 // Print "dcal: <formatted>\n" to stderr.
 void dcal_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// Print "dcal: WARNING: <formatted>\n" to stderr, unless warnings are muted.
+void dcal_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// Mute dcal_warn: the ranks above 0 of a data-parallel job, whose warnings would
+// repeat rank 0's word for word (errors are never muted: a rank may fail alone).
+void dcal_mute_warnings(int mute);
 // dcal_err then exit(1). For errors a caller cannot recover from.
 void dcal_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
