@@ -3,7 +3,7 @@
 //   forward   model_zero_grads + model_forward_train
 //   backward  model_backward (loss scale 1, no accumulation)
 //   optimizer backend sumsq over every gradient (the trainer's finite check and
-//             grad norm) + optimizer_adamw (AdamW per tensor, decay groups)
+//             grad norm) + optimizer_adamw (AdamW, decay groups, one call)
 // after warm-up steps, with the memory plan beside the measured peak (bench/README.md).
 //
 //   bench_step [img_size=448] [micro_batch=2] [ckpt 0|1] [backend cpu|cuda|auto] [steps=1] [peak TFLOP/s]
@@ -31,6 +31,7 @@ typedef struct {
     const Backend *be;
     Model m;
     float *am, *av;
+    AdamwGroups adamw;
     int64_t step;
 } Bench;
 
@@ -143,7 +144,7 @@ static void one_step(Bench *t, const Batch *bt, Timing *tm, size_t free0) {
     be->sync();
     double t2 = now_seconds();
     double gsq = be->sumsq(t->m.grads, t->m.n_params);
-    optimizer_adamw(be, &t->m, t->am, t->av, &t->c->optim, t->c->optim.lr, t->step);
+    optimizer_adamw(&t->adamw, &t->m, t->am, t->av, &t->c->optim, t->c->optim.lr, t->step);
     be->sync();
     double t3 = now_seconds();
     t->step++;
@@ -242,6 +243,7 @@ int main(int argc, char **argv) {
     if (!model_alloc_activations(&t.m, B, ckpt, true)) return 1;
     t.am = be->alloc(t.m.n_params * sizeof(float));
     t.av = be->alloc(t.m.n_params * sizeof(float));
+    adamw_groups_make(&t.adamw, &t.m);
     int lab[64], pair[64];
     Batch bt;
     float *img = random_batch(&bt, B, c.model.img_size, lab, pair, c.train.seed);
@@ -251,6 +253,7 @@ int main(int argc, char **argv) {
     report(&t, &c, B, ckpt, bt.pair != NULL, &tm, peak_tflops);
     be->free(t.am);
     be->free(t.av);
+    adamw_groups_free(&t.adamw);
     model_free(&t.m);
     free(img);
     return 0;

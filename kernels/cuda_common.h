@@ -93,6 +93,8 @@ double cuda_sumsq(const float *x, size_t n);
 // adamw.cu
 void cuda_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
                        float beta2, float eps, float wd, int t);
+void cuda_adamw_multi(float *param, const float *grad, float *m, float *v, size_t n, const AdamwSpan *spans,
+                      int n_spans, float lr, float beta1, float beta2, float eps, float wd, int t);
 // attention.cu
 void cuda_attention_forward(const AttnArgs *a, float *out, float *lse);
 void cuda_attention_backward(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,

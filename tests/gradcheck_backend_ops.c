@@ -148,6 +148,10 @@ static const Row rows[] = {
     {&OP_ADAMW, "adamw n1000 x3 decay", {1000, 3, 50, 1, 10, 0}, {CPU(4e-7, 0), CUDA(G_EW, 0)}, SMALL},
     {&OP_ADAMW, "adamw n1000 x3 no decay t5", {1000, 3, 0, 5, 10, 0}, {CPU(4e-7, 0), CUDA(G_EW, 0)}, SMALL},
     {&OP_ADAMW, "adamw n10007 x3 decay", {10007, 3, 50, 1, 10, 0}, {CPU(4e-7, 0), CUDA(G_EW, 0)}, SMALL},
+    // adamw_multi: p = {n, steps, wd×1000, first t, lr×1e4}; spans of odd lengths, gaps, mixed decay
+    // (ops_train.c multi_spans). The same arithmetic as adamw_update, so the same bounds.
+    {&OP_ADAMW_MULTI, "adamw_multi n1000 x3 spans", {1000, 3, 50, 1, 10}, {CPU(4e-7, 0), CUDA(G_EW, 0)}, SMALL},
+    {&OP_ADAMW_MULTI, "adamw_multi n10007 x2 spans t7", {10007, 2, 100, 7, 10}, {CPU(4e-7, 0), CUDA(G_EW, 0)}, SMALL},
 
     // sumsq: p = {n}. Double accumulation on every backend; one square of a float is exact.
     {&OP_SUMSQ, "sumsq n=1", {1}, {CPU(0, 0), CUDA(0, 0)}, SMALL},

@@ -42,6 +42,13 @@ typedef struct {
     float *dq, *dk1, *dv1, *dk2, *dv2;
 } AttnGrads;
 
+// A run of floats of one flat parameter buffer that AdamW updates with one weight
+// decay: [offset, offset + numel), decayed when decay is non-zero (adamw_multi).
+typedef struct {
+    size_t offset, numel;
+    int decay;
+} AdamwSpan;
+
 typedef struct Backend {
     const char *name;          // "cpu" or "cuda"
 
@@ -141,6 +148,13 @@ typedef struct Backend {
     // AdamW, decoupled weight decay (wd = 0 for no-decay groups). t is the 1-based step.
     void (*adamw_update)(float *param, const float *grad, float *m, float *v, size_t n, float lr,
                          float beta1, float beta2, float eps, float wd, int t);
+    // AdamW over every span of one flat buffer [n] in one call (one kernel launch on
+    // CUDA, no host copy): each float of spans[s] gets exactly adamw_update's
+    // arithmetic with wd' = spans[s].decay ? wd : 0, bit for bit on the same backend.
+    // spans [n_spans] is backend memory (made once, before the steps), sorted by
+    // offset, disjoint, inside [0, n); floats in no span are not touched.
+    void (*adamw_multi)(float *param, const float *grad, float *m, float *v, size_t n, const AdamwSpan *spans,
+                        int n_spans, float lr, float beta1, float beta2, float eps, float wd, int t);
 
     // Sum of squares of x (for gradient norms and NaN checks), returned to the host.
     double (*sumsq)(const float *x, size_t n);

@@ -98,6 +98,7 @@ static int open_data_and_model(Trainer *t) {
     t->m.uncertainty_weighting = c->loss.uncertainty_weighting;
     t->am = t->be->alloc(t->m.n_params * sizeof(float));
     t->av = t->be->alloc(t->m.n_params * sizeof(float));
+    adamw_groups_make(&t->adamw, &t->m);
     t->pos = (TrainPos){.seed = c->train.seed};
     if (!load_start_weights(t)) return 0;
     Transport tr;
@@ -223,6 +224,7 @@ void trainer_teardown(Trainer *t) {
     rundir_close(&t->run);   // metrics and the run's lock
     if (t->am) t->be->free(t->am);
     if (t->av) t->be->free(t->av);
+    adamw_groups_free(&t->adamw);
     if (t->m.params) model_free(&t->m);
     if (t->ds_open) dataset_free(&t->ds);
     free(t->img); free(t->lab); free(t->ids); free(t->pair);

@@ -44,8 +44,20 @@ double lr_at(const OptimConfig *o, long s, long total, long warm);
 // A random derangement of 0..B-1 keyed by (seed, micro_step): no image is its own distractor.
 void pwca_pairing(int *pair, int B, uint64_t seed, uint64_t micro_step);
 
+// A model's AdamW decay groups (MODEL.md §4): its tensor table as spans of the
+// flat parameter buffer, neighbours with the same decay merged, in backend memory.
+// Made once before the steps, so that a step allocates and uploads nothing.
+typedef struct {
+    const Backend *be;
+    AdamwSpan *spans;          // backend memory [n], in buffer order
+    int n;
+} AdamwGroups;
+void adamw_groups_make(AdamwGroups *g, const Model *m);
+void adamw_groups_free(AdamwGroups *g);   // safe on a zeroed or freed g
+
 // AdamW over every tensor of m at learning rate lr, weight decay only where
 // ParamTensor.decay says (MODEL.md §4); steps_done optimizer steps came before.
+// One backend call (adamw_multi) for the whole buffer; g made from m.
 // The trainer's update, public for benchmarks that time a full step.
-void optimizer_adamw(const Backend *be, Model *m, float *am, float *av, const OptimConfig *o, double lr,
+void optimizer_adamw(const AdamwGroups *g, Model *m, float *am, float *av, const OptimConfig *o, double lr,
                      int64_t steps_done);

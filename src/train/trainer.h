@@ -40,6 +40,7 @@ typedef struct {
     RunDir run;
     Loader *L;
     float *am, *av;             // AdamW moments, backend memory, the parameters' layout
+    AdamwGroups adamw;          // the model's decay spans for the one-call update
     float *img;                 // one micro-batch, host memory
     int *lab, *ids, *pair;
     int micro, accum;           // micro-batch and accumulation steps of this process (resolved config)

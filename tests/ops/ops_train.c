@@ -110,6 +110,57 @@ static void adam_be(const Backend *be, const OpCase *c, void *const *x, void *co
 }
 const OpDef OP_ADAMW = {"adamw_update", adam_init, adam_ref, NULL, adam_be, NULL, NULL, 0};
 
+// ---- adamw_multi: p = {n, steps, wd ×1000, first t, lr ×1e4} --------------------------
+// adamw_update's case over one buffer cut into spans of odd lengths, with gaps (no span:
+// the floats must come back unchanged) and decay on, off, and on twice in a row.
+static int multi_spans(size_t n, AdamwSpan *out) {
+    static const size_t piece[] = {1, 7, 2, 129, 3, 1000, 31, 64, 5};
+    int ns = 0;
+    size_t at = 0;
+    for (int k = 0; at < n; k++) {
+        size_t len = piece[k % 9] < n - at ? piece[k % 9] : n - at;
+        if (k % 4 != 3) out[ns++] = (AdamwSpan){.offset = at, .numel = len, .decay = k % 3 != 1};
+        at += len;
+    }
+    return ns;
+}
+static void multi_ref(const OpCase *c, double *const *x, double *const *y) {
+    size_t n = c->row->p[0];
+    float lr, wd;
+    adam_hyper(c, &lr, &wd);
+    double b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    memcpy(y[0], x[0], n * sizeof(double)), memcpy(y[1], x[2], n * sizeof(double)), memcpy(y[2], x[3], n * sizeof(double));
+    AdamwSpan *sp = tz(n, sizeof *sp);
+    int ns = multi_spans(n, sp);
+    for (int s = 0; s < c->row->p[1]; s++) {
+        int t = c->row->p[3] + s;
+        for (int j = 0; j < ns; j++)
+            for (size_t k = sp[j].offset; k < sp[j].offset + sp[j].numel; k++) {
+                double g = x[1][s * n + k], w = sp[j].decay ? (double)wd : 0.0;
+                y[1][k] = b1 * y[1][k] + (1 - b1) * g;
+                y[2][k] = b2 * y[2][k] + (1 - b2) * g * g;
+                double mh = y[1][k] / (1 - pow(b1, t)), vh = y[2][k] / (1 - pow(b2, t));
+                y[0][k] -= (double)lr * (mh / (sqrt(vh) + eps) + w * y[0][k]);
+            }
+    }
+    free(sp);
+}
+static void multi_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
+    size_t n = c->row->p[0], b = n * sizeof(float);
+    float lr, wd;
+    adam_hyper(c, &lr, &wd);
+    be->copy(y[0], x[0], b), be->copy(y[1], x[2], b), be->copy(y[2], x[3], b);
+    AdamwSpan *h = tz(n, sizeof *h), *d = be->alloc(n * sizeof *h);
+    int ns = multi_spans(n, h);
+    be->to_device(d, h, (size_t)ns * sizeof *h);
+    for (int s = 0; s < c->row->p[1]; s++)
+        be->adamw_multi(YF(0), XF(1) + s * n, YF(1), YF(2), n, d, ns, lr, 0.9f, 0.999f, 1e-8f, wd, c->row->p[3] + s);
+    be->sync();
+    be->free(d);
+    free(h);
+}
+const OpDef OP_ADAMW_MULTI = {"adamw_multi", adam_init, multi_ref, NULL, multi_be, NULL, NULL, 0};
+
 // ---- sumsq: p = {n}; the double result goes back through the backend's memory ---------
 static void sumsq_init(OpCase *c, Rng *r) {
     c->nx = 1, c->ny = 1;

@@ -86,5 +86,6 @@ const Backend backend_cpu = {
     .crossentropy_forward = cpu_crossentropy_forward,
     .crossentropy_backward = cpu_crossentropy_backward,
     .adamw_update = cpu_adamw_update,
+    .adamw_multi = cpu_adamw_multi,
     .sumsq = cpu_sumsq,
 };

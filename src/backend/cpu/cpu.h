@@ -25,6 +25,8 @@ void cpu_crossentropy_forward(float *losses, float *probs, const float *logits, 
 void cpu_crossentropy_backward(float *dlogits, const float *probs, const int *labels, float dscale, int B, int C);
 void cpu_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
                       float beta2, float eps, float wd, int t);
+void cpu_adamw_multi(float *param, const float *grad, float *m, float *v, size_t n, const AdamwSpan *spans,
+                     int n_spans, float lr, float beta1, float beta2, float eps, float wd, int t);
 double cpu_sumsq(const float *x, size_t n);
 
 // vecmath.c: y = exp(x - shift), y = erf(x · scale) over n floats (y may be x), and what computes them.
