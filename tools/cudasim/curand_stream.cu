@@ -153,8 +153,9 @@ static void test_uniform(void) {
 
 int main(void) {
 #if !CUDASIM_REAL_CURAND
-    printf("sim_curand: SKIP: no CUDA toolkit curand_kernel.h was found at configure time (install the toolkit's "
-           "headers, e.g. Debian's nvidia-cuda-dev, or set CUDASIM_CURAND_DIR)\n");
+    printf("sim_curand: SKIP: built against the stand-in curand_kernel.h: no CUDA toolkit headers were found at "
+           "configure time (install them, e.g. Debian non-free's nvidia-cuda-dev, or set CUDASIM_CURAND_DIR), or "
+           "CUDASIM_TOOLKIT_CURAND=OFF\n");
     return 77;
 #endif
     test_raw_blocks();
