@@ -90,6 +90,8 @@ void cuda_gather_rows_backward(float *dinp, const float *dout, const int *idx, i
 void cuda_crossentropy_forward(float *losses, float *probs, const float *logits, const int *labels, int B, int C);
 void cuda_crossentropy_backward(float *dlogits, const float *probs, const int *labels, float dscale, int B, int C);
 double cuda_sumsq(const float *x, size_t n);
+// droppath.cu
+void cuda_droppath_masks(float *drop, const float *keep, int nblk, int B, uint64_t seed, uint64_t step);
 // adamw.cu
 void cuda_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
                        float beta2, float eps, float wd, int t);

@@ -86,6 +86,16 @@ static const Row rows[] = {
     {&OP_RESIDUAL, "residual B3 n1001", {3, 1001, 0}, {CPU(2e-7, 2e-7), CUDA(G_EW, G_EW)}, SMALL},
     {&OP_RESIDUAL, "residual B1 n17 dropped", {1, 17, 1}, {CPU(2e-7, 2e-7), CUDA(G_EW, G_EW)}, SMALL},
 
+    // droppath_masks: p = {nblk, B, seed lo, seed hi, step lo, step hi, rate ‰}. Bit for bit on every
+    // backend (CUDA: cuRAND's Philox4_32_10 set to core/rng.c's stream): tolerance 0. Odd B ends
+    // mid-block; high words of seed and step; rate 0 keeps all; rate 1 keeps none at the last block.
+    {&OP_DROPPATH, "droppath 3 blk B4 rate .1", {3, 4, 42, 0, 0, 0, 100}, {CPU(0, 0), CUDA(0, 0)}, SMALL},
+    {&OP_DROPPATH, "droppath 12 blk B16 step 77", {12, 16, 1, 0, 77, 0, 100}, {CPU(0, 0), CUDA(0, 0)}, SMALL},
+    {&OP_DROPPATH, "droppath 36 blk B16 high words", {36, 16, (int)0xDEADBEEF, 0x7FFFFFFF, 123456, 3, 300},
+     {CPU(0, 0), CUDA(0, 0)}, SMALL},
+    {&OP_DROPPATH, "droppath 2 blk B33 rate 1", {2, 33, 7, 0, 5, 0, 1000}, {CPU(0, 0), CUDA(0, 0)}, SMALL},
+    {&OP_DROPPATH, "droppath 1 blk B3 rate 0", {1, 3, 9, 0, 1, 0, 0}, {CPU(0, 0), CUDA(0, 0)}, SMALL},
+
     // gather_rows: p = {B, Nin, Nout, D}. CPU exact (distinct rows: copies).
     {&OP_GATHER, "gather B2 5->3 D4", {2, 5, 3, 4}, {CPU(0, 0), CUDA(G_EXACT, G_EW)}, SMALL},
     {&OP_GATHER, "gather B3 20->7 D70", {3, 20, 7, 70}, {CPU(0, 0), CUDA(G_EXACT, G_EW)}, SMALL},
@@ -193,6 +203,11 @@ START_TEST(test_reference_hand_values) {
     // AdamW at t=1: m̂ = g, v̂ = g², so p −= lr·(sign(g) + wd·p).
     expect_ref("adamw hand decay", (const double[]){1 - 0.1 * (1 + 0.05), -2 - 0.1 * (-1 + 0.05 * -2)}, 2, 1e-7);
     expect_ref("adamw hand no decay", (const double[]){3 - 0.01}, 1, 1e-7);
+    // Drop-path: rate 0 keeps every sample at scale 1; rate 1 drops the whole last block.
+    expect_ref("droppath 1 blk B3 rate 0", (const double[]){1, 1, 1, 1, 1, 1}, 6, 0);
+    double *dp = ref_output(find_row("droppath 2 blk B33 rate 1"), 0);
+    for (int i = 2 * 33; i < 4 * 33; i++) ck_assert_msg(dp[i] == 0, "droppath rate 1: last block [%d] = %g", i, dp[i]);
+    free(dp);
 }
 END_TEST
 

@@ -119,6 +119,14 @@ typedef struct Backend {
     void (*residual_forward)(float *out, const float *x, const float *f, const float *scale, int B, size_t n_per_b);
     void (*residual_backward)(float *dx, float *df, const float *dout, const float *scale, int B, size_t n_per_b);
 
+    // The drop-path scales of one micro-step, drawn on the backend (no host draw or copy in a step):
+    // for block k < nblk, branch w (0 attention, 1 MLP) and image b < B,
+    //   drop[(2k + w)·B + b] = u < (double)keep[k] ? 1.0f / keep[k] : 0
+    // with u the b-th rng_uniform of rng_init(seed, 2k + w, step, RNG_DROPPATH) (core/rng.h),
+    // the same bits on every backend (CUDA draws the stream with cuRAND's Philox4_32_10).
+    // keep [nblk] (keep probability per block), drop [2·nblk·B]: backend memory.
+    void (*droppath_masks)(float *drop, const float *keep, int nblk, int B, uint64_t seed, uint64_t step);
+
     // Row gather: out[b, j, :] = inp[b, idx[b*Nout + j], :]; inp [B, Nin, D].
     void (*gather_rows_forward)(float *out, const float *inp, const int *idx, int B, int Nin, int Nout, int D);
     void (*gather_rows_backward)(float *dinp, const float *dout, const int *idx, int B, int Nin, int Nout, int D);

@@ -304,6 +304,24 @@ void model_plan(const ModelConfig *cfg, int B, bool ckpt, bool training, MemPlan
     out->total = out->weights + out->grads + out->optimizer + out->activations + out->workspace;
 }
 
+// Drop-path keep probability of every block (model_graph.c numbers them), once per model
+// and kept in backend memory, so a step's masks need no host work: the drop rate grows
+// linearly over the depth of the SA layer a block stands for (timm).
+static float *droppath_keep(const Model *m) {
+    const ModelConfig *c = &m->cfg;
+    int L = c->depth, T = c->pwca_blocks, M = c->glca_blocks, nblk = L + T + M;
+    float *h = xmalloc((size_t)nblk * sizeof(float));
+    for (int k = 0; k < nblk; k++) {
+        int depth = k < L ? k : k < L + T ? k - L : L - M + (k - L - T);
+        double rate = L > 1 ? c->drop_path * depth / (L - 1) : c->drop_path;
+        h[k] = (float)(1.0 - rate);
+    }
+    float *keep = m->be->alloc((size_t)nblk * sizeof(float));
+    m->be->to_device(keep, h, (size_t)nblk * sizeof(float));
+    free(h);
+    return keep;
+}
+
 int model_alloc_activations(Model *m, int B, bool ckpt, bool training) {
     const ModelConfig *c = &m->cfg;
     if (c->depth > 64 || c->glca_blocks > 64) {
@@ -325,6 +343,7 @@ int model_alloc_activations(Model *m, int B, bool ckpt, bool training) {
     x->h_losses = xcalloc((size_t)3 * B, sizeof(float));
     x->h_sel = xcalloc((size_t)B * Q, sizeof(int));
     x->h_pair = xcalloc((size_t)B, sizeof(int));
+    x->keep = training && c->drop_path > 0 ? droppath_keep(m) : NULL;
     m->acts = x;
     m->B = B;
     m->ckpt = ckpt;
@@ -343,6 +362,7 @@ void model_free(Model *m) {
         free(m->acts->h_losses);
         free(m->acts->h_sel);
         free(m->acts->h_pair);
+        if (m->acts->keep) m->be->free(m->acts->keep);
         free(m->acts);
     }
     if (m->arena) m->be->free(m->arena);

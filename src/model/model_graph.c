@@ -8,7 +8,6 @@
 #include <math.h>
 #include <string.h>
 #include "model/model_block.h"
-#include "core/rng.h"
 
 static bool stored(const Model *m) { return m->training && !m->ckpt; }
 // Which heads take part: SA always, GLCA when M > 0 (M = 0 is an SA-only baseline), PWCA when paired.
@@ -27,25 +26,13 @@ static const float *drop(const Model *m, int block, int which, int B) {
     return m->acts->have_drop ? m->acts->drop + (size_t)(2 * block + which) * B : NULL;
 }
 
+// Drawn by the backend from (seed, step) into the drop buffer: no host work per step.
 static void draw_drop_masks(Model *m, const Batch *bt) {
     const ModelConfig *c = &m->cfg;
-    int L = c->depth, T = c->pwca_blocks, M = c->glca_blocks, B = bt->B, nblk = L + T + M;
     m->acts->have_drop = c->drop_path > 0;
     if (!m->acts->have_drop) return;
-    float *h = xmalloc((size_t)2 * nblk * B * sizeof(float));
-    for (int k = 0; k < nblk; k++) {
-        int depth = k < L ? k : k < L + T ? k - L : L - M + (k - L - T);   // the SA layer a block stands for
-        double rate = L > 1 ? c->drop_path * depth / (L - 1) : c->drop_path;   // linear over depth (timm)
-        float keep = (float)(1.0 - rate);
-        for (int w = 0; w < 2; w++) {
-            Rng r;
-            rng_init(&r, bt->seed, (uint32_t)(2 * k + w), bt->step, RNG_DROPPATH);
-            for (int b = 0; b < B; b++)
-                h[(size_t)(2 * k + w) * B + b] = rng_uniform(&r) < keep ? 1.0f / keep : 0.0f;
-        }
-    }
-    m->be->to_device(m->acts->drop, h, (size_t)2 * nblk * B * sizeof(float));
-    free(h);
+    m->be->droppath_masks(m->acts->drop, m->acts->keep, c->depth + c->pwca_blocks + c->glca_blocks, bt->B, bt->seed,
+                          bt->step);
 }
 
 static void embed_forward(Model *m, const float *images, int B) {

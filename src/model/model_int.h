@@ -43,6 +43,7 @@ struct Acts {
     HeadActs head[3];  // SA, GLCA, PWCA
     int *sel, *zeros, *pair, *labels;   // [B,1+K], [B] of 0 (CLS gather), [B], [B]
     float *drop;       // drop-path scales [n_masks, B]
+    float *keep;       // drop-path keep probability per block [n_masks / 2]; NULL without drop-path
     float *r, *rtmp;           // rollout: [B,N], [B,N] (no N×N map: MODEL.md §2)
     float *ftmp;       // [B·N, max(F, D+2)]: a block forward's LN/GELU outputs; backward's dgelu
     // backward scratch

@@ -89,4 +89,5 @@ extern const OpDef OP_ATTENTION, OP_ROLLOUT_ATTN, OP_TOPK;
 // r ← r·(0.5 S + 0.5 I) in float64, S [B, N, N], r [B, N] (the rollout reference, for hand checks).
 void ref_rollout_step(double *r, const double *S, int B, int N);
 extern const OpDef OP_CROSSENTROPY, OP_ADAMW, OP_ADAMW_MULTI, OP_SUMSQ;
+extern const OpDef OP_DROPPATH;   // ops_droppath.c
 

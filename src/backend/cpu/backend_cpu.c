@@ -77,6 +77,7 @@ const Backend backend_cpu = {
     .gelu_backward = cpu_gelu_backward,
     .residual_forward = cpu_residual_forward,
     .residual_backward = cpu_residual_backward,
+    .droppath_masks = cpu_droppath_masks,
     .gather_rows_forward = cpu_gather_rows_forward,
     .gather_rows_backward = cpu_gather_rows_backward,
     .attention_forward = cpu_attention_forward,

@@ -19,6 +19,8 @@ void cpu_gelu_forward(float *out, const float *inp, size_t n);
 void cpu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
 void cpu_residual_forward(float *out, const float *x, const float *f, const float *scale, int B, size_t n_per_b);
 void cpu_residual_backward(float *dx, float *df, const float *dout, const float *scale, int B, size_t n_per_b);
+// droppath.c
+void cpu_droppath_masks(float *drop, const float *keep, int nblk, int B, uint64_t seed, uint64_t step);
 void cpu_gather_rows_forward(float *out, const float *inp, const int *idx, int B, int Nin, int Nout, int D);
 void cpu_gather_rows_backward(float *dinp, const float *dout, const int *idx, int B, int Nin, int Nout, int D);
 void cpu_crossentropy_forward(float *losses, float *probs, const float *logits, const int *labels, int B, int C);

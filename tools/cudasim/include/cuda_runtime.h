@@ -21,8 +21,27 @@
 #define __launch_bounds__(...)
 #define __align__(n) alignas(n)
 #define __restrict__ __restrict
+#define __constant__
+// The toolkit's vector_types.h wraps uses of its deprecated types (double4) in these; cuRAND does too.
+#define __NV_SILENCE_DEPRECATION_BEGIN
+#define __NV_SILENCE_DEPRECATION_END
 
 struct uint3 { unsigned x, y, z; };
+// Vector types (vector_types.h) with CUDA's alignment: what kernels and cuRAND's device API use.
+struct alignas(8) uint2 { unsigned x, y; };
+struct alignas(16) uint4 { unsigned x, y, z, w; };
+struct alignas(8) float2 { float x, y; };
+struct alignas(16) float4 { float x, y, z, w; };
+struct alignas(16) double2 { double x, y; };
+struct alignas(16) double4 { double x, y, z, w; };   // 32-byte aligned since CUDA 13; unused by dcal's kernels
+struct alignas(16) int4 { int x, y, z, w; };
+static inline uint2 make_uint2(unsigned x, unsigned y) { return uint2{x, y}; }
+static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
+static inline float2 make_float2(float x, float y) { return float2{x, y}; }
+static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+static inline double2 make_double2(double x, double y) { return double2{x, y}; }
+static inline double4 make_double4(double x, double y, double z, double w) { return double4{x, y, z, w}; }
+static inline int4 make_int4(int x, int y, int z, int w) { return int4{x, y, z, w}; }
 struct dim3 {
     unsigned x, y, z;
     constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
@@ -102,6 +121,14 @@ static inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
 static inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
 static inline float rsqrtf(float x) { return 1.f / sqrtf(x); }
 static inline float __fdividef(float a, float b) { return a / b; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }   // IEEE round-to-nearest, as the host's
+static inline unsigned __umulhi(unsigned a, unsigned b) { return (unsigned)(((unsigned long long)a * b) >> 32); }
+template <class T> T __ldg(const T *p) { return *p; }
+static inline void sincospi(double x, double *s, double *c) { *s = sin(3.14159265358979323846 * x), *c = cos(3.14159265358979323846 * x); }
+static inline void sincospif(float x, float *s, float *c) { *s = sinf(3.14159265f * x), *c = cosf(3.14159265f * x); }
+// Named by cuRAND's normal-by-inversion paths, which dcal never takes: a call fails loudly.
+static inline float erfcinvf(float) { cudasim::fail("erfcinvf is not simulated"); }
+static inline double erfcinv(double) { cudasim::fail("erfcinv is not simulated"); }
 
 namespace cudasim {
 // Barriers: the calling fiber waits until every thread that must arrive has.
