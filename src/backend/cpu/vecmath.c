@@ -14,26 +14,18 @@
 AVX2 __m256 _ZGVdN8v_expf(__m256 x);   // glibc libmvec (GLIBC_2.22)
 AVX2 __m256 _ZGVdN8v_erff(__m256 x);   // glibc libmvec (GLIBC_2.35)
 
-static AVX2 void exp_avx2(float *y, const float *x, float shift, size_t n) {
-    __m256 s = _mm256_set1_ps(shift);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _ZGVdN8v_expf(_mm256_sub_ps(_mm256_loadu_ps(x + i), s)));
-    if (i < n) {
-        float t[8] = {0};
-        memcpy(t, x + i, (n - i) * sizeof(float));
-        _mm256_storeu_ps(t, _ZGVdN8v_expf(_mm256_sub_ps(_mm256_loadu_ps(t), s)));
-        memcpy(y + i, t, (n - i) * sizeof(float));
-    }
-}
+typedef __m256 (*Vec8Fn)(__m256);
 
-static AVX2 void erf_avx2(float *y, const float *x, float scale, size_t n) {
-    __m256 s = _mm256_set1_ps(scale);
+// y = f(a·x + b), eight at a time (a·x + b as one fused rounding: exactly x − shift
+// for a = 1 and exactly the product for b = 0).
+static AVX2 void map_avx2(float *y, const float *x, float a, float b, size_t n, Vec8Fn f) {
+    __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
     size_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _ZGVdN8v_erff(_mm256_mul_ps(_mm256_loadu_ps(x + i), s)));
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, f(_mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), vb)));
     if (i < n) {
         float t[8] = {0};
         memcpy(t, x + i, (n - i) * sizeof(float));
-        _mm256_storeu_ps(t, _ZGVdN8v_erff(_mm256_mul_ps(_mm256_loadu_ps(t), s)));
+        _mm256_storeu_ps(t, f(_mm256_fmadd_ps(va, _mm256_loadu_ps(t), vb)));
         memcpy(y + i, t, (n - i) * sizeof(float));
     }
 }
@@ -49,12 +41,12 @@ static int use_avx2(void) {
 }
 
 void cpu_vexp(float *y, const float *x, float shift, size_t n) {
-    if (use_avx2()) { exp_avx2(y, x, shift, n); return; }
+    if (use_avx2()) { map_avx2(y, x, 1.0f, -shift, n, _ZGVdN8v_expf); return; }
     for (size_t i = 0; i < n; i++) y[i] = expf(x[i] - shift);
 }
 
 void cpu_verf(float *y, const float *x, float scale, size_t n) {
-    if (use_avx2()) { erf_avx2(y, x, scale, n); return; }
+    if (use_avx2()) { map_avx2(y, x, scale, 0.0f, n, _ZGVdN8v_erff); return; }
     for (size_t i = 0; i < n; i++) y[i] = erff(x[i] * scale);
 }
 
