@@ -62,18 +62,29 @@ void cpu_linear_forward(float *out, const float *inp, const float *w, const floa
     }
 }
 
+// db [OC] += Σ_r dout [r, :]. Each column is still summed over rows in ascending
+// order (the same bits as a column-at-a-time loop), but DB_COLS columns at once, so
+// a row is read contiguously and the adds vectorise.
+enum { DB_COLS = 64 };
+
+static void linear_bias_backward(float *db, const float *dout, int rows, int OC) {
+#pragma omp parallel for schedule(static)
+    for (int o0 = 0; o0 < OC; o0 += DB_COLS) {
+        int n = OC - o0 < DB_COLS ? OC - o0 : DB_COLS;
+        float s[DB_COLS] = {0};
+        for (int r = 0; r < rows; r++) {
+            const float *d = dout + (size_t)r * OC + o0;
+            for (int j = 0; j < n; j++) s[j] += d[j];
+        }
+        for (int j = 0; j < n; j++) db[o0 + j] += s[j];
+    }
+}
+
 void cpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                          int rows, int IC, int OC) {
     if (dinp)   // dinp [rows, IC] += dout [rows, OC] · W [OC, IC]
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, IC, OC, 1.0f, dout, OC, w, IC, 1.0f, dinp, IC);
     if (dw)     // dW [OC, IC] += doutᵀ · inp
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, rows, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
-    if (db) {
-#pragma omp parallel for
-        for (int o = 0; o < OC; o++) {
-            float s = 0;
-            for (int r = 0; r < rows; r++) s += dout[(size_t)r * OC + o];
-            db[o] += s;
-        }
-    }
+    if (db) linear_bias_backward(db, dout, rows, OC);
 }
