@@ -86,6 +86,25 @@ static const Row rows[] = {
     {&OP_RESIDUAL, "residual B3 n1001", {3, 1001, 0}, {CPU(2e-7, 2e-7), CUDA(G_EW, G_EW)}, SMALL},
     {&OP_RESIDUAL, "residual B1 n17 dropped", {1, 17, 1}, {CPU(2e-7, 2e-7), CUDA(G_EW, G_EW)}, SMALL},
 
+    // residual_layernorm: p = {B, rows per b, D, drop-path scale, mean offset}. The residual's two
+    // roundings and then layernorm's bounds: the same columns as layernorm. Scales cycle 0 (dropped),
+    // 1.25, 1, 1/0.9; odd D (33, 768), one row, and 197 rows (a ViT-B/16 224 px sequence).
+    {&OP_RESIDUAL_LAYERNORM, "residual_layernorm B2x3 D33 scaled", {2, 3, 33, 1, 0}, {CPU(FWD, GRAD), CUDA(G_EW, G_RED)},
+     SMALL},
+    {&OP_RESIDUAL_LAYERNORM, "residual_layernorm B4x2 D12 scaled off3", {4, 2, 12, 1, 3},
+     {CPU(FWD, GRAD), CUDA(G_EW, G_RED)}, SMALL},
+    {&OP_RESIDUAL_LAYERNORM, "residual_layernorm 1 row D33", {1, 1, 33, 0, 3}, {CPU(FWD, GRAD), CUDA(G_EW, G_RED)},
+     SMALL},
+    {&OP_RESIDUAL_LAYERNORM, "residual_layernorm 1 row D768 dropped", {1, 1, 768, 1, 0},
+     {CPU(FWD, GRAD), CUDA(G_EW, G_RED)}, SMALL},
+    {&OP_RESIDUAL_LAYERNORM, "residual_layernorm B1x197 D33", {1, 197, 33, 0, 0}, {CPU(FWD, GRAD), CUDA(G_EW, G_RED)},
+     SMALL},
+    {&OP_RESIDUAL_LAYERNORM, "residual_layernorm B2x197 D768 scaled off3", {2, 197, 768, 1, 3},
+     {CPU(FWD, GRAD), CUDA(G_EW, G_RED)}, MEDIUM},
+    // several 256-row chunks in the CUDA dw/db reduction
+    {&OP_RESIDUAL_LAYERNORM, "residual_layernorm B8x197 D768 scaled off3", {8, 197, 768, 1, 3},
+     {CPU(FWD, GRAD), CUDA(G_EW, G_RED)}, BIG},
+
     // droppath_masks: p = {nblk, B, seed lo, seed hi, step lo, step hi, rate ‰}. Bit for bit on every
     // backend (CUDA: cuRAND's Philox4_32_10 set to core/rng.c's stream): tolerance 0. Odd B ends
     // mid-block; high words of seed and step; rate 0 keeps all; rate 1 keeps none at the last block.
