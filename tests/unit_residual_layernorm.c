@@ -76,6 +76,12 @@ static void case_on(const Backend *be, const Case *cs) {
     SAME(be, cs, "rstd", r1, r2, rows);
 
     float *dskip = dev_random(be, n, 5, 1.f, 0.f, 1), *dout = dev_random(be, n, 6, 1.f, 0.f, 0);
+    // Row 0 of dout all −0: LayerNorm's term is then ±0 and, where dskip is −0 too, only the
+    // zeroed buffer's 0 + dskip makes dh +0 (seen through dx's −0 start values).
+    float *nz = xmalloc(D * sizeof(float));
+    for (int i = 0; i < D; i++) nz[i] = -0.0f;
+    be->to_device(dout, nz, D * sizeof(float));
+    free(nz);
     float *dx1 = dev_random(be, n, 7, .5f, 0.f, 1), *df1 = dev_zeros(be, n);
     float *dw1 = dev_random(be, D, 8, .5f, 0.f, 0), *db1 = dev_random(be, D, 9, .5f, 0.f, 0);
     float *dx2 = dev_copy(be, dx1, n), *df2 = dev_zeros(be, n), *dw2 = dev_copy(be, dw1, D), *db2 = dev_copy(be, db1, D);
