@@ -94,4 +94,5 @@ static void rln_be_bwd(const Backend *be, const OpCase *c, void *const *x, void 
                                     YF(2), YF(3), c->x[2].n ? XF(2) : NULL, p[0], p[1], p[2]);
 }
 static int rln_keeps(const OpCase *c, int i, size_t k) { return (void)c, (void)k, i != 0 && i != 3; }
-const OpDef OP_RESIDUAL_LAYERNORM = {"residual_layernorm", rln_init, rln_ref, rln_ref_bwd, rln_be, rln_be_bwd, rln_keeps, 0};
+const OpDef OP_RESIDUAL_LAYERNORM = {"residual_layernorm", rln_init, rln_ref, rln_ref_bwd,
+                                     rln_be, rln_be_bwd, rln_keeps, 0};
