@@ -84,7 +84,8 @@ static void case_on(const Backend *be, const Case *cs) {
     free(nz);
     float *dx1 = dev_random(be, n, 7, .5f, 0.f, 1), *df1 = dev_zeros(be, n);
     float *dw1 = dev_random(be, D, 8, .5f, 0.f, 0), *db1 = dev_random(be, D, 9, .5f, 0.f, 0);
-    float *dx2 = dev_copy(be, dx1, n), *df2 = dev_zeros(be, n), *dw2 = dev_copy(be, dw1, D), *db2 = dev_copy(be, db1, D);
+    float *dx2 = dev_copy(be, dx1, n), *df2 = dev_zeros(be, n);
+    float *dw2 = dev_copy(be, dw1, D), *db2 = dev_copy(be, db1, D);
     float *dh = dev_zeros(be, n);
     be->residual_layernorm_backward(dx1, df1, dw1, db1, dskip, dout, h1, w, m1, r1, scale, cs->B, cs->rpb, D);
     be->zero(dh, n * sizeof(float));
