@@ -7,7 +7,7 @@ extern const BackendComm *const cuda_comm;   // nccl.cu (NULL without NCCL)
 
 // Positional (C++17 has no designated initialisers): a slot added to backend.h must
 // fail here rather than shift every entry by one.
-static_assert(sizeof(Backend) == 37 * sizeof(void *), "Backend changed: update backend_cuda");
+static_assert(sizeof(Backend) == 39 * sizeof(void *), "Backend changed: update backend_cuda");
 
 extern "C" const Backend backend_cuda = {
     /* name */ "cuda",
@@ -34,6 +34,8 @@ extern "C" const Backend backend_cuda = {
     /* gelu_backward */ cuda_gelu_backward,
     /* residual_forward */ cuda_residual_forward,
     /* residual_backward */ cuda_residual_backward,
+    /* residual_layernorm_forward */ cuda_residual_layernorm_forward,
+    /* residual_layernorm_backward */ cuda_residual_layernorm_backward,
     /* droppath_masks */ cuda_droppath_masks,
     /* gather_rows_forward */ cuda_gather_rows_forward,
     /* gather_rows_backward */ cuda_gather_rows_backward,

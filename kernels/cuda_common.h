@@ -80,6 +80,12 @@ void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *i
                             int rows, int D, float eps);
 void cuda_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                              const float *mean, const float *rstd, int rows, int D);
+void cuda_residual_layernorm_forward(float *h, float *out, float *mean, float *rstd, const float *x, const float *f,
+                                     const float *scale, const float *w, const float *b, int B, int rows_per_b, int D,
+                                     float eps);
+void cuda_residual_layernorm_backward(float *dx, float *df, float *dw, float *db, const float *dskip,
+                                      const float *dout, const float *h, const float *w, const float *mean,
+                                      const float *rstd, const float *scale, int B, int rows_per_b, int D);
 // elementwise.cu
 void cuda_gelu_forward(float *out, const float *inp, size_t n);
 void cuda_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);

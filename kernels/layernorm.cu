@@ -113,3 +113,85 @@ void cuda_layernorm_backward(float *dinp, float *dw, float *db, const float *dou
         LAUNCH_CHECK();
     }
 }
+
+// ---- residual + LayerNorm (backend.h), the pre-norm block's h = x + s·f and LN2 -------
+// One warp per row, the arithmetic of residual_forward_kernel and the two kernels above
+// in the same order (lane-strided sums, the same warp_sum tree), so a row's bits are
+// those of the separate ops; h is written once and re-read by the lane that wrote it.
+__global__ void residual_layernorm_forward_kernel(float *h, float *out, float *mean, float *rstd, const float *x,
+                                                  const float *f, const float *scale, const float *w, const float *b,
+                                                  int rows, int rows_per_b, int D, float eps) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    size_t o = (size_t)row * D;
+    float sc = scale ? scale[row / rows_per_b] : 1.f;
+    float *hr = h + o;
+    float s = 0.f;
+    for (int i = lane; i < D; i += 32) {
+        float v = x[o + i] + sc * f[o + i];
+        hr[i] = v;
+        s += v;
+    }
+    float m = warp_sum(s) / D;
+    float v = 0.f;
+    for (int i = lane; i < D; i += 32) { float d = hr[i] - m; v += d * d; }
+    float rs = 1.f / sqrtf(warp_sum(v) / D + eps);
+    float *yr = out + o;
+    for (int i = lane; i < D; i += 32) yr[i] = (hr[i] - m) * rs * w[i] + b[i];
+    if (lane == 0) {
+        mean[row] = m;
+        rstd[row] = rs;
+    }
+}
+
+void cuda_residual_layernorm_forward(float *h, float *out, float *mean, float *rstd, const float *x, const float *f,
+                                     const float *scale, const float *w, const float *b, int B, int rows_per_b, int D,
+                                     float eps) {
+    int rows = B * rows_per_b;
+    if (rows <= 0) return;
+    residual_layernorm_forward_kernel<<<cdiv(rows, 8), 256, 0, cuda_stream()>>>(h, out, mean, rstd, x, f, scale, w,
+                                                                                 b, rows, rows_per_b, D, eps);
+    LAUNCH_CHECK();
+}
+
+// dh = (0 + dskip) + LayerNorm's term, the order in which the separate ops build it in a
+// zeroed buffer (so a −0 stays +0), kept in a register; then dx += dh, df += s·dh.
+__global__ void residual_layernorm_dinp_kernel(float *dx, float *df, const float *dskip, const float *dout,
+                                               const float *h, const float *w, const float *mean, const float *rstd,
+                                               const float *scale, int rows, int rows_per_b, int D) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    size_t o = (size_t)row * D;
+    const float *x = h + o, *dy = dout + o, *dk = dskip + o;
+    float m = mean[row], rs = rstd[row];
+    float sg = 0.f, sgx = 0.f;
+    for (int i = lane; i < D; i += 32) {
+        float g = dy[i] * w[i];
+        sg += g;
+        sgx += g * (x[i] - m) * rs;
+    }
+    sg = warp_sum(sg) / D;
+    sgx = warp_sum(sgx) / D;
+    float sc = scale ? scale[row / rows_per_b] : 1.f;
+    for (int i = lane; i < D; i += 32) {
+        float xh = (x[i] - m) * rs;
+        float d = 0.f + dk[i];
+        d += rs * (dy[i] * w[i] - sg - xh * sgx);
+        if (dx) dx[o + i] += d;
+        if (df) df[o + i] += sc * d;
+    }
+}
+
+void cuda_residual_layernorm_backward(float *dx, float *df, float *dw, float *db, const float *dskip,
+                                      const float *dout, const float *h, const float *w, const float *mean,
+                                      const float *rstd, const float *scale, int B, int rows_per_b, int D) {
+    int rows = B * rows_per_b;
+    if (rows <= 0) return;
+    if (dx || df) {
+        residual_layernorm_dinp_kernel<<<cdiv(rows, 8), 256, 0, cuda_stream()>>>(dx, df, dskip, dout, h, w, mean,
+                                                                                  rstd, scale, rows, rows_per_b, D);
+        LAUNCH_CHECK();
+    }
+    // dw/db: the plain op's deterministic two-pass column sums, unchanged.
+    if (dw || db) cuda_layernorm_backward(NULL, dw, db, dout, h, w, mean, rstd, rows, D);
+}

@@ -46,6 +46,8 @@
 #define ATTN_TOL {CPU(FWD, GRAD), CUDA(G_BF16, G_BF16), CUDA_FP32(G_RED, G_RED)}
 // Linear: TF32 at precision bf16, fp32 GEMMs at precision fp32 (db is capped at G_RED in the op: a plain sum).
 #define LIN_TOL {CPU(FWD, GRAD), CUDA(G_TF32, G_TF32), CUDA_FP32(G_RED, G_RED)}
+// Residual + LayerNorm: layernorm's columns (fp32 elementwise forward, fp32 row reductions backward).
+#define RLN_TOL {CPU(FWD, GRAD), CUDA(G_EW, G_RED)}
 
 static const Row rows[] = {
     // memory: p = {n}. Exact: alloc zero-fills, copies move bytes.
@@ -85,6 +87,18 @@ static const Row rows[] = {
     {&OP_RESIDUAL, "residual B4 n1001 scaled", {4, 1001, 1}, {CPU(2e-7, 2e-7), CUDA(G_EW, G_EW)}, SMALL},
     {&OP_RESIDUAL, "residual B3 n1001", {3, 1001, 0}, {CPU(2e-7, 2e-7), CUDA(G_EW, G_EW)}, SMALL},
     {&OP_RESIDUAL, "residual B1 n17 dropped", {1, 17, 1}, {CPU(2e-7, 2e-7), CUDA(G_EW, G_EW)}, SMALL},
+
+    // residual_layernorm: p = {B, rows per b, D, drop-path scale, mean offset}. The residual's two
+    // roundings and then layernorm's bounds: the same columns as layernorm. Scales cycle 0 (dropped),
+    // 1.25, 1, 1/0.9; odd D (33, 768), one row, and 197 rows (a ViT-B/16 224 px sequence).
+    {&OP_RESIDUAL_LAYERNORM, "residual_layernorm B2x3 D33 scaled", {2, 3, 33, 1, 0}, RLN_TOL, SMALL},
+    {&OP_RESIDUAL_LAYERNORM, "residual_layernorm B4x2 D12 scaled off3", {4, 2, 12, 1, 3}, RLN_TOL, SMALL},
+    {&OP_RESIDUAL_LAYERNORM, "residual_layernorm 1 row D33", {1, 1, 33, 0, 3}, RLN_TOL, SMALL},
+    {&OP_RESIDUAL_LAYERNORM, "residual_layernorm 1 row D768 dropped", {1, 1, 768, 1, 0}, RLN_TOL, SMALL},
+    {&OP_RESIDUAL_LAYERNORM, "residual_layernorm B1x197 D33", {1, 197, 33, 0, 0}, RLN_TOL, SMALL},
+    {&OP_RESIDUAL_LAYERNORM, "residual_layernorm B2x197 D768 scaled off3", {2, 197, 768, 1, 3}, RLN_TOL, MEDIUM},
+    // several 256-row chunks in the CUDA dw/db reduction
+    {&OP_RESIDUAL_LAYERNORM, "residual_layernorm B8x197 D768 scaled off3", {8, 197, 768, 1, 3}, RLN_TOL, BIG},
 
     // droppath_masks: p = {nblk, B, seed lo, seed hi, step lo, step hi, rate ‰}. Bit for bit on every
     // backend (CUDA: cuRAND's Philox4_32_10 set to core/rng.c's stream): tolerance 0. Odd B ends

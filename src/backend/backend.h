@@ -119,6 +119,23 @@ typedef struct Backend {
     void (*residual_forward)(float *out, const float *x, const float *f, const float *scale, int B, size_t n_per_b);
     void (*residual_backward)(float *dx, float *df, const float *dout, const float *scale, int B, size_t n_per_b);
 
+    // The pre-norm block's residual and the LayerNorm after it, in one pass over each row
+    // (one read of x and f, no re-read of h for the statistics): h = x + scale[b]·f as
+    // residual_forward with n_per_b = rows_per_b·D, then out/mean/rstd = layernorm_forward(h).
+    // rows = B·rows_per_b. On one backend the bits equal those of the two separate calls.
+    void (*residual_layernorm_forward)(float *h, float *out, float *mean, float *rstd, const float *x,
+                                       const float *f, const float *scale, const float *w, const float *b, int B,
+                                       int rows_per_b, int D, float eps);
+    // Its mirror, in one pass over each row: the gradient reaching h, dh = dskip (along the
+    // skip path) + LayerNorm's dinp from dout, is never stored; dx += dh, df += scale[b]·dh,
+    // dw/db += as layernorm_backward(dout, h). dx, df, dw, db may each be NULL; no output may
+    // alias an input. On one backend the bits equal those of: zero(dh);
+    // residual_backward(dh, NULL, dskip, NULL, 1, n); layernorm_backward(dh, dw, db, dout, h, …);
+    // residual_backward(dx, df, dh, scale, B, rows_per_b·D).
+    void (*residual_layernorm_backward)(float *dx, float *df, float *dw, float *db, const float *dskip,
+                                        const float *dout, const float *h, const float *w, const float *mean,
+                                        const float *rstd, const float *scale, int B, int rows_per_b, int D);
+
     // The drop-path scales of one micro-step, drawn on the backend (no host draw or copy in a step):
     // for block k < nblk, branch w (0 attention, 1 MLP) and image b < B,
     //   drop[(2k + w)·B + b] = u < (double)keep[k] ? 1.0f / keep[k] : 0

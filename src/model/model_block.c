@@ -40,9 +40,9 @@ void block_forward(const Model *m, const BlockW *w, BlockActs *a, const float *x
     size_t per_b = (size_t)m->N * D;
     block_attn_forward(m, w, a, xin, B, qkv2, pair, true);
     be->linear_forward(xout, a->att, w->projw, w->projb, rows, D, D);   // xout holds the branch until the end
-    be->residual_forward(a->h, xin, xout, s1, B, per_b);
     float *t = m->acts->ftmp;   // LN2's output, then the GELU's: not kept (mlp_proj_backward)
-    be->layernorm_forward(t, a->ln2_mean, a->ln2_rstd, a->h, w->ln2w, w->ln2b, rows, D, (float)m->cfg.ln_eps);
+    be->residual_layernorm_forward(a->h, t, a->ln2_mean, a->ln2_rstd, xin, xout, s1, w->ln2w, w->ln2b, B, m->N, D,
+                                   (float)m->cfg.ln_eps);
     be->linear_forward(a->fc1, t, w->fc1w, w->fc1b, rows, D, F);
     be->gelu_forward(t, a->fc1, (size_t)rows * F);
     be->linear_forward(xout, t, w->fc2w, w->fc2b, rows, F, D);
@@ -72,11 +72,10 @@ static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw,
     int D = m->cfg.dim, F = m->cfg.mlp_dim, rows = B * rows_per_b;
     size_t n = (size_t)rows * D, per_b = (size_t)rows_per_b * D, nf = (size_t)rows * F;
     be->zero(g->df, n * sizeof(float));
-    be->zero(g->dh, n * sizeof(float));
     be->zero(g->dgelu, nf * sizeof(float));
     be->zero(g->dln2, n * sizeof(float));
     be->zero(g->datt, n * sizeof(float));
-    be->residual_backward(g->dh, g->df, dout, s2, B, per_b);
+    be->residual_backward(NULL, g->df, dout, s2, B, per_b);   // dout's skip path joins in the fused op below
     be->linear_backward(g->dgelu, NULL, gw->fc2b, g->df, NULL, w->fc2w, rows, F, D);
     be->gelu_forward(g->dfc1, fc1, nf);   // the GELU output, for dW of fc2
     be->linear_backward(NULL, gw->fc2w, NULL, g->df, g->dfc1, w->fc2w, rows, F, D);
@@ -84,9 +83,9 @@ static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw,
     be->gelu_backward(g->dfc1, fc1, g->dgelu, nf);
     const float *ln2 = ln_again(m, g->dgelu, h, w->ln2w, w->ln2b, rows);   // dgelu is spent
     be->linear_backward(g->dln2, gw->fc1w, gw->fc1b, g->dfc1, ln2, w->fc1w, rows, D, F);
-    be->layernorm_backward(g->dh, gw->ln2w, gw->ln2b, g->dln2, h, w->ln2w, ln2_mean, ln2_rstd, rows, D);
     be->zero(g->df, n * sizeof(float));
-    be->residual_backward(dres, g->df, g->dh, s1, B, per_b);
+    be->residual_layernorm_backward(dres, g->df, gw->ln2w, gw->ln2b, dout, g->dln2, h, w->ln2w, ln2_mean, ln2_rstd,
+                                    s1, B, rows_per_b, D);
     be->linear_backward(g->datt, gw->projw, gw->projb, g->df, att, w->projw, rows, D, D);
 }
 
@@ -132,9 +131,9 @@ void glca_forward(const Model *m, const BlockW *w, GlcaActs *a, const float *glo
     be->attention_forward(&at, a->att, a->lse);
     size_t per_b = (size_t)Q * D;
     be->linear_forward(a->yout, a->att, w->projw, w->projb, lr, D, D);
-    be->residual_forward(a->h, a->yin, a->yout, s1, B, per_b);
     float *t = m->acts->ftmp;   // LN2's output, then the GELU's: not kept (mlp_proj_backward)
-    be->layernorm_forward(t, a->ln2_mean, a->ln2_rstd, a->h, w->ln2w, w->ln2b, lr, D, eps);
+    be->residual_layernorm_forward(a->h, t, a->ln2_mean, a->ln2_rstd, a->yin, a->yout, s1, w->ln2w, w->ln2b, B, Q, D,
+                                   eps);
     be->linear_forward(a->fc1, t, w->fc1w, w->fc1b, lr, D, F);
     be->gelu_forward(t, a->fc1, (size_t)lr * F);
     be->linear_forward(a->yout, t, w->fc2w, w->fc2b, lr, F, D);

@@ -90,4 +90,5 @@ extern const OpDef OP_ATTENTION, OP_ROLLOUT_ATTN, OP_TOPK;
 void ref_rollout_step(double *r, const double *S, int B, int N);
 extern const OpDef OP_CROSSENTROPY, OP_ADAMW, OP_ADAMW_MULTI, OP_SUMSQ;
 extern const OpDef OP_DROPPATH;   // ops_droppath.c
+extern const OpDef OP_RESIDUAL_LAYERNORM;   // ops_fused.c
 

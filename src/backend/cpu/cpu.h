@@ -19,6 +19,12 @@ void cpu_gelu_forward(float *out, const float *inp, size_t n);
 void cpu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
 void cpu_residual_forward(float *out, const float *x, const float *f, const float *scale, int B, size_t n_per_b);
 void cpu_residual_backward(float *dx, float *df, const float *dout, const float *scale, int B, size_t n_per_b);
+void cpu_residual_layernorm_forward(float *h, float *out, float *mean, float *rstd, const float *x, const float *f,
+                                    const float *scale, const float *w, const float *b, int B, int rows_per_b, int D,
+                                    float eps);
+void cpu_residual_layernorm_backward(float *dx, float *df, float *dw, float *db, const float *dskip,
+                                     const float *dout, const float *h, const float *w, const float *mean,
+                                     const float *rstd, const float *scale, int B, int rows_per_b, int D);
 // droppath.c
 void cpu_droppath_masks(float *drop, const float *keep, int nblk, int B, uint64_t seed, uint64_t step);
 void cpu_gather_rows_forward(float *out, const float *inp, const int *idx, int B, int Nin, int Nout, int D);

@@ -1,5 +1,5 @@
-// layernorm.c: LayerNorm forward and backward, statistics in fp32 (mirrors
-// kernels/layernorm.cu).
+// layernorm.c: LayerNorm forward and backward, statistics in fp32, and the
+// residual-fused pair the blocks call (mirrors kernels/layernorm.cu).
 // Contracts in backend/backend.h: backward ops accumulate (+=) and skip NULL
 // gradients. Every loop that reduces over rows runs in a fixed order, so results
 // never depend on the thread count.
@@ -7,20 +7,52 @@
 #include <string.h>
 #include "backend/cpu/cpu.h"
 
+// One row: statistics in double, then the normalised row. Shared by the plain and
+// the residual-fused op so that both give the same bits.
+static inline void ln_row(float *o, float *mean, float *rstd, const float *x, const float *w, const float *b, int D,
+                          float eps) {
+    double s = 0, ss = 0;   // double: the variance of large-mean rows loses nothing
+    for (int i = 0; i < D; i++) s += x[i];
+    double m = s / D;
+    for (int i = 0; i < D; i++) ss += (x[i] - m) * (x[i] - m);
+    float rs = (float)(1.0 / sqrt(ss / D + eps));
+    for (int i = 0; i < D; i++) o[i] = ((float)(x[i] - m)) * rs * w[i] + b[i];
+    *mean = (float)m;
+    *rstd = rs;
+}
+
 void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                            int rows, int D, float eps) {
 #pragma omp parallel for
-    for (int r = 0; r < rows; r++) {
-        const float *x = inp + (size_t)r * D;
-        double s = 0, ss = 0;   // double: the variance of large-mean rows loses nothing
-        for (int i = 0; i < D; i++) s += x[i];
-        double m = s / D;
-        for (int i = 0; i < D; i++) ss += (x[i] - m) * (x[i] - m);
-        float rs = (float)(1.0 / sqrt(ss / D + eps));
-        float *o = out + (size_t)r * D;
-        for (int i = 0; i < D; i++) o[i] = ((float)(x[i] - m)) * rs * w[i] + b[i];
-        mean[r] = (float)m;
-        rstd[r] = rs;
+    for (int r = 0; r < rows; r++)
+        ln_row(out + (size_t)r * D, mean + r, rstd + r, inp + (size_t)r * D, w, b, D, eps);
+}
+
+// One row's two means of the input gradient: a = mean(g·w), c = mean(g·w·x̂).
+static inline void ln_row_means(float *a, float *c, const float *g, const float *x, const float *w, float m,
+                                float rs, int D) {
+    double dn_mean = 0, dn_xhat = 0;
+    for (int i = 0; i < D; i++) {
+        float xhat = (x[i] - m) * rs, dn = g[i] * w[i];
+        dn_mean += dn;
+        dn_xhat += dn * xhat;
+    }
+    *a = (float)(dn_mean / D), *c = (float)(dn_xhat / D);
+}
+
+// dw/db: columns in parallel, rows in order.
+static void ln_dwdb(float *dw, float *db, const float *dout, const float *inp, const float *mean, const float *rstd,
+                    int rows, int D) {
+#pragma omp parallel for
+    for (int i = 0; i < D; i++) {
+        float sw = 0, sb = 0;
+        for (int r = 0; r < rows; r++) {
+            float g = dout[(size_t)r * D + i];
+            sw += g * (inp[(size_t)r * D + i] - mean[r]) * rstd[r];
+            sb += g;
+        }
+        if (dw) dw[i] += sw;
+        if (db) db[i] += sb;
     }
 }
 
@@ -30,14 +62,8 @@ void cpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout
 #pragma omp parallel for
         for (int r = 0; r < rows; r++) {
             const float *x = inp + (size_t)r * D, *g = dout + (size_t)r * D;
-            float m = mean[r], rs = rstd[r];
-            double dn_mean = 0, dn_xhat = 0;
-            for (int i = 0; i < D; i++) {
-                float xhat = (x[i] - m) * rs, dn = g[i] * w[i];
-                dn_mean += dn;
-                dn_xhat += dn * xhat;
-            }
-            float a = (float)(dn_mean / D), c = (float)(dn_xhat / D);
+            float m = mean[r], rs = rstd[r], a, c;
+            ln_row_means(&a, &c, g, x, w, m, rs, D);
             float *o = dinp + (size_t)r * D;
             for (int i = 0; i < D; i++) {
                 float xhat = (x[i] - m) * rs;
@@ -45,18 +71,45 @@ void cpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout
             }
         }
     }
-    if (dw || db) {
-        // Parameter gradients: columns in parallel, rows in order.
+    if (dw || db) ln_dwdb(dw, db, dout, inp, mean, rstd, rows, D);
+}
+
+// Residual + LayerNorm (backend.h): each row's h is written, then normalised from
+// what was written, so every float is the one the two separate ops produce.
+void cpu_residual_layernorm_forward(float *h, float *out, float *mean, float *rstd, const float *x, const float *f,
+                                    const float *scale, const float *w, const float *b, int B, int rows_per_b, int D,
+                                    float eps) {
+    int rows = B * rows_per_b;
 #pragma omp parallel for
-        for (int i = 0; i < D; i++) {
-            float sw = 0, sb = 0;
-            for (int r = 0; r < rows; r++) {
-                float g = dout[(size_t)r * D + i];
-                sw += g * (inp[(size_t)r * D + i] - mean[r]) * rstd[r];
-                sb += g;
+    for (int r = 0; r < rows; r++) {
+        float s = scale ? scale[r / rows_per_b] : 1.0f;
+        size_t o = (size_t)r * D;
+        for (int i = 0; i < D; i++) h[o + i] = x[o + i] + s * f[o + i];
+        ln_row(out + o, mean + r, rstd + r, h + o, w, b, D, eps);
+    }
+}
+
+// The mirror (backend.h). dh is kept in a register: it starts as 0 + dskip (the sum the
+// separate ops make in a zeroed buffer, so a −0 gradient stays +0 as it did), then takes
+// LayerNorm's term, then goes to dx and, scaled, to df.
+void cpu_residual_layernorm_backward(float *dx, float *df, float *dw, float *db, const float *dskip,
+                                     const float *dout, const float *h, const float *w, const float *mean,
+                                     const float *rstd, const float *scale, int B, int rows_per_b, int D) {
+    int rows = B * rows_per_b;
+    if (dx || df) {
+#pragma omp parallel for
+        for (int r = 0; r < rows; r++) {
+            size_t o = (size_t)r * D;
+            const float *x = h + o, *g = dout + o, *k = dskip + o;
+            float m = mean[r], rs = rstd[r], s = scale ? scale[r / rows_per_b] : 1.0f, a, c;
+            ln_row_means(&a, &c, g, x, w, m, rs, D);
+            for (int i = 0; i < D; i++) {
+                float xhat = (x[i] - m) * rs, d = 0.0f + k[i];
+                d += (g[i] * w[i] - a - xhat * c) * rs;
+                if (dx) dx[o + i] += d;
+                if (df) df[o + i] += s * d;
             }
-            if (dw) dw[i] += sw;
-            if (db) db[i] += sb;
         }
     }
+    if (dw || db) ln_dwdb(dw, db, dout, h, mean, rstd, rows, D);
 }
