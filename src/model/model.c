@@ -186,7 +186,6 @@ static void block_grads(Arena *a, BlockGrads *g, size_t rows, const ModelConfig 
     g->dln1 = take(a, rows * D, true);
     g->dqkv = take(a, rows * 3 * D, true);
     g->datt = take(a, rows * D, true);
-    g->dh = take(a, rows * D, true);
     g->dln2 = take(a, rows * D, true);
     g->dfc1 = take(a, rows * F, true);
     g->dgelu = ftmp;   // also takes a recomputed LN output

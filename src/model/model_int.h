@@ -17,7 +17,7 @@ typedef struct {
 // Gradient scratch of one block, reused block after block. dgelu holds at
 // least rows·(D+2) floats: once spent, it takes a recomputed LayerNorm output.
 typedef struct {
-    float *df, *dln1, *dqkv, *datt, *dh, *dln2, *dfc1, *dgelu;
+    float *df, *dln1, *dqkv, *datt, *dln2, *dfc1, *dgelu;   // no dh: residual_layernorm_backward keeps it in registers
 } BlockGrads;
 
 // GLCA block j: Q = 1+K local rows attend to N global rows.
