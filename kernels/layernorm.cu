@@ -35,21 +35,28 @@ void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *i
     LAUNCH_CHECK();
 }
 
-// dinp += rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dout·w. One warp per row.
-__global__ void layernorm_dinp_kernel(float *dinp, const float *dout, const float *inp, const float *w,
-                                      const float *mean, const float *rstd, int rows, int D) {
-    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (row >= rows) return;
-    const float *x = inp + (size_t)row * D, *dy = dout + (size_t)row * D;
-    float m = mean[row], rs = rstd[row];
+// The two row means of LayerNorm's input gradient, mean(g) and mean(g·x̂) with g = dout·w,
+// summed by one warp in a fixed order (the plain and the fused backward share them).
+__device__ __forceinline__ void dinp_means(const float *dy, const float *w, const float *x, float m, float rs, int D, int lane,
+                                           float *sg_out, float *sgx_out) {
     float sg = 0.f, sgx = 0.f;
     for (int i = lane; i < D; i += 32) {
         float g = dy[i] * w[i];
         sg += g;
         sgx += g * (x[i] - m) * rs;
     }
-    sg = warp_sum(sg) / D;
-    sgx = warp_sum(sgx) / D;
+    *sg_out = warp_sum(sg) / D;
+    *sgx_out = warp_sum(sgx) / D;
+}
+
+// dinp += rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dout·w. One warp per row.
+__global__ void layernorm_dinp_kernel(float *dinp, const float *dout, const float *inp, const float *w,
+                                      const float *mean, const float *rstd, int rows, int D) {
+    int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= rows) return;
+    const float *x = inp + (size_t)row * D, *dy = dout + (size_t)row * D;
+    float m = mean[row], rs = rstd[row], sg, sgx;
+    dinp_means(dy, w, x, m, rs, D, lane, &sg, &sgx);
     float *dx = dinp + (size_t)row * D;
     for (int i = lane; i < D; i += 32) {
         float xh = (x[i] - m) * rs;
@@ -163,15 +170,8 @@ __global__ void residual_layernorm_dinp_kernel(float *dx, float *df, const float
     if (row >= rows) return;
     size_t o = (size_t)row * D;
     const float *x = h + o, *dy = dout + o, *dk = dskip + o;
-    float m = mean[row], rs = rstd[row];
-    float sg = 0.f, sgx = 0.f;
-    for (int i = lane; i < D; i += 32) {
-        float g = dy[i] * w[i];
-        sg += g;
-        sgx += g * (x[i] - m) * rs;
-    }
-    sg = warp_sum(sg) / D;
-    sgx = warp_sum(sgx) / D;
+    float m = mean[row], rs = rstd[row], sg, sgx;
+    dinp_means(dy, w, x, m, rs, D, lane, &sg, &sgx);
     float sc = scale ? scale[row / rows_per_b] : 1.f;
     for (int i = lane; i < D; i += 32) {
         float xh = (x[i] - m) * rs;
