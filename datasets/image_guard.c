@@ -4,7 +4,9 @@
 // not patched: the checks sit in front of it.
 //  - JPEG: a DHT table whose 16 code counts sum to more than 256 makes stb write
 //    past its Huffman tables (a heap overflow). stbi_info reaches it too.
-//  - PNG: an empty IDAT chunk makes stb add 0 to a null pointer (UB).
+//  - PNG: an empty IDAT chunk makes stb add 0 to a null pointer (UB); and stb
+//    grows its IDAT buffer to a chunk's stated length before reading it, so a
+//    corrupt length in a 300-byte file allocates up to 4 GiB (per loader thread).
 #include "datasets/image_guard.h"
 #include <stdio.h>
 #include <string.h>
@@ -35,17 +37,19 @@ static int jpeg_tables_ok(const unsigned char *b, size_t n) {
     return 1;
 }
 
-// Walk the PNG's chunks (length, type, data, CRC) and refuse an empty IDAT.
-static int png_chunks_ok(const unsigned char *b, size_t n) {
+// Walk the PNG's chunks (length, type, data, CRC) as stb does: NULL when it may
+// decode, else why not.
+static const char *png_chunks_bad(const unsigned char *b, size_t n) {
     for (size_t i = 8; i + 8 <= n;) {
         size_t len = (size_t)b[i] << 24 | (size_t)b[i + 1] << 16 | (size_t)b[i + 2] << 8 | b[i + 3];
         const unsigned char *type = b + i + 4;
-        if (!memcmp(type, "IDAT", 4) && len == 0) return 0;
-        if (!memcmp(type, "IEND", 4)) return 1;
-        if (len > n - i - 8) return 1;   // truncated: stb reports it as corrupt
+        if (!memcmp(type, "IDAT", 4) && len == 0) return "an empty IDAT chunk";
+        if (!memcmp(type, "IEND", 4)) return NULL;
+        if (!memcmp(type, "IDAT", 4) && len > n - i - 8) return "an IDAT chunk longer than the rest of the file";
+        if (len > n - i - 8) return NULL;   // another chunk truncated: stb skips, then reports it as corrupt
         i += 12 + len;
     }
-    return 1;
+    return NULL;
 }
 
 int image_bytes_ok(const unsigned char *b, size_t n, char *why, size_t nwhy) {
@@ -60,8 +64,9 @@ int image_bytes_ok(const unsigned char *b, size_t n, char *why, size_t nwhy) {
         snprintf(why, nwhy, "corrupt JPEG (a Huffman table with more than 256 codes; re-encode the image)");
         return 0;
     }
-    if (png && !png_chunks_ok(b, n)) {
-        snprintf(why, nwhy, "corrupt PNG (an empty IDAT chunk; re-encode the image)");
+    const char *bad = png ? png_chunks_bad(b, n) : NULL;
+    if (bad) {
+        snprintf(why, nwhy, "corrupt PNG (%s; re-encode the image)", bad);
         return 0;
     }
     return 1;

@@ -830,6 +830,8 @@ START_TEST(stb_guards) {
     static const struct { const char *file, *want; } cases[] = {
         {"tests/fuzz/findings/stb_jpeg_dht_over_256.jpg", "corrupt JPEG (a Huffman table with more than 256 codes"},
         {"tests/fuzz/findings/stb_png_empty_idat_null_offset.png", "corrupt PNG (an empty IDAT chunk"},
+        {"tests/fuzz/findings/stb_png_idat_past_end_2gib_alloc.png",
+         "corrupt PNG (an IDAT chunk longer than the rest of the file"},
     };
     char path[1200], why[256];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
