@@ -6,7 +6,6 @@
 #include <string.h>
 #include <unistd.h>
 #include "compliance/compliance.h"
-#include "dist/dist.h"
 #include "dist/reduce.h"
 #include "model/plan.h"
 
