@@ -7,7 +7,7 @@ extern const BackendComm *const cuda_comm;   // nccl.cu (NULL without NCCL)
 
 // Positional (C++17 has no designated initialisers): a slot added to backend.h must
 // fail here rather than shift every entry by one.
-static_assert(sizeof(Backend) == 39 * sizeof(void *), "Backend changed: update backend_cuda");
+static_assert(sizeof(Backend) == 44 * sizeof(void *), "Backend changed: update backend_cuda");
 
 extern "C" const Backend backend_cuda = {
     /* name */ "cuda",
@@ -23,6 +23,11 @@ extern "C" const Backend backend_cuda = {
     /* to_host */ cuda_to_host,
     /* copy */ cuda_copy,
     /* sync */ cuda_sync,
+    /* host_alloc */ cuda_host_alloc,
+    /* host_free */ cuda_host_free,
+    /* upload */ cuda_upload,
+    /* consumed */ cuda_consumed,
+    /* host_ready */ cuda_host_ready,
     /* im2col_forward */ cuda_im2col_forward,
     /* tokens_forward */ cuda_tokens_forward,
     /* tokens_backward */ cuda_tokens_backward,

@@ -48,6 +48,13 @@ void *cuda_scratch(size_t bytes);
 // dst[c] += sum_r src[r*cols + c], deterministic (fixed-order two-pass). Uses scratch.
 void cuda_colsum_acc(float *dst, const float *src, int rows, int cols);
 
+// upload.cu: the input batch's host memory and its copy stream (backend.h: host_alloc … host_ready).
+void *cuda_host_alloc(size_t bytes);
+void cuda_host_free(void *p);
+void cuda_upload(void *dst, const void *src, size_t bytes);
+void cuda_consumed(const void *dst);
+void cuda_host_ready(const void *p);
+
 // machine (device.cu): the Backend slots available, free_memory, describe and
 // set_precision, and what the ops read of the precision in force.
 extern "C" int cuda_device_count(void);      // 0 when no GPU or no driver

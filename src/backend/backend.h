@@ -88,6 +88,22 @@ typedef struct Backend {
     void (*to_host)(void *host_dst, const void *src, size_t bytes);
     void (*copy)(void *dst, const void *src, size_t bytes);   // device to device
     void (*sync)(void);
+    // The input batch's way in, overlapped with the device's queued work.
+    // host_alloc/host_free: host memory for upload()'s source: page-locked on CUDA, so the
+    // copy is a real asynchronous DMA; plain memory on the CPU. Zero-filled; dies on failure.
+    void *(*host_alloc)(size_t bytes);
+    void (*host_free)(void *p);
+    // upload: host → dst like to_device, but it may still be running when the call returns
+    // (CUDA: on a copy stream of its own, beside the compute work queued before it). Every op
+    // enqueued after the call sees dst's new bytes. The caller promises two things:
+    //  * host_src stays unchanged until host_ready(host_src) has returned;
+    //  * once the last op that reads dst is enqueued, it calls consumed(dst): the next upload
+    //    into dst then waits for those ops, and for nothing else queued.
+    void (*upload)(void *dst, const void *host_src, size_t bytes);
+    void (*consumed)(const void *dst);
+    // Blocks until no upload still reads host memory at p (an upload's host_src), so the
+    // caller may overwrite it. Returns at once for memory no upload read.
+    void (*host_ready)(const void *p);
 
     // patch embedding as GEMM: im2col then linear.
     // img [B, C, S, S] → cols [B*P, C*p*p] with P = (S/p)^2, column order (c, ky, kx)

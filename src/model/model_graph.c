@@ -40,8 +40,10 @@ static void embed_forward(Model *m, const float *images, int B) {
     Acts *x = m->acts;
     TensorIds id = model_ids(m);
     int p = m->cfg.patch, S = m->cfg.img_size, D = m->cfg.dim, P = m->N - 1;
-    be->to_device(x->img, images, (size_t)B * 3 * S * S * sizeof(float));
+    // The copy may overlap the previous micro-batch's backward; im2col is the image's only reader.
+    be->upload(x->img, images, (size_t)B * 3 * S * S * sizeof(float));
     be->im2col_forward(x->cols, x->img, B, 3, S, p);
+    be->consumed(x->img);
     const float *W = m->params;
     be->linear_forward(x->pe, x->cols, W + m->tensors[id.pe_w].offset, W + m->tensors[id.pe_b].offset, B * P,
                        3 * p * p, D);

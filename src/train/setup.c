@@ -136,7 +136,8 @@ static int open_loader(Trainer *t) {
         return 0;
     }
     int S = c->model.img_size;
-    t->img = xmalloc(sizeof(float) * t->micro * 3 * S * S);
+    for (int i = 0; i < 2; i++) t->img_buf[i] = t->be->host_alloc(sizeof(float) * t->micro * 3 * S * S);
+    t->img = t->img_buf[0];
     t->lab = xmalloc(sizeof(int) * t->micro);
     t->ids = xmalloc(sizeof(int) * t->micro);
     t->pair = xmalloc(sizeof(int) * t->micro);
@@ -227,6 +228,8 @@ void trainer_teardown(Trainer *t) {
     adamw_groups_free(&t->adamw);
     if (t->m.params) model_free(&t->m);
     if (t->ds_open) dataset_free(&t->ds);
-    free(t->img); free(t->lab); free(t->ids); free(t->pair);
+    for (int i = 0; i < 2; i++)
+        if (t->img_buf[i]) t->be->host_free(t->img_buf[i]);
+    free(t->lab); free(t->ids); free(t->pair);
     dump_free(&t->dump);
 }

@@ -30,6 +30,10 @@ void pwca_pairing(int *pair, int B, uint64_t seed, uint64_t micro_step) {
 // One micro-batch: load, pair, forward, check the loss, backward into its own buffer.
 static int micro_batch(Trainer *t, int k) {
     const DcalConfig *c = t->c;
+    // The other buffer: the last micro-batch's upload may still be reading this one's twin.
+    t->img_i ^= 1;
+    t->img = t->img_buf[t->img_i];
+    t->be->host_ready(t->img);
     int rows = loader_next(t->L, t->img, t->lab, t->ids);
     if (rows == LOADER_INTERRUPTED) return TRAIN_INTERRUPTED;
     if (rows < 0) return DCAL_EXIT_FAIL;

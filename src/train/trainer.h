@@ -41,7 +41,9 @@ typedef struct {
     Loader *L;
     float *am, *av;             // AdamW moments, backend memory, the parameters' layout
     AdamwGroups adamw;          // the model's decay spans for the one-call update
-    float *img;                 // one micro-batch, host memory
+    float *img;                 // the micro-batch being loaded: one of img_buf
+    float *img_buf[2];          // host_alloc'd (page-locked on CUDA), taken in turn: the loader fills one
+    int img_i;                  // while the other's upload may still run (backend.h: upload)
     int *lab, *ids, *pair;
     int micro, accum;           // micro-batch and accumulation steps of this process (resolved config)
     int rank, world;            // data parallelism (src/dist/): rank 0 alone writes the run directory

@@ -15,9 +15,16 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
+#include <functional>
 #include <map>
 #include <vector>
 #include "cuda_runtime.h"
+
+namespace cudasim {   // streams.cpp
+bool stream_is_lazy(cudaStream_t s);
+void stream_enqueue(cudaStream_t s, std::function<void()> op);
+void streams_finish(void);
+}   // namespace cudasim
 
 thread_local uint3 threadIdx, blockIdx;
 thread_local dim3 blockDim, gridDim;
@@ -282,6 +289,7 @@ void run_grid(const void *kernel, const char *name, const Cfg &c, void (*body)(v
     Grid *g = &grid;
     if (g_grid) fail("kernel %s launched from inside kernel %s (dynamic parallelism is not simulated)", name,
                      g_grid->name);
+    if (stream_is_lazy(c.stream)) fail("kernel %s launched on a lazy stream (only copies are modelled there)", name);
     install_segv_handler();
     g->name = name, g->body = body, g->ctx = ctx, g->grid = c.grid, g->block = c.block, g->smem = c.smem;
     if (!launch_ok(*g, kernel)) return;
@@ -460,11 +468,8 @@ const char *cudaGetErrorString(cudaError_t e) {
     default: return "unspecified launch failure";
     }
 }
-// Every call runs to completion before it returns: streams are in order by construction.
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
-cudaError_t cudaStreamCreate(cudaStream_t *s) { static char token; *s = (cudaStream_t)&token; return cudaSuccess; }
-cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+// Every call on the compute stream runs to completion before it returns; streams made with
+// flags are lazy (streams.cpp).
 
 // Device memory: its own mapping, 256-byte aligned (as cudaMalloc), ending
 // (up to that alignment) at a guard page, so a kernel running off the end
@@ -484,6 +489,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
 }
 cudaError_t cudaFree(void *p) {
     if (!p) return cudaSuccess;
+    cudasim::streams_finish();
     auto it = g_dev.find((uintptr_t)p);
     if (it == g_dev.end()) {
         fprintf(stderr, "cudasim: cudaFree(%p): not a device allocation\n", p);
@@ -497,7 +503,7 @@ cudaError_t cudaFree(void *p) {
     return cudaSuccess;
 }
 cudaError_t cudaMallocHost(void **p, size_t bytes) { *p = malloc(bytes ? bytes : 1); return *p ? cudaSuccess : cudaErrorMemoryAllocation; }
-cudaError_t cudaFreeHost(void *p) { free(p); return cudaSuccess; }
+cudaError_t cudaFreeHost(void *p) { cudasim::streams_finish(); free(p); return cudaSuccess; }
 
 // The direction must match where the pointers live, and device ranges must lie
 // inside one allocation: what a GPU reports (or silently corrupts) is an error here.
@@ -515,8 +521,11 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind
     if (e == cudaSuccess && n) memmove(dst, src, n);
     return e;
 }
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t) {
-    return cudaMemcpy(dst, src, n, kind);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t s) {
+    if (!cudasim::stream_is_lazy(s)) return cudaMemcpy(dst, src, n, kind);
+    cudaError_t e = check_copy(dst, src, n, kind);   // a bad copy fails at the call, as on a GPU
+    if (e == cudaSuccess && n) cudasim::stream_enqueue(s, [dst, src, n] { memmove(dst, src, n); });
+    return e;
 }
 cudaError_t cudaMemset(void *p, int v, size_t n) {
     if (!device_range(p, n)) {
@@ -526,4 +535,7 @@ cudaError_t cudaMemset(void *p, int v, size_t n) {
     memset(p, v, n);
     return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { return cudaMemset(p, v, n); }
+cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s) {
+    if (cudasim::stream_is_lazy(s)) cudasim::fail("cudaMemsetAsync on a lazy stream is not modelled");
+    return cudaMemset(p, v, n);
+}

@@ -51,6 +51,9 @@ static void cpu_free(void *p) { free(p); }
 static void cpu_zero(void *p, size_t bytes) { memset(p, 0, bytes); }
 static void cpu_copy(void *dst, const void *src, size_t bytes) { memmove(dst, src, bytes); }
 static void cpu_sync(void) {}
+// Uploads are plain copies here, finished on return: nothing to wait for.
+static void cpu_upload(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+static void cpu_no_wait(const void *p) { (void)p; }
 
 const Backend backend_cpu = {
     .name = "cpu",
@@ -66,6 +69,11 @@ const Backend backend_cpu = {
     .to_host = cpu_copy,
     .copy = cpu_copy,
     .sync = cpu_sync,
+    .host_alloc = cpu_alloc,
+    .host_free = cpu_free,
+    .upload = cpu_upload,
+    .consumed = cpu_no_wait,
+    .host_ready = cpu_no_wait,
     .im2col_forward = cpu_im2col_forward,
     .tokens_forward = cpu_tokens_forward,
     .tokens_backward = cpu_tokens_backward,

@@ -103,6 +103,21 @@ cudaError_t cudaMemset(void *p, int value, size_t bytes);
 cudaError_t cudaMemsetAsync(void *p, int value, size_t bytes, cudaStream_t s = 0);
 template <class T> cudaError_t cudaMalloc(T **p, size_t bytes) { return cudaMalloc((void **)p, bytes); }
 
+// Streams made with flags and events (streams.cpp): such a stream is lazy, its copies run only
+// when something waits for them, the latest a GPU may run them.
+enum { cudaStreamDefault = 0, cudaStreamNonBlocking = 1 };
+enum { cudaEventDefault = 0, cudaEventDisableTiming = 2 };
+enum { cudaHostAllocDefault = 0 };
+struct CUevent_st;
+typedef CUevent_st *cudaEvent_t;
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags);
+cudaError_t cudaEventDestroy(cudaEvent_t e);
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = 0);
+cudaError_t cudaEventSynchronize(cudaEvent_t e);
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags = 0);
+cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned flags);
+
 namespace cudasim {
 cudaError_t func_set_attribute(const void *kernel, cudaFuncAttribute attr, int value);
 // Reports the error with the kernel, block and thread running (if any) and exits 1.
