@@ -11,16 +11,23 @@
 // Column-major cuBLAS on row-major data: a row-major [R, C] matrix is a
 // column-major [C, R] one, so every product below is written for the transposes.
 //
-// One cublasLtMatmul per product, the bias work fused into its epilogue:
-// - forward: D = out^T [OC, rows]; its rows are the output features, so
-//   CUBLASLT_EPILOGUE_BIAS ("bias vector length must match matrix D rows", cublasLt.h)
-//   adds b[o] after the product, where add_bias_kernel used to make a second pass.
-// - dW: D = dW^T [IC, OC] = inp^T · op(B) with B = dout^T-view transposed, so op(B) is
-//   dout [rows, OC]; its columns are the output features and k = rows, so
-//   CUBLASLT_EPILOGUE_BGRADB ("bias size = number of columns of D, reduction over the
-//   GEMM's k dimension", cublasLt.h) is db = Σ_r dout[r, :], read in the same pass.
+// One cublasLtMatmul per product. The forward's D is out^T [OC, rows]: its rows are the
+// output features, so CUBLASLT_EPILOGUE_BIAS ("bias vector length must match matrix D
+// rows", cublasLt.h) adds b[o] in the GEMM's epilogue, where add_bias_kernel used to make a
+// second pass over out (it remains only as the fallback when the library has no such
+// algorithm).
+//
+// db is not taken from the dW product's CUBLASLT_EPILOGUE_BGRADB (D = dW^T [IC, OC] there,
+// op(B) = dout [rows, OC]: "bias size = number of columns of D, reduction over k" would be
+// Σ_r dout[r, :]). That epilogue writes (not adds) its vector, which scratch plus an add
+// would mend; what rules it out is the op contract: a backward with dw NULL must give db
+// the bits of a full one (tests/ops/runner.c, case D), and the model makes exactly such a
+// call, without inp (fc2's db beside dinp, model_block.c). BGRADB's summation order is the
+// chosen algorithm's and needs the product, so no db-only kernel can reproduce it. The
+// simulator models BGRADB (tools/cudasim) for when that call changes; kernels/README.md.
+//
 // GELU stays out of the epilogues: cuBLASLt documents CUBLASLT_EPILOGUE_GELU only as
-// "x := GELU(x)", and its own users treat it as the tanh approximation (PyTorch's
+// "x := GELU(x)", and its users treat it as the tanh approximation (PyTorch's
 // _addmm_activation, which runs on that epilogue, decomposes to gelu(approximate="tanh")
 // on CUDA); dcal's GELU is the exact erf one (docs/MODEL.md), see kernels/README.md.
 //
@@ -32,7 +39,7 @@
 // whose order the header states: NONE ("performed in one sequence") and INPLACE
 // ("counters ... guarantee the sequentiality"); COMPUTE_TYPE and OUTPUT_TYPE reduce "in a
 // separate step" of unstated order and are masked out. The algorithm is chosen from the
-// shape and the operands' pointer alignment only, both fixed for a given run layout.
+// shape and the operands' (capped) pointer alignment only, both fixed for a run's layout.
 #define LT_REDUCTION_SCHEMES ((uint32_t)(CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_INPLACE))
 
 // D [m×n] = op(A) op(B) + beta·D, fp32 operands, column-major, epilogue epi (bias: its vector).
@@ -50,10 +57,13 @@ struct LtGemm {
     float *bias;
 };
 
-// The largest power of two (≤ 256, the heuristic's default assumption) dividing p's address.
+// The alignment promised to the heuristic: the largest power of two dividing p's address,
+// capped at 16 bytes (what Hopper's TMA, the strictest consumer, needs of a global address;
+// the heuristic assumes 256 unless told). The cap keeps the choice of algorithm, and so the
+// bits, independent of where a buffer lands beyond that.
 static uint32_t alignment(const void *p) {
     uintptr_t a = (uintptr_t)p;
-    uint32_t al = 256;
+    uint32_t al = 16;
     while (al > 4 && a % al) al >>= 1;
     return al;
 }
@@ -173,16 +183,11 @@ static void note_unfused(bool *said, const char *epi, const char *instead) {
     *said = true;
     fprintf(stderr, "dcal: cuda: cuBLASLt has no algorithm with the %s epilogue here; %s\n", epi, instead);
 }
-static bool g_said_bias, g_said_bgrad;
+static bool g_said_bias;
 
 __global__ void add_bias_kernel(float *out, const float *b, size_t rows, int OC) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < rows * OC) out[i] += b[i % OC];
-}
-
-__global__ void accumulate_kernel(float *dst, const float *src, int n) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) dst[i] += src[i];
 }
 
 void cuda_linear_forward(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC) {
@@ -204,27 +209,10 @@ void cuda_linear_backward(float *dinp, float *dw, float *db, const float *dout, 
     if (rows <= 0) return;
     // dinp [rows, IC] += dout [rows, OC] · W [OC, IC]; column-major: dinp^T = W^T · dout^T.
     if (dinp) lt_matmul({CUBLAS_OP_N, CUBLAS_OP_N, IC, rows, OC, w, IC, dout, OC, 1.f, dinp, IC, CUBLASLT_EPILOGUE_DEFAULT, NULL});
-    if (!dw) {
-        if (db) cuda_colsum_acc(db, dout, rows, OC);
-        return;
-    }
     // dW [OC, IC] += dout^T · inp; column-major: dW^T [IC, OC] = inp^T [IC, rows] · dout [rows, OC].
-    // BGRADB overwrites its vector while backward ops accumulate (backend.h), so the
-    // epilogue writes a scratch vector that is then added to db in a second, OC-long pass.
-    float *part = db ? (float *)cuda_scratch((size_t)OC * sizeof(float)) : NULL;
-    LtGemm g = {CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, rows, inp, IC, dout, OC, 1.f, dw, IC,
-                db ? CUBLASLT_EPILOGUE_BGRADB : CUBLASLT_EPILOGUE_DEFAULT, part};
-    if (lt_matmul(g)) {
-        if (db) {
-            accumulate_kernel<<<cdiv(OC, 256), 256, 0, cuda_stream()>>>(db, part, OC);
-            LAUNCH_CHECK();
-        }
-        return;
-    }
-    note_unfused(&g_said_bgrad, "BGRADB", "bias gradients use the column-sum kernel");
-    g.epi = CUBLASLT_EPILOGUE_DEFAULT, g.bias = NULL;
-    lt_matmul(g);
-    cuda_colsum_acc(db, dout, rows, OC);
+    if (dw) lt_matmul({CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, rows, inp, IC, dout, OC, 1.f, dw, IC, CUBLASLT_EPILOGUE_DEFAULT, NULL});
+    // db stays the column-sum kernel, not the dW product's BGRADB epilogue (see the top).
+    if (db) cuda_colsum_acc(db, dout, rows, OC);
 }
 
 // cols [B*P, C*p*p], row (b, py, px), column (c, ky, kx): one thread per column

@@ -167,6 +167,14 @@ static void test_gemm(void) {
 
 
 // ---- cuBLASLt ----
+// fp32 → TF32 (10 mantissa bits, nearest, ties away), as the default precision's GEMMs read operands.
+static float tf32h(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u = (u + 0x1000u) & ~0x1fffu;
+    memcpy(&f, &u, 4);
+    return f;
+}
 struct Lt {
     cublasLtHandle_t h;
     cublasLtMatmulDesc_t d;
@@ -251,35 +259,35 @@ static void test_lt(void) {
     cudaFree(dx), cudaFree(dwt), cudaFree(dbias), cudaFree(dg), cudaFree(dout), cudaFree(ddw), cudaFree(ddb);
 }
 
-// linear.cu's backward, fused (BGRADB) and, with the epilogue refused, its column-sum fallback:
-// in both, db accumulates (+=) onto what it held, to fp32 rounding of the double sum. The two
-// runs differ in rows, so linear.cu's algorithm cache cannot answer the second from the first.
+// linear.cu's forward with the BIAS epilogue and, with that epilogue refused, its fallback
+// (the product, then add_bias_kernel): both against the scalar product plus bias, bit for bit
+// (the sum is in k order either way). The runs differ in rows, so linear.cu's algorithm
+// cache cannot answer the second from the first.
 static void test_linear_fallback(void) {
-    const int R = 300, I = 7, O = 5;   // up to 300 rows: two chunks of the column sum
-    std::vector<float> x(R * I), w(O * I), g(R * O), db0(O);
+    const int R = 40, I = 9, O = 6;
+    std::vector<float> x(R * I), w(O * I), b(O), out(R * O);
     for (int i = 0; i < R * I; i++) x[i] = sinf(i * 0.37f);
     for (int i = 0; i < O * I; i++) w[i] = cosf(i * 0.11f);
-    for (int i = 0; i < R * O; i++) g[i] = cosf(i * 0.05f) - 0.25f;
-    for (int i = 0; i < O; i++) db0[i] = 100.f + i;
-    float *dx = dev(x.data(), R * I), *dw_ = dev(w.data(), O * I), *dg = dev(g.data(), R * O);
+    for (int i = 0; i < O; i++) b[i] = 100.f + i;
+    float *dx = dev(x.data(), R * I), *dw_ = dev(w.data(), O * I), *db = dev(b.data(), O);
     for (int refuse = 0; refuse < 2; refuse++) {
         int rows = R - refuse;
-        float *ddw = dev<float>(nullptr, O * I), *ddb = dev(db0.data(), O), got[O];
-        cudaMemset(ddw, 0, O * I * sizeof(float));
-        cudasim_lt_refuse_epilogues(refuse ? CUBLASLT_EPILOGUE_BGRADB : 0);
-        cuda_linear_backward(nullptr, ddw, ddb, dg, dx, dw_, rows, I, O);
+        float *dout = dev<float>(nullptr, R * O);
+        cudasim_lt_refuse_epilogues(refuse ? CUBLASLT_EPILOGUE_BIAS : 0);
+        cuda_linear_forward(dout, dx, dw_, db, rows, I, O);
         int refused = cudasim_lt_refuse_epilogues(0);
-        CHECK(refused == refuse, "linear backward: %d BGRADB queries refused, want %d", refused, refuse);
-        cudaMemcpy(got, ddb, sizeof got, cudaMemcpyDeviceToHost);
-        for (int o = 0; o < O; o++) {
-            double s = db0[o];
-            for (int r = 0; r < rows; r++) s += g[r * O + o];
-            CHECK(fabs(got[o] - s) <= 1e-5 * fabs(s), "linear db[%d] (%s) = %.9g, want %.9g", o,
-                  refuse ? "column-sum fallback" : "BGRADB", got[o], s);
-        }
-        cudaFree(ddw), cudaFree(ddb);
+        CHECK(refused == refuse, "linear forward: %d BIAS queries refused, want %d", refused, refuse);
+        cudaMemcpy(out.data(), dout, (size_t)rows * O * sizeof(float), cudaMemcpyDeviceToHost);
+        for (int r = 0; r < rows; r++)
+            for (int o = 0; o < O; o++) {
+                float s = 0.f;
+                for (int i = 0; i < I; i++) s += tf32h(w[o * I + i]) * tf32h(x[r * I + i]);
+                CHECK(out[r * O + o] == s + b[o], "linear out[%d,%d] (%s) = %.9g, want %.9g", r, o,
+                      refuse ? "add-bias fallback" : "BIAS epilogue", out[r * O + o], s + b[o]);
+            }
+        cudaFree(dout);
     }
-    cudaFree(dx), cudaFree(dw_), cudaFree(dg);
+    cudaFree(dx), cudaFree(dw_), cudaFree(db);
 }
 
 static void test_runtime_errors(void) {
