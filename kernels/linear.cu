@@ -142,7 +142,11 @@ static LtAlgo lt_query(const LtDescs &s, const LtKey &key) {
     cublasLtMatmulHeuristicResult_t res;
     int n = 0;
     cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(cuda_cublaslt(), s.op, s.a, s.b, s.d, s.d, pref, 1, &res, &n);
-    if (st != CUBLAS_STATUS_NOT_SUPPORTED) CUBLAS_CHECK(st);
+    if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED) {
+        fprintf(stderr, "dcal: cuda: %s:%d: cublasLtMatmulAlgoGetHeuristic(%dx%dx%d, epilogue %d): %s\n", __FILE__,
+                __LINE__, key.m, key.n, key.k, key.epi, cublasGetStatusString(st));
+        exit(1);
+    }
     CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
     r.found = st == CUBLAS_STATUS_SUCCESS && n > 0;
     if (r.found) r.algo = res.algo;
