@@ -1,10 +1,12 @@
-// cuda_common.cu: the stream and cuBLAS handle, memory ops, scratch, and a
-// deterministic column sum shared by the bias/LN/token grads. (Device discovery,
+// cuda_common.cu: the stream, the cuBLAS and cuBLASLt handles (and cuBLASLt's workspace),
+// memory ops, scratch, and a deterministic column sum shared by the bias/LN/token grads. (Device discovery,
 // description and precision: device.cu.)
 #include "kernels/cuda_common.h"
 
 static cudaStream_t g_stream;
 static cublasHandle_t g_cublas;
+static cublasLtHandle_t g_cublaslt;
+static void *g_lt_workspace;
 static int g_ready;
 static void *g_scratch;
 static size_t g_scratch_bytes;
@@ -15,11 +17,19 @@ static void init_once(void) {
     CUDA_CHECK(cudaStreamCreate(&g_stream));
     CUBLAS_CHECK(cublasCreate(&g_cublas));
     CUBLAS_CHECK(cublasSetStream(g_cublas, g_stream));
+    CUBLAS_CHECK(cublasLtCreate(&g_cublaslt));
     g_ready = 1;
 }
 
 cudaStream_t cuda_stream(void) { init_once(); return g_stream; }
 cublasHandle_t cuda_cublas(void) { init_once(); return g_cublas; }
+cublasLtHandle_t cuda_cublaslt(void) { init_once(); return g_cublaslt; }
+
+void *cuda_lt_workspace(void) {
+    init_once();
+    if (!g_lt_workspace) CUDA_CHECK(cudaMalloc(&g_lt_workspace, CUDA_LT_WORKSPACE_BYTES));
+    return g_lt_workspace;
+}
 
 void *cuda_scratch(size_t bytes) {
     init_once();

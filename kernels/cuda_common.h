@@ -1,5 +1,5 @@
 // cuda_common.h: what every kernels/*.cu file shares: status-check macros, the
-// one stream and cuBLAS handle the backend runs on, a grow-only scratch buffer,
+// one stream and cuBLAS/cuBLASLt handles the backend runs on, a grow-only scratch buffer,
 // the precision in force, and the cuda_* functions that kernels/backend_cuda.cu gathers into backend_cuda.
 //
 // Every op is enqueued on one stream, so ops run in call order and scratch can
@@ -7,6 +7,7 @@
 #pragma once
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
+#include <cublasLt.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -43,6 +44,12 @@ static inline unsigned cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) 
 // Lazily created on first use (so a CPU-only run never touches the driver).
 cudaStream_t cuda_stream(void);
 cublasHandle_t cuda_cublas(void);
+cublasLtHandle_t cuda_cublaslt(void);
+// cuBLASLt's workspace, ours (not the library's), so results stay reproducible (linear.cu):
+// 32 MiB, what the cuBLAS guide recommends for Hopper; allocated on first use.
+#define CUDA_LT_WORKSPACE_BYTES ((size_t)32 << 20)
+void *cuda_lt_workspace(void);
+static inline size_t cuda_lt_workspace_bytes(void) { return CUDA_LT_WORKSPACE_BYTES; }
 // Device scratch of at least `bytes`, valid until the next call (stream-ordered).
 void *cuda_scratch(size_t bytes);
 // dst[c] += sum_r src[r*cols + c], deterministic (fixed-order two-pass). Uses scratch.
@@ -63,7 +70,7 @@ int cuda_available(char *why, size_t n);
 void cuda_describe(char *buf, size_t n);
 int cuda_set_precision(const char *p);
 #define CUDA_PRECISIONS "bf16 fp32"            // the names of device.cu's table, best first
-cublasComputeType_t cuda_gemm_compute(void);   // linear.cu's cublasGemmEx compute type
+cublasComputeType_t cuda_gemm_compute(void);   // linear.cu's cublasLtMatmul compute type
 bool cuda_attention_mma(void);                 // attention.cu: bf16 MMA kernels, else the fp32 ones
 
 // memory (cuda_common.cu)

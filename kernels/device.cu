@@ -2,7 +2,7 @@
 // (backend.h "machine" slots): is a GPU there, how much memory is free, one line
 // saying what runs (GPU, versions, numerics), and the precision switch.
 //
-// Precision is one process-wide choice, read by linear.cu (GEMM compute type)
+// Precision is one process-wide choice, read by linear.cu (cuBLASLt compute type)
 // and attention.cu (kernel family) on every call; it is never read from the
 // environment, so a run's numerics are exactly what its config and manifest say.
 #include "kernels/cuda_common.h"
@@ -17,9 +17,11 @@ static const struct {
     const char *attn_desc;
 } g_prec[] = {
     // bf16 GEMMs (bf16 weight copies) come later; TF32 needs no copies and keeps ~1e-3 parity.
-    {"bf16", CUBLAS_COMPUTE_32F_FAST_TF32, "GEMM TF32 tensor cores with fp32 accumulate (CUBLAS_COMPUTE_32F_FAST_TF32)",
+    {"bf16", CUBLAS_COMPUTE_32F_FAST_TF32,
+     "GEMM cuBLASLt TF32 tensor cores with fp32 accumulate (CUBLAS_COMPUTE_32F_FAST_TF32), bias in the epilogue",
      true, "attention bf16 MMA with fp32 softmax"},
-    {"fp32", CUBLAS_COMPUTE_32F, "GEMM fp32 (CUBLAS_COMPUTE_32F)", false, "attention fp32 kernels"},
+    {"fp32", CUBLAS_COMPUTE_32F, "GEMM cuBLASLt fp32 (CUBLAS_COMPUTE_32F), bias in the epilogue", false,
+     "attention fp32 kernels"},
 };
 static int g_prec_i;
 
@@ -83,6 +85,9 @@ void cuda_describe(char *buf, size_t n) {
         snprintf(gpu, sizeof gpu, "%s (sm_%d%d, %.1f GiB)", prop.name, prop.major, prop.minor,
                  prop.totalGlobalMem / 1073741824.0);
     (void)cudaGetLastError();
-    snprintf(buf, n, "cuda: %s; CUDA runtime %s, driver %s, cuBLAS %d.%d.%d; precision %s: %s, %s", gpu, srt, sdrv,
-             blas[0], blas[1], blas[2], g_prec[g_prec_i].name, g_prec[g_prec_i].gemm_desc, g_prec[g_prec_i].attn_desc);
+    // cuBLASLt runs the GEMMs (linear.cu); its version is major*10000 + minor*100 + patch.
+    size_t lt = cublasLtGetVersion();
+    snprintf(buf, n, "cuda: %s; CUDA runtime %s, driver %s, cuBLAS %d.%d.%d, cuBLASLt %zu.%zu.%zu; precision %s: %s, %s",
+             gpu, srt, sdrv, blas[0], blas[1], blas[2], lt / 10000, lt / 100 % 100, lt % 100, g_prec[g_prec_i].name,
+             g_prec[g_prec_i].gemm_desc, g_prec[g_prec_i].attn_desc);
 }

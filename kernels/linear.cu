@@ -1,4 +1,4 @@
-// linear.cu: patch embedding (im2col, tokens) and the linear layer on cuBLAS.
+// linear.cu: patch embedding (im2col, tokens) and the linear layer on cuBLASLt.
 //
 // Precision (ARCHITECTURE.md §5): operands stay fp32 at the interface; the compute type
 // follows the backend's precision (device.cu): "bf16" runs the GEMMs on the
@@ -6,15 +6,188 @@
 // which needs no bf16 copies of weights/activations and keeps ~1e-3 parity;
 // "fp32" runs plain fp32 GEMMs (CUBLAS_COMPUTE_32F).
 #include "kernels/cuda_common.h"
+#include <string.h>
 
 // Column-major cuBLAS on row-major data: a row-major [R, C] matrix is a
 // column-major [C, R] one, so every product below is written for the transposes.
-static void gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const float *A, int lda,
-                 const float *B, int ldb, float beta, float *C, int ldc) {
-    const float alpha = 1.f;
-    CUBLAS_CHECK(cublasGemmEx(cuda_cublas(), ta, tb, m, n, k, &alpha, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, &beta, C,
-                              CUDA_R_32F, ldc, cuda_gemm_compute(), CUBLAS_GEMM_DEFAULT));
+//
+// One cublasLtMatmul per product. The forward's D is out^T [OC, rows]: its rows are the
+// output features, so CUBLASLT_EPILOGUE_BIAS ("bias vector length must match matrix D
+// rows", cublasLt.h) adds b[o] in the GEMM's epilogue, where add_bias_kernel used to make a
+// second pass over out (it remains only as the fallback when the library has no such
+// algorithm).
+//
+// db is not taken from the dW product's CUBLASLT_EPILOGUE_BGRADB (D = dW^T [IC, OC] there,
+// op(B) = dout [rows, OC]: "bias size = number of columns of D, reduction over k" would be
+// Σ_r dout[r, :]). That epilogue writes (not adds) its vector, which scratch plus an add
+// would mend; what rules it out is the op contract: a backward with dw NULL must give db
+// the bits of a full one (tests/ops/runner.c, case D), and the model makes exactly such a
+// call, without inp (fc2's db beside dinp, model_block.c). BGRADB's summation order is the
+// chosen algorithm's and needs the product, so no db-only kernel can reproduce it. The
+// simulator models BGRADB (tools/cudasim) for when that call changes; kernels/README.md.
+//
+// GELU stays out of the epilogues: cuBLASLt documents CUBLASLT_EPILOGUE_GELU only as
+// "x := GELU(x)", and its users treat it as the tanh approximation (PyTorch's
+// _addmm_activation, which runs on that epilogue, decomposes to gelu(approximate="tanh")
+// on CUDA); dcal's GELU is the exact erf one (docs/MODEL.md), see kernels/README.md.
+//
+// Determinism: cuBLAS documents bit-wise identical results run to run for one toolkit
+// version, GPU architecture and SM count when one stream is active (cuBLAS guide,
+// "Results reproducibility"); every call here runs on the one stream with a workspace of
+// our own (cuda_lt_workspace), which that section names as the way to keep it. Split-K
+// ("reduction scheme", cublasLt.h cublasLtReductionScheme_t) is restricted to the schemes
+// whose order the header states: NONE ("performed in one sequence") and INPLACE
+// ("counters ... guarantee the sequentiality"); COMPUTE_TYPE and OUTPUT_TYPE reduce "in a
+// separate step" of unstated order and are masked out. The algorithm is chosen from the
+// shape and the operands' (capped) pointer alignment only, both fixed for a run's layout.
+#define LT_REDUCTION_SCHEMES ((uint32_t)(CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_INPLACE))
+
+// D [m×n] = op(A) op(B) + beta·D, fp32 operands, column-major, epilogue epi (bias: its vector).
+struct LtGemm {
+    cublasOperation_t ta, tb;
+    int m, n, k;
+    const float *A;
+    int lda;
+    const float *B;
+    int ldb;
+    float beta;
+    float *D;
+    int ldd;
+    cublasLtEpilogue_t epi;
+    float *bias;
+};
+
+// The alignment promised to the heuristic: the largest power of two dividing p's address,
+// capped at 16 bytes (what Hopper's TMA, the strictest consumer, needs of a global address;
+// the heuristic assumes 256 unless told). The cap keeps the choice of algorithm, and so the
+// bits, independent of where a buffer lands beyond that.
+static uint32_t alignment(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    uint32_t al = 16;
+    while (al > 4 && a % al) al >>= 1;
+    return al;
 }
+
+// Heuristic answers, reused: the query costs host time on every call otherwise. The key is
+// everything the answer depends on (shape, transposes, epilogue, compute type, alignments).
+struct LtKey {
+    int ta, tb, m, n, k, lda, ldb, ldd, epi, compute;
+    uint32_t align[5];
+};
+struct LtAlgo {
+    LtKey key;
+    int found;   // 1: algo holds an algorithm; 0: the library has none for this problem
+    cublasLtMatmulAlgo_t algo;
+};
+#define LT_CACHE 64
+static LtAlgo g_lt_cache[LT_CACHE];
+static int g_lt_cached, g_lt_next;
+
+static LtKey lt_key(const LtGemm &g) {
+    LtKey k;
+    memset(&k, 0, sizeof k);   // padding too: keys are compared bytewise
+    k.ta = g.ta, k.tb = g.tb, k.m = g.m, k.n = g.n, k.k = g.k, k.lda = g.lda, k.ldb = g.ldb, k.ldd = g.ldd;
+    k.epi = g.epi, k.compute = cuda_gemm_compute();
+    const void *p[5] = {g.A, g.B, g.D, g.D, g.bias};
+    for (int i = 0; i < 5; i++) k.align[i] = p[i] ? alignment(p[i]) : 0;
+    return k;
+}
+
+struct LtDescs {
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, d;
+};
+
+static LtDescs lt_describe(const LtGemm &g) {
+    LtDescs s;
+    int32_t ta = g.ta, tb = g.tb;
+    uint32_t epi = g.epi;
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&s.op, cuda_gemm_compute(), CUDA_R_32F));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(s.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(s.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(s.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    if (g.bias) CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(s.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof g.bias));
+    bool na = g.ta == CUBLAS_OP_N, nb = g.tb == CUBLAS_OP_N;
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&s.a, CUDA_R_32F, na ? g.m : g.k, na ? g.k : g.m, g.lda));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&s.b, CUDA_R_32F, nb ? g.k : g.n, nb ? g.n : g.k, g.ldb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&s.d, CUDA_R_32F, g.m, g.n, g.ldd));
+    return s;
+}
+
+static void lt_release(LtDescs &s) {
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(s.a));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(s.b));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(s.d));
+    CUBLAS_CHECK(cublasLtMatmulDescDestroy(s.op));
+}
+
+// Asks the heuristic for one algorithm; found = 0 when the library has none (NOT_SUPPORTED
+// or no result), any other failure is fatal.
+static LtAlgo lt_query(const LtDescs &s, const LtKey &key) {
+    LtAlgo r;
+    r.key = key;
+    cublasLtMatmulPreference_t pref;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+    uint64_t ws = cuda_lt_workspace_bytes();
+    uint32_t schemes = LT_REDUCTION_SCHEMES;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes,
+                                                      sizeof schemes));
+    // Sub-tensor views are not 256-byte aligned: say what they are, or the algorithm may not fit them.
+    const cublasLtMatmulPreferenceAttributes_t align_attr[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4; i++)
+        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, align_attr[i], &key.align[i], sizeof key.align[i]));
+    cublasLtMatmulHeuristicResult_t res;
+    int n = 0;
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(cuda_cublaslt(), s.op, s.a, s.b, s.d, s.d, pref, 1, &res, &n);
+    if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED) {
+        fprintf(stderr, "dcal: cuda: %s:%d: cublasLtMatmulAlgoGetHeuristic(%dx%dx%d, epilogue %d): %s\n", __FILE__,
+                __LINE__, key.m, key.n, key.k, key.epi, cublasGetStatusString(st));
+        exit(1);
+    }
+    CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+    r.found = st == CUBLAS_STATUS_SUCCESS && n > 0;
+    if (r.found) r.algo = res.algo;
+    return r;
+}
+
+static const LtAlgo &lt_algo(const LtGemm &g, const LtDescs &s) {
+    LtKey key = lt_key(g);
+    for (int i = 0; i < g_lt_cached; i++)
+        if (!memcmp(&g_lt_cache[i].key, &key, sizeof key)) return g_lt_cache[i];
+    int slot = g_lt_cached < LT_CACHE ? g_lt_cached++ : (g_lt_next++ % LT_CACHE);
+    g_lt_cache[slot] = lt_query(s, key);
+    return g_lt_cache[slot];
+}
+
+// Runs g; false (nothing done) when cuBLASLt has no algorithm for its epilogue, so the caller
+// can do the bias work itself. A plain product without one is fatal: there is nothing else.
+static bool lt_matmul(const LtGemm &g) {
+    LtDescs s = lt_describe(g);
+    const LtAlgo &a = lt_algo(g, s);
+    if (!a.found && g.epi == CUBLASLT_EPILOGUE_DEFAULT) {
+        fprintf(stderr, "dcal: cuda: %s:%d: cuBLASLt has no algorithm for a %dx%dx%d fp32 product (check the CUDA "
+                        "toolkit and driver)\n", __FILE__, __LINE__, g.m, g.n, g.k);
+        exit(1);
+    }
+    if (a.found) {
+        const float alpha = 1.f;
+        CUBLAS_CHECK(cublasLtMatmul(cuda_cublaslt(), s.op, &alpha, g.A, s.a, g.B, s.b, &g.beta, g.D, s.d, g.D, s.d,
+                                    &a.algo, cuda_lt_workspace(), cuda_lt_workspace_bytes(), cuda_stream()));
+    }
+    lt_release(s);
+    return a.found;
+}
+
+// Said once per epilogue (*said), on stderr: the run is still correct, only an extra pass slower.
+static void note_unfused(bool *said, const char *epi, const char *instead) {
+    if (*said) return;
+    *said = true;
+    fprintf(stderr, "dcal: cuda: cuBLASLt has no algorithm with the %s epilogue here; %s\n", epi, instead);
+}
+static bool g_said_bias;
 
 __global__ void add_bias_kernel(float *out, const float *b, size_t rows, int OC) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -24,21 +197,25 @@ __global__ void add_bias_kernel(float *out, const float *b, size_t rows, int OC)
 void cuda_linear_forward(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC) {
     if (rows <= 0 || OC <= 0) return;
     // out^T [OC, rows] = W [OC, IC] · inp^T [IC, rows]; W^T is W's column-major view.
-    gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, rows, IC, w, IC, inp, IC, 0.f, out, OC);
-    if (b) {
-        size_t n = (size_t)rows * OC;
-        add_bias_kernel<<<cdiv(n, 256), 256, 0, cuda_stream()>>>(out, b, rows, OC);
-        LAUNCH_CHECK();
-    }
+    LtGemm g = {CUBLAS_OP_T, CUBLAS_OP_N, OC, rows, IC, w, IC, inp, IC, 0.f, out, OC,
+                b ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT, (float *)b};
+    if (lt_matmul(g)) return;
+    note_unfused(&g_said_bias, "BIAS", "the bias is added by a second kernel");
+    g.epi = CUBLASLT_EPILOGUE_DEFAULT, g.bias = NULL;
+    lt_matmul(g);
+    size_t n = (size_t)rows * OC;
+    add_bias_kernel<<<cdiv(n, 256), 256, 0, cuda_stream()>>>(out, b, rows, OC);
+    LAUNCH_CHECK();
 }
 
 void cuda_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                           int rows, int IC, int OC) {
     if (rows <= 0) return;
     // dinp [rows, IC] += dout [rows, OC] · W [OC, IC]; column-major: dinp^T = W^T · dout^T.
-    if (dinp) gemm(CUBLAS_OP_N, CUBLAS_OP_N, IC, rows, OC, w, IC, dout, OC, 1.f, dinp, IC);
+    if (dinp) lt_matmul({CUBLAS_OP_N, CUBLAS_OP_N, IC, rows, OC, w, IC, dout, OC, 1.f, dinp, IC, CUBLASLT_EPILOGUE_DEFAULT, NULL});
     // dW [OC, IC] += dout^T · inp; column-major: dW^T [IC, OC] = inp^T [IC, rows] · dout [rows, OC].
-    if (dw) gemm(CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, rows, inp, IC, dout, OC, 1.f, dw, IC);
+    if (dw) lt_matmul({CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, rows, inp, IC, dout, OC, 1.f, dw, IC, CUBLASLT_EPILOGUE_DEFAULT, NULL});
+    // db stays the column-sum kernel, not the dW product's BGRADB epilogue (see the top).
     if (db) cuda_colsum_acc(db, dout, rows, OC);
 }
 

@@ -74,6 +74,8 @@ static const Row rows[] = {
     {&OP_LINEAR, "linear 6x7->5", {6, 7, 5, 1, 100}, LIN_TOL, SMALL},
     {&OP_LINEAR, "linear 17x9->3 nobias", {17, 9, 3, 0, 100}, LIN_TOL, SMALL},
     {&OP_LINEAR, "linear 33x50->7 nobias", {33, 50, 7, 0, 10}, LIN_TOL, MEDIUM},
+    // a bias on a medium shape: the simulator's cuBLASLt BIAS/BGRADB epilogues (odd sizes)
+    {&OP_LINEAR, "linear 70x33->19", {70, 33, 19, 1, 10}, LIN_TOL, MEDIUM},
     {&OP_LINEAR, "linear 300x96->200", {300, 96, 200, 1, 10}, LIN_TOL, BIG},
     {&OP_LINEAR, "linear 257x768->2304 (qkv)", {257, 768, 2304, 1, 10}, LIN_TOL, BIG},
 

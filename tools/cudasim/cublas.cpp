@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <vector>
+#include "blas_ref.h"
 #include "cublas_v2.h"
 #include "cuda_bf16.h"
 
@@ -27,9 +28,8 @@ const char *cublasGetStatusString(cublasStatus_t s) {
 }
 cublasStatus_t cublasGetProperty(libraryPropertyType, int *v) { *v = 0; return CUBLAS_STATUS_SUCCESS; }
 
-namespace {
+namespace cudasim_blas {
 
-// fp32 → TF32 as cvt.rna.tf32.f32: 10 mantissa bits, nearest, ties away from zero.
 float tf32(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
@@ -42,19 +42,22 @@ float elem(const void *p, cudaDataType_t t, size_t i) {
     return t == CUDA_R_16BF ? __bfloat162float(((const __nv_bfloat16 *)p)[i]) : ((const float *)p)[i];
 }
 
+void store(void *p, cudaDataType_t t, size_t i, float v) {
+    if (t == CUDA_R_16BF) ((__nv_bfloat16 *)p)[i] = __float2bfloat16(v);
+    else ((float *)p)[i] = v;
+}
+
 size_t esize(cudaDataType_t t) { return t == CUDA_R_16BF ? 2 : 4; }
 
-// Elements a column-major operand spans: rows × cols with leading dimension ld.
 size_t extent(int rows, int cols, int ld) { return rows && cols ? (size_t)(cols - 1) * ld + rows : 0; }
 
-bool in_device(const char *what, const void *p, size_t elems, cudaDataType_t t) {
+bool in_device(const char *fn, const char *what, const void *p, size_t elems, cudaDataType_t t) {
     if (!elems || cudasim::device_range(p, elems * esize(t))) return true;
-    fprintf(stderr, "cudasim: cublasGemmEx: %s = %p spanning %zu elements is not inside one device allocation\n", what,
-            p, elems);
+    fprintf(stderr, "cudasim: %s: %s = %p spanning %zu elements is not inside one device allocation\n", fn, what, p,
+            elems);
     return false;
 }
 
-// op(X) as a dense row-major rows × cols float matrix, rounded as the compute type reads it.
 std::vector<float> operand(const void *X, cudaDataType_t t, int ld, bool trans, int rows, int cols, bool round) {
     std::vector<float> o((size_t)rows * cols);
     for (int r = 0; r < rows; r++)
@@ -65,13 +68,18 @@ std::vector<float> operand(const void *X, cudaDataType_t t, int ld, bool trans, 
     return o;
 }
 
+}   // namespace cudasim_blas
+
+namespace {
+using namespace cudasim_blas;
+
 cublasStatus_t gemm1(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const void *A,
                      cudaDataType_t At, int lda, const void *B, cudaDataType_t Bt, int ldb, float beta, void *C,
                      cudaDataType_t Ct, int ldc, cublasComputeType_t compute) {
     bool tA = ta != CUBLAS_OP_N, tB = tb != CUBLAS_OP_N;
     if (m < 0 || n < 0 || k < 0 || lda < (tA ? k : m) || ldb < (tB ? n : k) || ldc < m) return CUBLAS_STATUS_INVALID_VALUE;
-    if (!in_device("A", A, tA ? extent(k, m, lda) : extent(m, k, lda), At) ||
-        !in_device("B", B, tB ? extent(n, k, ldb) : extent(k, n, ldb), Bt) || !in_device("C", C, extent(m, n, ldc), Ct))
+    if (!in_device("cublasGemmEx", "A", A, tA ? extent(k, m, lda) : extent(m, k, lda), At) ||
+        !in_device("cublasGemmEx", "B", B, tB ? extent(n, k, ldb) : extent(k, n, ldb), Bt) || !in_device("cublasGemmEx", "C", C, extent(m, n, ldc), Ct))
         return CUBLAS_STATUS_INVALID_VALUE;
     bool round = compute == CUBLAS_COMPUTE_32F_FAST_TF32;
     std::vector<float> a = operand(A, At, lda, tA, m, k, round);   // op(A) [m][k]
@@ -84,8 +92,7 @@ cublasStatus_t gemm1(cublasOperation_t ta, cublasOperation_t tb, int m, int n, i
             size_t ci = (size_t)j * ldc + i;
             float old = beta == 0.f ? 0.f : elem(C, Ct, ci);   // beta = 0: C is not read (it may hold NaN)
             float v = alpha * s + beta * old;
-            if (Ct == CUDA_R_16BF) ((__nv_bfloat16 *)C)[ci] = __float2bfloat16(v);
-            else ((float *)C)[ci] = v;
+            store(C, Ct, ci, v);
         }
     return CUBLAS_STATUS_SUCCESS;
 }

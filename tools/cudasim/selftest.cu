@@ -4,6 +4,7 @@
 // is reported. Written as CUDA and translated by cu2cpp.pl like kernels/*.cu.
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
+#include <cublasLt.h>
 #include <cuda_bf16.h>
 #include <mma.h>
 #include <stdio.h>
@@ -12,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <string>
+#include <vector>
+#include "kernels/cuda_common.h"
 
 using namespace nvcuda;
 static int g_fail;
@@ -162,6 +165,131 @@ static void test_gemm(void) {
     cudaFree(dA), cudaFree(dB), cudaFree(dC);
 }
 
+
+// ---- cuBLASLt ----
+// fp32 → TF32 (10 mantissa bits, nearest, ties away), as the default precision's GEMMs read operands.
+static float tf32h(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u = (u + 0x1000u) & ~0x1fffu;
+    memcpy(&f, &u, 4);
+    return f;
+}
+struct Lt {
+    cublasLtHandle_t h;
+    cublasLtMatmulDesc_t d;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulPreference_t p;
+    cublasLtMatmulHeuristicResult_t r;
+    int found;
+};
+// D [m×n] (= C, in place) = op(A) op(B) + beta·D with epilogue e; layouts as stored.
+static cublasStatus_t lt_plan(Lt *l, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, cublasLtEpilogue_t e,
+                              void *bias) {
+    int32_t t_a = ta, t_b = tb;
+    uint32_t epi = e;
+    cublasLtCreate(&l->h);
+    cublasLtMatmulDescCreate(&l->d, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    cublasLtMatmulDescSetAttribute(l->d, CUBLASLT_MATMUL_DESC_TRANSA, &t_a, sizeof t_a);
+    cublasLtMatmulDescSetAttribute(l->d, CUBLASLT_MATMUL_DESC_TRANSB, &t_b, sizeof t_b);
+    cublasLtMatmulDescSetAttribute(l->d, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+    if (bias) cublasLtMatmulDescSetAttribute(l->d, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+    cublasLtMatrixLayoutCreate(&l->a, CUDA_R_32F, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, ta == CUBLAS_OP_N ? m : k);
+    cublasLtMatrixLayoutCreate(&l->b, CUDA_R_32F, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, tb == CUBLAS_OP_N ? k : n);
+    cublasLtMatrixLayoutCreate(&l->c, CUDA_R_32F, m, n, m);
+    cublasLtMatmulPreferenceCreate(&l->p);
+    return cublasLtMatmulAlgoGetHeuristic(l->h, l->d, l->a, l->b, l->c, l->c, l->p, 1, &l->r, &l->found);
+}
+static void lt_free(Lt *l) {
+    cublasLtMatmulPreferenceDestroy(l->p);
+    cublasLtMatrixLayoutDestroy(l->a), cublasLtMatrixLayoutDestroy(l->b), cublasLtMatrixLayoutDestroy(l->c);
+    cublasLtMatmulDescDestroy(l->d);
+    cublasLtDestroy(l->h);
+}
+
+// The linear layer's two products: out^T = W^T-view · inp^T + bias (BIAS, A transposed) and
+// dW^T += inp^T · dout with db from the epilogue (BGRADB, B transposed), against scalar loops.
+static void test_lt(void) {
+    const int R = 5, I = 3, O = 4;   // rows, in features, out features
+    float x[R * I], w[O * I], b[O], g[R * O], out[R * O], dw[O * I], db[O];
+    for (int i = 0; i < R * I; i++) x[i] = sinf(i * 0.7f) * 3;
+    for (int i = 0; i < O * I; i++) w[i] = cosf(i * 0.3f), dw[i] = 0.25f * i;
+    for (int i = 0; i < O; i++) b[i] = 10.f + i, db[i] = NAN;
+    for (int i = 0; i < R * O; i++) g[i] = (float)((i * 7) % 5) - 1.5f;
+    float *dx = dev(x, R * I), *dwt = dev(w, O * I), *dbias = dev(b, O), *dg = dev(g, R * O), *dout = dev<float>(nullptr, R * O);
+    float *ddw = dev(dw, O * I), *ddb = dev(db, O), one = 1.f, zero = 0.f;
+    Lt l;
+    CHECK(lt_plan(&l, CUBLAS_OP_T, CUBLAS_OP_N, O, R, I, CUBLASLT_EPILOGUE_BIAS, dbias) == CUBLAS_STATUS_SUCCESS && l.found == 1,
+          "BIAS heuristic");
+    CHECK(cublasLtMatmul(l.h, l.d, &one, dwt, l.a, dx, l.b, &zero, dout, l.c, dout, l.c, &l.r.algo, nullptr, 0, 0) ==
+              CUBLAS_STATUS_SUCCESS, "BIAS matmul");
+    lt_free(&l);
+    cudaMemcpy(out, dout, sizeof out, cudaMemcpyDeviceToHost);
+    for (int r = 0; r < R; r++)
+        for (int o = 0; o < O; o++) {
+            float s = 0.f;
+            for (int i = 0; i < I; i++) s += w[o * I + i] * x[r * I + i];
+            CHECK(out[r * O + o] == s + b[o], "BIAS out[%d,%d] = %g, want %g", r, o, out[r * O + o], s + b[o]);
+        }
+    CHECK(lt_plan(&l, CUBLAS_OP_N, CUBLAS_OP_T, I, O, R, CUBLASLT_EPILOGUE_BGRADB, ddb) == CUBLAS_STATUS_SUCCESS && l.found == 1,
+          "BGRADB heuristic");
+    CHECK(cublasLtMatmul(l.h, l.d, &one, dx, l.a, dg, l.b, &one, ddw, l.c, ddw, l.c, &l.r.algo, nullptr, 0, 0) ==
+              CUBLAS_STATUS_SUCCESS, "BGRADB matmul");
+    lt_free(&l);
+    float got_dw[O * I], got_db[O];
+    cudaMemcpy(got_dw, ddw, sizeof got_dw, cudaMemcpyDeviceToHost);
+    cudaMemcpy(got_db, ddb, sizeof got_db, cudaMemcpyDeviceToHost);
+    for (int o = 0; o < O; o++) {
+        float s = 0.f;   // the epilogue writes db (the NaN it held is gone), it does not add to it
+        for (int r = 0; r < R; r++) s += g[r * O + o];
+        CHECK(got_db[o] == s, "BGRADB db[%d] = %g, want %g", o, got_db[o], s);
+        for (int i = 0; i < I; i++) {
+            float t = 0.f;
+            for (int r = 0; r < R; r++) t += x[r * I + i] * g[r * O + o];
+            CHECK(got_dw[o * I + i] == t + dw[o * I + i], "BGRADB dw[%d,%d] = %g, want %g", o, i, got_dw[o * I + i],
+                  t + dw[o * I + i]);
+        }
+    }
+    // A refused epilogue: no algorithm, as a library without one for these types answers.
+    cudasim_lt_refuse_epilogues(CUBLASLT_EPILOGUE_BGRADB);
+    CHECK(lt_plan(&l, CUBLAS_OP_N, CUBLAS_OP_T, I, O, R, CUBLASLT_EPILOGUE_BGRADB, ddb) == CUBLAS_STATUS_NOT_SUPPORTED &&
+              l.found == 0, "refused BGRADB still found an algorithm");
+    lt_free(&l);
+    cudasim_lt_refuse_epilogues(0);
+    cudaFree(dx), cudaFree(dwt), cudaFree(dbias), cudaFree(dg), cudaFree(dout), cudaFree(ddw), cudaFree(ddb);
+}
+
+// linear.cu's forward with the BIAS epilogue and, with that epilogue refused, its fallback
+// (the product, then add_bias_kernel): both against the scalar product plus bias, bit for bit
+// (the sum is in k order either way). The runs differ in rows, so linear.cu's algorithm
+// cache cannot answer the second from the first.
+static void test_linear_fallback(void) {
+    const int R = 40, I = 9, O = 6;
+    std::vector<float> x(R * I), w(O * I), b(O), out(R * O);
+    for (int i = 0; i < R * I; i++) x[i] = sinf(i * 0.37f);
+    for (int i = 0; i < O * I; i++) w[i] = cosf(i * 0.11f);
+    for (int i = 0; i < O; i++) b[i] = 100.f + i;
+    float *dx = dev(x.data(), R * I), *dw_ = dev(w.data(), O * I), *db = dev(b.data(), O);
+    for (int refuse = 0; refuse < 2; refuse++) {
+        int rows = R - refuse;
+        float *dout = dev<float>(nullptr, R * O);
+        cudasim_lt_refuse_epilogues(refuse ? CUBLASLT_EPILOGUE_BIAS : 0);
+        cuda_linear_forward(dout, dx, dw_, db, rows, I, O);
+        int refused = cudasim_lt_refuse_epilogues(0);
+        CHECK(refused == refuse, "linear forward: %d BIAS queries refused, want %d", refused, refuse);
+        cudaMemcpy(out.data(), dout, (size_t)rows * O * sizeof(float), cudaMemcpyDeviceToHost);
+        for (int r = 0; r < rows; r++)
+            for (int o = 0; o < O; o++) {
+                float s = 0.f;
+                for (int i = 0; i < I; i++) s += tf32h(w[o * I + i]) * tf32h(x[r * I + i]);
+                CHECK(out[r * O + o] == s + b[o], "linear out[%d,%d] (%s) = %.9g, want %.9g", r, o,
+                      refuse ? "add-bias fallback" : "BIAS epilogue", out[r * O + o], s + b[o]);
+            }
+        cudaFree(dout);
+    }
+    cudaFree(dx), cudaFree(dw_), cudaFree(db);
+}
+
 static void test_runtime_errors(void) {
     float *d = dev<float>(nullptr, 256), h[256];
     CHECK(cudaMemcpy(h, d, sizeof h, cudaMemcpyHostToDevice) == cudaErrorInvalidMemcpyDirection, "wrong copy kind");
@@ -212,16 +340,41 @@ static void run_oob(void) {
     oob_kernel<<<1, 32>>>(d, 64);
 }
 
+static void run_lt_gelu(void) {
+    cublasLtMatmulDesc_t d;
+    uint32_t e = CUBLASLT_EPILOGUE_GELU_BIAS;
+    cublasLtMatmulDescCreate(&d, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    cublasLtMatmulDescSetAttribute(d, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e);
+}
+static void run_lt_wrong_algo(void) {
+    float *p = dev<float>(nullptr, 64), one = 1.f;
+    Lt l, l2;
+    lt_plan(&l, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 4, CUBLASLT_EPILOGUE_DEFAULT, nullptr);
+    lt_plan(&l2, CUBLAS_OP_N, CUBLAS_OP_N, 4, 2, 4, CUBLASLT_EPILOGUE_DEFAULT, nullptr);
+    cublasLtMatmul(l.h, l.d, &one, p, l.a, p, l.b, &one, p, l.c, p, l.c, &l2.r.algo, nullptr, 0, 0);
+}
+static void run_lt_misaligned(void) {
+    float *p = dev<float>(nullptr, 64), one = 1.f;
+    Lt l;
+    lt_plan(&l, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 4, CUBLASLT_EPILOGUE_DEFAULT, nullptr);   // alignment left at 256
+    cublasLtMatmul(l.h, l.d, &one, p + 1, l.a, p, l.b, &one, p + 32, l.c, p + 32, l.c, &l.r.algo, nullptr, 0, 0);
+}
+
 int main(void) {
     test_warp_ops();
     test_barrier();
     test_bf16();
     test_wmma();
     test_gemm();
+    test_lt();
+    test_linear_fallback();
     test_runtime_errors();
     expect_death("divergent barrier", run_divergent, "deadlock in kernel divergent_barrier_kernel");
     expect_death("misaligned wmma", run_misaligned, "is not 32-byte aligned");
     expect_death("write past an allocation", run_oob, "segmentation fault in kernel oob_kernel");
+    expect_death("cuBLASLt GELU epilogue", run_lt_gelu, "epilogue 36 is not simulated");
+    expect_death("cuBLASLt algorithm of another problem", run_lt_wrong_algo, "was not found by the heuristic for this problem");
+    expect_death("cuBLASLt misaligned A", run_lt_misaligned, "is not 256-byte aligned");
     printf("%s\n", g_fail ? "sim_selftest: FAILED" : "sim_selftest: all checks passed");
     return g_fail;
 }
