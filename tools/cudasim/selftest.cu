@@ -87,6 +87,17 @@ __global__ void ldmatrix_kernel(uint32_t *out, int trans) {
     else ldmatrix_x4(r, tile + lane * 8);
     for (int m = 0; m < 4; m++) out[lane * 4 + m] = r[m];
 }
+// ldmatrix .x2 (the model's other count): only lanes 0-15 give addresses (the others a wild one).
+__global__ void ldmatrix_x2_kernel(uint32_t *out) {
+    __shared__ __align__(16) unsigned short tile[16 * 8];
+    int lane = threadIdx.x;
+    if (lane < 16)
+        for (int c = 0; c < 8; c++) tile[lane * 8 + c] = (unsigned short)(lane * 8 + c);
+    __syncwarp();
+    uint32_t r[2];
+    cudasim::ldmatrix_b16(r, 2, false, lane < 16 ? (const void *)(tile + lane * 8) : (const void *)1);
+    out[lane * 2] = r[0], out[lane * 2 + 1] = r[1];
+}
 __global__ void ldmatrix_misaligned_kernel(void) {
     __shared__ __align__(16) unsigned short tile[33 * 8];
     for (int c = 0; c < 8; c++) tile[threadIdx.x * 8 + c] = 0;
@@ -282,6 +293,15 @@ static void test_ldmatrix(void) {
             }
         cudaFree(d);
     }
+    uint32_t h2[64], *d2 = dev<uint32_t>(nullptr, 64);
+    ldmatrix_x2_kernel<<<1, 32>>>(d2);
+    cudaMemcpy(h2, d2, sizeof h2, cudaMemcpyDeviceToHost);
+    for (int l = 0; l < 32; l++)
+        for (int m = 0; m < 2; m++) {
+            unsigned e0 = (8 * m + l / 4) * 8 + 2 * (l % 4);
+            CHECK(h2[l * 2 + m] == (e0 | (e0 + 1) << 16), "ldmatrix.x2 lane %d r[%d]: %08x", l, m, h2[l * 2 + m]);
+        }
+    cudaFree(d2);
     // Two spot values written out by hand: lane 5 is (g 1, t 1).
     uint32_t h[128], *d = dev<uint32_t>(nullptr, 128);
     ldmatrix_kernel<<<1, 32>>>(d, 0);
