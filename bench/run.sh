@@ -11,3 +11,5 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee
 for ckpt in 0 1; do
   "$BUILD/bench_step" 448 16 $ckpt cuda 5 "$peak" 2>&1 | tee -a "$OUT/bench_step.txt"
 done
+# The same step with the FA2 attention forward (kernels/attention_fa2.cu; the describe line says which ran).
+DCAL_CUDA_ATTN=fa2 "$BUILD/bench_step" 448 16 0 cuda 5 "$peak" 2>&1 | tee -a "$OUT/bench_step.txt"

@@ -341,7 +341,7 @@ static void check_args(const AttnArgs *a) {
 void cuda_attention_forward(const AttnArgs *a, float *out, float *lse) {
     if (a->B <= 0 || a->Nq <= 0 || a->H <= 0) return;
     check_args(a);
-    if (cuda_attention_mma()) attn_mma_forward(a, out, lse);
+    if (cuda_attention_mma()) (cuda_attention_fa2() ? attn_fa2_forward : attn_mma_forward)(a, out, lse);
     else if (a->hd <= 32) fwd<32>(a, out, lse);
     else if (a->hd <= 64) fwd<64>(a, out, lse);
     else fwd<128>(a, out, lse);

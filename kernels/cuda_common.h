@@ -72,6 +72,7 @@ int cuda_set_precision(const char *p);
 #define CUDA_PRECISIONS "bf16 fp32"            // the names of device.cu's table, best first
 cublasComputeType_t cuda_gemm_compute(void);   // linear.cu's cublasLtMatmul compute type
 bool cuda_attention_mma(void);                 // attention.cu: bf16 MMA kernels, else the fp32 ones
+bool cuda_attention_fa2(void);                 // and of those, the forward: attention_fa2.cu (DCAL_CUDA_ATTN=fa2), else WMMA
 
 // memory (cuda_common.cu)
 void *cuda_alloc(size_t bytes);

@@ -5,6 +5,10 @@
 // Precision is one process-wide choice, read by linear.cu (cuBLASLt compute type)
 // and attention.cu (kernel family) on every call; it is never read from the
 // environment, so a run's numerics are exactly what its config and manifest say.
+// One switch is, while it waits for a device run: DCAL_CUDA_ATTN picks the
+// bf16 attention forward (wmma, the default, or fa2: attention_fa2.cu). Both
+// keep the same rounding contract, it is read once, and describe() names the
+// forward in force, so the manifest records it.
 #include "kernels/cuda_common.h"
 #include <string.h>
 
@@ -26,6 +30,33 @@ static const struct {
 static int g_prec_i;
 
 cublasComputeType_t cuda_gemm_compute(void) { return g_prec[g_prec_i].gemm; }
+
+// The bf16 attention forward: 1 = fa2 (mma.sync, sm_80+), 0 = wmma; -1 until first asked.
+static int g_attn_fa2 = -1;
+static const char *g_attn_fwd_why = "";
+
+static void read_attn_switch(void) {
+    const char *e = getenv("DCAL_CUDA_ATTN");
+    g_attn_fa2 = 0;
+    if (!e || !*e || !strcmp(e, "wmma")) return;
+    if (strcmp(e, "fa2")) {
+        fprintf(stderr, "dcal: DCAL_CUDA_ATTN: unknown attention forward '%s' (use wmma or fa2)\n", e);
+        exit(1);
+    }
+    int dev = 0;
+    cudaDeviceProp prop;
+    // mma.sync m16n8k16 bf16 and ldmatrix need sm_80; older GPUs keep the WMMA forward.
+    bool old = cuda_device_count() > 0 && cudaGetDevice(&dev) == cudaSuccess &&
+               cudaGetDeviceProperties(&prop, dev) == cudaSuccess && prop.major < 8;
+    (void)cudaGetLastError();
+    if (old) g_attn_fwd_why = " (fa2 asked, needs sm_80+)";
+    else g_attn_fa2 = 1;
+}
+
+bool cuda_attention_fa2(void) {
+    if (g_attn_fa2 < 0) read_attn_switch();
+    return g_attn_fa2 == 1;
+}
 bool cuda_attention_mma(void) { return g_prec[g_prec_i].attn_mma; }
 
 int cuda_set_precision(const char *p) {
@@ -87,7 +118,11 @@ void cuda_describe(char *buf, size_t n) {
     (void)cudaGetLastError();
     // cuBLASLt runs the GEMMs (linear.cu); its version is major*10000 + minor*100 + patch.
     size_t lt = cublasLtGetVersion();
-    snprintf(buf, n, "cuda: %s; CUDA runtime %s, driver %s, cuBLAS %d.%d.%d, cuBLASLt %zu.%zu.%zu; precision %s: %s, %s",
+    char fwd[96] = "";
+    if (g_prec[g_prec_i].attn_mma)
+        snprintf(fwd, sizeof fwd, ", forward %s%s (DCAL_CUDA_ATTN)",
+                 cuda_attention_fa2() ? "fa2 mma.sync m16n8k16" : "wmma", g_attn_fwd_why);
+    snprintf(buf, n, "cuda: %s; CUDA runtime %s, driver %s, cuBLAS %d.%d.%d, cuBLASLt %zu.%zu.%zu; precision %s: %s, %s%s",
              gpu, srt, sdrv, blas[0], blas[1], blas[2], lt / 10000, lt / 100 % 100, lt % 100, g_prec[g_prec_i].name,
-             g_prec[g_prec_i].gemm_desc, g_prec[g_prec_i].attn_desc);
+             g_prec[g_prec_i].gemm_desc, g_prec[g_prec_i].attn_desc, fwd);
 }

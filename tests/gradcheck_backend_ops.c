@@ -142,6 +142,10 @@ static const Row rows[] = {
     {&OP_ATTENTION, "SA B1 H1 hd16 N300 (tiles 5x2)", {1, 1, 16, 300, 0, 0, 15}, ATTN_TOL, MEDIUM},
     {&OP_ATTENTION, "GLCA B1 H2 hd8 N520 K70 (Nq=71)", {1, 2, 8, 520, 70, 0, 15}, ATTN_TOL, MEDIUM},
     {&OP_ATTENTION, "PWCA B2 H1 hd8 N260 derange", {2, 1, 8, 260, 0, 1, 15}, ATTN_TOL, MEDIUM},
+    // hd 64 (ViT-B's) across several 64×64 tiles of the CUDA bf16 kernels: odd N, and PWCA's
+    // buffer boundary (97) inside a key tile.
+    {&OP_ATTENTION, "SA B1 H1 hd64 N197 (tiles 4x4)", {1, 1, 64, 197, 0, 0, 15}, ATTN_TOL, MEDIUM},
+    {&OP_ATTENTION, "PWCA B2 H1 hd64 N97 derange", {2, 1, 64, 97, 0, 1, 15}, ATTN_TOL, MEDIUM},
 
     // rollout_step_attn: p = {B, H, hd, N, steps}. fp32 sums of N·H exponentials per output, in a fixed
     // order; N off the tiles (CPU 64 rows, CUDA 32) and one head or several.

@@ -61,6 +61,18 @@ if grep -q "Skipped\|skipping\|not available here" "$OUT/ctest-gpu.log"; then
     test_rc=1; step "gpu tests were skipped: no usable GPU"
 fi
 
+# The FA2 attention forward (kernels/attention_fa2.cu, not the default yet): the op table
+# again with DCAL_CUDA_ATTN=fa2, its first real run. Reported, not part of the exit status
+# until it has passed on a device once (then the default may change).
+step "op table with DCAL_CUDA_ATTN=fa2 (mma.sync forward; informational)"
+if [ -x "$BUILD/gradcheck_backend_ops" ]; then
+    (cd "$BUILD" && DCAL_CUDA_ATTN=fa2 CK_DEFAULT_TIMEOUT=600 ./gradcheck_backend_ops) > "$OUT/ops-fa2.log" 2>&1 &&
+        step "  fa2: PASS" || step "  fa2: FAIL (see $OUT/ops-fa2.log)"
+    grep -E "^  \(cuda|^  cuda-bf16 +(SA|GLCA|PWCA)" "$OUT/ops-fa2.log" > "$OUT/parity-fa2.txt"
+else
+    step "  fa2: gradcheck_backend_ops not built"
+fi
+
 step "benchmarks"
 bench_rc=0
 if [ -f "$ROOT/bench/run.sh" ]; then

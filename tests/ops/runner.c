@@ -333,7 +333,13 @@ static int backends(const Backend **list) {
         n = 0;
         for (int i = 0; i < backend_count() && n < 8; i++) {
             char why[256] = "";
-            if (backend_at(i)->available(why, sizeof why)) present[n++] = backend_at(i);
+            if (backend_at(i)->available(why, sizeof why)) {
+                present[n++] = backend_at(i);
+                // What runs (kernel choices included), so a log says which column was which.
+                char d[1024];
+                present[n - 1]->describe(d, sizeof d);
+                printf("  (%s)\n", d);
+            }
             else printf("  (%s backend not available here: %s; its columns are skipped)\n", backend_at(i)->name, why);
         }
     }

@@ -7,6 +7,8 @@
 set -uo pipefail
 suite=$1 plant=$2
 rows=$(sed -n 's/^rows: //p' "$plant")
+# 'env: NAME=VALUE' lines select the planted kernel (e.g. DCAL_CUDA_ATTN=fa2).
+while read -r kv; do [ -n "$kv" ] && export "$kv"; done < <(sed -n 's/^env: //p' "$plant")
 [ -n "$rows" ] || { echo "expect_caught: $plant: no 'rows:' line"; exit 2; }
 out=$("$suite" 2>&1); rc=$?
 results=$(grep -E '^  (cpu|cuda|ref-f64)' <<<"$out")

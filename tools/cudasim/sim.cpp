@@ -103,6 +103,9 @@ struct Warp {
     unsigned gen = 0, mask = 0, exited = 0;   // exited: lanes that have returned
     const char *what = nullptr;
     uint64_t slot[2][32];
+    // mma.sync / ldmatrix operands, by value: a lane released first may overwrite
+    // its registers before the others have read them. Double-buffered like slot.
+    unsigned char coll[2][32][48];
 };
 
 struct Grid {
@@ -394,6 +397,25 @@ unsigned warp_vote(unsigned mask, int pred, const char *what) {
     for (int l = 0; l < 32; l++)
         if (wp.mask >> l & 1) r |= (unsigned)wp.slot[s][l] << l;
     return r;
+}
+
+// Every lane of mask deposits `bytes` of its operands; once all have, each gets
+// the 32 deposits (stride WARP_COLL_STRIDE) to compute its own registers from.
+const unsigned char *warp_collective(unsigned mask, const void *mine, size_t bytes, const char *what, int *lane) {
+    if (bytes > sizeof(((Warp *)nullptr)->coll[0][0])) fail("%s: %zu operand bytes per lane (at most 48)", what, bytes);
+    Warp &wp = warp_arrive(mask, what, lane);
+    unsigned s = wp.gen & 1;
+    memcpy(wp.coll[s][*lane], mine, bytes);
+    warp_wait(wp);
+    return &wp.coll[s][0][0];
+}
+
+bool shared_range(const void *p, size_t n) {
+    Grid *g = g_grid;
+    if (!g) return false;
+    const unsigned char *c = (const unsigned char *)p;
+    return (c >= g->static_arena && c + n <= g->static_arena + STATIC_SMEM_MAX) ||
+           (c >= g->dyn_arena && c + n <= g->dyn_arena + g->smem);
 }
 
 void *shared_static(const SharedKey *key, size_t bytes, size_t align) {

@@ -28,3 +28,10 @@ static inline float __bfloat162float(__nv_bfloat16 b) {
     memcpy(&f, &u, 4);
     return f;
 }
+// Reinterpretations (cuda_bf16.h's): the 16 bits, no rounding.
+static inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.bits; }
+static inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) {
+    __nv_bfloat16 r;
+    r.bits = u;
+    return r;
+}

@@ -5,6 +5,9 @@
 // Launches (k<<<grid, block, smem, stream>>>(args)) and __shared__ declarations
 // are rewritten by cu2cpp.pl into the cudasim:: calls below.
 #pragma once
+// Code that must differ under the simulator (kernels/mma_sm80.cuh: inline PTX
+// there, a warp-collective model here) tests this macro.
+#define CUDASIM 1
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -152,6 +155,12 @@ void syncwarp(unsigned mask, const char *what);
 // Warp exchange: every lane of mask deposits 8 bytes and gets lane src(lane)'s.
 uint64_t warp_exchange(unsigned mask, uint64_t mine, int mode, int arg, int width, const char *what);
 unsigned warp_vote(unsigned mask, int pred, const char *what);   // the ballot of mask's lanes
+// Warp-collective instruction models (mma_sm80.cpp): each lane of mask deposits
+// up to 48 bytes; once every lane has, all 32 deposits come back (stride 48) and
+// *lane is the caller's lane. Lanes at different collectives are reported.
+const unsigned char *warp_collective(unsigned mask, const void *mine, size_t bytes, const char *what, int *lane);
+enum { WARP_COLL_STRIDE = 48 };
+bool shared_range(const void *p, size_t bytes);   // [p, p + bytes) lies in the running block's shared memory
 enum { XCHG_XOR, XCHG_IDX, XCHG_DOWN, XCHG_UP };
 template <class T> T shfl(unsigned mask, T v, int mode, int arg, int width, const char *what) {
     static_assert(sizeof(T) <= 8, "cudasim: shuffles move at most 8 bytes");
