@@ -35,11 +35,7 @@ import sys
 import time
 import warnings
 
-try:
-    import torch
-    import torch.nn.functional as F
-except ImportError as e:
-    sys.exit(f"attn_peer: cannot import torch ({e}); install python3-torch or run under a python that has it")
+torch = F = None   # imported after the arguments are checked (import_torch): an import takes seconds
 
 SDPA_NAMES = {"flash": "FLASH_ATTENTION", "cudnn": "CUDNN_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "math": "MATH"}
 IMPLS = ["flash", "cudnn", "efficient", "math", "naive"]
@@ -200,8 +196,18 @@ def parse():
     return a
 
 
+def import_torch():
+    global torch, F
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError as e:
+        sys.exit(f"attn_peer: cannot import torch ({e}); install python3-torch or run under a python that has it")
+
+
 def main():
     a = parse()
+    import_torch()
     if a.device == "cuda" and not torch.cuda.is_available():
         sys.exit("attn_peer: --device cuda: torch sees no CUDA device (--device cpu for a smoke test)")
     dev, dtype = torch.device(a.device), {"bf16": torch.bfloat16, "fp32": torch.float32}[a.dtype]

@@ -57,7 +57,7 @@ def last_line(path):
 def num(d, k):
     try:
         return float(d[k])
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, TypeError):   # absent row or key, or not a number
         return None
 
 
