@@ -8,9 +8,10 @@ same machine line, one line per implementation, case and pass.
   pwca  N queries against 2N keys: the image's and the distractor's (qkv2[pair]),
         concatenated with torch.cat, as PyTorch must (dcal reads two buffers)
 
-q, k, v are views of one [B, N, 3D] tensor, as in the model (and bench_attn), so the
-gather and the concatenation are part of each timed call, and their backward of
-forward + backward. Implementations (--impls): SDPA restricted to one backend
+Two layouts (--layouts): model, where q, k, v are views of one [B, N, 3D] tensor as in
+the model (and bench_attn), so the gather and the concatenation are part of each timed
+call, and their backward of forward + backward; kernel, where contiguous [B, H, n, hd]
+tensors (gathered, concatenated) are made before the clock: the attention kernel alone. Implementations (--impls): SDPA restricted to one backend
 (flash, cudnn, efficient, math: torch.nn.attention.sdpa_kernel, or the older
 torch.backends.cuda.sdp_kernel) and naive (softmax(QKᵀ/√d)·V with the maps kept, as
 the public DCAL code does). One the torch or the inputs cannot run is skipped with a
@@ -25,7 +26,7 @@ FLOPs as bench_attn states them: forward 4·B·H·Nq·Nk·hd; backward 2.5× for
   /usr/bin/python3 bench/attn_peer.py --device cpu --B 1 --N 17 --H 2 --hd 8 --reps 1 --warmup 0
 
 Machine line (keys stable; bench/ratio.py parses them):
-  attn: impl=flash case=sa pass=fwd ms=… min_ms=… tflops=… gflop=… B=… H=… hd=… N=… Nq=… Nk=… reps=… prec=bf16 device=cuda torch=… err=…
+  attn: impl=flash case=sa pass=fwd ms=… min_ms=… tflops=… gflop=… B=… H=… hd=… N=… Nq=… Nk=… reps=… prec=bf16 device=cuda torch=… layout=model|kernel err=…
 """
 import argparse
 import contextlib
@@ -110,15 +111,30 @@ class Timer:
         return time.perf_counter() - t0
 
 
-def measure(a, timer, attend, case, data, bwd, dout):
-    """Median and min seconds of `reps` calls after `warmup`; the output of the last one."""
+def inputs_maker(a, case, data, layout, bwd):
+    """(make, leaves): make() builds q, k, v for one timed call; leaves get the gradients.
+    layout 'model': from the [B, N, 3D] tensors inside the call (views; GLCA's gather and
+    PWCA's concatenation included). 'kernel': contiguous [B, H, ·, hd] tensors made before
+    the clock, so the call is the attention kernel alone."""
     qkv, qkv2, idx, pair = data
+    if layout == "model":
+        for t in (qkv, qkv2):
+            t.requires_grad_(bwd)
+        return (lambda: case_inputs(case, qkv, qkv2, idx, pair, a.H)), (qkv, qkv2)
+    with torch.no_grad():
+        qkv_ = [t.detach().contiguous().requires_grad_(bwd) for t in case_inputs(case, qkv, qkv2, idx, pair, a.H)]
+    return (lambda: qkv_), qkv_
+
+
+def measure(a, timer, attend, make, leaves, bwd, dout):
+    """Median and min seconds of `reps` calls after `warmup`; the output of the last one."""
     out = []
 
     def once():
         if bwd:
-            qkv.grad = qkv2.grad = None
-        o = attend(*case_inputs(case, qkv, qkv2, idx, pair, a.H))
+            for t in leaves:
+                t.grad = None
+        o = attend(*make())
         if bwd:
             o.backward(dout)
         out[:] = [o]
@@ -151,26 +167,30 @@ def run_impl(a, impl, dev, dtype, data, refs, timer):
             return
         attend = F.scaled_dot_product_attention
     for case in a.cases:
-        Nq = a.K + 1 if case == "glca" else a.N
-        Nk = 2 * a.N if case == "pwca" else a.N
-        dout = torch.randn(a.B, a.H, Nq, a.hd, generator=torch.Generator().manual_seed(3)).to(dev, dtype)
-        for bwd in [p == "fwdbwd" for p in a.passes]:
-            for t in data[:2]:
-                t.requires_grad_(bwd)
-            pas = "fwdbwd" if bwd else "fwd"
-            try:
-                with warnings.catch_warnings(record=True) as w, ctx():
-                    warnings.simplefilter("always")
-                    med, mn, out = measure(a, timer, attend, case, data, bwd, dout)
-            except RuntimeError as e:   # "No available kernel": this backend refuses these inputs
-                why = " / ".join(str(x.message).splitlines()[0] for x in w[:2]) or str(e).splitlines()[0]
-                print(f"attn_peer: impl={impl} case={case} pass={pas}: unavailable ({why})", flush=True)
-                continue
-            gflop = 4.0 * a.B * a.H * Nq * Nk * a.hd * (3.5 if bwd else 1.0) / 1e9
-            print(f"attn: impl={impl} case={case} pass={pas} ms={med * 1e3:.6g} min_ms={mn * 1e3:.6g} "
-                  f"tflops={gflop / med / 1e3:.6g} gflop={gflop:.6g} B={a.B} H={a.H} hd={a.hd} N={a.N} Nq={Nq} Nk={Nk} "
-                  f"reps={a.reps} prec={a.dtype} device={dev.type} torch={torch.__version__} "
-                  f"err={rel_err(out, refs[case]):.3g}", flush=True)
+        for layout in a.layouts:
+            for bwd in [p == "fwdbwd" for p in a.passes]:
+                run_one(a, impl, attend, ctx, case, layout, bwd, dev, dtype, data, refs, timer)
+
+
+def run_one(a, impl, attend, ctx, case, layout, bwd, dev, dtype, data, refs, timer):
+    Nq = a.K + 1 if case == "glca" else a.N
+    Nk = 2 * a.N if case == "pwca" else a.N
+    dout = torch.randn(a.B, a.H, Nq, a.hd, generator=torch.Generator().manual_seed(3)).to(dev, dtype)
+    pas = "fwdbwd" if bwd else "fwd"
+    try:
+        with warnings.catch_warnings(record=True) as w, ctx():
+            warnings.simplefilter("always")
+            make, leaves = inputs_maker(a, case, data, layout, bwd)
+            med, mn, out = measure(a, timer, attend, make, leaves, bwd, dout)
+    except RuntimeError as e:   # "No available kernel": this backend refuses these inputs
+        why = " / ".join(str(x.message).splitlines()[0] for x in w[:2]) or str(e).splitlines()[0]
+        print(f"attn_peer: impl={impl} case={case} pass={pas} layout={layout}: unavailable ({why[:300]})", flush=True)
+        return
+    gflop = 4.0 * a.B * a.H * Nq * Nk * a.hd * (3.5 if bwd else 1.0) / 1e9
+    print(f"attn: impl={impl} case={case} pass={pas} ms={med * 1e3:.6g} min_ms={mn * 1e3:.6g} "
+          f"tflops={gflop / med / 1e3:.6g} gflop={gflop:.6g} B={a.B} H={a.H} hd={a.hd} N={a.N} Nq={Nq} Nk={Nk} "
+          f"reps={a.reps} prec={a.dtype} device={dev.type} torch={torch.__version__} layout={layout} "
+          f"err={rel_err(out, refs[case]):.3g}", flush=True)
 
 
 def parse():
@@ -180,13 +200,16 @@ def parse():
     ap.add_argument("--impls", default="flash,cudnn,efficient,math", help="comma-separated: " + ",".join(IMPLS))
     ap.add_argument("--cases", default="sa,glca,pwca")
     ap.add_argument("--passes", default="fwd,fwdbwd")
+    ap.add_argument("--layouts", default="model,kernel",
+                    help="model: q/k/v from the [B,N,3D] buffer inside the call (gather, concat included); "
+                         "kernel: contiguous [B,H,n,hd] inputs made before the clock")
     for k, v in dict(B=16, H=12, hd=64, N=785, reps=20, warmup=3).items():
         ap.add_argument(f"--{k}", type=int, default=v)
     ap.add_argument("--K", type=int, default=None, help="GLCA's selected tokens (default floor(0.1·(N−1)))")
     a = ap.parse_args()
     a.K = a.K if a.K is not None else max(1, int(math.floor(0.1 * (a.N - 1) + 1e-9)))
     for opt, val, allowed in (("impls", a.impls, IMPLS), ("cases", a.cases, ["sa", "glca", "pwca"]),
-                              ("passes", a.passes, ["fwd", "fwdbwd"])):
+                              ("passes", a.passes, ["fwd", "fwdbwd"]), ("layouts", a.layouts, ["model", "kernel"])):
         bad = [x for x in val.split(",") if x not in allowed]
         if bad:
             ap.error(f"--{opt}: '{bad[0]}' is not one of {','.join(allowed)}")

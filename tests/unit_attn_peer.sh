@@ -18,7 +18,10 @@ fail() { echo "FAIL: $*"; cat "$tmp/out" 2>/dev/null; exit 1; }
 sdpa=1; grep -q "has no F.scaled_dot_product_attention" "$tmp/out" && sdpa=0
 impls="naive"; [ "$sdpa" = 1 ] && impls="naive math"
 for i in $impls; do
-  [ "$(grep -c "^attn: impl=$i " "$tmp/out")" = 6 ] || fail "impl=$i: expected 6 machine lines (3 cases x 2 passes)"
+  for l in model kernel; do
+    [ "$(grep -c "^attn: impl=$i .* layout=$l " "$tmp/out")" = 6 ] ||
+      fail "impl=$i layout=$l: expected 6 machine lines (3 cases x 2 passes)"
+  done
 done
 if [ "$sdpa" = 0 ]; then
   grep -q "^attn_peer: impl=flash: skipped: torch .* has no F.scaled_dot_product_attention" "$tmp/out" ||

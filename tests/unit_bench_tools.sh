@@ -38,6 +38,7 @@ X
 cat > "$L/attn-peer.log" <<'X'
 attn: impl=cudnn case=sa pass=fwdbwd ms=0.5 tflops=212
 attn: impl=cudnn case=sa pass=fwdbwd ms=0.6 tflops=180
+attn: impl=cudnn case=sa pass=fwdbwd ms=0.4 tflops=265 layout=kernel
 attn_peer: impl=cudnn case=glca pass=fwd: unavailable (No available kernel)
 X
 python3 "$src/bench/ratio.py" "$L" --peak-tflops 1000 > "$tmp/r.md" || fail "ratio.py exited $?"
@@ -51,6 +52,8 @@ has "$tmp/r.md" "dcal checkpointing costs 1.25× the step"
 has "$tmp/r.md" "| dcal cuda bf16 | — | 53.0 TFLOP/s (2 ms) | — | 21.3 TFLOP/s (0.5 ms) | — | 70.7 TFLOP/s (3 ms) |"
 has "$tmp/r.md" "| cudnn | — | 212.0 TFLOP/s (0.5 ms) |"
 has "$tmp/r.md" "SA forward+backward: dcal cuda bf16 / PyTorch cudnn = 0.25×"
+has "$tmp/r.md" "SA forward+backward: dcal cuda bf16 / PyTorch cudnn (kernel only) = 0.20×"
+has "$tmp/r.md" "| cudnn (kernel only) | — | 265.0 TFLOP/s (0.4 ms) |"
 has "$tmp/r.md" "PWCA / SA TFLOP/s (forward+backward, dcal cuda bf16) = 1.33"
 has "$tmp/r.md" "GLCA forward+backward = 0.5 ms = 1.25% of dcal's 40.0 ms step"
 has "$tmp/r.md" "- attn_peer: impl=cudnn case=glca pass=fwd: unavailable (No available kernel)"
