@@ -14,7 +14,8 @@
 #
 # Time (estimates for an H200 from issue 14's figures, not measurements): a bench_step
 # process is ~10 s (set-up + 1 warm-up + STEPS steps of 0.1-0.7 s), a peer process ~15 s
-# (torch import, model, 2 warm-up steps), torch.compile ~90-150 s once; a round without
+# (torch import, model, 2 warm-up steps), torch.compile ~60-150 s once (started only with
+# 100 s + ATTN_RESERVE left, cut at 240 s); a round without
 # compile ~60 s; attention ~45 s. ROUNDS=2: ~4-5 min. DEADLINE (epoch seconds; default
 # now + BUDGET=420 s) stops starting parts that would not fit: each part is skipped, with a
 # line saying so, when less than its expected time plus ATTN_RESERVE is left (the attention
@@ -67,7 +68,7 @@ if [ "${RUN_STEP:-1}" = 1 ]; then
         go "step-peer-eager-r$r" 20 150 "$ATTN_RESERVE" "${peer[@]}" --warmup 2
         go "step-dcal-ckpt1-r$r" 20 150 "$ATTN_RESERVE" "${dcal[@]}" 1 cuda "$STEPS" "$PEAK_TFLOPS" --warmup 1
         go "step-peer-ckpt-r$r" 25 180 "$ATTN_RESERVE" "${peer[@]}" --warmup 2 --checkpoint-blocks
-        [ "$r" -le "$COMPILE_ROUNDS" ] && go "step-peer-compile-r$r" 150 300 "$ATTN_RESERVE" "${peer[@]}" --warmup 3 --compile
+        [ "$r" -le "$COMPILE_ROUNDS" ] && go "step-peer-compile-r$r" 100 240 "$ATTN_RESERVE" "${peer[@]}" --warmup 3 --compile
     done
 fi
 
