@@ -182,8 +182,9 @@ def run_one(a, impl, attend, ctx, case, layout, bwd, dev, dtype, data, refs, tim
             warnings.simplefilter("always")
             make, leaves = inputs_maker(a, case, data, layout, bwd)
             med, mn, out = measure(a, timer, attend, make, leaves, bwd, dout)
-    except RuntimeError as e:   # "No available kernel": this backend refuses these inputs
-        why = " / ".join(str(x.message).splitlines()[0] for x in w[:2]) or str(e).splitlines()[0]
+    except Exception as e:   # RuntimeError "No available kernel" (the backend refuses these inputs), OOM, ...:
+        # one line, and the other implementations still run (a device call is not repeated lightly)
+        why = " / ".join(str(x.message).splitlines()[0] for x in w[:2]) or f"{type(e).__name__}: {(str(e).splitlines() or [''])[0]}"
         print(f"attn_peer: impl={impl} case={case} pass={pas} layout={layout}: unavailable ({why[:300]})", flush=True)
         return
     gflop = 4.0 * a.B * a.H * Nq * Nk * a.hd * (3.5 if bwd else 1.0) / 1e9
