@@ -5,15 +5,18 @@
 //   glca  Nq = 1+K queries gathered by q_idx from the [B, N, 3D] qkv buffer, N keys
 //   pwca  Nq = N queries against n1 = N own keys + n2 = N keys of another buffer
 //         (the distractor's, batch element kv2_b[b] = (b+1) mod B), one softmax
-// each forward alone and forward + backward, on any backend and precision.
+// each forward alone and forward + backward, on any backend and precision; and
+//   rollout  one rollout_step_attn through an SA layer (the selection's r ← r·(½S̄ + ½I),
+//         probabilities recomputed from q, k and the saved lse; no gradient, so fwd only).
 //
 //   bench_attn [--backend cuda(default)|cpu|auto] [--precision P] [--B 16] [--H 12] [--hd 64]
-//              [--N 785] [--K 78] [--reps 20] [--warmup 3] [--cases sa,glca,pwca]
+//              [--N 785] [--K 78] [--reps 20] [--warmup 3] [--cases sa,glca,pwca,rollout]
 //              [--passes fwd,fwdbwd] [--step-ms MS]
 //
 // FLOPs (stated, not measured): forward 4·B·H·Nq·Nk·hd (QKᵀ and P·V); backward
 // 2.5× forward as FlashAttention counts it (the recomputed QKᵀ, dV, dP, dQ, dK),
-// so forward + backward = 3.5× forward. Softmax and exp are not counted.
+// so forward + backward = 3.5× forward. Softmax and exp are not counted. rollout:
+// 2·B·H·N²·(hd + 1) (the recomputed QKᵀ, and r times the head's probabilities).
 // Each repetition: sync, clock, the call(s), sync, clock: launches are included,
 // which is what the "GLCA under 2% of the step, launch included" asks.
 // Output: the backend's describe() line first, a human line per measurement and,
@@ -35,7 +38,7 @@ typedef struct {
 
 // Device buffers: qkv of the image and of the distractor, the outputs, their gradients.
 typedef struct {
-    float *qkv, *qkv2, *out, *lse, *dout, *dqkv, *dqkv2;
+    float *qkv, *qkv2, *out, *lse, *dout, *dqkv, *dqkv2, *r, *rtmp;
     int *q_idx, *kv2_b;
     size_t n_qkv, n_out, n_lse;
 } Bufs;
@@ -96,7 +99,7 @@ static int valid_list(const char *opt, const char *list, const char *allowed) {
 }
 
 static int parse_args(int argc, char **argv, Opts *o) {
-    *o = (Opts){.backend = "cuda", .cases = "sa,glca,pwca", .passes = "fwd,fwdbwd", .B = 16, .H = 12, .hd = 64,
+    *o = (Opts){.backend = "cuda", .cases = "sa,glca,pwca,rollout", .passes = "fwd,fwdbwd", .B = 16, .H = 12, .hd = 64,
                 .N = 785, .K = -1, .reps = 20, .warmup = 3};
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) {
@@ -113,7 +116,7 @@ static int parse_args(int argc, char **argv, Opts *o) {
                 o->N - 1);
         return 0;
     }
-    return valid_list("--cases", o->cases, "sa glca pwca") && valid_list("--passes", o->passes, "fwd fwdbwd");
+    return valid_list("--cases", o->cases, "sa glca pwca rollout") && valid_list("--passes", o->passes, "fwd fwdbwd");
 }
 
 // A comma-separated list holds the word w.
@@ -173,11 +176,13 @@ static void alloc_bufs(const Backend *be, const Opts *o, Bufs *x) {
     x->lse = be->alloc(x->n_lse * sizeof(float));
     x->dqkv = be->alloc(x->n_qkv * sizeof(float));
     x->dqkv2 = be->alloc(x->n_qkv * sizeof(float));
+    x->r = be->alloc((size_t)o->B * o->N * sizeof(float));
+    x->rtmp = be->alloc((size_t)o->B * o->N * sizeof(float));
     upload_indices(be, o, x);
 }
 
 static void free_bufs(const Backend *be, Bufs *x) {
-    float *f[] = {x->qkv, x->qkv2, x->out, x->lse, x->dout, x->dqkv, x->dqkv2};
+    float *f[] = {x->qkv, x->qkv2, x->out, x->lse, x->dout, x->dqkv, x->dqkv2, x->r, x->rtmp};
     for (size_t i = 0; i < sizeof f / sizeof *f; i++) be->free(f[i]);
     be->free(x->q_idx), be->free(x->kv2_b);
 }
@@ -226,6 +231,20 @@ static double run_once(const Backend *be, const AttnArgs *a, const AttnGrads *g,
     return now_seconds() - t0;
 }
 
+// One rollout step from r = 1/N (a distribution stays one: the rows of ½S̄ + ½I sum to 1).
+static double rollout_once(const Backend *be, const Opts *o, const AttnArgs *a, const Bufs *x) {
+    size_t n = (size_t)o->B * o->N;
+    float *h = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) h[i] = 1.0f / o->N;
+    be->to_device(x->r, h, n * sizeof(float));
+    free(h);
+    be->sync();
+    double t0 = now_seconds();
+    be->rollout_step_attn(a, x->lse, x->r, x->rtmp);
+    be->sync();
+    return now_seconds() - t0;
+}
+
 static int cmp_double(const void *p, const void *q) {
     double a = *(const double *)p, b = *(const double *)q;
     return (a > b) - (a < b);
@@ -237,19 +256,21 @@ typedef struct {
 } Result;
 
 static Result measure(const Backend *be, const Opts *o, const AttnArgs *a, const AttnGrads *g, const Bufs *x,
-                      int bwd) {
+                      int bwd, int rollout) {
     size_t D = (size_t)o->H * o->hd, n_out = (size_t)o->B * a->Nq * D, n_lse = (size_t)o->B * o->H * a->Nq;
     poison(be, x->out, n_out);
     poison(be, x->lse, n_lse);
     be->zero(x->dqkv, x->n_qkv * sizeof(float));
     be->zero(x->dqkv2, x->n_qkv * sizeof(float));
-    for (int i = 0; i < o->warmup; i++) run_once(be, a, g, x, bwd);
+    if (rollout) be->attention_forward(a, x->out, x->lse);   // the SA layer's lse, which the rollout reads
+    for (int i = 0; i < o->warmup; i++) rollout ? rollout_once(be, o, a, x) : run_once(be, a, g, x, bwd);
     double *t = xmalloc(sizeof(double) * o->reps);
-    for (int i = 0; i < o->reps; i++) t[i] = run_once(be, a, g, x, bwd);
+    for (int i = 0; i < o->reps; i++) t[i] = rollout ? rollout_once(be, o, a, x) : run_once(be, a, g, x, bwd);
     qsort(t, o->reps, sizeof *t, cmp_double);
     Result r = {.med = o->reps % 2 ? t[o->reps / 2] : 0.5 * (t[o->reps / 2 - 1] + t[o->reps / 2]), .min = t[0]};
     free(t);
     r.bad = count_bad(be, x->out, n_out) + count_bad(be, x->lse, n_lse);
+    if (rollout) r.bad += count_bad(be, x->r, (size_t)o->B * o->N);
     if (bwd) r.bad += count_bad(be, x->dqkv, x->n_qkv) + count_bad(be, x->dqkv2, x->n_qkv);
     return r;
 }
@@ -257,7 +278,9 @@ static Result measure(const Backend *be, const Opts *o, const AttnArgs *a, const
 static void report(const char *c, int bwd, const Opts *o, const AttnArgs *a, const Result *r, const char *prec,
                    const char *backend) {
     int Nk = a->n1 + a->n2;
-    double gflop = 4.0 * o->B * o->H * a->Nq * Nk * o->hd * (bwd ? 3.5 : 1.0) / 1e9, tflops = gflop / r->med / 1e3;
+    double gflop = !strcmp(c, "rollout") ? 2.0 * o->B * o->H * a->Nq * Nk * (o->hd + 1.0) / 1e9
+                                         : 4.0 * o->B * o->H * a->Nq * Nk * o->hd * (bwd ? 3.5 : 1.0) / 1e9;
+    double tflops = gflop / r->med / 1e3;
     const char *pass = bwd ? "fwdbwd" : "fwd";
     printf("%s %s: median %.4g ms (min %.4g, %d reps after %d warm-up) %.4g TFLOP/s of %.4g GFLOP\n", c, pass,
            r->med * 1e3, r->min * 1e3, o->reps, o->warmup, tflops, gflop);
@@ -298,15 +321,16 @@ int main(int argc, char **argv) {
     if (!be) return 1;
     Bufs x;
     alloc_bufs(be, &o, &x);
-    const char *cases[] = {"sa", "glca", "pwca"};
+    const char *cases[] = {"sa", "glca", "pwca", "rollout"};
     int bad = 0, ran = 0;
-    for (int c = 0; c < 3; c++) {
+    for (int c = 0; c < 4; c++) {
         if (!listed(o.cases, cases[c])) continue;
         AttnGrads g;
         AttnArgs a = case_args(cases[c], &o, &x, &g);
-        for (int bwd = 0; bwd < 2; bwd++) {
+        int rollout = c == 3;
+        for (int bwd = 0; bwd < 2 - rollout; bwd++) {   // the rollout has no backward
             if (!listed(o.passes, bwd ? "fwdbwd" : "fwd")) continue;
-            Result r = measure(be, &o, &a, &g, &x, bwd);
+            Result r = measure(be, &o, &a, &g, &x, bwd, rollout);
             report(cases[c], bwd, &o, &a, &r, prec, be->name);
             ran++;
             if (r.bad) fprintf(stderr, "bench_attn: %s %s: %zu outputs not finite (unwritten or overflowed)\n",
@@ -315,6 +339,6 @@ int main(int argc, char **argv) {
         }
     }
     free_bufs(be, &x);
-    if (!ran) fprintf(stderr, "bench_attn: nothing ran: --cases takes sa,glca,pwca and --passes fwd,fwdbwd\n");
+    if (!ran) fprintf(stderr, "bench_attn: nothing ran (the rollout case has only the fwd pass)\n");
     return bad || !ran ? 1 : 0;
 }

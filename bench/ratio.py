@@ -28,7 +28,7 @@ STEP_ROWS = [
     ("PyTorch + torch.compile", "peer-compile", "dcal-ckpt0"),
     ("PyTorch + per-block checkpointing", "peer-ckpt", "dcal-ckpt1"),
 ]
-CASES = ["sa", "glca", "pwca"]
+CASES = ["sa", "glca", "pwca", "rollout"]
 PASSES = ["fwd", "fwdbwd"]
 
 
@@ -125,7 +125,7 @@ def attn_results(logdir):
 
 def attn_table(res, notes, step_ms):
     impls = sorted({k[0] for k in res}, key=lambda i: (not i.startswith("dcal"), i))
-    cols = [(c, p) for c in CASES for p in PASSES]
+    cols = [(c, p) for c in CASES for p in PASSES if any(k[1:] == (c, p) for k in res)]
     out = ["| impl | " + " | ".join(f"{c} {'fwd+bwd' if p == 'fwdbwd' else p}" for c, p in cols) + " |",
            "|---|" + "---|" * len(cols)]
     for i in impls:
@@ -135,6 +135,7 @@ def attn_table(res, notes, step_ms):
             cells.append(f"{num(m, 'tflops'):.1f} TFLOP/s ({num(m, 'ms'):.3g} ms)" if m else "—")
         out.append(f"| {i} | " + " | ".join(cells) + " |")
     out += ["", "TFLOP/s of the stated FLOPs: forward 4·B·H·Nq·Nk·hd, backward 2.5× forward (FlashAttention's count); "
+            "rollout (one rollout_step_attn, of the 11 a step runs) 2·B·H·N²·(hd+1); "
             "the median of the repetitions. PyTorch's rows take q, k, v from the model's [B, N, 3D] buffer inside the timed "
             "call (GLCA's query gather and PWCA's K/V concatenation included), as dcal's kernels do; its "
             "'(kernel only)' rows get contiguous [B, H, n, hd] inputs made before the clock."]

@@ -34,6 +34,7 @@ cuda: NVIDIA H200
 attn: case=sa pass=fwdbwd ms=2.0 tflops=53.0 prec=bf16 backend=cuda
 attn: case=pwca pass=fwdbwd ms=3.0 tflops=70.7 prec=bf16 backend=cuda
 attn: case=glca pass=fwdbwd ms=0.5 tflops=21.3 prec=bf16 backend=cuda
+attn: case=rollout pass=fwd ms=0.3 tflops=40.0 prec=bf16 backend=cuda
 X
 cat > "$L/attn-peer.log" <<'X'
 attn: impl=cudnn case=sa pass=fwdbwd ms=0.5 tflops=212
@@ -49,11 +50,13 @@ has "$tmp/r.md" "| 100.0 | 160.0 | 11674 | 17.3 | 1 | dcal-ckpt0 | 2.50 | 0.69 |
 has "$tmp/r.md" "| 68.9 | 232.2 | 10650 | 25.1 | 1 | dcal-ckpt0 | 1.72 | 0.75 |"
 has "$tmp/r.md" "| PyTorch + per-block checkpointing | no result: torch.OutOfMemoryError: CUDA out of memory |"
 has "$tmp/r.md" "dcal checkpointing costs 1.25× the step"
-has "$tmp/r.md" "| dcal cuda bf16 | — | 53.0 TFLOP/s (2 ms) | — | 21.3 TFLOP/s (0.5 ms) | — | 70.7 TFLOP/s (3 ms) |"
-has "$tmp/r.md" "| cudnn | — | 212.0 TFLOP/s (0.5 ms) |"
+# Columns: only the case/pass pairs measured.
+has "$tmp/r.md" "| impl | sa fwd+bwd | glca fwd+bwd | pwca fwd+bwd | rollout fwd |"
+has "$tmp/r.md" "| dcal cuda bf16 | 53.0 TFLOP/s (2 ms) | 21.3 TFLOP/s (0.5 ms) | 70.7 TFLOP/s (3 ms) | 40.0 TFLOP/s (0.3 ms) |"
+has "$tmp/r.md" "| cudnn | 212.0 TFLOP/s (0.5 ms) | — | — | — |"
 has "$tmp/r.md" "SA forward+backward: dcal cuda bf16 / PyTorch cudnn = 0.25×"
 has "$tmp/r.md" "SA forward+backward: dcal cuda bf16 / PyTorch cudnn (kernel only) = 0.20×"
-has "$tmp/r.md" "| cudnn (kernel only) | — | 265.0 TFLOP/s (0.4 ms) |"
+has "$tmp/r.md" "| cudnn (kernel only) | 265.0 TFLOP/s (0.4 ms) | — |"
 has "$tmp/r.md" "PWCA / SA TFLOP/s (forward+backward, dcal cuda bf16) = 1.33"
 has "$tmp/r.md" "GLCA forward+backward = 0.5 ms = 1.25% of dcal's 40.0 ms step"
 has "$tmp/r.md" "- attn_peer: impl=cudnn case=glca pass=fwd: unavailable (No available kernel)"
@@ -114,7 +117,7 @@ want="step-dcal-ckpt0-r1 step-peer-eager-r1 step-dcal-ckpt1-r1 step-peer-ckpt-r1
 has "$tmp/out/ratio.md" "| 68.9 | 1.0 | 9000 | 25.1 | 1 | dcal-ckpt0 | 1.72 | 0.89 |"
 has "$tmp/out/ratio.md" "| 170.0 | 1.0 | 9000 | 10.2 | 2 | dcal-ckpt1 | 3.40 | 0.33 |"
 has "$tmp/rl/attn-dcal-bf16.log" "args=--backend cuda --precision bf16 --step-ms 40.0"
-has "$tmp/out/ratio.md" "| cudnn | — | 212.0 TFLOP/s (0.5 ms) |"
+has "$tmp/out/ratio.md" "| cudnn | 212.0 TFLOP/s (0.5 ms) | — |"
 # Near the deadline: the step parts are skipped (each says so), attention keeps its reserve.
 PYTHON=$tmp/py ROUNDS=1 BUDGET=70 ATTN_RESERVE=60 bash "$src/bench/run.sh" "$B" "$tmp/out2" "$tmp/rl2" > "$tmp/run2.txt" 2>&1
 has "$tmp/run2.txt" "step-dcal-ckpt0-r1: skipped:"
