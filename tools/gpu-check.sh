@@ -127,16 +127,17 @@ if [ "${RUN_BENCH:-1}" = 1 ]; then
 fi
 
 # ---- 4. Nsight Compute on one training step
-ncu_check() {   # LOG...: one clear line when ncu could not profile; status 1 then
+ncu_check() {   # CSV LOG: status 1, after one line saying why, when ncu profiled no kernel into CSV
+    local rows; rows=$(grep -c '^"[0-9]' "$1" 2>/dev/null)
     if grep -q "ERR_NVGPUCTRPERM" "$@" 2>/dev/null; then
         step "ncu: no permission to read the GPU's performance counters (ERR_NVGPUCTRPERM: needs root or the driver's NVreg_RestrictProfilingToAdminUsers=0); skipped"
     elif grep -q "LibraryNotLoaded" "$@" 2>/dev/null; then
         step "ncu: the profiler could not initialise (LibraryNotLoaded; seen on gVisor machines); skipped"
     elif grep -q "==ERROR==" "$@" 2>/dev/null; then
-        step "ncu: $(grep -h -m1 "==ERROR==" "$@" | cut -c1-200)"
-    else
-        return 0
+        step "ncu: $(grep -h -m1 "==ERROR==" "$@" | cut -c1-200)"   # may concern one kernel only
     fi
+    [ "${rows:-0}" -gt 0 ] && return 0
+    step "ncu: no kernel profiled into $(basename "$1") (see $(basename "$2") in logs.tgz)"
     return 1
 }
 ncu_run() {   # SECONDS CSV ARGS...: ncu on one bench_step iteration, its report to CSV
