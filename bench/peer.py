@@ -14,10 +14,16 @@ current PyPI torch.
           (a `dcal train --dump-step` file of configs/fgvc/tiny.yaml; exit 1 when
           the step differs beyond 1e-4 in logits/CE/loss or 1e-3 in gradients)
 
-One line per benchmark run, parsed by bench/cpu.sh (step_ms=, img_s=, peak_mib=):
-  peer: device=cpu precision=fp32 attn=naive img=224 batch=4 step_ms=... img_s=... peak_mib=... torch=1.13.1 threads=2
+  cuda:   python3 bench/peer.py --device cuda --precision bf16 --attn sdpa --img 448 --batch 16 [--compile]
+          [--checkpoint-blocks]   (issue 14's rows: eager, torch.compile, per-block checkpointing;
+          AdamW is torch's fused kernel on CUDA where the torch has it: adamw=fused)
+
+One line per benchmark run, parsed by bench/cpu.sh and bench/ratio.py (step_ms=, img_s=, peak_mib=;
+step_ms is the fastest timed step, median_ms beside it; peak_mib on CUDA is torch's max_memory_allocated):
+  peer: device=cpu precision=fp32 attn=naive img=224 batch=4 step_ms=... img_s=... peak_mib=... torch=1.13.1 threads=2 preset=vit_b16 adamw=plain
 """
 import argparse
+import inspect
 import json
 import math
 import re
@@ -229,13 +235,37 @@ def dcal_loss(model, logits, labels):
     return loss, ces
 
 
-def adamw(model, lr):
-    # MODEL.md §4: decay 0.05 on matrices only (not biases, LN, pos_embed, cls_token, loss_w).
+def adamw(model, lr, fused=False):
+    """MODEL.md §4: decay 0.05 on matrices only (not biases, LN, pos_embed, cls_token, loss_w).
+    fused: one fused CUDA kernel per step (torch >= 2.0 on CUDA), as issue 14's peer rows use."""
     decay, keep = [], []
     for name, p in model.named_parameters():
         (decay if p.dim() >= 2 and name not in ("cls_token", "pos_embed") else keep).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": keep, "weight_decay": 0.0}],
-                             lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    groups = [{"params": decay, "weight_decay": 0.05}, {"params": keep, "weight_decay": 0.0}]
+    kw = dict(lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    if fused:
+        return torch.optim.AdamW(groups, fused=True, **kw)
+    return torch.optim.AdamW(groups, **kw)
+
+
+def adamw_kind(device):
+    """'fused' where this torch's AdamW takes fused=True on this device, else 'plain'."""
+    if device != "cuda" or "fused" not in inspect.signature(torch.optim.AdamW.__init__).parameters:
+        return "plain"
+    try:
+        torch.optim.AdamW([torch.zeros(1, device=device, requires_grad=True)], fused=True)
+        return "fused"
+    except (RuntimeError, TypeError, ValueError):
+        return "plain"
+
+
+def compiled(model):
+    """torch.compile of the model's forward (and so, through AOTAutograd, of its backward).
+    The rollout's top-K selection leaves the graph (a .cpu() sort): dynamo splits there."""
+    if not hasattr(torch, "compile"):
+        sys.exit(f"peer: --compile: torch {torch.__version__} has no torch.compile (torch >= 2.0; "
+                 "Debian's python3-torch is 1.13)")
+    return torch.compile(model)
 
 
 def derangement(B, gen):
@@ -266,7 +296,9 @@ def bench(args):
     if args.attn == "sdpa" and not HAVE_SDPA:
         print(f"peer: torch {torch.__version__} has no F.scaled_dot_product_attention: --attn sdpa falls back to naive",
               file=sys.stderr)
-    opt = adamw(model, cfg["lr"])
+    kind = adamw_kind(args.device)
+    opt = adamw(model, cfg["lr"], fused=kind == "fused")
+    step_model = compiled(model) if args.compile else model
     gen = torch.Generator().manual_seed(1)
     B = args.batch
     if B < 2:
@@ -282,9 +314,9 @@ def bench(args):
         opt.zero_grad(set_to_none=True)
         if args.precision == "bf16":
             with torch.autocast(args.device, dtype=torch.bfloat16):
-                lsa, lgl, lpw, _ = model(img, pair)
+                lsa, lgl, lpw, _ = step_model(img, pair)
         else:
-            lsa, lgl, lpw, _ = model(img, pair)
+            lsa, lgl, lpw, _ = step_model(img, pair)
         loss, _ = dcal_loss(model, (lsa, lgl, lpw), labels)
         loss.backward()
         opt.step()
@@ -300,7 +332,7 @@ def bench(args):
     print(f"peer: device={args.device} precision={args.precision} attn={attn} img={cfg['img']} batch={B} "
           f"step_ms={best * 1e3:.1f} median_ms={med * 1e3:.1f} img_s={B / best:.3f} peak_mib={peak_mib(args.device):.0f} "
           f"torch={torch.__version__} threads={torch.get_num_threads()} preset={args.preset}"
-          f"{' ckpt=1' if args.checkpoint_blocks else ''}")
+          f"{' ckpt=1' if args.checkpoint_blocks else ''}{' compile=1' if args.compile else ''} adamw={kind}")
 
 
 # ---------------------------------------------------------------- check
@@ -418,6 +450,7 @@ def main():
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--preset", choices=sorted(PRESETS), default=None, help="vit_b16 (bench default) or tiny")
     ap.add_argument("--checkpoint-blocks", action="store_true", help="torch.utils.checkpoint around every block")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model (forward and backward; torch >= 2.0)")
     ap.add_argument("--check", metavar="DUMP", help="compare one step with a `dcal train --dump-step` file")
     args = ap.parse_args()
     if args.threads:
