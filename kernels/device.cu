@@ -35,6 +35,20 @@ int cuda_set_precision(const char *p) {
     return 0;
 }
 
+// train.attention: dcal's kernels (false, the default) or cuDNN's fused SDPA (attention_cudnn.cu).
+static bool g_attn_cudnn;
+bool cuda_attention_cudnn(void) { return g_attn_cudnn; }
+
+int cuda_set_attention(const char *impl, char *why, size_t n) {
+    if (!strcmp(impl, "dcal")) return g_attn_cudnn = false, 1;
+    if (!strcmp(impl, "cudnn")) {
+        if (!cudnn_attention_open(why, n)) return 0;
+        return g_attn_cudnn = true, 1;
+    }
+    snprintf(why, n, "unknown attention '%s' (dcal or cudnn)", impl);
+    return 0;
+}
+
 extern "C" int cuda_device_count(void) {
     // No driver or no GPU is an answer (0), not an error: the caller falls back to CPU.
     int n = 0;
@@ -83,6 +97,9 @@ void cuda_describe(char *buf, size_t n) {
         snprintf(gpu, sizeof gpu, "%s (sm_%d%d, %.1f GiB)", prop.name, prop.major, prop.minor,
                  prop.totalGlobalMem / 1073741824.0);
     (void)cudaGetLastError();
+    char attn[160];
+    if (g_attn_cudnn) cudnn_attention_describe(attn, sizeof attn);
     snprintf(buf, n, "cuda: %s; CUDA runtime %s, driver %s, cuBLAS %d.%d.%d; precision %s: %s, %s", gpu, srt, sdrv,
-             blas[0], blas[1], blas[2], g_prec[g_prec_i].name, g_prec[g_prec_i].gemm_desc, g_prec[g_prec_i].attn_desc);
+             blas[0], blas[1], blas[2], g_prec[g_prec_i].name, g_prec[g_prec_i].gemm_desc,
+             g_attn_cudnn ? attn : g_prec[g_prec_i].attn_desc);
 }

@@ -21,7 +21,8 @@
 // Tolerances: max|got − ref| / max(max|ref|, 1e-6) per tensor. Columns:
 // cpu (fp32), cuda at precision bf16 (TF32 GEMMs, bf16 tensor-core attention)
 // and cuda at precision fp32 (fp32 GEMMs and attention kernels); see
-// Backend.set_precision.
+// Backend.set_precision; and, for attention rows on a GPU, cuda-cudnn (train.attention=cudnn:
+// cuDNN's fused SDPA; skipped, saying why, in the simulator and without cuDNN).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,8 +43,10 @@
 #define CPU(f, b) [COL_CPU] = {f, b}
 #define CUDA(f, b) [COL_CUDA] = {f, b}
 #define CUDA_FP32(f, b) [COL_CUDA_FP32] = {f, b}
-// Attention: CPU as above; fp32 kernels differ in summation order and expf; MMA kernels use bf16.
-#define ATTN_TOL {CPU(FWD, GRAD), CUDA(G_BF16, G_BF16), CUDA_FP32(G_RED, G_RED)}
+#define CUDA_CUDNN(f, b) [COL_CUDA_CUDNN] = {f, b}
+// Attention: CPU as above; fp32 kernels differ in summation order and expf; MMA kernels use bf16;
+// cuDNN's SDPA (only on a GPU) takes bf16 q, k, v, o, dO and returns bf16 out, dq, dk, dv.
+#define ATTN_TOL {CPU(FWD, GRAD), CUDA(G_BF16, G_BF16), CUDA_FP32(G_RED, G_RED), CUDA_CUDNN(G_BF16, G_BF16)}
 // Linear: TF32 at precision bf16, fp32 GEMMs at precision fp32 (db is capped at G_RED in the op: a plain sum).
 #define LIN_TOL {CPU(FWD, GRAD), CUDA(G_TF32, G_TF32), CUDA_FP32(G_RED, G_RED)}
 // Residual + LayerNorm: layernorm's columns (fp32 elementwise forward, fp32 row reductions backward).

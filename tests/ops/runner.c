@@ -341,6 +341,21 @@ static int backends(const Backend **list) {
     return n;
 }
 
+// The cuDNN column (train.attention=cudnn) of an attention row, at the backend's default precision;
+// skipped, saying why, where the backend refuses cuDNN (the simulator, no cuDNN) or the shape.
+static int run_cudnn(const Backend *be, const OpCase *c, const Ref *R, const Starts *S) {
+    char why[256] = "the backend has no set_attention";
+    const char *label = "cuda-cudnn", *shape = attention_cudnn_skip(c);
+    if (shape) snprintf(why, sizeof why, "%s", shape);
+    if (shape || !be->set_attention || !be->set_attention("cudnn", why, sizeof why)) {
+        printf("  %-10s %-34s skipped: %s\n", label, c->row->label, why);
+        return 0;
+    }
+    int f = run_column(be, label, COL_CUDA_CUDNN, c, R, S);
+    if (!be->set_attention("dcal", why, sizeof why)) { printf("  %s: set_attention(dcal) refused: %s\n", be->name, why); f = 1; }
+    return f;
+}
+
 // The columns of one backend: the CPU has one (fp32); a device backend one per
 // precision it supports for ops whose numerics follow it, else its default.
 static int run_backend(const Backend *be, const OpCase *c, const Ref *R, const Starts *S) {
@@ -355,6 +370,7 @@ static int run_backend(const Backend *be, const OpCase *c, const Ref *R, const S
         f |= run_column(be, label, strcmp(p, "fp32") ? COL_CUDA : COL_CUDA_FP32, c, R, S);
     }
     be->set_precision(def);   // back to the backend's default for the next rows
+    if (c->row->op == &OP_ATTENTION) f |= run_cudnn(be, c, R, S);
     return f;
 }
 

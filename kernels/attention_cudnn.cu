@@ -1,0 +1,541 @@
+// attention_cudnn.cu: the attention contract of backend.h (SA, GLCA, PWCA) on cuDNN's fused
+// SDPA, built through cuDNN's C graph API (cudnn_graph.h; the C++ frontend is not used), for
+// train.attention=cudnn: a second, independent implementation to hold dcal's kernels against
+// on the device. Not the default: dcal's kernels are.
+//
+// Per call: the fp32 strided views are packed into contiguous bf16 [B, H, T, hd] copies (GLCA:
+// the selected query rows gathered; PWCA: keys and values of the image and of its distractor
+// concatenated, 2N rows), one cached execution plan runs, and the bf16 results go back into
+// dcal's fp32 tensors (out written, gradients accumulated, as backend.h says). lse is cuDNN's
+// Stats, written and read in place: Stats = max + log Σ exp(scale·q·k − max) per query row, the
+// natural log-sum-exp of the scaled scores, which is dcal's lse [B, H, Nq] exactly.
+//
+// The graphs are the op sequences cuDNN's flash engines recognise (the ones cudnn-frontend's
+// CompositeSDPANode / CompositeSDPABackwardNode lower to): forward Q·Kᵀ → ×scale → max, −max,
+// exp, Σ, log → Stats, ÷Σ → P (bf16) · V; backward recomputes P = exp(scale·Q·Kᵀ − Stats),
+// dV = Pᵀ·dO, dP = dO·Vᵀ, dS = P·(dP − rowsum(dO∘O))·scale, dK = dSᵀ·Q, dQ = dS·K. dQ is the
+// direct output of its matmul (the "dP workspace" form that the frontend builds when a
+// deterministic backward is asked for on sm_90), not an fp32 accumulator summed with atomics,
+// and engines that cuDNN marks CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC are never chosen: when no
+// other engine takes the graph the call fails with one line instead of running one.
+//
+// Plans are built once per (pass, B, H, Nq, Nk, hd) and kept; buffers and the plan's
+// workspace come from cuda_scratch (grow-only), so steady-state steps allocate nothing.
+// Every cuDNN call is checked; a failure prints one line and exits like CUDA_CHECK.
+// Written without a GPU: compiled and linked here, not yet run (kernels/README.md).
+#include "kernels/cuda_common.h"
+#include <cuda_bf16.h>
+#include <cudnn_graph.h>
+#include <string.h>
+
+typedef __nv_bfloat16 bf16;
+
+// ---- status checks --------------------------------------------------------------------------
+
+static void cudnn_last_error(char *buf, size_t n) {
+    buf[0] = 0;
+    cudnnGetLastErrorString(buf, n);
+    for (char *p = buf; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';   // one line
+}
+
+static void cudnn_die(const char *call, cudnnStatus_t s, const char *file, int line) {
+    char last[512];
+    cudnn_last_error(last, sizeof last);
+    fprintf(stderr, "dcal: attention cudnn: %s:%d: %s: %s%s%s\n", file, line, call, cudnnGetErrorString(s),
+            last[0] ? ": " : "", last);
+    exit(1);
+}
+
+#define CUDNN_CHECK(call)                                                                     \
+    do {                                                                                      \
+        cudnnStatus_t s_ = (call);                                                            \
+        if (s_ != CUDNN_STATUS_SUCCESS) cudnn_die(#call, s_, __FILE__, __LINE__);             \
+    } while (0)
+
+// ---- the handle -----------------------------------------------------------------------------
+
+static cudnnHandle_t g_cudnn;
+static int g_sm;   // compute capability of the device, e.g. 90
+
+int cudnn_attention_open(char *why, size_t n) {
+    if (g_cudnn) return 1;
+    if (cuda_device_count() <= 0) return snprintf(why, n, "no CUDA GPU is available"), 0;
+    int dev = 0;
+    cudaDeviceProp prop;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return snprintf(why, n, "cannot read the GPU's properties"), 0;
+    }
+    g_sm = prop.major * 10 + prop.minor;
+    if (prop.major < 8)
+        return snprintf(why, n, "cuDNN's fused attention needs sm_80 or newer, this GPU is sm_%d", g_sm), 0;
+    size_t v = cudnnGetVersion();
+    if (v < 90000) return snprintf(why, n, "cuDNN %zu is older than 9.0", v), 0;
+    cudnnStatus_t s = cudnnCreate(&g_cudnn);
+    if (s != CUDNN_STATUS_SUCCESS) {
+        char last[256];
+        cudnn_last_error(last, sizeof last);
+        g_cudnn = NULL;
+        return snprintf(why, n, "cudnnCreate: %s%s%s", cudnnGetErrorString(s), last[0] ? ": " : "", last), 0;
+    }
+    CUDNN_CHECK(cudnnSetStream(g_cudnn, cuda_stream()));   // every op runs on the backend's one stream
+    return 1;
+}
+
+void cudnn_attention_describe(char *buf, size_t n) {
+    size_t v = cudnnGetVersion();
+    snprintf(buf, n, "attention cuDNN %zu.%zu.%zu fused SDPA (bf16 operands, fp32 softmax, deterministic engines only)",
+             v / 10000, v % 10000 / 100, v % 100);
+}
+
+// ---- graph building -------------------------------------------------------------------------
+
+enum { MAXD = 96, MAXOPS = 24 };
+// Tensor ids in the variant pack; virtual tensors get ids from V_FIRST on.
+enum { U_Q = 1, U_K, U_V, U_O, U_STATS, U_SCALE, U_DO, U_DQ, U_DK, U_DV, U_SUM, U_ONE, V_FIRST = 100 };
+
+typedef struct {
+    cudnnBackendDescriptor_t d[MAXD];   // everything made for one plan, kept as long as the plan
+    int nd;
+    cudnnBackendDescriptor_t ops[MAXOPS];
+    int nops;
+    int64_t next_virtual;
+} Graph;
+
+static cudnnBackendDescriptor_t make(Graph *g, cudnnBackendDescriptorType_t type) {
+    if (g->nd == MAXD) {
+        fprintf(stderr, "dcal: attention cudnn: internal: more than %d descriptors in one graph\n", MAXD);
+        exit(1);
+    }
+    CUDNN_CHECK(cudnnBackendCreateDescriptor(type, &g->d[g->nd]));
+    return g->d[g->nd++];
+}
+
+static void set(cudnnBackendDescriptor_t d, cudnnBackendAttributeName_t name, cudnnBackendAttributeType_t type,
+                int64_t count, const void *v) {
+    CUDNN_CHECK(cudnnBackendSetAttribute(d, name, type, count, v));
+}
+
+static void set_desc(cudnnBackendDescriptor_t d, cudnnBackendAttributeName_t name, cudnnBackendDescriptor_t v) {
+    set(d, name, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &v);
+}
+
+// A 4-d tensor. uid 0 = virtual (an intermediate the fused kernel keeps on chip).
+static cudnnBackendDescriptor_t tensor(Graph *g, int64_t uid, cudnnDataType_t dt, int64_t d0, int64_t d1, int64_t d2,
+                                       int64_t d3, const int64_t *stride, bool by_value = false) {
+    cudnnBackendDescriptor_t t = make(g, CUDNN_BACKEND_TENSOR_DESCRIPTOR);
+    const int64_t dim[4] = {d0, d1, d2, d3}, packed[4] = {d1 * d2 * d3, d2 * d3, d3, 1};
+    const int64_t align = 16;
+    bool is_virtual = uid == 0;
+    if (is_virtual) uid = g->next_virtual++;
+    set(t, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt);
+    set(t, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 4, dim);
+    set(t, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, stride ? stride : packed);
+    set(t, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid);
+    set(t, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align);
+    set(t, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &is_virtual);
+    if (by_value) set(t, CUDNN_ATTR_TENSOR_IS_BY_VALUE, CUDNN_TYPE_BOOLEAN, 1, &by_value);
+    CUDNN_CHECK(cudnnBackendFinalize(t));
+    return t;
+}
+
+static void add_op(Graph *g, cudnnBackendDescriptor_t op) {
+    CUDNN_CHECK(cudnnBackendFinalize(op));
+    if (g->nops == MAXOPS) {
+        fprintf(stderr, "dcal: attention cudnn: internal: more than %d operations in one graph\n", MAXOPS);
+        exit(1);
+    }
+    g->ops[g->nops++] = op;
+}
+
+// y = x <mode> b (b NULL for unary modes), computed in fp32.
+static void pointwise(Graph *g, cudnnPointwiseMode_t mode, cudnnBackendDescriptor_t x, cudnnBackendDescriptor_t b,
+                      cudnnBackendDescriptor_t y) {
+    cudnnBackendDescriptor_t pw = make(g, CUDNN_BACKEND_POINTWISE_DESCRIPTOR);
+    cudnnDataType_t prec = CUDNN_DATA_FLOAT;
+    set(pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode);
+    set(pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &prec);
+    CUDNN_CHECK(cudnnBackendFinalize(pw));
+    cudnnBackendDescriptor_t op = make(g, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
+    set_desc(op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, pw);
+    set_desc(op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, x);
+    if (b) set_desc(op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, b);
+    set_desc(op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, y);
+    add_op(g, op);
+}
+
+// y[..., 1] = reduce over the last dim of x (max or sum), fp32.
+static void reduction(Graph *g, cudnnReduceTensorOp_t how, cudnnBackendDescriptor_t x, cudnnBackendDescriptor_t y) {
+    cudnnBackendDescriptor_t red = make(g, CUDNN_BACKEND_REDUCTION_DESCRIPTOR);
+    cudnnDataType_t prec = CUDNN_DATA_FLOAT;
+    set(red, CUDNN_ATTR_REDUCTION_OPERATOR, CUDNN_TYPE_REDUCTION_OPERATOR_TYPE, 1, &how);
+    set(red, CUDNN_ATTR_REDUCTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &prec);
+    CUDNN_CHECK(cudnnBackendFinalize(red));
+    cudnnBackendDescriptor_t op = make(g, CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR);
+    set_desc(op, CUDNN_ATTR_OPERATION_REDUCTION_XDESC, x);
+    set_desc(op, CUDNN_ATTR_OPERATION_REDUCTION_YDESC, y);
+    set_desc(op, CUDNN_ATTR_OPERATION_REDUCTION_DESC, red);
+    add_op(g, op);
+}
+
+// c = a·b over the last two dims (batched over the first two), fp32 accumulate.
+static void matmul(Graph *g, cudnnBackendDescriptor_t a, cudnnBackendDescriptor_t b, cudnnBackendDescriptor_t c) {
+    cudnnBackendDescriptor_t mm = make(g, CUDNN_BACKEND_MATMUL_DESCRIPTOR);
+    cudnnDataType_t prec = CUDNN_DATA_FLOAT;
+    set(mm, CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &prec);
+    CUDNN_CHECK(cudnnBackendFinalize(mm));
+    cudnnBackendDescriptor_t op = make(g, CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR);
+    set_desc(op, CUDNN_ATTR_OPERATION_MATMUL_ADESC, a);
+    set_desc(op, CUDNN_ATTR_OPERATION_MATMUL_BDESC, b);
+    set_desc(op, CUDNN_ATTR_OPERATION_MATMUL_CDESC, c);
+    set_desc(op, CUDNN_ATTR_OPERATION_MATMUL_DESC, mm);
+    add_op(g, op);
+}
+
+// y is x seen through other dims/strides (a transpose: no data moves).
+static void reshape(Graph *g, cudnnBackendDescriptor_t x, cudnnBackendDescriptor_t y) {
+    cudnnBackendDescriptor_t op = make(g, CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR);
+    set_desc(op, CUDNN_ATTR_OPERATION_RESHAPE_XDESC, x);
+    set_desc(op, CUDNN_ATTR_OPERATION_RESHAPE_YDESC, y);
+    add_op(g, op);
+}
+
+typedef struct { int64_t B, H, Nq, Nk, hd; } Dims;
+
+// Strides of [B, H, d2, d3] viewing a packed [B, H, d3, d2] buffer (its transpose).
+static void transposed(const Dims *s, int64_t rows, int64_t cols, int64_t *st) {
+    st[0] = s->H * rows * cols, st[1] = rows * cols, st[2] = 1, st[3] = cols;
+}
+
+static void build_forward(Graph *g, const Dims *s) {
+    const cudnnDataType_t BF = CUDNN_DATA_BFLOAT16, F = CUDNN_DATA_FLOAT;
+    int64_t kt[4], stats[4] = {s->H * s->Nq, s->Nq, 1, 1}, one[4] = {1, 1, 1, 1};
+    transposed(s, s->hd, s->Nk, kt);   // Kᵀ [B, H, hd, Nk] over the packed K [B, H, Nk, hd]
+    cudnnBackendDescriptor_t q = tensor(g, U_Q, BF, s->B, s->H, s->Nq, s->hd, NULL);
+    cudnnBackendDescriptor_t k = tensor(g, U_K, BF, s->B, s->H, s->hd, s->Nk, kt);
+    cudnnBackendDescriptor_t v = tensor(g, U_V, BF, s->B, s->H, s->Nk, s->hd, NULL);
+    cudnnBackendDescriptor_t o = tensor(g, U_O, BF, s->B, s->H, s->Nq, s->hd, NULL);
+    cudnnBackendDescriptor_t lse = tensor(g, U_STATS, F, s->B, s->H, s->Nq, 1, stats);
+    cudnnBackendDescriptor_t scale = tensor(g, U_SCALE, F, 1, 1, 1, 1, one, true);
+    cudnnBackendDescriptor_t S = tensor(g, 0, F, s->B, s->H, s->Nq, s->Nk, NULL);
+    cudnnBackendDescriptor_t Ss = tensor(g, 0, F, s->B, s->H, s->Nq, s->Nk, NULL);
+    cudnnBackendDescriptor_t M = tensor(g, 0, F, s->B, s->H, s->Nq, 1, NULL);
+    cudnnBackendDescriptor_t Sm = tensor(g, 0, F, s->B, s->H, s->Nq, s->Nk, NULL);
+    cudnnBackendDescriptor_t E = tensor(g, 0, F, s->B, s->H, s->Nq, s->Nk, NULL);
+    cudnnBackendDescriptor_t Z = tensor(g, 0, F, s->B, s->H, s->Nq, 1, NULL);
+    cudnnBackendDescriptor_t logZ = tensor(g, 0, F, s->B, s->H, s->Nq, 1, NULL);
+    cudnnBackendDescriptor_t P = tensor(g, 0, BF, s->B, s->H, s->Nq, s->Nk, NULL);   // bmm2's A in bf16
+    matmul(g, q, k, S);
+    pointwise(g, CUDNN_POINTWISE_MUL, S, scale, Ss);
+    reduction(g, CUDNN_REDUCE_TENSOR_MAX, Ss, M);
+    pointwise(g, CUDNN_POINTWISE_SUB, Ss, M, Sm);
+    pointwise(g, CUDNN_POINTWISE_EXP, Sm, NULL, E);
+    reduction(g, CUDNN_REDUCE_TENSOR_ADD, E, Z);
+    pointwise(g, CUDNN_POINTWISE_LOG, Z, NULL, logZ);
+    pointwise(g, CUDNN_POINTWISE_ADD, M, logZ, lse);
+    pointwise(g, CUDNN_POINTWISE_DIV, E, Z, P);
+    matmul(g, P, v, o);
+}
+
+static void build_backward(Graph *g, const Dims *s) {
+    const cudnnDataType_t BF = CUDNN_DATA_BFLOAT16, F = CUDNN_DATA_FLOAT;
+    int64_t kt[4], vt[4], pt[4], row[4] = {s->H * s->Nq, s->Nq, 1, 1}, one[4] = {1, 1, 1, 1};
+    int64_t kr[4] = {s->H * s->Nk * s->hd, s->Nk * s->hd, s->hd, 1};
+    transposed(s, s->hd, s->Nk, kt), transposed(s, s->hd, s->Nk, vt), transposed(s, s->Nk, s->Nq, pt);
+    cudnnBackendDescriptor_t q = tensor(g, U_Q, BF, s->B, s->H, s->Nq, s->hd, NULL);
+    cudnnBackendDescriptor_t k = tensor(g, U_K, BF, s->B, s->H, s->hd, s->Nk, kt);   // Kᵀ
+    cudnnBackendDescriptor_t v = tensor(g, U_V, BF, s->B, s->H, s->hd, s->Nk, vt);   // Vᵀ
+    cudnnBackendDescriptor_t o = tensor(g, U_O, BF, s->B, s->H, s->Nq, s->hd, NULL);
+    cudnnBackendDescriptor_t dO = tensor(g, U_DO, BF, s->B, s->H, s->Nq, s->hd, NULL);
+    cudnnBackendDescriptor_t lse = tensor(g, U_STATS, F, s->B, s->H, s->Nq, 1, row);
+    cudnnBackendDescriptor_t scale = tensor(g, U_SCALE, F, 1, 1, 1, 1, one, true);
+    cudnnBackendDescriptor_t unit = tensor(g, U_ONE, F, 1, 1, 1, 1, one, true);
+    cudnnBackendDescriptor_t dQ = tensor(g, U_DQ, BF, s->B, s->H, s->Nq, s->hd, NULL);
+    cudnnBackendDescriptor_t dK = tensor(g, U_DK, BF, s->B, s->H, s->Nk, s->hd, NULL);
+    cudnnBackendDescriptor_t dV = tensor(g, U_DV, BF, s->B, s->H, s->Nk, s->hd, NULL);
+    cudnnBackendDescriptor_t sum = tensor(g, U_SUM, F, s->B, s->H, s->Nq, 1, row);   // rowsum(dO∘O), scratch
+    // D = rowsum(dO ∘ O) (× 1: the frontend's dropout-scale slot, kept so the pattern matches)
+    cudnnBackendDescriptor_t dOO = tensor(g, 0, F, s->B, s->H, s->Nq, s->hd, NULL);
+    cudnnBackendDescriptor_t D = tensor(g, 0, F, s->B, s->H, s->Nq, 1, NULL);
+    pointwise(g, CUDNN_POINTWISE_MUL, dO, o, dOO);
+    reduction(g, CUDNN_REDUCE_TENSOR_ADD, dOO, D);
+    pointwise(g, CUDNN_POINTWISE_MUL, D, unit, sum);
+    // P = exp(scale·Q·Kᵀ − lse); dV = Pᵀ·dO
+    cudnnBackendDescriptor_t S = tensor(g, 0, F, s->B, s->H, s->Nq, s->Nk, NULL);
+    cudnnBackendDescriptor_t Ss = tensor(g, 0, F, s->B, s->H, s->Nq, s->Nk, NULL);
+    cudnnBackendDescriptor_t Sm = tensor(g, 0, F, s->B, s->H, s->Nq, s->Nk, NULL);
+    cudnnBackendDescriptor_t P = tensor(g, 0, F, s->B, s->H, s->Nq, s->Nk, NULL);
+    cudnnBackendDescriptor_t PT = tensor(g, 0, BF, s->B, s->H, s->Nk, s->Nq, pt);
+    matmul(g, q, k, S);
+    pointwise(g, CUDNN_POINTWISE_MUL, S, scale, Ss);
+    pointwise(g, CUDNN_POINTWISE_SUB, Ss, lse, Sm);
+    pointwise(g, CUDNN_POINTWISE_EXP, Sm, NULL, P);
+    reshape(g, P, PT);
+    matmul(g, PT, dO, dV);
+    // dS = P·(dO·Vᵀ − D)·scale; dK = dSᵀ·Q; dQ = dS·K
+    cudnnBackendDescriptor_t dP = tensor(g, 0, F, s->B, s->H, s->Nq, s->Nk, NULL);
+    cudnnBackendDescriptor_t dPm = tensor(g, 0, F, s->B, s->H, s->Nq, s->Nk, NULL);
+    cudnnBackendDescriptor_t dSu = tensor(g, 0, F, s->B, s->H, s->Nq, s->Nk, NULL);
+    cudnnBackendDescriptor_t dS = tensor(g, 0, F, s->B, s->H, s->Nq, s->Nk, NULL);
+    cudnnBackendDescriptor_t dST = tensor(g, 0, BF, s->B, s->H, s->Nk, s->Nq, pt);
+    cudnnBackendDescriptor_t Kr = tensor(g, 0, BF, s->B, s->H, s->Nk, s->hd, kr);
+    matmul(g, dO, v, dP);
+    pointwise(g, CUDNN_POINTWISE_SUB, dP, sum, dPm);
+    pointwise(g, CUDNN_POINTWISE_MUL, dPm, P, dSu);
+    pointwise(g, CUDNN_POINTWISE_MUL, dSu, scale, dS);
+    reshape(g, dS, dST);
+    matmul(g, dST, q, dK);
+    reshape(g, k, Kr);
+    matmul(g, dS, Kr, dQ);
+}
+
+// ---- engine choice and the plan cache -------------------------------------------------------
+
+enum { PASS_FWD, PASS_BWD };
+static const char *const pass_name[] = {"forward", "backward"};
+
+typedef struct {
+    int used, pass;
+    Dims s;
+    Graph g;
+    cudnnBackendDescriptor_t plan;
+    int64_t workspace;
+} Plan;
+
+enum { NPLANS = 32 };
+static Plan g_plans[NPLANS];
+static int g_next_victim;
+
+// An engine cuDNN marks non-deterministic is refused (the run's determinism, ARCHITECTURE.md §6).
+static bool deterministic(Graph *g, cudnnBackendDescriptor_t cfg) {
+    cudnnBackendDescriptor_t engine = make(g, CUDNN_BACKEND_ENGINE_DESCRIPTOR);
+    int64_t n = 0;
+    CUDNN_CHECK(cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n,
+                                         &engine));
+    cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
+    CUDNN_CHECK(cudnnBackendGetAttribute(engine, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
+                                         CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &n, notes));
+    for (int64_t i = 0; i < n; i++)
+        if (notes[i] == CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC) return false;
+    return true;
+}
+
+// The first engine config of heuristics `mode` that is deterministic and finalizes; NULL if none.
+static cudnnBackendDescriptor_t choose(Graph *g, cudnnBackendDescriptor_t opgraph, cudnnBackendHeurMode_t mode,
+                                       int64_t *workspace) {
+    cudnnBackendDescriptor_t heur = make(g, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
+    set_desc(heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, opgraph);
+    set(heur, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
+    if (cudnnBackendFinalize(heur) != CUDNN_STATUS_SUCCESS) return NULL;   // no heuristics for this graph
+    int64_t count = 0;
+    CUDNN_CHECK(cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0,
+                                         &count, NULL));
+    if (count > 16) count = 16;
+    cudnnBackendDescriptor_t cfgs[16];
+    for (int64_t i = 0; i < count; i++) cfgs[i] = make(g, CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
+    CUDNN_CHECK(cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count,
+                                         &count, cfgs));
+    for (int64_t i = 0; i < count; i++) {
+        if (!deterministic(g, cfgs[i])) continue;
+        cudnnBackendDescriptor_t plan = make(g, CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
+        set(plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &g_cudnn);
+        set_desc(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, cfgs[i]);
+        if (cudnnBackendFinalize(plan) != CUDNN_STATUS_SUCCESS) continue;   // this engine declines the shape
+        int64_t got = 0;
+        CUDNN_CHECK(cudnnBackendGetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1,
+                                             &got, workspace));
+        return plan;
+    }
+    return NULL;
+}
+
+static void build_plan(Plan *p) {
+    Graph *g = &p->g;
+    g->next_virtual = V_FIRST;
+    if (p->pass == PASS_FWD) build_forward(g, &p->s);
+    else build_backward(g, &p->s);
+    cudnnBackendDescriptor_t opgraph = make(g, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
+    set(opgraph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, g->nops, g->ops);
+    set(opgraph, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &g_cudnn);
+    cudnnStatus_t st = cudnnBackendFinalize(opgraph);
+    if (st == CUDNN_STATUS_SUCCESS) p->plan = choose(g, opgraph, CUDNN_HEUR_MODE_A, &p->workspace);
+    if (st == CUDNN_STATUS_SUCCESS && !p->plan) p->plan = choose(g, opgraph, CUDNN_HEUR_MODE_FALLBACK, &p->workspace);
+    if (p->plan) return;
+    char last[512];
+    cudnn_last_error(last, sizeof last);
+    size_t v = cudnnGetVersion();
+    fprintf(stderr,
+            "dcal: attention cudnn: no deterministic engine supports this %s graph (B %lld, H %lld, Nq %lld, Nk %lld, "
+            "hd %lld; cuDNN %zu.%zu, sm_%d): %s%s (use train.attention=dcal)\n",
+            pass_name[p->pass], (long long)p->s.B, (long long)p->s.H, (long long)p->s.Nq, (long long)p->s.Nk,
+            (long long)p->s.hd, v / 10000, v % 10000 / 100, g_sm, st != CUDNN_STATUS_SUCCESS ? "operation graph: " : "",
+            last[0] ? last : cudnnGetErrorString(st));
+    exit(1);
+}
+
+static void drop_plan(Plan *p) {
+    for (int i = p->g.nd - 1; i >= 0; i--) cudnnBackendDestroyDescriptor(p->g.d[i]);
+    memset(p, 0, sizeof *p);
+}
+
+// The cached plan of (pass, shape), built on first use; the oldest entry makes room when full.
+static Plan *plan_for(int pass, const Dims *s) {
+    for (int i = 0; i < NPLANS; i++) {
+        Plan *p = &g_plans[i];
+        if (p->used && p->pass == pass && !memcmp(&p->s, s, sizeof *s)) return p;
+    }
+    Plan *p = NULL;
+    for (int i = 0; i < NPLANS && !p; i++)
+        if (!g_plans[i].used) p = &g_plans[i];
+    if (!p) {
+        p = &g_plans[g_next_victim];
+        g_next_victim = (g_next_victim + 1) % NPLANS;
+        CUDA_CHECK(cudaStreamSynchronize(cuda_stream()));   // the plan may still be in flight
+        drop_plan(p);
+    }
+    p->used = 1, p->pass = pass, p->s = *s;
+    build_plan(p);
+    return p;
+}
+
+static void execute(const Plan *p, int n, const int64_t *uids, void *const *ptrs, void *workspace) {
+    cudnnBackendDescriptor_t pack;
+    CUDNN_CHECK(cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &pack));
+    set(pack, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids);
+    set(pack, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, ptrs);
+    set(pack, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &workspace);
+    CUDNN_CHECK(cudnnBackendFinalize(pack));
+    CUDNN_CHECK(cudnnBackendExecute(g_cudnn, p->plan, pack));
+    CUDNN_CHECK(cudnnBackendDestroyDescriptor(pack));
+}
+
+// ---- packing: dcal's fp32 strided views ↔ contiguous bf16 [B, H, T, hd] -----------------------
+
+// A view of rows: row t of batch b lives at base + b·bstride + t·tstride (+ h·hd + i). idx maps
+// row t of b to token idx[b·idx_rows + t] (GLCA's queries); bmap maps b to another batch element
+// (PWCA's distractor).
+typedef struct {
+    const float *src;
+    float *dst;
+    long bstride, tstride;
+    const int *idx;
+    int idx_rows;
+    const int *bmap;
+} RowView;
+
+__device__ __forceinline__ long view_offset(const RowView &v, int b, int t, int col) {
+    int tok = v.idx ? v.idx[(long)b * v.idx_rows + t] : t;
+    int bb = v.bmap ? v.bmap[b] : b;
+    return bb * v.bstride + (long)tok * v.tstride + col;
+}
+
+// dst rows [t0, t0 + n) of every (b, h) ← the view's rows 0..n-1, rounded to bf16.
+__global__ void pack_kernel(bf16 *dst, RowView v, int B, int H, int T, int hd, int t0, int n) {
+    size_t total = (size_t)B * H * n * hd;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        int i = (int)(e % hd), t = (int)(e / hd % n), h = (int)(e / ((size_t)hd * n) % H), b = (int)(e / ((size_t)hd * n * H));
+        dst[(((size_t)b * H + h) * T + t0 + t) * hd + i] = __float2bfloat16(v.src[view_offset(v, b, t, h * hd + i)]);
+    }
+}
+
+// The view's rows 0..n-1 ← (acc ? += : =) src rows [t0, t0 + n) of every (b, h). One thread owns
+// one (h, t, i) and walks b in order, so rows that several b map to (PWCA's distractor) are summed
+// in a fixed order with no atomics.
+__global__ void unpack_kernel(RowView v, const bf16 *src, int B, int H, int T, int hd, int t0, int n, int acc) {
+    size_t total = (size_t)H * n * hd;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        int i = (int)(e % hd), t = (int)(e / hd % n), h = (int)(e / ((size_t)hd * n));
+        for (int b = 0; b < B; b++) {
+            float x = __bfloat162float(src[(((size_t)b * H + h) * T + t0 + t) * hd + i]);
+            float *d = v.dst + view_offset(v, b, t, h * hd + i);
+            *d = acc ? *d + x : x;
+        }
+    }
+}
+
+static unsigned blocks_for(size_t n) {
+    size_t b = (n + 255) / 256;
+    return (unsigned)(b < 4096 ? (b ? b : 1) : 4096);
+}
+
+static void pack(bf16 *dst, RowView v, const Dims *s, int T, int t0, int n) {
+    if (!v.src || n <= 0) return;
+    pack_kernel<<<blocks_for((size_t)s->B * s->H * n * s->hd), 256, 0, cuda_stream()>>>(dst, v, (int)s->B, (int)s->H,
+                                                                                        T, (int)s->hd, t0, n);
+    LAUNCH_CHECK();
+}
+
+static void unpack(RowView v, const bf16 *src, const Dims *s, int T, int t0, int n, int acc) {
+    if (!v.dst || n <= 0) return;
+    unpack_kernel<<<blocks_for((size_t)s->H * n * s->hd), 256, 0, cuda_stream()>>>(v, src, (int)s->B, (int)s->H, T,
+                                                                                   (int)s->hd, t0, n, acc);
+    LAUNCH_CHECK();
+}
+
+// ---- the ops --------------------------------------------------------------------------------
+
+static Dims dims_of(const AttnArgs *a) {
+    if (a->hd % 8 || a->hd > 128) {
+        fprintf(stderr, "dcal: attention cudnn: head dim %d unsupported (a multiple of 8, at most 128; use "
+                        "train.attention=dcal)\n", a->hd);
+        exit(1);
+    }
+    return (Dims){a->B, a->H, a->Nq, a->n1 + a->n2, a->hd};
+}
+
+static size_t up256(size_t b) { return (b + 255) & ~(size_t)255; }
+
+// The bf16 copies of q and of k1|k2, v1|v2 (keys concatenated for PWCA).
+static void pack_qkv(const AttnArgs *a, const Dims *s, bf16 *q, bf16 *k, bf16 *v) {
+    int nk = (int)s->Nk;
+    pack(q, RowView{a->q, NULL, a->q_bstride, a->q_tstride, a->q_idx, a->Nq, NULL}, s, a->Nq, 0, a->Nq);
+    pack(k, RowView{a->k1, NULL, a->kv1_bstride, a->kv1_tstride, NULL, 0, NULL}, s, nk, 0, a->n1);
+    pack(v, RowView{a->v1, NULL, a->kv1_bstride, a->kv1_tstride, NULL, 0, NULL}, s, nk, 0, a->n1);
+    pack(k, RowView{a->k2, NULL, a->kv2_bstride, a->kv2_tstride, NULL, 0, a->kv2_b}, s, nk, a->n1, a->n2);
+    pack(v, RowView{a->v2, NULL, a->kv2_bstride, a->kv2_tstride, NULL, 0, a->kv2_b}, s, nk, a->n1, a->n2);
+}
+
+void cudnn_attention_forward(const AttnArgs *a, float *out, float *lse) {
+    Dims s = dims_of(a);
+    const Plan *p = plan_for(PASS_FWD, &s);
+    size_t nq = up256((size_t)s.B * s.H * s.Nq * s.hd * sizeof(bf16)), nk = up256((size_t)s.B * s.H * s.Nk * s.hd * sizeof(bf16));
+    char *ws = (char *)cuda_scratch(2 * nq + 2 * nk + (size_t)p->workspace);
+    bf16 *q = (bf16 *)ws, *o = (bf16 *)(ws + nq), *k = (bf16 *)(ws + 2 * nq), *v = (bf16 *)(ws + 2 * nq + nk);
+    pack_qkv(a, &s, q, k, v);
+    float scale = a->scale;
+    const int64_t uids[] = {U_Q, U_K, U_V, U_O, U_STATS, U_SCALE};
+    void *const ptrs[] = {q, k, v, o, lse, &scale};
+    execute(p, 6, uids, ptrs, ws + 2 * nq + 2 * nk);
+    long D = (long)a->H * a->hd;   // out [B, Nq, D]: plain rows, written (not accumulated)
+    unpack(RowView{NULL, out, (long)a->Nq * D, D, NULL, 0, NULL}, o, &s, a->Nq, 0, a->Nq, 0);
+}
+
+void cudnn_attention_backward(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
+                              const float *dout) {
+    if (!g->dq && !g->dk1 && !g->dv1 && !g->dk2 && !g->dv2) return;
+    Dims s = dims_of(a);
+    const Plan *p = plan_for(PASS_BWD, &s);
+    size_t nq = up256((size_t)s.B * s.H * s.Nq * s.hd * sizeof(bf16)), nk = up256((size_t)s.B * s.H * s.Nk * s.hd * sizeof(bf16));
+    size_t nsum = up256((size_t)s.B * s.H * s.Nq * sizeof(float));
+    char *ws = (char *)cuda_scratch(4 * nq + 4 * nk + nsum + (size_t)p->workspace);
+    bf16 *q = (bf16 *)ws, *o = (bf16 *)(ws + nq), *dO = (bf16 *)(ws + 2 * nq), *dq = (bf16 *)(ws + 3 * nq);
+    char *kv = ws + 4 * nq;
+    bf16 *k = (bf16 *)kv, *v = (bf16 *)(kv + nk), *dk = (bf16 *)(kv + 2 * nk), *dv = (bf16 *)(kv + 3 * nk);
+    float *sum = (float *)(kv + 4 * nk);
+    long D = (long)a->H * a->hd;
+    pack_qkv(a, &s, q, k, v);
+    pack(o, RowView{out, NULL, (long)a->Nq * D, D, NULL, 0, NULL}, &s, a->Nq, 0, a->Nq);
+    pack(dO, RowView{dout, NULL, (long)a->Nq * D, D, NULL, 0, NULL}, &s, a->Nq, 0, a->Nq);
+    float scale = a->scale, unit = 1.0f;
+    const int64_t uids[] = {U_Q, U_K, U_V, U_O, U_DO, U_STATS, U_SCALE, U_ONE, U_DQ, U_DK, U_DV, U_SUM};
+    void *const ptrs[] = {q, k, v, o, dO, (void *)lse, &scale, &unit, dq, dk, dv, sum};
+    execute(p, 12, uids, ptrs, kv + 4 * nk + nsum);
+    // Back into dcal's gradients, accumulated; GLCA's query rows are distinct tokens of each b.
+    int nkv = (int)s.Nk;
+    unpack(RowView{NULL, g->dq, a->q_bstride, a->q_tstride, a->q_idx, a->Nq, NULL}, dq, &s, a->Nq, 0, a->Nq, 1);
+    unpack(RowView{NULL, g->dk1, a->kv1_bstride, a->kv1_tstride, NULL, 0, NULL}, dk, &s, nkv, 0, a->n1, 1);
+    unpack(RowView{NULL, g->dv1, a->kv1_bstride, a->kv1_tstride, NULL, 0, NULL}, dv, &s, nkv, 0, a->n1, 1);
+    unpack(RowView{NULL, g->dk2, a->kv2_bstride, a->kv2_tstride, NULL, 0, a->kv2_b}, dk, &s, nkv, a->n1, a->n2, 1);
+    unpack(RowView{NULL, g->dv2, a->kv2_bstride, a->kv2_tstride, NULL, 0, a->kv2_b}, dv, &s, nkv, a->n1, a->n2, 1);
+}
