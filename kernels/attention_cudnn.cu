@@ -7,8 +7,9 @@
 // the selected query rows gathered; PWCA: keys and values of the image and of its distractor
 // concatenated, 2N rows), one cached execution plan runs, and the bf16 results go back into
 // dcal's fp32 tensors (out written, gradients accumulated, as backend.h says). lse is cuDNN's
-// Stats, written and read in place: Stats = max + log Σ exp(scale·q·k − max) per query row, the
-// natural log-sum-exp of the scaled scores, which is dcal's lse [B, H, Nq] exactly.
+// Stats, copied through an aligned scratch row (lse may sit at any float offset): Stats =
+// max + log Σ exp(scale·q·k − max) per query row, the natural log-sum-exp of the scaled scores,
+// which is dcal's lse [B, H, Nq] exactly.
 //
 // The graphs are the op sequences cuDNN's flash engines recognise (the ones cudnn-frontend's
 // CompositeSDPANode / CompositeSDPABackwardNode lower to): forward Q·Kᵀ → ×scale → max, −max,
@@ -202,10 +203,12 @@ static void reshape(Graph *g, cudnnBackendDescriptor_t x, cudnnBackendDescriptor
 }
 
 typedef struct { int64_t B, H, Nq, Nk, hd; } Dims;
+enum { PASS_FWD, PASS_BWD };
 
-// Strides of [B, H, d2, d3] viewing a packed [B, H, d3, d2] buffer (its transpose).
+// Strides of a [B, H, rows, cols] view of a packed [B, H, cols, rows] buffer (its transpose):
+// element (r, c) lives at c·rows + r.
 static void transposed(const Dims *s, int64_t rows, int64_t cols, int64_t *st) {
-    st[0] = s->H * rows * cols, st[1] = rows * cols, st[2] = 1, st[3] = cols;
+    st[0] = s->H * rows * cols, st[1] = rows * cols, st[2] = 1, st[3] = rows;
 }
 
 static void build_forward(Graph *g, const Dims *s) {
@@ -290,9 +293,27 @@ static void build_backward(Graph *g, const Dims *s) {
     matmul(g, dS, Kr, dQ);
 }
 
+// Builds and finalizes every tensor and operation of both graphs for one shape (Nq != Nk, the
+// GLCA/PWCA case), then frees them: cuDNN checks each operation's dims, strides and types at
+// finalize, which needs no GPU and no handle (only the operation graph and the plans do). For
+// tests/unit_cudnn_graph.c on machines without a GPU; exits with a CUDNN_CHECK line on an error.
+extern "C" int dcal_cudnn_graph_selfcheck(int B, int H, int Nq, int Nk, int hd) {
+    const Dims s = {B, H, Nq, Nk, hd};
+    int n_ops = 0;
+    for (int pass = PASS_FWD; pass <= PASS_BWD; pass++) {
+        Graph *g = (Graph *)calloc(1, sizeof(Graph));
+        g->next_virtual = V_FIRST;
+        if (pass == PASS_FWD) build_forward(g, &s);
+        else build_backward(g, &s);
+        n_ops += g->nops;
+        for (int i = g->nd - 1; i >= 0; i--) CUDNN_CHECK(cudnnBackendDestroyDescriptor(g->d[i]));
+        free(g);
+    }
+    return n_ops;
+}
+
 // ---- engine choice and the plan cache -------------------------------------------------------
 
-enum { PASS_FWD, PASS_BWD };
 static const char *const pass_name[] = {"forward", "backward"};
 
 typedef struct {
@@ -500,13 +521,16 @@ void cudnn_attention_forward(const AttnArgs *a, float *out, float *lse) {
     Dims s = dims_of(a);
     const Plan *p = plan_for(PASS_FWD, &s);
     size_t nq = up256((size_t)s.B * s.H * s.Nq * s.hd * sizeof(bf16)), nk = up256((size_t)s.B * s.H * s.Nk * s.hd * sizeof(bf16));
-    char *ws = (char *)cuda_scratch(2 * nq + 2 * nk + (size_t)p->workspace);
+    size_t nrow = (size_t)s.B * s.H * s.Nq * sizeof(float);
+    char *ws = (char *)cuda_scratch(2 * nq + 2 * nk + up256(nrow) + (size_t)p->workspace);
     bf16 *q = (bf16 *)ws, *o = (bf16 *)(ws + nq), *k = (bf16 *)(ws + 2 * nq), *v = (bf16 *)(ws + 2 * nq + nk);
+    float *stats = (float *)(ws + 2 * nq + 2 * nk);   // 256-aligned, where lse may sit anywhere in a buffer
     pack_qkv(a, &s, q, k, v);
     float scale = a->scale;
     const int64_t uids[] = {U_Q, U_K, U_V, U_O, U_STATS, U_SCALE};
-    void *const ptrs[] = {q, k, v, o, lse, &scale};
-    execute(p, 6, uids, ptrs, ws + 2 * nq + 2 * nk);
+    void *const ptrs[] = {q, k, v, o, stats, &scale};
+    execute(p, 6, uids, ptrs, ws + 2 * nq + 2 * nk + up256(nrow));
+    CUDA_CHECK(cudaMemcpyAsync(lse, stats, nrow, cudaMemcpyDeviceToDevice, cuda_stream()));
     long D = (long)a->H * a->hd;   // out [B, Nq, D]: plain rows, written (not accumulated)
     unpack(RowView{NULL, out, (long)a->Nq * D, D, NULL, 0, NULL}, o, &s, a->Nq, 0, a->Nq, 0);
 }
@@ -517,19 +541,20 @@ void cudnn_attention_backward(const AttnArgs *a, const AttnGrads *g, const float
     Dims s = dims_of(a);
     const Plan *p = plan_for(PASS_BWD, &s);
     size_t nq = up256((size_t)s.B * s.H * s.Nq * s.hd * sizeof(bf16)), nk = up256((size_t)s.B * s.H * s.Nk * s.hd * sizeof(bf16));
-    size_t nsum = up256((size_t)s.B * s.H * s.Nq * sizeof(float));
+    size_t nrow = (size_t)s.B * s.H * s.Nq * sizeof(float), nsum = 2 * up256(nrow);
     char *ws = (char *)cuda_scratch(4 * nq + 4 * nk + nsum + (size_t)p->workspace);
     bf16 *q = (bf16 *)ws, *o = (bf16 *)(ws + nq), *dO = (bf16 *)(ws + 2 * nq), *dq = (bf16 *)(ws + 3 * nq);
     char *kv = ws + 4 * nq;
     bf16 *k = (bf16 *)kv, *v = (bf16 *)(kv + nk), *dk = (bf16 *)(kv + 2 * nk), *dv = (bf16 *)(kv + 3 * nk);
-    float *sum = (float *)(kv + 4 * nk);
+    float *sum = (float *)(kv + 4 * nk), *stats = (float *)(kv + 4 * nk + up256(nrow));
     long D = (long)a->H * a->hd;
+    CUDA_CHECK(cudaMemcpyAsync(stats, lse, nrow, cudaMemcpyDeviceToDevice, cuda_stream()));   // aligned copy
     pack_qkv(a, &s, q, k, v);
     pack(o, RowView{out, NULL, (long)a->Nq * D, D, NULL, 0, NULL}, &s, a->Nq, 0, a->Nq);
     pack(dO, RowView{dout, NULL, (long)a->Nq * D, D, NULL, 0, NULL}, &s, a->Nq, 0, a->Nq);
     float scale = a->scale, unit = 1.0f;
     const int64_t uids[] = {U_Q, U_K, U_V, U_O, U_DO, U_STATS, U_SCALE, U_ONE, U_DQ, U_DK, U_DV, U_SUM};
-    void *const ptrs[] = {q, k, v, o, dO, (void *)lse, &scale, &unit, dq, dk, dv, sum};
+    void *const ptrs[] = {q, k, v, o, dO, stats, &scale, &unit, dq, dk, dv, sum};
     execute(p, 12, uids, ptrs, kv + 4 * nk + nsum);
     // Back into dcal's gradients, accumulated; GLCA's query rows are distinct tokens of each b.
     int nkv = (int)s.Nk;
