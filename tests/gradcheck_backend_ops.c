@@ -193,6 +193,13 @@ START_TEST(test_row) {
 }
 END_TEST
 
+// After every row: the cuDNN column of the attention rows (tests/ops/runner.c run_row_cudnn).
+START_TEST(test_row_cudnn) {
+    int fail = run_row_cudnn(&rows[_i], _i);
+    ck_assert_msg(!fail, "op row '%s' failed in its cuDNN column (see the FAIL line above)", rows[_i].label);
+}
+END_TEST
+
 static const Row *find_row(const char *label) {
     for (int i = 0; i < NROWS; i++)
         if (!strcmp(rows[i].label, label)) return &rows[i];
@@ -234,6 +241,7 @@ int main(void) {
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_reference_hand_values);
     tcase_add_loop_test(tc, test_row, 0, NROWS);
+    tcase_add_loop_test(tc, test_row_cudnn, 0, NROWS);
     suite_add_tcase(s, tc);
     // No fork: a CUDA context made before a fork is unusable in the child.
     SRunner *sr = srunner_create(s);

@@ -81,6 +81,9 @@ double ref_softmax_lse(double *s, int n);                 // s ← exp(s − lse
 
 // Run one row against the reference and every backend present; returns 0 when all pass.
 int run_row(const Row *row, int row_index);
+// Its cuDNN column (OP_ATTENTION rows on a device backend that takes train.attention=cudnn), run as
+// a pass of its own after run_row's; skipped, saying why, elsewhere. 0 when it passes or is skipped.
+int run_row_cudnn(const Row *row, int row_index);
 // The float64 reference forward output j of a row (caller frees): for hand-computed checks.
 double *ref_output(const Row *row, int j);
 
