@@ -24,12 +24,9 @@
 // workspace come from cuda_scratch (grow-only), so steady-state steps allocate nothing.
 // Every cuDNN call is checked; a failure prints one line and exits like CUDA_CHECK.
 // Written without a GPU: compiled and linked here, not yet run (kernels/README.md).
-#include "kernels/cuda_common.h"
-#include <cuda_bf16.h>
+#include "kernels/attention_pack.cuh"
 #include <cudnn_graph.h>
 #include <string.h>
-
-typedef __nv_bfloat16 bf16;
 
 // ---- status checks --------------------------------------------------------------------------
 
@@ -433,69 +430,6 @@ static void execute(const Plan *p, int n, const int64_t *uids, void *const *ptrs
     CUDNN_CHECK(cudnnBackendDestroyDescriptor(pack));
 }
 
-// ---- packing: dcal's fp32 strided views ↔ contiguous bf16 [B, H, T, hd] -----------------------
-
-// A view of rows: row t of batch b lives at base + b·bstride + t·tstride (+ h·hd + i). idx maps
-// row t of b to token idx[b·idx_rows + t] (GLCA's queries); bmap maps b to another batch element
-// (PWCA's distractor).
-typedef struct {
-    const float *src;
-    float *dst;
-    long bstride, tstride;
-    const int *idx;
-    int idx_rows;
-    const int *bmap;
-} RowView;
-
-__device__ __forceinline__ long view_offset(const RowView &v, int b, int t, int col) {
-    int tok = v.idx ? v.idx[(long)b * v.idx_rows + t] : t;
-    int bb = v.bmap ? v.bmap[b] : b;
-    return bb * v.bstride + (long)tok * v.tstride + col;
-}
-
-// dst rows [t0, t0 + n) of every (b, h) ← the view's rows 0..n-1, rounded to bf16.
-__global__ void pack_kernel(bf16 *dst, RowView v, int B, int H, int T, int hd, int t0, int n) {
-    size_t total = (size_t)B * H * n * hd;
-    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
-        int i = (int)(e % hd), t = (int)(e / hd % n), h = (int)(e / ((size_t)hd * n) % H), b = (int)(e / ((size_t)hd * n * H));
-        dst[(((size_t)b * H + h) * T + t0 + t) * hd + i] = __float2bfloat16(v.src[view_offset(v, b, t, h * hd + i)]);
-    }
-}
-
-// The view's rows 0..n-1 ← (acc ? += : =) src rows [t0, t0 + n) of every (b, h). One thread owns
-// one (h, t, i) and walks b in order, so rows that several b map to (PWCA's distractor) are summed
-// in a fixed order with no atomics.
-__global__ void unpack_kernel(RowView v, const bf16 *src, int B, int H, int T, int hd, int t0, int n, int acc) {
-    size_t total = (size_t)H * n * hd;
-    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
-        int i = (int)(e % hd), t = (int)(e / hd % n), h = (int)(e / ((size_t)hd * n));
-        for (int b = 0; b < B; b++) {
-            float x = __bfloat162float(src[(((size_t)b * H + h) * T + t0 + t) * hd + i]);
-            float *d = v.dst + view_offset(v, b, t, h * hd + i);
-            *d = acc ? *d + x : x;
-        }
-    }
-}
-
-static unsigned blocks_for(size_t n) {
-    size_t b = (n + 255) / 256;
-    return (unsigned)(b < 4096 ? (b ? b : 1) : 4096);
-}
-
-static void pack(bf16 *dst, RowView v, const Dims *s, int T, int t0, int n) {
-    if (!v.src || n <= 0) return;
-    pack_kernel<<<blocks_for((size_t)s->B * s->H * n * s->hd), 256, 0, cuda_stream()>>>(dst, v, (int)s->B, (int)s->H,
-                                                                                        T, (int)s->hd, t0, n);
-    LAUNCH_CHECK();
-}
-
-static void unpack(RowView v, const bf16 *src, const Dims *s, int T, int t0, int n, int acc) {
-    if (!v.dst || n <= 0) return;
-    unpack_kernel<<<blocks_for((size_t)s->H * n * s->hd), 256, 0, cuda_stream()>>>(v, src, (int)s->B, (int)s->H, T,
-                                                                                   (int)s->hd, t0, n, acc);
-    LAUNCH_CHECK();
-}
-
 // ---- the ops --------------------------------------------------------------------------------
 
 static Dims dims_of(const AttnArgs *a) {
@@ -509,16 +443,6 @@ static Dims dims_of(const AttnArgs *a) {
 
 static size_t up256(size_t b) { return (b + 255) & ~(size_t)255; }
 
-// The bf16 copies of q and of k1|k2, v1|v2 (keys concatenated for PWCA).
-static void pack_qkv(const AttnArgs *a, const Dims *s, bf16 *q, bf16 *k, bf16 *v) {
-    int nk = (int)s->Nk;
-    pack(q, RowView{a->q, NULL, a->q_bstride, a->q_tstride, a->q_idx, a->Nq, NULL}, s, a->Nq, 0, a->Nq);
-    pack(k, RowView{a->k1, NULL, a->kv1_bstride, a->kv1_tstride, NULL, 0, NULL}, s, nk, 0, a->n1);
-    pack(v, RowView{a->v1, NULL, a->kv1_bstride, a->kv1_tstride, NULL, 0, NULL}, s, nk, 0, a->n1);
-    pack(k, RowView{a->k2, NULL, a->kv2_bstride, a->kv2_tstride, NULL, 0, a->kv2_b}, s, nk, a->n1, a->n2);
-    pack(v, RowView{a->v2, NULL, a->kv2_bstride, a->kv2_tstride, NULL, 0, a->kv2_b}, s, nk, a->n1, a->n2);
-}
-
 void cudnn_attention_forward(const AttnArgs *a, float *out, float *lse) {
     Dims s = dims_of(a);
     const Plan *p = plan_for(PASS_FWD, &s);
@@ -527,14 +451,14 @@ void cudnn_attention_forward(const AttnArgs *a, float *out, float *lse) {
     char *ws = (char *)cuda_scratch(2 * nq + 2 * nk + up256(nrow) + (size_t)p->workspace);
     bf16 *q = (bf16 *)ws, *o = (bf16 *)(ws + nq), *k = (bf16 *)(ws + 2 * nq), *v = (bf16 *)(ws + 2 * nq + nk);
     float *stats = (float *)(ws + 2 * nq + 2 * nk);   // 256-aligned, where lse may sit anywhere in a buffer
-    pack_qkv(a, &s, q, k, v);
+    attn_pack_q(a, q);
+    attn_pack_kv(a, k, v);
     float scale = a->scale;
     const int64_t uids[] = {U_Q, U_K, U_V, U_O, U_STATS, U_SCALE};
     void *const ptrs[] = {q, k, v, o, stats, &scale};
     execute(p, 6, uids, ptrs, ws + 2 * nq + 2 * nk + up256(nrow));
     CUDA_CHECK(cudaMemcpyAsync(lse, stats, nrow, cudaMemcpyDeviceToDevice, cuda_stream()));
-    long D = (long)a->H * a->hd;   // out [B, Nq, D]: plain rows, written (not accumulated)
-    unpack(RowView{NULL, out, (long)a->Nq * D, D, NULL, 0, NULL}, o, &s, a->Nq, 0, a->Nq, 0);
+    attn_unpack_rows(out, o, a->B, a->H, a->Nq, a->hd);   // out [B, Nq, D], written
 }
 
 void cudnn_attention_backward(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
@@ -549,20 +473,14 @@ void cudnn_attention_backward(const AttnArgs *a, const AttnGrads *g, const float
     char *kv = ws + 4 * nq;
     bf16 *k = (bf16 *)kv, *v = (bf16 *)(kv + nk), *dk = (bf16 *)(kv + 2 * nk), *dv = (bf16 *)(kv + 3 * nk);
     float *sum = (float *)(kv + 4 * nk), *stats = (float *)(kv + 4 * nk + up256(nrow));
-    long D = (long)a->H * a->hd;
     CUDA_CHECK(cudaMemcpyAsync(stats, lse, nrow, cudaMemcpyDeviceToDevice, cuda_stream()));   // aligned copy
-    pack_qkv(a, &s, q, k, v);
-    pack(o, RowView{out, NULL, (long)a->Nq * D, D, NULL, 0, NULL}, &s, a->Nq, 0, a->Nq);
-    pack(dO, RowView{dout, NULL, (long)a->Nq * D, D, NULL, 0, NULL}, &s, a->Nq, 0, a->Nq);
+    attn_pack_q(a, q);
+    attn_pack_kv(a, k, v);
+    attn_pack_rows(out, a->B, a->H, a->Nq, a->hd, o);
+    attn_pack_rows(dout, a->B, a->H, a->Nq, a->hd, dO);
     float scale = a->scale, unit = 1.0f;
     const int64_t uids[] = {U_Q, U_K, U_V, U_O, U_DO, U_STATS, U_SCALE, U_ONE, U_DQ, U_DK, U_DV, U_SUM};
     void *const ptrs[] = {q, k, v, o, dO, stats, &scale, &unit, dq, dk, dv, sum};
     execute(p, 12, uids, ptrs, kv + 4 * nk + nsum);
-    // Back into dcal's gradients, accumulated; GLCA's query rows are distinct tokens of each b.
-    int nkv = (int)s.Nk;
-    unpack(RowView{NULL, g->dq, a->q_bstride, a->q_tstride, a->q_idx, a->Nq, NULL}, dq, &s, a->Nq, 0, a->Nq, 1);
-    unpack(RowView{NULL, g->dk1, a->kv1_bstride, a->kv1_tstride, NULL, 0, NULL}, dk, &s, nkv, 0, a->n1, 1);
-    unpack(RowView{NULL, g->dv1, a->kv1_bstride, a->kv1_tstride, NULL, 0, NULL}, dv, &s, nkv, 0, a->n1, 1);
-    unpack(RowView{NULL, g->dk2, a->kv2_bstride, a->kv2_tstride, NULL, 0, a->kv2_b}, dk, &s, nkv, a->n1, a->n2, 1);
-    unpack(RowView{NULL, g->dv2, a->kv2_bstride, a->kv2_tstride, NULL, 0, a->kv2_b}, dv, &s, nkv, a->n1, a->n2, 1);
+    attn_unpack_grads(a, g, dq, dk, dv);   // accumulated into dcal's fp32 gradients
 }
