@@ -47,9 +47,9 @@ step "build done ($nw warning lines)"
 
 # The gpu suites and the op-case table (every op on every backend present, one
 # column per CUDA precision; its CUDA columns only run here).
-step "ctest -L gpu -R 'gradcheck_backend_ops|unit_adamw_multi|unit_droppath|unit_residual_layernorm'"
+step "ctest -L gpu -R 'gradcheck_backend_ops|unit_adamw_multi|unit_droppath|unit_residual_layernorm|unit_attention_pack'"
 (cd "$BUILD" && ctest -L gpu --output-on-failure &&
-   ctest -R 'gradcheck_backend_ops|unit_adamw_multi|unit_droppath|unit_residual_layernorm' --output-on-failure -V) \
+   ctest -R 'gradcheck_backend_ops|unit_adamw_multi|unit_droppath|unit_residual_layernorm|unit_attention_pack' --output-on-failure -V) \
     > "$OUT/ctest-gpu.log" 2>&1
 test_rc=$?
 cp "$BUILD/Testing/Temporary/LastTest.log" "$OUT/ctest-gpu-full.log" 2>/dev/null
