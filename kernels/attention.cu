@@ -341,6 +341,7 @@ static void check_args(const AttnArgs *a) {
 void cuda_attention_forward(const AttnArgs *a, float *out, float *lse) {
     if (a->B <= 0 || a->Nq <= 0 || a->H <= 0) return;
     check_args(a);
+    if (cuda_attention_cudnn()) return cudnn_attention_forward(a, out, lse);   // train.attention=cudnn
     if (cuda_attention_mma()) (cuda_attention_fa2() ? attn_fa2_forward : attn_mma_forward)(a, out, lse);
     else if (a->hd <= 32) fwd<32>(a, out, lse);
     else if (a->hd <= 64) fwd<64>(a, out, lse);
@@ -352,6 +353,7 @@ void cuda_attention_backward(const AttnArgs *a, const AttnGrads *g, const float 
     if (a->B <= 0 || a->Nq <= 0 || a->H <= 0) return;
     if (!g->dq && !g->dk1 && !g->dv1 && !g->dk2 && !g->dv2) return;
     check_args(a);
+    if (cuda_attention_cudnn()) return cudnn_attention_backward(a, g, out, lse, dout);
     size_t rows = (size_t)a->B * a->H * a->Nq;
     float *Dv = (float *)cuda_scratch(rows * sizeof(float));
     attn_bwd_dot_kernel<<<cdiv(rows * 32, 256), 256, 0, cuda_stream()>>>(Dv, out, dout, a->B, a->H, a->Nq, a->hd);

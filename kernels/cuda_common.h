@@ -73,6 +73,8 @@ int cuda_set_precision(const char *p);
 cublasComputeType_t cuda_gemm_compute(void);   // linear.cu's cublasLtMatmul compute type
 bool cuda_attention_mma(void);                 // attention.cu: bf16 MMA kernels, else the fp32 ones
 bool cuda_attention_fa2(void);                 // and of those, the forward: attention_fa2.cu (DCAL_CUDA_ATTN=fa2), else WMMA
+int cuda_set_attention(const char *impl, char *why, size_t n);
+bool cuda_attention_cudnn(void);               // attention.cu: train.attention=cudnn, cuDNN's fused SDPA
 
 // memory (cuda_common.cu)
 void *cuda_alloc(size_t bytes);
@@ -122,6 +124,12 @@ void cuda_adamw_multi(float *param, const float *grad, float *m, float *v, size_
 void cuda_attention_forward(const AttnArgs *a, float *out, float *lse);
 void cuda_attention_backward(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
                              const float *dout);
+// attention_cudnn.cu: cuDNN's fused SDPA behind the same contract (bf16 copies, fp32 in and out).
+int cudnn_attention_open(char *why, size_t n);        // 1 when cuDNN runs here; else 0 and the reason
+void cudnn_attention_describe(char *buf, size_t n);   // "attention cuDNN 9.19.0 fused SDPA ..." for describe
+void cudnn_attention_forward(const AttnArgs *a, float *out, float *lse);
+void cudnn_attention_backward(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
+                              const float *dout);
 // rollout.cu
 void cuda_rollout_step_attn(const AttnArgs *a, const float *lse, float *r, float *tmp);
 void cuda_topk_select(int *sel, const float *r, int B, int N, int K);

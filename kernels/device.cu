@@ -68,6 +68,20 @@ int cuda_set_precision(const char *p) {
     return 0;
 }
 
+// train.attention: dcal's kernels (false, the default) or cuDNN's fused SDPA (attention_cudnn.cu).
+static bool g_attn_cudnn;
+bool cuda_attention_cudnn(void) { return g_attn_cudnn; }
+
+int cuda_set_attention(const char *impl, char *why, size_t n) {
+    if (!strcmp(impl, "dcal")) return g_attn_cudnn = false, 1;
+    if (!strcmp(impl, "cudnn")) {
+        if (!cudnn_attention_open(why, n)) return 0;
+        return g_attn_cudnn = true, 1;
+    }
+    snprintf(why, n, "unknown attention '%s' (dcal or cudnn)", impl);
+    return 0;
+}
+
 extern "C" int cuda_device_count(void) {
     // No driver or no GPU is an answer (0), not an error: the caller falls back to CPU.
     int n = 0;
@@ -118,11 +132,13 @@ void cuda_describe(char *buf, size_t n) {
     (void)cudaGetLastError();
     // cuBLASLt runs the GEMMs (linear.cu); its version is major*10000 + minor*100 + patch.
     size_t lt = cublasLtGetVersion();
-    char fwd[96] = "";
+    char fwd[96] = "", attn[160];
     if (g_prec[g_prec_i].attn_mma)
         snprintf(fwd, sizeof fwd, ", forward %s%s (DCAL_CUDA_ATTN)",
                  cuda_attention_fa2() ? "fa2 mma.sync m16n8k16" : "wmma", g_attn_fwd_why);
-    snprintf(buf, n, "cuda: %s; CUDA runtime %s, driver %s, cuBLAS %d.%d.%d, cuBLASLt %zu.%zu.%zu; precision %s: %s, %s%s",
+    if (g_attn_cudnn) cudnn_attention_describe(attn, sizeof attn);
+    else snprintf(attn, sizeof attn, "%s%s", g_prec[g_prec_i].attn_desc, fwd);
+    snprintf(buf, n, "cuda: %s; CUDA runtime %s, driver %s, cuBLAS %d.%d.%d, cuBLASLt %zu.%zu.%zu; precision %s: %s, %s",
              gpu, srt, sdrv, blas[0], blas[1], blas[2], lt / 10000, lt / 100 % 100, lt % 100, g_prec[g_prec_i].name,
-             g_prec[g_prec_i].gemm_desc, g_prec[g_prec_i].attn_desc, fwd);
+             g_prec[g_prec_i].gemm_desc, attn);
 }

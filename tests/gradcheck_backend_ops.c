@@ -21,7 +21,8 @@
 // Tolerances: max|got − ref| / max(max|ref|, 1e-6) per tensor. Columns:
 // cpu (fp32), cuda at precision bf16 (TF32 GEMMs, bf16 tensor-core attention)
 // and cuda at precision fp32 (fp32 GEMMs and attention kernels); see
-// Backend.set_precision.
+// Backend.set_precision; and, for attention rows on a GPU, cuda-cudnn (train.attention=cudnn:
+// cuDNN's fused SDPA; skipped, saying why, in the simulator and without cuDNN).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,8 +43,10 @@
 #define CPU(f, b) [COL_CPU] = {f, b}
 #define CUDA(f, b) [COL_CUDA] = {f, b}
 #define CUDA_FP32(f, b) [COL_CUDA_FP32] = {f, b}
-// Attention: CPU as above; fp32 kernels differ in summation order and expf; MMA kernels use bf16.
-#define ATTN_TOL {CPU(FWD, GRAD), CUDA(G_BF16, G_BF16), CUDA_FP32(G_RED, G_RED)}
+#define CUDA_CUDNN(f, b) [COL_CUDA_CUDNN] = {f, b}
+// Attention: CPU as above; fp32 kernels differ in summation order and expf; MMA kernels use bf16;
+// cuDNN's SDPA (only on a GPU) takes bf16 q, k, v, o, dO and returns bf16 out, dq, dk, dv.
+#define ATTN_TOL {CPU(FWD, GRAD), CUDA(G_BF16, G_BF16), CUDA_FP32(G_RED, G_RED), CUDA_CUDNN(G_BF16, G_BF16)}
 // Linear: TF32 at precision bf16, fp32 GEMMs at precision fp32 (db is capped at G_RED in the op: a plain sum).
 #define LIN_TOL {CPU(FWD, GRAD), CUDA(G_TF32, G_TF32), CUDA_FP32(G_RED, G_RED)}
 // Residual + LayerNorm: layernorm's columns (fp32 elementwise forward, fp32 row reductions backward).
@@ -196,6 +199,13 @@ START_TEST(test_row) {
 }
 END_TEST
 
+// After every row: the cuDNN column of the attention rows (tests/ops/runner.c run_row_cudnn).
+START_TEST(test_row_cudnn) {
+    int fail = run_row_cudnn(&rows[_i], _i);
+    ck_assert_msg(!fail, "op row '%s' failed in its cuDNN column (see the FAIL line above)", rows[_i].label);
+}
+END_TEST
+
 static const Row *find_row(const char *label) {
     for (int i = 0; i < NROWS; i++)
         if (!strcmp(rows[i].label, label)) return &rows[i];
@@ -237,6 +247,7 @@ int main(void) {
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_reference_hand_values);
     tcase_add_loop_test(tc, test_row, 0, NROWS);
+    tcase_add_loop_test(tc, test_row_cudnn, 0, NROWS);
     suite_add_tcase(s, tc);
     // No fork: a CUDA context made before a fork is unusable in the child.
     SRunner *sr = srunner_create(s);

@@ -32,7 +32,7 @@ OUT=${OUT:-$ROOT/gpu-check-out}
 BUILD=${BUILD:-$ROOT/build-gpu}
 JOBS=${JOBS:-$(nproc)}
 BUDGET=${BUDGET:-570}
-PARITY_TESTS=${PARITY_TESTS:-gradcheck_backend_ops|unit_adamw_multi|unit_droppath|unit_residual_layernorm|unit_upload}
+PARITY_TESTS=${PARITY_TESTS:-gradcheck_backend_ops|unit_adamw_multi|unit_droppath|unit_residual_layernorm|unit_upload|unit_attention_pack}
 BENCH_RESERVE=${BENCH_RESERVE:-240}; NCU_RESERVE=${NCU_RESERVE:-120}
 T0=$(date +%s); END=$(( T0 + BUDGET ))
 LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")

@@ -79,6 +79,12 @@ typedef struct Backend {
     //                attention with fp32 softmax (the default).
     //   CUDA "fp32": fp32 GEMMs (CUBLAS_COMPUTE_32F) + the fp32 attention kernels.
     int (*set_precision)(const char *p);
+    // Selects whose fused attention runs attention_forward/backward (train.attention): "dcal"
+    // (the backend's own kernels, the default) or "cudnn" (CUDA: cuDNN's fused SDPA through its
+    // graph API, bf16). Returns 0, changing nothing, with a one-line reason in why (n bytes) when
+    // impl cannot run here (cuDNN missing, no GPU, the CUDA simulator). Call it once, before the
+    // first op, after set_precision. NULL: the backend has only "dcal" (the CPU).
+    int (*set_attention)(const char *impl, char *why, size_t n);
 
     // memory
     void *(*alloc)(size_t bytes);              // zero-filled; dies with a message on failure

@@ -27,6 +27,7 @@ int cmd_verify_config(int argc, char **argv) {
     // train.devices is the world size here (config_apply_world): what `mpirun -np N dcal train` would run.
     printf("world_size: %d process%s, each micro-batch %d x accumulation %d\n", c->train.devices,
            c->train.devices == 1 ? "" : "es", c->train.micro_batch, c->train.accum_steps);
+    printf("attention: %s: %s\n", c->train.attention, config_attention_note(c->train.attention, NULL));
     compliance_print(stdout, r.rules, r.n_rules);
     if (print_config) {
         printf("\n");

@@ -33,6 +33,7 @@ void config_defaults(DcalConfig *c) {
     TrainConfig *t = &c->train;
     t->micro_batch = 16; t->accum_steps = 1; t->devices = 0; t->seed = 42;
     strcpy(t->device, "auto"); t->checkpoint_blocks = false; strcpy(t->precision, "auto");
+    strcpy(t->attention, "dcal");
     strcpy(t->out_dir, "runs");
     t->eval_every = 1; t->save_every = 1; t->keep_last = 1; t->max_steps = 0; t->threads = 0;
 }
@@ -102,7 +103,47 @@ static int check_run_name(const DcalConfig *c, const char *src) {
     return 0;
 }
 
-static int check_train(const DcalConfig *c, const char *src) { return check_run_name(c, src); }
+// train.attention=cudnn: cuDNN's fused SDPA (kernels/attention_cudnn.cu) runs only on CUDA, only in
+// bf16, and its flash engines take head dims that are multiples of 8 up to 128 (cuDNN 9 support
+// surface for sm_80..sm_90). Refused here so verify-config names the conflict before any run.
+static int check_attention(const DcalConfig *c, const char *src) {
+    const TrainConfig *t = &c->train;
+    if (strcmp(t->attention, "cudnn")) return 1;
+    char buf[300];
+    const char *at = where_set(c, "train.attention", src, buf, sizeof buf);
+    int hd = c->model.dim / c->model.heads;
+    if (!strcmp(t->device, "cpu"))
+        dcal_err("%s: train.attention=cudnn runs on the cuda backend only, but train.device is cpu (set "
+                 "train.device=cuda, or train.attention=dcal)", at);
+    else if (!strcmp(t->precision, "fp32"))
+        dcal_err("%s: train.attention=cudnn computes attention in bf16, but train.precision is fp32 (set "
+                 "train.precision=bf16 or auto, or train.attention=dcal)", at);
+    else if (hd % 8 || hd > 128)
+        dcal_err("%s: train.attention=cudnn needs a head dim (model.dim / model.heads) that is a multiple of 8 and "
+                 "at most 128, got %d (use train.attention=dcal)", at, hd);
+    else return 1;
+    return 0;
+}
+
+static int check_train(const DcalConfig *c, const char *src) {
+    return check_run_name(c, src) && check_attention(c, src);
+}
+
+// The statements kernels/attention_cudnn.cu and kernels/attention*.cu make true (their READMEs).
+const char *config_attention_note(const char *impl, int *deterministic) {
+    static const struct { const char *name, *note; int det; } impls[] = {
+        {"dcal", "dcal's fused kernels; backward deterministic: yes (fixed reduction order, no atomics)", 1},
+        {"cudnn", "cuDNN fused SDPA (bf16, fp32 softmax), CUDA only; backward deterministic: yes, requested (dQ "
+                  "written by one matmul, no fp32 dQ accumulator; engines cuDNN marks "
+                  "CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC refused); not yet run on a GPU", 1},
+    };
+    for (size_t i = 0; i < sizeof impls / sizeof impls[0]; i++)
+        if (!strcmp(impl, impls[i].name)) {
+            if (deterministic) *deterministic = impls[i].det;
+            return impls[i].note;
+        }
+    return NULL;
+}
 
 // One process per device, started by the launcher (src/dist/): the config's
 // effective batch (micro x accum x devices, devices 0 counting as 1) is split

@@ -74,6 +74,7 @@ typedef struct {
     char device[16];               // auto | cpu | cuda
     bool checkpoint_blocks;        // per-block activation checkpointing
     char precision[16];            // auto | fp32 | bf16
+    char attention[16];            // dcal | cudnn: whose fused attention kernels run (config_attention_note)
     char pretrained[DCAL_PATH_MAX];
     char out_dir[DCAL_PATH_MAX];   // parent of run directories (runs)
     char run_name[128];
@@ -127,6 +128,9 @@ static inline int config_tokens(const ModelConfig *m) {
 }
 // K = floor(R·(N−1)) selected patch tokens (at least 1).
 int config_topk(const ModelConfig *m);
+// train.attention's one-line statement for verify-config and the manifest: whose kernels run
+// and whether their backward is deterministic (*deterministic set to 1 or 0). NULL for an unknown name.
+const char *config_attention_note(const char *impl, int *deterministic);
 // Closest known key to `key` by edit distance (for "did you mean"), or NULL.
 const char *config_suggest(const char *key);
 

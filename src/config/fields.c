@@ -67,6 +67,7 @@ const Field config_fields[] = {
     S("train.device", train.device, "auto|cpu|cuda"),
     B("train.checkpoint_blocks", train.checkpoint_blocks),
     S("train.precision", train.precision, "auto|fp32|bf16"),
+    S("train.attention", train.attention, "dcal|cudnn"),
     S("train.pretrained", train.pretrained, NULL),
     S("train.out_dir", train.out_dir, NULL),
     S("train.run_name", train.run_name, NULL),

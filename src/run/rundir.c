@@ -355,6 +355,19 @@ static void manifest_deviations(JsonW *w, const DcalConfig *c, const ManifestInf
     kv_array(w, "allow_deviation", in->n_allowed, allowed_item, in);
 }
 
+// Whose attention kernels ran and whether their backward is deterministic (train.attention).
+static void manifest_attention(JsonW *w, const DcalConfig *c) {
+    int det = 0;
+    const char *note = config_attention_note(c->train.attention, &det);
+    jw_key(w, "attention");
+    jw_begin_object(w);
+    jw_kv_string(w, "impl", c->train.attention);
+    jw_key(w, "backward_deterministic");
+    jw_bool(w, det);
+    jw_kv_string(w, "note", note ? note : "");
+    jw_end_object(w);
+}
+
 // One key per line at the top level, nested values inline (", " and ": ").
 static void write_manifest(JsonW *w, const DcalConfig *c, const ManifestInfo *in, const char *cfg_sha) {
     jw_begin_object(w);
@@ -364,6 +377,7 @@ static void write_manifest(JsonW *w, const DcalConfig *c, const ManifestInfo *in
     jw_key(w, "seed");
     jw_uint(w, c->train.seed);
     jw_kv_int(w, "world_size", c->train.devices > 0 ? c->train.devices : 1);   // processes (src/dist/)
+    manifest_attention(w, c);
     jw_key(w, "dataset");
     jw_begin_object(w);
     jw_kv_string(w, "name", c->data.dataset);

@@ -56,8 +56,9 @@ typedef struct {
 typedef struct { double fwd, bwd; } Tol;
 // Tolerance columns: the CPU (fp32), CUDA at precision bf16 (its default: TF32 GEMMs,
 // bf16 tensor-core attention) and at fp32 (fp32 GEMMs, fp32 attention kernels).
-// A zero entry in CUDA_FP32 falls back to CUDA.
-enum { COL_CPU, COL_CUDA, COL_CUDA_FP32, NCOL };
+// A zero entry in CUDA_FP32 falls back to CUDA. COL_CUDA_CUDNN: CUDA with train.attention=cudnn
+// (cuDNN's fused SDPA, bf16; only on a GPU: the simulator does not model cuDNN).
+enum { COL_CPU, COL_CUDA, COL_CUDA_FP32, COL_CUDA_CUDNN, NCOL };
 
 struct Row {
     const OpDef *op;
@@ -80,12 +81,18 @@ double ref_softmax_lse(double *s, int n);                 // s ← exp(s − lse
 
 // Run one row against the reference and every backend present; returns 0 when all pass.
 int run_row(const Row *row, int row_index);
+// Its cuDNN column (OP_ATTENTION rows on a device backend that takes train.attention=cudnn), run as
+// a pass of its own after run_row's; skipped, saying why, elsewhere. 0 when it passes or is skipped.
+int run_row_cudnn(const Row *row, int row_index);
 // The float64 reference forward output j of a row (caller frees): for hand-computed checks.
 double *ref_output(const Row *row, int j);
 
 // ---- the ops (ops_*.c) ----
 extern const OpDef OP_MEMORY, OP_IM2COL, OP_TOKENS, OP_LAYERNORM, OP_LINEAR, OP_GELU, OP_RESIDUAL, OP_GATHER;
 extern const OpDef OP_ATTENTION, OP_ROLLOUT_ATTN, OP_TOPK;
+// OP_ATTENTION rows also run a cuDNN column (COL_CUDA_CUDNN) on a device backend whose
+// set_attention takes "cudnn": NULL when cuDNN's fused SDPA can take the case, else why not.
+const char *attention_cudnn_skip(const OpCase *c);
 // r ← r·(0.5 S + 0.5 I) in float64, S [B, N, N], r [B, N] (the rollout reference, for hand checks).
 void ref_rollout_step(double *r, const double *S, int B, int N);
 extern const OpDef OP_CROSSENTROPY, OP_ADAMW, OP_ADAMW_MULTI, OP_SUMSQ;

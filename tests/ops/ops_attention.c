@@ -156,6 +156,12 @@ static int att_keeps(const OpCase *c, int i, size_t k) {
     size_t D = (size_t)c->row->p[1] * c->row->p[2];
     return (void)i, k % (3 * D) >= 2 * D;
 }
+// cuDNN's flash engines take head dims that are multiples of 8 up to 128 (config.c refuses others too).
+const char *attention_cudnn_skip(const OpCase *c) {
+    int hd = c->row->p[2];
+    return hd % 8 || hd > 128 ? "head dim not a multiple of 8 up to 128 (cuDNN's fused SDPA)" : NULL;
+}
+
 const OpDef OP_ATTENTION = {"attention", att_init, att_ref, att_ref_bwd, att_be, att_be_bwd, att_keeps, 1};
 
 // ---- rollout_step_attn: p = {B, H, hd, N, steps} --------------------------------------

@@ -365,10 +365,10 @@ static int run_backend(const Backend *be, const OpCase *c, const Ref *R, const S
 }
 
 // The reference gradient against finite differences, and the start values s0.
-static int ref_backward(const OpCase *c, Ref *R, Starts *S, Rng *r) {
+static int ref_backward(const OpCase *c, Ref *R, Starts *S, Rng *r, int want_fd) {
     c->row->op->ref_bwd(c, R->x, R->gy, R->gx);
     // Device-sized rows skip finite differences: same reference code as the small rows.
-    int fd = c->row->size == SMALL;
+    int fd = want_fd && c->row->size == SMALL;
     double e = fd ? ref_fd_check(c, R) : 0;
     int fail = !(e <= FD_TOL);
     printf("  %-10s %-34s grad vs central differences %.2e (tol %.0e)  %s\n", "ref-f64", c->row->label, e, FD_TOL,
@@ -387,7 +387,8 @@ static void case_free(OpCase *c) {
     for (int i = 0; i < MAXT; i++) free(c->x[i].h), free(c->gy[i]);
 }
 
-int run_row(const Row *row, int row_index) {
+// One row against the reference: on every backend present, or (cudnn_be) only cudnn_be's cuDNN column.
+static int row_on(const Row *row, int row_index, const Backend *cudnn_be) {
     const Backend *be[8];
     int nb = backends(be);
     if (row->size == BIG && nb == 1) {
@@ -407,11 +408,41 @@ int run_row(const Row *row, int row_index) {
     ref_alloc(&c, &R);
     row->op->ref_fwd(&c, R.x, R.y);
     Starts S = {0};
-    int fail = row->op->ref_bwd ? ref_backward(&c, &R, &S, &r) : 0;
-    for (int i = 0; i < nb; i++) fail |= run_backend(be[i], &c, &R, &S);
+    int fail = row->op->ref_bwd ? ref_backward(&c, &R, &S, &r, !cudnn_be) : 0;
+    if (cudnn_be) fail |= run_column(cudnn_be, "cuda-cudnn", COL_CUDA_CUDNN, &c, &R, &S);
+    for (int i = 0; !cudnn_be && i < nb; i++) fail |= run_backend(be[i], &c, &R, &S);
     ref_free(&R);
     case_free(&c);
     for (int i = 0; i < MAXT; i++) free(S.s0[i]);
+    return fail;
+}
+
+int run_row(const Row *row, int row_index) { return row_on(row, row_index, NULL); }
+
+// The cuDNN column (train.attention=cudnn) of an attention row, at the backend's default precision
+// and the same inputs and reference as run_row's; skipped, saying why, where the backend refuses
+// cuDNN (the simulator, no cuDNN) or the shape. A separate pass, after every run_row: a cuDNN
+// failure exits the process (like any device error), and must not cost the other rows' results.
+int run_row_cudnn(const Row *row, int row_index) {
+    const Backend *be[8];
+    int nb = backends(be), fail = 0;
+    if (row->op != &OP_ATTENTION || nb == 1 || row->size > OPS_MAX_SIZE) return 0;
+    OpCase probe = {.row = row};
+    for (int i = 0; i < nb; i++) {
+        if (!strcmp(be[i]->name, "cpu")) continue;
+        char why[256] = "the backend has no set_attention";
+        const char *shape = attention_cudnn_skip(&probe);
+        if (shape) snprintf(why, sizeof why, "%s", shape);
+        if (shape || !be[i]->set_attention || !be[i]->set_attention("cudnn", why, sizeof why)) {
+            printf("  %-10s %-34s skipped: %s\n", "cuda-cudnn", row->label, why);
+            continue;
+        }
+        fail |= row_on(row, row_index, be[i]);
+        if (!be[i]->set_attention("dcal", why, sizeof why)) {
+            printf("  %s: set_attention(dcal) refused: %s\n", be[i]->name, why);
+            fail = 1;
+        }
+    }
     return fail;
 }
 

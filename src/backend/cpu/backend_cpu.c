@@ -62,6 +62,7 @@ const Backend backend_cpu = {
     .describe = cpu_describe,
     .precisions = "fp32",
     .set_precision = cpu_set_precision,
+    .set_attention = NULL,   // dcal's attention only
     .alloc = cpu_alloc,
     .free = cpu_free,
     .zero = cpu_zero,
