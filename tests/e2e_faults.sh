@@ -33,6 +33,17 @@ for i in $(seq 1 20); do
   wait $pid 2>/dev/null || true
   if grep -q "final weights" "$tmp/$name.txt"; then
     got=$(final "$tmp/$name.txt"); how="finished before the kill"
+  elif [ ! -f "$tmp/runs/$name/manifest.json" ]; then
+    # Killed before the run was recorded (on a loaded machine start-up can outlast 10% of the
+    # run): nothing to resume, and resume says so; the same command starts it again, in the
+    # same directory (its leftovers are dcal's own).
+    "$dcal" train --resume "$tmp/runs/$name" > "$tmp/$name.resume.txt" 2>&1 &&
+      { echo "FAIL: kill $i (after ${delay}s): resumed a run with no manifest"; exit 1; }
+    grep -qE "no run (there|to resume here)" "$tmp/$name.resume.txt" ||
+      { echo "FAIL: kill $i (after ${delay}s): unclear resume error"; cat "$tmp/$name.resume.txt"; exit 1; }
+    "$dcal" train "${common[@]}" --set train.run_name=$name > "$tmp/$name.again.txt" 2>&1 ||
+      { echo "FAIL: kill $i (after ${delay}s): starting again failed"; cat "$tmp/$name.again.txt"; exit 1; }
+    got=$(final "$tmp/$name.again.txt"); how="killed before the run was recorded; started again"
   else
     "$dcal" train --resume "$tmp/runs/$name" > "$tmp/$name.resume.txt" 2>&1 ||
       { echo "FAIL: kill $i (after ${delay}s): resume failed"; cat "$tmp/$name.txt" "$tmp/$name.resume.txt"; exit 1; }

@@ -118,7 +118,8 @@ static int open_existing(RunDir *r, const char *dir) {
     char path[DCAL_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/manifest.json", r->dir);
     if (!exists(path)) {   // checked before the lock: no .lock is created in a directory that is not a run
-        dcal_err("%s: no run to resume here (manifest.json missing)", r->dir);
+        dcal_err("%s: no run to resume here (manifest.json missing: a start that stopped before its first step "
+                 "leaves this; start it again with the same command)", r->dir);
         return 0;
     }
     return lock_run(r);
