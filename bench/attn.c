@@ -9,7 +9,7 @@
 //   rollout  one rollout_step_attn through an SA layer (the selection's r ← r·(½S̄ + ½I),
 //         probabilities recomputed from q, k and the saved lse; no gradient, so fwd only).
 //
-//   bench_attn [--backend cuda(default)|cpu|auto] [--precision P] [--B 16] [--H 12] [--hd 64]
+//   bench_attn [--backend cuda(default)|cpu|auto] [--precision P] [--attention dcal|cudnn] [--B 16] [--H 12] [--hd 64]
 //              [--N 785] [--K 78] [--reps 20] [--warmup 3] [--cases sa,glca,pwca,rollout]
 //              [--passes fwd,fwdbwd] [--step-ms MS]
 //
@@ -31,7 +31,7 @@
 #include "core/rng.h"
 
 typedef struct {
-    const char *backend, *precision, *cases, *passes;
+    const char *backend, *precision, *attention, *cases, *passes;
     int B, H, hd, N, K, reps, warmup;
     double step_ms;
 } Opts;
@@ -57,6 +57,7 @@ static int parse_int(const char *opt, const char *s, int lo, int hi, int *v) {
 static int parse_opt(Opts *o, const char *k, const char *v) {
     if (!strcmp(k, "--backend")) o->backend = v;
     else if (!strcmp(k, "--precision")) o->precision = v;
+    else if (!strcmp(k, "--attention")) o->attention = v;
     else if (!strcmp(k, "--cases")) o->cases = v;
     else if (!strcmp(k, "--passes")) o->passes = v;
     else if (!strcmp(k, "--step-ms")) {
@@ -291,8 +292,8 @@ static void report(const char *c, int bwd, const Opts *o, const AttnArgs *a, con
                o->step_ms);
     }
     printf("attn: case=%s pass=%s ms=%.6g min_ms=%.6g tflops=%.6g gflop=%.6g B=%d H=%d hd=%d N=%d Nq=%d Nk=%d reps=%d "
-           "prec=%s backend=%s%s\n", c, pass, r->med * 1e3, r->min * 1e3, tflops, gflop, o->B, o->H, o->hd, o->N, a->Nq,
-           Nk, o->reps, prec, backend, pct);
+           "prec=%s backend=%s attn=%s%s\n", c, pass, r->med * 1e3, r->min * 1e3, tflops, gflop, o->B, o->H, o->hd, o->N,
+           a->Nq, Nk, o->reps, prec, backend, o->attention ? o->attention : "dcal", pct);
     fflush(stdout);
 }
 
@@ -304,6 +305,8 @@ static const Backend *open_backend(const Opts *o, char *prec, size_t n) {
                 o->precision, be->precisions);
         return NULL;
     }
+    // train.attention's choice (dcal's kernels, or cuDNN's fused SDPA on CUDA): one error line if refused.
+    if (o->attention && !backend_set_attention(be, o->attention)) return NULL;
     // The precision in force: the one asked for, else the backend's first (best).
     snprintf(prec, n, "%s", o->precision ? o->precision : be->precisions);
     prec[strcspn(prec, " ")] = '\0';

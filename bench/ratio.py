@@ -115,6 +115,8 @@ def attn_results(logdir):
     for p in sorted(glob.glob(os.path.join(logdir, "attn-*.log"))):
         for m in machine_lines(p, "attn: "):
             impl = m.get("impl") or f"dcal {m.get('backend', '')} {m.get('prec', '')}".strip()
+            if not m.get("impl") and m.get("attn", "dcal") != "dcal":   # bench_attn --attention cudnn
+                impl += f" ({m['attn']} path)"
             if m.get("layout") == "kernel":   # attn_peer.py's inputs laid out before the clock
                 impl += " (kernel only)"
             k = (impl, m.get("case"), m.get("pass"))

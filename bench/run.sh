@@ -82,5 +82,7 @@ if [ "${RUN_ATTN:-1}" = 1 ]; then
     go attn-dcal-bf16 10 90 0 "$BUILD/bench_attn" --backend cuda --precision bf16 ${step_ms:+--step-ms "$step_ms"}
     go attn-peer 25 150 0 "$PYTHON" "$ROOT/bench/attn_peer.py" --device cuda
     go attn-dcal-fp32 10 60 0 "$BUILD/bench_attn" --backend cuda --precision fp32 --reps 5 --passes fwdbwd
+    # dcal's cuDNN path (train.attention=cudnn): cuDNN's fused SDPA through dcal's packs and graphs.
+    go attn-dcal-cudnn 10 60 0 "$BUILD/bench_attn" --backend cuda --precision bf16 --attention cudnn --reps 5
 fi
 note "done; $(left)s before the deadline"

@@ -239,5 +239,9 @@ const Backend *backend_get(const char *name);
 int backend_count(void);
 const Backend *backend_at(int i);
 
+// Selects train.attention's implementation on be (set_attention; "dcal" everywhere): 1, or 0
+// after one error line naming the choice, the backend and why. After set_precision.
+int backend_set_attention(const Backend *be, const char *impl);
+
 // The CPU reference, for tests and tools that need the reference explicitly.
 extern const Backend backend_cpu;

@@ -62,3 +62,13 @@ const Backend *backend_get(const char *name) {
     dcal_err("unknown device '%s' (expected auto, cpu or cuda)", name);
     return NULL;
 }
+
+// train.attention: "dcal" runs everywhere; another choice must be taken by the backend here.
+int backend_set_attention(const Backend *be, const char *impl) {
+    char why[256] = "only dcal's attention";
+    if (!strcmp(impl, "dcal") ? (!be->set_attention || be->set_attention(impl, why, sizeof why))
+                              : be->set_attention && be->set_attention(impl, why, sizeof why))
+        return 1;
+    dcal_err("train.attention=%s: the %s backend cannot run it: %s (use train.attention=dcal)", impl, be->name, why);
+    return 0;
+}

@@ -121,5 +121,6 @@ int cmd_eval(int argc, char **argv) {
     if (B < 1) { dcal_err("eval: --batch must be a positive integer"); return DCAL_EXIT_USAGE; }
     const Backend *be = backend_get(c->train.device);
     if (!be || !be->set_precision(c->train.precision)) return DCAL_EXIT_FAIL;   // resolve checked the precision
+    if (!backend_set_attention(be, c->train.attention)) return DCAL_EXIT_FAIL;
     return evaluate_checkpoint(ckpt, &run, be, B);
 }

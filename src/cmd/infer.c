@@ -108,6 +108,7 @@ static int load_pretrained(Infer *in, const char *path) {
 static int load_weights(Infer *in, const InferSource *src, int B) {
     const Backend *be = backend_get(in->cfg.train.device);
     if (!be || !be->set_precision(in->cfg.train.precision)) return 0;
+    if (!backend_set_attention(be, in->cfg.train.attention)) return 0;
     if (!model_build(&in->m, &in->cfg.model, be)) return 0;
     int ok = src->checkpoint ? checkpoint_load(src->checkpoint, &in->m, NULL, NULL, NULL)
                              : load_pretrained(in, src->pretrained);

@@ -183,17 +183,6 @@ static int open_run(Trainer *t) {
     return 1;
 }
 
-// train.attention: "dcal" runs everywhere; another choice must be taken by the backend here.
-static int select_attention(const Backend *be, const DcalConfig *c) {
-    const char *impl = c->train.attention;
-    char why[256] = "only dcal's attention";
-    if (!strcmp(impl, "dcal") ? (!be->set_attention || be->set_attention(impl, why, sizeof why))
-                              : be->set_attention && be->set_attention(impl, why, sizeof why))
-        return 1;
-    dcal_err("train.attention=%s: the %s backend cannot run it: %s (use train.attention=dcal)", impl, be->name, why);
-    return 0;
-}
-
 int trainer_setup(Trainer *t) {
     const DcalConfig *c = t->c;
     t->be = backend_get(c->train.device);
@@ -203,7 +192,7 @@ int trainer_setup(Trainer *t) {
                  t->be->precisions);
         return 0;
     }
-    if (!select_attention(t->be, c)) return 0;
+    if (!backend_set_attention(t->be, c->train.attention)) return 0;
     if (c->train.threads > 0) omp_set_num_threads(c->train.threads);
     t->micro = c->train.micro_batch;
     t->accum = c->train.accum_steps;
