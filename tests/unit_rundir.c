@@ -374,7 +374,7 @@ START_TEST(foreign_dir_refused) {
     ok = rundir_open(&r, &c, p);
     err = cap_end();
     ck_assert_int_eq(ok, 0);
-    ck_assert_ptr_nonnull(strstr(err, "no run to resume here (manifest.json missing)"));
+    ck_assert_ptr_nonnull(strstr(err, "no run to resume here (manifest.json missing: a start that stopped before its first step"));
     snprintf(p, sizeof p, "%s/mine/.lock", out);
     ck_assert(access(p, F_OK) != 0);
 }
