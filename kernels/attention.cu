@@ -358,7 +358,7 @@ void cuda_attention_backward(const AttnArgs *a, const AttnGrads *g, const float 
     float *Dv = (float *)cuda_scratch(rows * sizeof(float));
     attn_bwd_dot_kernel<<<cdiv(rows * 32, 256), 256, 0, cuda_stream()>>>(Dv, out, dout, a->B, a->H, a->Nq, a->hd);
     LAUNCH_CHECK();
-    if (cuda_attention_mma()) attn_mma_backward(a, g, lse, Dv, dout);
+    if (cuda_attention_mma()) (cuda_attention_fa2() ? attn_fa2_backward : attn_mma_backward)(a, g, lse, Dv, dout);
     else if (a->hd <= 32) bwd<32>(a, g, lse, Dv, dout);
     else if (a->hd <= 64) bwd<64>(a, g, lse, Dv, dout);
     else bwd<128>(a, g, lse, Dv, dout);

@@ -51,3 +51,5 @@ void attn_mma_forward(const AttnArgs *a, float *out, float *lse);
 void attn_mma_backward(const AttnArgs *a, const AttnGrads *g, const float *lse, const float *Dv, const float *dout);
 // attention_fa2.cu: the bf16 forward on mma.sync m16n8k16 / ldmatrix (sm_80+, any hd <= 128).
 void attn_fa2_forward(const AttnArgs *a, float *out, float *lse);
+// attention_fa2_bwd.cu: its backward (dq pass, dk/dv pass), same contract and rounding as attn_mma_backward.
+void attn_fa2_backward(const AttnArgs *a, const AttnGrads *g, const float *lse, const float *Dv, const float *dout);

@@ -6,9 +6,9 @@
 // and attention.cu (kernel family) on every call; it is never read from the
 // environment, so a run's numerics are exactly what its config and manifest say.
 // One switch is, while it waits for a device run: DCAL_CUDA_ATTN picks the
-// bf16 attention forward (wmma, the default, or fa2: attention_fa2.cu). Both
-// keep the same rounding contract, it is read once, and describe() names the
-// forward in force, so the manifest records it.
+// bf16 attention forward and backward (wmma, the default, or fa2: attention_fa2.cu
+// and attention_fa2_bwd.cu). Both keep the same rounding contract, it is read
+// once, and describe() names the kernels in force, so the manifest records them.
 #include "kernels/cuda_common.h"
 #include <string.h>
 
@@ -135,7 +135,8 @@ void cuda_describe(char *buf, size_t n) {
     char fwd[96] = "", attn[160];
     if (g_prec[g_prec_i].attn_mma)
         snprintf(fwd, sizeof fwd, ", forward %s%s (DCAL_CUDA_ATTN)",
-                 cuda_attention_fa2() ? "fa2 mma.sync m16n8k16" : "wmma", g_attn_fwd_why);
+                 cuda_attention_fa2() ? "fa2 mma.sync m16n8k16, backward fa2 mma.sync" : "wmma, backward wmma",
+                 g_attn_fwd_why);
     if (g_attn_cudnn) cudnn_attention_describe(attn, sizeof attn);
     else snprintf(attn, sizeof attn, "%s%s", g_prec[g_prec_i].attn_desc, fwd);
     snprintf(buf, n, "cuda: %s; CUDA runtime %s, driver %s, cuBLAS %d.%d.%d, cuBLASLt %zu.%zu.%zu; precision %s: %s, %s",

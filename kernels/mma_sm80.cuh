@@ -1,5 +1,5 @@
 // mma_sm80.cuh: one device wrapper per sm_80 warp-level matrix instruction the
-// FA2-style attention forward (attention_fa2.cu) uses. Under nvcc for
+// FA2-style attention forward (attention_fa2.cu) and backward (attention_fa2_bwd.cu) use. Under nvcc for
 // sm_80+ each is one inline PTX instruction; compiled by the CUDA simulator
 // (tools/cudasim, which defines CUDASIM) each calls the simulator's
 // warp-collective model of that instruction (tools/cudasim/mma_sm80.cpp), which
