@@ -25,7 +25,7 @@ import sys
 STEP_ROWS = [
     ("dcal", "dcal-ckpt0", None),
     ("dcal, per-block checkpointing", "dcal-ckpt1", None),
-    ("dcal, FA2 attention forward (DCAL_CUDA_ATTN=fa2)", "dcal-fa2-ckpt0", None),
+    ("dcal, FA2 attention forward and backward (DCAL_CUDA_ATTN=fa2)", "dcal-fa2-ckpt0", None),
     ("PyTorch eager (bf16 autocast, SDPA, fused AdamW)", "peer-eager", "dcal-ckpt0"),
     ("PyTorch + torch.compile", "peer-compile", "dcal-ckpt0"),
     ("PyTorch + per-block checkpointing", "peer-ckpt", "dcal-ckpt1"),

@@ -69,7 +69,7 @@ if [ "${RUN_STEP:-1}" = 1 ]; then
         go "step-dcal-ckpt1-r$r" 20 150 "$ATTN_RESERVE" "${dcal[@]}" 1 cuda "$STEPS" "$PEAK_TFLOPS" --warmup 1
         go "step-peer-ckpt-r$r" 25 180 "$ATTN_RESERVE" "${peer[@]}" --warmup 2 --checkpoint-blocks
         [ "$r" -le "$COMPILE_ROUNDS" ] && go "step-peer-compile-r$r" 100 240 "$ATTN_RESERVE" "${peer[@]}" --warmup 3 --compile
-        # The FA2 attention forward (kernels/attention_fa2.cu; its describe line says which ran).
+        # The FA2 attention forward and backward (attention_fa2*.cu; the describe line says which ran).
         [ "$r" = 1 ] && go "step-dcal-fa2-ckpt0-r$r" 15 120 "$ATTN_RESERVE" env DCAL_CUDA_ATTN=fa2 "${dcal[@]}" 0 cuda \
             "$STEPS" "$PEAK_TFLOPS" --warmup 1
     done

@@ -110,7 +110,7 @@ if [ "${RUN_PARITY:-1}" = 1 ]; then
     if grep -q "Skipped\|skipping\|not available here" "$LOGDIR/ctest-gpu.log"; then
         test_rc=1; step "gpu tests were skipped: no usable GPU"
     fi
-    # The FA2 attention forward (kernels/attention_fa2.cu, not the default yet): the op table
+    # The FA2 attention kernels (attention_fa2.cu, attention_fa2_bwd.cu; not the default yet): the op table
     # again with DCAL_CUDA_ATTN=fa2, its first real run. Reported, not part of the exit status
     # until it has passed on a device once (then the default may change).
     if [ -x "$BUILD/gradcheck_backend_ops" ]; then
