@@ -70,7 +70,7 @@ int cuda_available(char *why, size_t n);
 void cuda_describe(char *buf, size_t n);
 int cuda_set_precision(const char *p);
 #define CUDA_PRECISIONS "bf16 fp32"            // the names of device.cu's table, best first
-cublasComputeType_t cuda_gemm_compute(void);   // linear.cu's cublasLtMatmul compute type
+cudaDataType_t cuda_gemm_operands(void);      // linear.cu's A/B type: CUDA_R_16BF (bf16 copies) or CUDA_R_32F
 bool cuda_attention_mma(void);                 // attention.cu: bf16 MMA kernels, else the fp32 ones
 bool cuda_attention_fa2(void);                 // and of those, the forward: attention_fa2.cu (DCAL_CUDA_ATTN=fa2), else WMMA
 int cuda_set_attention(const char *impl, char *why, size_t n);

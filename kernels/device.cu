@@ -2,7 +2,7 @@
 // (backend.h "machine" slots): is a GPU there, how much memory is free, one line
 // saying what runs (GPU, versions, numerics), and the precision switch.
 //
-// Precision is one process-wide choice, read by linear.cu (cuBLASLt compute type)
+// Precision is one process-wide choice, read by linear.cu (GEMM operand type)
 // and attention.cu (kernel family) on every call; it is never read from the
 // environment, so a run's numerics are exactly what its config and manifest say.
 // One switch is, while it waits for a device run: DCAL_CUDA_ATTN picks the
@@ -13,23 +13,26 @@
 #include <string.h>
 
 // Best first; index 0 is the default, in force until set_precision says otherwise.
+// There is no TF32 mode: precision bf16 multiplies bf16 copies of the operands (8 significant
+// bits, the dense bf16 tensor-core rate, twice TF32's on Hopper) and fp32 keeps fp32 operands;
+// both accumulate in fp32 (CUBLAS_COMPUTE_32F) into fp32 outputs (linear.cu).
 static const struct {
     const char *name;
-    cublasComputeType_t gemm;
+    cudaDataType_t gemm_ab;   // the type of the GEMMs' A and B (linear.cu converts to it)
     const char *gemm_desc;
     bool attn_mma;
     const char *attn_desc;
 } g_prec[] = {
-    // bf16 GEMMs (bf16 weight copies) come later; TF32 needs no copies and keeps ~1e-3 parity.
-    {"bf16", CUBLAS_COMPUTE_32F_FAST_TF32,
-     "GEMM cuBLASLt TF32 tensor cores with fp32 accumulate (CUBLAS_COMPUTE_32F_FAST_TF32), bias in the epilogue",
+    {"bf16", CUDA_R_16BF,
+     "GEMM cuBLASLt bf16 operands (per-call copies of fp32 weights and activations), fp32 accumulate "
+     "(CUBLAS_COMPUTE_32F) and output, bias in the epilogue",
      true, "attention bf16 MMA with fp32 softmax"},
-    {"fp32", CUBLAS_COMPUTE_32F, "GEMM cuBLASLt fp32 (CUBLAS_COMPUTE_32F), bias in the epilogue", false,
+    {"fp32", CUDA_R_32F, "GEMM cuBLASLt fp32 (CUBLAS_COMPUTE_32F), bias in the epilogue", false,
      "attention fp32 kernels"},
 };
 static int g_prec_i;
 
-cublasComputeType_t cuda_gemm_compute(void) { return g_prec[g_prec_i].gemm; }
+cudaDataType_t cuda_gemm_operands(void) { return g_prec[g_prec_i].gemm_ab; }
 
 // The bf16 attention forward: 1 = fa2 (mma.sync, sm_80+), 0 = wmma; -1 until first asked.
 static int g_attn_fa2 = -1;

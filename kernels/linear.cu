@@ -1,11 +1,20 @@
 // linear.cu: patch embedding (im2col, tokens) and the linear layer on cuBLASLt.
 //
-// Precision (ARCHITECTURE.md §5): operands stay fp32 at the interface; the compute type
-// follows the backend's precision (device.cu): "bf16" runs the GEMMs on the
-// tensor cores in TF32 with fp32 accumulation (CUBLAS_COMPUTE_32F_FAST_TF32),
-// which needs no bf16 copies of weights/activations and keeps ~1e-3 parity;
-// "fp32" runs plain fp32 GEMMs (CUBLAS_COMPUTE_32F).
+// Precision (ARCHITECTURE.md §5): tensors stay fp32 at the interface (fp32 master weights,
+// fp32 gradients); the GEMMs' operand type follows the backend's precision (device.cu).
+// "bf16": each call converts the fp32 operands it multiplies (weight, activation, dout) to
+// bf16 copies in scratch (round to nearest even) and runs cublasLtMatmul with A/B
+// CUDA_R_16BF, C/D CUDA_R_32F, CUBLAS_COMPUTE_32F, fp32 scale: the dense bf16 tensor-core
+// rate, fp32 accumulation, fp32 results (dinp and dW with beta = 1, so gradient accumulation
+// across micro-batches stays fp32). "fp32": fp32 operands, CUBLAS_COMPUTE_32F. No TF32.
+//
+// Weights are converted on every call, not cached: they change at every optimizer step, and
+// a cache keyed on the pointer would go stale silently. The cost is small: ViT-B/16's 86 M
+// parameters are ~0.5 GB of traffic per pass (4 bytes read, 2 written, per weight), well
+// under a millisecond of HBM bandwidth on an H200, against ~13 TFLOP of linear-layer GEMMs
+// per step (kernels/README.md). Not measured on a GPU yet.
 #include "kernels/cuda_common.h"
+#include <cuda_bf16.h>
 #include <string.h>
 
 // Column-major cuBLAS on row-major data: a row-major [R, C] matrix is a
@@ -42,17 +51,19 @@
 // shape and the operands' (capped) pointer alignment only, both fixed for a run's layout.
 #define LT_REDUCTION_SCHEMES ((uint32_t)(CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_INPLACE))
 
-// D [m×n] = op(A) op(B) + beta·D, fp32 operands, column-major, epilogue epi (bias: its vector).
+// D [m×n] = op(A) op(B) + beta·D, column-major, A and B of type ab (bf16 or fp32), D fp32,
+// epilogue epi (bias: its fp32 vector).
 struct LtGemm {
     cublasOperation_t ta, tb;
     int m, n, k;
-    const float *A;
+    const void *A;
     int lda;
-    const float *B;
+    const void *B;
     int ldb;
     float beta;
     float *D;
     int ldd;
+    cudaDataType_t ab;
     cublasLtEpilogue_t epi;
     float *bias;
 };
@@ -69,9 +80,9 @@ static uint32_t alignment(const void *p) {
 }
 
 // Heuristic answers, reused: the query costs host time on every call otherwise. The key is
-// everything the answer depends on (shape, transposes, epilogue, compute type, alignments).
+// everything the answer depends on (shape, transposes, epilogue, operand type, alignments).
 struct LtKey {
-    int ta, tb, m, n, k, lda, ldb, ldd, epi, compute;
+    int ta, tb, m, n, k, lda, ldb, ldd, epi, ab;
     uint32_t align[5];
 };
 struct LtAlgo {
@@ -87,7 +98,7 @@ static LtKey lt_key(const LtGemm &g) {
     LtKey k;
     memset(&k, 0, sizeof k);   // padding too: keys are compared bytewise
     k.ta = g.ta, k.tb = g.tb, k.m = g.m, k.n = g.n, k.k = g.k, k.lda = g.lda, k.ldb = g.ldb, k.ldd = g.ldd;
-    k.epi = g.epi, k.compute = cuda_gemm_compute();
+    k.epi = g.epi, k.ab = g.ab;
     const void *p[5] = {g.A, g.B, g.D, g.D, g.bias};
     for (int i = 0; i < 5; i++) k.align[i] = p[i] ? alignment(p[i]) : 0;
     return k;
@@ -102,14 +113,21 @@ static LtDescs lt_describe(const LtGemm &g) {
     LtDescs s;
     int32_t ta = g.ta, tb = g.tb;
     uint32_t epi = g.epi;
-    CUBLAS_CHECK(cublasLtMatmulDescCreate(&s.op, cuda_gemm_compute(), CUDA_R_32F));
+    CUBLAS_CHECK(cublasLtMatmulDescCreate(&s.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(s.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(s.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(s.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
-    if (g.bias) CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(s.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof g.bias));
+    if (g.bias) {
+        // The bias is fp32: cublasLt.h gives bias vectors D's type (fp32 here, whatever A and B
+        // are); said explicitly so a bf16 A/B never leaves the library to guess.
+        int32_t bias_type = CUDA_R_32F;
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(s.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof g.bias));
+        CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(s.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                                    sizeof bias_type));
+    }
     bool na = g.ta == CUBLAS_OP_N, nb = g.tb == CUBLAS_OP_N;
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&s.a, CUDA_R_32F, na ? g.m : g.k, na ? g.k : g.m, g.lda));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&s.b, CUDA_R_32F, nb ? g.k : g.n, nb ? g.n : g.k, g.ldb));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&s.a, g.ab, na ? g.m : g.k, na ? g.k : g.m, g.lda));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&s.b, g.ab, nb ? g.k : g.n, nb ? g.n : g.k, g.ldb));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&s.d, CUDA_R_32F, g.m, g.n, g.ldd));
     return s;
 }
@@ -168,8 +186,9 @@ static bool lt_matmul(const LtGemm &g) {
     LtDescs s = lt_describe(g);
     const LtAlgo &a = lt_algo(g, s);
     if (!a.found && g.epi == CUBLASLT_EPILOGUE_DEFAULT) {
-        fprintf(stderr, "dcal: cuda: %s:%d: cuBLASLt has no algorithm for a %dx%dx%d fp32 product (check the CUDA "
-                        "toolkit and driver)\n", __FILE__, __LINE__, g.m, g.n, g.k);
+        fprintf(stderr, "dcal: cuda: %s:%d: cuBLASLt has no algorithm for a %dx%dx%d %s product (check the CUDA "
+                        "toolkit and driver)\n", __FILE__, __LINE__, g.m, g.n, g.k,
+                g.ab == CUDA_R_16BF ? "bf16 x bf16 -> fp32" : "fp32");
         exit(1);
     }
     if (a.found) {
@@ -189,6 +208,54 @@ static void note_unfused(bool *said, const char *epi, const char *instead) {
 }
 static bool g_said_bias;
 
+// ---- bf16 operand copies (precision bf16) ----
+// One thread per 4 floats: a 16-byte load when the source allows it (sub-tensor views may
+// start anywhere), else element by element; the same rounding (nearest even) either way.
+__global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, size_t n, int vec4) {
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 4;
+    if (i >= n) return;
+    if (vec4 && i + 4 <= n) {
+        float4 v = *(const float4 *)(src + i);
+        dst[i] = __float2bfloat16(v.x), dst[i + 1] = __float2bfloat16(v.y);
+        dst[i + 2] = __float2bfloat16(v.z), dst[i + 3] = __float2bfloat16(v.w);
+        return;
+    }
+    for (size_t j = i; j < n && j < i + 4; j++) dst[j] = __float2bfloat16(src[j]);
+}
+
+// Bytes of one bf16 copy of n floats in scratch, rounded to 256 so every copy starts where
+// the heuristic's (capped) alignment and the vector loads of cuBLASLt's kernels want it.
+static size_t bf16_part(size_t n) { return (n * sizeof(__nv_bfloat16) + 255) / 256 * 256; }
+
+// The A/B operands of one linear call: the fp32 tensors at precision fp32; at precision bf16,
+// bf16 copies of the non-NULL src[i] (n[i] floats each), all carved from ONE cuda_scratch
+// call (scratch is valid until the next call, and colsum uses it too, after the GEMMs).
+struct Operands {
+    const void *p[3];
+    cudaDataType_t type;
+};
+static Operands operands(const float *const src[3], const size_t n[3]) {
+    Operands o;
+    o.type = cuda_gemm_operands();
+    for (int i = 0; i < 3; i++) o.p[i] = src[i];
+    if (o.type == CUDA_R_32F) return o;
+    size_t total = 256;   // never 0: an empty operand still gets a valid device pointer
+    for (int i = 0; i < 3; i++)
+        if (src[i]) total += bf16_part(n[i]);
+    char *s = (char *)cuda_scratch(total);
+    for (int i = 0; i < 3; i++) {
+        if (!src[i]) continue;
+        if (n[i]) {
+            to_bf16_kernel<<<cdiv(cdiv(n[i], 4), 256), 256, 0, cuda_stream()>>>((__nv_bfloat16 *)s, src[i], n[i],
+                                                                                (uintptr_t)src[i] % 16 == 0);
+            LAUNCH_CHECK();
+        }
+        o.p[i] = s;
+        s += bf16_part(n[i]);
+    }
+    return o;
+}
+
 __global__ void add_bias_kernel(float *out, const float *b, size_t rows, int OC) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < rows * OC) out[i] += b[i % OC];
@@ -197,7 +264,10 @@ __global__ void add_bias_kernel(float *out, const float *b, size_t rows, int OC)
 void cuda_linear_forward(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC) {
     if (rows <= 0 || OC <= 0) return;
     // out^T [OC, rows] = W [OC, IC] · inp^T [IC, rows]; W^T is W's column-major view.
-    LtGemm g = {CUBLAS_OP_T, CUBLAS_OP_N, OC, rows, IC, w, IC, inp, IC, 0.f, out, OC,
+    const float *src[3] = {w, inp, NULL};
+    const size_t len[3] = {(size_t)OC * IC, (size_t)rows * IC, 0};
+    Operands o = operands(src, len);
+    LtGemm g = {CUBLAS_OP_T, CUBLAS_OP_N, OC, rows, IC, o.p[0], IC, o.p[1], IC, 0.f, out, OC, o.type,
                 b ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT, (float *)b};
     if (lt_matmul(g)) return;
     note_unfused(&g_said_bias, "BIAS", "the bias is added by a second kernel");
@@ -211,11 +281,22 @@ void cuda_linear_forward(float *out, const float *inp, const float *w, const flo
 void cuda_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                           int rows, int IC, int OC) {
     if (rows <= 0) return;
-    // dinp [rows, IC] += dout [rows, OC] · W [OC, IC]; column-major: dinp^T = W^T · dout^T.
-    if (dinp) lt_matmul({CUBLAS_OP_N, CUBLAS_OP_N, IC, rows, OC, w, IC, dout, OC, 1.f, dinp, IC, CUBLASLT_EPILOGUE_DEFAULT, NULL});
-    // dW [OC, IC] += dout^T · inp; column-major: dW^T [IC, OC] = inp^T [IC, rows] · dout [rows, OC].
-    if (dw) lt_matmul({CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, rows, inp, IC, dout, OC, 1.f, dw, IC, CUBLASLT_EPILOGUE_DEFAULT, NULL});
-    // db stays the column-sum kernel, not the dW product's BGRADB epilogue (see the top).
+    if (dinp || dw) {
+        // dout is converted once and read by both products; W only for dinp, inp only for dW.
+        const float *src[3] = {dout, dinp ? w : NULL, dw ? inp : NULL};
+        const size_t len[3] = {(size_t)rows * OC, (size_t)OC * IC, (size_t)rows * IC};
+        Operands o = operands(src, len);
+        // dinp [rows, IC] += dout [rows, OC] · W [OC, IC]; column-major: dinp^T = W^T · dout^T.
+        if (dinp)
+            lt_matmul({CUBLAS_OP_N, CUBLAS_OP_N, IC, rows, OC, o.p[1], IC, o.p[0], OC, 1.f, dinp, IC, o.type,
+                       CUBLASLT_EPILOGUE_DEFAULT, NULL});
+        // dW [OC, IC] += dout^T · inp; column-major: dW^T [IC, OC] = inp^T [IC, rows] · dout [rows, OC].
+        if (dw)
+            lt_matmul({CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, rows, o.p[2], IC, o.p[0], OC, 1.f, dw, IC, o.type,
+                       CUBLASLT_EPILOGUE_DEFAULT, NULL});
+    }
+    // db stays the column-sum kernel, not the dW product's BGRADB epilogue (see the top). It
+    // reuses scratch, after the products on the one stream, so the bf16 copies are consumed first.
     if (db) cuda_colsum_acc(db, dout, rows, OC);
 }
 

@@ -3,7 +3,7 @@
 // gradient, a 20-step training loss curve, and a bitwise-identical repeat of
 // the same 10 steps on the GPU. Skips (77) when the CUDA backend is not built
 // or not available. Runs precision "bf16" (backend.h set_precision).
-// Tolerances (bf16 tensor-core attention, TF32 GEMMs): loss relative 2e-2,
+// Tolerances (bf16 tensor-core attention, bf16-operand GEMMs): loss relative 2e-2,
 // gradients 5e-2 per tensor (max |gpu − cpu| / max |cpu|), curve 5% per step.
 #include <math.h>
 #include <string.h>

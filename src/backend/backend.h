@@ -66,7 +66,7 @@ typedef struct Backend {
     size_t (*free_memory)(void);
     // One line (no newline) for the manifest and the logs: the device (CPU model
     // / GPU name), runtime and library versions (OpenBLAS config / CUDA runtime,
-    // driver, cuBLAS) and the numerics in force (precision, GEMM compute type,
+    // driver, cuBLAS) and the numerics in force (precision, GEMM operand type,
     // attention path). Truncated to n bytes. Call it after set_precision.
     void (*describe)(char *buf, size_t n);
     // Supported precisions, space-separated, best first: CPU "fp32", CUDA "bf16 fp32".
@@ -75,8 +75,8 @@ typedef struct Backend {
     // call; a run calls it once, before its first op. Returns 0 (and changes
     // nothing) when p is not one of `precisions`. Without a call a backend runs
     // its first (best) precision. Activations stay fp32 at this interface either way.
-    //   CUDA "bf16": TF32 tensor-core GEMMs with fp32 accumulation + bf16 MMA
-    //                attention with fp32 softmax (the default).
+    //   CUDA "bf16": GEMMs on bf16 copies of their operands, fp32 accumulation and
+    //                output + bf16 MMA attention with fp32 softmax (the default). No TF32.
     //   CUDA "fp32": fp32 GEMMs (CUBLAS_COMPUTE_32F) + the fp32 attention kernels.
     int (*set_precision)(const char *p);
     // Selects whose fused attention runs attention_forward/backward (train.attention): "dcal"

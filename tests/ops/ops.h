@@ -54,7 +54,7 @@ typedef struct {
 } OpDef;
 
 typedef struct { double fwd, bwd; } Tol;
-// Tolerance columns: the CPU (fp32), CUDA at precision bf16 (its default: TF32 GEMMs,
+// Tolerance columns: the CPU (fp32), CUDA at precision bf16 (its default: bf16-operand GEMMs,
 // bf16 tensor-core attention) and at fp32 (fp32 GEMMs, fp32 attention kernels).
 // A zero entry in CUDA_FP32 falls back to CUDA. COL_CUDA_CUDNN: CUDA with train.attention=cudnn
 // (cuDNN's fused SDPA, bf16; only on a GPU: the simulator does not model cuDNN).

@@ -170,7 +170,7 @@ static void lin_init(OpCase *c, Rng *r) {
     tensor_set(&c->x[0], "inp", (size_t)rows * IC, T_F32, 1);
     tensor_set(&c->x[1], "w", (size_t)OC * IC, T_F32, 1);
     tensor_set(&c->x[2], "b", c->row->p[3] ? OC : 0, T_F32, 1);
-    c->x[2].cap = 1e-4;   // db is a plain fp32 column sum even where the GEMM is TF32/bf16
+    c->x[2].cap = 1e-4;   // db is a plain fp32 column sum even where the GEMM takes bf16 operands
     fill_normal(&c->x[0], r, 1.f), fill_normal(&c->x[1], r, c->row->p[4] / 100.f), fill_normal(&c->x[2], r, 1.f);
     tensor_set(&c->y[0], "out", (size_t)rows * OC, T_F32, 1);
     make_gy(c, 0, r, 1.f);

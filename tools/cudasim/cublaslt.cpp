@@ -1,7 +1,8 @@
 // cublaslt.cpp: cudasim's cuBLASLt (see include/cublasLt.h): descriptors that record what was
 // set, a heuristic that hands back one algorithm stamped with the problem it was asked about,
 // and cublasLtMatmul on the reference GEMM of cublas.cpp with the DEFAULT, BIAS and BGRADB
-// epilogues. What the simulator does not model fails loudly: a kernel must never rely on an
+// epilogues, for two type combinations: fp32 A/B/C/D (compute 32F or 32F_FAST_TF32) and bf16
+// A/B with fp32 C/D (compute 32F: bf16 widened exactly, fp32 sums in k order). What the simulator does not model fails loudly: a kernel must never rely on an
 // attribute the simulator quietly ignored.
 #include <stdio.h>
 #include <string.h>
@@ -73,8 +74,23 @@ bool problem(const char *fn, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t A, c
     return true;
 }
 
+// The (A/B, C/D, compute) combinations modelled, a subset of the cublasLtMatmul table of the
+// cuBLAS guide; anything else (bf16 outputs, bf16 operands under FAST_TF32, ...) exits 1.
+void check_types(const char *fn, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t A, cublasLtMatrixLayout_t C) {
+    bool fp32 = A->type == CUDA_R_32F && C->type == CUDA_R_32F &&
+                (d->compute == CUBLAS_COMPUTE_32F || d->compute == CUBLAS_COMPUTE_32F_FAST_TF32);
+    bool bf16 = A->type == CUDA_R_16BF && C->type == CUDA_R_32F && d->compute == CUBLAS_COMPUTE_32F;
+    if (!fp32 && !bf16)
+        cudasim::fail("%s: A/B type %d, C/D type %d with compute type %d is not simulated (fp32 A/B/C/D with 32F or "
+                      "32F_FAST_TF32; bf16 A/B with fp32 C/D and 32F)", fn, (int)A->type, (int)C->type, (int)d->compute);
+}
+
 uint64_t stamp_ops(cublasLtMatmulDesc_t d) {
     return (uint64_t)d->ta | (uint64_t)d->tb << 2 | (uint64_t)d->epi << 4 | (uint64_t)d->compute << 32;
+}
+// The operand and output types an algorithm was found for (real kernels are type-specific).
+uint64_t stamp_types(cublasLtMatrixLayout_t A, cublasLtMatrixLayout_t C) {
+    return (uint64_t)A->type | (uint64_t)C->type << 16;
 }
 
 void check_aligned(const char *what, const void *p, uint32_t align) {
@@ -184,6 +200,7 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmul
     *returned = 0;
     Problem pr;
     if (!problem(fn, d, A, B, C, D, &pr)) return CUBLAS_STATUS_INVALID_VALUE;
+    check_types(fn, d, A, C);
     if (d->epi != CUBLASLT_EPILOGUE_DEFAULT && !d->bias)
         cudasim::fail("%s: epilogue %u without CUBLASLT_MATMUL_DESC_BIAS_POINTER", fn, (unsigned)d->epi);
     if (g_refused & d->epi) return g_refusals++, CUBLAS_STATUS_NOT_SUPPORTED;
@@ -192,6 +209,7 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmul
     r.algo.data[0] = ALGO_MAGIC;
     r.algo.data[1] = (uint64_t)pr.m, r.algo.data[2] = (uint64_t)pr.n, r.algo.data[3] = (uint64_t)pr.k;
     r.algo.data[4] = stamp_ops(d);
+    r.algo.data[6] = stamp_types(A, C);
     for (int i = 0; i < 4; i++) r.algo.data[5] |= (uint64_t)p->align[i] << (16 * i);
     r.state = CUBLAS_STATUS_SUCCESS;
     r.wavesCount = 1.f;
@@ -233,8 +251,9 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     Problem pr;
     if (!problem(fn, d, Ad, Bd, Cd, Dd, &pr)) return CUBLAS_STATUS_INVALID_VALUE;
+    check_types(fn, d, Ad, Cd);
     if (!algo || algo->data[0] != ALGO_MAGIC || algo->data[1] != (uint64_t)pr.m || algo->data[2] != (uint64_t)pr.n ||
-        algo->data[3] != (uint64_t)pr.k || algo->data[4] != stamp_ops(d))
+        algo->data[3] != (uint64_t)pr.k || algo->data[4] != stamp_ops(d) || algo->data[6] != stamp_types(Ad, Cd))
         cudasim::fail("%s: the algorithm was not found by the heuristic for this problem (%dx%dx%d, epilogue %u)", fn,
                       pr.m, pr.n, pr.k, (unsigned)d->epi);
     const char *names[4] = {"A", "B", "C", "D"};

@@ -5,8 +5,9 @@
 // BIAS_POINTER, BIAS_DATA_TYPE), column-major matrix layouts, a preference (MAX_WORKSPACE_BYTES,
 // REDUCTION_SCHEME_MASK, MIN_ALIGNMENT_{A,B,C,D}_BYTES), a heuristic that returns one algorithm
 // for the problem it was asked about, and cublasLtMatmul with the DEFAULT, BIAS and BGRADB
-// epilogues on the same reference GEMM as cublas_v2.h (TF32 rounding under FAST_TF32). Any
-// other attribute, epilogue, type or transpose fails loudly (exit 1), never silently.
+// epilogues on the same reference GEMM as cublas_v2.h (TF32 rounding under FAST_TF32), for fp32
+// A/B/C/D or bf16 A/B with fp32 C/D (compute 32F). Any other attribute, epilogue, type
+// combination or transpose fails loudly (exit 1), never silently.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
