@@ -209,49 +209,67 @@ static void note_unfused(bool *said, const char *epi, const char *instead) {
 static bool g_said_bias;
 
 // ---- bf16 operand copies (precision bf16) ----
-// One thread per 4 floats: a 16-byte load when the source allows it (sub-tensor views may
-// start anywhere), else element by element; the same rounding (nearest even) either way.
-__global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, size_t n, int vec4) {
-    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 4;
-    if (i >= n) return;
-    if (vec4 && i + 4 <= n) {
-        float4 v = *(const float4 *)(src + i);
-        dst[i] = __float2bfloat16(v.x), dst[i + 1] = __float2bfloat16(v.y);
-        dst[i + 2] = __float2bfloat16(v.z), dst[i + 3] = __float2bfloat16(v.w);
+// A copy's rows are padded to a multiple of 8 bf16 (16 bytes) whatever the tensor's width, so
+// every bf16 operand has the leading dimension tensor-core kernels load in 16-byte vectors:
+// head layers of 100 (FGVC-Aircraft) or 196 (Stanford Cars) classes give rows of 200 or 392
+// bytes, which an unpadded copy would hand to cuBLASLt as is. The pad columns are never read
+// (the GEMM's m, n, k are the tensor's own), so they are left unwritten.
+static int padded_ld(int cols) { return (cols + 7) / 8 * 8; }
+
+// One thread per 4 floats of a row: a 16-byte load when the source allows it (sub-tensor
+// views may start anywhere), else element by element; the same rounding (nearest even).
+__global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, size_t rows, int cols, int ld, int vec4) {
+    size_t q = (size_t)blockIdx.x * blockDim.x + threadIdx.x, per_row = ((size_t)cols + 3) / 4;
+    if (q >= rows * per_row) return;
+    size_t r = q / per_row;
+    int c = (int)(q % per_row) * 4;
+    const float *x = src + r * cols + c;
+    __nv_bfloat16 *y = dst + r * ld + c;
+    if (vec4 && c + 4 <= cols) {
+        float4 v = *(const float4 *)x;
+        y[0] = __float2bfloat16(v.x), y[1] = __float2bfloat16(v.y);
+        y[2] = __float2bfloat16(v.z), y[3] = __float2bfloat16(v.w);
         return;
     }
-    for (size_t j = i; j < n && j < i + 4; j++) dst[j] = __float2bfloat16(src[j]);
+    for (int j = 0; j < 4 && c + j < cols; j++) y[j] = __float2bfloat16(x[j]);
 }
 
-// Bytes of one bf16 copy of n floats in scratch, rounded to 256 so every copy starts where
-// the heuristic's (capped) alignment and the vector loads of cuBLASLt's kernels want it.
-static size_t bf16_part(size_t n) { return (n * sizeof(__nv_bfloat16) + 255) / 256 * 256; }
+// Bytes of one padded bf16 copy of a [rows, cols] tensor in scratch, rounded to 256 so every
+// copy starts where the heuristic's (capped) alignment and cuBLASLt's vector loads want it.
+static size_t bf16_part(size_t rows, int cols) {
+    return (rows * padded_ld(cols) * sizeof(__nv_bfloat16) + 255) / 256 * 256;
+}
 
-// The A/B operands of one linear call: the fp32 tensors at precision fp32; at precision bf16,
-// bf16 copies of the non-NULL src[i] (n[i] floats each), all carved from ONE cuda_scratch
-// call (scratch is valid until the next call, and colsum uses it too, after the GEMMs).
+// The A/B operands of one linear call, each a row-major [rows[i], cols[i]] tensor: the fp32
+// tensors (leading dimension cols) at precision fp32; at precision bf16, padded bf16 copies
+// of the non-NULL src[i], all carved from ONE cuda_scratch call (scratch is valid until the
+// next call, and colsum uses it too, after the GEMMs).
 struct Operands {
     const void *p[3];
+    int ld[3];
     cudaDataType_t type;
 };
-static Operands operands(const float *const src[3], const size_t n[3]) {
+static Operands operands(const float *const src[3], const size_t rows[3], const int cols[3]) {
     Operands o;
     o.type = cuda_gemm_operands();
-    for (int i = 0; i < 3; i++) o.p[i] = src[i];
+    for (int i = 0; i < 3; i++) o.p[i] = src[i], o.ld[i] = cols[i];
     if (o.type == CUDA_R_32F) return o;
     size_t total = 256;   // never 0: an empty operand still gets a valid device pointer
     for (int i = 0; i < 3; i++)
-        if (src[i]) total += bf16_part(n[i]);
+        if (src[i]) total += bf16_part(rows[i], cols[i]);
     char *s = (char *)cuda_scratch(total);
     for (int i = 0; i < 3; i++) {
         if (!src[i]) continue;
-        if (n[i]) {
-            to_bf16_kernel<<<cdiv(cdiv(n[i], 4), 256), 256, 0, cuda_stream()>>>((__nv_bfloat16 *)s, src[i], n[i],
-                                                                                (uintptr_t)src[i] % 16 == 0);
+        size_t quads = rows[i] * (((size_t)cols[i] + 3) / 4);
+        if (quads) {
+            // 16-byte loads need the base aligned and every row to start aligned (cols % 4 == 0).
+            int vec4 = (uintptr_t)src[i] % 16 == 0 && cols[i] % 4 == 0;
+            to_bf16_kernel<<<cdiv(quads, 256), 256, 0, cuda_stream()>>>((__nv_bfloat16 *)s, src[i], rows[i], cols[i],
+                                                                         padded_ld(cols[i]), vec4);
             LAUNCH_CHECK();
         }
-        o.p[i] = s;
-        s += bf16_part(n[i]);
+        o.p[i] = s, o.ld[i] = padded_ld(cols[i]);
+        s += bf16_part(rows[i], cols[i]);
     }
     return o;
 }
@@ -265,9 +283,10 @@ void cuda_linear_forward(float *out, const float *inp, const float *w, const flo
     if (rows <= 0 || OC <= 0) return;
     // out^T [OC, rows] = W [OC, IC] · inp^T [IC, rows]; W^T is W's column-major view.
     const float *src[3] = {w, inp, NULL};
-    const size_t len[3] = {(size_t)OC * IC, (size_t)rows * IC, 0};
-    Operands o = operands(src, len);
-    LtGemm g = {CUBLAS_OP_T, CUBLAS_OP_N, OC, rows, IC, o.p[0], IC, o.p[1], IC, 0.f, out, OC, o.type,
+    const size_t nrow[3] = {(size_t)OC, (size_t)rows, 0};
+    const int ncol[3] = {IC, IC, 0};
+    Operands o = operands(src, nrow, ncol);
+    LtGemm g = {CUBLAS_OP_T, CUBLAS_OP_N, OC, rows, IC, o.p[0], o.ld[0], o.p[1], o.ld[1], 0.f, out, OC, o.type,
                 b ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT, (float *)b};
     if (lt_matmul(g)) return;
     note_unfused(&g_said_bias, "BIAS", "the bias is added by a second kernel");
@@ -284,15 +303,16 @@ void cuda_linear_backward(float *dinp, float *dw, float *db, const float *dout, 
     if (dinp || dw) {
         // dout is converted once and read by both products; W only for dinp, inp only for dW.
         const float *src[3] = {dout, dinp ? w : NULL, dw ? inp : NULL};
-        const size_t len[3] = {(size_t)rows * OC, (size_t)OC * IC, (size_t)rows * IC};
-        Operands o = operands(src, len);
+        const size_t nrow[3] = {(size_t)rows, (size_t)OC, (size_t)rows};
+        const int ncol[3] = {OC, IC, IC};
+        Operands o = operands(src, nrow, ncol);
         // dinp [rows, IC] += dout [rows, OC] · W [OC, IC]; column-major: dinp^T = W^T · dout^T.
         if (dinp)
-            lt_matmul({CUBLAS_OP_N, CUBLAS_OP_N, IC, rows, OC, o.p[1], IC, o.p[0], OC, 1.f, dinp, IC, o.type,
+            lt_matmul({CUBLAS_OP_N, CUBLAS_OP_N, IC, rows, OC, o.p[1], o.ld[1], o.p[0], o.ld[0], 1.f, dinp, IC, o.type,
                        CUBLASLT_EPILOGUE_DEFAULT, NULL});
         // dW [OC, IC] += dout^T · inp; column-major: dW^T [IC, OC] = inp^T [IC, rows] · dout [rows, OC].
         if (dw)
-            lt_matmul({CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, rows, o.p[2], IC, o.p[0], OC, 1.f, dw, IC, o.type,
+            lt_matmul({CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, rows, o.p[2], o.ld[2], o.p[0], o.ld[0], 1.f, dw, IC, o.type,
                        CUBLASLT_EPILOGUE_DEFAULT, NULL});
     }
     // db stays the column-sum kernel, not the dW product's BGRADB epilogue (see the top). It
