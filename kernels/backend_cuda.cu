@@ -7,7 +7,7 @@ extern const BackendComm *const cuda_comm;   // nccl.cu (NULL without NCCL)
 
 // Positional (C++17 has no designated initialisers): a slot added to backend.h must
 // fail here rather than shift every entry by one.
-static_assert(sizeof(Backend) == 45 * sizeof(void *), "Backend changed: update backend_cuda");
+static_assert(sizeof(Backend) == 49 * sizeof(void *), "Backend changed: update backend_cuda");
 
 extern "C" const Backend backend_cuda = {
     /* name */ "cuda",
@@ -17,6 +17,9 @@ extern "C" const Backend backend_cuda = {
     /* precisions */ CUDA_PRECISIONS,
     /* set_precision */ cuda_set_precision,
     /* set_attention */ cuda_set_attention,
+    /* act_bytes */ cuda_act_bytes,
+    /* act_from_f32 */ cuda_act_from_f32,
+    /* act_to_f32 */ cuda_act_to_f32,
     /* alloc */ cuda_alloc,
     /* free */ cuda_free,
     /* zero */ cuda_zero,
@@ -36,6 +39,7 @@ extern "C" const Backend backend_cuda = {
     /* layernorm_backward */ cuda_layernorm_backward,
     /* linear_forward */ cuda_linear_forward,
     /* linear_backward */ cuda_linear_backward,
+    /* linear_forward_act */ cuda_linear_forward_act,
     /* gelu_forward */ cuda_gelu_forward,
     /* gelu_backward */ cuda_gelu_backward,
     /* residual_forward */ cuda_residual_forward,

@@ -72,6 +72,8 @@ int cuda_set_precision(const char *p);
 #define CUDA_PRECISIONS "bf16 fp32"            // the names of device.cu's table, best first
 cudaDataType_t cuda_gemm_operands(void);      // linear.cu's A/B type: CUDA_R_16BF (bf16 copies) or CUDA_R_32F
 bool cuda_attention_mma(void);                 // attention.cu: bf16 MMA kernels, else the fp32 ones
+size_t cuda_act_bytes(void);                   // backend.h act_bytes: 2 at precision bf16, 4 at fp32
+bool cuda_act_bf16(void);                      // Act tensors hold __nv_bfloat16 (precision bf16), else float
 bool cuda_attention_fa2(void);                 // and of those, the forward: attention_fa2.cu (DCAL_CUDA_ATTN=fa2), else WMMA
 int cuda_set_attention(const char *impl, char *why, size_t n);
 bool cuda_attention_cudnn(void);               // attention.cu: train.attention=cudnn, cuDNN's fused SDPA
@@ -92,6 +94,7 @@ void cuda_tokens_backward(float *dpe, float *dcls, float *dpos, const float *dx0
 void cuda_linear_forward(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC);
 void cuda_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                           int rows, int IC, int OC);
+void cuda_linear_forward_act(Act *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC);
 // layernorm.cu
 void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                             int rows, int D, float eps);
@@ -104,8 +107,10 @@ void cuda_residual_layernorm_backward(float *dx, float *df, float *dw, float *db
                                       const float *dout, const float *h, const float *w, const float *mean,
                                       const float *rstd, const float *scale, int B, int rows_per_b, int D);
 // elementwise.cu
-void cuda_gelu_forward(float *out, const float *inp, size_t n);
-void cuda_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+void cuda_act_from_f32(Act *dst, const float *src, size_t n);
+void cuda_act_to_f32(float *dst, const Act *src, size_t n);
+void cuda_gelu_forward(float *out, const Act *inp, size_t n);
+void cuda_gelu_backward(float *dinp, const Act *inp, const float *dout, size_t n);
 void cuda_residual_forward(float *out, const float *x, const float *f, const float *scale, int B, size_t n_per_b);
 void cuda_residual_backward(float *dx, float *df, const float *dout, const float *scale, int B, size_t n_per_b);
 void cuda_gather_rows_forward(float *out, const float *inp, const int *idx, int B, int Nin, int Nout, int D);

@@ -7,7 +7,8 @@
 // Conventions, for every op:
 //  * All pointers are backend memory (host memory for CPU, device memory for
 //    CUDA), including int index arrays. Activations are float (fp32) at this
-//    interface; a backend may compute internally in lower precision.
+//    interface, except the `Act` tensors below; a backend may compute internally
+//    in lower precision.
 //  * Row-major. A "token matrix" is [B, N, D] contiguous.
 //  * Backward ops ACCUMULATE (+=) into every gradient they write, activation
 //    gradients included; callers zero buffers first. A NULL gradient pointer
@@ -16,6 +17,20 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+
+// Activation storage. The largest tensors the model keeps for backward are written
+// only by a GEMM and read only by attention, the rollout and the GELU: qkv (and GLCA's
+// q and k|v) and fc1's output, 7·D of the 10·D floats an SA or PWCA block keeps per
+// token. They are `Act` tensors, stored in the activation type of the precision in
+// force: fp32 at "fp32", bf16 at "bf16" (the rule is the precision's, so the planner
+// knows it from the config: config_act_bytes). At bf16 this halves them; the GEMM
+// rounds its output once (after the bias), and the readers convert on load, so it is
+// also the rounding the bf16 attention kernels made anyway. Opaque outside the
+// backends: the model sizes them with act_bytes() and offsets them with act_at().
+typedef struct Act Act;
+static inline const Act *act_at(const Act *p, size_t elems, size_t elem_bytes) {
+    return p ? (const Act *)((const char *)p + elems * elem_bytes) : NULL;
+}
 
 // One attention call. q, k, v are strided views into larger buffers (the
 // qkv GEMM output [B, N, 3D], q|k|v, heads contiguous inside each). Element
@@ -30,9 +45,9 @@ typedef struct {
     int B, H, hd;              // D = H*hd
     int Nq;                    // query rows per batch element
     const int *q_idx;          // [B*Nq] or NULL (identity, Nq rows from token 0)
-    const float *q;   long q_bstride, q_tstride;
-    const float *k1, *v1; int n1; long kv1_bstride, kv1_tstride;
-    const float *k2, *v2; int n2; long kv2_bstride, kv2_tstride;
+    const Act *q;     long q_bstride, q_tstride;          // strides in elements, not bytes
+    const Act *k1, *v1; int n1; long kv1_bstride, kv1_tstride;
+    const Act *k2, *v2; int n2; long kv2_bstride, kv2_tstride;
     const int *kv2_b;          // [B] batch index of k2/v2 for each b, or NULL (= b)
     float scale;               // 1/sqrt(hd)
 } AttnArgs;
@@ -74,7 +89,8 @@ typedef struct Backend {
     // Selects the numerics ("fp32" or "bf16") for every op enqueued after the
     // call; a run calls it once, before its first op. Returns 0 (and changes
     // nothing) when p is not one of `precisions`. Without a call a backend runs
-    // its first (best) precision. Activations stay fp32 at this interface either way.
+    // its first (best) precision. Activations stay fp32 at this interface, except
+    // the Act tensors (stored in bf16 at "bf16", see Act above).
     //   CUDA "bf16": GEMMs on bf16 copies of their operands, fp32 accumulation and
     //                output + bf16 MMA attention with fp32 softmax (the default). No TF32.
     //   CUDA "fp32": fp32 GEMMs (CUBLAS_COMPUTE_32F) + the fp32 attention kernels.
@@ -85,6 +101,14 @@ typedef struct Backend {
     // impl cannot run here (cuDNN missing, no GPU, the CUDA simulator). Call it once, before the
     // first op, after set_precision. NULL: the backend has only "dcal" (the CPU).
     int (*set_attention)(const char *impl, char *why, size_t n);
+    // Bytes of one Act element under the precision in force: 4 at "fp32", 2 at "bf16"
+    // (config_act_bytes says the same from the config; the model checks they agree).
+    size_t (*act_bytes)(void);
+    // Conversions between fp32 and Act storage (backend memory both; n elements). To Act:
+    // round to nearest even at bf16, a copy at fp32; from Act: exact. For tests and tools:
+    // the model's Act tensors are written by linear_forward_act only.
+    void (*act_from_f32)(Act *dst, const float *src, size_t n);
+    void (*act_to_f32)(float *dst, const Act *src, size_t n);
 
     // memory
     void *(*alloc)(size_t bytes);              // zero-filled; dies with a message on failure
@@ -130,10 +154,13 @@ typedef struct Backend {
     void (*linear_forward)(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC);
     void (*linear_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                             const float *w, int rows, int IC, int OC);
+    // linear_forward with the output stored as Act: the fp32 result (accumulation and
+    // bias as linear_forward) rounded once into the activation type (any OC).
+    void (*linear_forward_act)(Act *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC);
 
-    // GELU, exact (erf).
-    void (*gelu_forward)(float *out, const float *inp, size_t n);
-    void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
+    // GELU, exact (erf), of an Act input (fc1's output); out and the gradient are fp32.
+    void (*gelu_forward)(float *out, const Act *inp, size_t n);
+    void (*gelu_backward)(float *dinp, const Act *inp, const float *dout, size_t n);
 
     // Residual with per-sample drop-path scale: out = x + scale[b] * f, rows of
     // n_per_b floats per batch element; scale NULL means 1 (no drop-path).
@@ -172,6 +199,7 @@ typedef struct Backend {
 
     // Fused attention (flash style): out [B, Nq, D], lse [B, H, Nq] (natural log).
     // No per-head Nq×Nk matrix is ever stored; backward recomputes scores tile by tile.
+    // q, k, v are Act views (the qkv GEMM's stored output); out, lse and every gradient fp32.
     void (*attention_forward)(const AttnArgs *a, float *out, float *lse);
     void (*attention_backward)(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
                                const float *dout);

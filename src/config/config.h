@@ -3,6 +3,7 @@
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include "core/common.h"
 
 #define DCAL_MAX_DEVIATIONS 32
@@ -25,6 +26,9 @@ typedef struct {
     bool glca_shares_sa_weights;   // paper: false
     bool pwca_shares_sa_weights;   // paper: true
     double ln_eps;                 // 1e-6
+    int act_bytes;                 // not a YAML key: bytes of a stored Act element (backend.h),
+                                   // config_act_bytes(train.precision), set once the precision is
+                                   // resolved; 0 (unresolved) plans as 4
 } ModelConfig;
 
 typedef struct {
@@ -125,6 +129,10 @@ int config_apply_world(DcalConfig *c, int world, bool resume);
 static inline int config_tokens(const ModelConfig *m) {
     int g = m->img_size / m->patch;
     return 1 + g * g;
+}
+// Bytes of an Act element (backend.h) at a resolved precision: bf16 stores them in 2, fp32 in 4.
+static inline int config_act_bytes(const char *precision) {
+    return strcmp(precision, "bf16") ? 4 : 2;
 }
 // K = floor(R·(N−1)) selected patch tokens (at least 1).
 int config_topk(const ModelConfig *m);

@@ -203,7 +203,9 @@ int config_resolve(const ConfigRequest *rq, ResolvedConfig *out) {
             from = "free device memory";
         }
     }
-    if (budget && !pick_micro_batch(rq, budget, from, c)) return 0;
+    // The precision first: it sets how the planner counts the Act tensors (bf16: 2 bytes).
     if (precisions && !resolve_precision(precisions, &c->train)) return 0;
+    if (strcmp(c->train.precision, "auto")) c->model.act_bytes = config_act_bytes(c->train.precision);
+    if (budget && !pick_micro_batch(rq, budget, from, c)) return 0;
     return judge(rq, out);
 }

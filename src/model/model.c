@@ -156,26 +156,30 @@ void model_copy_sa_to_glca(Model *m) {
 typedef struct {
     char *base;        // NULL: count only
     size_t act, ws;    // bytes so far
+    size_t act_elem;   // bytes of one Act element (backend.h): 4, or 2 at bf16
 } Arena;
 
-static float *take(Arena *a, size_t n, bool workspace) {
-    size_t bytes = (n * sizeof(float) + 255) & ~(size_t)255;   // 256-byte alignment: vector loads on any backend
+static void *take_bytes(Arena *a, size_t bytes, bool workspace) {
+    bytes = (bytes + 255) & ~(size_t)255;   // 256-byte alignment: vector loads on any backend
     size_t off = a->act + a->ws;
     if (workspace) a->ws += bytes; else a->act += bytes;
-    return a->base ? (float *)(a->base + off) : NULL;
+    return a->base ? a->base + off : NULL;
 }
+static float *take(Arena *a, size_t n, bool workspace) { return take_bytes(a, n * sizeof(float), workspace); }
+// An Act tensor of n elements, in the activation type of the precision in force.
+static Act *take_act(Arena *a, size_t n, bool workspace) { return take_bytes(a, n * a->act_elem, workspace); }
 
 static void block_acts(Arena *a, BlockActs *b, size_t rows, int B, const ModelConfig *c, int N, bool ws) {
     size_t D = (size_t)c->dim, F = (size_t)c->mlp_dim;
     b->ln1_mean = take(a, rows, ws);
     b->ln1_rstd = take(a, rows, ws);
-    b->qkv = take(a, rows * 3 * D, ws);
+    b->qkv = take_act(a, rows * 3 * D, ws);
     b->att = take(a, rows * D, ws);
     b->lse = take(a, (size_t)B * c->heads * N, ws);
     b->h = take(a, rows * D, ws);
     b->ln2_mean = take(a, rows, ws);
     b->ln2_rstd = take(a, rows, ws);
-    b->fc1 = take(a, rows * F, ws);
+    b->fc1 = take_act(a, rows * F, ws);
 }
 
 // dgelu is the forward scratch ftmp (rows·max(F, D+2) floats): a block's
@@ -198,17 +202,17 @@ static void glca_acts(Arena *a, GlcaActs *g, int B, const ModelConfig *c, int N,
     g->lnl = take(a, lr * D, ws);
     g->lnl_mean = take(a, lr, ws);
     g->lnl_rstd = take(a, lr, ws);
-    g->q = take(a, lr * D, ws);
+    g->q = take_act(a, lr * D, ws);
     g->lng = take(a, rows * D, ws);
     g->lng_mean = take(a, rows, ws);
     g->lng_rstd = take(a, rows, ws);
-    g->kv = take(a, rows * 2 * D, ws);
+    g->kv = take_act(a, rows * 2 * D, ws);
     g->att = take(a, lr * D, ws);
     g->lse = take(a, (size_t)B * c->heads * Q, ws);
     g->h = take(a, lr * D, ws);
     g->ln2_mean = take(a, lr, ws);
     g->ln2_rstd = take(a, lr, ws);
-    g->fc1 = take(a, lr * F, ws);
+    g->fc1 = take_act(a, lr * F, ws);
     g->yout = take(a, lr * D, ws);
 }
 
@@ -293,7 +297,7 @@ void model_plan(const ModelConfig *cfg, int B, bool ckpt, bool training, MemPlan
     BlockActs sa[64], pw[64];
     GlcaActs gl[64];
     x.sa = sa; x.pw = pw; x.gl = gl;
-    Arena a = {0};
+    Arena a = {.act_elem = cfg->act_bytes ? (size_t)cfg->act_bytes : sizeof(float)};
     layout(cfg, B, ckpt, training, &a, &x);
     out->weights = n * sizeof(float);
     out->grads = training ? n * sizeof(float) : 0;
@@ -327,11 +331,20 @@ int model_alloc_activations(Model *m, int B, bool ckpt, bool training) {
         dcal_err("model: depth %d / glca_blocks %d exceed 64", c->depth, c->glca_blocks);
         return 0;
     }
+    // The Act tensors take the backend's type under the precision in force; a plan made
+    // from the config (config_act_bytes) must have counted the same.
+    size_t eb = m->be->act_bytes();
+    if (c->act_bytes && (size_t)c->act_bytes != eb) {
+        dcal_err("internal: the plan counted %d-byte activations, the %s backend stores %zu-byte ones", c->act_bytes,
+                 m->be->name, eb);
+        return 0;
+    }
+    m->cfg.act_bytes = (int)eb;
     Acts *x = xcalloc(1, sizeof(Acts));
     x->sa = xcalloc(64, sizeof(BlockActs));
     x->pw = xcalloc(64, sizeof(BlockActs));
     x->gl = xcalloc(64, sizeof(GlcaActs));
-    Arena a = {0};
+    Arena a = {.act_elem = eb};
     layout(c, B, ckpt, training, &a, x);
     a.base = m->be->alloc(a.act + a.ws);
     a.act = a.ws = 0;

@@ -7,26 +7,28 @@
 #include "model/model_block.h"
 
 // q|k|v views into a [B, N, 3D] buffer (heads contiguous inside each).
-AttnArgs block_qkv_args(const Model *m, int B, const float *qkv, const float *qkv2, const int *pair) {
+AttnArgs block_qkv_args(const Model *m, int B, const Act *qkv, const Act *qkv2, const int *pair) {
     int D = m->cfg.dim, N = m->N;
+    size_t eb = (size_t)m->cfg.act_bytes;
     AttnArgs a = {.B = B, .H = m->cfg.heads, .hd = D / m->cfg.heads, .Nq = N, .q_idx = NULL,
                   .q = qkv, .q_bstride = (long)N * 3 * D, .q_tstride = 3 * D,
-                  .k1 = qkv + D, .v1 = qkv + 2 * D, .n1 = N, .kv1_bstride = (long)N * 3 * D, .kv1_tstride = 3 * D};
+                  .k1 = act_at(qkv, D, eb), .v1 = act_at(qkv, 2 * D, eb), .n1 = N, .kv1_bstride = (long)N * 3 * D,
+                  .kv1_tstride = 3 * D};
     if (qkv2) {   // PWCA: the distractor's keys/values, one softmax over both (MODEL.md §2)
-        a.k2 = qkv2 + D; a.v2 = qkv2 + 2 * D; a.n2 = N;
+        a.k2 = act_at(qkv2, D, eb); a.v2 = act_at(qkv2, 2 * D, eb); a.n2 = N;
         a.kv2_bstride = (long)N * 3 * D; a.kv2_tstride = 3 * D; a.kv2_b = pair;
     }
     a.scale = 1.0f / sqrtf((float)a.hd);
     return a;
 }
 
-void block_attn_forward(const Model *m, const BlockW *w, BlockActs *a, const float *xin, int B, const float *qkv2,
+void block_attn_forward(const Model *m, const BlockW *w, BlockActs *a, const float *xin, int B, const Act *qkv2,
                         const int *pair, bool attention) {
     const Backend *be = m->be;
     int D = m->cfg.dim, rows = B * m->N;
     float *ln1 = m->acts->ftmp;   // not kept: backward recomputes it (block_backward)
     be->layernorm_forward(ln1, a->ln1_mean, a->ln1_rstd, xin, w->ln1w, w->ln1b, rows, D, (float)m->cfg.ln_eps);
-    be->linear_forward(a->qkv, ln1, w->qkvw, w->qkvb, rows, D, 3 * D);
+    be->linear_forward_act(a->qkv, ln1, w->qkvw, w->qkvb, rows, D, 3 * D);
     if (attention) {
         AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
         be->attention_forward(&at, a->att, a->lse);
@@ -34,7 +36,7 @@ void block_attn_forward(const Model *m, const BlockW *w, BlockActs *a, const flo
 }
 
 void block_forward(const Model *m, const BlockW *w, BlockActs *a, const float *xin, float *xout, int B,
-                   const float *qkv2, const int *pair, const float *s1, const float *s2) {
+                   const Act *qkv2, const int *pair, const float *s1, const float *s2) {
     const Backend *be = m->be;
     int D = m->cfg.dim, F = m->cfg.mlp_dim, rows = B * m->N;
     size_t per_b = (size_t)m->N * D;
@@ -43,7 +45,7 @@ void block_forward(const Model *m, const BlockW *w, BlockActs *a, const float *x
     float *t = m->acts->ftmp;   // LN2's output, then the GELU's: not kept (mlp_proj_backward)
     be->residual_layernorm_forward(a->h, t, a->ln2_mean, a->ln2_rstd, xin, xout, s1, w->ln2w, w->ln2b, B, m->N, D,
                                    (float)m->cfg.ln_eps);
-    be->linear_forward(a->fc1, t, w->fc1w, w->fc1b, rows, D, F);
+    be->linear_forward_act(a->fc1, t, w->fc1w, w->fc1b, rows, D, F);
     be->gelu_forward(t, a->fc1, (size_t)rows * F);
     be->linear_forward(xout, t, w->fc2w, w->fc2b, rows, F, D);
     be->residual_forward(xout, a->h, xout, s2, B, per_b);   // element-wise, so in place is safe
@@ -65,7 +67,7 @@ static const float *ln_again(const Model *m, float *buf, const float *inp, const
 // a row, ARCHITECTURE.md §3): both are recomputed here into gradient scratch
 // that is free at that moment, so the gradients are bitwise those of keeping them.
 static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw, const float *h,
-                              const float *ln2_mean, const float *ln2_rstd, const float *fc1, const float *att,
+                              const float *ln2_mean, const float *ln2_rstd, const Act *fc1, const float *att,
                               const float *dout, float *dres, BlockGrads *g, int B, int rows_per_b, const float *s1,
                               const float *s2) {
     const Backend *be = m->be;
@@ -90,7 +92,7 @@ static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw,
 }
 
 void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
-                    const float *dout, float *dxin, BlockGrads *g, int B, const float *qkv2, const int *pair,
+                    const float *dout, float *dxin, BlockGrads *g, int B, const Act *qkv2, const int *pair,
                     float *dqkv2, const float *s1, const float *s2) {
     const Backend *be = m->be;
     int D = m->cfg.dim, rows = B * m->N;
@@ -112,7 +114,8 @@ static AttnArgs glca_args(const Model *m, int B, const GlcaActs *a) {
     int D = m->cfg.dim, N = m->N, Q = 1 + m->K;
     AttnArgs at = {.B = B, .H = m->cfg.heads, .hd = D / m->cfg.heads, .Nq = Q, .q_idx = NULL,
                    .q = a->q, .q_bstride = (long)Q * D, .q_tstride = D,
-                   .k1 = a->kv, .v1 = a->kv + D, .n1 = N, .kv1_bstride = (long)N * 2 * D, .kv1_tstride = 2 * D};
+                   .k1 = a->kv, .v1 = act_at(a->kv, D, (size_t)m->cfg.act_bytes), .n1 = N,
+                   .kv1_bstride = (long)N * 2 * D, .kv1_tstride = 2 * D};
     at.scale = 1.0f / sqrtf((float)at.hd);
     return at;
 }
@@ -124,9 +127,9 @@ void glca_forward(const Model *m, const BlockW *w, GlcaActs *a, const float *glo
     float eps = (float)m->cfg.ln_eps;
     // q = LN1(local)·Wq, k|v = LN1(global)·Wk|Wv: the first D rows of qkv.weight are Wq.
     be->layernorm_forward(a->lnl, a->lnl_mean, a->lnl_rstd, a->yin, w->ln1w, w->ln1b, lr, D, eps);
-    be->linear_forward(a->q, a->lnl, w->qkvw, w->qkvb, lr, D, D);
+    be->linear_forward_act(a->q, a->lnl, w->qkvw, w->qkvb, lr, D, D);
     be->layernorm_forward(a->lng, a->lng_mean, a->lng_rstd, global, w->ln1w, w->ln1b, rows, D, eps);
-    be->linear_forward(a->kv, a->lng, w->qkvw + (size_t)D * D, w->qkvb + D, rows, D, 2 * D);
+    be->linear_forward_act(a->kv, a->lng, w->qkvw + (size_t)D * D, w->qkvb + D, rows, D, 2 * D);
     AttnArgs at = glca_args(m, B, a);
     be->attention_forward(&at, a->att, a->lse);
     size_t per_b = (size_t)Q * D;
@@ -134,7 +137,7 @@ void glca_forward(const Model *m, const BlockW *w, GlcaActs *a, const float *glo
     float *t = m->acts->ftmp;   // LN2's output, then the GELU's: not kept (mlp_proj_backward)
     be->residual_layernorm_forward(a->h, t, a->ln2_mean, a->ln2_rstd, a->yin, a->yout, s1, w->ln2w, w->ln2b, B, Q, D,
                                    eps);
-    be->linear_forward(a->fc1, t, w->fc1w, w->fc1b, lr, D, F);
+    be->linear_forward_act(a->fc1, t, w->fc1w, w->fc1b, lr, D, F);
     be->gelu_forward(t, a->fc1, (size_t)lr * F);
     be->linear_forward(a->yout, t, w->fc2w, w->fc2b, lr, F, D);
     be->residual_forward(a->yout, a->h, a->yout, s2, B, per_b);

@@ -4,16 +4,16 @@
 #include "model/model_int.h"
 
 // Attention views into a [B, N, 3D] qkv buffer; PWCA adds the distractor's k/v (qkv2, pair).
-AttnArgs block_qkv_args(const Model *m, int B, const float *qkv, const float *qkv2, const int *pair);
+AttnArgs block_qkv_args(const Model *m, int B, const Act *qkv, const Act *qkv2, const int *pair);
 // LN1 + qkv (+ attention when asked): the part the rollout and PWCA reuse.
-void block_attn_forward(const Model *m, const BlockW *w, BlockActs *a, const float *xin, int B, const float *qkv2,
+void block_attn_forward(const Model *m, const BlockW *w, BlockActs *a, const float *xin, int B, const Act *qkv2,
                         const int *pair, bool attention);
 // SA block (qkv2 NULL) or PWCA block (qkv2 = the SA qkv of the same layer, pair = π).
 void block_forward(const Model *m, const BlockW *w, BlockActs *a, const float *xin, float *xout, int B,
-                   const float *qkv2, const int *pair, const float *s1, const float *s2);
+                   const Act *qkv2, const int *pair, const float *s1, const float *s2);
 // dxin += ∂/∂xin; parameter grads into gw; for PWCA, dk2/dv2 into dqkv2 (the SA layer's dqkv).
 void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
-                    const float *dout, float *dxin, BlockGrads *g, int B, const float *qkv2, const int *pair,
+                    const float *dout, float *dxin, BlockGrads *g, int B, const Act *qkv2, const int *pair,
                     float *dqkv2, const float *s1, const float *s2);
 // GLCA block: local rows a->yin [B,1+K,D] attend to global [B,N,D]; output a->yout.
 void glca_forward(const Model *m, const BlockW *w, GlcaActs *a, const float *global, int B, const float *s1,

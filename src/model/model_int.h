@@ -10,8 +10,10 @@ typedef struct {
 
 // What a SA or PWCA block's forward keeps for backward (rows = B·N). The
 // LayerNorm outputs and the GELU output are recomputed in backward instead.
+// qkv and fc1 are Act storage (backend.h: bf16 at precision bf16).
 typedef struct {
-    float *ln1_mean, *ln1_rstd, *qkv, *att, *lse, *h, *ln2_mean, *ln2_rstd, *fc1;
+    float *ln1_mean, *ln1_rstd, *att, *lse, *h, *ln2_mean, *ln2_rstd;
+    Act *qkv, *fc1;
 } BlockActs;
 
 // Gradient scratch of one block, reused block after block. dgelu holds at
@@ -23,9 +25,12 @@ typedef struct {
 // GLCA block j: Q = 1+K local rows attend to N global rows.
 typedef struct {
     float *yin;                                   // [B,Q,D] local input (j=0: z[sel])
-    float *lnl, *lnl_mean, *lnl_rstd, *q;         // local LN1 and queries
-    float *lng, *lng_mean, *lng_rstd, *kv;        // global LN1 and keys|values [B,N,2D]
-    float *att, *lse, *h, *ln2_mean, *ln2_rstd, *fc1, *yout;
+    float *lnl, *lnl_mean, *lnl_rstd;             // local LN1
+    Act *q;                                       // queries [B,Q,D] (Act storage)
+    float *lng, *lng_mean, *lng_rstd;             // global LN1
+    Act *kv;                                      // keys|values [B,N,2D] (Act storage)
+    float *att, *lse, *h, *ln2_mean, *ln2_rstd, *yout;
+    Act *fc1;
 } GlcaActs;
 
 // One classification head's activations: CLS row → LN → linear → CE.

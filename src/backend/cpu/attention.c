@@ -43,8 +43,8 @@ static int key_tile(const AttnArgs *a, const AttnGrads *g, int b, int h, int t, 
     int second = t >= t1, j = (second ? t - t1 : t) * KT, n = second ? a->n2 : a->n1;
     long off = second ? kv2_of(a, b) * a->kv2_bstride + j * a->kv2_tstride + h * a->hd
                       : b * a->kv1_bstride + j * a->kv1_tstride + h * a->hd;
-    kt->k = (second ? a->k2 : a->k1) + off;
-    kt->v = (second ? a->v2 : a->v1) + off;
+    kt->k = act_f32(second ? a->k2 : a->k1) + off;
+    kt->v = act_f32(second ? a->v2 : a->v1) + off;
     kt->ld = second ? a->kv2_tstride : a->kv1_tstride;
     kt->j0 = second ? a->n1 + j : j;
     kt->n = n - j < KT ? n - j : KT;
@@ -70,7 +70,7 @@ static void tile_free(Tile *t) { free(t->q); free(t->o); free(t->s); free(t->dp)
 // Copies query rows [i0, i0+nq) of head h into t->q: GLCA's rows are a gather.
 static void load_q(const AttnArgs *a, int b, int h, int i0, int nq, Tile *t) {
     for (int i = 0; i < nq; i++)
-        memcpy(t->q + (size_t)i * a->hd, a->q + b * a->q_bstride + qrow(a, b, i0 + i) * a->q_tstride + h * a->hd,
+        memcpy(t->q + (size_t)i * a->hd, act_f32(a->q) + b * a->q_bstride + qrow(a, b, i0 + i) * a->q_tstride + h * a->hd,
                (size_t)a->hd * 4);
 }
 

@@ -55,6 +55,16 @@ static void cpu_sync(void) {}
 static void cpu_upload(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
 static void cpu_no_wait(const void *p) { (void)p; }
 
+// ---- Act storage: fp32 (the CPU's one precision), so conversions are copies ----
+
+static size_t cpu_act_bytes(void) { return sizeof(float); }
+static void cpu_act_from_f32(Act *dst, const float *src, size_t n) { memmove(dst, src, n * sizeof(float)); }
+static void cpu_act_to_f32(float *dst, const Act *src, size_t n) { memmove(dst, src, n * sizeof(float)); }
+static void cpu_linear_forward_act(Act *out, const float *inp, const float *w, const float *b, int rows, int IC,
+                                   int OC) {
+    cpu_linear_forward((float *)out, inp, w, b, rows, IC, OC);
+}
+
 const Backend backend_cpu = {
     .name = "cpu",
     .available = cpu_available,
@@ -63,6 +73,9 @@ const Backend backend_cpu = {
     .precisions = "fp32",
     .set_precision = cpu_set_precision,
     .set_attention = NULL,   // dcal's attention only
+    .act_bytes = cpu_act_bytes,
+    .act_from_f32 = cpu_act_from_f32,
+    .act_to_f32 = cpu_act_to_f32,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .zero = cpu_zero,
@@ -82,6 +95,7 @@ const Backend backend_cpu = {
     .layernorm_backward = cpu_layernorm_backward,
     .linear_forward = cpu_linear_forward,
     .linear_backward = cpu_linear_backward,
+    .linear_forward_act = cpu_linear_forward_act,
     .gelu_forward = cpu_gelu_forward,
     .gelu_backward = cpu_gelu_backward,
     .residual_forward = cpu_residual_forward,

@@ -4,6 +4,9 @@
 #pragma once
 #include "backend/backend.h"
 
+// The CPU runs precision fp32 only, so its Act tensors are plain floats.
+static inline const float *act_f32(const Act *p) { return (const float *)p; }
+
 // linear.c, layernorm.c, elementwise.c, adamw.c
 void cpu_im2col_forward(float *cols, const float *img, int B, int C, int S, int p);
 void cpu_tokens_forward(float *x0, const float *pe, const float *cls, const float *pos, int B, int N, int D);
@@ -15,8 +18,8 @@ void cpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout
 void cpu_linear_forward(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC);
 void cpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                          int rows, int IC, int OC);
-void cpu_gelu_forward(float *out, const float *inp, size_t n);
-void cpu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+void cpu_gelu_forward(float *out, const Act *inp, size_t n);
+void cpu_gelu_backward(float *dinp, const Act *inp, const float *dout, size_t n);
 void cpu_residual_forward(float *out, const float *x, const float *f, const float *scale, int B, size_t n_per_b);
 void cpu_residual_backward(float *dx, float *df, const float *dout, const float *scale, int B, size_t n_per_b);
 void cpu_residual_layernorm_forward(float *h, float *out, float *mean, float *rstd, const float *x, const float *f,

@@ -11,7 +11,8 @@
 // the elementwise rest.
 enum { GELU_CHUNK = 1024 };
 
-void cpu_gelu_forward(float *out, const float *inp, size_t n) {
+void cpu_gelu_forward(float *out, const Act *act, size_t n) {
+    const float *inp = act_f32(act);
 #pragma omp parallel for schedule(static)
     for (size_t c = 0; c < n; c += GELU_CHUNK) {
         size_t len = n - c < GELU_CHUNK ? n - c : GELU_CHUNK;
@@ -21,7 +22,8 @@ void cpu_gelu_forward(float *out, const float *inp, size_t n) {
     }
 }
 
-void cpu_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+void cpu_gelu_backward(float *dinp, const Act *act, const float *dout, size_t n) {
+    const float *inp = act_f32(act);
     const float inv_sqrt_2pi = 0.3989422804014327f;
 #pragma omp parallel for schedule(static)
     for (size_t c = 0; c < n; c += GELU_CHUNK) {

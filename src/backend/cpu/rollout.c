@@ -21,10 +21,10 @@ enum { PR = 64, PJ = 64 };
 static void head_scores(const AttnArgs *a, int b, int h, int i0, int nq, float *qt, float *st) {
     int hd = a->hd;
     for (int i = 0; i < nq; i++)
-        memcpy(qt + (size_t)i * hd, a->q + b * a->q_bstride + qrow(a, b, i0 + i) * a->q_tstride + h * hd,
+        memcpy(qt + (size_t)i * hd, act_f32(a->q) + b * a->q_bstride + qrow(a, b, i0 + i) * a->q_tstride + h * hd,
                (size_t)hd * sizeof(float));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, a->n1, hd, a->scale, qt, hd,
-                a->k1 + b * a->kv1_bstride + h * hd, (int)a->kv1_tstride, 0.0f, st, a->n1);
+                act_f32(a->k1) + b * a->kv1_bstride + h * hd, (int)a->kv1_tstride, 0.0f, st, a->n1);
 }
 
 // t_j += Σ_{i in tile} (0.5·r_i)·S_ij for j in [j0, j0+PJ), i ascending; S_ij is summed
