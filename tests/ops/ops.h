@@ -10,14 +10,16 @@
 #include "backend/backend.h"
 #include "core/rng.h"
 
-enum { T_F32, T_I32, T_F64 };   // element types of a tensor
+// Element types of a tensor. T_ACT: host values are float; on a backend it is Act
+// storage (backend.h: bf16 at precision bf16), written with act_from_f32, read with act_to_f32.
+enum { T_F32, T_I32, T_F64, T_ACT };
 enum { MAXT = 6 };              // tensors per side (inputs, outputs)
 
 // One tensor of a case. n == 0 means "absent" (the op gets NULL there).
 typedef struct {
     const char *name;
     size_t n;
-    int type;          // T_F32, T_I32 or T_F64 (outputs only)
+    int type;          // T_F32, T_I32, T_ACT, or T_F64 (outputs only)
     int diff;          // input: has a gradient; output: has an upstream gradient
     double cap;        // > 0: tolerance ceiling for this tensor (a plain reduction inside a GEMM op)
     int exact;         // gradient that is a plain copy of the upstream one: tolerance 0 on every backend
@@ -88,7 +90,8 @@ int run_row_cudnn(const Row *row, int row_index);
 double *ref_output(const Row *row, int j);
 
 // ---- the ops (ops_*.c) ----
-extern const OpDef OP_MEMORY, OP_IM2COL, OP_TOKENS, OP_LAYERNORM, OP_LINEAR, OP_GELU, OP_RESIDUAL, OP_GATHER;
+extern const OpDef OP_MEMORY, OP_IM2COL, OP_TOKENS, OP_LAYERNORM, OP_LINEAR, OP_LINEAR_ACT, OP_GELU, OP_RESIDUAL,
+    OP_GATHER;
 extern const OpDef OP_ATTENTION, OP_ROLLOUT_ATTN, OP_TOPK;
 // OP_ATTENTION rows also run a cuDNN column (COL_CUDA_CUDNN) on a device backend whose
 // set_attention takes "cudnn": NULL when cuDNN's fused SDPA can take the case, else why not.

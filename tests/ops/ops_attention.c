@@ -107,8 +107,8 @@ static void att_init(OpCase *c, Rng *r) {
     int pw = c->row->p[5], D = g.H * g.hd;
     size_t nqkv = (size_t)g.B * g.N * 3 * D;
     c->nx = 4, c->ny = 2;
-    tensor_set(&c->x[0], "qkv", nqkv, T_F32, 1);
-    tensor_set(&c->x[1], "qkv2", pw ? nqkv : 0, T_F32, 1);
+    tensor_set(&c->x[0], "qkv", nqkv, T_ACT, 1);   // the qkv GEMM's stored output
+    tensor_set(&c->x[1], "qkv2", pw ? nqkv : 0, T_ACT, 1);
     tensor_set(&c->x[2], "q_idx", c->row->p[4] > 0 ? (size_t)g.B * g.Nq : 0, T_I32, 0);
     tensor_set(&c->x[3], "kv2_b", pw ? g.B : 0, T_I32, 0);
     float *q = fill_normal(&c->x[0], r, c->row->p[6] / 10.f), *q2 = fill_normal(&c->x[1], r, c->row->p[6] / 10.f);
@@ -124,29 +124,30 @@ static void att_init(OpCase *c, Rng *r) {
     make_gy(c, 0, r, 1.f);
 }
 
-static AttnArgs att_args(const OpCase *c, void *const *x) {
+static AttnArgs att_args(const Backend *be, const OpCase *c, void *const *x) {
     Geom g = geom(c);
     int D = g.H * g.hd;
     long bs = (long)g.N * 3 * D, ts = 3 * D;
-    const float *q = x[0], *q2 = x[1];
+    const Act *q = x[0], *q2 = x[1];
+    size_t eb = be->act_bytes();
     AttnArgs a = {.B = g.B, .H = g.H, .hd = g.hd, .Nq = g.Nq, .q_idx = x[2], .q = q, .q_bstride = bs,
-                  .q_tstride = ts, .k1 = q + D, .v1 = q + 2 * D, .n1 = g.N, .kv1_bstride = bs, .kv1_tstride = ts,
-                  .scale = 1.0f / sqrtf((float)g.hd)};
+                  .q_tstride = ts, .k1 = act_at(q, D, eb), .v1 = act_at(q, 2 * D, eb), .n1 = g.N, .kv1_bstride = bs,
+                  .kv1_tstride = ts, .scale = 1.0f / sqrtf((float)g.hd)};
     if (g.n2) {
-        a.k2 = q2 + D, a.v2 = q2 + 2 * D, a.n2 = g.n2, a.kv2_bstride = bs, a.kv2_tstride = ts;
+        a.k2 = act_at(q2, D, eb), a.v2 = act_at(q2, 2 * D, eb), a.n2 = g.n2, a.kv2_bstride = bs, a.kv2_tstride = ts;
         a.kv2_b = x[3];
     }
     return a;
 }
 
 static void att_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
-    AttnArgs a = att_args(c, x);
+    AttnArgs a = att_args(be, c, x);
     be->attention_forward(&a, YF(0), YF(1));
 }
 // Partial: only dv1/dv2 (the q and k columns of the gradient buffers keep their start).
 static void att_be_bwd(const Backend *be, const OpCase *c, void *const *x, void *const *y, float *const *gy,
                        float *const *gx) {
-    AttnArgs a = att_args(c, x);
+    AttnArgs a = att_args(be, c, x);
     int D = c->row->p[1] * c->row->p[2], pt = c->partial;
     AttnGrads g = {.dq = pt ? NULL : gx[0], .dk1 = pt ? NULL : gx[0] + D, .dv1 = gx[0] + 2 * D};
     if (a.n2) g.dk2 = pt ? NULL : gx[1] + D, g.dv2 = gx[1] + 2 * D;
@@ -180,7 +181,7 @@ static void roll_init(OpCase *c, Rng *r) {
     Geom g = {R.B, R.H, R.hd, R.N, R.N, 0};
     size_t D = (size_t)R.H * R.hd, nqkv = (size_t)R.B * R.N * 3 * D, nlse = (size_t)R.B * R.H * R.N;
     c->nx = 3, c->ny = 1;
-    tensor_set(&c->x[0], "qkv", (size_t)R.steps * nqkv, T_F32, 0);
+    tensor_set(&c->x[0], "qkv", (size_t)R.steps * nqkv, T_ACT, 0);
     tensor_set(&c->x[1], "lse", (size_t)R.steps * nlse, T_F32, 0);
     tensor_set(&c->x[2], "r0", (size_t)R.B * R.N, T_F32, 0);
     float *q = fill_normal(&c->x[0], r, 1.5f), *lse = fill_normal(&c->x[1], r, 0.f), *r0 = fill_normal(&c->x[2], r, 1.f);
@@ -245,18 +246,19 @@ static void roll_be(const Backend *be, const OpCase *c, void *const *x, void *co
     size_t D = (size_t)R.H * R.hd, nqkv = (size_t)R.B * R.N * 3 * D, nlse = (size_t)R.B * R.H * R.N;
     float *tmp = be->alloc((size_t)R.B * R.N * sizeof(float));
     be->copy(y[0], x[2], (size_t)R.B * R.N * sizeof(float));
+    size_t eb = be->act_bytes();
     for (int s = 0; s < R.steps; s++) {
-        const float *q = XF(0) + s * nqkv;
+        const Act *q = act_at(x[0], s * nqkv, eb);
         long bs = (long)R.N * 3 * D, ts = 3 * D;
         AttnArgs a = {.B = R.B, .H = R.H, .hd = R.hd, .Nq = R.N, .q = q, .q_bstride = bs, .q_tstride = ts,
-                      .k1 = q + D, .v1 = q + 2 * D, .n1 = R.N, .kv1_bstride = bs, .kv1_tstride = ts,
+                      .k1 = act_at(q, D, eb), .v1 = act_at(q, 2 * D, eb), .n1 = R.N, .kv1_bstride = bs, .kv1_tstride = ts,
                       .scale = 1.0f / sqrtf((float)R.hd)};
         be->rollout_step_attn(&a, XF(1) + s * nlse, YF(0), tmp);
     }
     be->sync();
     be->free(tmp);
 }
-const OpDef OP_ROLLOUT_ATTN = {"rollout_step_attn", roll_init, roll_ref, NULL, roll_be, NULL, NULL, 0};
+const OpDef OP_ROLLOUT_ATTN = {"rollout_step_attn", roll_init, roll_ref, NULL, roll_be, NULL, NULL, 1};
 
 // ---- topk_select: p = {B, N, K, mode} ---------------------------------------------
 // mode 0: values on a 1/8 grid (many ties); 1: all equal; 2, 3: the hand cases below.

@@ -7,6 +7,7 @@
 #include "ops.h"
 
 #define XF(i) ((float *)x[i])
+#define XA(i) ((const Act *)x[i])
 #define YF(j) ((float *)y[j])
 #define HI(i) ((const int *)c->x[i].h)
 
@@ -210,10 +211,24 @@ static void lin_be_bwd(const Backend *be, const OpCase *c, void *const *x, void 
 static int lin_keeps(const OpCase *c, int i, size_t k) { return (void)k, i == (c->x[2].n ? 2 : 1); }
 const OpDef OP_LINEAR = {"linear", lin_init, lin_ref, lin_ref_bwd, lin_be, lin_be_bwd, lin_keeps, 1};
 
+// ---- linear_forward_act: linear's rows with the output stored as Act (forward only: the
+// model's gradient through such an output is linear_backward's, checked above).
+static void lin_act_init(OpCase *c, Rng *r) {
+    lin_init(c, r);
+    c->y[0].type = T_ACT;
+    c->y[0].diff = 0;
+    free(c->gy[0]);
+    c->gy[0] = NULL;
+}
+static void lin_act_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
+    be->linear_forward_act(y[0], XF(0), XF(1), c->x[2].n ? XF(2) : NULL, c->row->p[0], c->row->p[1], c->row->p[2]);
+}
+const OpDef OP_LINEAR_ACT = {"linear_forward_act", lin_act_init, lin_ref, NULL, lin_act_be, NULL, NULL, 1};
+
 // ---- gelu (exact, erf): p = {n, input scale} ------------------------------------------
 static void gelu_init(OpCase *c, Rng *r) {
     c->nx = 1, c->ny = 1;
-    tensor_set(&c->x[0], "inp", c->row->p[0], T_F32, 1);
+    tensor_set(&c->x[0], "inp", c->row->p[0], T_ACT, 1);   // fc1's stored output
     fill_normal(&c->x[0], r, (float)c->row->p[1]);
     tensor_set(&c->y[0], "out", c->row->p[0], T_F32, 1);
     make_gy(c, 0, r, 1.f);
@@ -228,14 +243,14 @@ static void gelu_ref_bwd(const OpCase *c, double *const *x, double *const *gy, d
     }
 }
 static void gelu_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
-    be->gelu_forward(YF(0), XF(0), c->x[0].n);
+    be->gelu_forward(YF(0), XA(0), c->x[0].n);
 }
 static void gelu_be_bwd(const Backend *be, const OpCase *c, void *const *x, void *const *y, float *const *gy,
                         float *const *gx) {
     (void)y;
-    be->gelu_backward(gx[0], XF(0), gy[0], c->x[0].n);
+    be->gelu_backward(gx[0], XA(0), gy[0], c->x[0].n);
 }
-const OpDef OP_GELU = {"gelu", gelu_init, gelu_ref, gelu_ref_bwd, gelu_be, gelu_be_bwd, NULL, 0};
+const OpDef OP_GELU = {"gelu", gelu_init, gelu_ref, gelu_ref_bwd, gelu_be, gelu_be_bwd, NULL, 1};
 
 // ---- residual: p = {B, n_per_b, with drop-path scale} --------------------------------
 static const float kScale[4] = {0.f, 1.25f, 1.f, 1.f / 0.9f};   // dropped, 1/keep_prob, kept

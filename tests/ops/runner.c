@@ -58,6 +58,8 @@ double ref_softmax_lse(double *s, int n) {
 }
 
 static size_t tsize(int type) { return type == T_F64 ? 8 : 4; }
+// Bytes of one element of a tensor on backend be (Act storage follows its precision).
+static size_t bsize(const Backend *be, int type) { return type == T_ACT ? be->act_bytes() : tsize(type); }
 
 static double rel_err_d(const double *a, const double *b, size_t n) {
     double md = 0, mr = ERR_FLOOR;
@@ -69,11 +71,18 @@ static double rel_err_d(const double *a, const double *b, size_t n) {
     return md / mr;
 }
 
-// Backend memory → host doubles, by element type.
+// Backend memory → host doubles, by element type (Act storage through act_to_f32).
 static double *down(const Backend *be, const void *d, size_t n, int type) {
     void *h = tz(n, tsize(type));
     double *o = tz(n, sizeof(double));
-    be->to_host(h, d, n * tsize(type));
+    if (type == T_ACT) {
+        float *f = be->alloc(n ? n * sizeof(float) : 4);
+        be->act_to_f32(f, d, n);
+        be->to_host(h, f, n * sizeof(float));
+        be->free(f);
+    } else {
+        be->to_host(h, d, n * tsize(type));
+    }
     for (size_t i = 0; i < n; i++)
         o[i] = type == T_F64 ? ((double *)h)[i] : type == T_I32 ? ((int *)h)[i] : ((float *)h)[i];
     free(h);
@@ -83,6 +92,16 @@ static double *down(const Backend *be, const void *d, size_t n, int type) {
 static void *up(const Backend *be, const void *h, size_t bytes) {
     void *d = be->alloc(bytes ? bytes : 4);
     if (bytes) be->to_device(d, h, bytes);
+    return d;
+}
+
+// A tensor's host values onto backend be in its element type (T_ACT: rounded by act_from_f32).
+static void *up_tensor(const Backend *be, const Tensor *t, const void *h) {
+    if (t->type != T_ACT) return up(be, h, t->n * tsize(t->type));
+    float *f = up(be, h, t->n * sizeof(float));
+    void *d = be->alloc(t->n ? t->n * be->act_bytes() : 4);
+    be->act_from_f32(d, f, t->n);
+    be->free(f);
     return d;
 }
 
@@ -193,7 +212,7 @@ static void *poisoned(const Backend *be, const Tensor *t) {
     else
         for (size_t k = 0; k < t->n; k++)
             t->type == T_F64 ? (void)(((double *)h)[k] = NAN) : (void)(((float *)h)[k] = NAN);
-    void *d = up(be, h, b);
+    void *d = up_tensor(be, t, h);
     free(h);
     return d;
 }
@@ -210,7 +229,7 @@ static void check_forward(const Backend *be, const OpCase *c, const Ref *R, void
         double *got = down(be, dy[j], t->n, t->type);
         // Index outputs (topk) must match exactly.
         note(rep, 0, "fwd", t->name, rel_err_d(got, R->y[j], t->n), t->type == T_I32 ? 0 : tol_of(t, tol));
-        flag(rep, same_bits(be, dy[j], dy2[j], t->n * tsize(t->type)), "fwd not bitwise reproducible:", t->name);
+        flag(rep, same_bits(be, dy[j], dy2[j], t->n * bsize(be, t->type)), "fwd not bitwise reproducible:", t->name);
         free(got);
         be->free(dy2[j]);
     }
@@ -309,7 +328,7 @@ static int run_column(const Backend *be, const char *label, int col, const OpCas
     Report rep = {0};
     void *dx[MAXT] = {0}, *dy[MAXT] = {0};
     for (int i = 0; i < c->nx; i++)
-        if (c->x[i].n) dx[i] = up(be, c->x[i].h, c->x[i].n * tsize(c->x[i].type));
+        if (c->x[i].n) dx[i] = up_tensor(be, &c->x[i], c->x[i].h);
     check_forward(be, c, R, dx, dy, tol.fwd, &rep);
     if (c->row->op->be_bwd) check_backward(be, c, R, S, dx, dy, tol.bwd, &rep);
     for (int i = 0; i < MAXT; i++) {
