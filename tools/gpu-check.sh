@@ -58,7 +58,7 @@ git rev-parse --short=12 HEAD 2>/dev/null | sed 's/^/commit /' | tee -a "$OUT/su
 cuda_archs() {
     local cc all
     cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '. ')
-    all=$(sed -n 's/^set(DCAL_CUDA_ARCHS "\([^"]*\)".*/\1/p' "$ROOT/CMakeLists.txt")
+    all=$(sed -n 's/^ *set(DCAL_CUDA_ARCHS_DEFAULT "\([0-9][^"]*\)".*/\1/p' "$ROOT/CMakeLists.txt")
     [ -n "$cc" ] && tr ';' '\n' <<<"$all" | grep -E "^${cc}([a-z]|-|$)" | paste -sd';'
 }
 ARCHS=${DCAL_CUDA_ARCHS:-$(cuda_archs)}
