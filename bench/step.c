@@ -196,7 +196,7 @@ static void report(const Bench *t, const DcalConfig *c, int B, int ckpt, bool pw
                    double peak_tflops) {
     const Model *m = &t->m;
     MemPlan p;
-    model_plan(&c->model, B, ckpt, true, &p);
+    model_plan(&m->cfg, B, ckpt, true, &p);   // the model's copy: its Act tensors at the precision that ran
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double step = tm->fwd + tm->bwd + tm->opt, flops = step_flops(m, &c->model, B, pwca);

@@ -89,6 +89,55 @@ START_TEST(plan_equals_allocation) {
 }
 END_TEST
 
+// Act storage at precision bf16 (backend.h): exactly the Act tensors shrink, to 2 bytes an
+// element, by the count written out here from MODEL.md's shapes — SA and PWCA blocks keep qkv
+// [rows, 3D] and fc1 [rows, F]; GLCA keeps q [B·Q, D], k|v [rows, 2D] and fc1 [B·Q, F]. (cub at
+// micro-batch 16: every one of these is a multiple of 256 bytes, so alignment adds nothing.)
+START_TEST(bf16_act_storage) {
+    DcalConfig c = load("cub");
+    const ModelConfig *mc = &c.model;
+    const int B = 16;
+    size_t D = mc->dim, F = mc->mlp_dim, rows = (size_t)B * config_tokens(mc), lr = (size_t)B * (1 + config_topk(mc));
+    size_t glca = mc->glca_blocks * (lr * D + rows * 2 * D + lr * F), block = rows * (3 * D + F);
+    for (int ck = 0; ck < 2; ck++) {
+        MemPlan f32, bf16;
+        c.model.act_bytes = 4;
+        model_plan(&c.model, B, ck, true, &f32);
+        c.model.act_bytes = 2;
+        model_plan(&c.model, B, ck, true, &bf16);
+        // Kept blocks count as activations; checkpointing's one shared SA and one PWCA block as workspace.
+        size_t kept = ck ? glca : (size_t)(mc->depth + mc->pwca_blocks) * block + glca, shared = ck ? 2 * block : 0;
+        ck_assert_uint_eq(f32.activations - bf16.activations, 2 * kept);
+        ck_assert_uint_eq(f32.workspace - bf16.workspace, 2 * shared);
+        ck_assert_uint_eq(f32.weights + f32.grads + f32.optimizer, bf16.weights + bf16.grads + bf16.optimizer);
+    }
+}
+END_TEST
+
+// A backend storing 2-byte Act elements allocates what a bf16 plan counts; a plan that counted
+// other bytes than the backend stores is refused before anything runs.
+static size_t two_bytes(void) { return 2; }
+START_TEST(act_bytes_agree) {
+    DcalConfig c = load("tiny");
+    Backend be = backend_cpu;
+    be.alloc = count_alloc;
+    be.act_bytes = two_bytes;
+    c.model.act_bytes = 2;
+    counted = 0;
+    Model m;
+    ck_assert(model_build(&m, &c.model, &be));
+    ck_assert(model_alloc_activations(&m, c.train.micro_batch, false, true));
+    MemPlan p;
+    model_plan(&c.model, c.train.micro_batch, false, true, &p);
+    ck_assert_uint_eq(p.total, counted + 2 * m.n_params * sizeof(float));
+    model_free(&m);
+    c.model.act_bytes = 2;
+    ck_assert(model_build(&m, &c.model, &backend_cpu));
+    ck_assert(!model_alloc_activations(&m, c.train.micro_batch, false, true));   // CPU: 4-byte Act
+    model_free(&m);
+}
+END_TEST
+
 // The picker on the plan's table alone (no gradient-sum buffers): the divisor and budget rules.
 static size_t table_bytes(const ModelConfig *cfg, int B, int accum, int world, bool ckpt) {
     (void)accum;
@@ -178,6 +227,8 @@ int main(void) {
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, adds_up);
     tcase_add_test(tc, plan_equals_allocation);
+    tcase_add_test(tc, bf16_act_storage);
+    tcase_add_test(tc, act_bytes_agree);
     tcase_add_test(tc, nothing_quadratic_in_tokens);
     tcase_add_test(tc, pick_micro_batch);
     tcase_add_test(tc, pick_counts_gradient_sum);

@@ -36,27 +36,31 @@ static void print_reduce(const DcalConfig *c) {
 // The backend and precision a run of this config would use here, resolved as
 // config_resolve resolves them for train (auto = the first available backend,
 // its best precision); a backend this machine lacks is named, not an error:
-// planning for a GPU on a laptop is what the plan is for.
-static void print_backend(const TrainConfig *t) {
+// planning for a GPU on a laptop is what the plan is for. The precision found
+// goes to prec (cap bytes; "" when unknown): it sets how the Act tensors count.
+static void print_backend(const TrainConfig *t, char *prec, size_t cap) {
     const Backend *be = NULL;
     char why[256] = "not built into this dcal";
-    for (int i = 0; i < backend_count() && !be; i++) {
+    bool auto_dev = !strcmp(t->device, "auto"), auto_prec = !strcmp(t->precision, "auto"), here = false;
+    for (int i = 0; i < backend_count() && !here; i++) {
         const Backend *b = backend_at(i);
-        if ((!strcmp(t->device, "auto") || !strcmp(t->device, b->name)) && b->available(why, sizeof why)) be = b;
+        if (!auto_dev && strcmp(t->device, b->name)) continue;
+        here = b->available(why, sizeof why);
+        if (here || !auto_dev) be = b;   // a named backend's precisions are known without its device
     }
-    bool auto_dev = !strcmp(t->device, "auto"), auto_prec = !strcmp(t->precision, "auto");
+    snprintf(prec, cap, "%s", auto_prec ? "" : t->precision);
+    if (be && auto_prec) snprintf(prec, cap, "%.*s", (int)strcspn(be->precisions, " "), be->precisions);
     if (!be) {
         printf("backend: %s (not available here: %s), precision %s\n", t->device, why, t->precision);
         return;
     }
-    char prec[16];
-    snprintf(prec, sizeof prec, "%.*s", (int)strcspn(be->precisions, " "), be->precisions);
-    size_t pl = strlen(t->precision);
-    const char *hit = strstr(be->precisions, t->precision);
-    bool supported = auto_prec || (hit && (hit == be->precisions || hit[-1] == ' ') && (!hit[pl] || hit[pl] == ' '));
-    printf("backend: %s%s, precision %s%s\n", be->name, auto_dev ? " (train.device=auto)" : "",
-           auto_prec ? prec : t->precision, auto_prec ? " (train.precision=auto: the backend's best)"
-                                          : supported ? "" : " (not supported by this backend: train refuses it)");
+    size_t pl = strlen(prec);
+    const char *hit = strstr(be->precisions, prec);
+    bool supported = hit && (hit == be->precisions || hit[-1] == ' ') && (!hit[pl] || hit[pl] == ' ');
+    printf("backend: %s%s%s%s%s, precision %s%s\n", be->name, auto_dev ? " (train.device=auto)" : "",
+           here ? "" : " (not available here: ", here ? "" : why, here ? "" : ")", prec,
+           auto_prec ? " (train.precision=auto: the backend's best)"
+           : supported ? "" : " (not supported by this backend: train refuses it)");
 }
 
 int cmd_plan(int argc, char **argv) {
@@ -94,14 +98,17 @@ int cmd_plan(int argc, char **argv) {
         return DCAL_EXIT_USAGE;
     }
     printf("config: %s\n", c->source);
-    print_backend(&c->train);
-    plan_print(stdout, &c->model, B);
+    char prec[16];
+    print_backend(&c->train, prec, sizeof prec);
+    ModelConfig mc = c->model;   // the Act tensors count at the precision that would run
+    mc.act_bytes = prec[0] ? config_act_bytes(prec) : 0;
+    plan_print(stdout, &mc, B);
     print_reduce(c);
     if (maxmem) {
         int eff = config_effective_batch(c), dev = c->train.devices > 0 ? c->train.devices : 1;
         printf("\nbudget %s (%zu bytes), effective batch %d (%d per device):\n", maxmem, budget, eff, eff / dev);
-        print_pick(&c->model, eff / dev, dev, false, budget);
-        print_pick(&c->model, eff / dev, dev, true, budget);
+        print_pick(&mc, eff / dev, dev, false, budget);
+        print_pick(&mc, eff / dev, dev, true, budget);
     }
     return DCAL_EXIT_OK;
 }
