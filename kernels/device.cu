@@ -10,29 +10,38 @@
 // and attention_fa2_bwd.cu). Both keep the same rounding contract, it is read
 // once, and describe() names the kernels in force, so the manifest records them.
 #include "kernels/cuda_common.h"
+#include <cuda_bf16.h>
 #include <string.h>
 
 // Best first; index 0 is the default, in force until set_precision says otherwise.
 // There is no TF32 mode: precision bf16 multiplies bf16 copies of the operands (8 significant
 // bits, the dense bf16 tensor-core rate, twice TF32's on Hopper) and fp32 keeps fp32 operands;
-// both accumulate in fp32 (CUBLAS_COMPUTE_32F) into fp32 outputs (linear.cu).
+// both accumulate in fp32 (CUBLAS_COMPUTE_32F) into fp32 outputs (linear.cu), except the Act
+// tensors (backend.h), which precision bf16 stores in bf16: the GEMM that writes them rounds its
+// fp32 result once (linear_forward_act), the attention and GELU that read them widen exactly.
+// The rule is config_act_bytes' (src/config/config.h), so the planner counts the same bytes.
 static const struct {
     const char *name;
     cudaDataType_t gemm_ab;   // the type of the GEMMs' A and B (linear.cu converts to it)
     const char *gemm_desc;
     bool attn_mma;
     const char *attn_desc;
+    bool act_bf16;            // Act tensors hold __nv_bfloat16, else float
+    const char *act_desc;
 } g_prec[] = {
     {"bf16", CUDA_R_16BF,
      "GEMM cuBLASLt bf16 operands (per-call copies of fp32 weights and activations), fp32 accumulate "
      "(CUBLAS_COMPUTE_32F) and output, bias in the epilogue",
-     true, "attention bf16 MMA with fp32 softmax"},
+     true, "attention bf16 MMA with fp32 softmax", true,
+     "activations bf16 (qkv, fc1)"},
     {"fp32", CUDA_R_32F, "GEMM cuBLASLt fp32 (CUBLAS_COMPUTE_32F), bias in the epilogue", false,
-     "attention fp32 kernels"},
+     "attention fp32 kernels", false, "activations fp32"},
 };
 static int g_prec_i;
 
 cudaDataType_t cuda_gemm_operands(void) { return g_prec[g_prec_i].gemm_ab; }
+bool cuda_act_bf16(void) { return g_prec[g_prec_i].act_bf16; }
+size_t cuda_act_bytes(void) { return g_prec[g_prec_i].act_bf16 ? sizeof(__nv_bfloat16) : sizeof(float); }
 
 // The bf16 attention forward: 1 = fa2 (mma.sync, sm_80+), 0 = wmma; -1 until first asked.
 static int g_attn_fa2 = -1;
@@ -142,7 +151,7 @@ void cuda_describe(char *buf, size_t n) {
                  g_attn_fwd_why);
     if (g_attn_cudnn) cudnn_attention_describe(attn, sizeof attn);
     else snprintf(attn, sizeof attn, "%s%s", g_prec[g_prec_i].attn_desc, fwd);
-    snprintf(buf, n, "cuda: %s; CUDA runtime %s, driver %s, cuBLAS %d.%d.%d, cuBLASLt %zu.%zu.%zu; precision %s: %s, %s",
+    snprintf(buf, n, "cuda: %s; CUDA runtime %s, driver %s, cuBLAS %d.%d.%d, cuBLASLt %zu.%zu.%zu; precision %s: %s, %s, %s",
              gpu, srt, sdrv, blas[0], blas[1], blas[2], lt / 10000, lt / 100 % 100, lt % 100, g_prec[g_prec_i].name,
-             g_prec[g_prec_i].gemm_desc, attn);
+             g_prec[g_prec_i].gemm_desc, attn, g_prec[g_prec_i].act_desc);
 }

@@ -1,34 +1,74 @@
-// elementwise.cu: GELU, residual with drop-path scale, row gather, softmax
-// cross-entropy and the sum of squares. All fp32 (the loss and norms are the
-// numbers the run is judged by), all deterministic: no float atomics anywhere.
+// elementwise.cu: the Act conversions, GELU, residual with drop-path scale, row gather,
+// softmax cross-entropy and the sum of squares. All arithmetic fp32 (the loss and norms are
+// the numbers the run is judged by), all deterministic: no float atomics anywhere. Only the
+// Act tensors (backend.h) may be stored in bf16; what reads them widens on load (exact).
 #include "kernels/cuda_common.h"
+#include <cuda_bf16.h>
 
 #define EW_THREADS 256
 
-__global__ void gelu_forward_kernel(float *out, const float *inp, size_t n) {
+// ---- Act storage: float at precision fp32, __nv_bfloat16 at bf16 (cuda_act_bf16) ----
+__device__ __forceinline__ float act_load(const float *p, size_t i) { return p[i]; }
+__device__ __forceinline__ float act_load(const __nv_bfloat16 *p, size_t i) { return __bfloat162float(p[i]); }
+
+// Round to nearest even (cvt.rn.bf16.f32), the rounding linear_forward_act's GEMM applies.
+__global__ void act_from_f32_kernel(__nv_bfloat16 *dst, const float *src, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) { float x = inp[i]; out[i] = 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
+    if (i < n) dst[i] = __float2bfloat16_rn(src[i]);
+}
+
+__global__ void act_to_f32_kernel(float *dst, const __nv_bfloat16 *src, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = __bfloat162float(src[i]);
+}
+
+void cuda_act_from_f32(Act *dst, const float *src, size_t n) {
+    if (!n) return;
+    if (!cuda_act_bf16()) return cuda_copy(dst, src, n * sizeof(float));
+    act_from_f32_kernel<<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>((__nv_bfloat16 *)dst, src, n);
+    LAUNCH_CHECK();
+}
+
+void cuda_act_to_f32(float *dst, const Act *src, size_t n) {
+    if (!n) return;
+    if (!cuda_act_bf16()) return cuda_copy(dst, src, n * sizeof(float));
+    act_to_f32_kernel<<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(dst, (const __nv_bfloat16 *)src, n);
+    LAUNCH_CHECK();
+}
+
+// GELU of an Act input (fc1's output): the element widened to fp32, then the same exact-erf
+// arithmetic at either storage type.
+template <typename T> __global__ void gelu_forward_kernel(float *out, const T *inp, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) { float x = act_load(inp, i); out[i] = 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
 }
 
 // d/dx [x·Φ(x)] = Φ(x) + x·φ(x)
-__global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, size_t n) {
+template <typename T> __global__ void gelu_backward_kernel(float *dinp, const T *inp, const float *dout, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    float x = inp[i];
+    float x = act_load(inp, i);
     float cdf = 0.5f * (1.f + erff(x * 0.70710678118654752f));
     float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
     dinp[i] += dout[i] * (cdf + x * pdf);
 }
 
-void cuda_gelu_forward(float *out, const float *inp, size_t n) {
+void cuda_gelu_forward(float *out, const Act *inp, size_t n) {
     if (!n) return;
-    gelu_forward_kernel<<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(out, inp, n);
+    if (cuda_act_bf16())
+        gelu_forward_kernel<__nv_bfloat16><<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
+            out, (const __nv_bfloat16 *)inp, n);
+    else gelu_forward_kernel<float><<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(out, (const float *)inp, n);
     LAUNCH_CHECK();
 }
 
-void cuda_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+void cuda_gelu_backward(float *dinp, const Act *inp, const float *dout, size_t n) {
     if (!n || !dinp) return;
-    gelu_backward_kernel<<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(dinp, inp, dout, n);
+    if (cuda_act_bf16())
+        gelu_backward_kernel<__nv_bfloat16><<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
+            dinp, (const __nv_bfloat16 *)inp, dout, n);
+    else gelu_backward_kernel<float><<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(dinp, (const float *)inp,
+                                                                                            dout, n);
     LAUNCH_CHECK();
 }
 

@@ -6,7 +6,9 @@
 // bf16 copies in scratch (round to nearest even) and runs cublasLtMatmul with A/B
 // CUDA_R_16BF, C/D CUDA_R_32F, CUBLAS_COMPUTE_32F, fp32 scale: the dense bf16 tensor-core
 // rate, fp32 accumulation, fp32 results (dinp and dW with beta = 1, so gradient accumulation
-// across micro-batches stays fp32). "fp32": fp32 operands, CUBLAS_COMPUTE_32F. No TF32.
+// across micro-batches stays fp32), except the Act outputs of linear_forward_act (qkv, fc1),
+// which the GEMM writes in bf16 (cuda_linear_forward_act says how they are rounded).
+// "fp32": fp32 operands, CUBLAS_COMPUTE_32F, fp32 outputs throughout. No TF32.
 //
 // Weights are converted on every call, not cached: they change at every optimizer step, and
 // a cache keyed on the pointer would go stale silently. The cost is small: ViT-B/16's 86 M
@@ -51,8 +53,9 @@
 // shape and the operands' (capped) pointer alignment only, both fixed for a run's layout.
 #define LT_REDUCTION_SCHEMES ((uint32_t)(CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_INPLACE))
 
-// D [m×n] = op(A) op(B) + beta·D, column-major, A and B of type ab (bf16 or fp32), D fp32,
-// epilogue epi (bias: its fp32 vector).
+// D [m×n] = op(A) op(B) + beta·D, column-major, A and B of type ab (bf16 or fp32), D of type
+// dt (fp32; bf16 only for linear_forward_act's Act output), epilogue epi (bias: its vector, of
+// D's type).
 struct LtGemm {
     cublasOperation_t ta, tb;
     int m, n, k;
@@ -61,28 +64,31 @@ struct LtGemm {
     const void *B;
     int ldb;
     float beta;
-    float *D;
+    void *D;
     int ldd;
     cudaDataType_t ab;
     cublasLtEpilogue_t epi;
-    float *bias;
+    const void *bias;
+    cudaDataType_t dt;
 };
 
 // The alignment promised to the heuristic: the largest power of two dividing p's address,
 // capped at 16 bytes (what Hopper's TMA, the strictest consumer, needs of a global address;
 // the heuristic assumes 256 unless told). The cap keeps the choice of algorithm, and so the
-// bits, independent of where a buffer lands beyond that.
+// bits, independent of where a buffer lands beyond that. The floor is a bf16 element's 2 bytes
+// (an fp32 pointer is always 4-byte aligned, so its answer is never below 4).
 static uint32_t alignment(const void *p) {
     uintptr_t a = (uintptr_t)p;
     uint32_t al = 16;
-    while (al > 4 && a % al) al >>= 1;
+    while (al > 2 && a % al) al >>= 1;
     return al;
 }
 
 // Heuristic answers, reused: the query costs host time on every call otherwise. The key is
-// everything the answer depends on (shape, transposes, epilogue, operand type, alignments).
+// everything the answer depends on (shape, transposes, epilogue, operand and output types,
+// alignments): an algorithm found for an fp32 D is never run on a bf16 one.
 struct LtKey {
-    int ta, tb, m, n, k, lda, ldb, ldd, epi, ab;
+    int ta, tb, m, n, k, lda, ldb, ldd, epi, ab, dt;
     uint32_t align[5];
 };
 struct LtAlgo {
@@ -98,7 +104,7 @@ static LtKey lt_key(const LtGemm &g) {
     LtKey k;
     memset(&k, 0, sizeof k);   // padding too: keys are compared bytewise
     k.ta = g.ta, k.tb = g.tb, k.m = g.m, k.n = g.n, k.k = g.k, k.lda = g.lda, k.ldb = g.ldb, k.ldd = g.ldd;
-    k.epi = g.epi, k.ab = g.ab;
+    k.epi = g.epi, k.ab = g.ab, k.dt = g.dt;
     const void *p[5] = {g.A, g.B, g.D, g.D, g.bias};
     for (int i = 0; i < 5; i++) k.align[i] = p[i] ? alignment(p[i]) : 0;
     return k;
@@ -118,9 +124,11 @@ static LtDescs lt_describe(const LtGemm &g) {
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(s.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(s.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
     if (g.bias) {
-        // The bias is fp32: cublasLt.h gives bias vectors D's type (fp32 here, whatever A and B
-        // are); said explicitly so a bf16 A/B never leaves the library to guess.
-        int32_t bias_type = CUDA_R_32F;
+        // The bias has D's type: "Bias vector elements are the same type as the elements of output
+        // matrix (Dtype)" (cublasLt.h, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE; its exceptions are IMMA
+        // and fp8 kernels only): fp32 for an fp32 D whatever A and B are, bf16 for linear_forward_act's
+        // bf16 D. Said explicitly so the library never has to guess.
+        int32_t bias_type = g.dt;
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(s.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof g.bias));
         CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(s.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
                                                     sizeof bias_type));
@@ -128,7 +136,7 @@ static LtDescs lt_describe(const LtGemm &g) {
     bool na = g.ta == CUBLAS_OP_N, nb = g.tb == CUBLAS_OP_N;
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&s.a, g.ab, na ? g.m : g.k, na ? g.k : g.m, g.lda));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&s.b, g.ab, nb ? g.k : g.n, nb ? g.n : g.k, g.ldb));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&s.d, CUDA_R_32F, g.m, g.n, g.ldd));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&s.d, g.dt, g.m, g.n, g.ldd));
     return s;
 }
 
@@ -188,7 +196,7 @@ static bool lt_matmul(const LtGemm &g) {
     if (!a.found && g.epi == CUBLASLT_EPILOGUE_DEFAULT) {
         fprintf(stderr, "dcal: cuda: %s:%d: cuBLASLt has no algorithm for a %dx%dx%d %s product (check the CUDA "
                         "toolkit and driver)\n", __FILE__, __LINE__, g.m, g.n, g.k,
-                g.ab == CUDA_R_16BF ? "bf16 x bf16 -> fp32" : "fp32");
+                g.ab != CUDA_R_16BF ? "fp32" : g.dt == CUDA_R_16BF ? "bf16 x bf16 -> bf16" : "bf16 x bf16 -> fp32");
         exit(1);
     }
     if (a.found) {
@@ -243,21 +251,28 @@ static size_t bf16_part(size_t rows, int cols) {
 // The A/B operands of one linear call, each a row-major [rows[i], cols[i]] tensor: the fp32
 // tensors (leading dimension cols) at precision fp32; at precision bf16, padded bf16 copies
 // of the non-NULL src[i], all carved from ONE cuda_scratch call (scratch is valid until the
-// next call, and colsum uses it too, after the GEMMs).
+// next call, and colsum uses it too, after the GEMMs). `extra` more bytes of that call, after
+// the copies and 256-byte aligned, are the caller's at o.extra (NULL when extra is 0).
 struct Operands {
     const void *p[3];
     int ld[3];
     cudaDataType_t type;
+    void *extra;
 };
-static Operands operands(const float *const src[3], const size_t rows[3], const int cols[3]) {
+static Operands operands(const float *const src[3], const size_t rows[3], const int cols[3], size_t extra = 0) {
     Operands o;
     o.type = cuda_gemm_operands();
+    o.extra = NULL;
     for (int i = 0; i < 3; i++) o.p[i] = src[i], o.ld[i] = cols[i];
-    if (o.type == CUDA_R_32F) return o;
+    if (o.type == CUDA_R_32F) {
+        if (extra) o.extra = cuda_scratch(extra);
+        return o;
+    }
     size_t total = 256;   // never 0: an empty operand still gets a valid device pointer
     for (int i = 0; i < 3; i++)
         if (src[i]) total += bf16_part(rows[i], cols[i]);
-    char *s = (char *)cuda_scratch(total);
+    char *s = (char *)cuda_scratch(total + extra);
+    if (extra) o.extra = s + total;
     for (int i = 0; i < 3; i++) {
         if (!src[i]) continue;
         size_t quads = rows[i] * (((size_t)cols[i] + 3) / 4);
@@ -279,21 +294,65 @@ __global__ void add_bias_kernel(float *out, const float *b, size_t rows, int OC)
     if (i < rows * OC) out[i] += b[i % OC];
 }
 
+// The BIAS epilogue's definition for a bf16 D, when the library has no such algorithm: the
+// fp32 product plus the bias rounded to bf16 (the epilogue's bias type), then one rounding.
+__global__ void add_bias_bf16_kernel(__nv_bfloat16 *out, const float *acc, const float *b, size_t rows, int OC) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < rows * OC) out[i] = __float2bfloat16_rn(acc[i] + __bfloat162float(__float2bfloat16_rn(b[i % OC])));
+}
+
+// The forward product: out^T [OC, rows] = W [OC, IC] · inp^T [IC, rows] (W^T is W's column-major
+// view) into a D of type dt, the bias in the epilogue when b is given. A bf16 D takes a bf16
+// bias (cublasLt.h, see lt_describe): b is converted with the operands, in the same scratch
+// call, which also holds `extra` more bytes at o->extra.
+static LtGemm forward_gemm(Operands *o, const float *w, const float *inp, const float *b, int rows, int IC, int OC,
+                           void *out, cudaDataType_t dt, size_t extra) {
+    bool bf16_bias = b && dt == CUDA_R_16BF;
+    const float *src[3] = {w, inp, bf16_bias ? b : NULL};
+    const size_t nrow[3] = {(size_t)OC, (size_t)rows, 1};
+    const int ncol[3] = {IC, IC, OC};
+    *o = operands(src, nrow, ncol, extra);
+    const void *bias = bf16_bias ? o->p[2] : b;
+    LtGemm g = {CUBLAS_OP_T, CUBLAS_OP_N, OC, rows, IC, o->p[0], o->ld[0], o->p[1], o->ld[1], 0.f, out, OC, o->type,
+                bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT, bias, dt};
+    return g;
+}
+
 void cuda_linear_forward(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC) {
     if (rows <= 0 || OC <= 0) return;
-    // out^T [OC, rows] = W [OC, IC] · inp^T [IC, rows]; W^T is W's column-major view.
-    const float *src[3] = {w, inp, NULL};
-    const size_t nrow[3] = {(size_t)OC, (size_t)rows, 0};
-    const int ncol[3] = {IC, IC, 0};
-    Operands o = operands(src, nrow, ncol);
-    LtGemm g = {CUBLAS_OP_T, CUBLAS_OP_N, OC, rows, IC, o.p[0], o.ld[0], o.p[1], o.ld[1], 0.f, out, OC, o.type,
-                b ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT, (float *)b};
+    Operands o;
+    LtGemm g = forward_gemm(&o, w, inp, b, rows, IC, OC, out, CUDA_R_32F, 0);
     if (lt_matmul(g)) return;
     note_unfused(&g_said_bias, "BIAS", "the bias is added by a second kernel");
     g.epi = CUBLASLT_EPILOGUE_DEFAULT, g.bias = NULL;
     lt_matmul(g);
     size_t n = (size_t)rows * OC;
     add_bias_kernel<<<cdiv(n, 256), 256, 0, cuda_stream()>>>(out, b, rows, OC);
+    LAUNCH_CHECK();
+}
+
+// The Act output (backend.h) of the qkv and fc1 GEMMs. At fp32 it is linear_forward. At bf16 one
+// GEMM writes bf16 straight from its epilogue: A/B the bf16 operand copies, fp32 accumulation
+// (CUBLAS_COMPUTE_32F), D = C = bf16 with beta = 0, bias in the BIAS epilogue as bf16, so
+//     out = RNE_bf16(acc_fp32 + (float)RNE_bf16(b))
+// (the epilogue adds in its fp32 scale type, then converts to D's type): the output's one
+// rounding, plus the bias's own (half an ulp of b, 2^-9 relative), which the header's rule for
+// the bias type imposes (lt_describe). Without a BIAS algorithm for a bf16 D, the fallback
+// computes that definition itself: the fp32 product into scratch, then add_bias_bf16_kernel;
+// the operand copies are made again in the larger scratch call (a rare path, said once).
+void cuda_linear_forward_act(Act *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC) {
+    if (!cuda_act_bf16()) return cuda_linear_forward((float *)out, inp, w, b, rows, IC, OC);
+    if (rows <= 0 || OC <= 0) return;
+    Operands o;
+    LtGemm g = forward_gemm(&o, w, inp, b, rows, IC, OC, out, CUDA_R_16BF, 0);
+    if (lt_matmul(g)) return;
+    note_unfused(&g_said_bias, "BIAS", "the bias is added by a second kernel");
+    size_t n = (size_t)rows * OC;
+    g = forward_gemm(&o, w, inp, NULL, rows, IC, OC, NULL, CUDA_R_32F, n * sizeof(float));
+    g.D = o.extra;
+    lt_matmul(g);
+    add_bias_bf16_kernel<<<cdiv(n, 256), 256, 0, cuda_stream()>>>((__nv_bfloat16 *)out, (const float *)o.extra, b,
+                                                                   rows, OC);
     LAUNCH_CHECK();
 }
 
@@ -309,11 +368,11 @@ void cuda_linear_backward(float *dinp, float *dw, float *db, const float *dout, 
         // dinp [rows, IC] += dout [rows, OC] · W [OC, IC]; column-major: dinp^T = W^T · dout^T.
         if (dinp)
             lt_matmul({CUBLAS_OP_N, CUBLAS_OP_N, IC, rows, OC, o.p[1], o.ld[1], o.p[0], o.ld[0], 1.f, dinp, IC, o.type,
-                       CUBLASLT_EPILOGUE_DEFAULT, NULL});
+                       CUBLASLT_EPILOGUE_DEFAULT, NULL, CUDA_R_32F});
         // dW [OC, IC] += dout^T · inp; column-major: dW^T [IC, OC] = inp^T [IC, rows] · dout [rows, OC].
         if (dw)
             lt_matmul({CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, rows, o.p[2], o.ld[2], o.p[0], o.ld[0], 1.f, dw, IC, o.type,
-                       CUBLASLT_EPILOGUE_DEFAULT, NULL});
+                       CUBLASLT_EPILOGUE_DEFAULT, NULL, CUDA_R_32F});
     }
     // db stays the column-sum kernel, not the dW product's BGRADB epilogue (see the top). It
     // reuses scratch, after the products on the one stream, so the bf16 copies are consumed first.

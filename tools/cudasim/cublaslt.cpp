@@ -1,9 +1,11 @@
 // cublaslt.cpp: cudasim's cuBLASLt (see include/cublasLt.h): descriptors that record what was
 // set, a heuristic that hands back one algorithm stamped with the problem it was asked about,
 // and cublasLtMatmul on the reference GEMM of cublas.cpp with the DEFAULT, BIAS and BGRADB
-// epilogues, for two type combinations: fp32 A/B/C/D (compute 32F or 32F_FAST_TF32) and bf16
-// A/B with fp32 C/D (compute 32F: bf16 widened exactly, fp32 sums in k order). What the simulator does not model fails loudly: a kernel must never rely on an
-// attribute the simulator quietly ignored.
+// epilogues, for three type combinations: fp32 A/B/C/D (compute 32F or 32F_FAST_TF32), bf16
+// A/B with fp32 C/D and bf16 A/B/C/D (compute 32F: bf16 widened exactly, fp32 sums in k order,
+// the epilogue in fp32, a bf16 D rounded once to nearest even at the store). A bias vector has
+// D's type (cublasLt.h, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE). What the simulator does not model
+// fails loudly: a kernel must never rely on an attribute the simulator quietly ignored.
 #include <stdio.h>
 #include <string.h>
 #include <vector>
@@ -20,6 +22,7 @@ struct cublasLtMatmulDescOpaque_t {
     cublasOperation_t ta, tb;
     cublasLtEpilogue_t epi;
     void *bias;
+    int32_t bias_type;   // CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE; -1 (the default): D's type
 };
 struct cublasLtMatrixLayoutOpaque_t {
     cudaDataType_t type;
@@ -74,15 +77,29 @@ bool problem(const char *fn, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t A, c
     return true;
 }
 
+// The bias vector's type: the one set, else D's ("Bias vector elements are the same type as the
+// elements of output matrix (Dtype)", cublasLt.h, whose exceptions are IMMA and fp8 kernels).
+cudaDataType_t bias_type(cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t D) {
+    return d->bias_type < 0 ? D->type : (cudaDataType_t)d->bias_type;
+}
+
 // The (A/B, C/D, compute) combinations modelled, a subset of the cublasLtMatmul table of the
-// cuBLAS guide; anything else (bf16 outputs, bf16 operands under FAST_TF32, ...) exits 1.
+// cuBLAS guide; anything else (fp32 A/B into a bf16 D, bf16 operands under FAST_TF32, ...)
+// exits 1, and so does a bias of another type than D's or a BGRADB into a bf16 vector.
 void check_types(const char *fn, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t A, cublasLtMatrixLayout_t C) {
     bool fp32 = A->type == CUDA_R_32F && C->type == CUDA_R_32F &&
                 (d->compute == CUBLAS_COMPUTE_32F || d->compute == CUBLAS_COMPUTE_32F_FAST_TF32);
-    bool bf16 = A->type == CUDA_R_16BF && C->type == CUDA_R_32F && d->compute == CUBLAS_COMPUTE_32F;
+    bool bf16 = A->type == CUDA_R_16BF && (C->type == CUDA_R_32F || C->type == CUDA_R_16BF) &&
+                d->compute == CUBLAS_COMPUTE_32F;
     if (!fp32 && !bf16)
         cudasim::fail("%s: A/B type %d, C/D type %d with compute type %d is not simulated (fp32 A/B/C/D with 32F or "
-                      "32F_FAST_TF32; bf16 A/B with fp32 C/D and 32F)", fn, (int)A->type, (int)C->type, (int)d->compute);
+                      "32F_FAST_TF32; bf16 A/B with fp32 or bf16 C/D and 32F)", fn, (int)A->type, (int)C->type,
+                      (int)d->compute);
+    if (d->epi != CUBLASLT_EPILOGUE_DEFAULT && bias_type(d, C) != C->type)
+        cudasim::fail("%s: a bias vector of type %d with D of type %d is not simulated (cublasLt.h: bias elements "
+                      "have D's type)", fn, (int)bias_type(d, C), (int)C->type);
+    if (d->epi == CUBLASLT_EPILOGUE_BGRADB && C->type != CUDA_R_32F)
+        cudasim::fail("%s: BGRADB with D of type %d is not simulated (fp32 only)", fn, (int)C->type);
 }
 
 uint64_t stamp_ops(cublasLtMatmulDesc_t d) {
@@ -115,7 +132,7 @@ cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeTy
     if (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_TF32)
         cudasim::fail("cublasLtMatmulDescCreate: compute type %d is not simulated", (int)compute);
     if (scale != CUDA_R_32F) cudasim::fail("cublasLtMatmulDescCreate: scale type %d is not simulated", (int)scale);
-    *d = new cublasLtMatmulDescOpaque_t{compute, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, nullptr};
+    *d = new cublasLtMatmulDescOpaque_t{compute, CUBLAS_OP_N, CUBLAS_OP_N, CUBLASLT_EPILOGUE_DEFAULT, nullptr, -1};
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) { delete d; return CUBLAS_STATUS_SUCCESS; }
@@ -141,7 +158,9 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMa
     }
     case CUBLASLT_MATMUL_DESC_BIAS_POINTER: d->bias = attr_value<void *>(fn, attr, buf, size); return CUBLAS_STATUS_SUCCESS;
     case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE:
-        if (attr_value<int32_t>(fn, attr, buf, size) != CUDA_R_32F) cudasim::fail("%s: only fp32 bias vectors are simulated", fn);
+        d->bias_type = attr_value<int32_t>(fn, attr, buf, size);
+        if (d->bias_type != CUDA_R_32F && d->bias_type != CUDA_R_16BF)
+            cudasim::fail("%s: bias type %d is not simulated (fp32 and bf16 are)", fn, (int)d->bias_type);
         return CUBLAS_STATUS_SUCCESS;
     default: cudasim::fail("%s: attribute %d is not simulated", fn, (int)attr);
     }
@@ -229,7 +248,7 @@ bool operands_in_device(const Problem &pr, cublasLtMatmulDesc_t d, const void *A
            in_device(fn, "B", B, extent((int)Bd->rows, (int)Bd->cols, (int)Bd->ld), Bd->type) &&
            in_device(fn, "C", C, extent((int)Cd->rows, (int)Cd->cols, (int)Cd->ld), Cd->type) &&
            in_device(fn, "D", D, extent((int)Dd->rows, (int)Dd->cols, (int)Dd->ld), Dd->type) &&
-           in_device(fn, "bias", d->bias, bias_n, CUDA_R_32F);
+           in_device(fn, "bias", d->bias, bias_n, bias_type(d, Dd));
 }
 
 // BGRADB: db[j] = Σ_l op(B)[l][j] in l order, fp32, from the operand as stored (not TF32-rounded).
@@ -270,7 +289,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
     std::vector<float> bt = operand(B, Bd->type, (int)Bd->ld, d->tb == CUBLAS_OP_N, pr.n, pr.k, round);  // op(B)ᵀ [n][k]
     std::vector<float> bgrad;
     if (d->epi == CUBLASLT_EPILOGUE_BGRADB) bgrad = bias_grad_b(pr, d, B, Bd);
-    const float *bias = d->epi == CUBLASLT_EPILOGUE_BIAS ? (const float *)d->bias : nullptr;
+    const void *bias = d->epi == CUBLASLT_EPILOGUE_BIAS ? d->bias : nullptr;
+    cudaDataType_t bias_t = bias_type(d, Dd);
     for (int j = 0; j < pr.n; j++)
         for (int i = 0; i < pr.m; i++) {
             float s = 0.f;
@@ -279,8 +299,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
             size_t ci = (size_t)j * Dd->ld + i;
             float old = be == 0.f ? 0.f : elem(C, Cd->type, ci);   // beta = 0: C is not read (it may hold NaN)
             float v = al * s + be * old;
-            if (bias) v += bias[i];   // added after alpha·AB + beta·C, before the output is stored
-            store(D, Dd->type, ci, v);
+            if (bias) v += elem(bias, bias_t, i);   // added in fp32 after alpha·AB + beta·C, before the output is stored
+            store(D, Dd->type, ci, v);        // a bf16 D: rounded once, to nearest even
         }
     if (!bgrad.empty()) memcpy(d->bias, bgrad.data(), bgrad.size() * sizeof(float));   // written, not accumulated
     return CUBLAS_STATUS_SUCCESS;

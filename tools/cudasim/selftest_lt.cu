@@ -24,10 +24,10 @@ struct Lt {
     int found;
 };
 // D [m×n] (= C, in place) = op(A) op(B) + beta·D with epilogue e; layouts as stored; A and B
-// of type ab, C/D of type cd, accumulating in `compute`.
+// of type ab, C/D of type cd, accumulating in `compute`; the bias type set when bias_t >= 0.
 static cublasStatus_t lt_plan_typed(Lt *l, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                                     cublasLtEpilogue_t e, void *bias, cudaDataType_t ab, cudaDataType_t cd,
-                                    cublasComputeType_t compute) {
+                                    cublasComputeType_t compute, int32_t bias_t = -1) {
     int32_t t_a = ta, t_b = tb;
     uint32_t epi = e;
     cublasLtCreate(&l->h);
@@ -36,6 +36,7 @@ static cublasStatus_t lt_plan_typed(Lt *l, cublasOperation_t ta, cublasOperation
     cublasLtMatmulDescSetAttribute(l->d, CUBLASLT_MATMUL_DESC_TRANSB, &t_b, sizeof t_b);
     cublasLtMatmulDescSetAttribute(l->d, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
     if (bias) cublasLtMatmulDescSetAttribute(l->d, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+    if (bias_t >= 0) cublasLtMatmulDescSetAttribute(l->d, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_t, sizeof bias_t);
     cublasLtMatrixLayoutCreate(&l->a, ab, ta == CUBLAS_OP_N ? m : k, ta == CUBLAS_OP_N ? k : m, ta == CUBLAS_OP_N ? m : k);
     cublasLtMatrixLayoutCreate(&l->b, ab, tb == CUBLAS_OP_N ? k : n, tb == CUBLAS_OP_N ? n : k, tb == CUBLAS_OP_N ? k : n);
     cublasLtMatrixLayoutCreate(&l->c, cd, m, n, m);
@@ -164,6 +165,111 @@ static void test_lt_bf16(void) {
     cudaFree(dx), cudaFree(dw_), cudaFree(dbias), cudaFree(dout);
 }
 
+// A bf16 D (bf16 A/B and C, compute 32F, the BIAS epilogue with the bias of D's type left to
+// the default, beta = 0 over NaN): D = RNE_bf16(A·B + bias), by hand. op(A) rows [16, 1] and
+// [16, 2], op(B) columns [16, 1] and [16, 1.5], bias [0, 1]: the fp32 sums 257, 257.5, 259, 260
+// (exact) lie where bf16's spacing is 2, so 257 is a tie that goes down to the even 256, 259 a
+// tie that goes up to the even 260, 257.5 rounds to the nearer 258, 260 stays.
+static void test_lt_bf16_out(void) {
+    const float a[4] = {16, 16, 1, 2}, b[4] = {16, 1, 16, 1.5f}, bias[2] = {0, 1};   // column-major A [2×2], B [2×2]
+    const float want[4] = {256, 260, 258, 260};                                          // column-major D
+    __nv_bfloat16 ha[4], hb[4], hbias[2], hd[4];
+    for (int i = 0; i < 4; i++) ha[i] = __float2bfloat16(a[i]), hb[i] = __float2bfloat16(b[i]);
+    for (int i = 0; i < 4; i++) hd[i] = __float2bfloat16(NAN);
+    for (int i = 0; i < 2; i++) hbias[i] = __float2bfloat16(bias[i]);
+    __nv_bfloat16 *da = dev(ha, 4), *db = dev(hb, 4), *dbias = dev(hbias, 2), *dd = dev(hd, 4);
+    float one = 1.f, zero = 0.f;
+    Lt l;
+    CHECK(lt_plan_typed(&l, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 2, CUBLASLT_EPILOGUE_BIAS, dbias, CUDA_R_16BF, CUDA_R_16BF,
+                        CUBLAS_COMPUTE_32F) == CUBLAS_STATUS_SUCCESS && l.found == 1, "bf16 D heuristic");
+    CHECK(cublasLtMatmul(l.h, l.d, &one, da, l.a, db, l.b, &zero, dd, l.c, dd, l.c, &l.r.algo, nullptr, 0, 0) ==
+              CUBLAS_STATUS_SUCCESS, "bf16 D matmul");
+    lt_free(&l);
+    cudaMemcpy(hd, dd, sizeof hd, cudaMemcpyDeviceToHost);
+    for (int i = 0; i < 4; i++)
+        CHECK(__bfloat162float(hd[i]) == want[i], "bf16 D[%d] = %.9g, want %.9g", i, __bfloat162float(hd[i]), want[i]);
+    cudaFree(da), cudaFree(db), cudaFree(dbias), cudaFree(dd);
+}
+
+// linear.cu's linear_forward_act (the Act output of qkv and fc1) at precision bf16, through the
+// BIAS epilogue on a bf16 D and, with that epilogue refused, its fallback (fp32 product in
+// scratch, add_bias_bf16_kernel): both against RNE_bf16(Σ bf16(w)·bf16(x) in k order + bf16(b)),
+// bit for bit; the bias starts one float into its allocation (fc1's and qkv's views need not
+// be aligned). Then at precision fp32 the Act is the fp32 linear_forward, bit for bit.
+static void test_linear_forward_act(void) {
+    const int R = 23, I = 13, O = 10;
+    std::vector<float> x(R * I), w(O * I), b(O + 1), ref(R * O);
+    for (int i = 0; i < R * I; i++) x[i] = sinf(i * 0.41f) * 1.3f;
+    for (int i = 0; i < O * I; i++) w[i] = cosf(i * 0.23f);
+    for (int i = 0; i <= O; i++) b[i] = 0.37f * i - 1.f;
+    float *dx = dev(x.data(), R * I), *dw_ = dev(w.data(), O * I), *db = dev(b.data(), O + 1);
+    std::vector<__nv_bfloat16> got(R * O);
+    for (int refuse = 0; refuse < 2; refuse++) {
+        int rows = R - refuse;   // another problem, so the algorithm cache cannot answer from the first run
+        __nv_bfloat16 *dout = dev<__nv_bfloat16>(nullptr, R * O);
+        cudasim_lt_refuse_epilogues(refuse ? CUBLASLT_EPILOGUE_BIAS : 0);
+        cuda_linear_forward_act((Act *)dout, dx, dw_, db + 1, rows, I, O);
+        int refused = cudasim_lt_refuse_epilogues(0);
+        CHECK(refused == refuse, "linear_forward_act: %d BIAS queries refused, want %d", refused, refuse);
+        cudaMemcpy(got.data(), dout, (size_t)rows * O * sizeof(__nv_bfloat16), cudaMemcpyDeviceToHost);
+        for (int r = 0; r < rows; r++)
+            for (int o = 0; o < O; o++) {
+                float s = 0.f;
+                for (int i = 0; i < I; i++) s += bf16r(w[o * I + i]) * bf16r(x[r * I + i]);
+                float want = bf16r(s + bf16r(b[o + 1])), g = __bfloat162float(got[r * O + o]);
+                CHECK(g == want, "linear_forward_act out[%d,%d] (%s) = %.9g, want %.9g", r, o,
+                      refuse ? "add-bias fallback" : "BIAS epilogue, bf16 D", g, want);
+            }
+        cudaFree(dout);
+    }
+    CHECK(cuda_set_precision("fp32") && cuda_act_bytes() == 4 && !cuda_act_bf16(), "precision fp32: 4-byte Act");
+    float *dact = dev<float>(nullptr, R * O), *dref = dev<float>(nullptr, R * O);
+    cuda_linear_forward_act((Act *)dact, dx, dw_, db + 1, R, I, O);
+    cuda_linear_forward(dref, dx, dw_, db + 1, R, I, O);
+    std::vector<float> act(R * O);
+    cudaMemcpy(act.data(), dact, R * O * sizeof(float), cudaMemcpyDeviceToHost);
+    cudaMemcpy(ref.data(), dref, R * O * sizeof(float), cudaMemcpyDeviceToHost);
+    CHECK(!memcmp(act.data(), ref.data(), R * O * sizeof(float)), "precision fp32: linear_forward_act != linear_forward");
+    CHECK(cuda_set_precision("bf16") && cuda_act_bytes() == 2 && cuda_act_bf16(), "precision bf16: 2-byte Act");
+    cudaFree(dx), cudaFree(dw_), cudaFree(db), cudaFree(dact), cudaFree(dref);
+}
+
+// The Act conversions and the GELU on an Act at precision bf16: act_from_f32 rounds to nearest
+// even (1 + 2^-8 is a tie that goes down to 1, 1 + 3·2^-8 one that goes up to 1 + 2^-6), act_to_f32
+// widens exactly, and the GELU forward and backward of a bf16 Act give the bits of the same op on
+// its widened fp32 values at precision fp32 (the arithmetic after the load is the same).
+static void test_act_storage(void) {
+    const int n = 300;
+    std::vector<float> x(n), back(n), y16(n), y32(n), g(n), d16(n, 0.5f), d32(n, 0.5f);
+    x[0] = 1.f + 1.f / 256, x[1] = 1.f + 3.f / 256, x[2] = -3.f - 1.f / 64;   // two ties, and 3.015625 exact
+    for (int i = 3; i < n; i++) x[i] = sinf(i * 0.13f) * 4.f;
+    for (int i = 0; i < n; i++) g[i] = cosf(i * 0.7f);
+    float *dx = dev(x.data(), n), *dback = dev<float>(nullptr, n), *dy = dev<float>(nullptr, n), *dg = dev(g.data(), n);
+    float *dd = dev(d16.data(), n);
+    __nv_bfloat16 *act = dev<__nv_bfloat16>(nullptr, n);
+    cuda_act_from_f32((Act *)act, dx, n);
+    cuda_act_to_f32(dback, (const Act *)act, n);
+    cudaMemcpy(back.data(), dback, n * sizeof(float), cudaMemcpyDeviceToHost);
+    CHECK(back[0] == 1.f && back[1] == 1.f + 1.f / 64 && back[2] == -3.f - 1.f / 64,
+          "act_from_f32 ties: %.9g %.9g %.9g, want 1 1.015625 -3.015625", back[0], back[1], back[2]);
+    for (int i = 0; i < n; i++) CHECK(back[i] == bf16r(x[i]), "act round trip [%d] = %.9g, want %.9g", i, back[i], bf16r(x[i]));
+    cuda_gelu_forward(dy, (const Act *)act, n);
+    cuda_gelu_backward(dd, (const Act *)act, dg, n);
+    cudaMemcpy(y16.data(), dy, n * sizeof(float), cudaMemcpyDeviceToHost);
+    cudaMemcpy(d16.data(), dd, n * sizeof(float), cudaMemcpyDeviceToHost);
+    cuda_set_precision("fp32");   // the Act is now fp32: feed it the widened values
+    float *dd32 = dev(d32.data(), n);
+    cuda_gelu_forward(dy, (const Act *)dback, n);
+    cuda_gelu_backward(dd32, (const Act *)dback, dg, n);
+    cuda_set_precision("bf16");
+    cudaMemcpy(y32.data(), dy, n * sizeof(float), cudaMemcpyDeviceToHost);
+    cudaMemcpy(d32.data(), dd32, n * sizeof(float), cudaMemcpyDeviceToHost);
+    CHECK(!memcmp(y16.data(), y32.data(), n * sizeof(float)), "gelu_forward on a bf16 Act != on its fp32 values");
+    CHECK(!memcmp(d16.data(), d32.data(), n * sizeof(float)), "gelu_backward on a bf16 Act != on its fp32 values");
+    CHECK(y16[0] == 0.5f * back[0] * (1.f + erff(back[0] * 0.70710678118654752f)), "gelu(1) = %.9g", y16[0]);
+    cudaFree(dx), cudaFree(dback), cudaFree(dy), cudaFree(dg), cudaFree(dd), cudaFree(dd32), cudaFree(act);
+}
+
 // linear.cu's backward at precision bf16 (the default): dinp and dW += products of the bf16
 // copies of dout, W and inp (beta = 1 onto the fp32 gradients), db by the fp32 column sum,
 // against scalar loops bit for bit. dout (78 floats) and W (66) are 16-byte aligned: vector
@@ -225,10 +331,16 @@ static void run_lt_bf16_tf32(void) {
     lt_plan_typed(&l, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 4, CUBLASLT_EPILOGUE_DEFAULT, nullptr, CUDA_R_16BF, CUDA_R_32F,
                   CUBLAS_COMPUTE_32F_FAST_TF32);
 }
-static void run_lt_bf16_out(void) {
-    Lt l;   // bf16 D: dcal's GEMMs write fp32; a bf16 output is not modelled
-    lt_plan_typed(&l, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 4, CUBLASLT_EPILOGUE_DEFAULT, nullptr, CUDA_R_16BF, CUDA_R_16BF,
+static void run_lt_fp32_into_bf16(void) {
+    Lt l;   // fp32 A/B into a bf16 D: dcal never asks for it (bf16 D comes with bf16 operands); not modelled
+    lt_plan_typed(&l, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 4, CUBLASLT_EPILOGUE_DEFAULT, nullptr, CUDA_R_32F, CUDA_R_16BF,
                   CUBLAS_COMPUTE_32F);
+}
+static void run_lt_fp32_bias_bf16_out(void) {
+    float *b = dev<float>(nullptr, 4);
+    Lt l;   // an fp32 bias with a bf16 D: cublasLt.h gives a bias D's type; not modelled
+    lt_plan_typed(&l, CUBLAS_OP_N, CUBLAS_OP_N, 4, 4, 4, CUBLASLT_EPILOGUE_BIAS, b, CUDA_R_16BF, CUDA_R_16BF,
+                  CUBLAS_COMPUTE_32F, CUDA_R_32F);
 }
 static void run_lt_algo_other_types(void) {
     __nv_bfloat16 *p = dev<__nv_bfloat16>(nullptr, 64);
@@ -250,12 +362,18 @@ int main(void) {
     test_lt();
     test_linear_fallback();
     test_lt_bf16();
+    test_lt_bf16_out();
+    test_linear_forward_act();
+    test_act_storage();
     test_linear_bf16_backward();
     expect_death("cuBLASLt GELU epilogue", run_lt_gelu, "epilogue 36 is not simulated");
     expect_death("cuBLASLt algorithm of another problem", run_lt_wrong_algo, "was not found by the heuristic for this problem");
     expect_death("cuBLASLt misaligned A", run_lt_misaligned, "is not 256-byte aligned");
     expect_death("cuBLASLt bf16 A/B under FAST_TF32", run_lt_bf16_tf32, "with compute type 77 is not simulated");
-    expect_death("cuBLASLt bf16 D", run_lt_bf16_out, "C/D type 14 with compute type 68 is not simulated");
+    expect_death("cuBLASLt fp32 A/B into a bf16 D", run_lt_fp32_into_bf16,
+                 "A/B type 0, C/D type 14 with compute type 68 is not simulated");
+    expect_death("cuBLASLt fp32 bias with a bf16 D", run_lt_fp32_bias_bf16_out,
+                 "a bias vector of type 0 with D of type 14 is not simulated");
     expect_death("cuBLASLt fp32 algorithm run on bf16", run_lt_algo_other_types, "was not found by the heuristic for this problem");
     printf("%s\n", g_fail ? "sim_selftest_lt: FAILED" : "sim_selftest_lt: all checks passed");
     return g_fail;
