@@ -3,7 +3,8 @@
 # in this order, each part bounded in time and writing its results as it goes, so a
 # cut-off run still returns the first parts:
 #   1. build with CUDA (only the targets below; for the GPU present: DCAL_CUDA_ARCHS)
-#   2. parity: the gpu-labelled ctest suites and PARITY_TESTS (the op-case table's CUDA columns)
+#   2. parity: the gpu-labelled ctest suites and PARITY_TESTS (the op-case table's CUDA columns),
+#      then the demo at bf16 against fp32 and bf16 twice (tests/gpu_demo.sh)
 #   3. benchmarks: bench/run.sh (dcal's step against the PyTorch peer, alternately; attention
 #      alone against PyTorch's SDPA backends) → OUT/ratio.md
 #   4. Nsight Compute on one bench_step iteration (detail metrics per launch configuration,
@@ -98,7 +99,7 @@ test_rc=0
 if [ "${RUN_PARITY:-1}" = 1 ]; then
     step "ctest -L gpu; ctest -R '$PARITY_TESTS'"
     lim=$(limit 240 "$BENCH_RESERVE")
-    (cd "$BUILD" && timeout "$lim" ctest -L gpu --timeout "$lim" --output-on-failure; r1=$?
+    (cd "$BUILD" && timeout "$lim" ctest -L gpu -E gpu_demo --timeout "$lim" --output-on-failure; r1=$?
      timeout "$(limit "$lim" "$BENCH_RESERVE")" ctest -R "$PARITY_TESTS" --timeout "$lim" --output-on-failure -V; r2=$?
      [ $r1 = 0 ] && [ $r2 = 0 ]) > "$LOGDIR/ctest-gpu.log" 2>&1
     test_rc=$?
@@ -110,6 +111,13 @@ if [ "${RUN_PARITY:-1}" = 1 ]; then
     if grep -q "Skipped\|skipping\|not available here" "$LOGDIR/ctest-gpu.log"; then
         test_rc=1; step "gpu tests were skipped: no usable GPU"
     fi
+    # The demo at bf16 against fp32, and bf16 twice (tests/gpu_demo.sh): three short trainings,
+    # after the op table so that a slow demo cannot cost the per-op numbers.
+    step "demo: bf16 against fp32 and bf16 twice (ctest -R gpu_demo)"
+    (cd "$BUILD" && timeout "$(limit 180 "$BENCH_RESERVE")" ctest -R gpu_demo --output-on-failure -V) \
+        > "$LOGDIR/demo.log" 2>&1 || test_rc=1
+    grep -E "^[0-9]+: (bf16|fp32|top-1|loss curve|two bf16|FAIL|ok|skip)" "$LOGDIR/demo.log" | cut -d' ' -f2- |
+        tee -a "$OUT/summary.txt" >> "$OUT/parity.txt"
     # The FA2 attention kernels (attention_fa2.cu, attention_fa2_bwd.cu; not the default yet): the op table
     # again with DCAL_CUDA_ATTN=fa2, its first real run. Reported, not part of the exit status
     # until it has passed on a device once (then the default may change).
