@@ -24,8 +24,8 @@
 // token. They are `Act` tensors, stored in the activation type of the precision in
 // force: fp32 at "fp32", bf16 at "bf16" (the rule is the precision's, so the planner
 // knows it from the config: config_act_bytes). At bf16 this halves them; the GEMM
-// rounds its output once (after the bias), and the readers convert on load, so it is
-// also the rounding the bf16 attention kernels made anyway. Opaque outside the
+// rounds its output once (after the bias), and the readers convert on load, so q, k
+// and v get the rounding the bf16 attention kernels made anyway. Opaque outside the
 // backends: the model sizes them with act_bytes() and offsets them with act_at().
 typedef struct Act Act;
 static inline const Act *act_at(const Act *p, size_t elems, size_t elem_bytes) {
@@ -154,8 +154,9 @@ typedef struct Backend {
     void (*linear_forward)(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC);
     void (*linear_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                             const float *w, int rows, int IC, int OC);
-    // linear_forward with the output stored as Act: the fp32 result (accumulation and
-    // bias as linear_forward) rounded once into the activation type (any OC).
+    // linear_forward with the output stored as Act (any OC): at fp32 exactly linear_forward; at
+    // bf16 the fp32 accumulation plus the bias, rounded once to bf16 — the bias itself in bf16
+    // (cuBLASLt's bias has the output's type), so out = bf16(acc + bf16(b)).
     void (*linear_forward_act)(Act *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC);
 
     // GELU, exact (erf), of an Act input (fc1's output); out and the gradient are fp32.
