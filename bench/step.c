@@ -149,6 +149,7 @@ static void one_step(Bench *t, const Batch *bt, Timing *tm, size_t free0) {
     double t3 = now_seconds();
     t->step++;
     if (!tm) return;
+    model_read_outputs(&t->m, &o);   // after the timed step: a read-back is no part of it
     tm->fwd += t1 - t0;
     tm->bwd += t2 - t1;
     tm->opt += t3 - t2;

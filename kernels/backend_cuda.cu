@@ -7,7 +7,7 @@ extern const BackendComm *const cuda_comm;   // nccl.cu (NULL without NCCL)
 
 // Positional (C++17 has no designated initialisers): a slot added to backend.h must
 // fail here rather than shift every entry by one.
-static_assert(sizeof(Backend) == 49 * sizeof(void *), "Backend changed: update backend_cuda");
+static_assert(sizeof(Backend) == 51 * sizeof(void *), "Backend changed: update backend_cuda");
 
 extern "C" const Backend backend_cuda = {
     /* name */ "cuda",
@@ -55,6 +55,8 @@ extern "C" const Backend backend_cuda = {
     /* topk_select */ cuda_topk_select,
     /* crossentropy_forward */ cuda_crossentropy_forward,
     /* crossentropy_backward */ cuda_crossentropy_backward,
+    /* loss_forward */ cuda_loss_forward,
+    /* loss_backward */ cuda_loss_backward,
     /* adamw_update */ cuda_adamw_update,
     /* adamw_multi */ cuda_adamw_multi,
     /* sumsq */ cuda_sumsq,

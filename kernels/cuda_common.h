@@ -116,7 +116,10 @@ void cuda_residual_backward(float *dx, float *df, const float *dout, const float
 void cuda_gather_rows_forward(float *out, const float *inp, const int *idx, int B, int Nin, int Nout, int D);
 void cuda_gather_rows_backward(float *dinp, const float *dout, const int *idx, int B, int Nin, int Nout, int D);
 void cuda_crossentropy_forward(float *losses, float *probs, const float *logits, const int *labels, int B, int C);
-void cuda_crossentropy_backward(float *dlogits, const float *probs, const int *labels, float dscale, int B, int C);
+void cuda_crossentropy_backward(float *dlogits, const float *probs, const int *labels, const float *coef, int B,
+                                int C);
+void cuda_loss_forward(float *out, const float *const losses[3], const float *w, int B, int heads, int uw);
+void cuda_loss_backward(float *coef, float *dw, const float *w, const float *out, float s, int heads, int uw);
 double cuda_sumsq(const float *x, size_t n);
 // droppath.cu
 void cuda_droppath_masks(float *drop, const float *keep, int nblk, int B, uint64_t seed, uint64_t step);

@@ -176,12 +176,51 @@ __global__ void crossentropy_forward_kernel(float *losses, float *probs, const f
     if (threadIdx.x == 0 && losses) losses[b] = m + logf(s) - x[labels[b]];
 }
 
-__global__ void crossentropy_backward_kernel(float *dlogits, const float *probs, const int *labels, float dscale,
+// dscale = coef[0] / B, read on the device: the loss weights never travel to the host in a step.
+__global__ void crossentropy_backward_kernel(float *dlogits, const float *probs, const int *labels, const float *coef,
                                              int B, int C) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)B * C) return;
     int b = (int)(i / C), c = (int)(i % C);
+    float dscale = coef[0] / B;
     dlogits[i] += dscale * (probs[i] - (c == labels[b] ? 1.f : 0.f));
+}
+
+// The loss (backend.h loss_forward/backward): a few numbers, so one thread, with the CPU's
+// arithmetic in the CPU's order (double sums; the same bits up to exp's last ulp).
+struct HeadLosses { const float *l[3]; };
+__global__ void loss_forward_kernel(float *out, HeadLosses in, const float *w, int B, int heads, int uw) {
+    double loss = 0;
+    for (int h = 0; h < 3; h++) {
+        out[1 + h] = 0.f;
+        if (!(heads >> h & 1)) continue;
+        double s = 0;
+        for (int b = 0; b < B; b++) s += in.l[h][b];
+        float ce = (float)(s / B);
+        out[1 + h] = ce;
+        loss += uw ? 0.5 * (exp((double)-w[h]) * ce + w[h]) : ce;
+    }
+    out[0] = (float)loss;
+}
+
+__global__ void loss_backward_kernel(float *coef, float *dw, const float *w, const float *out, float s, int heads,
+                                     int uw) {
+    for (int h = 0; h < 3; h++) {
+        int on = heads >> h & 1;
+        coef[h] = !on ? 0.f : uw ? s * 0.5f * expf(-w[h]) : s;
+        dw[h] += on && uw ? s * 0.5f * (1.0f - expf(-w[h]) * out[1 + h]) : 0.0f;
+    }
+}
+
+void cuda_loss_forward(float *out, const float *const losses[3], const float *w, int B, int heads, int uw) {
+    HeadLosses in = {{losses[0], losses[1], losses[2]}};
+    loss_forward_kernel<<<1, 1, 0, cuda_stream()>>>(out, in, w, B, heads, uw);
+    LAUNCH_CHECK();
+}
+
+void cuda_loss_backward(float *coef, float *dw, const float *w, const float *out, float s, int heads, int uw) {
+    loss_backward_kernel<<<1, 1, 0, cuda_stream()>>>(coef, dw, w, out, s, heads, uw);
+    LAUNCH_CHECK();
 }
 
 void cuda_crossentropy_forward(float *losses, float *probs, const float *logits, const int *labels, int B, int C) {
@@ -190,10 +229,11 @@ void cuda_crossentropy_forward(float *losses, float *probs, const float *logits,
     LAUNCH_CHECK();
 }
 
-void cuda_crossentropy_backward(float *dlogits, const float *probs, const int *labels, float dscale, int B, int C) {
+void cuda_crossentropy_backward(float *dlogits, const float *probs, const int *labels, const float *coef, int B,
+                                int C) {
     size_t n = (size_t)B * C;
     if (!n || !dlogits) return;
-    crossentropy_backward_kernel<<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(dlogits, probs, labels, dscale,
+    crossentropy_backward_kernel<<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(dlogits, probs, labels, coef,
                                                                                          B, C);
     LAUNCH_CHECK();
 }

@@ -58,6 +58,7 @@ static float step(Run *r, int t, float *img, int *lab, int *pair, bool update) {
     model_zero_grads(&r->m);
     model_forward_train(&r->m, &bt, &o);
     model_backward(&r->m, 1.0f);
+    model_read_outputs(&r->m, &o);
     if (update)
         for (int i = 0; i < r->m.n_tensors; i++) {
             const ParamTensor *p = &r->m.tensors[i];

@@ -198,6 +198,15 @@ static const Row rows[] = {
     {&OP_CROSSENTROPY, "crossentropy B5 C200", {5, 200, 4, 0, 4}, {CPU(FWD, GRAD), CUDA(G_EW, G_EW)}, SMALL},
     {&OP_CROSSENTROPY, "crossentropy B5 C1000", {5, 1000, 4, 0, 4}, {CPU(FWD, GRAD), CUDA(G_EW, G_EW)}, MEDIUM},
 
+    // loss_forward: p = {B, heads, uncertainty weighting}; loss_backward: p = {heads, uw, scale ×100}.
+    // fp32 results of double sums (loss_forward) or a few fp32 operations (loss_backward).
+    {&OP_LOSS, "loss B4 all heads uw", {4, 7, 1}, {CPU(FWD, 0), CUDA(G_EW, 0)}, SMALL},
+    {&OP_LOSS, "loss B3 SA+GLCA uw", {3, 3, 1}, {CPU(FWD, 0), CUDA(G_EW, 0)}, SMALL},
+    {&OP_LOSS, "loss B5 SA+PWCA plain", {5, 5, 0}, {CPU(FWD, 0), CUDA(G_EW, 0)}, SMALL},
+    {&OP_LOSS_BWD, "loss_backward all heads uw s=0.25", {7, 1, 25}, {CPU(FWD, 0), CUDA(G_EW, 0)}, SMALL},
+    {&OP_LOSS_BWD, "loss_backward SA only uw s=1", {1, 1, 100}, {CPU(FWD, 0), CUDA(G_EW, 0)}, SMALL},
+    {&OP_LOSS_BWD, "loss_backward SA+GLCA plain s=0.5", {3, 0, 50}, {CPU(FWD, 0), CUDA(G_EW, 0)}, SMALL},
+
     // adamw_update: p = {n, steps, wd×1000, first t, lr×1e4, hand}. CPU: fp32 elementwise
     // (measured ≤ 1.7e-7; 4e-7 of max|p| ≈ 2 keeps the old 1e-6 absolute bound of the hand step).
     {&OP_ADAMW, "adamw hand decay", {2, 1, 50, 1, 1000, 1}, {CPU(4e-7, 0), CUDA(G_EW, 0)}, SMALL},

@@ -245,6 +245,7 @@ static float run_step(Fix *f, StepOut *out) {
     model_zero_grads(&f->m);
     model_forward_train(&f->m, &bt, out);
     model_backward(&f->m, 1.0f);
+    model_read_outputs(&f->m, out);
     return out->loss;
 }
 

@@ -218,8 +218,23 @@ typedef struct Backend {
     // Softmax cross-entropy, plain (no smoothing). logits [B, C], labels [B].
     // losses [B] per sample; probs [B, C] saved for backward.
     void (*crossentropy_forward)(float *losses, float *probs, const float *logits, const int *labels, int B, int C);
-    // dlogits += dscale * (probs - onehot(label)), per row.
-    void (*crossentropy_backward)(float *dlogits, const float *probs, const int *labels, float dscale, int B, int C);
+    // dlogits += dscale * (probs - onehot(label)), per row, with dscale = coef[0] / B in fp32:
+    // coef is backend memory (loss_backward's), so a step reads no loss weight back to the host.
+    void (*crossentropy_backward)(float *dlogits, const float *probs, const int *labels, const float *coef, int B,
+                                  int C);
+
+    // The DCAL loss of one micro-batch (MODEL.md §3), on the backend: a step reads nothing back
+    // before its end. Heads h = 0 SA, 1 GLCA, 2 PWCA take part when bit h of `heads` is set
+    // (losses[h] is then that head's per-sample CE [B]; NULL otherwise). Written to out [4]:
+    //   out[1 + h] = ce_h = (float)(Σ_b losses[h][b] / B), the sum in double in b order (0 when off);
+    //   out[0] = (float)Σ_{h on} (uw ? 0.5·(exp(−w_h)·ce_h + w_h) : ce_h), in double in h order,
+    // with w = loss_w [3] (fp32, exp of the double). out, w: backend memory.
+    void (*loss_forward)(float *out, const float *const losses[3], const float *w, int B, int heads, int uw);
+    // Its backward, the loss scaled by s, in fp32: coef[h] = on ? (uw ? s·0.5f·expf(−w_h) : s) : 0,
+    // the factor of head h's CE gradient (crossentropy_backward's coef), and
+    // dw[h] += (uw && on) ? s·0.5f·(1 − expf(−w_h)·ce_h) : 0 (every dw[h] gets the add), with ce_h
+    // read from loss_forward's out. coef [3], dw [3] (loss_w's gradient), w, out: backend memory.
+    void (*loss_backward)(float *coef, float *dw, const float *w, const float *out, float s, int heads, int uw);
 
     // AdamW, decoupled weight decay (wd = 0 for no-decay groups). t is the 1-based step.
     void (*adamw_update)(float *param, const float *grad, float *m, float *v, size_t n, float lr,

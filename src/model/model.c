@@ -284,6 +284,9 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
     x->drop = training ? take(a, (size_t)(2 * (L + T + M)) * B, false) : NULL;
     x->r = take(a, (size_t)B * N, true);
     x->rtmp = take(a, (size_t)B * N, true);
+    x->e0 = take(a, (size_t)B * N, true);
+    x->lossv = take(a, 4, true);
+    x->coef = take(a, 3, true);
     x->ftmp = take(a, rows * (size_t)(c->mlp_dim > D + 2 ? c->mlp_dim : D + 2), true);
     if (training) backward_scratch(c, B, N, Q, T, a, x);
 }
@@ -352,7 +355,10 @@ int model_alloc_activations(Model *m, int B, bool ckpt, bool training) {
     m->arena = a.base;
     int Q = 1 + m->K;
     x->h_logits = xcalloc((size_t)3 * B * c->num_classes, sizeof(float));
-    x->h_losses = xcalloc((size_t)3 * B, sizeof(float));
+    float *e0 = xcalloc((size_t)B * m->N, sizeof(float));
+    for (int b = 0; b < B; b++) e0[(size_t)b * m->N] = 1.0f;
+    m->be->to_device(x->e0, e0, (size_t)B * m->N * sizeof(float));
+    free(e0);
     x->h_sel = xcalloc((size_t)B * Q, sizeof(int));
     x->h_pair = xcalloc((size_t)B, sizeof(int));
     x->keep = training && c->drop_path > 0 ? droppath_keep(m) : NULL;
@@ -371,7 +377,6 @@ void model_free(Model *m) {
         free(m->acts->pw);
         free(m->acts->gl);
         free(m->acts->h_logits);
-        free(m->acts->h_losses);
         free(m->acts->h_sel);
         free(m->acts->h_pair);
         if (m->acts->keep) m->be->free(m->acts->keep);

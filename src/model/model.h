@@ -50,9 +50,11 @@ typedef struct {
     uint64_t seed, step;       // drop-path masks are drawn from (seed, step) when model.drop_path > 0
 } Batch;
 
-// What a forward reports, host memory owned by the model (valid until the next forward).
+// What a training forward reports. loss_dev is backend memory; the host fields are filled only by
+// model_read_outputs (host memory owned by the model, valid until the next forward).
 typedef struct {
-    float ce[3];               // mean CE: SA, GLCA, PWCA (PWCA 0 when off)
+    const float *loss_dev;     // backend memory [4]: loss, CE SA, GLCA, PWCA (backend.h loss_forward)
+    float ce[3];               // mean CE: SA, GLCA, PWCA (0 when a head is off)
     float loss;                // uncertainty-weighted total (MODEL.md §3)
     const float *logits[3];    // [B, C] each: SA, GLCA, PWCA
     const int *sel;            // [B, 1+K] selected token indices
@@ -71,8 +73,12 @@ int model_alloc_activations(Model *m, int B, bool ckpt, bool training);
 // Exact memory plan without allocating anything (same sizing code as the allocation).
 void model_plan(const ModelConfig *cfg, int B, bool ckpt, bool training, MemPlan *out);
 
-// Training forward: SA, rollout (no grad), selection, GLCA, PWCA, heads, loss.
+// Training forward: SA, rollout (no grad), selection, GLCA, PWCA, heads, loss. Nothing is read
+// back to the host (out->loss_dev holds the loss): a device backend's queue keeps running.
 void model_forward_train(Model *m, const Batch *batch, StepOut *out);
+// The last training forward's loss, CEs, logits and selection, read back into out's host fields
+// (a synchronising read-back: for --dump-step, tests and tools, not inside a step).
+void model_read_outputs(Model *m, StepOut *out);
 // Backward of the last forward_train; accumulates into m->grads, scaling the
 // loss by loss_scale (1/accumulation steps).
 void model_backward(Model *m, float loss_scale);

@@ -14,6 +14,8 @@ static bool stored(const Model *m) { return m->training && !m->ckpt; }
 static bool head_on(const Model *m, int h) {
     return h == 0 || (h == 1 && m->cfg.glca_blocks > 0) || (h == 2 && m->acts->have_pwca);
 }
+// The heads taking part as loss_forward's bit mask (bit h: head h).
+static int heads_on(const Model *m) { return head_on(m, 0) | head_on(m, 1) << 1 | head_on(m, 2) << 2; }
 static BlockActs *sa_acts(const Model *m, int l) { return &m->acts->sa[stored(m) ? l : 0]; }
 static BlockActs *pw_acts(const Model *m, int t) { return &m->acts->pw[stored(m) ? t : 0]; }
 static size_t stream_n(const Model *m, int B) { return (size_t)B * m->N * m->cfg.dim; }
@@ -72,10 +74,7 @@ static void rollout_select(Model *m, int B) {
     const Backend *be = m->be;
     Acts *x = m->acts;
     int N = m->N, L = m->cfg.depth, M = m->cfg.glca_blocks;
-    float *e0 = xcalloc((size_t)B * N, sizeof(float));
-    for (int b = 0; b < B; b++) e0[(size_t)b * N] = 1.0f;
-    be->to_device(x->r, e0, (size_t)B * N * sizeof(float));
-    free(e0);
+    be->copy(x->r, x->e0, (size_t)B * N * sizeof(float));   // e0, made once: no host copy in a step
     for (int l = L - M - 1; l >= 0; l--) {
         BlockActs *a = sa_layer(m, l, B, true);
         AttnArgs at = block_qkv_args(m, B, a->qkv, NULL, NULL);
@@ -123,7 +122,7 @@ static void head_forward(Model *m, int h, const float *src, int Nin, int B, int 
     if (ce) be->crossentropy_forward(a->losses, a->probs, a->logits, m->acts->labels, B, C);
 }
 
-static void head_backward(Model *m, int h, float *dsrc, int Nin, int B, int norm_w, int head_w, float coef) {
+static void head_backward(Model *m, int h, float *dsrc, int Nin, int B, int norm_w, int head_w) {
     const Backend *be = m->be;
     Acts *x = m->acts;
     HeadActs *a = &x->head[h];
@@ -133,7 +132,8 @@ static void head_backward(Model *m, int h, float *dsrc, int Nin, int B, int norm
     be->zero(x->dlogits, (size_t)B * C * sizeof(float));
     be->zero(x->dln, (size_t)B * D * sizeof(float));
     be->zero(x->dcls, (size_t)B * D * sizeof(float));
-    be->crossentropy_backward(x->dlogits, a->probs, x->labels, coef / B, B, C);   // CE is a mean over the batch
+    // CE is a mean over the batch: coef[h] / B, the head's loss factor from loss_backward.
+    be->crossentropy_backward(x->dlogits, a->probs, x->labels, x->coef + h, B, C);
     be->linear_backward(x->dln, G + m->tensors[head_w].offset, G + m->tensors[head_w + 1].offset, x->dlogits, a->ln,
                         W + m->tensors[head_w].offset, B, D, C);
     be->layernorm_backward(x->dcls, G + m->tensors[norm_w].offset, G + m->tensors[norm_w + 1].offset, x->dln, a->cls,
@@ -144,7 +144,7 @@ static void head_backward(Model *m, int h, float *dsrc, int Nin, int B, int norm
 void model_forward_train(Model *m, const Batch *bt, StepOut *out) {
     const Backend *be = m->be;
     Acts *x = m->acts;
-    int B = bt->B, C = m->cfg.num_classes, Q = 1 + m->K, L = m->cfg.depth, M = m->cfg.glca_blocks;
+    int B = bt->B, Q = 1 + m->K, L = m->cfg.depth, M = m->cfg.glca_blocks;
     if (!m->training || B > m->B || B < 1) dcal_die("internal: forward_train with B=%d (allocated %d)", B, m->B);
     x->B = B;
     x->have_pwca = bt->pair != NULL && m->cfg.pwca_blocks > 0;
@@ -165,54 +165,38 @@ void model_forward_train(Model *m, const Batch *bt, StepOut *out) {
     head_forward(m, 0, xs(m, L, B), m->N, B, id.norm_w, id.head_w, true);
     if (M > 0) head_forward(m, 1, x->gl[M - 1].yout, Q, B, id.gnorm_w, id.ghead_w, true);
     if (x->have_pwca) head_forward(m, 2, zs(m, m->cfg.pwca_blocks, B), m->N, B, id.norm_w, id.head_w, true);
-    // Loss on the host: three means and the uncertainty weighting (MODEL.md §3).
-    be->to_host(x->loss_w, m->params + m->tensors[id.loss_w].offset, 3 * sizeof(float));
-    for (int h = 0; h < 3; h++) {
-        x->ce[h] = 0;
-        if (!head_on(m, h)) continue;
-        be->to_host(x->h_logits + (size_t)h * B * C, x->head[h].logits, (size_t)B * C * sizeof(float));
-        be->to_host(x->h_losses + (size_t)h * B, x->head[h].losses, (size_t)B * sizeof(float));
-        double s = 0;
-        for (int b = 0; b < B; b++) s += x->h_losses[(size_t)h * B + b];
-        x->ce[h] = (float)(s / B);
-    }
-    double loss = 0;
-    for (int h = 0; h < 3; h++)
-        if (head_on(m, h))
-            loss += m->uncertainty_weighting ? 0.5 * (exp(-x->loss_w[h]) * x->ce[h] + x->loss_w[h]) : x->ce[h];
-    be->to_host(x->h_sel, x->sel, (size_t)B * Q * sizeof(int));
-    for (int h = 0; h < 3; h++) {
-        out->ce[h] = x->ce[h];
-        out->logits[h] = x->h_logits + (size_t)h * B * C;
-    }
-    out->loss = (float)loss;
-    out->sel = x->h_sel;
+    // The loss on the backend (MODEL.md §3): three means and the uncertainty weighting, read
+    // by the host only when it asks (model_read_outputs), so the step's queue never drains here.
+    const float *losses[3] = {NULL, NULL, NULL};
+    for (int h = 0; h < 3; h++) losses[h] = head_on(m, h) ? x->head[h].losses : NULL;
+    be->loss_forward(x->lossv, losses, m->params + m->tensors[id.loss_w].offset, B, heads_on(m),
+                     m->uncertainty_weighting);
+    memset(out, 0, sizeof *out);
+    out->loss_dev = x->lossv;
 }
 
-// Loss weights (MODEL.md §3): the coefficient of each head's CE into coef, and the
-// gradient of w added to its grad (host math, 3 numbers).
-static void loss_weights_backward(Model *m, float loss_scale, float coef[3]) {
+void model_read_outputs(Model *m, StepOut *out) {
     const Backend *be = m->be;
     Acts *x = m->acts;
-    float dw[3] = {0, 0, 0};
+    int B = x->B, C = m->cfg.num_classes, Q = 1 + m->K;
+    float v[4];
+    be->to_host(v, x->lossv, sizeof v);
+    out->loss = v[0];
     for (int h = 0; h < 3; h++) {
-        bool on = head_on(m, h);
-        if (m->uncertainty_weighting) {
-            coef[h] = on ? loss_scale * 0.5f * expf(-x->loss_w[h]) : 0;
-            dw[h] = on ? loss_scale * 0.5f * (1.0f - expf(-x->loss_w[h]) * x->ce[h]) : 0;
-        } else {
-            coef[h] = on ? loss_scale : 0;
-        }
+        out->ce[h] = v[1 + h];
+        float *lg = x->h_logits + (size_t)h * B * C;
+        if (head_on(m, h)) be->to_host(lg, x->head[h].logits, (size_t)B * C * sizeof(float));
+        else memset(lg, 0, (size_t)B * C * sizeof(float));
+        out->logits[h] = lg;
     }
-    float gw_host[3], *gw = m->grads + m->tensors[model_ids(m).loss_w].offset;
-    be->to_host(gw_host, gw, sizeof gw_host);
-    for (int h = 0; h < 3; h++) gw_host[h] += dw[h];
-    be->to_device(gw, gw_host, sizeof gw_host);
+    be->to_host(x->h_sel, x->sel, (size_t)B * Q * sizeof(int));
+    out->sel = x->h_sel;
+    out->loss_dev = x->lossv;
 }
 
 // GLCA head and blocks, top block first; their gradients into x[L-M+j] wait in
 // dglx until the SA loop reaches layer L-M+j.
-static void glca_backward_all(Model *m, int B, int T, float coef) {
+static void glca_backward_all(Model *m, int B, int T) {
     const Backend *be = m->be;
     Acts *x = m->acts;
     int L = m->cfg.depth, M = m->cfg.glca_blocks, Q = 1 + m->K, D = m->cfg.dim, N = m->N;
@@ -220,7 +204,7 @@ static void glca_backward_all(Model *m, int B, int T, float coef) {
     TensorIds id = model_ids(m);
     be->zero(x->dglx, (size_t)M * sn * sizeof(float));
     be->zero(x->dgl_out, (size_t)B * Q * D * sizeof(float));
-    if (M > 0) head_backward(m, 1, x->dgl_out, Q, B, id.gnorm_w, id.ghead_w, coef);
+    if (M > 0) head_backward(m, 1, x->dgl_out, Q, B, id.gnorm_w, id.ghead_w);
     for (int j = M - 1; j >= 0; j--) {
         BlockW w = model_block_w(m, m->params, model_glca_tensor(m, j));
         BlockW gw = model_block_w(m, m->grads, model_glca_tensor(m, j));
@@ -299,18 +283,19 @@ void model_backward(Model *m, float loss_scale) {
     int B = x->B, L = m->cfg.depth, T = x->have_pwca ? m->cfg.pwca_blocks : 0;
     size_t sn = stream_n(m, B);
     TensorIds id = model_ids(m);
-    float coef[3];
-    loss_weights_backward(m, loss_scale, coef);
+    // Each head's CE factor into coef and the loss weights' gradient into theirs (MODEL.md §3).
+    be->loss_backward(x->coef, m->grads + m->tensors[id.loss_w].offset, m->params + m->tensors[id.loss_w].offset,
+                      x->lossv, loss_scale, heads_on(m), m->uncertainty_weighting);
     StreamGrads s = {x->dx[0], x->dx[1], NULL, NULL};
     be->zero(s.dcur, sn * sizeof(float));
-    head_backward(m, 0, s.dcur, m->N, B, id.norm_w, id.head_w, coef[0]);
+    head_backward(m, 0, s.dcur, m->N, B, id.norm_w, id.head_w);
     if (T) {
         s.zc = x->dz[0];
         s.zn = x->dz[1];
         be->zero(s.zc, sn * sizeof(float));
-        head_backward(m, 2, s.zc, m->N, B, id.norm_w, id.head_w, coef[2]);
+        head_backward(m, 2, s.zc, m->N, B, id.norm_w, id.head_w);
     }
-    glca_backward_all(m, B, T, coef[1]);
+    glca_backward_all(m, B, T);
     for (int l = L - 1; l >= 0; l--) layer_backward(m, l, T, &s, B);
     if (T) be->residual_backward(s.dcur, NULL, s.zc, NULL, 1, sn);   // z⁰ = x⁰
     embed_backward(m, s.dcur, B);

@@ -50,6 +50,8 @@ struct Acts {
     float *drop;       // drop-path scales [n_masks, B]
     float *keep;       // drop-path keep probability per block [n_masks / 2]; NULL without drop-path
     float *r, *rtmp;           // rollout: [B,N], [B,N] (no N×N map: MODEL.md §2)
+    float *e0;                 // [B,N]: the rollout's start, 1 at each CLS (set once at allocation)
+    float *lossv, *coef;       // loss_forward's out [4] (loss, CE SA/GLCA/PWCA); loss_backward's coef [3]
     float *ftmp;       // [B·N, max(F, D+2)]: a block forward's LN/GELU outputs; backward's dgelu
     // backward scratch
     float *dx[2], *dz[2], *dgl_in, *dgl_out;  // streams; GLCA local [B,Q,D] ×2
@@ -59,11 +61,10 @@ struct Acts {
     float *dcls, *dln, *dlogits;              // heads [B,D], [B,D], [B,C]
     float *dpatch;                            // [B,N-1,D]
     float *img, *cols, *pe;                   // input [B,3,S,S], im2col [B·P, 3p²], [B,N-1,D]
-    // host mirrors for StepOut
-    float *h_logits, *h_losses;               // [3][B·C], [3][B]
+    // host mirrors for model_read_outputs
+    float *h_logits;                          // [3][B·C]
     int *h_sel;
     int *h_pair;
-    float loss_w[3], ce[3];
     bool have_pwca, have_drop;
     int B;                                    // rows of the last forward
 };

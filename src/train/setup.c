@@ -106,6 +106,7 @@ static int open_data_and_model(Trainer *t) {
         !reducer_init(&t->red, t->be, &tr, t->m.grads, t->m.n_params, t->accum, t->rank, t->world))
         return 0;
     t->micro_sums = xcalloc((size_t)t->group * 4, sizeof(double));
+    t->loss_dev = t->be->alloc((size_t)t->accum * 4 * sizeof(float));
     return model_alloc_activations(&t->m, t->micro, c->train.checkpoint_blocks, true);
 }
 
@@ -223,6 +224,7 @@ void trainer_teardown(Trainer *t) {
     if (t->red.buf) t->m.grads = t->red.buf[0];   // the model frees its own buffer, the reducer the rest
     reducer_free(&t->red);
     free(t->micro_sums);
+    if (t->loss_dev) t->be->free(t->loss_dev);
     rundir_close(&t->run);   // metrics and the run's lock
     if (t->am) t->be->free(t->am);
     if (t->av) t->be->free(t->av);

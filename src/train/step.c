@@ -27,7 +27,7 @@ void pwca_pairing(int *pair, int B, uint64_t seed, uint64_t micro_step) {
     }
 }
 
-// One micro-batch: load, pair, forward, check the loss, backward into its own buffer.
+// One micro-batch: load, pair, forward, backward into its own buffer (check_losses reads the loss).
 static int micro_batch(Trainer *t, int k) {
     const DcalConfig *c = t->c;
     // The other buffer: the last micro-batch's upload may still be reading this one's twin.
@@ -47,19 +47,37 @@ static int micro_batch(Trainer *t, int k) {
                 .seed = c->train.seed, .step = g};
     StepOut so;
     model_forward_train(&t->m, &bt, &so);
-    if (!isfinite(so.loss)) {
-        dcal_err("step %lld: loss is %g (CE SA %g, GLCA %g, PWCA %g): stopping; %s", (long long)t->pos.step + 1,
-                 so.loss, so.ce[0], so.ce[1], so.ce[2], trainer_checkpoint_state(t));
-        return DCAL_EXIT_FAIL;
-    }
+    // The loss stays on the backend until the step's end (check_losses): no host sync here.
+    t->be->copy(t->loss_dev + (size_t)k * 4, so.loss_dev, 4 * sizeof(float));
     t->m.grads = reducer_leaf(&t->red);
     model_backward(&t->m, 1.0f / (float)t->group);
     reducer_push(&t->red);
-    if (t->o->dump_path) dump_micro(t, &so, k);
-    double *mine = t->micro_sums + (size_t)(t->rank * t->accum + k) * 4;
-    mine[0] = so.loss;
-    for (int h = 0; h < 3; h++) mine[1 + h] = so.ce[h];
+    if (t->o->dump_path) {
+        model_read_outputs(&t->m, &so);
+        dump_micro(t, &so, k);
+    }
     return TRAIN_GO_ON;
+}
+
+// This rank's micro-batch losses, read back once per step: each must be finite (a NaN or
+// infinite loss stops the run before its optimizer step, with nothing written), then they
+// join micro_sums in global micro-batch order.
+static int check_losses(Trainer *t) {
+    float *v = xmalloc((size_t)t->accum * 4 * sizeof(float));
+    t->be->to_host(v, t->loss_dev, (size_t)t->accum * 4 * sizeof(float));
+    int rc = TRAIN_GO_ON;
+    for (int k = 0; k < t->accum && rc == TRAIN_GO_ON; k++) {
+        const float *o = v + (size_t)k * 4;
+        if (!isfinite(o[0])) {
+            dcal_err("step %lld: loss is %g (CE SA %g, GLCA %g, PWCA %g): stopping; %s", (long long)t->pos.step + 1,
+                     o[0], o[1], o[2], o[3], trainer_checkpoint_state(t));
+            rc = DCAL_EXIT_FAIL;
+        }
+        double *mine = t->micro_sums + (size_t)(t->rank * t->accum + k) * 4;
+        for (int i = 0; i < 4; i++) mine[i] = o[i];
+    }
+    free(v);
+    return rc;
 }
 
 int trainer_agree(int rc) {
@@ -88,6 +106,7 @@ int trainer_micro_batches(Trainer *t) {
     int rc = TRAIN_GO_ON;
     reducer_begin(&t->red);
     for (int k = 0; k < t->accum && rc == TRAIN_GO_ON; k++) rc = micro_batch(t, k);
+    if (rc == TRAIN_GO_ON) rc = check_losses(t);
     rc = trainer_agree(rc);
     t->m.grads = t->red.buf[0];
     if (rc != TRAIN_GO_ON) return rc;

@@ -50,6 +50,8 @@ typedef struct {
     int group;                  // micro-batches per optimizer step over all ranks: accum * world
     Reducer red;                // the step's gradient: per micro-batch buffers summed in a fixed tree
     double *micro_sums;         // [group * 4]: each micro-batch's loss and CEs, in global order
+    float *loss_dev;            // backend memory [accum * 4]: this rank's micro-batches' loss_forward outputs,
+                                // read back once, at the step's end (no host sync between micro-batches)
     int spe;                    // optimizer steps per epoch
     long total, warm;           // schedule length and warm-up, in optimizer steps
     TrainPos pos;

@@ -98,7 +98,7 @@ extern const OpDef OP_ATTENTION, OP_ROLLOUT_ATTN, OP_TOPK;
 const char *attention_cudnn_skip(const OpCase *c);
 // r ← r·(0.5 S + 0.5 I) in float64, S [B, N, N], r [B, N] (the rollout reference, for hand checks).
 void ref_rollout_step(double *r, const double *S, int B, int N);
-extern const OpDef OP_CROSSENTROPY, OP_ADAMW, OP_ADAMW_MULTI, OP_SUMSQ;
+extern const OpDef OP_CROSSENTROPY, OP_LOSS, OP_LOSS_BWD, OP_ADAMW, OP_ADAMW_MULTI, OP_SUMSQ;
 extern const OpDef OP_DROPPATH;   // ops_droppath.c
 extern const OpDef OP_RESIDUAL_LAYERNORM;   // ops_fused.c
 

@@ -53,10 +53,76 @@ static void ce_be(const Backend *be, const OpCase *c, void *const *x, void *cons
 }
 static void ce_be_bwd(const Backend *be, const OpCase *c, void *const *x, void *const *y, float *const *gy,
                       float *const *gx) {
-    (void)gy;   // the op takes the scalar dscale (= every element of gy[0])
-    be->crossentropy_backward(gx[0], YF(1), (const int *)x[1], ce_dscale(c), c->row->p[0], c->row->p[1]);
+    (void)gy;   // the op takes the scalar dscale (= every element of gy[0]) as coef / B, coef in backend memory
+    int B = c->row->p[0];
+    float coef = ce_dscale(c) * B, *d = be->alloc(sizeof coef);   // dscale = 1/2^k: coef / B is exact
+    be->to_device(d, &coef, sizeof coef);
+    be->crossentropy_backward(gx[0], YF(1), (const int *)x[1], d, B, c->row->p[1]);
+    be->sync();
+    be->free(d);
 }
 const OpDef OP_CROSSENTROPY = {"crossentropy", ce_init, ce_ref, ce_ref_bwd, ce_be, ce_be_bwd, NULL, 0};
+
+// ---- loss_forward: p = {B, heads (bit h: head h on), uncertainty weighting} ------------------
+// The three heads' per-sample CEs (positive) and loss_w; out = {loss, ce_SA, ce_GLCA, ce_PWCA}.
+static void loss_init(OpCase *c, Rng *r) {
+    int B = c->row->p[0], heads = c->row->p[1];
+    static const char *names[3] = {"losses SA", "losses GLCA", "losses PWCA"};
+    c->nx = 4, c->ny = 1;
+    for (int h = 0; h < 3; h++) {
+        tensor_set(&c->x[h], names[h], heads >> h & 1 ? B : 0, T_F32, 0);
+        float *l = fill_normal(&c->x[h], r, 1.f);
+        for (int b = 0; b < (int)c->x[h].n; b++) l[b] = fabsf(l[b]) + 0.1f;
+    }
+    tensor_set(&c->x[3], "loss_w", 3, T_F32, 0);
+    fill_normal(&c->x[3], r, 0.5f);
+    tensor_set(&c->y[0], "out", 4, T_F32, 0);
+}
+static void loss_ref(const OpCase *c, double *const *x, double *const *y) {
+    int B = c->row->p[0], heads = c->row->p[1], uw = c->row->p[2];
+    y[0][0] = 0;
+    for (int h = 0; h < 3; h++) {
+        double ce = 0;
+        for (int b = 0; b < B && (heads >> h & 1); b++) ce += x[h][b] / B;
+        y[0][1 + h] = ce;
+        if (heads >> h & 1) y[0][0] += uw ? 0.5 * (exp(-x[3][h]) * ce + x[3][h]) : ce;
+    }
+}
+static void loss_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
+    const float *l[3] = {x[0], x[1], x[2]};
+    be->loss_forward(YF(0), l, XF(3), c->row->p[0], c->row->p[1], c->row->p[2]);
+}
+const OpDef OP_LOSS = {"loss_forward", loss_init, loss_ref, NULL, loss_be, NULL, NULL, 0};
+
+// ---- loss_backward: p = {heads, uncertainty weighting, loss scale ×100} ----------------------
+// From loss_w, loss_forward's out and dw's start values: coef (each head's CE factor) and dw
+// after the += (the loss weights' gradient), against ∂loss/∂ce_h and ∂loss/∂w_h in float64.
+static void lossb_init(OpCase *c, Rng *r) {
+    c->nx = 3, c->ny = 2;
+    tensor_set(&c->x[0], "loss_w", 3, T_F32, 0);
+    tensor_set(&c->x[1], "out", 4, T_F32, 0);
+    tensor_set(&c->x[2], "dw start", 3, T_F32, 0);
+    fill_normal(&c->x[0], r, 0.5f);
+    float *o = fill_normal(&c->x[1], r, 1.f);
+    for (int i = 0; i < 4; i++) o[i] = fabsf(o[i]) + 0.1f;
+    fill_normal(&c->x[2], r, 1.f);
+    tensor_set(&c->y[0], "coef", 3, T_F32, 0);
+    tensor_set(&c->y[1], "dw", 3, T_F32, 0);
+}
+static void lossb_ref(const OpCase *c, double *const *x, double *const *y) {
+    int heads = c->row->p[0], uw = c->row->p[1];
+    double s = c->row->p[2] / 100.0;
+    for (int h = 0; h < 3; h++) {
+        int on = heads >> h & 1;
+        y[0][h] = !on ? 0 : uw ? s * 0.5 * exp(-x[0][h]) : s;
+        y[1][h] = x[2][h] + (on && uw ? s * 0.5 * (1 - exp(-x[0][h]) * x[1][1 + h]) : 0);
+    }
+}
+static void lossb_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
+    be->copy(y[1], x[2], 3 * sizeof(float));
+    be->loss_backward(YF(0), YF(1), XF(0), XF(1), c->row->p[2] / 100.f, c->row->p[0], c->row->p[1]);
+}
+const OpDef OP_LOSS_BWD = {"loss_backward", lossb_init, lossb_ref, NULL, lossb_be, NULL, NULL, 0};
 
 // ---- adamw_update: p = {n, steps, wd ×1000, first t, lr ×1e4, hand} --------------------
 // One gradient per step; m, v start random (v ≥ 0) unless hand. betas 0.9/0.999, eps 1e-8.

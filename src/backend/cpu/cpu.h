@@ -33,7 +33,9 @@ void cpu_droppath_masks(float *drop, const float *keep, int nblk, int B, uint64_
 void cpu_gather_rows_forward(float *out, const float *inp, const int *idx, int B, int Nin, int Nout, int D);
 void cpu_gather_rows_backward(float *dinp, const float *dout, const int *idx, int B, int Nin, int Nout, int D);
 void cpu_crossentropy_forward(float *losses, float *probs, const float *logits, const int *labels, int B, int C);
-void cpu_crossentropy_backward(float *dlogits, const float *probs, const int *labels, float dscale, int B, int C);
+void cpu_crossentropy_backward(float *dlogits, const float *probs, const int *labels, const float *coef, int B, int C);
+void cpu_loss_forward(float *out, const float *const losses[3], const float *w, int B, int heads, int uw);
+void cpu_loss_backward(float *coef, float *dw, const float *w, const float *out, float s, int heads, int uw);
 void cpu_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
                       float beta2, float eps, float wd, int t);
 void cpu_adamw_multi(float *param, const float *grad, float *m, float *v, size_t n, const AdamwSpan *spans,

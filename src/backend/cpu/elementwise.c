@@ -90,10 +90,32 @@ void cpu_crossentropy_forward(float *losses, float *probs, const float *logits, 
     }
 }
 
-void cpu_crossentropy_backward(float *dlogits, const float *probs, const int *labels, float dscale, int B, int C) {
+void cpu_crossentropy_backward(float *dlogits, const float *probs, const int *labels, const float *coef, int B, int C) {
+    float dscale = coef[0] / B;
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++)
             dlogits[(size_t)b * C + c] += dscale * (probs[(size_t)b * C + c] - (c == labels[b] ? 1.0f : 0.0f));
+}
+
+void cpu_loss_forward(float *out, const float *const losses[3], const float *w, int B, int heads, int uw) {
+    double loss = 0;
+    for (int h = 0; h < 3; h++) {
+        out[1 + h] = 0;
+        if (!(heads >> h & 1)) continue;
+        double s = 0;
+        for (int b = 0; b < B; b++) s += losses[h][b];
+        float ce = out[1 + h] = (float)(s / B);
+        loss += uw ? 0.5 * (exp(-w[h]) * ce + w[h]) : ce;
+    }
+    out[0] = (float)loss;
+}
+
+void cpu_loss_backward(float *coef, float *dw, const float *w, const float *out, float s, int heads, int uw) {
+    for (int h = 0; h < 3; h++) {
+        int on = heads >> h & 1;
+        coef[h] = !on ? 0 : uw ? s * 0.5f * expf(-w[h]) : s;
+        dw[h] += on && uw ? s * 0.5f * (1.0f - expf(-w[h]) * out[1 + h]) : 0.0f;
+    }
 }
 
 double cpu_sumsq(const float *x, size_t n) {
