@@ -7,7 +7,7 @@ extern const BackendComm *const cuda_comm;   // nccl.cu (NULL without NCCL)
 
 // Positional (C++17 has no designated initialisers): a slot added to backend.h must
 // fail here rather than shift every entry by one.
-static_assert(sizeof(Backend) == 51 * sizeof(void *), "Backend changed: update backend_cuda");
+static_assert(sizeof(Backend) == 53 * sizeof(void *), "Backend changed: update backend_cuda");
 
 extern "C" const Backend backend_cuda = {
     /* name */ "cuda",
@@ -32,6 +32,8 @@ extern "C" const Backend backend_cuda = {
     /* upload */ cuda_upload,
     /* consumed */ cuda_consumed,
     /* host_ready */ cuda_host_ready,
+    /* graph_run */ cuda_graph_run,
+    /* graph_reset */ cuda_graph_reset,
     /* im2col_forward */ cuda_im2col_forward,
     /* tokens_forward */ cuda_tokens_forward,
     /* tokens_backward */ cuda_tokens_backward,

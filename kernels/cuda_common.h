@@ -61,6 +61,9 @@ void cuda_host_free(void *p);
 void cuda_upload(void *dst, const void *src, size_t bytes);
 void cuda_consumed(const void *dst);
 void cuda_host_ready(const void *p);
+// graph.cu: recorded steps (backend.h graph_run), on when DCAL_CUDA_GRAPHS=1
+int cuda_graph_run(int key, void (*body)(void *ctx), void *ctx);
+void cuda_graph_reset(void);
 
 // machine (device.cu): the Backend slots available, free_memory, describe and
 // set_precision, and what the ops read of the precision in force.

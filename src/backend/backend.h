@@ -135,6 +135,18 @@ typedef struct Backend {
     // caller may overwrite it. Returns at once for memory no upload read.
     void (*host_ready)(const void *p);
 
+    // Recorded steps (CUDA graphs). graph_run(key, body, ctx) has the ops that body(ctx) enqueues
+    // run. A backend that records them (CUDA with DCAL_CUDA_GRAPHS=1) runs body directly the
+    // first time it sees key (a warm-up that sizes scratch and picks GEMM algorithms), records
+    // it the second time (stream capture) and from then on replays the recording without
+    // calling body. The caller promises that body enqueues the same ops with the same
+    // arguments (pointers and host scalars) every time — whatever changes lives in backend
+    // memory — and does no read-back, allocation, upload or host wait inside it. Returns 1
+    // when a recording ran, 0 when body ran directly (the CPU: always). graph_reset drops every
+    // recording (call it when buffers body uses move). The CPU's graph_run calls body.
+    int (*graph_run)(int key, void (*body)(void *ctx), void *ctx);
+    void (*graph_reset)(void);
+
     // patch embedding as GEMM: im2col then linear.
     // img [B, C, S, S] → cols [B*P, C*p*p] with P = (S/p)^2, column order (c, ky, kx)
     // so that cols·Wᵀ matches a conv weight [D, C, p, p]. No backward to the image.

@@ -76,6 +76,11 @@ void model_plan(const ModelConfig *cfg, int B, bool ckpt, bool training, MemPlan
 // Training forward: SA, rollout (no grad), selection, GLCA, PWCA, heads, loss. Nothing is read
 // back to the host (out->loss_dev holds the loss): a device backend's queue keeps running.
 void model_forward_train(Model *m, const Batch *batch, StepOut *out);
+// model_forward_train in its two parts, for a recorded step (backend.h graph_run): the
+// inputs — labels, pairing, drop-path masks (drawn from the batch's seed and step), the images'
+// upload and im2col — then the body, the same ops on the same buffers every micro-batch.
+void model_train_inputs(Model *m, const Batch *batch);
+void model_forward_body(Model *m, StepOut *out);
 // The last training forward's loss, CEs, logits and selection, read back into out's host fields
 // (a synchronising read-back: for --dump-step, tests and tools, not inside a step).
 void model_read_outputs(Model *m, StepOut *out);

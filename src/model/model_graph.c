@@ -37,15 +37,22 @@ static void draw_drop_masks(Model *m, const Batch *bt) {
                           bt->step);
 }
 
-static void embed_forward(Model *m, const float *images, int B) {
+// The images in: upload (it may overlap the previous micro-batch's backward) and im2col, the
+// image's only reader. Kept out of embed_forward so that a recorded step (graph_run) holds no upload.
+static void images_in(Model *m, const float *images, int B) {
     const Backend *be = m->be;
     Acts *x = m->acts;
-    TensorIds id = model_ids(m);
-    int p = m->cfg.patch, S = m->cfg.img_size, D = m->cfg.dim, P = m->N - 1;
-    // The copy may overlap the previous micro-batch's backward; im2col is the image's only reader.
+    int p = m->cfg.patch, S = m->cfg.img_size;
     be->upload(x->img, images, (size_t)B * 3 * S * S * sizeof(float));
     be->im2col_forward(x->cols, x->img, B, 3, S, p);
     be->consumed(x->img);
+}
+
+static void embed_forward(Model *m, int B) {
+    const Backend *be = m->be;
+    Acts *x = m->acts;
+    TensorIds id = model_ids(m);
+    int p = m->cfg.patch, D = m->cfg.dim, P = m->N - 1;
     const float *W = m->params;
     be->linear_forward(x->pe, x->cols, W + m->tensors[id.pe_w].offset, W + m->tensors[id.pe_b].offset, B * P,
                        3 * p * p, D);
@@ -141,10 +148,10 @@ static void head_backward(Model *m, int h, float *dsrc, int Nin, int B, int norm
     be->gather_rows_backward(dsrc, x->dcls, x->zeros, B, Nin, 1, D);
 }
 
-void model_forward_train(Model *m, const Batch *bt, StepOut *out) {
+void model_train_inputs(Model *m, const Batch *bt) {
     const Backend *be = m->be;
     Acts *x = m->acts;
-    int B = bt->B, Q = 1 + m->K, L = m->cfg.depth, M = m->cfg.glca_blocks;
+    int B = bt->B;
     if (!m->training || B > m->B || B < 1) dcal_die("internal: forward_train with B=%d (allocated %d)", B, m->B);
     x->B = B;
     x->have_pwca = bt->pair != NULL && m->cfg.pwca_blocks > 0;
@@ -154,7 +161,19 @@ void model_forward_train(Model *m, const Batch *bt, StepOut *out) {
         be->to_device(x->pair, bt->pair, (size_t)B * sizeof(int));
     }
     draw_drop_masks(m, bt);
-    embed_forward(m, bt->images, B);
+    images_in(m, bt->images, B);
+}
+
+void model_forward_train(Model *m, const Batch *bt, StepOut *out) {
+    model_train_inputs(m, bt);
+    model_forward_body(m, out);
+}
+
+void model_forward_body(Model *m, StepOut *out) {
+    const Backend *be = m->be;
+    Acts *x = m->acts;
+    int B = x->B, Q = 1 + m->K, L = m->cfg.depth, M = m->cfg.glca_blocks;
+    embed_forward(m, B);
     sa_forward(m, B);
     if (M > 0) {
         rollout_select(m, B);
@@ -310,7 +329,8 @@ void model_forward_infer(Model *m, const float *images, int B, float *logits_sa,
     m->training = false;   // PWCA off, no drop-path (MODEL.md §3)
     x->have_drop = false;
     x->B = B;
-    embed_forward(m, images, B);
+    images_in(m, images, B);
+    embed_forward(m, B);
     sa_forward(m, B);
     TensorIds id = model_ids(m);
     head_forward(m, 0, xs(m, L, B), m->N, B, id.norm_w, id.head_w, false);

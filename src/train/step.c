@@ -27,6 +27,24 @@ void pwca_pairing(int *pair, int B, uint64_t seed, uint64_t micro_step) {
     }
 }
 
+// The part of micro-batch k that is the same ops on the same buffers every step (after
+// model_train_inputs): forward, its loss kept in loss_dev (check_losses reads it at the
+// step's end), backward into micro-batch k's gradient buffer. Recorded where the backend
+// records steps (graph_run, keyed by k: each k has its own buffers).
+typedef struct {
+    Trainer *t;
+    int k;
+} MicroBody;
+
+static void micro_body(void *ctx) {
+    const MicroBody *mb = ctx;
+    Trainer *t = mb->t;
+    StepOut so;
+    model_forward_body(&t->m, &so);
+    t->be->copy(t->loss_dev + (size_t)mb->k * 4, so.loss_dev, 4 * sizeof(float));
+    model_backward(&t->m, 1.0f / (float)t->group);
+}
+
 // One micro-batch: load, pair, forward, backward into its own buffer (check_losses reads the loss).
 static int micro_batch(Trainer *t, int k) {
     const DcalConfig *c = t->c;
@@ -45,17 +63,18 @@ static int micro_batch(Trainer *t, int k) {
     pwca_pairing(t->pair, t->micro, c->train.seed, g);
     Batch bt = {.B = t->micro, .images = t->img, .labels = t->lab, .pair = c->model.pwca_blocks ? t->pair : NULL,
                 .seed = c->train.seed, .step = g};
-    StepOut so;
-    model_forward_train(&t->m, &bt, &so);
-    // The loss stays on the backend until the step's end (check_losses): no host sync here.
-    t->be->copy(t->loss_dev + (size_t)k * 4, so.loss_dev, 4 * sizeof(float));
+    model_train_inputs(&t->m, &bt);
     t->m.grads = reducer_leaf(&t->red);
-    model_backward(&t->m, 1.0f / (float)t->group);
-    reducer_push(&t->red);
-    if (t->o->dump_path) {
+    MicroBody mb = {t, k};
+    if (t->o->dump_path) {   // the dump reads this micro-batch's outputs back: never recorded
+        micro_body(&mb);
+        StepOut so;
         model_read_outputs(&t->m, &so);
         dump_micro(t, &so, k);
+    } else {
+        t->be->graph_run(k, micro_body, &mb);
     }
+    reducer_push(&t->red);
     return TRAIN_GO_ON;
 }
 

@@ -54,6 +54,13 @@ static void cpu_sync(void) {}
 // Uploads are plain copies here, finished on return: nothing to wait for.
 static void cpu_upload(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
 static void cpu_no_wait(const void *p) { (void)p; }
+// No recordings on the CPU: a step's ops cost far more than calling them.
+static int cpu_graph_run(int key, void (*body)(void *ctx), void *ctx) {
+    (void)key;
+    body(ctx);
+    return 0;
+}
+static void cpu_graph_reset(void) {}
 
 // ---- Act storage: fp32 (the CPU's one precision), so conversions are copies ----
 
@@ -88,6 +95,8 @@ const Backend backend_cpu = {
     .upload = cpu_upload,
     .consumed = cpu_no_wait,
     .host_ready = cpu_no_wait,
+    .graph_run = cpu_graph_run,
+    .graph_reset = cpu_graph_reset,
     .im2col_forward = cpu_im2col_forward,
     .tokens_forward = cpu_tokens_forward,
     .tokens_backward = cpu_tokens_backward,
