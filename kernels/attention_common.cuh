@@ -16,22 +16,22 @@
 // An Act view as its element type (the caller picked T by cuda_act_bf16()).
 template <class T> __device__ __host__ __forceinline__ const T *act_ptr(const Act *p) { return (const T *)p; }
 
-// One element as fp32 (exact for both) and as bf16 (a copy for bf16; round to nearest even for
-// float, as the kernels did on load when q/k/v were fp32 at this interface).
+// One element as fp32 (exact for both types).
 __device__ __forceinline__ float elem_f32(float x) { return x; }
 __device__ __forceinline__ float elem_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ __nv_bfloat16 elem_bf16(float x) { return __float2bfloat16(x); }
-__device__ __forceinline__ __nv_bfloat16 elem_bf16(__nv_bfloat16 x) { return x; }
 
 // ROWS rows (pointer per row, NULL = padding row) of hd elements → a bf16 [ROWS][ld] shared
-// tile, columns hd..HD-1 and padding rows zero, by NT threads. A float source is rounded to
-// nearest even (dout, and q/k/v before they were stored as bf16); a bf16 source is copied, 8
-// elements (16 bytes) per access where the row is 16-byte aligned and the chunk lies inside hd
-// (every qkv view of the model: hd and the strides are multiples of 8), element by element
-// elsewhere. Either way each element lands as the same bf16 bits: the qkv GEMM rounds to
-// nearest even once (linear_forward_act), exactly the rounding this loader made before.
+// tile, columns hd..HD-1 and padding rows zero, by NT threads. A float source (dout) is
+// rounded to nearest even; a bf16 source (q/k/v) is copied. The copy lands the same bits the
+// kernels held when q/k/v were fp32 and rounded here: the qkv GEMM now makes that one rounding
+// to nearest even as it stores them (linear_forward_act).
+// VEC: copy 8 elements (16 bytes) per access where the row is 16-byte aligned and the chunk lies
+// inside hd (every qkv view of the model: hd and the strides are multiples of 8), element by
+// element elsewhere; else one element per access. Chosen per kernel by what ptxas reports: the
+// 16-byte path lowers the FA2 forward's registers at every HD, but raises the WMMA kernels' and
+// the FA2 backward's (kernels/README.md), which keep the element copy and their old registers.
 // dst rows must be 16-byte aligned (ld·2 a multiple of 16), as ldmatrix and wmma want anyway.
-template <int ROWS, int HD, int NT>
+template <int ROWS, int HD, int NT, bool VEC = false>
 __device__ __forceinline__ void tile_to_bf16(__nv_bfloat16 *dst, int ld, const float *const *rows, int hd) {
     for (int e = threadIdx.x; e < ROWS * HD; e += NT) {
         int r = e / HD, c = e % HD;
@@ -39,8 +39,16 @@ __device__ __forceinline__ void tile_to_bf16(__nv_bfloat16 *dst, int ld, const f
         dst[r * ld + c] = __float2bfloat16(p && c < hd ? p[c] : 0.f);
     }
 }
-template <int ROWS, int HD, int NT>
+template <int ROWS, int HD, int NT, bool VEC = false>
 __device__ __forceinline__ void tile_to_bf16(__nv_bfloat16 *dst, int ld, const __nv_bfloat16 *const *rows, int hd) {
+    if (!VEC) {
+        for (int e = threadIdx.x; e < ROWS * HD; e += NT) {
+            int r = e / HD, c = e % HD;
+            const __nv_bfloat16 *p = rows[r];
+            dst[r * ld + c] = p && c < hd ? p[c] : __float2bfloat16(0.f);
+        }
+        return;
+    }
     static_assert(HD % 8 == 0, "tiles are whole 16-byte chunks");
     constexpr int CH = HD / 8;   // chunks per row
     for (int e = threadIdx.x; e < ROWS * CH; e += NT) {

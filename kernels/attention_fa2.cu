@@ -52,10 +52,11 @@ template <int HD> struct Fa2Smem {
     static constexpr size_t k = 0, v = k + FK * LDH * 2, bytes = v + FK * LDH * 2;
 };
 
-// 64 rows (pointer per row, NULL = padding) of hd bf16 → bf16 [64][HD+8], zero-padded.
+// 64 rows (pointer per row, NULL = padding) of hd bf16 → bf16 [64][HD+8], zero-padded, 16 bytes
+// per access (fewer registers than the element copy here, at every HD: attention_common.cuh).
 template <int HD>
 __device__ __forceinline__ void fa2_load(bf16 *dst, const bf16 *const *rows, int hd) {
-    tile_to_bf16<64, HD, FT>(dst, HD + 8, rows, hd);
+    tile_to_bf16<64, HD, FT, true>(dst, HD + 8, rows, hd);
 }
 
 // Columns c and c+1 of a bf16 row as one b32 register (c in the low half), zero at and past hd
