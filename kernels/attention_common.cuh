@@ -22,9 +22,9 @@ __device__ __forceinline__ float elem_f32(__nv_bfloat16 x) { return __bfloat162f
 
 // ROWS rows (pointer per row, NULL = padding row) of hd elements → a bf16 [ROWS][ld] shared
 // tile, columns hd..HD-1 and padding rows zero, by NT threads. A float source (dout) is
-// rounded to nearest even; a bf16 source (q/k/v) is copied. The copy lands the same bits the
-// kernels held when q/k/v were fp32 and rounded here: the qkv GEMM now makes that one rounding
-// to nearest even as it stores them (linear_forward_act).
+// rounded to nearest even; a bf16 source (q/k/v) is copied. So for q/k/v values x the tile
+// holds bf16(x), the bits it held when q/k/v were fp32 and rounded here: the rounding moved into
+// the qkv GEMM, which stores its result once rounded to nearest even (linear_forward_act).
 // VEC: copy 8 elements (16 bytes) per access where the row is 16-byte aligned and the chunk lies
 // inside hd (every qkv view of the model: hd and the strides are multiples of 8), element by
 // element elsewhere; else one element per access. Chosen per kernel by what ptxas reports: the

@@ -30,10 +30,10 @@
 // runs at). K and V are copied into their tiles as they are (16 bytes per access);
 // Q, read once per block, goes from global memory into its A fragments directly —
 // while q was fp32 it went through a bf16 Q tile to be rounded, a third of the
-// shared memory. The outputs are bit for bit those of the kernel that took fp32
-// q/k/v and rounded them on load: the qkv GEMM now makes that same one rounding
-// (nearest even, after the bias) when it stores them, so every fragment holds the
-// same bits.
+// shared memory. For q/k/v that are the nearest-even bf16 of fp32 values x, the
+// outputs are bit for bit those of the kernel that took x and rounded it on load
+// (every fragment holds the same bits): that rounding moved into the qkv GEMM
+// (linear_forward_act, backend.h).
 //
 // hd ≤ 128: the tile width HD ∈ {16, 32, 64, 128} is the next multiple of 16,
 // columns hd..HD-1 are zero in Q, K and V, so they add nothing.

@@ -7,9 +7,10 @@
 // tensors at precision bf16, copied into their tiles as they are), dout rounded
 // to bf16 as its tile loads, p = exp(s·scale − lse) and dS = p·(dP − D) in
 // fp32, both rounded to bf16 only as the operands of their products, fp32
-// accumulation. So the op table's bf16 tolerance holds unchanged. Bit for bit the
-// results of the kernels that took fp32 q/k/v and rounded them on load: the qkv
-// GEMM makes that same one rounding (nearest even, after the bias) as it stores them.
+// accumulation. So the op table's bf16 tolerance holds unchanged. For q/k/v that are
+// the nearest-even bf16 of fp32 values x, bit for bit the gradients of the kernels
+// that took x and rounded it on load: that rounding moved into the qkv GEMM
+// (linear_forward_act, backend.h).
 //
 // dq pass, block (64-query tile, h, b), warp w owns query rows 16w..16w+15:
 //   S = Q·Kᵀ, dP = dO·Vᵀ   accumulators s[j], dp[j]: lane (g, t) holds rows g and

@@ -13,10 +13,12 @@
 //
 // q, k, v arrive as bf16 (Act tensors at precision bf16, the only one these kernels
 // run at) and are copied into the shared tiles as they are; dout is fp32 and is
-// rounded to bf16 (nearest even) as its tile loads. The outputs are bit for bit
-// those of the kernels that took fp32 q/k/v and rounded them on load: the qkv GEMM
-// now makes that same one rounding (nearest even, after the bias) when it stores
-// them, so the shared tiles hold the same bits. Probabilities and dS are rounded to
+// rounded to bf16 (nearest even) as its tile loads. For q/k/v that are the nearest-even
+// bf16 of fp32 values x, the outputs are bit for bit those of the kernels that took x
+// and rounded them on load (the shared tiles hold the same bits): that rounding moved
+// into the qkv GEMM, which stores its result once rounded (linear_forward_act; its
+// bias is itself bf16 there, backend.h, so a model's q/k/v may differ from the old
+// bf16(x) in the last bit, not the kernels' arithmetic). Probabilities and dS are rounded to
 // bf16 before their products (the row sum l uses the rounded p, so normalisation
 // matches what was multiplied).
 // hd < HD columns are zero-padded, so any hd ≤ 128 works.

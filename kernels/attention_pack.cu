@@ -2,7 +2,8 @@
 // views (backend.h), bf16 at precision bf16 (the only one train.attention=cudnn is allowed
 // with, config.c), so their pack is a strided bf16 copy that changes no bit; a float source (out
 // and dout, and q/k/v at precision fp32) is rounded to bf16 (nearest even), the rounding the
-// qkv GEMM makes at bf16, so the packs are the same bits either way; the way back adds in fp32. One writer per element everywhere:
+// qkv GEMM makes as it stores at bf16, so fp32 x and Act bf16(x) pack to the same bits; the
+// way back adds in fp32. One writer per element everywhere:
 // the unpack kernel gives each thread one (h, row, column) and walks b in order, so rows that
 // several b share (PWCA's distractor, any kv2_b) are summed in a fixed order, without atomics.
 #include "kernels/attention_pack.cuh"
