@@ -36,9 +36,11 @@ typedef struct {
     double step_ms;
 } Opts;
 
-// Device buffers: qkv of the image and of the distractor, the outputs, their gradients.
+// Device buffers: qkv of the image and of the distractor (Act storage, backend.h: bf16 at
+// precision bf16 on CUDA, as the model's qkv GEMM stores them), the outputs, their gradients (fp32).
 typedef struct {
-    float *qkv, *qkv2, *out, *lse, *dout, *dqkv, *dqkv2, *r, *rtmp;
+    Act *qkv, *qkv2;
+    float *out, *lse, *dout, *dqkv, *dqkv2, *r, *rtmp;
     int *q_idx, *kv2_b;
     size_t n_qkv, n_out, n_lse;
 } Bufs;
@@ -138,6 +140,16 @@ static float *upload_normal(const Backend *be, size_t n, uint64_t index) {
     return d;
 }
 
+// The same normal draws stored as Act: converted on the device (rounded to bf16 at precision bf16).
+static Act *upload_normal_act(const Backend *be, size_t n, uint64_t index) {
+    float *f = upload_normal(be, n, index);
+    Act *d = be->alloc(n * be->act_bytes());
+    be->act_from_f32(d, f, n);
+    be->sync();
+    be->free(f);
+    return d;
+}
+
 // q_idx: per batch element the CLS token then K distinct patch tokens, ascending
 // (what topk_select writes), drawn at random; kv2_b: the pairing b → b+1.
 static void upload_indices(const Backend *be, const Opts *o, Bufs *x) {
@@ -170,8 +182,8 @@ static void alloc_bufs(const Backend *be, const Opts *o, Bufs *x) {
     x->n_qkv = (size_t)o->B * o->N * 3 * D;
     x->n_out = (size_t)o->B * o->N * D;
     x->n_lse = (size_t)o->B * o->H * o->N;
-    x->qkv = upload_normal(be, x->n_qkv, 1);
-    x->qkv2 = upload_normal(be, x->n_qkv, 2);
+    x->qkv = upload_normal_act(be, x->n_qkv, 1);
+    x->qkv2 = upload_normal_act(be, x->n_qkv, 2);
     x->dout = upload_normal(be, x->n_out, 3);
     x->out = be->alloc(x->n_out * sizeof(float));
     x->lse = be->alloc(x->n_lse * sizeof(float));
@@ -183,22 +195,24 @@ static void alloc_bufs(const Backend *be, const Opts *o, Bufs *x) {
 }
 
 static void free_bufs(const Backend *be, Bufs *x) {
-    float *f[] = {x->qkv, x->qkv2, x->out, x->lse, x->dout, x->dqkv, x->dqkv2, x->r, x->rtmp};
+    void *f[] = {x->qkv, x->qkv2, x->out, x->lse, x->dout, x->dqkv, x->dqkv2, x->r, x->rtmp};
     for (size_t i = 0; i < sizeof f / sizeof *f; i++) be->free(f[i]);
     be->free(x->q_idx), be->free(x->kv2_b);
 }
 
 // The AttnArgs of one case over the [B, N, 3D] buffers, as model_block.c builds them.
-static AttnArgs case_args(const char *c, const Opts *o, const Bufs *x, AttnGrads *g) {
+static AttnArgs case_args(const Backend *be, const char *c, const Opts *o, const Bufs *x, AttnGrads *g) {
     int D = o->H * o->hd;
     long bs = (long)o->N * 3 * D, ts = 3 * D;
+    size_t eb = be->act_bytes();   // strides are in elements; act_at offsets by bytes
     AttnArgs a = {.B = o->B, .H = o->H, .hd = o->hd, .Nq = o->N, .q = x->qkv, .q_bstride = bs, .q_tstride = ts,
-                  .k1 = x->qkv + D, .v1 = x->qkv + 2 * D, .n1 = o->N, .kv1_bstride = bs, .kv1_tstride = ts,
+                  .k1 = act_at(x->qkv, D, eb), .v1 = act_at(x->qkv, 2 * D, eb), .n1 = o->N, .kv1_bstride = bs,
+                  .kv1_tstride = ts,
                   .scale = 1.0f / sqrtf((float)o->hd)};
     *g = (AttnGrads){.dq = x->dqkv, .dk1 = x->dqkv + D, .dv1 = x->dqkv + 2 * D};
     if (!strcmp(c, "glca")) a.Nq = 1 + o->K, a.q_idx = x->q_idx;
     if (!strcmp(c, "pwca")) {
-        a.k2 = x->qkv2 + D, a.v2 = x->qkv2 + 2 * D, a.n2 = o->N, a.kv2_bstride = bs, a.kv2_tstride = ts;
+        a.k2 = act_at(x->qkv2, D, eb), a.v2 = act_at(x->qkv2, 2 * D, eb), a.n2 = o->N, a.kv2_bstride = bs, a.kv2_tstride = ts;
         a.kv2_b = x->kv2_b;
         g->dk2 = x->dqkv2 + D, g->dv2 = x->dqkv2 + 2 * D;
     }
@@ -329,7 +343,7 @@ int main(int argc, char **argv) {
     for (int c = 0; c < 4; c++) {
         if (!listed(o.cases, cases[c])) continue;
         AttnGrads g;
-        AttnArgs a = case_args(cases[c], &o, &x, &g);
+        AttnArgs a = case_args(be, cases[c], &o, &x, &g);
         int rollout = c == 3;
         for (int bwd = 0; bwd < 2 - rollout; bwd++) {   // the rollout has no backward
             if (!listed(o.passes, bwd ? "fwdbwd" : "fwd")) continue;

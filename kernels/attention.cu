@@ -6,6 +6,8 @@
 // kernels in attention_mma.cu. Reference: the fp32 CUDA-core kernels in this
 // file (precision "fp32", see device.cu), tiles of 32 queries × 32 keys, 128 threads — slower,
 // but simple enough to check by reading, and the parity suite runs both.
+// q/k/v are Act views (backend.h): these kernels run only at precision fp32, where an Act
+// element is a float, so they read them as float (check_args holds the pairing).
 //
 // Thread layout, shared by all three kernels: thread t owns tile row r = t/4
 // and, of a 32-wide score tile, columns cq + 4m (m < 8, cq = t%4); of an
@@ -70,7 +72,7 @@ __global__ void __launch_bounds__(NT) attn_fwd_kernel(AttnArgs a, float *out, fl
     const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * TR;
     const int t = threadIdx.x, r = t >> 2, cq = t & 3, nk = a.n1 + a.n2;
 
-    if (t < TR) qrow[t] = q0 + t < a.Nq ? a.q + q_off(a, b, h, q0 + t) : nullptr;
+    if (t < TR) qrow[t] = q0 + t < a.Nq ? act_ptr<float>(a.q) + q_off(a, b, h, q0 + t) : nullptr;
     __syncthreads();
     load_tile<HD>(Qs, qrow, a.hd);
 
@@ -158,7 +160,7 @@ __global__ void __launch_bounds__(NT) attn_bwd_dq_kernel(AttnArgs a, float *dq, 
 
     if (t < TR) {
         bool v = q0 + t < a.Nq;
-        qrow[t] = v ? a.q + q_off(a, b, h, q0 + t) : nullptr;
+        qrow[t] = v ? act_ptr<float>(a.q) + q_off(a, b, h, q0 + t) : nullptr;
         dorow[t] = v ? dout + ((size_t)b * a.Nq + q0 + t) * D + (size_t)h * a.hd : nullptr;
     }
     __syncthreads();
@@ -230,8 +232,8 @@ __global__ void __launch_bounds__(NT) attn_bwd_dkv_kernel(AttnArgs a, float *dk,
     if (t < TR) {
         bool v = j0 + t < n;
         long off = bt * bs_ + (j0 + t) * ts_ + (long)h * a.hd;
-        krow[t] = v ? (second ? a.k2 : a.k1) + off : nullptr;
-        vrow[t] = v ? (second ? a.v2 : a.v1) + off : nullptr;
+        krow[t] = v ? act_ptr<float>(second ? a.k2 : a.k1) + off : nullptr;
+        vrow[t] = v ? act_ptr<float>(second ? a.v2 : a.v1) + off : nullptr;
     }
     __syncthreads();
     load_tile<HD>(Ks, krow, a.hd);
@@ -334,6 +336,14 @@ template <int HD> static void bwd(const AttnArgs *a, const AttnGrads *g, const f
 static void check_args(const AttnArgs *a) {
     if (a->hd < 1 || a->hd > 128) {
         fprintf(stderr, "dcal: cuda: %s:%d: attention head dim %d unsupported (1..128)\n", __FILE__, __LINE__, a->hd);
+        exit(1);
+    }
+    // The kernel family and the Act element type both follow the precision (device.cu): the
+    // MMA/FA2 kernels read bf16 q/k/v, the fp32 kernels here float. There is no fallback from
+    // one family to the other (both take any hd <= 128), so a mismatch is a bug, not a shape.
+    if (cuda_attention_mma() != cuda_act_bf16()) {
+        fprintf(stderr, "dcal: cuda: %s:%d: internal: attention kernels %s but Act tensors %s\n", __FILE__, __LINE__,
+                cuda_attention_mma() ? "bf16" : "fp32", cuda_act_bf16() ? "bf16" : "fp32");
         exit(1);
     }
 }

@@ -3,9 +3,11 @@
 // train.attention=cudnn: a second, independent implementation to hold dcal's kernels against
 // on the device. Not the default: dcal's kernels are.
 //
-// Per call: the fp32 strided views are packed into contiguous bf16 [B, H, T, hd] copies (GLCA:
+// Per call: the strided views are packed into contiguous bf16 [B, H, T, hd] copies (GLCA:
 // the selected query rows gathered; PWCA: keys and values of the image and of its distractor
-// concatenated, 2N rows), one cached execution plan runs, and the bf16 results go back into
+// concatenated, 2N rows; q/k/v are Act tensors, already bf16 at precision bf16, the only one
+// config.c lets train.attention=cudnn run at, so their pack is a plain strided copy; out and
+// dout are fp32 and rounded), one cached execution plan runs, and the bf16 results go back into
 // dcal's fp32 tensors (out written, gradients accumulated, as backend.h says). lse is cuDNN's
 // Stats, copied through an aligned scratch row (lse may sit at any float offset): Stats =
 // max + log Σ exp(scale·q·k − max) per query row, the natural log-sum-exp of the scaled scores,

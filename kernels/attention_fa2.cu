@@ -10,7 +10,8 @@
 //
 // Block (64-query tile, h, b), 4 warps; warp w owns query rows 16w..16w+15 of
 // the tile for the whole key loop. Per 64-key tile:
-//   S = Q·Kᵀ   Q's A fragments are loaded once (ldmatrix x4 of the bf16 Q tile);
+//   S = Q·Kᵀ   Q's A fragments are loaded once, straight from global memory into
+//              registers (q is bf16 there: no tile, no conversion, see below);
 //              K's B fragments come from ldmatrix x4 of the row-major K tile (a
 //              row-major K is the "col" B operand Kᵀ). S stays in accumulators.
 //   softmax    lane (g, t) holds rows g and g+8, columns 8j+2t, 8j+2t+1 of S:
@@ -20,10 +21,19 @@
 //              an A fragment of 16 keys (FA2's C→A reuse): P is packed to bf16x2
 //              in place; V's B fragments come from ldmatrix .trans of the
 //              row-major V tile.
-// Shared memory holds only the bf16 Q, K and V tiles (rows padded by 16 bytes,
-// so the 8 row addresses of an ldmatrix hit distinct banks); nothing of S, P or
+// Shared memory holds only the bf16 K and V tiles (rows padded by 16 bytes,
+// so the 8 row addresses of an ldmatrix hit distinct banks); nothing of Q, S, P or
 // O ever goes through it, unlike the WMMA kernel, whose opaque accumulator
 // layout forces every softmax step through fp32 shared memory.
+//
+// q, k, v arrive as bf16 (Act tensors at precision bf16, the only one this kernel
+// runs at). K and V are copied into their tiles as they are (16 bytes per access);
+// Q, read once per block, goes from global memory into its A fragments directly —
+// while q was fp32 it went through a bf16 Q tile to be rounded, a third of the
+// shared memory. For q/k/v that are the nearest-even bf16 of fp32 values x, the
+// outputs are bit for bit those of the kernel that took x and rounded it on load
+// (every fragment holds the same bits): that rounding moved into the qkv GEMM
+// (linear_forward_act, backend.h).
 //
 // hd ≤ 128: the tile width HD ∈ {16, 32, 64, 128} is the next multiple of 16,
 // columns hd..HD-1 are zero in Q, K and V, so they add nothing.
@@ -39,17 +49,37 @@ typedef __nv_bfloat16 bf16;
 
 template <int HD> struct Fa2Smem {
     static constexpr int LDH = HD + 8;   // bf16 row stride: 16-byte rows for ldmatrix, shifted 4 banks per row
-    static constexpr size_t q = 0, k = q + FQ * LDH * 2, v = k + FK * LDH * 2, bytes = v + FK * LDH * 2;
+    static constexpr size_t k = 0, v = k + FK * LDH * 2, bytes = v + FK * LDH * 2;
 };
 
-// 64 rows (pointer per row, NULL = padding) of hd floats → bf16 [64][HD+8], zero-padded.
+// 64 rows (pointer per row, NULL = padding) of hd bf16 → bf16 [64][HD+8], zero-padded, 16 bytes
+// per access (fewer registers than the element copy here, at every HD: attention_common.cuh).
 template <int HD>
-__device__ __forceinline__ void fa2_load(bf16 *dst, const float *const *rows, int hd) {
-    constexpr int LDH = HD + 8;
-    for (int e = threadIdx.x; e < 64 * HD; e += FT) {
-        int r = e / HD, c = e % HD;
-        const float *p = rows[r];
-        dst[r * LDH + c] = __float2bfloat16(p && c < hd ? p[c] : 0.f);
+__device__ __forceinline__ void fa2_load(bf16 *dst, const bf16 *const *rows, int hd) {
+    tile_to_bf16<64, HD, FT, true>(dst, HD + 8, rows, hd);
+}
+
+// Columns c and c+1 of a bf16 row as one b32 register (c in the low half), zero at and past hd
+// or for a NULL row: one element pair of an A fragment.
+__device__ __forceinline__ uint32_t fa2_pair(const bf16 *row, int c, int hd) {
+    if (!row) return 0u;
+    if (c + 2 <= hd && ((uintptr_t)(row + c) & 3) == 0) return *(const uint32_t *)(row + c);
+    uint32_t lo = c < hd ? __bfloat16_as_ushort(row[c]) : 0u, hi = c + 1 < hd ? __bfloat16_as_ushort(row[c + 1]) : 0u;
+    return lo | hi << 16;
+}
+
+// The warp's Q A fragments (rows g and g+8 of its 16, given as row pointers), dims 16kk..16kk+15:
+// the registers ldmatrix x4 of a zero-padded bf16 Q tile gave (mma_sm80.cuh's A layout).
+template <int HD>
+__device__ __forceinline__ void fa2_q_frags(uint32_t (*qf)[4], const bf16 *row_g, const bf16 *row_g8, int hd,
+                                            int tq) {
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+        const int c = kk * 16 + 2 * tq;
+        qf[kk][0] = fa2_pair(row_g, c, hd);
+        qf[kk][1] = fa2_pair(row_g8, c, hd);
+        qf[kk][2] = fa2_pair(row_g, c + 8, hd);
+        qf[kk][3] = fa2_pair(row_g8, c + 8, hd);
     }
 }
 
@@ -134,20 +164,20 @@ template <int HD>
 __global__ void __launch_bounds__(FT) attn_fwd_fa2_kernel(AttnArgs a, float *out, float *lse) {
     typedef Fa2Smem<HD> L;
     extern __shared__ __align__(128) unsigned char smraw[];
-    bf16 *Qs = (bf16 *)(smraw + L::q), *Ks = (bf16 *)(smraw + L::k), *Vs = (bf16 *)(smraw + L::v);
-    __shared__ const float *qrow[FQ], *krow[FK], *vrow[FK];
+    bf16 *Ks = (bf16 *)(smraw + L::k), *Vs = (bf16 *)(smraw + L::v);
+    __shared__ const bf16 *krow[FK], *vrow[FK];
     const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * FQ, nk = a.n1 + a.n2;
     const int t = threadIdx.x, w = t / 32, lane = t % 32, g = lane / 4, tq = lane % 4;
 
     // GLCA's gather happens here: q_off maps a query row through q_idx.
-    if (t < FQ) qrow[t] = q0 + t < a.Nq ? a.q + q_off(a, b, h, q0 + t) : nullptr;
-    __syncthreads();
-    fa2_load<HD>(Qs, qrow, a.hd);
-    __syncthreads();
-    uint32_t qf[HD / 16][4];   // A fragments of the warp's 16 rows, dims 16kk..16kk+15
+    const bf16 *qrow[2];
 #pragma unroll
-    for (int kk = 0; kk < HD / 16; kk++)
-        ldmatrix_x4(qf[kk], Qs + (w * 16 + lane % 16) * L::LDH + kk * 16 + (lane / 16) * 8);
+    for (int r = 0; r < 2; r++) {
+        const int qi = q0 + w * 16 + g + 8 * r;
+        qrow[r] = qi < a.Nq ? act_ptr<bf16>(a.q) + q_off(a, b, h, qi) : nullptr;
+    }
+    uint32_t qf[HD / 16][4];   // A fragments of the warp's 16 rows, dims 16kk..16kk+15
+    fa2_q_frags<HD>(qf, qrow[0], qrow[1], a.hd, tq);
 
     float o[HD / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
 #pragma unroll

@@ -3,10 +3,14 @@
 // pair of attention_fa2.cu's forward, selected with it by DCAL_CUDA_ATTN=fa2.
 // Same contract (backend.h: SA; GLCA's dq scattered back through q_idx; PWCA's
 // dk2/dv2 rows summed over every image that used them), same passes, block
-// shapes and rounding as attention_mma.cu's WMMA backward: q, k, v, dout
-// rounded to bf16 as tiles load, p = exp(s·scale − lse) and dS = p·(dP − D) in
+// shapes and rounding as attention_mma.cu's WMMA backward: q, k, v in bf16 (Act
+// tensors at precision bf16, copied into their tiles as they are), dout rounded
+// to bf16 as its tile loads, p = exp(s·scale − lse) and dS = p·(dP − D) in
 // fp32, both rounded to bf16 only as the operands of their products, fp32
-// accumulation. So the op table's bf16 tolerance holds unchanged.
+// accumulation. So the op table's bf16 tolerance holds unchanged. For q/k/v that are
+// the nearest-even bf16 of fp32 values x, bit for bit the gradients of the kernels
+// that took x and rounded it on load: that rounding moved into the qkv GEMM
+// (linear_forward_act, backend.h).
 //
 // dq pass, block (64-query tile, h, b), warp w owns query rows 16w..16w+15:
 //   S = Q·Kᵀ, dP = dO·Vᵀ   accumulators s[j], dp[j]: lane (g, t) holds rows g and
@@ -60,15 +64,11 @@ template <int HD> struct Fa2BwdSmem {
     static constexpr size_t tile = (size_t)BT * LDH * 2, bytes = 4 * tile;   // four bf16 operand tiles
 };
 
-// 64 rows (pointer per row, NULL = padding) of hd floats → bf16 [64][HD+8], zero-padded.
-template <int HD>
-__device__ __forceinline__ void fb_load(bf16 *dst, const float *const *rows, int hd) {
-    constexpr int LDH = HD + 8;
-    for (int e = threadIdx.x; e < BT * HD; e += BNT) {
-        int r = e / HD, c = e % HD;
-        const float *p = rows[r];
-        dst[r * LDH + c] = __float2bfloat16(p && c < hd ? p[c] : 0.f);
-    }
+// 64 rows (pointer per row, NULL = padding) of hd bf16 (q/k/v: copied) or floats (dout: rounded to
+// nearest even) → bf16 [64][HD+8], zero-padded.
+template <int HD, class T>
+__device__ __forceinline__ void fb_load(bf16 *dst, const T *const *rows, int hd) {
+    tile_to_bf16<BT, HD, BNT>(dst, HD + 8, rows, hd);
 }
 
 // c[j] (16 × 8 accumulators, columns 8j..8j+7) = A(the warp's 16 rows of As) · B(64 rows of Bs)ᵀ.
@@ -147,7 +147,8 @@ __global__ void __launch_bounds__(BNT) attn_bwd_dq_fa2_kernel(AttnArgs a, float 
     extern __shared__ __align__(128) unsigned char smraw[];
     bf16 *Qs = (bf16 *)smraw, *dOs = (bf16 *)(smraw + L::tile);
     bf16 *Ks = (bf16 *)(smraw + 2 * L::tile), *Vs = (bf16 *)(smraw + 3 * L::tile);
-    __shared__ const float *qrow[BT], *dorow[BT], *krow[BK], *vrow[BK];
+    __shared__ const bf16 *qrow[BT], *krow[BK], *vrow[BK];
+    __shared__ const float *dorow[BT];
     __shared__ float *dqrow[BT];
     const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * BT, nk = a.n1 + a.n2, D = a.H * a.hd;
     const int t = threadIdx.x, w = t / 32, lane = t % 32, g = lane / 4, tq = lane % 4;
@@ -155,7 +156,7 @@ __global__ void __launch_bounds__(BNT) attn_bwd_dq_fa2_kernel(AttnArgs a, float 
     if (t < BT) {   // GLCA: q_off maps query rows through q_idx, for the load and for dq's scatter
         bool v = q0 + t < a.Nq;
         long off = v ? q_off(a, b, h, q0 + t) : 0;
-        qrow[t] = v ? a.q + off : nullptr;
+        qrow[t] = v ? act_ptr<bf16>(a.q) + off : nullptr;
         dqrow[t] = v ? dq + off : nullptr;
         dorow[t] = v ? dout + ((size_t)b * a.Nq + q0 + t) * D + (size_t)h * a.hd : nullptr;
     }
@@ -211,7 +212,8 @@ __global__ void __launch_bounds__(BNT) attn_bwd_dkv_fa2_kernel(AttnArgs a, float
     extern __shared__ __align__(128) unsigned char smraw[];
     bf16 *Ks = (bf16 *)smraw, *Vs = (bf16 *)(smraw + L::tile);
     bf16 *Qs = (bf16 *)(smraw + 2 * L::tile), *dOs = (bf16 *)(smraw + 3 * L::tile);
-    __shared__ const float *krow[BT], *vrow[BT], *qrow[BK], *dorow[BK];
+    __shared__ const bf16 *krow[BT], *vrow[BT], *qrow[BK];
+    __shared__ const float *dorow[BK];
     __shared__ float *dkrow[BT], *dvrow[BT];
     __shared__ float lse_s[BK], D_s[BK];
     const int bt = blockIdx.z, h = blockIdx.y, j0 = blockIdx.x * BT;
@@ -223,8 +225,8 @@ __global__ void __launch_bounds__(BNT) attn_bwd_dkv_fa2_kernel(AttnArgs a, float
     if (t < BT) {
         bool v = j0 + t < n;
         long off = bt * bs_ + (j0 + t) * ts_ + (long)h * a.hd;
-        krow[t] = v ? (second ? a.k2 : a.k1) + off : nullptr;
-        vrow[t] = v ? (second ? a.v2 : a.v1) + off : nullptr;
+        krow[t] = v ? act_ptr<bf16>(second ? a.k2 : a.k1) + off : nullptr;
+        vrow[t] = v ? act_ptr<bf16>(second ? a.v2 : a.v1) + off : nullptr;
         dkrow[t] = v && dk ? dk + off : nullptr;
         dvrow[t] = v && dv ? dv + off : nullptr;
     }

@@ -11,9 +11,16 @@
 // by 4) against bank conflicts; every fragment pointer is 32-byte aligned, as
 // wmma requires (16-row offsets × padded strides are multiples of 32 bytes).
 //
-// Inputs are converted fp32 → bf16 when a tile is loaded into shared memory;
-// probabilities and dS are rounded to bf16 before their products (the row sum
-// l uses the rounded p, so normalisation matches what was multiplied).
+// q, k, v arrive as bf16 (Act tensors at precision bf16, the only one these kernels
+// run at) and are copied into the shared tiles as they are; dout is fp32 and is
+// rounded to bf16 (nearest even) as its tile loads. For q/k/v that are the nearest-even
+// bf16 of fp32 values x, the outputs are bit for bit those of the kernels that took x
+// and rounded them on load (the shared tiles hold the same bits): that rounding moved
+// into the qkv GEMM, which stores its result once rounded (linear_forward_act; its
+// bias is itself bf16 there, backend.h, so a model's q/k/v may differ from the old
+// bf16(x) in the last bit, not the kernels' arithmetic). Probabilities and dS are rounded to
+// bf16 before their products (the row sum l uses the rounded p, so normalisation
+// matches what was multiplied).
 // hd < HD columns are zero-padded, so any hd ≤ 128 works.
 #include "kernels/attention_common.cuh"
 #include <cuda_bf16.h>
@@ -33,15 +40,11 @@ typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> FragBr
 typedef wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> FragBc;
 typedef wmma::fragment<wmma::accumulator, 16, 16, 16, float> FragC;
 
-// MT rows (pointer per row, NULL = padding) → bf16 [MT][HD+8], zero-padded.
-template <int HD>
-__device__ __forceinline__ void load_bf16(bf16 *dst, const float *const *rows, int hd) {
-    constexpr int LDH = HD + 8;
-    for (int e = threadIdx.x; e < MT * HD; e += MNT) {
-        int r = e / HD, c = e % HD;
-        const float *p = rows[r];
-        dst[r * LDH + c] = __float2bfloat16(p && c < hd ? p[c] : 0.f);
-    }
+// MT rows (pointer per row, NULL = padding) of bf16 (q/k/v) or fp32 (dout) → bf16 [MT][HD+8],
+// zero-padded (attention_common.cuh: copied, or rounded to nearest even).
+template <int HD, class T>
+__device__ __forceinline__ void load_bf16(bf16 *dst, const T *const *rows, int hd) {
+    tile_to_bf16<MT, HD, MNT>(dst, HD + 8, rows, hd);
 }
 
 // C[16 × 64] (fp32, ld LDS) = A[16 × HD] · Bᵀ where B is [64][HD] row-major,
@@ -116,14 +119,14 @@ __global__ void __launch_bounds__(MNT) attn_fwd_mma_kernel(AttnArgs a, float *ou
     bf16 *Qs = (bf16 *)(smraw + L::q), *Ks = (bf16 *)(smraw + L::k), *Vs = (bf16 *)(smraw + L::v);
     float *Ss = (float *)(smraw + L::s), *Os = (float *)(smraw + L::o);
     bf16 *Ps = (bf16 *)(smraw + L::p);
-    __shared__ const float *qrow[MT], *krow[MK], *vrow[MK];
+    __shared__ const bf16 *qrow[MT], *krow[MK], *vrow[MK];
     __shared__ float m_s[MT], l_s[MT];
     const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * MT, nk = a.n1 + a.n2;
     const int t = threadIdx.x, w = t / 32, lane = t % 32;
     const int r = w * 16 + lane / 2, half = lane % 2;   // softmax ownership: row r, columns half*32..+32
 
     if (t < MT) {
-        qrow[t] = q0 + t < a.Nq ? a.q + q_off(a, b, h, q0 + t) : nullptr;
+        qrow[t] = q0 + t < a.Nq ? act_ptr<bf16>(a.q) + q_off(a, b, h, q0 + t) : nullptr;
         m_s[t] = -INFINITY;
         l_s[t] = 0.f;
     }
@@ -203,7 +206,8 @@ __global__ void __launch_bounds__(MNT) attn_bwd_dq_mma_kernel(AttnArgs a, float 
     bf16 *Ks = (bf16 *)(smraw + L::t2), *Vs = (bf16 *)(smraw + L::t3);
     float *Ss = (float *)(smraw + L::s0), *dPs = (float *)(smraw + L::s1);
     bf16 *dSs = (bf16 *)(smraw + L::p0);
-    __shared__ const float *qrow[MT], *dorow[MT], *krow[MK], *vrow[MK];
+    __shared__ const bf16 *qrow[MT], *krow[MK], *vrow[MK];
+    __shared__ const float *dorow[MT];
     __shared__ float *dqrow[MT];
     const int b = blockIdx.z, h = blockIdx.y, q0 = blockIdx.x * MT, nk = a.n1 + a.n2, D = a.H * a.hd;
     const int t = threadIdx.x, w = t / 32, lane = t % 32, r = w * 16 + lane / 2, half = lane % 2;
@@ -212,7 +216,7 @@ __global__ void __launch_bounds__(MNT) attn_bwd_dq_mma_kernel(AttnArgs a, float 
     if (t < MT) {
         bool v = q0 + t < a.Nq;
         long off = v ? q_off(a, b, h, q0 + t) : 0;
-        qrow[t] = v ? a.q + off : nullptr;
+        qrow[t] = v ? act_ptr<bf16>(a.q) + off : nullptr;
         dqrow[t] = v ? dq + off : nullptr;
         dorow[t] = v ? dout + ((size_t)b * a.Nq + q0 + t) * D + (size_t)h * a.hd : nullptr;
     }
@@ -263,7 +267,8 @@ __global__ void __launch_bounds__(MNT) attn_bwd_dkv_mma_kernel(AttnArgs a, float
     bf16 *Qs = (bf16 *)(smraw + L::t2), *dOs = (bf16 *)(smraw + L::t3);
     float *Ss = (float *)(smraw + L::s0), *dPs = (float *)(smraw + L::s1);   // [key][query]
     bf16 *Ps = (bf16 *)(smraw + L::p0), *dSs = (bf16 *)(smraw + L::p1);
-    __shared__ const float *krow[MT], *vrow[MT], *qrow[MK], *dorow[MK];
+    __shared__ const bf16 *krow[MT], *vrow[MT], *qrow[MK];
+    __shared__ const float *dorow[MK];
     __shared__ float *dkrow[MT], *dvrow[MT];
     __shared__ float lse_s[MK], D_s[MK];
     const int bt = blockIdx.z, h = blockIdx.y, j0 = blockIdx.x * MT;
@@ -275,8 +280,8 @@ __global__ void __launch_bounds__(MNT) attn_bwd_dkv_mma_kernel(AttnArgs a, float
     if (t < MT) {
         bool v = j0 + t < n;
         long off = bt * bs_ + (j0 + t) * ts_ + (long)h * a.hd;
-        krow[t] = v ? (second ? a.k2 : a.k1) + off : nullptr;
-        vrow[t] = v ? (second ? a.v2 : a.v1) + off : nullptr;
+        krow[t] = v ? act_ptr<bf16>(second ? a.k2 : a.k1) + off : nullptr;
+        vrow[t] = v ? act_ptr<bf16>(second ? a.v2 : a.v1) + off : nullptr;
         dkrow[t] = v && dk ? dk + off : nullptr;
         dvrow[t] = v && dv ? dv + off : nullptr;
     }

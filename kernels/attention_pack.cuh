@@ -1,4 +1,4 @@
-// attention_pack.cuh: dcal's fp32 attention views (backend.h AttnArgs, strided, GLCA's gathered
+// attention_pack.cuh: dcal's attention views (backend.h AttnArgs: Act q/k/v, strided, GLCA's gathered
 // queries, PWCA's two key/value buffers) as contiguous bf16 [B, H, T, hd] copies, and the way
 // back, for libraries that take plain tensors (attention_cudnn.cu). Own file, free of cuDNN, so
 // that the CUDA simulator checks its index arithmetic (sim_attention_pack).

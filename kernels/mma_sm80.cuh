@@ -20,11 +20,12 @@
 // gives an A fragment (or two B fragments of a row-major Bᵀ, i.e. K for Q·Kᵀ),
 // and .trans of a row-major k × n tile gives B fragments (V for P·V).
 //
-// No cp.async here: dcal's attention inputs are fp32 and the kernels compute on
-// bf16, so every element passes through registers for the conversion anyway;
-// cp.async would only add an fp32 staging tile (twice the shared memory) and a
-// second pass over it. It pays once the inputs arrive in bf16 (or with a
-// double-buffered staging pipeline), not before.
+// No cp.async here yet. While q/k/v were fp32 every element had to pass through
+// registers to be rounded, so cp.async could only add an fp32 staging tile. They
+// now arrive in bf16 (Act tensors at precision bf16), already the tiles' type, so
+// a cp.async copy of the next K/V tile, overlapped with this tile's products
+// (double buffering), is the next step; it waits for a simulator model of
+// cp.async (tools/cudasim has none), so that its numerics stay checked off-GPU.
 #pragma once
 #include <stdint.h>
 #include <cuda_bf16.h>

@@ -2,7 +2,12 @@
 // log-sum-exp without any N×N map, and the top-K token selection.
 // Runs without gradient, once per step, so these favour plain and exact over
 // fast: fp32 throughout, fixed summation orders.
-#include "kernels/cuda_common.h"
+//
+// q and k are Act views (backend.h): float at precision fp32, bf16 at precision bf16, read as
+// the precision's element type T and widened exactly to fp32 in shared memory. So at bf16 the
+// rollout now scores the bf16-rounded q and k, the values the bf16 attention kernels multiply
+// (and whose lse it takes), where it used to read the fp32 ones; fp32 is unchanged.
+#include "kernels/attention_common.cuh"
 
 // One rollout step, r ← r·(0.5·S + 0.5·I), with S[b,i,j] = mean_h exp(scale·q_i·k_j −
 // lse[b,h,i]) never stored (the Pᵀ·v pattern of a flash backward, v = r). Block 32×8 owns
@@ -11,12 +16,13 @@
 // memory, padded to hd+1 floats so the 32 distinct k rows of a warp hit 32 banks. A thread
 // sums its rows in ascending i, then thread ty = 0 adds the 8 partials in ty order: a fixed
 // order, one writer per output, no atomics.
-__global__ void rollout_attn_kernel(AttnArgs a, const float *lse, const float *r, float *tmp) {
+template <class T> __global__ void rollout_attn_kernel(AttnArgs a, const float *lse, const float *r, float *tmp) {
     extern __shared__ float sm[];
     int ld = a.hd + 1, N = a.n1;
     float *Qs = sm, *Ks = sm + 32 * ld, *part = sm + 64 * ld;
     int b = blockIdx.y, j0 = blockIdx.x * 32, tx = threadIdx.x, ty = threadIdx.y, tid = ty * 32 + tx;
     const float *rb = r + (size_t)b * N;
+    const T *q = act_ptr<T>(a.q), *k = act_ptr<T>(a.k1);
     float acc = 0.f;
     for (int i0 = 0; i0 < N; i0 += 32) {
         float p[4] = {0.f, 0.f, 0.f, 0.f};
@@ -27,9 +33,9 @@ __global__ void rollout_attn_kernel(AttnArgs a, const float *lse, const float *r
                 float qv = 0.f, kv = 0.f;
                 if (qi < N) {
                     int tok = a.q_idx ? a.q_idx[b * a.Nq + qi] : qi;
-                    qv = a.q[b * a.q_bstride + tok * a.q_tstride + h * a.hd + c];
+                    qv = elem_f32(q[b * a.q_bstride + tok * a.q_tstride + h * a.hd + c]);
                 }
-                if (kj < N) kv = a.k1[b * a.kv1_bstride + kj * a.kv1_tstride + h * a.hd + c];
+                if (kj < N) kv = elem_f32(k[b * a.kv1_bstride + kj * a.kv1_tstride + h * a.hd + c]);
                 Qs[row * ld + c] = qv;
                 Ks[row * ld + c] = kv;
             }
@@ -59,16 +65,21 @@ __global__ void rollout_attn_kernel(AttnArgs a, const float *lse, const float *r
     }
 }
 
-void cuda_rollout_step_attn(const AttnArgs *a, const float *lse, float *r, float *tmp) {
-    if (a->B <= 0 || a->n1 <= 0) return;
+template <class T> static void rollout_step(const AttnArgs *a, const float *lse, float *r, float *tmp) {
     size_t smem = ((size_t)2 * 32 * (a->hd + 1) + 8 * 32) * sizeof(float);
     static int raised;
     if (!raised) {   // hd up to 128 needs 34 KB; raise the cap once anyway for larger hd
-        CUDA_CHECK(cudaFuncSetAttribute(rollout_attn_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 96 * 1024));
+        CUDA_CHECK(cudaFuncSetAttribute(rollout_attn_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, 96 * 1024));
         raised = 1;
     }
-    rollout_attn_kernel<<<dim3(cdiv(a->n1, 32), a->B), dim3(32, 8), smem, cuda_stream()>>>(*a, lse, r, tmp);
+    rollout_attn_kernel<T><<<dim3(cdiv(a->n1, 32), a->B), dim3(32, 8), smem, cuda_stream()>>>(*a, lse, r, tmp);
     LAUNCH_CHECK();
+}
+
+void cuda_rollout_step_attn(const AttnArgs *a, const float *lse, float *r, float *tmp) {
+    if (a->B <= 0 || a->n1 <= 0) return;
+    if (cuda_act_bf16()) rollout_step<__nv_bfloat16>(a, lse, r, tmp);
+    else rollout_step<float>(a, lse, r, tmp);
     cuda_copy(r, tmp, (size_t)a->B * a->n1 * sizeof(float));
 }
 

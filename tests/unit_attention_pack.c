@@ -3,7 +3,10 @@
 // rows (unsorted indices; the rows not selected keep their gradient), PWCA's distractor keys and
 // values through kv2_b with two images sharing one distractor (their gradients summed in
 // ascending b), strided views into a q|k|v buffer, the += contract, and out's plain round trip.
-// Bit for bit against a host loop. Runs on a CUDA backend: in the simulator (sim_attention_pack)
+// q|k|v is an Act buffer (backend.h) filled by act_from_f32: at precision bf16 (cuDNN's) it
+// holds bf16 and the pack is a plain copy; at fp32 it holds floats and the pack rounds. Either
+// way each packed element is the nearest-even bf16 of the fp32 source, bit for bit against a
+// host loop. Runs on a CUDA backend: in the simulator (sim_attention_pack)
 // and on a GPU; skips (77) in a build or on a machine without one.
 #include <stdint.h>
 #include <stdio.h>
@@ -52,22 +55,36 @@ static void *up(const Backend *be, const void *h, size_t bytes) {
     return d;
 }
 
-// One call: own stream qkv [B, N, 3D] (q | k | v), distractor stream qkv2; gradients with random
-// start values in the same layout. q_idx (GLCA, Nq rows) or kv2_b (PWCA) may be NULL.
-static void check(int Nq, const int *q_idx, const int *kv2_b) {
+// The Act buffer holding host floats h[0..n) (rounded by act_from_f32 at bf16).
+static Act *up_act(const Backend *be, const float *h, size_t n) {
+    float *f = up(be, h, n * 4);
+    Act *a = be->alloc(n * be->act_bytes());
+    be->act_from_f32(a, f, n);
+    be->free(f);
+    return a;
+}
+
+// One call: own stream qkv [B, N, 3D] (q | k | v), distractor stream qkv2, both Act under
+// `precision`; gradients (fp32) with random start values in the same layout. q_idx (GLCA, Nq
+// rows) or kv2_b (PWCA) may be NULL.
+static void check(const char *precision, int Nq, const int *q_idx, const int *kv2_b) {
     const Backend *be = cuda();
-    size_t n = (size_t)B * N * QKV, nx = (size_t)B * Nq * D;
+    ck_assert_int_eq(be->set_precision(precision), 1);
+    size_t n = (size_t)B * N * QKV, nx = (size_t)B * Nq * D, eb = be->act_bytes();
+    ck_assert_uint_eq(eb, strcmp(precision, "bf16") ? 4 : 2);
     float *qkv = randoms(n, 1), *qkv2 = randoms(n, 2), *g0 = randoms(n, 3), *g20 = randoms(n, 4);
     float *x = randoms(nx, 5);
-    float *dqkv = up(be, qkv, n * 4), *dqkv2 = up(be, qkv2, n * 4), *dg = up(be, g0, n * 4), *dg2 = up(be, g20, n * 4);
+    Act *dqkv = up_act(be, qkv, n), *dqkv2 = up_act(be, qkv2, n);
+    float *dg = up(be, g0, n * 4), *dg2 = up(be, g20, n * 4);
     float *dx = up(be, x, nx * 4), *dy = be->alloc(nx * 4);
     int *didx = q_idx ? up(be, q_idx, (size_t)B * Nq * sizeof(int)) : NULL;
     int *dkb = kv2_b ? up(be, kv2_b, B * sizeof(int)) : NULL;
     int pwca = kv2_b != NULL;
     long bs = (long)N * QKV;
     AttnArgs a = {.B = B, .H = H, .hd = HD, .Nq = Nq, .q_idx = didx, .q = dqkv, .q_bstride = bs, .q_tstride = QKV,
-                  .k1 = dqkv + D, .v1 = dqkv + 2 * D, .n1 = N, .kv1_bstride = bs, .kv1_tstride = QKV,
-                  .k2 = pwca ? dqkv2 + D : NULL, .v2 = pwca ? dqkv2 + 2 * D : NULL, .n2 = pwca ? N : 0,
+                  .k1 = act_at(dqkv, D, eb), .v1 = act_at(dqkv, 2 * D, eb), .n1 = N, .kv1_bstride = bs,
+                  .kv1_tstride = QKV, .k2 = pwca ? act_at(dqkv2, D, eb) : NULL,
+                  .v2 = pwca ? act_at(dqkv2, 2 * D, eb) : NULL, .n2 = pwca ? N : 0,
                   .kv2_bstride = bs, .kv2_tstride = QKV, .kv2_b = dkb, .scale = 0.25f};
     AttnGrads g = {dg, dg + D, dg + 2 * D, pwca ? dg2 + D : NULL, pwca ? dg2 + 2 * D : NULL};
     dcal_attn_pack_roundtrip(&a, &g, dx, dy);
@@ -91,31 +108,36 @@ static void check(int Nq, const int *q_idx, const int *kv2_b) {
                 g20[e] += bf16(qkv2[e]);
             }
     for (size_t i = 0; i < n; i++) {
-        ck_assert_msg(!memcmp(&got[i], &g0[i], 4), "own gradient [b %zu, t %zu, col %zu]: %.9g, want %.9g",
-                      i / bs, i % bs / QKV, i % QKV, got[i], g0[i]);
-        ck_assert_msg(!memcmp(&got2[i], &g20[i], 4), "distractor gradient [b %zu, t %zu, col %zu]: %.9g, want %.9g",
-                      i / bs, i % bs / QKV, i % QKV, got2[i], g20[i]);
+        ck_assert_msg(!memcmp(&got[i], &g0[i], 4), "%s: own gradient [b %zu, t %zu, col %zu]: %.9g, want %.9g",
+                      precision, i / bs, i % bs / QKV, i % QKV, got[i], g0[i]);
+        ck_assert_msg(!memcmp(&got2[i], &g20[i], 4),
+                      "%s: distractor gradient [b %zu, t %zu, col %zu]: %.9g, want %.9g", precision, i / bs,
+                      i % bs / QKV, i % QKV, got2[i], g20[i]);
     }
     for (size_t i = 0; i < nx; i++) ck_assert_msg(y[i] == bf16(x[i]), "out round trip [%zu]: %.9g", i, y[i]);
-    float *bufs[] = {dqkv, dqkv2, dg, dg2, dx, dy};
+    void *bufs[] = {dqkv, dqkv2, dg, dg2, dx, dy};
     for (int i = 0; i < 6; i++) be->free(bufs[i]);
+    ck_assert_int_eq(be->set_precision("bf16"), 1);   // the backend's default again
     if (didx) be->free(didx);
     if (dkb) be->free(dkb);
     free(qkv), free(qkv2), free(g0), free(g20), free(x), free(got), free(got2), free(y);
 }
 
-START_TEST(test_sa) { check(N, NULL, NULL); }
+// Each case at both precisions: bf16 Act (cuDNN's, a copy) and fp32 Act (the pack rounds).
+static const char *const precisions[] = {"bf16", "fp32"};
+
+START_TEST(test_sa) { check(precisions[_i], N, NULL, NULL); }
 END_TEST
 
 START_TEST(test_glca_gathered_rows) {
     static const int idx[B * 3] = {0, 5, 2, 0, 1, 6, 0, 6, 3};   // CLS first, then unsorted tokens
-    check(3, idx, NULL);
+    check(precisions[_i], 3, idx, NULL);
 }
 END_TEST
 
 START_TEST(test_pwca_shared_distractor) {
     static const int kv2_b[B] = {1, 0, 0};   // images 1 and 2 both pair with image 0
-    check(N, NULL, kv2_b);
+    check(precisions[_i], N, NULL, kv2_b);
 }
 END_TEST
 
@@ -133,9 +155,9 @@ int main(void) {
     setenv("CK_FORK", "no", 1);   // a forked child cannot use the parent's CUDA context
     Suite *s = suite_create("attention_pack");
     TCase *tc = tcase_create("core");
-    tcase_add_test(tc, test_sa);
-    tcase_add_test(tc, test_glca_gathered_rows);
-    tcase_add_test(tc, test_pwca_shared_distractor);
+    tcase_add_loop_test(tc, test_sa, 0, 2);
+    tcase_add_loop_test(tc, test_glca_gathered_rows, 0, 2);
+    tcase_add_loop_test(tc, test_pwca_shared_distractor, 0, 2);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -22,14 +22,17 @@ typedef struct {
     float *qkv[LAYERS], *lse[LAYERS];
 } Chain;
 
+// The CPU's Act storage is fp32 (act_bytes 4), so the float qkv is the Act buffer as it stands.
 static AttnArgs args(const float *qkv) {
     long bs = (long)N * 3 * D, ts = 3 * D;
-    return (AttnArgs){.B = B, .H = H, .hd = HD, .Nq = N, .q = qkv, .q_bstride = bs, .q_tstride = ts,
-                      .k1 = qkv + D, .v1 = qkv + 2 * D, .n1 = N, .kv1_bstride = bs, .kv1_tstride = ts,
+    return (AttnArgs){.B = B, .H = H, .hd = HD, .Nq = N, .q = (const Act *)qkv, .q_bstride = bs, .q_tstride = ts,
+                      .k1 = (const Act *)(qkv + D), .v1 = (const Act *)(qkv + 2 * D), .n1 = N, .kv1_bstride = bs,
+                      .kv1_tstride = ts,
                       .scale = 1.0f / sqrtf((float)HD)};
 }
 
 static Chain make_chain(void) {
+    ck_assert_uint_eq(backend_cpu.act_bytes(), sizeof(float));   // what args() relies on
     Chain c;
     Rng r;
     rng_init(&r, 2024, 0, 0, 0);
