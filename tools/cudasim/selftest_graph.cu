@@ -165,7 +165,7 @@ static void test_prohibited(void) {
 struct Body {
     Bufs b;
     int calls;
-    int mode;   // 0: plain; 1: reads back inside; 2: asks for more scratch at each call
+    int mode;   // 0: plain; 1: reads back inside; 2: asks for more scratch at each call; 3: goes through scratch
 };
 
 static void body_fn(void *ctx) {
@@ -176,6 +176,12 @@ static void body_fn(void *ctx) {
         float v;
         cuda_to_host(&v, t->b.y, sizeof v);
     }
+    if (t->mode == 3) {   // z = 2 z + y through the scratch buffer: a replay reads and writes scratch
+        float *sc = (float *)cuda_scratch(N * sizeof(float));
+        CUDA_CHECK(cudaMemcpyAsync(sc, t->b.y, N * sizeof(float), cudaMemcpyDeviceToDevice, cuda_stream()));
+        axpy_kernel<<<cdiv(N, 128), 128, 0, cuda_stream()>>>(t->b.z, sc, 1.f, N);
+        LAUNCH_CHECK();
+    }
     if (t->mode == 2) {
         float *sc = (float *)cuda_scratch(((size_t)4 << 20) * (size_t)t->calls);
         cuda_zero(sc, sizeof(float));
@@ -183,20 +189,21 @@ static void body_fn(void *ctx) {
 }
 
 static void test_graph_run(void) {
-    Body d = {bufs(), 0, 0}, g = {bufs(), 0, 0};
+    Body d = {bufs(), 0, 3}, g = {bufs(), 0, 3};
     for (int i = 0; i < 3; i++) body_fn(&d);
     int r[3];
     for (int i = 0; i < 3; i++) r[i] = cuda_graph_run(5, body_fn, &g);
     CHECK(r[0] == 0 && r[1] == 1 && r[2] == 1, "graph_run returned %d %d %d, want 0 1 1", r[0], r[1], r[2]);
     CHECK(g.calls == 2, "body called %d times, want 2 (warm-up, capture)", g.calls);
     CHECK(same(host(g.b.y), host(d.b.y)) && same(host(g.b.z), host(d.b.z)), "three graph_runs equal three bodies");
-    // A scratch growth outside a capture drops the recordings: warm-up again, then record.
+    // A scratch growth outside a capture frees the buffer the recording points at: the
+    // recordings are dropped (else the next replay writes to freed memory), warm-up, record again.
     cuda_scratch((size_t)64 << 20);
     int a = cuda_graph_run(5, body_fn, &g), b = cuda_graph_run(5, body_fn, &g), c = cuda_graph_run(5, body_fn, &g);
     CHECK(a == 0 && b == 1 && c == 1 && g.calls == 4, "after a scratch growth: %d %d %d, %d calls (want 0 1 1, 4)", a, b,
           c, g.calls);
     for (int i = 0; i < 3; i++) body_fn(&d);
-    CHECK(same(host(g.b.y), host(d.b.y)), "six graph_runs equal six bodies");
+    CHECK(same(host(g.b.y), host(d.b.y)) && same(host(g.b.z), host(d.b.z)), "six graph_runs equal six bodies");
     CHECK(cuda_graph_run(64, body_fn, &g) == 0 && cuda_graph_run(64, body_fn, &g) == 0 && g.calls == 6,
           "a key out of the table runs directly");
     cuda_graph_reset();
@@ -219,7 +226,15 @@ static void run_broken_body(void) {
 static void readback_child(void) { g_child_mode = 1; run_broken_body(); }
 static void growth_child(void) { g_child_mode = 2; run_broken_body(); }
 
-// Runs f in a child: it must exit 0 with `want` and `then` in its stderr.
+// Not modelled (a GPU records an event node): the simulator says so instead of guessing.
+static void run_event_in_capture(void) {
+    cudaEvent_t e;
+    cudaEventCreateWithFlags(&e, cudaEventDisableTiming);
+    cudaStreamBeginCapture(cuda_stream(), cudaStreamCaptureModeGlobal);
+    cudaEventRecord(e, cuda_stream());
+}
+
+// Runs f in a child: it must exit 0 with `want` in its stderr, then the fallback's last words.
 static void expect_fallback(const char *name, void (*f)(void), const char *want) {
     int fd[2];
     if (pipe(fd)) abort();
@@ -259,6 +274,7 @@ int main(void) {
                     "dcal: cuda: step graph capture failed (cuda_scratch: the step needs more scratch than its warm-up "
                     "did)");
     test_graph_run();
+    expect_death("an event recorded in a capture", run_event_in_capture, "cudaEventRecord on a capturing stream");
     printf("%s\n", g_fail ? "sim_selftest_graph: FAILED" : "sim_selftest_graph: all checks passed");
     return g_fail;
 }
