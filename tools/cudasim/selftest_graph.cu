@@ -234,6 +234,12 @@ static void run_event_in_capture(void) {
     cudaEventRecord(e, cuda_stream());
 }
 
+// A mistyped switch stops the run at set-up rather than silently running without graphs.
+static void run_bogus_switch(void) {
+    setenv("DCAL_CUDA_GRAPHS", "yes", 1);
+    cuda_graphs_enabled();
+}
+
 // Runs f in a child: it must exit 0 with `want` in its stderr, then the fallback's last words.
 static void expect_fallback(const char *name, void (*f)(void), const char *want) {
     int fd[2];
@@ -261,6 +267,10 @@ static void expect_fallback(const char *name, void (*f)(void), const char *want)
 }
 
 int main(void) {
+    // Before the switch is first read here (it is read once per process).
+    expect_death("DCAL_CUDA_GRAPHS=yes", run_bogus_switch,
+                 "dcal: DCAL_CUDA_GRAPHS: 'yes' is not 0 or 1 (1 records each micro-batch's step as a CUDA graph; "
+                 "unset or 0 runs it op by op)\n");
     setenv("DCAL_CUDA_GRAPHS", "1", 1);
     test_capture_replay();
     test_lt_capture();
