@@ -34,12 +34,19 @@ void *cuda_lt_workspace(void) {
 void *cuda_scratch(size_t bytes) {
     init_once();
     if (bytes <= g_scratch_bytes) return g_scratch;
+    // Inside a step capture growing is impossible (no allocation, no host wait) and the recorded
+    // kernels would point at the old buffer: the capture fails (graph.cu then runs the body
+    // directly, graphs off). What is enqueued with the too-small buffer is never run.
+    if (cuda_graph_capturing() && cuda_graph_absorb("the step needs more scratch than its warm-up did", "cuda_scratch"))
+        return g_scratch;
     // Grow-only; the old buffer may still be in use by queued kernels, so wait first.
     CUDA_CHECK(cudaStreamSynchronize(g_stream));
     if (g_scratch) CUDA_CHECK(cudaFree(g_scratch));
     size_t want = bytes < ((size_t)1 << 20) ? ((size_t)1 << 20) : bytes;
     CUDA_CHECK(cudaMalloc(&g_scratch, want));
     g_scratch_bytes = want;
+    // Recorded steps point at the freed buffer: record them again (graph.cu).
+    cuda_graph_reset();
     return g_scratch;
 }
 

@@ -15,11 +15,16 @@ extern "C" {
 #include "backend/backend.h"
 }
 
-// Any failing CUDA/cuBLAS call is fatal: the training state is unknown after it.
+// graph.cu: inside an open step capture a failure is collected (the capture then fails cleanly
+// and the body runs directly, graphs off); true when it was, false (fatal) otherwise.
+bool cuda_graph_absorb(const char *err, const char *call);
+
+// Any failing CUDA/cuBLAS call is fatal: the training state is unknown after it (except inside
+// a step capture, which enqueues nothing that runs: cuda_graph_absorb).
 #define CUDA_CHECK(call)                                                                      \
     do {                                                                                      \
         cudaError_t e_ = (call);                                                              \
-        if (e_ != cudaSuccess) {                                                              \
+        if (e_ != cudaSuccess && !cuda_graph_absorb(cudaGetErrorString(e_), #call)) {         \
             fprintf(stderr, "dcal: cuda: %s:%d: %s: %s\n", __FILE__, __LINE__, #call,         \
                     cudaGetErrorString(e_));                                                  \
             exit(1);                                                                          \
@@ -29,7 +34,7 @@ extern "C" {
 #define CUBLAS_CHECK(call)                                                                    \
     do {                                                                                      \
         cublasStatus_t s_ = (call);                                                           \
-        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                    \
+        if (s_ != CUBLAS_STATUS_SUCCESS && !cuda_graph_absorb(cublasGetStatusString(s_), #call)) { \
             fprintf(stderr, "dcal: cuda: %s:%d: %s: %s\n", __FILE__, __LINE__, #call,         \
                     cublasGetStatusString(s_));                                               \
             exit(1);                                                                          \
@@ -64,6 +69,8 @@ void cuda_host_ready(const void *p);
 // graph.cu: recorded steps (backend.h graph_run), on when DCAL_CUDA_GRAPHS=1
 int cuda_graph_run(int key, void (*body)(void *ctx), void *ctx);
 void cuda_graph_reset(void);
+bool cuda_graphs_enabled(void);    // DCAL_CUDA_GRAPHS=1 (and no capture has failed); describe says it
+bool cuda_graph_capturing(void);   // a step capture is open (cuda_scratch must not grow then)
 
 // machine (device.cu): the Backend slots available, free_memory, describe and
 // set_precision, and what the ops read of the precision in force.

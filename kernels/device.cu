@@ -151,7 +151,8 @@ void cuda_describe(char *buf, size_t n) {
                  g_attn_fwd_why);
     if (g_attn_cudnn) cudnn_attention_describe(attn, sizeof attn);
     else snprintf(attn, sizeof attn, "%s%s", g_prec[g_prec_i].attn_desc, fwd);
-    snprintf(buf, n, "cuda: %s; CUDA runtime %s, driver %s, cuBLAS %d.%d.%d, cuBLASLt %zu.%zu.%zu; precision %s: %s, %s, %s",
+    // graphs: whether each micro-batch's body is recorded and replayed (graph.cu, DCAL_CUDA_GRAPHS).
+    snprintf(buf, n, "cuda: %s; CUDA runtime %s, driver %s, cuBLAS %d.%d.%d, cuBLASLt %zu.%zu.%zu; precision %s: %s, %s, %s; graphs %s",
              gpu, srt, sdrv, blas[0], blas[1], blas[2], lt / 10000, lt / 100 % 100, lt % 100, g_prec[g_prec_i].name,
-             g_prec[g_prec_i].gemm_desc, attn, g_prec[g_prec_i].act_desc);
+             g_prec[g_prec_i].gemm_desc, attn, g_prec[g_prec_i].act_desc, cuda_graphs_enabled() ? "on" : "off");
 }

@@ -23,6 +23,7 @@ const char *cublasGetStatusString(cublasStatus_t s) {
     case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
     case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
     case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "CUBLAS_STATUS_EXECUTION_FAILED";
     }
     return "CUBLAS_STATUS_UNKNOWN";
 }
@@ -75,12 +76,13 @@ using namespace cudasim_blas;
 
 cublasStatus_t gemm1(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha, const void *A,
                      cudaDataType_t At, int lda, const void *B, cudaDataType_t Bt, int ldb, float beta, void *C,
-                     cudaDataType_t Ct, int ldc, cublasComputeType_t compute) {
+                     cudaDataType_t Ct, int ldc, cublasComputeType_t compute, bool run = true) {
     bool tA = ta != CUBLAS_OP_N, tB = tb != CUBLAS_OP_N;
     if (m < 0 || n < 0 || k < 0 || lda < (tA ? k : m) || ldb < (tB ? n : k) || ldc < m) return CUBLAS_STATUS_INVALID_VALUE;
     if (!in_device("cublasGemmEx", "A", A, tA ? extent(k, m, lda) : extent(m, k, lda), At) ||
         !in_device("cublasGemmEx", "B", B, tB ? extent(n, k, ldb) : extent(k, n, ldb), Bt) || !in_device("cublasGemmEx", "C", C, extent(m, n, ldc), Ct))
         return CUBLAS_STATUS_INVALID_VALUE;
+    if (!run) return CUBLAS_STATUS_SUCCESS;   // checked only: a capture records the call
     bool round = compute == CUBLAS_COMPUTE_32F_FAST_TF32;
     std::vector<float> a = operand(A, At, lda, tA, m, k, round);   // op(A) [m][k]
     std::vector<float> bt = operand(B, Bt, ldb, !tB, n, k, round); // op(B)ᵀ [n][k]
@@ -97,6 +99,22 @@ cublasStatus_t gemm1(cublasOperation_t ta, cublasOperation_t tb, int m, int n, i
     return CUBLAS_STATUS_SUCCESS;
 }
 
+// gemm1 now, or (the handle's stream capturing) checked now and recorded, alpha and beta by
+// value as the host pointer mode reads them at the call.
+cublasStatus_t gemm_or_record(cudaStream_t s, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                              const void *A, cudaDataType_t At, int lda, const void *B, cudaDataType_t Bt, int ldb,
+                              float beta, void *C, cudaDataType_t Ct, int ldc, cublasComputeType_t compute) {
+    bool record;
+    if (cudasim::capture_gate(s, "cublasGemmEx", &record) != cudaSuccess) return CUBLAS_STATUS_EXECUTION_FAILED;
+    cublasStatus_t st = gemm1(ta, tb, m, n, k, alpha, A, At, lda, B, Bt, ldb, beta, C, Ct, ldc, compute, !record);
+    if (record && st == CUBLAS_STATUS_SUCCESS)
+        cudasim::capture_record([=] {
+            if (gemm1(ta, tb, m, n, k, alpha, A, At, lda, B, Bt, ldb, beta, C, Ct, ldc, compute) != CUBLAS_STATUS_SUCCESS)
+                cudasim::fail("cublasGemmEx replayed from a graph: an operand is no longer device memory");
+        });
+    return st;
+}
+
 bool supported(cudaDataType_t At, cudaDataType_t Bt, cudaDataType_t Ct) {
     auto ok = [](cudaDataType_t t) { return t == CUDA_R_32F || t == CUDA_R_16BF; };
     return ok(At) && ok(Bt) && ok(Ct);
@@ -110,8 +128,8 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
                             cublasComputeType_t compute, cublasGemmAlgo_t) {
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (!supported(Atype, Btype, Ctype)) return CUBLAS_STATUS_NOT_SUPPORTED;
-    return gemm1(ta, tb, m, n, k, *(const float *)alpha, A, Atype, lda, B, Btype, ldb, *(const float *)beta, C, Ctype,
-                 ldc, compute);
+    return gemm_or_record(h->stream, ta, tb, m, n, k, *(const float *)alpha, A, Atype, lda, B, Btype, ldb,
+                          *(const float *)beta, C, Ctype, ldc, compute);
 }
 
 cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
@@ -122,9 +140,10 @@ cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (!supported(Atype, Btype, Ctype)) return CUBLAS_STATUS_NOT_SUPPORTED;
     for (int i = 0; i < batch; i++) {
-        cublasStatus_t s = gemm1(ta, tb, m, n, k, *(const float *)alpha, (const char *)A + sA * i * esize(Atype), Atype,
-                                 lda, (const char *)B + sB * i * esize(Btype), Btype, ldb, *(const float *)beta,
-                                 (char *)C + sC * i * esize(Ctype), Ctype, ldc, compute);
+        cublasStatus_t s = gemm_or_record(h->stream, ta, tb, m, n, k, *(const float *)alpha,
+                                          (const char *)A + sA * i * esize(Atype), Atype, lda,
+                                          (const char *)B + sB * i * esize(Btype), Btype, ldb, *(const float *)beta,
+                                          (char *)C + sC * i * esize(Ctype), Ctype, ldc, compute);
         if (s != CUBLAS_STATUS_SUCCESS) return s;
     }
     return CUBLAS_STATUS_SUCCESS;

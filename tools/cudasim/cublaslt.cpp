@@ -8,6 +8,7 @@
 // fails loudly: a kernel must never rely on an attribute the simulator quietly ignored.
 #include <stdio.h>
 #include <string.h>
+#include <memory>
 #include <vector>
 #include "blas_ref.h"
 #include "cublasLt.h"
@@ -262,10 +263,13 @@ std::vector<float> bias_grad_b(const Problem &pr, cublasLtMatmulDesc_t d, const 
 
 }   // namespace
 
-cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha, const void *A,
-                              cublasLtMatrixLayout_t Ad, const void *B, cublasLtMatrixLayout_t Bd, const void *beta,
-                              const void *C, cublasLtMatrixLayout_t Cd, void *D, cublasLtMatrixLayout_t Dd,
-                              const cublasLtMatmulAlgo_t *algo, void *workspace, size_t workspace_bytes, cudaStream_t) {
+namespace {
+
+// The whole call: every check, then (run) the product. alpha and beta are host values.
+cublasStatus_t matmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, float al, const void *A, cublasLtMatrixLayout_t Ad,
+                      const void *B, cublasLtMatrixLayout_t Bd, float be, const void *C, cublasLtMatrixLayout_t Cd,
+                      void *D, cublasLtMatrixLayout_t Dd, const cublasLtMatmulAlgo_t *algo, void *workspace,
+                      size_t workspace_bytes, bool run) {
     const char *fn = "cublasLtMatmul";
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     Problem pr;
@@ -282,8 +286,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
         cudasim::fail("%s: workspace = %p of %zu bytes is not inside one device allocation", fn, workspace, workspace_bytes);
     if (C != D && Cd->ld != Dd->ld) cudasim::fail("%s: C and D with different leading dimensions are not simulated", fn);
     if (!operands_in_device(pr, d, A, Ad, B, Bd, C, Cd, D, Dd)) return CUBLAS_STATUS_INVALID_VALUE;
-    float al = *(const float *)alpha, be = *(const float *)beta;
     if (d->epi == CUBLASLT_EPILOGUE_BGRADB && al != 1.f) cudasim::fail("%s: BGRADB with alpha != 1 is not simulated", fn);
+    if (!run) return CUBLAS_STATUS_SUCCESS;
     bool round = d->compute == CUBLAS_COMPUTE_32F_FAST_TF32;
     std::vector<float> a = operand(A, Ad->type, (int)Ad->ld, d->ta != CUBLAS_OP_N, pr.m, pr.k, round);   // op(A) [m][k]
     std::vector<float> bt = operand(B, Bd->type, (int)Bd->ld, d->tb == CUBLAS_OP_N, pr.n, pr.k, round);  // op(B)ᵀ [n][k]
@@ -303,5 +307,33 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
             store(D, Dd->type, ci, v);        // a bf16 D: rounded once, to nearest even
         }
     if (!bgrad.empty()) memcpy(d->bias, bgrad.data(), bgrad.size() * sizeof(float));   // written, not accumulated
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+}   // namespace
+
+// On a capturing stream: checked now, then recorded with copies of the descriptor, layouts,
+// algorithm and scalars (a graph node holds what the call was given; the caller may destroy or
+// change its descriptors right after, as linear.cu does).
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha, const void *A,
+                              cublasLtMatrixLayout_t Ad, const void *B, cublasLtMatrixLayout_t Bd, const void *beta,
+                              const void *C, cublasLtMatrixLayout_t Cd, void *D, cublasLtMatrixLayout_t Dd,
+                              const cublasLtMatmulAlgo_t *algo, void *workspace, size_t workspace_bytes,
+                              cudaStream_t stream) {
+    bool record;
+    if (cudasim::capture_gate(stream, "cublasLtMatmul", &record) != cudaSuccess) return CUBLAS_STATUS_EXECUTION_FAILED;
+    float al = *(const float *)alpha, be = *(const float *)beta;
+    cublasStatus_t st = matmul(h, d, al, A, Ad, B, Bd, be, C, Cd, D, Dd, algo, workspace, workspace_bytes, !record);
+    if (!record || st != CUBLAS_STATUS_SUCCESS) return st;
+    auto dc = std::make_shared<cublasLtMatmulDescOpaque_t>(*d);
+    auto lay = std::make_shared<std::vector<cublasLtMatrixLayoutOpaque_t>>(
+        std::vector<cublasLtMatrixLayoutOpaque_t>{*Ad, *Bd, *Cd, *Dd});
+    cublasLtMatmulAlgo_t al_copy = *algo;
+    cudasim::capture_record([=] {
+        cublasLtMatrixLayoutOpaque_t *l = lay->data();
+        if (matmul(h, dc.get(), al, A, &l[0], B, &l[1], be, C, &l[2], D, &l[3], &al_copy, workspace, workspace_bytes,
+                   true) != CUBLAS_STATUS_SUCCESS)
+            cudasim::fail("cublasLtMatmul replayed from a graph: an operand is no longer device memory");
+    });
     return CUBLAS_STATUS_SUCCESS;
 }

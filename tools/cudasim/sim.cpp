@@ -445,6 +445,19 @@ cudaError_t func_set_attribute(const void *kernel, cudaFuncAttribute attr, int v
 }
 
 // The allocation holding [p, p + n), or false.
+int launch_gate(const void *kernel, const char *name, const Cfg &c) {
+    bool record;
+    cudaError_t e = capture_gate(c.stream, name, &record);
+    if (e != cudaSuccess) {
+        set_error(e);
+        return -1;
+    }
+    if (!record) return 1;
+    Grid g;   // a bad configuration fails at the launch, not at a replay
+    g.name = name, g.grid = c.grid, g.block = c.block, g.smem = c.smem;
+    return launch_ok(g, kernel) ? 0 : -1;
+}
+
 bool device_range(const void *p, size_t n) {
     uintptr_t a = (uintptr_t)p;
     auto it = g_dev.upper_bound(a);
@@ -487,6 +500,10 @@ const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDevicePointer: return "invalid device pointer";
     case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureUnmatched: return "capture was not initiated in this stream";
+    case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
     default: return "unspecified launch failure";
     }
 }
@@ -497,6 +514,7 @@ const char *cudaGetErrorString(cudaError_t e) {
 // (up to that alignment) at a guard page, so a kernel running off the end
 // faults; filled with 0xff (NaN) — cudaMalloc gives no zeroed memory.
 cudaError_t cudaMalloc(void **p, size_t bytes) {
+    if (cudaError_t e = capture_unsafe("cudaMalloc")) return e;
     long page = sysconf(_SC_PAGESIZE);
     size_t body = (bytes + 255) / 256 * 256, map = (body + page - 1) / page * page + page;
     char *m = (char *)mmap(nullptr, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -510,6 +528,7 @@ cudaError_t cudaMalloc(void **p, size_t bytes) {
     return cudaSuccess;
 }
 cudaError_t cudaFree(void *p) {
+    if (cudaError_t e = capture_unsafe("cudaFree")) return e;
     if (!p) return cudaSuccess;
     cudasim::streams_finish();
     auto it = g_dev.find((uintptr_t)p);
@@ -524,8 +543,29 @@ cudaError_t cudaFree(void *p) {
     g_dev.erase(it);
     return cudaSuccess;
 }
-cudaError_t cudaMallocHost(void **p, size_t bytes) { *p = malloc(bytes ? bytes : 1); return *p ? cudaSuccess : cudaErrorMemoryAllocation; }
-cudaError_t cudaFreeHost(void *p) { cudasim::streams_finish(); free(p); return cudaSuccess; }
+// Page-locked host memory: start → size, so that a capture can tell it from pageable memory.
+static std::map<uintptr_t, size_t> g_pinned;
+cudaError_t cudaMallocHost(void **p, size_t bytes) {
+    if (cudaError_t e = capture_unsafe("cudaMallocHost")) return e;
+    *p = malloc(bytes ? bytes : 1);
+    if (!*p) return cudaErrorMemoryAllocation;
+    g_pinned[(uintptr_t)*p] = bytes;
+    return cudaSuccess;
+}
+cudaError_t cudaFreeHost(void *p) {
+    if (cudaError_t e = capture_unsafe("cudaFreeHost")) return e;
+    cudasim::streams_finish();
+    g_pinned.erase((uintptr_t)p);
+    free(p);
+    return cudaSuccess;
+}
+bool cudasim::host_pinned(const void *p, size_t n) {
+    uintptr_t a = (uintptr_t)p;
+    auto it = g_pinned.upper_bound(a);
+    if (it == g_pinned.begin()) return false;
+    --it;
+    return a + n <= it->first + it->second;
+}
 
 // The direction must match where the pointers live, and device ranges must lie
 // inside one allocation: what a GPU reports (or silently corrupts) is an error here.
@@ -539,17 +579,37 @@ static cudaError_t check_copy(void *dst, const void *src, size_t n, cudaMemcpyKi
     return cudaErrorInvalidMemcpyDirection;
 }
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
+    if (cudaError_t e = capture_unsafe("cudaMemcpy")) return e;
     cudaError_t e = check_copy(dst, src, n, kind);
     if (e == cudaSuccess && n) memmove(dst, src, n);
     return e;
 }
+// A copy into a capture: device to device, or from page-locked host memory (read at each replay).
+// A copy to the host is refused as well: a GPU records one into page-locked memory, but a step's
+// recorded body promises no read-back (backend.h graph_run), so the simulator holds it to that.
+static cudaError_t capture_copy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
+    cudaError_t e = check_copy(dst, src, n, kind);
+    if (e != cudaSuccess) return e;
+    if (!device_range(dst, n)) return capture_unsafe("cudaMemcpyAsync to host memory");
+    if (!device_range(src, n) && !host_pinned(src, n)) return capture_unsafe("cudaMemcpyAsync from pageable host memory");
+    if (n) capture_record([dst, src, n] { memmove(dst, src, n); });
+    return cudaSuccess;
+}
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t s) {
-    if (!cudasim::stream_is_lazy(s)) return cudaMemcpy(dst, src, n, kind);
+    bool record;
+    if (cudaError_t e = capture_gate(s, "cudaMemcpyAsync", &record)) return e;
+    if (record) return capture_copy(dst, src, n, kind);
+    if (!cudasim::stream_is_lazy(s)) {
+        cudaError_t e = check_copy(dst, src, n, kind);
+        if (e == cudaSuccess && n) memmove(dst, src, n);
+        return e;
+    }
     cudaError_t e = check_copy(dst, src, n, kind);   // a bad copy fails at the call, as on a GPU
     if (e == cudaSuccess && n) cudasim::stream_enqueue(s, [dst, src, n] { memmove(dst, src, n); });
     return e;
 }
 cudaError_t cudaMemset(void *p, int v, size_t n) {
+    if (cudaError_t e = capture_unsafe("cudaMemset")) return e;
     if (!device_range(p, n)) {
         fprintf(stderr, "cudasim: cudaMemset(%p, %zu bytes): not inside one device allocation\n", p, n);
         return cudaErrorInvalidValue;
@@ -558,6 +618,14 @@ cudaError_t cudaMemset(void *p, int v, size_t n) {
     return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s) {
+    bool record;
+    if (cudaError_t e = capture_gate(s, "cudaMemsetAsync", &record)) return e;
     if (cudasim::stream_is_lazy(s)) cudasim::fail("cudaMemsetAsync on a lazy stream is not modelled");
-    return cudaMemset(p, v, n);
+    if (!device_range(p, n)) {
+        fprintf(stderr, "cudasim: cudaMemsetAsync(%p, %zu bytes): not inside one device allocation\n", p, n);
+        return cudaErrorInvalidValue;
+    }
+    if (record) capture_record([p, v, n] { memset(p, v, n); });
+    else memset(p, v, n);
+    return cudaSuccess;
 }

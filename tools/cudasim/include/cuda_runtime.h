@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -64,6 +66,11 @@ enum cudaError_t {
     cudaErrorInvalidDevicePointer = 17,
     cudaErrorInvalidMemcpyDirection = 21,
     cudaErrorLaunchFailure = 719,
+    // stream capture (streams.cpp): the codes the runtime gives
+    cudaErrorStreamCaptureUnsupported = 900,   // not permitted while the stream (or, global mode, any) captures
+    cudaErrorStreamCaptureInvalidated = 901,   // an earlier error invalidated the capture
+    cudaErrorStreamCaptureUnmatched = 903,     // EndCapture on a stream that is not capturing
+    cudaErrorStreamCaptureImplicit = 906,      // the legacy stream would depend on a capturing stream
 };
 typedef cudaError_t cudaError;
 enum cudaMemcpyKind {
@@ -120,6 +127,37 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = 0);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags = 0);
 cudaError_t cudaHostAlloc(void **p, size_t bytes, unsigned flags);
+
+// Stream capture and graphs (streams.cpp; README "Graphs"): while the compute stream captures,
+// what is enqueued on it is recorded (kernel arguments by value), not run; a graph replays the
+// recording in order. Global mode only. Calls the runtime prohibits during a global capture
+// return its error and invalidate the capture.
+enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal = 0, cudaStreamCaptureModeThreadLocal = 1,
+                             cudaStreamCaptureModeRelaxed = 2 };
+enum cudaStreamCaptureStatus { cudaStreamCaptureStatusNone = 0, cudaStreamCaptureStatusActive = 1,
+                               cudaStreamCaptureStatusInvalidated = 2 };
+struct CUgraph_st;
+struct CUgraphExec_st;
+typedef CUgraph_st *cudaGraph_t;
+typedef CUgraphExec_st *cudaGraphExec_t;
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
+namespace cudasim {
+// The gate of every stream-ordered call (what names it, for messages): cudaSuccess and
+// *record = false to run it now; cudaSuccess and *record = true to record it (capture_record);
+// else the runtime's error (the capture is then invalidated, as the runtime does).
+cudaError_t capture_gate(cudaStream_t s, const char *what, bool *record);
+void capture_record(std::function<void()> op);
+// A call the runtime prohibits during a global-mode capture (cudaMalloc, cudaMemcpy, a sync):
+// cudaSuccess when none is open, else cudaErrorStreamCaptureUnsupported (capture invalidated).
+cudaError_t capture_unsafe(const char *what);
+bool host_pinned(const void *p, size_t bytes);   // [p, p + bytes) lies in one cudaMallocHost block
+}
 
 namespace cudasim {
 cudaError_t func_set_attribute(const void *kernel, cudaFuncAttribute attr, int value);
@@ -226,18 +264,35 @@ inline Cfg cfg(dim3 g, dim3 b, size_t smem = 0, cudaStream_t s = 0) { return Cfg
 // Runs body(ctx) once per thread of every block of c.grid; launch errors are
 // recorded for cudaGetLastError, as the runtime does.
 void run_grid(const void *kernel, const char *name, const Cfg &c, void (*body)(void *), void *ctx);
+// 1: run the launch now; 0: record it (a capture is open on its stream; the configuration was
+// checked); -1: refused (the error is set for cudaGetLastError).
+int launch_gate(const void *kernel, const char *name, const Cfg &c);
 template <class... P, class... A> void launch(void (*k)(P...), const char *name, const Cfg &c, A &&...a) {
     // Arguments are converted to the parameter types once, as the launch does,
     // and every thread gets its own by-value copy when it calls the kernel.
     typedef std::tuple<std::decay_t<P>...> Args;
-    Args args(std::forward<A>(a)...);
     struct Ctx {
         void (*k)(P...);
         Args *args;
-    } ctx{k, &args};
-    run_grid((const void *)k, name, c, [](void *p) {
+    };
+    void (*body)(void *) = [](void *p) {
         Ctx *x = (Ctx *)p;
         std::apply(x->k, *x->args);
-    }, &ctx);
+    };
+    int gate = launch_gate((const void *)k, name, c);
+    if (gate < 0) return;
+    if (gate == 1) {
+        Args args(std::forward<A>(a)...);
+        Ctx ctx{k, &args};
+        run_grid((const void *)k, name, c, body, &ctx);
+        return;
+    }
+    // Recorded: the arguments are kept by value, as a graph's kernel node keeps them.
+    auto args = std::make_shared<Args>(std::forward<A>(a)...);
+    Cfg cc = c;
+    capture_record([k, name, cc, body, args] {
+        Ctx ctx{k, args.get()};
+        run_grid((const void *)k, name, cc, body, &ctx);
+    });
 }
 }   // namespace cudasim
