@@ -349,6 +349,7 @@ int model_alloc_activations(Model *m, int B, bool ckpt, bool training) {
     x->gl = xcalloc(64, sizeof(GlcaActs));
     Arena a = {.act_elem = eb};
     layout(c, B, ckpt, training, &a, x);
+    m->be->graph_reset();   // a recorded step of an earlier allocation must not outlive it
     a.base = m->be->alloc(a.act + a.ws);
     a.act = a.ws = 0;
     layout(c, B, ckpt, training, &a, x);
@@ -372,6 +373,7 @@ int model_alloc_activations(Model *m, int B, bool ckpt, bool training) {
 void model_zero_grads(Model *m) { m->be->zero(m->grads, m->n_params * sizeof(float)); }
 
 void model_free(Model *m) {
+    if (m->be) m->be->graph_reset();   // recorded steps point into these buffers
     if (m->acts) {
         free(m->acts->sa);
         free(m->acts->pw);
