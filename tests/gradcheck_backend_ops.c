@@ -59,7 +59,8 @@
 #define LIN_TOL {CPU(FWD, GRAD), CUDA(G_BF16, G_BF16), CUDA_FP32(G_RED, G_RED)}
 #define G_ACT 1e-2     // one bf16 rounding of an op's Act input (u = 2^-8), times the op's sensitivity
 // Rollout at bf16: scores q·k·scale from bf16-rounded q and k (the Act storage), an absolute
-// error ~ 2u·Σ|q_i k_i|·scale in the exponent, i.e. a relative one in each exp.
+// error ~ 2u·Σ|q_i k_i|·scale in the exponent, i.e. a relative one in each exp. Measured in the
+// simulator: ≤ 9.4e-3 (B3 H1 hd16 N70, two steps), so G_BF16 keeps a factor 2.
 #define ROLL_TOL {CPU(FWD, 0), CUDA(G_BF16, 0), CUDA_FP32(G_RED, 0)}
 #define GELU_TOL {CPU(FWD, GRAD), CUDA(G_ACT, G_ACT), CUDA_FP32(G_EW, G_EW)}
 // Residual + LayerNorm: layernorm's columns (fp32 elementwise forward, fp32 row reductions backward).
@@ -105,7 +106,8 @@ static const Row rows[] = {
 
     // gelu: p = {n, input scale}. Its input is fc1's stored output (Act): at precision bf16 one
     // rounding of x (u = 2^-8) moves gelu(x) by ≤ |x·gelu'(x)|·u ≤ 1.13·u·max|x| (4.4e-3 relative)
-    // and gelu'(x) by ≤ |x·gelu''(x)|·u ≤ 0.33·u; G_ACT keeps a factor 2 over the first.
+    // and gelu'(x) by ≤ |x·gelu''(x)|·u ≤ 0.33·u; G_ACT keeps a factor 2 over the first. Measured
+// (simulator): fwd ≤ 3.1e-3, bwd ≤ 7.5e-4; linear_act ≤ 4.5e-3.
     {&OP_GELU, "gelu n=64", {64, 2}, GELU_TOL, SMALL},
     {&OP_GELU, "gelu n=10007", {10007, 3}, GELU_TOL, MEDIUM},
 
