@@ -5,7 +5,7 @@
 
 Reads, in LOGDIR (file names are run.sh's contract):
   step-dcal-ckpt0-r<R>.log, step-dcal-ckpt1-r<R>.log,
-  step-dcal-fa2-ckpt0-r<R>.log                              bench_step's "dcal: step_ms=… img_s=… peak_mib=… gflops=…"
+  step-dcal-fa2-ckpt0-r<R>.log, step-dcal-graphs-ckpt0-r<R>.log  bench_step's "dcal: step_ms=… img_s=… peak_mib=… gflops=…"
   step-peer-eager-r<R>.log, step-peer-compile-r<R>.log,
   step-peer-ckpt-r<R>.log                                   peer.py's "peer: … step_ms=… img_s=… peak_mib=…"
   attn-*.log                                                 bench_attn's and attn_peer.py's "attn: …" lines
@@ -26,6 +26,7 @@ STEP_ROWS = [
     ("dcal", "dcal-ckpt0", None),
     ("dcal, per-block checkpointing", "dcal-ckpt1", None),
     ("dcal, FA2 attention forward and backward (DCAL_CUDA_ATTN=fa2)", "dcal-fa2-ckpt0", None),
+    ("dcal, recorded step: forward + backward as one CUDA graph (DCAL_CUDA_GRAPHS=1)", "dcal-graphs-ckpt0", None),
     ("PyTorch eager (bf16 autocast, SDPA, fused AdamW)", "peer-eager", "dcal-ckpt0"),
     ("PyTorch + torch.compile", "peer-compile", "dcal-ckpt0"),
     ("PyTorch + per-block checkpointing", "peer-ckpt", "dcal-ckpt1"),

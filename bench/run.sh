@@ -72,6 +72,10 @@ if [ "${RUN_STEP:-1}" = 1 ]; then
         # The FA2 attention forward and backward (attention_fa2*.cu; the describe line says which ran).
         [ "$r" = 1 ] && go "step-dcal-fa2-ckpt0-r$r" 15 120 "$ATTN_RESERVE" env DCAL_CUDA_ATTN=fa2 "${dcal[@]}" 0 cuda \
             "$STEPS" "$PEAK_TFLOPS" --warmup 1
+        # The recorded step (kernels/graph.cu, DCAL_CUDA_GRAPHS=1): forward + backward as one graph
+        # launch, the trainer's path; two warm-ups (the first runs op by op, the second records).
+        [ "$r" = 1 ] && go "step-dcal-graphs-ckpt0-r$r" 15 120 "$ATTN_RESERVE" env DCAL_CUDA_GRAPHS=1 "${dcal[@]}" 0 cuda \
+            "$STEPS" "$PEAK_TFLOPS" --warmup 2 --graphs
     done
 fi
 

@@ -8,7 +8,9 @@
 //
 //   bench_step [img_size=448] [micro_batch=2] [ckpt 0|1] [backend cpu|cuda|auto] [steps=1] [peak TFLOP/s]
 //              [precision, default the backend's best: see backend.h set_precision]
-//              [--config FILE] [--set key=value]... [--warmup N=1]
+//              [--config FILE] [--set key=value]... [--warmup N=1] [--graphs]
+// --graphs: forward and backward go through the backend's graph_run as one body, as the trainer
+// runs them (recorded with DCAL_CUDA_GRAPHS=1 on CUDA); fwd_ms then holds both and bwd_ms is 0.
 // --config/--set load a run config (configs/fgvc/cub.yaml …) under the positional
 // arguments; without --config the model is config_defaults() (ViT-B/16, 448, CUB).
 // A positional img_size sets model.img_size and data.crop together.
@@ -33,7 +35,16 @@ typedef struct {
     float *am, *av;
     AdamwGroups adamw;
     int64_t step;
+    bool graphs;               // --graphs: forward + backward through graph_run
 } Bench;
+
+// The trainer's recorded body (src/train/step.c): the forward after the inputs, then the backward.
+static void bench_body(void *ctx) {
+    Bench *t = ctx;
+    StepOut o;
+    model_forward_body(&t->m, &o);
+    model_backward(&t->m, 1.0f);
+}
 
 typedef struct {
     const char *pos[8];        // positional arguments, in order
@@ -42,6 +53,7 @@ typedef struct {
     const char *sets[32];
     int n_sets;
     int warmup;
+    bool graphs;
 } Args;
 
 typedef struct {
@@ -63,6 +75,7 @@ static int parse_args(int argc, char **argv, Args *a) {
         if (!strcmp(s, "--config") && has_val) a->config = argv[++i];
         else if (!strcmp(s, "--set") && has_val && a->n_sets < 32) a->sets[a->n_sets++] = argv[++i];
         else if (!strcmp(s, "--warmup") && has_val) a->warmup = atoi(argv[++i]);
+        else if (!strcmp(s, "--graphs")) a->graphs = true;
         else if (s[0] == '-' && s[1] == '-') {
             fprintf(stderr, "bench_step: %s: unknown option or missing value (see bench/README.md)\n", s);
             return 0;
@@ -134,15 +147,24 @@ static size_t dev_used(const Backend *be, size_t free0) {
 static void one_step(Bench *t, const Batch *bt, Timing *tm, size_t free0) {
     const Backend *be = t->be;
     StepOut o;
-    double t0 = now_seconds();
+    double t0 = now_seconds(), t1, t2;
+    size_t used;
     model_zero_grads(&t->m);
-    model_forward_train(&t->m, bt, &o);
-    be->sync();
-    double t1 = now_seconds();
-    size_t used = dev_used(be, free0);
-    model_backward(&t->m, 1.0f);
-    be->sync();
-    double t2 = now_seconds();
+    if (t->graphs) {
+        model_train_inputs(&t->m, bt);
+        be->graph_run(0, bench_body, t);
+        be->sync();
+        t1 = t2 = now_seconds();
+        used = dev_used(be, free0);
+    } else {
+        model_forward_train(&t->m, bt, &o);
+        be->sync();
+        t1 = now_seconds();
+        used = dev_used(be, free0);
+        model_backward(&t->m, 1.0f);
+        be->sync();
+        t2 = now_seconds();
+    }
     double gsq = be->sumsq(t->m.grads, t->m.n_params);
     optimizer_adamw(&t->adamw, &t->m, t->am, t->av, &t->c->optim, t->c->optim.lr, t->step);
     be->sync();
@@ -238,6 +260,7 @@ int main(int argc, char **argv) {
     size_t free0 = be->free_memory();
     static Bench t;
     t.c = &c;
+    t.graphs = a.graphs;
     t.be = be;
     if (!model_build(&t.m, &c.model, be)) return 1;
     model_init_weights(&t.m, c.train.seed);

@@ -111,7 +111,7 @@ PYTHON=$tmp/py ROUNDS=2 BUDGET=300 PEAK_TFLOPS=1000 PACK="touch $tmp/packed" bas
   { cat "$tmp/run.txt"; fail "run.sh exited $?"; }
 # Alternation: dcal, eager, dcal ckpt, peer ckpt, compile (round 1 only), then round 2.
 order=$(grep -o 'run.sh: [a-z0-9-]*:' "$tmp/run.txt" | sed -n '2,$p' | tr -d ':' | cut -d' ' -f2 | paste -sd' ')
-want="step-dcal-ckpt0-r1 step-peer-eager-r1 step-dcal-ckpt1-r1 step-peer-ckpt-r1 step-peer-compile-r1 step-dcal-fa2-ckpt0-r1 step-dcal-ckpt0-r2 step-peer-eager-r2 step-dcal-ckpt1-r2 step-peer-ckpt-r2 attn-dcal-bf16 attn-peer attn-dcal-fp32 attn-dcal-cudnn"
+want="step-dcal-ckpt0-r1 step-peer-eager-r1 step-dcal-ckpt1-r1 step-peer-ckpt-r1 step-peer-compile-r1 step-dcal-fa2-ckpt0-r1 step-dcal-graphs-ckpt0-r1 step-dcal-ckpt0-r2 step-peer-eager-r2 step-dcal-ckpt1-r2 step-peer-ckpt-r2 attn-dcal-bf16 attn-peer attn-dcal-fp32 attn-dcal-cudnn"
 [ "$order" = "$want" ] || fail "run.sh order: $order"
 [ -f "$tmp/packed" ] || fail "run.sh never ran PACK"
 has "$tmp/out/ratio.md" "| 68.9 | 1.0 | 9000 | 25.1 | 1 | dcal-ckpt0 | 1.72 | 0.89 |"
