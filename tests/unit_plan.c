@@ -213,6 +213,15 @@ START_TEST(cmd_plan) {
     snprintf(want, sizeof want, " %zu\n", p.total);   // exact bytes, per-block column, total row
     ck_assert_msg(strstr(buf, "micro-batch 2") && strstr(buf, want), "%s", buf);
     ck_assert_msg(strstr(buf, "per-block checkpointing : micro-batch"), "%s", buf);
+    // Planning for a GPU on any machine: CUDA's best precision is bf16, so the Act tensors count 2 bytes.
+    snprintf(args, sizeof args, "plan --config %s/configs/fgvc/tiny.yaml --micro-batch 2 --set train.device=cuda "
+             "--set train.precision=bf16", src_dir());
+    ck_assert_int_eq(run_dcal(args, buf, sizeof buf), 0);
+    c.model.act_bytes = 2;
+    model_plan(&c.model, 2, false, true, &p);
+    snprintf(want, sizeof want, " %zu ", p.total);   // exact bytes, no-checkpointing column
+    ck_assert_msg(strstr(buf, "precision bf16") && strstr(buf, "in bf16") && strstr(buf, want), "%s", buf);
+    c.model.act_bytes = 0;
     snprintf(args, sizeof args, "plan --config %s/configs/fgvc/tiny.yaml --max-memory 12X", src_dir());
     ck_assert_int_eq(run_dcal(args, buf, sizeof buf), 2);
     ck_assert_ptr_nonnull(strstr(buf, "--max-memory '12X'"));
