@@ -92,30 +92,12 @@ START_TEST(test_recorded_equals_direct) {
 }
 END_TEST
 
-static const Backend *find_cuda(void) {
-    for (int i = 0; i < backend_count(); i++)
-        if (!strcmp(backend_at(i)->name, "cuda")) return backend_at(i);
-    return NULL;
-}
-
 int main(void) {
     char why[640];
     setenv("DCAL_CUDA_GRAPHS", "1", 1);   // read once, at the backend's first describe or graph_run
-    GPU = find_cuda();
-    if (!GPU) {
-        printf("built without CUDA: skipping\n");
-        return 77;
-    }
-    if (!GPU->available(why, sizeof why)) {
-        printf("%s: skipping\n", why);
-        return 77;
-    }
-    if (!GPU->set_precision("bf16")) {
-        fprintf(stderr, "gpu_graphs: the CUDA backend rejects precision bf16 (it lists '%s')\n", GPU->precisions);
-        return 1;
-    }
+    int rc = gpu_backend_for_test("gpu_graphs", &GPU);
+    if (rc) return rc;
     GPU->describe(why, sizeof why);
-    printf("%s\n", why);
     if (!strstr(why, "; graphs on")) {
         fprintf(stderr, "gpu_graphs: DCAL_CUDA_GRAPHS=1 but the describe line does not say 'graphs on'\n");
         return 1;

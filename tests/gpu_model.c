@@ -134,29 +134,9 @@ START_TEST(test_bitwise_repeat_10_steps) {
 END_TEST
 
 // The compiled-in backend named "cuda", or NULL.
-static const Backend *find_cuda(void) {
-    for (int i = 0; i < backend_count(); i++)
-        if (!strcmp(backend_at(i)->name, "cuda")) return backend_at(i);
-    return NULL;
-}
-
 int main(void) {
-    char why[512];
-    GPU = find_cuda();
-    if (!GPU) {
-        printf("built without CUDA: skipping\n");
-        return 77;
-    }
-    if (!GPU->available(why, sizeof why)) {
-        printf("%s: skipping\n", why);
-        return 77;
-    }
-    if (!GPU->set_precision("bf16")) {
-        fprintf(stderr, "gpu_model: the CUDA backend rejects precision bf16 (it lists '%s')\n", GPU->precisions);
-        return 1;
-    }
-    GPU->describe(why, sizeof why);
-    printf("%s\n", why);
+    int rc = gpu_backend_for_test("gpu_model", &GPU);
+    if (rc) return rc;
     setenv("CK_FORK", "no", 1);   // a forked child cannot use the parent's CUDA context
     Suite *s = suite_create("gpu_model");
     TCase *tc = tcase_create("model");

@@ -1,5 +1,6 @@
 // testutil.c: helpers shared by the Check suites.
 #include "testutil.h"
+#include "backend/backend.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,4 +93,27 @@ const char *cap_end(void) {
     cap_buf[n] = 0;
     fclose(cap_f);
     return cap_buf;
+}
+
+int gpu_backend_for_test(const char *test, const Backend **out) {
+    char why[640];
+    const Backend *be = NULL;
+    for (int i = 0; i < backend_count() && !be; i++)
+        if (!strcmp(backend_at(i)->name, "cuda")) be = backend_at(i);
+    if (!be) {
+        printf("built without CUDA: skipping\n");
+        return 77;
+    }
+    if (!be->available(why, sizeof why)) {
+        printf("%s: skipping\n", why);
+        return 77;
+    }
+    if (!be->set_precision("bf16")) {
+        fprintf(stderr, "%s: the CUDA backend rejects precision bf16 (it lists '%s')\n", test, be->precisions);
+        return 1;
+    }
+    be->describe(why, sizeof why);
+    printf("%s\n", why);
+    *out = be;
+    return 0;
 }

@@ -19,3 +19,9 @@ double rel_err(const float *a, const double *b, size_t n, double floor);
 // Capture what the code under test writes to stderr (fd 2) between the two calls.
 void cap_begin(void);
 const char *cap_end(void);   // the captured text (static buffer, up to 16 KiB)
+
+struct Backend;
+// The CUDA backend at precision bf16 for a gpu-labelled suite named `test`: 0 with *out set and
+// its describe line printed; 77 (skip, saying why) without a CUDA build or a usable device;
+// 1 after an error line. main() returns anything but 0 as is.
+int gpu_backend_for_test(const char *test, const struct Backend **out);

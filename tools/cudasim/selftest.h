@@ -19,8 +19,9 @@ template <class T> static T *dev(const T *h, size_t n) {
     return d;
 }
 
-// Runs f in a child; it must exit 1 with `want` in its stderr.
-static void expect_death(const char *name, void (*f)(void), const char *want) {
+// Runs f in a child; returns what it wrote to stderr, its wait status in *st. A child that
+// returns from f exits with `ret`.
+static std::string run_child(void (*f)(void), int ret, int *st) {
     int fd[2];
     if (pipe(fd)) abort();
     fflush(stdout);
@@ -29,7 +30,7 @@ static void expect_death(const char *name, void (*f)(void), const char *want) {
         dup2(fd[1], 2);
         close(fd[0]);
         f();
-        _exit(0);
+        _exit(ret);
     }
     close(fd[1]);
     std::string err;
@@ -37,8 +38,14 @@ static void expect_death(const char *name, void (*f)(void), const char *want) {
     ssize_t n;
     while ((n = read(fd[0], buf, sizeof buf)) > 0) err.append(buf, (size_t)n);
     close(fd[0]);
+    waitpid(pid, st, 0);
+    return err;
+}
+
+// Runs f in a child; it must exit 1 with `want` in its stderr.
+static void expect_death(const char *name, void (*f)(void), const char *want) {
     int st;
-    waitpid(pid, &st, 0);
+    std::string err = run_child(f, 0, &st);
     bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 1 && err.find(want) != std::string::npos;
     CHECK(ok, "%s: want exit 1 and '%s', got status %d and: %s", name, want, st, err.c_str());
     if (ok) printf("ok: %s -> %s", name, err.c_str());

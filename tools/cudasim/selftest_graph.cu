@@ -242,24 +242,8 @@ static void run_bogus_switch(void) {
 
 // Runs f in a child: it must exit 0 with `want` in its stderr, then the fallback's last words.
 static void expect_fallback(const char *name, void (*f)(void), const char *want) {
-    int fd[2];
-    if (pipe(fd)) abort();
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fd[1], 2);
-        close(fd[0]);
-        f();
-        _exit(3);
-    }
-    close(fd[1]);
-    std::string err;
-    char buf[512];
-    ssize_t n;
-    while ((n = read(fd[0], buf, sizeof buf)) > 0) err.append(buf, (size_t)n);
-    close(fd[0]);
     int st;
-    waitpid(pid, &st, 0);
+    std::string err = run_child(f, 3, &st);
     bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0 && err.find(want) != std::string::npos &&
               err.find("running steps without graphs\nchild: three direct runs, graphs off") != std::string::npos;
     CHECK(ok, "%s: want exit 0 and '%s', got status %d and: %s", name, want, st, err.c_str());
