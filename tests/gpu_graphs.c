@@ -13,15 +13,7 @@
 enum { B = 4, CALLS = 3 };
 static const Backend *GPU;
 
-static ModelConfig tiny(void) {
-    DcalConfig c;
-    config_defaults(&c);
-    ModelConfig m = c.model;
-    strcpy(m.preset, "custom");
-    m.img_size = 32; m.patch = 8; m.dim = 64; m.heads = 2; m.depth = 3; m.mlp_dim = 128;
-    m.glca_blocks = 1; m.pwca_blocks = 3; m.top_r = 0.25; m.drop_path = 0.2; m.num_classes = 5;
-    return m;
-}
+static ModelConfig tiny(void) { return test_tiny_model(64, 0.2); }
 
 typedef struct {
     Model m;

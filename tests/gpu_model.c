@@ -14,15 +14,7 @@
 enum { B = 4, STEPS = 20 };
 static const Backend *GPU;   // the CUDA backend, found through the registry in main
 
-static ModelConfig tiny(void) {
-    DcalConfig c;
-    config_defaults(&c);
-    ModelConfig m = c.model;
-    strcpy(m.preset, "custom");
-    m.img_size = 32; m.patch = 8; m.dim = 64; m.heads = 2; m.depth = 3; m.mlp_dim = 128;
-    m.glca_blocks = 1; m.pwca_blocks = 3; m.top_r = 0.25; m.drop_path = 0; m.num_classes = 5;
-    return m;
-}
+static ModelConfig tiny(void) { return test_tiny_model(64, 0); }
 
 typedef struct {
     Model m;

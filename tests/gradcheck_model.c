@@ -14,15 +14,7 @@
 #include "testutil.h"
 
 enum { B = 4 };
-static ModelConfig tiny(void) {
-    DcalConfig c;
-    config_defaults(&c);
-    ModelConfig m = c.model;
-    strcpy(m.preset, "custom");
-    m.img_size = 32; m.patch = 8; m.dim = 32; m.heads = 2; m.depth = 3; m.mlp_dim = 64;
-    m.glca_blocks = 1; m.pwca_blocks = 3; m.top_r = 0.25; m.drop_path = 0; m.num_classes = 5;
-    return m;
-}
+static ModelConfig tiny(void) { return test_tiny_model(32, 0); }
 
 // ---- float64 reference ---------------------------------------------------------
 typedef struct {

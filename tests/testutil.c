@@ -117,3 +117,13 @@ int gpu_backend_for_test(const char *test, const Backend **out) {
     *out = be;
     return 0;
 }
+
+ModelConfig test_tiny_model(int dim, double drop_path) {
+    DcalConfig c;
+    config_defaults(&c);
+    ModelConfig m = c.model;
+    strcpy(m.preset, "custom");
+    m.img_size = 32; m.patch = 8; m.dim = dim; m.heads = 2; m.depth = 3; m.mlp_dim = 2 * dim;
+    m.glca_blocks = 1; m.pwca_blocks = 3; m.top_r = 0.25; m.drop_path = drop_path; m.num_classes = 5;
+    return m;
+}

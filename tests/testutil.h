@@ -2,6 +2,7 @@
 #pragma once
 #include <check.h>
 #include <stddef.h>
+#include "config/config.h"
 
 // Run "$DCAL_BIN args..." through the shell; capture stdout+stderr (up to cap bytes)
 // into out (may be NULL). Returns the exit status (or -1).
@@ -25,3 +26,6 @@ struct Backend;
 // its describe line printed; 77 (skip, saying why) without a CUDA build or a usable device;
 // 1 after an error line. main() returns anything but 0 as is.
 int gpu_backend_for_test(const char *test, const struct Backend **out);
+// The whole-model tests' tiny DCAL (32 px, patch 8: N = 17, K = 4; 3 SA blocks, M = 1 GLCA, T = 3
+// PWCA, 2 heads, MLP 2·dim, 5 classes) at width dim and drop-path rate drop_path.
+ModelConfig test_tiny_model(int dim, double drop_path);
