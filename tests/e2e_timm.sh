@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # e2e_timm.sh: timm weights through `dcal convert` give timm's own logits.
-# A randomly initialised timm vit_base_patch16_224 (1000 classes, every
+# A randomly initialised timm deit_tiny_patch16_224 (dcal's deit_t preset; the same
+# VisionTransformer and names as ViT-B, 15x smaller: ViT-B/16 itself is
+# long_timm_vitb.sh's, label long; DCAL_TIMM_MODEL/DCAL_TIMM_PRESET choose) (1000 classes, every
 # parameter perturbed) is saved as a .pth and as the original ViT .npz layout
 # (tests/timm_reference.py); tools/convert_timm.py dumps the .pth, `dcal
 # convert` maps both files (--keep-head), and `dcal predict --pretrained
@@ -28,9 +30,10 @@ fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/dcal-timm.XXXXXX"); trap 'rm -rf "$tmp"' EXIT
 fail=0
 t0=$(date +%s)
-"$py" "$src/tests/timm_reference.py" make "$tmp" || exit 1
+model=${DCAL_TIMM_MODEL:-deit_tiny_patch16_224} preset=${DCAL_TIMM_PRESET:-deit_t}
+"$py" "$src/tests/timm_reference.py" make "$tmp" "$model" || exit 1
 "$py" "$src/tools/convert_timm.py" "$tmp/vit.pth" "$tmp/timm.safetensors" || exit 1
-shape=(--dataset cub --set model.img_size=224 --set data.crop=224 --set data.resize=256 --set model.num_classes=1000)
+shape=(--dataset cub --set model.preset="$preset" --set model.img_size=224 --set data.crop=224 --set data.resize=256 --set model.num_classes=1000)
 for in in timm.safetensors vit.npz; do
   "$dcal" convert "$tmp/$in" --out "$tmp/dcal.safetensors" --keep-head || { echo "FAIL: dcal convert $in"; fail=1; continue; }
   "$dcal" predict --pretrained "$tmp/dcal.safetensors" "${shape[@]}" --tensor "$tmp/images.safetensors" --logits \

@@ -1,6 +1,6 @@
 """The timm side of tests/e2e_timm.sh.
 
-make DIR: a randomly initialised timm vit_base_patch16_224 (1000 classes; every
+make DIR [MODEL]: a randomly initialised timm MODEL (default vit_base_patch16_224; 1000 classes; every
 parameter perturbed so that no bias is 0 and no LayerNorm is the identity),
 saved as DIR/vit.pth (a torch.save state dict, as timm checkpoints are) and as
 DIR/vit.npz in the original ViT release's Flax layout; that .npz is checked to
@@ -21,9 +21,9 @@ import timm
 from timm.models.vision_transformer import _load_weights
 
 
-def randomised_vit():
+def randomised_vit(name):
     torch.manual_seed(0)
-    m = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=1000)
+    m = timm.create_model(name, pretrained=False, num_classes=1000)
     with torch.no_grad():
         for name, p in m.named_parameters():
             if name.endswith("weight") and p.ndim == 1:   # LayerNorm scale
@@ -69,8 +69,8 @@ def write_images(path, x):
         f.write(struct.pack("<Q", len(head)) + head + data)
 
 
-def make(d):
-    m = randomised_vit()
+def make(d, name):
+    m = randomised_vit(name)
     torch.save(m.state_dict(), f"{d}/vit.pth")
     np.savez(f"{d}/vit.npz", **flax_arrays(m.state_dict(), len(m.blocks), m.embed_dim, m.blocks[0].attn.num_heads))
     torch.manual_seed(1)
@@ -78,13 +78,13 @@ def make(d):
     write_images(f"{d}/images.safetensors", x)
     with torch.no_grad():
         logits = m(x)
-        m2 = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=1000).eval()
+        m2 = timm.create_model(name, pretrained=False, num_classes=1000).eval()
         _load_weights(m2, f"{d}/vit.npz")
         npz_diff = (m2(x) - logits).abs().max().item()
     if npz_diff > 1e-5:
         sys.exit(f"timm_reference: the .npz written does not load back into timm (max diff {npz_diff})")
     json.dump(logits.tolist(), open(f"{d}/timm_logits.json", "w"))
-    print(f"timm {timm.__version__}, torch {torch.__version__}: logits {tuple(logits.shape)}, "
+    print(f"timm {timm.__version__}, torch {torch.__version__}, {name}: logits {tuple(logits.shape)}, "
           f"range [{logits.min().item():.3f}, {logits.max().item():.3f}]")
 
 
@@ -100,4 +100,7 @@ def compare(d, out):
 
 
 if __name__ == "__main__":
-    make(sys.argv[2]) if sys.argv[1] == "make" else compare(sys.argv[2], sys.argv[3])
+    if sys.argv[1] == "make":
+        make(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "vit_base_patch16_224")
+    else:
+        compare(sys.argv[2], sys.argv[3])
