@@ -187,10 +187,10 @@ static void block_acts(Arena *a, BlockActs *b, size_t rows, int B, const ModelCo
 static void block_grads(Arena *a, BlockGrads *g, size_t rows, const ModelConfig *c, float *ftmp) {
     size_t D = (size_t)c->dim, F = (size_t)c->mlp_dim;
     g->df = take(a, rows * D, true);
-    g->dln1 = take(a, rows * D, true);
+    // dln2, datt and dln1 live one after another in a block's backward (mlp_proj_backward reads
+    // dln2 before it writes datt, attention's backward reads datt before dln1 is written): one buffer.
+    g->dln1 = g->datt = g->dln2 = take(a, rows * D, true);
     g->dqkv = take(a, rows * 3 * D, true);
-    g->datt = take(a, rows * D, true);
-    g->dln2 = take(a, rows * D, true);
     g->dfc1 = take(a, rows * F, true);
     g->dgelu = ftmp;   // also takes a recomputed LN output
 }

@@ -76,7 +76,6 @@ static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw,
     be->zero(g->df, n * sizeof(float));
     be->zero(g->dgelu, nf * sizeof(float));
     be->zero(g->dln2, n * sizeof(float));
-    be->zero(g->datt, n * sizeof(float));
     be->residual_backward(NULL, g->df, dout, s2, B, per_b);   // dout's skip path joins in the fused op below
     be->linear_backward(g->dgelu, NULL, gw->fc2b, g->df, NULL, w->fc2w, rows, F, D);
     be->gelu_forward(g->dfc1, fc1, nf);   // the GELU output, for dW of fc2
@@ -88,6 +87,7 @@ static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw,
     be->zero(g->df, n * sizeof(float));
     be->residual_layernorm_backward(dres, g->df, gw->ln2w, gw->ln2b, dout, g->dln2, h, w->ln2w, ln2_mean, ln2_rstd,
                                     s1, B, rows_per_b, D);
+    be->zero(g->datt, n * sizeof(float));   // dln2's buffer (model.c block_grads): spent above
     be->linear_backward(g->datt, gw->projw, gw->projb, g->df, att, w->projw, rows, D, D);
 }
 
