@@ -75,6 +75,10 @@ wait "$job"; rc=$?; t1=$(date +%s)
 echo "kill -9 rank 1: mpirun exit $rc after $((t1 - t0)) s"
 [ "$rc" != 0 ] && [ "$rc" != 124 ] || bad "job exit $rc after a killed rank (124: it hung)"
 [ $((t1 - t0)) -le 15 ] || bad "the job took $((t1 - t0)) s to end"
+# mpirun may return while it is still taking rank 0 down (SIGTERM, then
+# SIGKILL); the run's lock is free once that rank is gone, which must be soon.
+for _ in $(seq 150); do pgrep -f "train.run_name=kill" >/dev/null || break; sleep 0.1; done
+pgrep -af "train.run_name=kill" && bad "a rank outlived mpirun by 15 s"
 "$dcal" train --resume "$tmp/runs/kill" --set train.max_steps=1 > "$tmp/kill2.txt" 2>&1 && grep -q "resuming at step" "$tmp/kill2.txt" ||
   { cat "$tmp/kill2.txt"; bad "the last checkpoint does not resume"; }
 exit $fail
