@@ -157,14 +157,25 @@ typedef struct {
     char *base;        // NULL: count only
     size_t act, ws;    // bytes so far
     size_t act_elem;   // bytes of one Act element (backend.h): 4, or 2 at bf16
+    // An overlay: buffers whose lifetime falls where another region's does not are
+    // placed inside that region, [ov, ov_end), while they fit; the rest gets new bytes.
+    size_t ov, ov_end;
 } Arena;
 
 static void *take_bytes(Arena *a, size_t bytes, bool workspace) {
     bytes = (bytes + 255) & ~(size_t)255;   // 256-byte alignment: vector loads on any backend
+    if (workspace && a->ov + bytes <= a->ov_end) {
+        size_t off = a->ov;
+        a->ov += bytes;
+        return a->base ? a->base + off : NULL;
+    }
     size_t off = a->act + a->ws;
     if (workspace) a->ws += bytes; else a->act += bytes;
     return a->base ? a->base + off : NULL;
 }
+static size_t arena_end(const Arena *a) { return a->act + a->ws; }
+static void overlay_begin(Arena *a, size_t from, size_t to) { a->ov = from; a->ov_end = to; }
+static void overlay_end(Arena *a) { a->ov = a->ov_end = 0; }
 static float *take(Arena *a, size_t n, bool workspace) { return take_bytes(a, n * sizeof(float), workspace); }
 // An Act tensor of n elements, in the activation type of the precision in force.
 static Act *take_act(Arena *a, size_t n, bool workspace) { return take_bytes(a, n * a->act_elem, workspace); }
@@ -193,6 +204,7 @@ static void block_grads(Arena *a, BlockGrads *g, size_t rows, const ModelConfig 
     g->dqkv = take(a, rows * 3 * D, true);
     g->dfc1 = take(a, rows * F, true);
     g->dgelu = ftmp;   // also takes a recomputed LN output
+    g->dqkv_in_dfc1 = false;
 }
 
 // GLCA block j's activations: Q = 1+K local rows, N global rows.
@@ -229,30 +241,41 @@ static void head_acts(Arena *a, HeadActs *hd, int B, int D, int C, bool ws) {
 // Backward-only scratch: stream gradients, per-block gradient scratch, GLCA and heads.
 static void backward_scratch(const ModelConfig *c, int B, int N, int Q, int T, Arena *a, Acts *x) {
     int M = c->glca_blocks, C = c->num_classes, D = c->dim;
-    size_t rows = (size_t)B * N, P = (size_t)(N - 1);
+    size_t rows = (size_t)B * N;
     for (int i = 0; i < 2; i++) {
         x->dx[i] = take(a, rows * D, true);
         x->dz[i] = T ? take(a, rows * D, true) : NULL;
     }
+    size_t gsa_from = arena_end(a);
     block_grads(a, &x->gsa, rows, c, x->ftmp);
+    size_t gsa_to = arena_end(a);
     // PWCA block l's backward runs to its end before SA block l's starts; only dqkv,
     // where PWCA leaves SA's dk2/dv2, is live across both, so the rest is shared.
+    // PWCA's own dq|dk1|dv1 is written after its MLP half is done with dfc1: it lives
+    // there when it fits (F ≥ 3D, as in every ViT), zeroed by block_backward itself.
     if (T) {
         x->gpw = x->gsa;
-        x->gpw.dqkv = take(a, rows * 3 * D, true);
+        x->gpw.dqkv_in_dfc1 = c->mlp_dim >= 3 * D;
+        x->gpw.dqkv = x->gpw.dqkv_in_dfc1 ? x->gsa.dfc1 : take(a, rows * 3 * D, true);
     }
+    x->dglx = take(a, (size_t)M * rows * D, true);
+    x->dcls = take(a, (size_t)B * D, true);
+    x->dln = take(a, (size_t)B * D, true);
+    x->dlogits = take(a, (size_t)B * C, true);
+    // GLCA's backward (glca_backward_all) runs between the heads' and SA block L-1's, when
+    // SA's block gradients hold nothing: its scratch lives inside them, as far as it fits.
+    overlay_begin(a, gsa_from, gsa_to);
     block_grads(a, &x->ggl, (size_t)B * Q, c, x->ftmp);
     x->dgl_in = take(a, (size_t)B * Q * D, true);
     x->dgl_out = take(a, (size_t)B * Q * D, true);
     x->dglkv = take(a, rows * 2 * D, true);
     x->dglq = take(a, (size_t)B * Q * D, true);
     x->dlng = take(a, rows * D, true);
-    x->dglx = take(a, (size_t)M * rows * D, true);
     x->dlnl = take(a, (size_t)B * Q * D, true);
-    x->dcls = take(a, (size_t)B * D, true);
-    x->dln = take(a, (size_t)B * D, true);
-    x->dlogits = take(a, (size_t)B * C, true);
-    x->dpatch = take(a, (size_t)B * P * D, true);
+    overlay_end(a);
+    // The patch embedding's output is spent once the tokens are assembled (embed_forward),
+    // and its gradient is written only at the end of the backward: one buffer.
+    x->dpatch = x->pe;
 }
 
 // Place (or count) every activation and workspace buffer for micro-batch B.

@@ -97,8 +97,9 @@ void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const Blo
     const Backend *be = m->be;
     int D = m->cfg.dim, rows = B * m->N;
     mlp_proj_backward(m, w, gw, a->h, a->ln2_mean, a->ln2_rstd, a->fc1, a->att, dout, dxin, g, B, m->N, s1, s2);
+    if (g->dqkv_in_dfc1) be->zero(g->dqkv, (size_t)rows * 3 * D * sizeof(float));   // dfc1 is spent
     AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
-    // g->dqkv was zeroed by the caller and may already hold PWCA's dk2/dv2 for this layer.
+    // Otherwise g->dqkv was zeroed by the caller and may already hold PWCA's dk2/dv2 for this layer.
     AttnGrads ag = {.dq = g->dqkv, .dk1 = g->dqkv + D, .dv1 = g->dqkv + 2 * D,
                     .dk2 = dqkv2 ? dqkv2 + D : NULL, .dv2 = dqkv2 ? dqkv2 + 2 * D : NULL};
     be->attention_backward(&at, &ag, a->att, a->lse, g->datt);

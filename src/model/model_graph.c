@@ -257,7 +257,7 @@ static void pwca_layer_backward(Model *m, int l, const BlockW *w, const BlockW *
         block_forward(m, w, pw, zs(m, l, B), zs(m, l + 1, B), B, sa->qkv, x->pair, drop(m, L + l, 0, B),
                       drop(m, L + l, 1, B));
     be->zero(s->zn, sn * sizeof(float));
-    be->zero(x->gpw.dqkv, sn * 3 * sizeof(float));
+    if (!x->gpw.dqkv_in_dfc1) be->zero(x->gpw.dqkv, sn * 3 * sizeof(float));
     block_backward(m, w, gw, pw, zs(m, l, B), s->zc, s->zn, &x->gpw, B, sa->qkv, x->pair, x->gsa.dqkv,
                    drop(m, L + l, 0, B), drop(m, L + l, 1, B));
     float *t = s->zc; s->zc = s->zn; s->zn = t;

@@ -20,6 +20,7 @@ typedef struct {
 // least rows·(D+2) floats: once spent, it takes a recomputed LayerNorm output.
 typedef struct {
     float *df, *dln1, *dqkv, *datt, *dln2, *dfc1, *dgelu;   // no dh: residual_layernorm_backward keeps it in registers
+    bool dqkv_in_dfc1;   // dqkv is dfc1's memory: block_backward zeroes it once the MLP half is done
 } BlockGrads;
 
 // GLCA block j: Q = 1+K local rows attend to N global rows.
