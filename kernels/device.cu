@@ -33,7 +33,7 @@ static const struct {
      "GEMM cuBLASLt bf16 operands (per-call copies of fp32 weights and activations), fp32 accumulate "
      "(CUBLAS_COMPUTE_32F) and output, bias in the epilogue",
      true, "attention bf16 MMA with fp32 softmax", true,
-     "activations bf16 (qkv, fc1)"},
+     "activations bf16 (qkv, fc1, block inputs)"},
     {"fp32", CUDA_R_32F, "GEMM cuBLASLt fp32 (CUBLAS_COMPUTE_32F), bias in the epilogue", false,
      "attention fp32 kernels", false, "activations fp32"},
 };

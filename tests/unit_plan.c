@@ -95,9 +95,12 @@ START_TEST(plan_equals_allocation) {
 END_TEST
 
 // Act storage at precision bf16 (backend.h): exactly the Act tensors shrink, to 2 bytes an
-// element, by the count written out here from MODEL.md's shapes — SA and PWCA blocks keep qkv
-// [rows, 3D] and fc1 [rows, F]; GLCA keeps q [B·Q, D], k|v [rows, 2D] and fc1 [B·Q, F]. (cub at
-// micro-batch 16: every one of these is a multiple of 256 bytes, so alignment adds nothing.)
+// element, by the count written out here from MODEL.md's shapes — the streams x [L+1][rows, D]
+// and z [T+1][rows, D]; SA and PWCA blocks keep qkv [rows, 3D] and fc1 [rows, F]; GLCA keeps
+// q [B·Q, D], k|v [rows, 2D] and fc1 [B·Q, F] — and the workspace gains one fp32 [rows, D]
+// (the backward's view of a bf16 stream entry; the forward's two live inside gradient
+// scratch). (cub at micro-batch 16: every one of these is a multiple of 256 bytes, so
+// alignment adds nothing.)
 START_TEST(bf16_act_storage) {
     DcalConfig c = load("cub");
     const ModelConfig *mc = &c.model;
@@ -110,10 +113,13 @@ START_TEST(bf16_act_storage) {
         model_plan(&c.model, B, ck, true, &f32);
         c.model.act_bytes = 2;
         model_plan(&c.model, B, ck, true, &bf16);
-        // Kept blocks count as activations; checkpointing's one shared SA and one PWCA block as workspace.
-        size_t kept = ck ? glca : (size_t)(mc->depth + mc->pwca_blocks) * block + glca, shared = ck ? 2 * block : 0;
-        ck_assert_uint_eq(f32.activations - bf16.activations, 2 * kept);
-        ck_assert_uint_eq(f32.workspace - bf16.workspace, 2 * shared);
+        // Kept blocks count as activations; checkpointing's one shared SA block and PWCA's own
+        // qkv (the rest of PWCA's block shares SA's) as workspace.
+        size_t streams = (size_t)(mc->depth + 1 + mc->pwca_blocks + 1) * rows * D;
+        size_t kept = ck ? glca : (size_t)(mc->depth + mc->pwca_blocks) * block + glca;
+        size_t shared = ck ? block + rows * 3 * D : 0;
+        ck_assert_uint_eq(f32.activations - bf16.activations, 2 * (kept + streams));
+        ck_assert_uint_eq(f32.workspace + 4 * rows * D - bf16.workspace, 2 * shared);
         ck_assert_uint_eq(f32.weights + f32.grads + f32.optimizer, bf16.weights + bf16.grads + bf16.optimizer);
     }
 }

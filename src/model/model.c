@@ -215,7 +215,6 @@ static void glca_acts(Arena *a, GlcaActs *g, int B, const ModelConfig *c, int N,
     g->lnl_mean = take(a, lr, ws);
     g->lnl_rstd = take(a, lr, ws);
     g->q = take_act(a, lr * D, ws);
-    g->lng = take(a, rows * D, ws);
     g->lng_mean = take(a, rows, ws);
     g->lng_rstd = take(a, rows, ws);
     g->kv = take_act(a, rows * 2 * D, ws);
@@ -246,9 +245,20 @@ static void backward_scratch(const ModelConfig *c, int B, int N, int Q, int T, A
         x->dx[i] = take(a, rows * D, true);
         x->dz[i] = T ? take(a, rows * D, true) : NULL;
     }
+    bool bf16_stream = a->act_elem != sizeof(float);
+    if (bf16_stream) x->sb = take(a, rows * D, true);
     size_t gsa_from = arena_end(a);
     block_grads(a, &x->gsa, rows, c, x->ftmp);
     size_t gsa_to = arena_end(a);
+    if (bf16_stream) {
+        // The forward's fp32 stream views are dead by the time the backward writes a
+        // gradient; a recompute's output is dead before its block's backward zeroes df.
+        overlay_begin(a, gsa_from, gsa_to);
+        x->sf[0] = take(a, rows * D, true);
+        x->sf[1] = take(a, rows * D, true);
+        overlay_end(a);
+        x->sout = x->gsa.df;
+    }
     // PWCA block l's backward runs to its end before SA block l's starts; only dqkv,
     // where PWCA leaves SA's dk2/dv2, is live across both, so the rest is shared.
     // PWCA's own dq|dk1|dv1 is written after its MLP half is done with dfc1: it lives
@@ -285,15 +295,31 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
         T = training ? c->pwca_blocks : 0, D = c->dim, p = c->patch;
     size_t rows = (size_t)B * N, P = (size_t)(N - 1);
     // Block inputs are the checkpoints: always kept when training.
-    x->x = take(a, (size_t)(L + 1) * rows * D, !training);
-    x->z = T ? take(a, (size_t)(T + 1) * rows * D, false) : NULL;
+    x->x = take_act(a, (size_t)(L + 1) * rows * D, !training);
+    x->z = T ? take_act(a, (size_t)(T + 1) * rows * D, false) : NULL;
+    x->sf[0] = x->sf[1] = x->sb = x->sout = NULL;
+    if (!training && a->act_elem != sizeof(float)) {   // training: backward_scratch places them
+        x->sf[0] = take(a, rows * D, true);
+        x->sf[1] = take(a, rows * D, true);
+    }
     x->img = take(a, (size_t)B * 3 * c->img_size * c->img_size, true);
     x->cols = take(a, (size_t)B * P * 3 * p * p, !training);
     x->pe = take(a, (size_t)B * P * D, true);
     bool shared = ckpt || !training;   // inference never needs more than one block's activations
     int nsa = shared ? 1 : L, npw = shared ? (T ? 1 : 0) : T;
     for (int l = 0; l < nsa; l++) block_acts(a, &x->sa[l], rows, B, c, N, shared);
-    for (int t = 0; t < npw; t++) block_acts(a, &x->pw[t], rows, B, c, N, shared);
+    if (ckpt && training && T) {
+        // A checkpointed layer's backward recomputes SA's LN1 and qkv (PWCA's k2/v2), then
+        // the whole PWCA block, runs PWCA's backward, and only then SA's attention and MLP
+        // (model_graph.c layer_backward): PWCA's own activations share SA's, but for the
+        // qkv and LN1 statistics that are live across both.
+        x->pw[0] = x->sa[0];
+        x->pw[0].ln1_mean = take(a, rows, true);
+        x->pw[0].ln1_rstd = take(a, rows, true);
+        x->pw[0].qkv = take_act(a, rows * 3 * (size_t)D, true);
+    } else {
+        for (int t = 0; t < npw; t++) block_acts(a, &x->pw[t], rows, B, c, N, shared);
+    }
     // rec serves the forward's rollout and PWCA recomputes, which start after the SA
     // forward is done with sa[0], and backward recomputes into sa[0]: one buffer serves both.
     if (ckpt && training) x->rec = x->sa[0];

@@ -22,6 +22,11 @@ AttnArgs block_qkv_args(const Model *m, int B, const Act *qkv, const Act *qkv2, 
     return a;
 }
 
+static void block_attention(const Model *m, BlockActs *a, int B, const Act *qkv2, const int *pair) {
+    AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
+    m->be->attention_forward(&at, a->att, a->lse);
+}
+
 void block_attn_forward(const Model *m, const BlockW *w, BlockActs *a, const float *xin, int B, const Act *qkv2,
                         const int *pair, bool attention) {
     const Backend *be = m->be;
@@ -29,18 +34,21 @@ void block_attn_forward(const Model *m, const BlockW *w, BlockActs *a, const flo
     float *ln1 = m->acts->ftmp;   // not kept: backward recomputes it (block_backward)
     be->layernorm_forward(ln1, a->ln1_mean, a->ln1_rstd, xin, w->ln1w, w->ln1b, rows, D, (float)m->cfg.ln_eps);
     be->linear_forward_act(a->qkv, ln1, w->qkvw, w->qkvb, rows, D, 3 * D);
-    if (attention) {
-        AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
-        be->attention_forward(&at, a->att, a->lse);
-    }
+    if (attention) block_attention(m, a, B, qkv2, pair);
 }
 
 void block_forward(const Model *m, const BlockW *w, BlockActs *a, const float *xin, float *xout, int B,
                    const Act *qkv2, const int *pair, const float *s1, const float *s2) {
+    block_attn_forward(m, w, a, xin, B, qkv2, pair, false);
+    block_forward_from_qkv(m, w, a, xin, xout, B, qkv2, pair, s1, s2);
+}
+
+void block_forward_from_qkv(const Model *m, const BlockW *w, BlockActs *a, const float *xin, float *xout, int B,
+                            const Act *qkv2, const int *pair, const float *s1, const float *s2) {
     const Backend *be = m->be;
     int D = m->cfg.dim, F = m->cfg.mlp_dim, rows = B * m->N;
     size_t per_b = (size_t)m->N * D;
-    block_attn_forward(m, w, a, xin, B, qkv2, pair, true);
+    block_attention(m, a, B, qkv2, pair);
     be->linear_forward(xout, a->att, w->projw, w->projb, rows, D, D);   // xout holds the branch until the end
     float *t = m->acts->ftmp;   // LN2's output, then the GELU's: not kept (mlp_proj_backward)
     be->residual_layernorm_forward(a->h, t, a->ln2_mean, a->ln2_rstd, xin, xout, s1, w->ln2w, w->ln2b, B, m->N, D,
@@ -129,8 +137,10 @@ void glca_forward(const Model *m, const BlockW *w, GlcaActs *a, const float *glo
     // q = LN1(local)·Wq, k|v = LN1(global)·Wk|Wv: the first D rows of qkv.weight are Wq.
     be->layernorm_forward(a->lnl, a->lnl_mean, a->lnl_rstd, a->yin, w->ln1w, w->ln1b, lr, D, eps);
     be->linear_forward_act(a->q, a->lnl, w->qkvw, w->qkvb, lr, D, D);
-    be->layernorm_forward(a->lng, a->lng_mean, a->lng_rstd, global, w->ln1w, w->ln1b, rows, D, eps);
-    be->linear_forward_act(a->kv, a->lng, w->qkvw + (size_t)D * D, w->qkvb + D, rows, D, 2 * D);
+    // LN1 of the N global rows is not kept (B·N·D floats): glca_backward recomputes it.
+    float *lng = m->acts->ftmp;
+    be->layernorm_forward(lng, a->lng_mean, a->lng_rstd, global, w->ln1w, w->ln1b, rows, D, eps);
+    be->linear_forward_act(a->kv, lng, w->qkvw + (size_t)D * D, w->qkvb + D, rows, D, 2 * D);
     AttnArgs at = glca_args(m, B, a);
     be->attention_forward(&at, a->att, a->lse);
     size_t per_b = (size_t)Q * D;
@@ -159,7 +169,8 @@ void glca_backward(const Model *m, const BlockW *w, const BlockW *gw, const Glca
     be->zero(x->dlnl, (size_t)lr * D * sizeof(float));
     be->zero(x->dlng, (size_t)rows * D * sizeof(float));
     be->linear_backward(x->dlnl, gw->qkvw, gw->qkvb, x->dglq, a->lnl, w->qkvw, lr, D, D);
-    be->linear_backward(x->dlng, gw->qkvw + (size_t)D * D, gw->qkvb + D, x->dglkv, a->lng, w->qkvw + (size_t)D * D,
+    const float *lng = ln_again(m, x->ftmp, global, w->ln1w, w->ln1b, rows);   // ftmp: mlp_proj_backward is done
+    be->linear_backward(x->dlng, gw->qkvw + (size_t)D * D, gw->qkvb + D, x->dglkv, lng, w->qkvw + (size_t)D * D,
                         rows, D, 2 * D);
     be->layernorm_backward(dyin, gw->ln1w, gw->ln1b, x->dlnl, a->yin, w->ln1w, a->lnl_mean, a->lnl_rstd, lr, D);
     be->layernorm_backward(dglobal, gw->ln1w, gw->ln1b, x->dlng, global, w->ln1w, a->lng_mean, a->lng_rstd, rows, D);

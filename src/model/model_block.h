@@ -11,6 +11,9 @@ void block_attn_forward(const Model *m, const BlockW *w, BlockActs *a, const flo
 // SA block (qkv2 NULL) or PWCA block (qkv2 = the SA qkv of the same layer, pair = π).
 void block_forward(const Model *m, const BlockW *w, BlockActs *a, const float *xin, float *xout, int B,
                    const Act *qkv2, const int *pair, const float *s1, const float *s2);
+// The same, from the attention on: a->qkv (and ln1 statistics) already made by block_attn_forward.
+void block_forward_from_qkv(const Model *m, const BlockW *w, BlockActs *a, const float *xin, float *xout, int B,
+                            const Act *qkv2, const int *pair, const float *s1, const float *s2);
 // dxin += ∂/∂xin; parameter grads into gw; for PWCA, dk2/dv2 into dqkv2 (the SA layer's dqkv).
 void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
                     const float *dout, float *dxin, BlockGrads *g, int B, const Act *qkv2, const int *pair,

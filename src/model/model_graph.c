@@ -19,8 +19,31 @@ static int heads_on(const Model *m) { return head_on(m, 0) | head_on(m, 1) << 1 
 static BlockActs *sa_acts(const Model *m, int l) { return &m->acts->sa[stored(m) ? l : 0]; }
 static BlockActs *pw_acts(const Model *m, int t) { return &m->acts->pw[stored(m) ? t : 0]; }
 static size_t stream_n(const Model *m, int B) { return (size_t)B * m->N * m->cfg.dim; }
-static float *xs(const Model *m, int l, int B) { return m->acts->x + (size_t)l * stream_n(m, B); }
-static float *zs(const Model *m, int t, int B) { return m->acts->z + (size_t)t * stream_n(m, B); }
+
+// ---- the streams between blocks ----
+// x[l] and z[t] are Act tensors (model_int.h). At fp32 an entry is its own fp32 view and
+// blocks read and write it in place. At bf16 a block reads an fp32 copy of its input entry
+// (stream_in) and writes its output to fp32 scratch, rounded once into the next entry
+// (stream_put): every reader of an entry, the forward's next block, a checkpointed
+// recompute, GLCA, a head, a backward, sees the same bf16-rounded values, so checkpointing
+// changes no bit at bf16 either, and the checkpoints cost 2 bytes a value.
+static bool bf16_stream(const Model *m) { return m->cfg.act_bytes != (int)sizeof(float); }
+static Act *stream_at(const Model *m, Act *base, int l, int B) {
+    return (Act *)act_at(base, (size_t)l * stream_n(m, B), (size_t)m->cfg.act_bytes);
+}
+static Act *xs(const Model *m, int l, int B) { return stream_at(m, m->acts->x, l, B); }
+static Act *zs(const Model *m, int t, int B) { return stream_at(m, m->acts->z, t, B); }
+// The fp32 values of an entry: the entry itself, or its copy in buf.
+static float *stream_in(const Model *m, const Act *e, float *buf, int B) {
+    if (!bf16_stream(m)) return (float *)e;
+    m->be->act_to_f32(buf, e, stream_n(m, B));
+    return buf;
+}
+// Where a block writes entry e: e itself, or buf (then stream_put).
+static float *stream_out(const Model *m, Act *e, float *buf) { return bf16_stream(m) ? buf : (float *)e; }
+static void stream_put(const Model *m, Act *e, const float *out, int B) {
+    if (bf16_stream(m)) m->be->act_from_f32(e, out, stream_n(m, B));
+}
 
 // Drop-path masks: index 2·block + {0: attention, 1: MLP}; blocks numbered
 // SA 0..L-1, PWCA L..L+T-1, GLCA L+T..L+T+M-1.
@@ -56,14 +79,18 @@ static void embed_forward(Model *m, int B) {
     const float *W = m->params;
     be->linear_forward(x->pe, x->cols, W + m->tensors[id.pe_w].offset, W + m->tensors[id.pe_b].offset, B * P,
                        3 * p * p, D);
-    be->tokens_forward(xs(m, 0, B), x->pe, W + m->tensors[id.cls].offset, W + m->tensors[id.pos].offset, B, m->N, D);
+    float *x0 = stream_out(m, xs(m, 0, B), x->sf[1]);
+    be->tokens_forward(x0, x->pe, W + m->tensors[id.cls].offset, W + m->tensors[id.pos].offset, B, m->N, D);
+    stream_put(m, xs(m, 0, B), x0, B);
 }
 
 static void sa_forward(Model *m, int B) {
+    Acts *x = m->acts;
     for (int l = 0; l < m->cfg.depth; l++) {
         BlockW w = model_block_w(m, m->params, model_sa_tensor(l));
-        block_forward(m, &w, sa_acts(m, l), xs(m, l, B), xs(m, l + 1, B), B, NULL, NULL, drop(m, l, 0, B),
-                      drop(m, l, 1, B));
+        float *in = stream_in(m, xs(m, l, B), x->sf[0], B), *out = stream_out(m, xs(m, l + 1, B), x->sf[1]);
+        block_forward(m, &w, sa_acts(m, l), in, out, B, NULL, NULL, drop(m, l, 0, B), drop(m, l, 1, B));
+        stream_put(m, xs(m, l + 1, B), out, B);
     }
 }
 
@@ -72,7 +99,7 @@ static BlockActs *sa_layer(Model *m, int l, int B, bool attention) {
     if (stored(m)) return &m->acts->sa[l];
     BlockActs *a = m->training ? &m->acts->rec : &m->acts->sa[0];
     BlockW w = model_block_w(m, m->params, model_sa_tensor(l));
-    block_attn_forward(m, &w, a, xs(m, l, B), B, NULL, NULL, attention);
+    block_attn_forward(m, &w, a, stream_in(m, xs(m, l, B), m->acts->sf[0], B), B, NULL, NULL, attention);
     return a;
 }
 
@@ -96,23 +123,26 @@ static void glca_forward_all(Model *m, int B) {
     int L = m->cfg.depth, M = m->cfg.glca_blocks, T = m->training ? m->cfg.pwca_blocks : 0, Q = 1 + m->K;
     for (int j = 0; j < M; j++) {
         GlcaActs *a = &x->gl[j];
-        if (j == 0) be->gather_rows_forward(a->yin, xs(m, L - M, B), x->sel, B, m->N, Q, m->cfg.dim);
+        const float *global = stream_in(m, xs(m, L - M + j, B), x->sf[0], B);
+        if (j == 0) be->gather_rows_forward(a->yin, global, x->sel, B, m->N, Q, m->cfg.dim);
         else be->copy(a->yin, x->gl[j - 1].yout, (size_t)B * Q * m->cfg.dim * sizeof(float));
         BlockW w = model_block_w(m, m->params, model_glca_tensor(m, j));
         int blk = L + T + j;
-        glca_forward(m, &w, a, xs(m, L - M + j, B), B, drop(m, blk, 0, B), drop(m, blk, 1, B));
+        glca_forward(m, &w, a, global, B, drop(m, blk, 0, B), drop(m, blk, 1, B));
     }
 }
 
 static void pwca_forward(Model *m, int B) {
     Acts *x = m->acts;
     int T = m->cfg.pwca_blocks;
-    m->be->copy(zs(m, 0, B), xs(m, 0, B), stream_n(m, B) * sizeof(float));   // z⁰ = x⁰ of I1
+    m->be->copy(zs(m, 0, B), xs(m, 0, B), stream_n(m, B) * (size_t)m->cfg.act_bytes);   // z⁰ = x⁰ of I1
     for (int t = 0; t < T; t++) {
-        BlockActs *sa = sa_layer(m, t, B, false);
+        BlockActs *sa = sa_layer(m, t, B, false);   // before stream_in: a recompute uses sf[0] too
         BlockW w = model_block_w(m, m->params, model_sa_tensor(t));   // PWCA shares SA's weights
-        block_forward(m, &w, pw_acts(m, t), zs(m, t, B), zs(m, t + 1, B), B, sa->qkv, x->pair,
-                      drop(m, m->cfg.depth + t, 0, B), drop(m, m->cfg.depth + t, 1, B));
+        float *in = stream_in(m, zs(m, t, B), x->sf[0], B), *out = stream_out(m, zs(m, t + 1, B), x->sf[1]);
+        block_forward(m, &w, pw_acts(m, t), in, out, B, sa->qkv, x->pair, drop(m, m->cfg.depth + t, 0, B),
+                      drop(m, m->cfg.depth + t, 1, B));
+        stream_put(m, zs(m, t + 1, B), out, B);
     }
 }
 
@@ -181,9 +211,11 @@ void model_forward_body(Model *m, StepOut *out) {
     }
     if (x->have_pwca) pwca_forward(m, B);
     TensorIds id = model_ids(m);
-    head_forward(m, 0, xs(m, L, B), m->N, B, id.norm_w, id.head_w, true);
+    head_forward(m, 0, stream_in(m, xs(m, L, B), x->sf[0], B), m->N, B, id.norm_w, id.head_w, true);
     if (M > 0) head_forward(m, 1, x->gl[M - 1].yout, Q, B, id.gnorm_w, id.ghead_w, true);
-    if (x->have_pwca) head_forward(m, 2, zs(m, m->cfg.pwca_blocks, B), m->N, B, id.norm_w, id.head_w, true);
+    if (x->have_pwca)
+        head_forward(m, 2, stream_in(m, zs(m, m->cfg.pwca_blocks, B), x->sf[0], B), m->N, B, id.norm_w, id.head_w,
+                     true);
     // The loss on the backend (MODEL.md §3): three means and the uncertainty weighting, read
     // by the host only when it asks (model_read_outputs), so the step's queue never drains here.
     const float *losses[3] = {NULL, NULL, NULL};
@@ -229,8 +261,8 @@ static void glca_backward_all(Model *m, int B, int T) {
         BlockW gw = model_block_w(m, m->grads, model_glca_tensor(m, j));
         be->zero(x->dgl_in, (size_t)B * Q * D * sizeof(float));
         int blk = L + T + j;
-        glca_backward(m, &w, &gw, &x->gl[j], xs(m, L - M + j, B), x->dgl_out, x->dgl_in, x->dglx + (size_t)j * sn, B,
-                      drop(m, blk, 0, B), drop(m, blk, 1, B));
+        glca_backward(m, &w, &gw, &x->gl[j], stream_in(m, xs(m, L - M + j, B), x->sb, B), x->dgl_out, x->dgl_in,
+                      x->dglx + (size_t)j * sn, B, drop(m, blk, 0, B), drop(m, blk, 1, B));
         if (j > 0) {
             float *t = x->dgl_out; x->dgl_out = x->dgl_in; x->dgl_in = t;
         } else {   // local rows came from z = x[L-M] by selection (no gradient into the selection itself)
@@ -253,13 +285,14 @@ static void pwca_layer_backward(Model *m, int l, const BlockW *w, const BlockW *
     int L = m->cfg.depth;
     size_t sn = stream_n(m, B);
     BlockActs *pw = pw_acts(m, l);
-    if (!stored(m))
-        block_forward(m, w, pw, zs(m, l, B), zs(m, l + 1, B), B, sa->qkv, x->pair, drop(m, L + l, 0, B),
-                      drop(m, L + l, 1, B));
+    float *zin = stream_in(m, zs(m, l, B), x->sb, B);
+    if (!stored(m))   // the output, equal to z[l+1], is not needed: at bf16 it goes to sout
+        block_forward(m, w, pw, zin, stream_out(m, zs(m, l + 1, B), x->sout), B, sa->qkv, x->pair,
+                      drop(m, L + l, 0, B), drop(m, L + l, 1, B));
     be->zero(s->zn, sn * sizeof(float));
     if (!x->gpw.dqkv_in_dfc1) be->zero(x->gpw.dqkv, sn * 3 * sizeof(float));
-    block_backward(m, w, gw, pw, zs(m, l, B), s->zc, s->zn, &x->gpw, B, sa->qkv, x->pair, x->gsa.dqkv,
-                   drop(m, L + l, 0, B), drop(m, L + l, 1, B));
+    block_backward(m, w, gw, pw, zin, s->zc, s->zn, &x->gpw, B, sa->qkv, x->pair, x->gsa.dqkv, drop(m, L + l, 0, B),
+                   drop(m, L + l, 1, B));
     float *t = s->zc; s->zc = s->zn; s->zn = t;
 }
 
@@ -272,13 +305,27 @@ static void layer_backward(Model *m, int l, int T, StreamGrads *s, int B) {
     BlockW w = model_block_w(m, m->params, model_sa_tensor(l));
     BlockW gw = model_block_w(m, m->grads, model_sa_tensor(l));
     BlockActs *sa = sa_acts(m, l);
-    if (!stored(m))   // recompute SA block l (also gives PWCA its k2/v2)
-        block_forward(m, &w, sa, xs(m, l, B), xs(m, l + 1, B), B, NULL, NULL, drop(m, l, 0, B), drop(m, l, 1, B));
+    // Recompute SA block l. With PWCA in this layer, first only its LN1 and qkv (PWCA's k2/v2):
+    // the rest waits until PWCA's backward is done, as PWCA's activations share its memory.
+    if (!stored(m)) {
+        const float *xin = stream_in(m, xs(m, l, B), x->sb, B);
+        block_attn_forward(m, &w, sa, xin, B, NULL, NULL, false);
+        if (l >= T)
+            block_forward_from_qkv(m, &w, sa, xin, stream_out(m, xs(m, l + 1, B), x->sout), B, NULL, NULL,
+                                   drop(m, l, 0, B), drop(m, l, 1, B));
+    }
     be->zero(x->gsa.dqkv, sn * 3 * sizeof(float));
-    if (l < T) pwca_layer_backward(m, l, &w, &gw, sa, s, B);
+    if (l < T) {
+        pwca_layer_backward(m, l, &w, &gw, sa, s, B);
+        if (!stored(m))   // x[l] again: PWCA's backward took sb for z[l]
+            block_forward_from_qkv(m, &w, sa, stream_in(m, xs(m, l, B), x->sb, B),
+                                   stream_out(m, xs(m, l + 1, B), x->sout), B, NULL, NULL, drop(m, l, 0, B),
+                                   drop(m, l, 1, B));
+    }
     be->zero(s->dnext, sn * sizeof(float));
-    block_backward(m, &w, &gw, sa, xs(m, l, B), s->dcur, s->dnext, &x->gsa, B, NULL, NULL, NULL, drop(m, l, 0, B),
-                   drop(m, l, 1, B));
+    // x[l] again: PWCA's backward took sb for z[l] (at fp32 this is x[l] itself, no copy)
+    block_backward(m, &w, &gw, sa, stream_in(m, xs(m, l, B), x->sb, B), s->dcur, s->dnext, &x->gsa, B, NULL, NULL,
+                   NULL, drop(m, l, 0, B), drop(m, l, 1, B));
     if (l >= L - M) be->residual_backward(s->dnext, NULL, x->dglx + (size_t)(l - (L - M)) * sn, NULL, 1, sn);
     float *t = s->dcur; s->dcur = s->dnext; s->dnext = t;
 }
@@ -333,7 +380,7 @@ void model_forward_infer(Model *m, const float *images, int B, float *logits_sa,
     embed_forward(m, B);
     sa_forward(m, B);
     TensorIds id = model_ids(m);
-    head_forward(m, 0, xs(m, L, B), m->N, B, id.norm_w, id.head_w, false);
+    head_forward(m, 0, stream_in(m, xs(m, L, B), x->sf[0], B), m->N, B, id.norm_w, id.head_w, false);
     be->to_host(logits_sa, x->head[0].logits, (size_t)B * C * sizeof(float));
     if (M > 0) {
         rollout_select(m, B);

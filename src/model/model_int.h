@@ -28,7 +28,7 @@ typedef struct {
     float *yin;                                   // [B,Q,D] local input (j=0: z[sel])
     float *lnl, *lnl_mean, *lnl_rstd;             // local LN1
     Act *q;                                       // queries [B,Q,D] (Act storage)
-    float *lng, *lng_mean, *lng_rstd;             // global LN1
+    float *lng_mean, *lng_rstd;                   // global LN1's statistics (its output is recomputed)
     Act *kv;                                      // keys|values [B,N,2D] (Act storage)
     float *att, *lse, *h, *ln2_mean, *ln2_rstd, *yout;
     Act *fc1;
@@ -40,8 +40,15 @@ typedef struct {
 } HeadActs;
 
 struct Acts {
-    float *x;          // SA stream [L+1][B,N,D]: x[l] enters block l (0-based)
-    float *z;          // PWCA stream [T+1][B,N,D]
+    // The streams between blocks, the block inputs (and the checkpoints): Act tensors, so
+    // at bf16 the residual stream is rounded to bf16 where one block hands it to the next
+    // (model_graph.c stream_in), with or without checkpointing.
+    Act *x;            // SA stream [L+1][B,N,D]: x[l] enters block l (0-based)
+    Act *z;            // PWCA stream [T+1][B,N,D]
+    // fp32 views of stream entries when the streams are bf16 (NULL at fp32, where the
+    // entries are the views): sf[0] a block's input, sf[1] its output, in the forward;
+    // sb a block's input in the backward; sout a recomputing forward's (discarded) output.
+    float *sf[2], *sb, *sout;
     BlockActs *sa;     // L entries, or 1 shared when checkpointing
     BlockActs *pw;     // T entries, or 1 shared when checkpointing
     BlockActs rec;     // checkpointing: SA block recomputed for PWCA/rollout (= sa[0], free by then)

@@ -16,8 +16,8 @@ void plan_print(FILE *f, const ModelConfig *cfg, int B) {
     model_plan(cfg, B, true, true, &p[1]);
     const char *rows[] = {"weights", "grads", "optimizer (AdamW m+v)", "activations", "workspace", "total"};
     if (cfg->act_bytes == 2)
-        fprintf(f, "memory plan, micro-batch %d (training; the Act tensors — qkv, GLCA's q and k|v, fc1's output — "
-                   "in bf16, every other buffer fp32)\n", B);
+        fprintf(f, "memory plan, micro-batch %d (training; the Act tensors — qkv, GLCA's q and k|v, fc1's output, "
+                   "block inputs — in bf16, every other buffer fp32)\n", B);
     else
         fprintf(f, "memory plan, micro-batch %d (training; every buffer fp32)\n", B);
     fprintf(f, "%-22s %14s %16s   %14s %16s\n", "", "no ckpt MiB", "bytes", "per-block MiB", "bytes");
