@@ -97,9 +97,9 @@ END_TEST
 // Act storage at precision bf16 (backend.h): exactly the Act tensors shrink, to 2 bytes an
 // element, by the count written out here from MODEL.md's shapes — the streams x [L+1][rows, D]
 // and z [T+1][rows, D]; SA and PWCA blocks keep qkv [rows, 3D] and fc1 [rows, F]; GLCA keeps
-// q [B·Q, D], k|v [rows, 2D] and fc1 [B·Q, F] — and the workspace gains one fp32 [rows, D]
-// (the backward's view of a bf16 stream entry; the forward's two live inside gradient
-// scratch). (cub at micro-batch 16: every one of these is a multiple of 256 bytes, so
+// q [B·Q, D], k|v [rows, 2D] and fc1 [B·Q, F] — and the workspace gains B·D floats (the
+// backward's fp32 view of a bf16 stream entry shares the patch embedding's [B·(N-1), D]
+// buffer, grown to [B·N, D]; the forward's two views live inside gradient scratch). (cub at micro-batch 16: every one of these is a multiple of 256 bytes, so
 // alignment adds nothing.)
 START_TEST(bf16_act_storage) {
     DcalConfig c = load("cub");
@@ -119,7 +119,7 @@ START_TEST(bf16_act_storage) {
         size_t kept = ck ? glca : (size_t)(mc->depth + mc->pwca_blocks) * block + glca;
         size_t shared = ck ? block + rows * 3 * D : 0;
         ck_assert_uint_eq(f32.activations - bf16.activations, 2 * (kept + streams));
-        ck_assert_uint_eq(f32.workspace + 4 * rows * D - bf16.workspace, 2 * shared);
+        ck_assert_uint_eq(f32.workspace + 4 * (size_t)B * D - bf16.workspace, 2 * shared);
         ck_assert_uint_eq(f32.weights + f32.grads + f32.optimizer, bf16.weights + bf16.grads + bf16.optimizer);
     }
 }

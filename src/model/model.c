@@ -246,7 +246,6 @@ static void backward_scratch(const ModelConfig *c, int B, int N, int Q, int T, A
         x->dz[i] = T ? take(a, rows * D, true) : NULL;
     }
     bool bf16_stream = a->act_elem != sizeof(float);
-    if (bf16_stream) x->sb = take(a, rows * D, true);
     size_t gsa_from = arena_end(a);
     block_grads(a, &x->gsa, rows, c, x->ftmp);
     size_t gsa_to = arena_end(a);
@@ -284,8 +283,10 @@ static void backward_scratch(const ModelConfig *c, int B, int N, int Q, int T, A
     x->dlnl = take(a, (size_t)B * Q * D, true);
     overlay_end(a);
     // The patch embedding's output is spent once the tokens are assembled (embed_forward),
-    // and its gradient is written only at the end of the backward: one buffer.
+    // the backward's fp32 view of a bf16 stream entry once SA block 0's backward is done, and
+    // the embedding's gradient is written only after that: one buffer (layout sizes it).
     x->dpatch = x->pe;
+    if (bf16_stream) x->sb = x->pe;
 }
 
 // Place (or count) every activation and workspace buffer for micro-batch B.
@@ -304,7 +305,7 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
     }
     x->img = take(a, (size_t)B * 3 * c->img_size * c->img_size, true);
     x->cols = take(a, (size_t)B * P * 3 * p * p, !training);
-    x->pe = take(a, (size_t)B * P * D, true);
+    x->pe = take(a, (training && a->act_elem != sizeof(float) ? rows : (size_t)B * P) * D, true);   // x->sb too
     bool shared = ckpt || !training;   // inference never needs more than one block's activations
     int nsa = shared ? 1 : L, npw = shared ? (T ? 1 : 0) : T;
     for (int l = 0; l < nsa; l++) block_acts(a, &x->sa[l], rows, B, c, N, shared);
