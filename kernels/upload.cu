@@ -17,7 +17,8 @@
 #include <string.h>
 #include "kernels/cuda_common.h"
 
-#define UPLOAD_SLOTS 8   // buffers tracked at once: a run uses two host sources and one device buffer
+#define UPLOAD_SLOTS 8   // buffers tracked at once: a run uploads from six host buffers (images, labels and
+                         // pairs, two of each) into three device ones
 
 typedef struct {
     const void *p;       // NULL: free

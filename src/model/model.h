@@ -81,6 +81,9 @@ void model_forward_train(Model *m, const Batch *batch, StepOut *out);
 // upload and im2col — then the body, the same ops on the same buffers every micro-batch.
 void model_train_inputs(Model *m, const Batch *batch);
 void model_forward_body(Model *m, StepOut *out);
+// Once a micro-batch's backward is enqueued: its labels and pairing (uploaded by
+// model_train_inputs) have no reader left, so the next upload into them waits only for that.
+void model_inputs_consumed(Model *m);
 // The last training forward's loss, CEs, logits and selection, read back into out's host fields
 // (a synchronising read-back: for --dump-step, tests and tools, not inside a step).
 void model_read_outputs(Model *m, StepOut *out);

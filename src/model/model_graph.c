@@ -185,13 +185,20 @@ void model_train_inputs(Model *m, const Batch *bt) {
     if (!m->training || B > m->B || B < 1) dcal_die("internal: forward_train with B=%d (allocated %d)", B, m->B);
     x->B = B;
     x->have_pwca = bt->pair != NULL && m->cfg.pwca_blocks > 0;
-    be->to_device(x->labels, bt->labels, (size_t)B * sizeof(int));
+    // Labels and pairs go up like the images (backend.h: upload); the caller says when the
+    // step's last reader is enqueued (model_inputs_consumed), or never, and every upload waits.
+    be->upload(x->labels, bt->labels, (size_t)B * sizeof(int));
     if (x->have_pwca) {
         memcpy(x->h_pair, bt->pair, (size_t)B * sizeof(int));
-        be->to_device(x->pair, bt->pair, (size_t)B * sizeof(int));
+        be->upload(x->pair, bt->pair, (size_t)B * sizeof(int));
     }
     draw_drop_masks(m, bt);
     images_in(m, bt->images, B);
+}
+
+void model_inputs_consumed(Model *m) {
+    m->be->consumed(m->acts->labels);   // read last by the heads' backward
+    if (m->acts->have_pwca) m->be->consumed(m->acts->pair);   // by PWCA block 0's backward
 }
 
 void model_forward_train(Model *m, const Batch *bt, StepOut *out) {

@@ -139,9 +139,13 @@ static int open_loader(Trainer *t) {
     int S = c->model.img_size;
     for (int i = 0; i < 2; i++) t->img_buf[i] = t->be->host_alloc(sizeof(float) * t->micro * 3 * S * S);
     t->img = t->img_buf[0];
-    t->lab = xmalloc(sizeof(int) * t->micro);
+    for (int i = 0; i < 2; i++) {
+        t->lab_buf[i] = t->be->host_alloc(sizeof(int) * t->micro);
+        t->pair_buf[i] = t->be->host_alloc(sizeof(int) * t->micro);
+    }
+    t->lab = t->lab_buf[0];
+    t->pair = t->pair_buf[0];
     t->ids = xmalloc(sizeof(int) * t->micro);
-    t->pair = xmalloc(sizeof(int) * t->micro);
     return 1;
 }
 
@@ -231,8 +235,11 @@ void trainer_teardown(Trainer *t) {
     adamw_groups_free(&t->adamw);
     if (t->m.params) model_free(&t->m);
     if (t->ds_open) dataset_free(&t->ds);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         if (t->img_buf[i]) t->be->host_free(t->img_buf[i]);
-    free(t->lab); free(t->ids); free(t->pair);
+        if (t->lab_buf[i]) t->be->host_free(t->lab_buf[i]);
+        if (t->pair_buf[i]) t->be->host_free(t->pair_buf[i]);
+    }
+    free(t->ids);
     dump_free(&t->dump);
 }

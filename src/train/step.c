@@ -51,7 +51,11 @@ static int micro_batch(Trainer *t, int k) {
     // The other buffer: the last micro-batch's upload may still be reading this one's twin.
     t->img_i ^= 1;
     t->img = t->img_buf[t->img_i];
+    t->lab = t->lab_buf[t->img_i];
+    t->pair = t->pair_buf[t->img_i];
     t->be->host_ready(t->img);
+    t->be->host_ready(t->lab);
+    t->be->host_ready(t->pair);
     int rows = loader_next(t->L, t->img, t->lab, t->ids);
     if (rows == LOADER_INTERRUPTED) return TRAIN_INTERRUPTED;
     if (rows < 0) return DCAL_EXIT_FAIL;
@@ -74,6 +78,7 @@ static int micro_batch(Trainer *t, int k) {
     } else {
         t->be->graph_run(k, micro_body, &mb);
     }
+    model_inputs_consumed(&t->m);
     reducer_push(&t->red);
     return TRAIN_GO_ON;
 }

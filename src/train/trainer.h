@@ -44,7 +44,9 @@ typedef struct {
     float *img;                 // the micro-batch being loaded: one of img_buf
     float *img_buf[2];          // host_alloc'd (page-locked on CUDA), taken in turn: the loader fills one
     int img_i;                  // while the other's upload may still run (backend.h: upload)
-    int *lab, *ids, *pair;
+    int *lab, *pair;            // this micro-batch's labels and PWCA pairing: one of lab_buf, pair_buf,
+    int *lab_buf[2], *pair_buf[2];   // host_alloc'd and taken in turn with img_buf, uploaded the same way
+    int *ids;
     int micro, accum;           // micro-batch and accumulation steps of this process (resolved config)
     int rank, world;            // data parallelism (src/dist/): rank 0 alone writes the run directory
     int group;                  // micro-batches per optimizer step over all ranks: accum * world
