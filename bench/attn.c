@@ -40,7 +40,8 @@ typedef struct {
 // precision bf16 on CUDA, as the model's qkv GEMM stores them), the outputs, their gradients (fp32).
 typedef struct {
     Act *qkv, *qkv2;
-    float *out, *lse, *dout, *dqkv, *dqkv2, *r, *rtmp;
+    Act *out;   // the projection's input: an Act (bf16 at precision bf16)
+    float *lse, *dout, *dqkv, *dqkv2, *r, *rtmp;
     int *q_idx, *kv2_b;
     size_t n_qkv, n_out, n_lse;
 } Bufs;
@@ -227,6 +228,13 @@ static void poison(const Backend *be, float *d, size_t n) {
     free(h);
 }
 
+static void poison_act(const Backend *be, Act *d, size_t n) {
+    float *f = be->alloc(n * sizeof(float));
+    poison(be, f, n);
+    be->act_from_f32(d, f, n);
+    be->free(f);
+}
+
 // Number of non-finite values among the first n of d.
 static size_t count_bad(const Backend *be, const float *d, size_t n) {
     float *h = xmalloc(n * sizeof(float));
@@ -234,6 +242,13 @@ static size_t count_bad(const Backend *be, const float *d, size_t n) {
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) bad += !isfinite(h[i]);
     free(h);
+    return bad;
+}
+static size_t count_bad_act(const Backend *be, const Act *d, size_t n) {
+    float *f = be->alloc(n * sizeof(float));
+    be->act_to_f32(f, d, n);
+    size_t bad = count_bad(be, f, n);
+    be->free(f);
     return bad;
 }
 
@@ -273,7 +288,7 @@ typedef struct {
 static Result measure(const Backend *be, const Opts *o, const AttnArgs *a, const AttnGrads *g, const Bufs *x,
                       int bwd, int rollout) {
     size_t D = (size_t)o->H * o->hd, n_out = (size_t)o->B * a->Nq * D, n_lse = (size_t)o->B * o->H * a->Nq;
-    poison(be, x->out, n_out);
+    poison_act(be, x->out, n_out);
     poison(be, x->lse, n_lse);
     be->zero(x->dqkv, x->n_qkv * sizeof(float));
     be->zero(x->dqkv2, x->n_qkv * sizeof(float));
@@ -284,7 +299,7 @@ static Result measure(const Backend *be, const Opts *o, const AttnArgs *a, const
     qsort(t, o->reps, sizeof *t, cmp_double);
     Result r = {.med = o->reps % 2 ? t[o->reps / 2] : 0.5 * (t[o->reps / 2 - 1] + t[o->reps / 2]), .min = t[0]};
     free(t);
-    r.bad = count_bad(be, x->out, n_out) + count_bad(be, x->lse, n_lse);
+    r.bad = count_bad_act(be, x->out, n_out) + count_bad(be, x->lse, n_lse);
     if (rollout) r.bad += count_bad(be, x->r, (size_t)o->B * o->N);
     if (bwd) r.bad += count_bad(be, x->dqkv, x->n_qkv) + count_bad(be, x->dqkv2, x->n_qkv);
     return r;

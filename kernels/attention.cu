@@ -132,14 +132,15 @@ __global__ void __launch_bounds__(NT) attn_fwd_kernel(AttnArgs a, float *out, fl
 
 // ---------------------------------------------------------------- backward
 // Dv[b,h,i] = Σ_c dout·out over the head slice (the "D_i" of flash attention).
-__global__ void attn_bwd_dot_kernel(float *Dv, const float *out, const float *dout, int B, int H, int Nq, int hd) {
+template <typename T>
+__global__ void attn_bwd_dot_kernel(float *Dv, const T *out, const float *dout, int B, int H, int Nq, int hd) {
     size_t w = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
     int lane = threadIdx.x % 32;
     if (w >= (size_t)B * H * Nq) return;
     int qi = (int)(w % Nq), h = (int)((w / Nq) % H), b = (int)(w / ((size_t)Nq * H));
     size_t base = ((size_t)b * Nq + qi) * H * hd + (size_t)h * hd;
     float s = 0.f;
-    for (int c = lane; c < hd; c += 32) s += out[base + c] * dout[base + c];
+    for (int c = lane; c < hd; c += 32) s += act_load(out, base + c) * dout[base + c];
     for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
     if (lane == 0) Dv[w] = s;   // w = (b*H + h)*Nq + qi, the lse layout
 }
@@ -348,17 +349,21 @@ static void check_args(const AttnArgs *a) {
     }
 }
 
-void cuda_attention_forward(const AttnArgs *a, float *out, float *lse) {
+// out is an Act (backend.h), of the type check_args ties to the kernel family: bf16 for the
+// MMA/FA2 kernels and cuDNN, float for the fp32 ones.
+void cuda_attention_forward(const AttnArgs *a, Act *out, float *lse) {
     if (a->B <= 0 || a->Nq <= 0 || a->H <= 0) return;
     check_args(a);
     if (cuda_attention_cudnn()) return cudnn_attention_forward(a, out, lse);   // train.attention=cudnn
-    if (cuda_attention_mma()) (cuda_attention_fa2() ? attn_fa2_forward : attn_mma_forward)(a, out, lse);
-    else if (a->hd <= 32) fwd<32>(a, out, lse);
-    else if (a->hd <= 64) fwd<64>(a, out, lse);
-    else fwd<128>(a, out, lse);
+    __nv_bfloat16 *ob = (__nv_bfloat16 *)out;
+    float *of = (float *)out;
+    if (cuda_attention_mma()) (cuda_attention_fa2() ? attn_fa2_forward : attn_mma_forward)(a, ob, lse);
+    else if (a->hd <= 32) fwd<32>(a, of, lse);
+    else if (a->hd <= 64) fwd<64>(a, of, lse);
+    else fwd<128>(a, of, lse);
 }
 
-void cuda_attention_backward(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
+void cuda_attention_backward(const AttnArgs *a, const AttnGrads *g, const Act *out, const float *lse,
                              const float *dout) {
     if (a->B <= 0 || a->Nq <= 0 || a->H <= 0) return;
     if (!g->dq && !g->dk1 && !g->dv1 && !g->dk2 && !g->dv2) return;
@@ -366,7 +371,12 @@ void cuda_attention_backward(const AttnArgs *a, const AttnGrads *g, const float 
     if (cuda_attention_cudnn()) return cudnn_attention_backward(a, g, out, lse, dout);
     size_t rows = (size_t)a->B * a->H * a->Nq;
     float *Dv = (float *)cuda_scratch(rows * sizeof(float));
-    attn_bwd_dot_kernel<<<cdiv(rows * 32, 256), 256, 0, cuda_stream()>>>(Dv, out, dout, a->B, a->H, a->Nq, a->hd);
+    if (cuda_act_bf16())
+        attn_bwd_dot_kernel<__nv_bfloat16><<<cdiv(rows * 32, 256), 256, 0, cuda_stream()>>>(Dv, (const __nv_bfloat16 *)out, dout,
+                                                                             a->B, a->H, a->Nq, a->hd);
+    else
+        attn_bwd_dot_kernel<float><<<cdiv(rows * 32, 256), 256, 0, cuda_stream()>>>(Dv, (const float *)out, dout, a->B,
+                                                                             a->H, a->Nq, a->hd);
     LAUNCH_CHECK();
     if (cuda_attention_mma()) (cuda_attention_fa2() ? attn_fa2_backward : attn_mma_backward)(a, g, lse, Dv, dout);
     else if (a->hd <= 32) bwd<32>(a, g, lse, Dv, dout);

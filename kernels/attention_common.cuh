@@ -107,10 +107,11 @@ __device__ __forceinline__ void q_tile_rows(const AttnArgs &a, int b, int h, int
     D_s[t] = v ? Dv[li] : 0.f;
 }
 
-// attention_mma.cu: bf16 tensor-core versions (any hd <= 128). Dv = rowsum(dout·out).
-void attn_mma_forward(const AttnArgs *a, float *out, float *lse);
+// attention_mma.cu: bf16 tensor-core versions (any hd <= 128). Dv = rowsum(dout·out). out is
+// the Act output at bf16 (the precision these kernels serve).
+void attn_mma_forward(const AttnArgs *a, __nv_bfloat16 *out, float *lse);
 void attn_mma_backward(const AttnArgs *a, const AttnGrads *g, const float *lse, const float *Dv, const float *dout);
 // attention_fa2.cu: the bf16 forward on mma.sync m16n8k16 / ldmatrix (sm_80+, any hd <= 128).
-void attn_fa2_forward(const AttnArgs *a, float *out, float *lse);
+void attn_fa2_forward(const AttnArgs *a, __nv_bfloat16 *out, float *lse);
 // attention_fa2_bwd.cu: its backward (dq pass, dk/dv pass), same contract and rounding as attn_mma_backward.
 void attn_fa2_backward(const AttnArgs *a, const AttnGrads *g, const float *lse, const float *Dv, const float *dout);

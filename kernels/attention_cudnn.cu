@@ -445,7 +445,7 @@ static Dims dims_of(const AttnArgs *a) {
 
 static size_t up256(size_t b) { return (b + 255) & ~(size_t)255; }
 
-void cudnn_attention_forward(const AttnArgs *a, float *out, float *lse) {
+void cudnn_attention_forward(const AttnArgs *a, Act *out, float *lse) {
     Dims s = dims_of(a);
     const Plan *p = plan_for(PASS_FWD, &s);
     size_t nq = up256((size_t)s.B * s.H * s.Nq * s.hd * sizeof(bf16)), nk = up256((size_t)s.B * s.H * s.Nk * s.hd * sizeof(bf16));
@@ -460,10 +460,10 @@ void cudnn_attention_forward(const AttnArgs *a, float *out, float *lse) {
     void *const ptrs[] = {q, k, v, o, stats, &scale};
     execute(p, 6, uids, ptrs, ws + 2 * nq + 2 * nk + up256(nrow));
     CUDA_CHECK(cudaMemcpyAsync(lse, stats, nrow, cudaMemcpyDeviceToDevice, cuda_stream()));
-    attn_unpack_rows(out, o, a->B, a->H, a->Nq, a->hd);   // out [B, Nq, D], written
+    attn_unpack_rows_act(out, o, a->B, a->H, a->Nq, a->hd);   // out [B, Nq, D], an Act, written
 }
 
-void cudnn_attention_backward(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
+void cudnn_attention_backward(const AttnArgs *a, const AttnGrads *g, const Act *out, const float *lse,
                               const float *dout) {
     if (!g->dq && !g->dk1 && !g->dv1 && !g->dk2 && !g->dv2) return;
     Dims s = dims_of(a);
@@ -478,7 +478,7 @@ void cudnn_attention_backward(const AttnArgs *a, const AttnGrads *g, const float
     CUDA_CHECK(cudaMemcpyAsync(stats, lse, nrow, cudaMemcpyDeviceToDevice, cuda_stream()));   // aligned copy
     attn_pack_q(a, q);
     attn_pack_kv(a, k, v);
-    attn_pack_rows(out, a->B, a->H, a->Nq, a->hd, o);
+    attn_pack_rows_act(out, a->B, a->H, a->Nq, a->hd, o);
     attn_pack_rows(dout, a->B, a->H, a->Nq, a->hd, dO);
     float scale = a->scale, unit = 1.0f;
     const int64_t uids[] = {U_Q, U_K, U_V, U_O, U_DO, U_STATS, U_SCALE, U_ONE, U_DQ, U_DK, U_DV, U_SUM};

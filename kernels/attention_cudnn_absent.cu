@@ -17,8 +17,8 @@ static void absent(void) {
     exit(1);
 }
 
-void cudnn_attention_forward(const AttnArgs *, float *, float *) { absent(); }
+void cudnn_attention_forward(const AttnArgs *, Act *, float *) { absent(); }
 
-void cudnn_attention_backward(const AttnArgs *, const AttnGrads *, const float *, const float *, const float *) {
+void cudnn_attention_backward(const AttnArgs *, const AttnGrads *, const Act *, const float *, const float *) {
     absent();
 }

@@ -161,7 +161,7 @@ __device__ __forceinline__ void fa2_pv(float (*o)[4], float (*s)[4], const bf16 
 }
 
 template <int HD>
-__global__ void __launch_bounds__(FT) attn_fwd_fa2_kernel(AttnArgs a, float *out, float *lse) {
+__global__ void __launch_bounds__(FT) attn_fwd_fa2_kernel(AttnArgs a, __nv_bfloat16 *out, float *lse) {
     typedef Fa2Smem<HD> L;
     extern __shared__ __align__(128) unsigned char smraw[];
     bf16 *Ks = (bf16 *)(smraw + L::k), *Vs = (bf16 *)(smraw + L::v);
@@ -202,19 +202,19 @@ __global__ void __launch_bounds__(FT) attn_fwd_fa2_kernel(AttnArgs a, float *out
         const int qi = q0 + w * 16 + g + 8 * r;
         if (qi >= a.Nq) continue;
         float inv = 1.f / l[r];
-        float *orow = out + ((size_t)b * a.Nq + qi) * D + (size_t)h * a.hd;
+        __nv_bfloat16 *orow = out + ((size_t)b * a.Nq + qi) * D + (size_t)h * a.hd;   // an Act: bf16
 #pragma unroll
         for (int n = 0; n < HD / 8; n++)
 #pragma unroll
             for (int e = 0; e < 2; e++) {
                 int c = 8 * n + 2 * tq + e;
-                if (c < a.hd) orow[c] = o[n][2 * r + e] * inv;
+                if (c < a.hd) orow[c] = __float2bfloat16_rn(o[n][2 * r + e] * inv);
             }
         if (tq == 0) lse[((size_t)b * a.H + h) * a.Nq + qi] = m[r] + logf(l[r]);
     }
 }
 
-template <int HD> static void fwd_fa2(const AttnArgs *a, float *out, float *lse) {
+template <int HD> static void fwd_fa2(const AttnArgs *a, __nv_bfloat16 *out, float *lse) {
     static int raised;
     if (!raised) {
         CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_fa2_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -226,7 +226,7 @@ template <int HD> static void fwd_fa2(const AttnArgs *a, float *out, float *lse)
     LAUNCH_CHECK();
 }
 
-void attn_fa2_forward(const AttnArgs *a, float *out, float *lse) {
+void attn_fa2_forward(const AttnArgs *a, __nv_bfloat16 *out, float *lse) {
     if (a->hd <= 16) fwd_fa2<16>(a, out, lse);
     else if (a->hd <= 32) fwd_fa2<32>(a, out, lse);
     else if (a->hd <= 64) fwd_fa2<64>(a, out, lse);

@@ -113,7 +113,7 @@ template <int HD> struct FwdSmem {
 // so the per-row online-softmax rescale can address it; each key tile loads it
 // into fragments, adds P·V and stores it back.
 template <int HD>
-__global__ void __launch_bounds__(MNT) attn_fwd_mma_kernel(AttnArgs a, float *out, float *lse) {
+__global__ void __launch_bounds__(MNT) attn_fwd_mma_kernel(AttnArgs a, __nv_bfloat16 *out, float *lse) {
     typedef FwdSmem<HD> L;
     extern __shared__ __align__(128) unsigned char smraw[];
     bf16 *Qs = (bf16 *)(smraw + L::q), *Ks = (bf16 *)(smraw + L::k), *Vs = (bf16 *)(smraw + L::v);
@@ -182,8 +182,8 @@ __global__ void __launch_bounds__(MNT) attn_fwd_mma_kernel(AttnArgs a, float *ou
     if (qi >= a.Nq) return;
     const int D = a.H * a.hd;
     float inv = 1.f / l_s[r];
-    float *orow = out + ((size_t)b * a.Nq + qi) * D + (size_t)h * a.hd;
-    for (int c = half; c < a.hd; c += 2) orow[c] = Os[r * L::LDO + c] * inv;
+    __nv_bfloat16 *orow = out + ((size_t)b * a.Nq + qi) * D + (size_t)h * a.hd;   // an Act: bf16
+    for (int c = half; c < a.hd; c += 2) orow[c] = __float2bfloat16_rn(Os[r * L::LDO + c] * inv);
     if (half == 0) lse[((size_t)b * a.H + h) * a.Nq + qi] = m_s[r] + logf(l_s[r]);
 }
 
@@ -339,7 +339,7 @@ template <int HD> static void raise_smem_mma(void) {
     done = 1;
 }
 
-template <int HD> static void fwd_mma(const AttnArgs *a, float *out, float *lse) {
+template <int HD> static void fwd_mma(const AttnArgs *a, __nv_bfloat16 *out, float *lse) {
     raise_smem_mma<HD>();
     dim3 grid(cdiv(a->Nq, MT), a->H, a->B);
     attn_fwd_mma_kernel<HD><<<grid, MNT, FwdSmem<HD>::bytes, cuda_stream()>>>(*a, out, lse);
@@ -367,7 +367,7 @@ template <int HD> static void bwd_mma(const AttnArgs *a, const AttnGrads *g, con
     }
 }
 
-void attn_mma_forward(const AttnArgs *a, float *out, float *lse) {
+void attn_mma_forward(const AttnArgs *a, __nv_bfloat16 *out, float *lse) {
     if (a->hd <= 32) fwd_mma<32>(a, out, lse);
     else if (a->hd <= 64) fwd_mma<64>(a, out, lse);
     else fwd_mma<128>(a, out, lse);

@@ -100,6 +100,32 @@ void attn_pack_rows(const float *x, int B, int H, int Nq, int hd, bf16 *dst) {
     pack(dst, RowView<float>{x, NULL, (long)Nq * D, D, NULL, 0, NULL}, &s, Nq, 0, Nq);
 }
 
+// An Act token matrix (attention's output: backend.h) to and from the packed layout.
+void attn_pack_rows_act(const Act *x, int B, int H, int Nq, int hd, bf16 *dst) {
+    const Dims4 s = {B, H, hd};
+    long D = (long)H * hd;
+    pack_act(dst, x, (long)Nq * D, D, NULL, 0, NULL, &s, Nq, 0, Nq);
+}
+
+template <class T> __global__ void unpack_rows_act_kernel(T *x, const bf16 *src, int B, int H, int Nq, int hd) {
+    size_t total = (size_t)B * H * Nq * hd;
+    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+        int i = (int)(e % hd), t = (int)(e / hd % Nq), h = (int)(e / ((size_t)hd * Nq) % H),
+            b = (int)(e / ((size_t)hd * Nq * H));
+        act_store(x, ((size_t)b * Nq + t) * H * hd + (size_t)h * hd + i, __bfloat162float(src[e]));
+    }
+}
+
+void attn_unpack_rows_act(Act *x, const bf16 *src, int B, int H, int Nq, int hd) {
+    size_t n = (size_t)B * H * Nq * hd;
+    if (!n) return;
+    if (cuda_act_bf16())
+        unpack_rows_act_kernel<bf16><<<blocks_for(n), 256, 0, cuda_stream()>>>((bf16 *)x, src, B, H, Nq, hd);
+    else
+        unpack_rows_act_kernel<float><<<blocks_for(n), 256, 0, cuda_stream()>>>((float *)x, src, B, H, Nq, hd);
+    LAUNCH_CHECK();
+}
+
 void attn_unpack_rows(float *x, const bf16 *src, int B, int H, int Nq, int hd) {
     const Dims4 s = {B, H, hd};
     long D = (long)H * hd;

@@ -16,6 +16,9 @@ void attn_pack_kv(const AttnArgs *a, bf16 *k, bf16 *v);
 void attn_pack_rows(const float *x, int B, int H, int Nq, int hd, bf16 *dst);
 // x [B, Nq, H·hd] = src [B, H, Nq, hd] (written, not accumulated: out).
 void attn_unpack_rows(float *x, const bf16 *src, int B, int H, int Nq, int hd);
+// The same two for an Act token matrix (attention's output, backend.h).
+void attn_pack_rows_act(const Act *x, int B, int H, int Nq, int hd, bf16 *dst);
+void attn_unpack_rows_act(Act *x, const bf16 *src, int B, int H, int Nq, int hd);
 // g's views += the bf16 gradients dq [B, H, Nq, hd], dk, dv [B, H, n1 + n2, hd], the mirror of the
 // packs (GLCA: into the gathered rows; PWCA: the second half into k2/v2 rows of kv2_b[b], several
 // b adding to one row in ascending b). NULL gradients are skipped.

@@ -6,6 +6,7 @@
 // be reused by the next op without extra synchronisation.
 #pragma once
 #include <cuda_runtime.h>
+#include <cuda_bf16.h>
 #include <cublas_v2.h>
 #include <cublasLt.h>
 #include <stdio.h>
@@ -45,6 +46,14 @@ bool cuda_graph_absorb(const char *err, const char *call);
 #define LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
 
 static inline unsigned cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
+
+// An Act element (backend.h) as its storage type: float at precision fp32, __nv_bfloat16 at
+// bf16 (the host picks the kernel's T by cuda_act_bf16()). Loads widen exactly; stores round
+// to nearest even, once.
+__device__ __forceinline__ float act_load(const float *p, size_t i) { return p[i]; }
+__device__ __forceinline__ float act_load(const __nv_bfloat16 *p, size_t i) { return __bfloat162float(p[i]); }
+__device__ __forceinline__ void act_store(float *p, size_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void act_store(__nv_bfloat16 *p, size_t i, float v) { p[i] = __float2bfloat16_rn(v); }
 
 // Lazily created on first use (so a CPU-only run never touches the driver).
 cudaStream_t cuda_stream(void);
@@ -98,19 +107,19 @@ void cuda_copy(void *dst, const void *src, size_t bytes);
 void cuda_sync(void);
 
 // linear.cu
-void cuda_im2col_forward(float *cols, const float *img, int B, int C, int S, int p);
+void cuda_im2col_forward(Act *cols, const float *img, int B, int C, int S, int p);
 void cuda_tokens_forward(float *x0, const float *pe, const float *cls, const float *pos, int B, int N, int D);
 void cuda_tokens_backward(float *dpe, float *dcls, float *dpos, const float *dx0, int B, int N, int D);
-void cuda_linear_forward(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC);
-void cuda_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+void cuda_linear_forward(float *out, const Act *inp, const float *w, const float *b, int rows, int IC, int OC);
+void cuda_linear_backward(float *dinp, float *dw, float *db, const float *dout, const Act *inp, const float *w,
                           int rows, int IC, int OC);
-void cuda_linear_forward_act(Act *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC);
+void cuda_linear_forward_act(Act *out, const Act *inp, const float *w, const float *b, int rows, int IC, int OC);
 // layernorm.cu
-void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+void cuda_layernorm_forward(Act *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                             int rows, int D, float eps);
 void cuda_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                              const float *mean, const float *rstd, int rows, int D);
-void cuda_residual_layernorm_forward(float *h, float *out, float *mean, float *rstd, const float *x, const float *f,
+void cuda_residual_layernorm_forward(float *h, Act *out, float *mean, float *rstd, const float *x, const float *f,
                                      const float *scale, const float *w, const float *b, int B, int rows_per_b, int D,
                                      float eps);
 void cuda_residual_layernorm_backward(float *dx, float *df, float *dw, float *db, const float *dskip,
@@ -119,7 +128,7 @@ void cuda_residual_layernorm_backward(float *dx, float *df, float *dw, float *db
 // elementwise.cu
 void cuda_act_from_f32(Act *dst, const float *src, size_t n);
 void cuda_act_to_f32(float *dst, const Act *src, size_t n);
-void cuda_gelu_forward(float *out, const Act *inp, size_t n);
+void cuda_gelu_forward(Act *out, const Act *inp, size_t n);
 void cuda_gelu_backward(float *dinp, const Act *inp, const float *dout, size_t n);
 void cuda_residual_forward(float *out, const float *x, const float *f, const float *scale, int B, size_t n_per_b);
 void cuda_residual_backward(float *dx, float *df, const float *dout, const float *scale, int B, size_t n_per_b);
@@ -139,14 +148,14 @@ void cuda_adamw_update(float *param, const float *grad, float *m, float *v, size
 void cuda_adamw_multi(float *param, const float *grad, float *m, float *v, size_t n, const AdamwSpan *spans,
                       int n_spans, float lr, float beta1, float beta2, float eps, float wd, int t);
 // attention.cu
-void cuda_attention_forward(const AttnArgs *a, float *out, float *lse);
-void cuda_attention_backward(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
+void cuda_attention_forward(const AttnArgs *a, Act *out, float *lse);
+void cuda_attention_backward(const AttnArgs *a, const AttnGrads *g, const Act *out, const float *lse,
                              const float *dout);
 // attention_cudnn.cu: cuDNN's fused SDPA behind the same contract (bf16 copies, fp32 in and out).
 int cudnn_attention_open(char *why, size_t n);        // 1 when cuDNN runs here; else 0 and the reason
 void cudnn_attention_describe(char *buf, size_t n);   // "attention cuDNN 9.19.0 fused SDPA ..." for describe
-void cudnn_attention_forward(const AttnArgs *a, float *out, float *lse);
-void cudnn_attention_backward(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
+void cudnn_attention_forward(const AttnArgs *a, Act *out, float *lse);
+void cudnn_attention_backward(const AttnArgs *a, const AttnGrads *g, const Act *out, const float *lse,
                               const float *dout);
 // rollout.cu
 void cuda_rollout_step_attn(const AttnArgs *a, const float *lse, float *r, float *tmp);

@@ -30,10 +30,11 @@ static const struct {
     const char *act_desc;
 } g_prec[] = {
     {"bf16", CUDA_R_16BF,
-     "GEMM cuBLASLt bf16 operands (per-call copies of fp32 weights and activations), fp32 accumulate "
+     "GEMM cuBLASLt bf16 operands (bf16 activations; per-call copies of fp32 weights and gradients), "
+     "fp32 accumulate "
      "(CUBLAS_COMPUTE_32F) and output, bias in the epilogue",
      true, "attention bf16 MMA with fp32 softmax", true,
-     "activations bf16 (qkv, fc1, block inputs)"},
+     "activations bf16 (qkv, fc1, block inputs, GEMM inputs)"},
     {"fp32", CUDA_R_32F, "GEMM cuBLASLt fp32 (CUBLAS_COMPUTE_32F), bias in the epilogue", false,
      "attention fp32 kernels", false, "activations fp32"},
 };

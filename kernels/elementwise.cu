@@ -8,8 +8,6 @@
 #define EW_THREADS 256
 
 // ---- Act storage: float at precision fp32, __nv_bfloat16 at bf16 (cuda_act_bf16) ----
-__device__ __forceinline__ float act_load(const float *p, size_t i) { return p[i]; }
-__device__ __forceinline__ float act_load(const __nv_bfloat16 *p, size_t i) { return __bfloat162float(p[i]); }
 
 // Round to nearest even (cvt.rn.bf16.f32), the rounding linear_forward_act's GEMM applies.
 __global__ void act_from_f32_kernel(__nv_bfloat16 *dst, const float *src, size_t n) {
@@ -38,9 +36,9 @@ void cuda_act_to_f32(float *dst, const Act *src, size_t n) {
 
 // GELU of an Act input (fc1's output): the element widened to fp32, then the same exact-erf
 // arithmetic at either storage type.
-template <typename T> __global__ void gelu_forward_kernel(float *out, const T *inp, size_t n) {
+template <typename T> __global__ void gelu_forward_kernel(T *out, const T *inp, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) { float x = act_load(inp, i); out[i] = 0.5f * x * (1.f + erff(x * 0.70710678118654752f)); }
+    if (i < n) { float x = act_load(inp, i); act_store(out, i, 0.5f * x * (1.f + erff(x * 0.70710678118654752f))); }
 }
 
 // d/dx [x·Φ(x)] = Φ(x) + x·φ(x)
@@ -53,12 +51,14 @@ template <typename T> __global__ void gelu_backward_kernel(float *dinp, const T 
     dinp[i] += dout[i] * (cdf + x * pdf);
 }
 
-void cuda_gelu_forward(float *out, const Act *inp, size_t n) {
+void cuda_gelu_forward(Act *out, const Act *inp, size_t n) {
     if (!n) return;
     if (cuda_act_bf16())
         gelu_forward_kernel<__nv_bfloat16><<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
-            out, (const __nv_bfloat16 *)inp, n);
-    else gelu_forward_kernel<float><<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(out, (const float *)inp, n);
+            (__nv_bfloat16 *)out, (const __nv_bfloat16 *)inp, n);
+    else
+        gelu_forward_kernel<float><<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>((float *)out,
+                                                                                          (const float *)inp, n);
     LAUNCH_CHECK();
 }
 

@@ -9,7 +9,10 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
-__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp, const float *w,
+// The output is an Act (backend.h: a GEMM's input), T its storage type: fp32 statistics and
+// arithmetic, one rounding where it is stored.
+template <typename T>
+__global__ void layernorm_forward_kernel(T *out, float *mean, float *rstd, const float *inp, const float *w,
                                          const float *b, int rows, int D, float eps) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= rows) return;
@@ -20,18 +23,23 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, c
     float v = 0.f;
     for (int i = lane; i < D; i += 32) { float d = x[i] - m; v += d * d; }
     float rs = 1.f / sqrtf(warp_sum(v) / D + eps);
-    float *o = out + (size_t)row * D;
-    for (int i = lane; i < D; i += 32) o[i] = (x[i] - m) * rs * w[i] + b[i];
+    T *o = out + (size_t)row * D;
+    for (int i = lane; i < D; i += 32) act_store(o, i, (x[i] - m) * rs * w[i] + b[i]);
     if (lane == 0) {
         if (mean) mean[row] = m;
         if (rstd) rstd[row] = rs;
     }
 }
 
-void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+void cuda_layernorm_forward(Act *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                             int rows, int D, float eps) {
     if (rows <= 0) return;
-    layernorm_forward_kernel<<<cdiv(rows, 8), 256, 0, cuda_stream()>>>(out, mean, rstd, inp, w, b, rows, D, eps);
+    if (cuda_act_bf16())
+        layernorm_forward_kernel<__nv_bfloat16><<<cdiv(rows, 8), 256, 0, cuda_stream()>>>((__nv_bfloat16 *)out, mean, rstd, inp, w,
+                                                                           b, rows, D, eps);
+    else
+        layernorm_forward_kernel<float><<<cdiv(rows, 8), 256, 0, cuda_stream()>>>((float *)out, mean, rstd, inp, w, b, rows,
+                                                                           D, eps);
     LAUNCH_CHECK();
 }
 
@@ -125,7 +133,8 @@ void cuda_layernorm_backward(float *dinp, float *dw, float *db, const float *dou
 // One warp per row, the arithmetic of residual_forward_kernel and the two kernels above
 // in the same order (lane-strided sums, the same warp_sum tree), so a row's bits are
 // those of the separate ops; h is written once and re-read by the lane that wrote it.
-__global__ void residual_layernorm_forward_kernel(float *h, float *out, float *mean, float *rstd, const float *x,
+template <typename T>
+__global__ void residual_layernorm_forward_kernel(float *h, T *out, float *mean, float *rstd, const float *x,
                                                   const float *f, const float *scale, const float *w, const float *b,
                                                   int rows, int rows_per_b, int D, float eps) {
     int row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -143,21 +152,25 @@ __global__ void residual_layernorm_forward_kernel(float *h, float *out, float *m
     float v = 0.f;
     for (int i = lane; i < D; i += 32) { float d = hr[i] - m; v += d * d; }
     float rs = 1.f / sqrtf(warp_sum(v) / D + eps);
-    float *yr = out + o;
-    for (int i = lane; i < D; i += 32) yr[i] = (hr[i] - m) * rs * w[i] + b[i];
+    T *yr = out + o;
+    for (int i = lane; i < D; i += 32) act_store(yr, i, (hr[i] - m) * rs * w[i] + b[i]);
     if (lane == 0) {
         mean[row] = m;
         rstd[row] = rs;
     }
 }
 
-void cuda_residual_layernorm_forward(float *h, float *out, float *mean, float *rstd, const float *x, const float *f,
+void cuda_residual_layernorm_forward(float *h, Act *out, float *mean, float *rstd, const float *x, const float *f,
                                      const float *scale, const float *w, const float *b, int B, int rows_per_b, int D,
                                      float eps) {
     int rows = B * rows_per_b;
     if (rows <= 0) return;
-    residual_layernorm_forward_kernel<<<cdiv(rows, 8), 256, 0, cuda_stream()>>>(h, out, mean, rstd, x, f, scale, w,
-                                                                                 b, rows, rows_per_b, D, eps);
+    if (cuda_act_bf16())
+        residual_layernorm_forward_kernel<__nv_bfloat16><<<cdiv(rows, 8), 256, 0, cuda_stream()>>>(
+            h, (__nv_bfloat16 *)out, mean, rstd, x, f, scale, w, b, rows, rows_per_b, D, eps);
+    else
+        residual_layernorm_forward_kernel<float><<<cdiv(rows, 8), 256, 0, cuda_stream()>>>(
+            h, (float *)out, mean, rstd, x, f, scale, w, b, rows, rows_per_b, D, eps);
     LAUNCH_CHECK();
 }
 

@@ -2,8 +2,10 @@
 //
 // Precision (ARCHITECTURE.md §5): tensors stay fp32 at the interface (fp32 master weights,
 // fp32 gradients); the GEMMs' operand type follows the backend's precision (device.cu).
-// "bf16": each call converts the fp32 operands it multiplies (weight, activation, dout) to
-// bf16 copies in scratch (round to nearest even) and runs cublasLtMatmul with A/B
+// "bf16": the activation input is an Act (backend.h), already bf16 where its producer wrote
+// it (LayerNorm, GELU, attention, im2col: rounded once there), and read in place; each call
+// converts the fp32 operands it multiplies (weight, dout) to bf16 copies in scratch (round to
+// nearest even) and runs cublasLtMatmul with A/B
 // CUDA_R_16BF, C/D CUDA_R_32F, CUBLAS_COMPUTE_32F, fp32 scale: the dense bf16 tensor-core
 // rate, fp32 accumulation, fp32 results (dinp and dW with beta = 1, so gradient accumulation
 // across micro-batches stays fp32), except the Act outputs of linear_forward_act (qkv, fc1),
@@ -242,49 +244,80 @@ __global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, size_t rows
     for (int j = 0; j < 4 && c + j < cols; j++) y[j] = __float2bfloat16(x[j]);
 }
 
+// A bf16 Act whose rows are not 16-byte multiples (or whose base is not 16-byte aligned), copied
+// into padded rows; the same values, no rounding.
+__global__ void pad_bf16_kernel(__nv_bfloat16 *dst, const __nv_bfloat16 *src, size_t rows, int cols, int ld) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < rows * cols) dst[(i / cols) * ld + i % cols] = src[i];
+}
+
 // Bytes of one padded bf16 copy of a [rows, cols] tensor in scratch, rounded to 256 so every
 // copy starts where the heuristic's (capped) alignment and cuBLASLt's vector loads want it.
 static size_t bf16_part(size_t rows, int cols) {
     return (rows * padded_ld(cols) * sizeof(__nv_bfloat16) + 255) / 256 * 256;
 }
 
-// The A/B operands of one linear call, each a row-major [rows[i], cols[i]] tensor: the fp32
-// tensors (leading dimension cols) at precision fp32; at precision bf16, padded bf16 copies
-// of the non-NULL src[i], all carved from ONE cuda_scratch call (scratch is valid until the
-// next call, and colsum uses it too, after the GEMMs). `extra` more bytes of that call, after
-// the copies and 256-byte aligned, are the caller's at o.extra (NULL when extra is 0).
+// One A/B operand of a linear call, a row-major [rows, cols] tensor: fp32 (a weight, dout, a
+// bias), or an Act (the activation input: backend.h), already of the operand type at bf16.
+struct Src {
+    const void *p;   // NULL: unused
+    size_t rows;
+    int cols;
+    bool act;
+};
+// A bf16 Act the GEMM can read in place: rows of whole 16-byte vectors from an aligned base.
+static bool act_in_place(const Src &s) { return s.cols == padded_ld(s.cols) && (uintptr_t)s.p % 16 == 0; }
+
+// The operands of one linear call: the tensors themselves (leading dimension cols) at
+// precision fp32; at precision bf16, the Act inputs in place and padded bf16 copies of the
+// fp32 ones (and of an Act whose rows need padding), all carved from ONE cuda_scratch call
+// (scratch is valid until the next call, and colsum uses it too, after the GEMMs). `extra`
+// more bytes of that call, after the copies and 256-byte aligned, are the caller's at o.extra
+// (NULL when extra is 0).
 struct Operands {
     const void *p[3];
     int ld[3];
     cudaDataType_t type;
     void *extra;
 };
-static Operands operands(const float *const src[3], const size_t rows[3], const int cols[3], size_t extra = 0) {
+static Operands operands(const Src src[3], size_t extra = 0) {
     Operands o;
     o.type = cuda_gemm_operands();
     o.extra = NULL;
-    for (int i = 0; i < 3; i++) o.p[i] = src[i], o.ld[i] = cols[i];
+    for (int i = 0; i < 3; i++) o.p[i] = src[i].p, o.ld[i] = src[i].cols;
     if (o.type == CUDA_R_32F) {
         if (extra) o.extra = cuda_scratch(extra);
         return o;
     }
     size_t total = 256;   // never 0: an empty operand still gets a valid device pointer
     for (int i = 0; i < 3; i++)
-        if (src[i]) total += bf16_part(rows[i], cols[i]);
+        if (src[i].p && !(src[i].act && act_in_place(src[i]))) total += bf16_part(src[i].rows, src[i].cols);
     char *s = (char *)cuda_scratch(total + extra);
     if (extra) o.extra = s + total;
     for (int i = 0; i < 3; i++) {
-        if (!src[i]) continue;
-        size_t quads = rows[i] * (((size_t)cols[i] + 3) / 4);
-        if (quads) {
-            // 16-byte loads need the base aligned and every row to start aligned (cols % 4 == 0).
-            int vec4 = (uintptr_t)src[i] % 16 == 0 && cols[i] % 4 == 0;
-            to_bf16_kernel<<<cdiv(quads, 256), 256, 0, cuda_stream()>>>((__nv_bfloat16 *)s, src[i], rows[i], cols[i],
-                                                                         padded_ld(cols[i]), vec4);
-            LAUNCH_CHECK();
+        const Src &x = src[i];
+        if (!x.p || (x.act && act_in_place(x))) continue;
+        int ld = padded_ld(x.cols);
+        if (x.act) {
+            size_t n = x.rows * (size_t)x.cols;
+            if (n) {
+                pad_bf16_kernel<<<cdiv(n, 256), 256, 0, cuda_stream()>>>((__nv_bfloat16 *)s,
+                                                                         (const __nv_bfloat16 *)x.p, x.rows, x.cols,
+                                                                         ld);
+                LAUNCH_CHECK();
+            }
+        } else {
+            size_t quads = x.rows * (((size_t)x.cols + 3) / 4);
+            if (quads) {
+                // 16-byte loads need the base aligned and every row to start aligned (cols % 4 == 0).
+                int vec4 = (uintptr_t)x.p % 16 == 0 && x.cols % 4 == 0;
+                to_bf16_kernel<<<cdiv(quads, 256), 256, 0, cuda_stream()>>>(
+                    (__nv_bfloat16 *)s, (const float *)x.p, x.rows, x.cols, ld, vec4);
+                LAUNCH_CHECK();
+            }
         }
-        o.p[i] = s, o.ld[i] = padded_ld(cols[i]);
-        s += bf16_part(rows[i], cols[i]);
+        o.p[i] = s, o.ld[i] = ld;
+        s += bf16_part(x.rows, x.cols);
     }
     return o;
 }
@@ -305,20 +338,19 @@ __global__ void add_bias_bf16_kernel(__nv_bfloat16 *out, const float *acc, const
 // view) into a D of type dt, the bias in the epilogue when b is given. A bf16 D takes a bf16
 // bias (cublasLt.h, see lt_describe): b is converted with the operands, in the same scratch
 // call, which also holds `extra` more bytes at o->extra.
-static LtGemm forward_gemm(Operands *o, const float *w, const float *inp, const float *b, int rows, int IC, int OC,
+static LtGemm forward_gemm(Operands *o, const float *w, const Act *inp, const float *b, int rows, int IC, int OC,
                            void *out, cudaDataType_t dt, size_t extra) {
     bool bf16_bias = b && dt == CUDA_R_16BF;
-    const float *src[3] = {w, inp, bf16_bias ? b : NULL};
-    const size_t nrow[3] = {(size_t)OC, (size_t)rows, 1};
-    const int ncol[3] = {IC, IC, OC};
-    *o = operands(src, nrow, ncol, extra);
+    const Src src[3] = {{w, (size_t)OC, IC, false}, {inp, (size_t)rows, IC, true},
+                        {bf16_bias ? b : NULL, 1, OC, false}};
+    *o = operands(src, extra);
     const void *bias = bf16_bias ? o->p[2] : b;
     LtGemm g = {CUBLAS_OP_T, CUBLAS_OP_N, OC, rows, IC, o->p[0], o->ld[0], o->p[1], o->ld[1], 0.f, out, OC, o->type,
                 bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT, bias, dt};
     return g;
 }
 
-void cuda_linear_forward(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC) {
+void cuda_linear_forward(float *out, const Act *inp, const float *w, const float *b, int rows, int IC, int OC) {
     if (rows <= 0 || OC <= 0) return;
     Operands o;
     LtGemm g = forward_gemm(&o, w, inp, b, rows, IC, OC, out, CUDA_R_32F, 0);
@@ -340,7 +372,7 @@ void cuda_linear_forward(float *out, const float *inp, const float *w, const flo
 // the bias type imposes (lt_describe). Without a BIAS algorithm for a bf16 D, the fallback
 // computes that definition itself: the fp32 product into scratch, then add_bias_bf16_kernel;
 // the operand copies are made again in the larger scratch call (a rare path, said once).
-void cuda_linear_forward_act(Act *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC) {
+void cuda_linear_forward_act(Act *out, const Act *inp, const float *w, const float *b, int rows, int IC, int OC) {
     if (!cuda_act_bf16()) return cuda_linear_forward((float *)out, inp, w, b, rows, IC, OC);
     if (rows <= 0 || OC <= 0) return;
     Operands o;
@@ -356,15 +388,14 @@ void cuda_linear_forward_act(Act *out, const float *inp, const float *w, const f
     LAUNCH_CHECK();
 }
 
-void cuda_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+void cuda_linear_backward(float *dinp, float *dw, float *db, const float *dout, const Act *inp, const float *w,
                           int rows, int IC, int OC) {
     if (rows <= 0) return;
     if (dinp || dw) {
         // dout is converted once and read by both products; W only for dinp, inp only for dW.
-        const float *src[3] = {dout, dinp ? w : NULL, dw ? inp : NULL};
-        const size_t nrow[3] = {(size_t)rows, (size_t)OC, (size_t)rows};
-        const int ncol[3] = {OC, IC, IC};
-        Operands o = operands(src, nrow, ncol);
+        const Src src[3] = {{dout, (size_t)rows, OC, false}, {dinp ? w : NULL, (size_t)OC, IC, false},
+                            {dw ? inp : NULL, (size_t)rows, IC, true}};
+        Operands o = operands(src);
         // dinp [rows, IC] += dout [rows, OC] · W [OC, IC]; column-major: dinp^T = W^T · dout^T.
         if (dinp)
             lt_matmul({CUBLAS_OP_N, CUBLAS_OP_N, IC, rows, OC, o.p[1], o.ld[1], o.p[0], o.ld[0], 1.f, dinp, IC, o.type,
@@ -381,7 +412,7 @@ void cuda_linear_backward(float *dinp, float *dw, float *db, const float *dout, 
 
 // cols [B*P, C*p*p], row (b, py, px), column (c, ky, kx): one thread per column
 // entry, so consecutive threads read consecutive kx of one image row.
-__global__ void im2col_kernel(float *cols, const float *img, int B, int C, int S, int p) {
+template <typename T> __global__ void im2col_kernel(T *cols, const float *img, int B, int C, int S, int p) {
     int g = S / p, P = g * g, K = C * p * p;
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)B * P * K) return;
@@ -390,14 +421,19 @@ __global__ void im2col_kernel(float *cols, const float *img, int B, int C, int S
     int b = (int)(row / P), pi = (int)(row % P);
     int py = pi / g, px = pi % g;
     int c = col / (p * p), ky = (col / p) % p, kx = col % p;
-    cols[i] = img[(((size_t)b * C + c) * S + py * p + ky) * S + px * p + kx];
+    act_store(cols, i, img[(((size_t)b * C + c) * S + py * p + ky) * S + px * p + kx]);
 }
 
-void cuda_im2col_forward(float *cols, const float *img, int B, int C, int S, int p) {
+// cols is the patch GEMM's Act input: at bf16 the pixels are rounded here, once, as the GEMM's
+// operand copy rounded them before.
+void cuda_im2col_forward(Act *cols, const float *img, int B, int C, int S, int p) {
     int g = S / p;
     size_t n = (size_t)B * g * g * C * p * p;
     if (!n) return;
-    im2col_kernel<<<cdiv(n, 256), 256, 0, cuda_stream()>>>(cols, img, B, C, S, p);
+    if (cuda_act_bf16())
+        im2col_kernel<__nv_bfloat16><<<cdiv(n, 256), 256, 0, cuda_stream()>>>((__nv_bfloat16 *)cols, img, B, C, S, p);
+    else
+        im2col_kernel<float><<<cdiv(n, 256), 256, 0, cuda_stream()>>>((float *)cols, img, B, C, S, p);
     LAUNCH_CHECK();
 }
 

@@ -345,7 +345,7 @@ START_TEST(test_glca_cls_row_equals_sa) {
     StepOut out;
     model_forward_train(&f.m, &bt, &out);
     int L = cfg.depth, M = cfg.glca_blocks, D = cfg.dim, N = f.m.N, Q = 1 + f.m.K;
-    const float *sa_att = f.m.acts->sa[L - M].att, *gl_att = f.m.acts->gl[0].att;
+    const float *sa_att = (const float *)f.m.acts->sa[L - M].att, *gl_att = (const float *)f.m.acts->gl[0].att;   // CPU: Act = fp32
     for (int b = 0; b < B; b++)
         for (int d = 0; d < D; d++)
             ck_assert_float_eq_tol(gl_att[(size_t)b * Q * D + d], sa_att[(size_t)b * N * D + d], 1e-6f);

@@ -96,17 +96,20 @@ END_TEST
 
 // Act storage at precision bf16 (backend.h): exactly the Act tensors shrink, to 2 bytes an
 // element, by the count written out here from MODEL.md's shapes — the streams x [L+1][rows, D]
-// and z [T+1][rows, D]; SA and PWCA blocks keep qkv [rows, 3D] and fc1 [rows, F]; GLCA keeps
-// q [B·Q, D], k|v [rows, 2D] and fc1 [B·Q, F] — and the workspace gains B·D floats (the
-// backward's fp32 view of a bf16 stream entry shares the patch embedding's [B·(N-1), D]
-// buffer, grown to [B·N, D]; the forward's two views live inside gradient scratch). (cub at micro-batch 16: every one of these is a multiple of 256 bytes, so
-// alignment adds nothing.)
+// and z [T+1][rows, D]; SA and PWCA blocks keep qkv [rows, 3D], fc1 [rows, F] and the attention
+// output [rows, D]; GLCA keeps q [B·Q, D], its local LN1 [B·Q, D], k|v [rows, 2D], its attention
+// output [B·Q, D] and fc1 [B·Q, F]; im2col's columns [B·P, 3p²] and the three heads' LayerNorm
+// outputs [B, D] — and the workspace gains B·D floats (the backward's fp32 view of a bf16
+// stream entry shares the patch embedding's [B·(N-1), D] buffer, grown to [B·N, D]; the
+// forward's two views live inside gradient scratch). (cub at micro-batch 16: every one of
+// these is a multiple of 256 bytes, so alignment adds nothing.)
 START_TEST(bf16_act_storage) {
     DcalConfig c = load("cub");
     const ModelConfig *mc = &c.model;
     const int B = 16;
     size_t D = mc->dim, F = mc->mlp_dim, rows = (size_t)B * config_tokens(mc), lr = (size_t)B * (1 + config_topk(mc));
-    size_t glca = mc->glca_blocks * (lr * D + rows * 2 * D + lr * F), block = rows * (3 * D + F);
+    size_t glca = mc->glca_blocks * (3 * lr * D + rows * 2 * D + lr * F), block = rows * (3 * D + F + D);
+    size_t P = config_tokens(mc) - 1, inputs = (size_t)B * P * 3 * mc->patch * mc->patch + 3 * (size_t)B * D;
     for (int ck = 0; ck < 2; ck++) {
         MemPlan f32, bf16;
         c.model.act_bytes = 4;
@@ -116,7 +119,7 @@ START_TEST(bf16_act_storage) {
         // Kept blocks count as activations; checkpointing's one shared SA block and PWCA's own
         // qkv (the rest of PWCA's block shares SA's) as workspace.
         size_t streams = (size_t)(mc->depth + 1 + mc->pwca_blocks + 1) * rows * D;
-        size_t kept = ck ? glca : (size_t)(mc->depth + mc->pwca_blocks) * block + glca;
+        size_t kept = (ck ? 0 : (size_t)(mc->depth + mc->pwca_blocks) * block) + glca + inputs;
         size_t shared = ck ? block + rows * 3 * D : 0;
         ck_assert_uint_eq(f32.activations - bf16.activations, 2 * (kept + streams));
         ck_assert_uint_eq(f32.workspace + 4 * (size_t)B * D - bf16.workspace, 2 * shared);

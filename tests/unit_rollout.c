@@ -42,7 +42,7 @@ static Chain make_chain(void) {
         c.lse[l] = xmalloc(sizeof(float) * B * H * N);
         for (size_t k = 0; k < (size_t)B * N * 3 * D; k++) c.qkv[l][k] = 1.5f * rng_normal(&r);
         AttnArgs a = args(c.qkv[l]);
-        backend_cpu.attention_forward(&a, out, c.lse[l]);
+        backend_cpu.attention_forward(&a, (Act *)out, c.lse[l]);   // the CPU's Act is fp32
     }
     free(out);
     return c;

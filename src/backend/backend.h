@@ -18,15 +18,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// Activation storage. The largest tensors the model keeps for backward are written
-// only by a GEMM and read only by attention, the rollout and the GELU: qkv (and GLCA's
-// q and k|v) and fc1's output, 7·D of the 10·D floats an SA or PWCA block keeps per
-// token. They are `Act` tensors, stored in the activation type of the precision in
-// force: fp32 at "fp32", bf16 at "bf16" (the rule is the precision's, so the planner
-// knows it from the config: config_act_bytes). At bf16 this halves them; the GEMM
-// rounds its output once (after the bias), and the readers convert on load, so q, k
-// and v get the rounding the bf16 attention kernels made anyway. Opaque outside the
-// backends: the model sizes them with act_bytes() and offsets them with act_at().
+// Activation storage. Two kinds of activation are `Act` tensors, stored in the activation
+// type of the precision in force: fp32 at "fp32", bf16 at "bf16" (the rule is the
+// precision's, so the planner knows it from the config: config_act_bytes):
+//  * what a GEMM writes and only attention, the rollout and the GELU read: qkv (and GLCA's
+//    q and k|v) and fc1's output, the largest tensors a block keeps;
+//  * what a GEMM reads as its activation input: LayerNorm, GELU and attention outputs and
+//    im2col's columns. At bf16 the GEMM multiplies bf16 anyway: its producer rounds once where
+//    it writes, instead of the GEMM copying an fp32 tensor into bf16 on every call.
+// The model's streams between blocks are Act tensors as well (model_int.h). At bf16 this
+// halves them; readers widen on load (exact). Opaque outside the backends: the model sizes
+// them with act_bytes() and offsets them with act_at().
 typedef struct Act Act;
 static inline const Act *act_at(const Act *p, size_t elems, size_t elem_bytes) {
     return p ? (const Act *)((const char *)p + elems * elem_bytes) : NULL;
@@ -91,6 +93,7 @@ typedef struct Backend {
     // nothing) when p is not one of `precisions`. Without a call a backend runs
     // its first (best) precision. Activations stay fp32 at this interface, except
     // the Act tensors (stored in bf16 at "bf16", see Act above).
+    // (GEMM operands: a linear's Act input as stored, its weights and dout copied to bf16.)
     //   CUDA "bf16": GEMMs on bf16 copies of their operands, fp32 accumulation and
     //                output + bf16 MMA attention with fp32 softmax (the default). No TF32.
     //   CUDA "fp32": fp32 GEMMs (CUBLAS_COMPUTE_32F) + the fp32 attention kernels.
@@ -150,29 +153,33 @@ typedef struct Backend {
     // patch embedding as GEMM: im2col then linear.
     // img [B, C, S, S] → cols [B*P, C*p*p] with P = (S/p)^2, column order (c, ky, kx)
     // so that cols·Wᵀ matches a conv weight [D, C, p, p]. No backward to the image.
-    void (*im2col_forward)(float *cols, const float *img, int B, int C, int S, int p);
+    void (*im2col_forward)(Act *cols, const float *img, int B, int C, int S, int p);
 
     // x0[b,0,:] = cls + pos[0]; x0[b,1+i,:] = pe[b,i,:] + pos[1+i]; x0 [B,N,D], pe [B,N-1,D]
     void (*tokens_forward)(float *x0, const float *pe, const float *cls, const float *pos, int B, int N, int D);
     void (*tokens_backward)(float *dpe, float *dcls, float *dpos, const float *dx0, int B, int N, int D);
 
-    // LayerNorm over the last dim; mean/rstd [rows] saved for backward.
-    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp,
+    // LayerNorm over the last dim; mean/rstd [rows] saved for backward. The output, a GEMM's
+    // input, is an Act (rounded once where it is written, as the GEMM would round it).
+    void (*layernorm_forward)(Act *out, float *mean, float *rstd, const float *inp,
                               const float *w, const float *b, int rows, int D, float eps);
     void (*layernorm_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                                const float *w, const float *mean, const float *rstd, int rows, int D);
 
-    // out [rows, OC] = inp [rows, IC] · Wᵀ + b (b may be NULL).
-    void (*linear_forward)(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC);
-    void (*linear_backward)(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+    // out [rows, OC] = inp [rows, IC] · Wᵀ + b (b may be NULL). The activation input is an Act
+    // (every one a producer writes: LayerNorm, GELU, attention, im2col), so at bf16 the GEMM
+    // reads it as it is, with no per-call copy; weights and dout are fp32 (copied at bf16).
+    void (*linear_forward)(float *out, const Act *inp, const float *w, const float *b, int rows, int IC, int OC);
+    void (*linear_backward)(float *dinp, float *dw, float *db, const float *dout, const Act *inp,
                             const float *w, int rows, int IC, int OC);
     // linear_forward with the output stored as Act (any OC): at fp32 exactly linear_forward; at
     // bf16 the fp32 accumulation plus the bias, rounded once to bf16 — the bias itself in bf16
     // (cuBLASLt's bias has the output's type), so out = bf16(acc + bf16(b)).
-    void (*linear_forward_act)(Act *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC);
+    void (*linear_forward_act)(Act *out, const Act *inp, const float *w, const float *b, int rows, int IC, int OC);
 
-    // GELU, exact (erf), of an Act input (fc1's output); out and the gradient are fp32.
-    void (*gelu_forward)(float *out, const Act *inp, size_t n);
+    // GELU, exact (erf), of an Act input (fc1's output) into an Act (fc2's input); the
+    // gradient is fp32.
+    void (*gelu_forward)(Act *out, const Act *inp, size_t n);
     void (*gelu_backward)(float *dinp, const Act *inp, const float *dout, size_t n);
 
     // Residual with per-sample drop-path scale: out = x + scale[b] * f, rows of
@@ -185,7 +192,7 @@ typedef struct Backend {
     // (one read of x and f, no re-read of h for the statistics): h = x + scale[b]·f as
     // residual_forward with n_per_b = rows_per_b·D, then out/mean/rstd = layernorm_forward(h).
     // rows = B·rows_per_b. On one backend the bits equal those of the two separate calls.
-    void (*residual_layernorm_forward)(float *h, float *out, float *mean, float *rstd, const float *x,
+    void (*residual_layernorm_forward)(float *h, Act *out, float *mean, float *rstd, const float *x,
                                        const float *f, const float *scale, const float *w, const float *b, int B,
                                        int rows_per_b, int D, float eps);
     // Its mirror, in one pass over each row: the gradient reaching h, dh = dskip (along the
@@ -212,9 +219,10 @@ typedef struct Backend {
 
     // Fused attention (flash style): out [B, Nq, D], lse [B, H, Nq] (natural log).
     // No per-head Nq×Nk matrix is ever stored; backward recomputes scores tile by tile.
-    // q, k, v are Act views (the qkv GEMM's stored output); out, lse and every gradient fp32.
-    void (*attention_forward)(const AttnArgs *a, float *out, float *lse);
-    void (*attention_backward)(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
+    // q, k, v are Act views (the qkv GEMM's stored output) and so is out (the projection's
+    // input); lse and every gradient fp32.
+    void (*attention_forward)(const AttnArgs *a, Act *out, float *lse);
+    void (*attention_backward)(const AttnArgs *a, const AttnGrads *g, const Act *out, const float *lse,
                                const float *dout);
 
     // One rollout step through an SA layer (MODEL.md §2): r[b,:] ← r[b,:]·(0.5·S[b] + 0.5·I)

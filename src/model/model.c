@@ -185,7 +185,7 @@ static void block_acts(Arena *a, BlockActs *b, size_t rows, int B, const ModelCo
     b->ln1_mean = take(a, rows, ws);
     b->ln1_rstd = take(a, rows, ws);
     b->qkv = take_act(a, rows * 3 * D, ws);
-    b->att = take(a, rows * D, ws);
+    b->att = take_act(a, rows * D, ws);
     b->lse = take(a, (size_t)B * c->heads * N, ws);
     b->h = take(a, rows * D, ws);
     b->ln2_mean = take(a, rows, ws);
@@ -211,14 +211,14 @@ static void block_grads(Arena *a, BlockGrads *g, size_t rows, const ModelConfig 
 static void glca_acts(Arena *a, GlcaActs *g, int B, const ModelConfig *c, int N, int Q, bool ws) {
     size_t D = (size_t)c->dim, F = (size_t)c->mlp_dim, rows = (size_t)B * N, lr = (size_t)B * Q;
     g->yin = take(a, lr * D, ws);
-    g->lnl = take(a, lr * D, ws);
+    g->lnl = take_act(a, lr * D, ws);
     g->lnl_mean = take(a, lr, ws);
     g->lnl_rstd = take(a, lr, ws);
     g->q = take_act(a, lr * D, ws);
     g->lng_mean = take(a, rows, ws);
     g->lng_rstd = take(a, rows, ws);
     g->kv = take_act(a, rows * 2 * D, ws);
-    g->att = take(a, lr * D, ws);
+    g->att = take_act(a, lr * D, ws);
     g->lse = take(a, (size_t)B * c->heads * Q, ws);
     g->h = take(a, lr * D, ws);
     g->ln2_mean = take(a, lr, ws);
@@ -229,7 +229,7 @@ static void glca_acts(Arena *a, GlcaActs *g, int B, const ModelConfig *c, int N,
 
 static void head_acts(Arena *a, HeadActs *hd, int B, int D, int C, bool ws) {
     hd->cls = take(a, (size_t)B * D, ws);
-    hd->ln = take(a, (size_t)B * D, ws);
+    hd->ln = take_act(a, (size_t)B * D, ws);
     hd->mean = take(a, (size_t)B, ws);
     hd->rstd = take(a, (size_t)B, ws);
     hd->logits = take(a, (size_t)B * C, ws);
@@ -304,7 +304,7 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
         x->sf[1] = take(a, rows * D, true);
     }
     x->img = take(a, (size_t)B * 3 * c->img_size * c->img_size, true);
-    x->cols = take(a, (size_t)B * P * 3 * p * p, !training);
+    x->cols = take_act(a, (size_t)B * P * 3 * p * p, !training);
     x->pe = take(a, (training && a->act_elem != sizeof(float) ? rows : (size_t)B * P) * D, true);   // x->sb too
     bool shared = ckpt || !training;   // inference never needs more than one block's activations
     int nsa = shared ? 1 : L, npw = shared ? (T ? 1 : 0) : T;

@@ -31,7 +31,7 @@ void block_attn_forward(const Model *m, const BlockW *w, BlockActs *a, const flo
                         const int *pair, bool attention) {
     const Backend *be = m->be;
     int D = m->cfg.dim, rows = B * m->N;
-    float *ln1 = m->acts->ftmp;   // not kept: backward recomputes it (block_backward)
+    Act *ln1 = (Act *)m->acts->ftmp;   // not kept: backward recomputes it (block_backward)
     be->layernorm_forward(ln1, a->ln1_mean, a->ln1_rstd, xin, w->ln1w, w->ln1b, rows, D, (float)m->cfg.ln_eps);
     be->linear_forward_act(a->qkv, ln1, w->qkvw, w->qkvb, rows, D, 3 * D);
     if (attention) block_attention(m, a, B, qkv2, pair);
@@ -50,7 +50,7 @@ void block_forward_from_qkv(const Model *m, const BlockW *w, BlockActs *a, const
     size_t per_b = (size_t)m->N * D;
     block_attention(m, a, B, qkv2, pair);
     be->linear_forward(xout, a->att, w->projw, w->projb, rows, D, D);   // xout holds the branch until the end
-    float *t = m->acts->ftmp;   // LN2's output, then the GELU's: not kept (mlp_proj_backward)
+    Act *t = (Act *)m->acts->ftmp;   // LN2's output, then the GELU's: not kept (mlp_proj_backward)
     be->residual_layernorm_forward(a->h, t, a->ln2_mean, a->ln2_rstd, xin, xout, s1, w->ln2w, w->ln2b, B, m->N, D,
                                    (float)m->cfg.ln_eps);
     be->linear_forward_act(a->fc1, t, w->fc1w, w->fc1b, rows, D, F);
@@ -61,12 +61,12 @@ void block_forward_from_qkv(const Model *m, const BlockW *w, BlockActs *a, const
 
 // LayerNorm's output recomputed, bit for bit, into scratch (the forward does
 // not keep it): out in buf[0, rows·D), its statistics after it (thrown away).
-static const float *ln_again(const Model *m, float *buf, const float *inp, const float *lw, const float *lb,
-                             int rows) {
+static const Act *ln_again(const Model *m, float *buf, const float *inp, const float *lw, const float *lb,
+                           int rows) {
     int D = m->cfg.dim;
-    float *mean = buf + (size_t)rows * D;
-    m->be->layernorm_forward(buf, mean, mean + rows, inp, lw, lb, rows, D, (float)m->cfg.ln_eps);
-    return buf;
+    float *mean = buf + (size_t)rows * D;   // past the output at either Act size
+    m->be->layernorm_forward((Act *)buf, mean, mean + rows, inp, lw, lb, rows, D, (float)m->cfg.ln_eps);
+    return (const Act *)buf;
 }
 
 // The MLP half and the projection, shared by all branches: from the gradient
@@ -75,7 +75,7 @@ static const float *ln_again(const Model *m, float *buf, const float *inp, const
 // a row, ARCHITECTURE.md §3): both are recomputed here into gradient scratch
 // that is free at that moment, so the gradients are bitwise those of keeping them.
 static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw, const float *h,
-                              const float *ln2_mean, const float *ln2_rstd, const Act *fc1, const float *att,
+                              const float *ln2_mean, const float *ln2_rstd, const Act *fc1, const Act *att,
                               const float *dout, float *dres, BlockGrads *g, int B, int rows_per_b, const float *s1,
                               const float *s2) {
     const Backend *be = m->be;
@@ -86,11 +86,11 @@ static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw,
     be->zero(g->dln2, n * sizeof(float));
     be->residual_backward(NULL, g->df, dout, s2, B, per_b);   // dout's skip path joins in the fused op below
     be->linear_backward(g->dgelu, NULL, gw->fc2b, g->df, NULL, w->fc2w, rows, F, D);
-    be->gelu_forward(g->dfc1, fc1, nf);   // the GELU output, for dW of fc2
-    be->linear_backward(NULL, gw->fc2w, NULL, g->df, g->dfc1, w->fc2w, rows, F, D);
+    be->gelu_forward((Act *)g->dfc1, fc1, nf);   // the GELU output, for dW of fc2
+    be->linear_backward(NULL, gw->fc2w, NULL, g->df, (const Act *)g->dfc1, w->fc2w, rows, F, D);
     be->zero(g->dfc1, nf * sizeof(float));
     be->gelu_backward(g->dfc1, fc1, g->dgelu, nf);
-    const float *ln2 = ln_again(m, g->dgelu, h, w->ln2w, w->ln2b, rows);   // dgelu is spent
+    const Act *ln2 = ln_again(m, g->dgelu, h, w->ln2w, w->ln2b, rows);   // dgelu is spent
     be->linear_backward(g->dln2, gw->fc1w, gw->fc1b, g->dfc1, ln2, w->fc1w, rows, D, F);
     be->zero(g->df, n * sizeof(float));
     be->residual_layernorm_backward(dres, g->df, gw->ln2w, gw->ln2b, dout, g->dln2, h, w->ln2w, ln2_mean, ln2_rstd,
@@ -112,7 +112,7 @@ void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const Blo
                     .dk2 = dqkv2 ? dqkv2 + D : NULL, .dv2 = dqkv2 ? dqkv2 + 2 * D : NULL};
     be->attention_backward(&at, &ag, a->att, a->lse, g->datt);
     be->zero(g->dln1, (size_t)rows * D * sizeof(float));
-    const float *ln1 = ln_again(m, g->dgelu, xin, w->ln1w, w->ln1b, rows);
+    const Act *ln1 = ln_again(m, g->dgelu, xin, w->ln1w, w->ln1b, rows);
     be->linear_backward(g->dln1, gw->qkvw, gw->qkvb, g->dqkv, ln1, w->qkvw, rows, D, 3 * D);
     be->layernorm_backward(dxin, gw->ln1w, gw->ln1b, g->dln1, xin, w->ln1w, a->ln1_mean, a->ln1_rstd, rows, D);
 }
@@ -138,14 +138,14 @@ void glca_forward(const Model *m, const BlockW *w, GlcaActs *a, const float *glo
     be->layernorm_forward(a->lnl, a->lnl_mean, a->lnl_rstd, a->yin, w->ln1w, w->ln1b, lr, D, eps);
     be->linear_forward_act(a->q, a->lnl, w->qkvw, w->qkvb, lr, D, D);
     // LN1 of the N global rows is not kept (B·N·D floats): glca_backward recomputes it.
-    float *lng = m->acts->ftmp;
+    Act *lng = (Act *)m->acts->ftmp;
     be->layernorm_forward(lng, a->lng_mean, a->lng_rstd, global, w->ln1w, w->ln1b, rows, D, eps);
     be->linear_forward_act(a->kv, lng, w->qkvw + (size_t)D * D, w->qkvb + D, rows, D, 2 * D);
     AttnArgs at = glca_args(m, B, a);
     be->attention_forward(&at, a->att, a->lse);
     size_t per_b = (size_t)Q * D;
     be->linear_forward(a->yout, a->att, w->projw, w->projb, lr, D, D);
-    float *t = m->acts->ftmp;   // LN2's output, then the GELU's: not kept (mlp_proj_backward)
+    Act *t = (Act *)m->acts->ftmp;   // LN2's output, then the GELU's: not kept (mlp_proj_backward)
     be->residual_layernorm_forward(a->h, t, a->ln2_mean, a->ln2_rstd, a->yin, a->yout, s1, w->ln2w, w->ln2b, B, Q, D,
                                    eps);
     be->linear_forward_act(a->fc1, t, w->fc1w, w->fc1b, lr, D, F);
@@ -169,7 +169,7 @@ void glca_backward(const Model *m, const BlockW *w, const BlockW *gw, const Glca
     be->zero(x->dlnl, (size_t)lr * D * sizeof(float));
     be->zero(x->dlng, (size_t)rows * D * sizeof(float));
     be->linear_backward(x->dlnl, gw->qkvw, gw->qkvb, x->dglq, a->lnl, w->qkvw, lr, D, D);
-    const float *lng = ln_again(m, x->ftmp, global, w->ln1w, w->ln1b, rows);   // ftmp: mlp_proj_backward is done
+    const Act *lng = ln_again(m, x->ftmp, global, w->ln1w, w->ln1b, rows);   // ftmp: mlp_proj_backward is done
     be->linear_backward(x->dlng, gw->qkvw + (size_t)D * D, gw->qkvb + D, x->dglkv, lng, w->qkvw + (size_t)D * D,
                         rows, D, 2 * D);
     be->layernorm_backward(dyin, gw->ln1w, gw->ln1b, x->dlnl, a->yin, w->ln1w, a->lnl_mean, a->lnl_rstd, lr, D);

@@ -10,10 +10,10 @@ typedef struct {
 
 // What a SA or PWCA block's forward keeps for backward (rows = B·N). The
 // LayerNorm outputs and the GELU output are recomputed in backward instead.
-// qkv and fc1 are Act storage (backend.h: bf16 at precision bf16).
+// qkv, fc1 and the attention output are Act storage (backend.h: bf16 at precision bf16).
 typedef struct {
-    float *ln1_mean, *ln1_rstd, *att, *lse, *h, *ln2_mean, *ln2_rstd;
-    Act *qkv, *fc1;
+    float *ln1_mean, *ln1_rstd, *lse, *h, *ln2_mean, *ln2_rstd;
+    Act *qkv, *fc1, *att;
 } BlockActs;
 
 // Gradient scratch of one block, reused block after block. dgelu holds at
@@ -26,17 +26,19 @@ typedef struct {
 // GLCA block j: Q = 1+K local rows attend to N global rows.
 typedef struct {
     float *yin;                                   // [B,Q,D] local input (j=0: z[sel])
-    float *lnl, *lnl_mean, *lnl_rstd;             // local LN1
+    Act *lnl;                                     // local LN1 (the q GEMM's input, kept for its dW)
+    float *lnl_mean, *lnl_rstd;
     Act *q;                                       // queries [B,Q,D] (Act storage)
     float *lng_mean, *lng_rstd;                   // global LN1's statistics (its output is recomputed)
     Act *kv;                                      // keys|values [B,N,2D] (Act storage)
-    float *att, *lse, *h, *ln2_mean, *ln2_rstd, *yout;
-    Act *fc1;
+    float *lse, *h, *ln2_mean, *ln2_rstd, *yout;
+    Act *fc1, *att;
 } GlcaActs;
 
 // One classification head's activations: CLS row → LN → linear → CE.
 typedef struct {
-    float *cls, *ln, *mean, *rstd, *logits, *probs, *losses;
+    float *cls, *mean, *rstd, *logits, *probs, *losses;
+    Act *ln;   // the head GEMM's input
 } HeadActs;
 
 struct Acts {
@@ -68,7 +70,8 @@ struct Acts {
     float *dglx;                              // [M][B,N,D]: GLCA's gradient into x[L-M+j]
     float *dcls, *dln, *dlogits;              // heads [B,D], [B,D], [B,C]
     float *dpatch;                            // [B,N-1,D]
-    float *img, *cols, *pe;                   // input [B,3,S,S], im2col [B·P, 3p²], [B,N-1,D]
+    float *img, *pe;                          // input [B,3,S,S], patch embedding [B,N-1,D]
+    Act *cols;                                // im2col [B·P, 3p²]: the patch GEMM's input
     // host mirrors for model_read_outputs
     float *h_logits;                          // [3][B·C]
     int *h_sel;

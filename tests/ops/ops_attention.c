@@ -119,7 +119,7 @@ static void att_init(OpCase *c, Rng *r) {
         for (int j = 1; j <= K; j++) qi[b * g.Nq + j] = 1 + ((j - 1) * (g.N - 1) / K + b) % (g.N - 1);
     }
     for (int b = 0; b < (int)c->x[3].n; b++) kb[b] = pw == 1 ? (b + 1) % g.B : pw == 2 ? b / 2 : b;
-    tensor_set(&c->y[0], "out", (size_t)g.B * g.Nq * D, T_F32, 1);
+    tensor_set(&c->y[0], "out", (size_t)g.B * g.Nq * D, T_ACT, 1);   // the projection's input
     tensor_set(&c->y[1], "lse", (size_t)g.B * g.H * g.Nq, T_F32, 0);
     make_gy(c, 0, r, 1.f);
 }
@@ -142,7 +142,7 @@ static AttnArgs att_args(const Backend *be, const OpCase *c, void *const *x) {
 
 static void att_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
     AttnArgs a = att_args(be, c, x);
-    be->attention_forward(&a, YF(0), YF(1));
+    be->attention_forward(&a, (Act *)y[0], YF(1));
 }
 // Partial: only dv1/dv2 (the q and k columns of the gradient buffers keep their start).
 static void att_be_bwd(const Backend *be, const OpCase *c, void *const *x, void *const *y, float *const *gy,
@@ -151,7 +151,7 @@ static void att_be_bwd(const Backend *be, const OpCase *c, void *const *x, void 
     int D = c->row->p[1] * c->row->p[2], pt = c->partial;
     AttnGrads g = {.dq = pt ? NULL : gx[0], .dk1 = pt ? NULL : gx[0] + D, .dv1 = gx[0] + 2 * D};
     if (a.n2) g.dk2 = pt ? NULL : gx[1] + D, g.dv2 = gx[1] + 2 * D;
-    be->attention_backward(&a, &g, YF(0), YF(1), gy[0]);
+    be->attention_backward(&a, &g, (const Act *)y[0], YF(1), gy[0]);
 }
 static int att_keeps(const OpCase *c, int i, size_t k) {
     size_t D = (size_t)c->row->p[1] * c->row->p[2];

@@ -43,7 +43,7 @@ static void im2col_init(OpCase *c, Rng *r) {
     c->nx = 1, c->ny = 1;
     tensor_set(&c->x[0], "img", (size_t)p[0] * p[1] * p[2] * p[2], T_F32, 0);
     fill_normal(&c->x[0], r, 1.f);
-    tensor_set(&c->y[0], "cols", (size_t)p[0] * g * g * p[1] * p[3] * p[3], T_F32, 0);
+    tensor_set(&c->y[0], "cols", (size_t)p[0] * g * g * p[1] * p[3] * p[3], T_ACT, 0);   // the patch GEMM's input
 }
 // cols [B*P, C*p*p], column order (c, ky, kx): cols·Wᵀ is the stride-p conv with W [D, C, p, p].
 static void im2col_ref(const OpCase *c, double *const *x, double *const *y) {
@@ -59,9 +59,9 @@ static void im2col_ref(const OpCase *c, double *const *x, double *const *y) {
 }
 static void im2col_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
     const int *p = c->row->p;
-    be->im2col_forward(YF(0), XF(0), p[0], p[1], p[2], p[3]);
+    be->im2col_forward((Act *)y[0], XF(0), p[0], p[1], p[2], p[3]);
 }
-const OpDef OP_IM2COL = {"im2col", im2col_init, im2col_ref, NULL, im2col_be, NULL, NULL, 0};
+const OpDef OP_IM2COL = {"im2col", im2col_init, im2col_ref, NULL, im2col_be, NULL, NULL, 1};   // Act output
 
 // ---- tokens: p = {B, N, D} -------------------------------------------------------
 static void tokens_init(OpCase *c, Rng *r) {
@@ -117,7 +117,7 @@ static void ln_init(OpCase *c, Rng *r) {
     float *inp = fill_normal(&c->x[0], r, 2.f);
     for (size_t k = 0; k < c->x[0].n; k++) inp[k] += (float)c->row->p[2];   // a mean offset: two-pass variance
     fill_normal(&c->x[1], r, 1.f), fill_normal(&c->x[2], r, 1.f);
-    tensor_set(&c->y[0], "out", (size_t)rows * D, T_F32, 1);
+    tensor_set(&c->y[0], "out", (size_t)rows * D, T_ACT, 1);   // a GEMM's input
     tensor_set(&c->y[1], "mean", rows, T_F32, 0);
     tensor_set(&c->y[2], "rstd", rows, T_F32, 0);
     make_gy(c, 0, r, 1.f);
@@ -154,7 +154,7 @@ static void ln_ref_bwd(const OpCase *c, double *const *x, double *const *gy, dou
     }
 }
 static void ln_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
-    be->layernorm_forward(YF(0), YF(1), YF(2), XF(0), XF(1), XF(2), c->row->p[0], c->row->p[1], 1e-6f);
+    be->layernorm_forward((Act *)y[0], YF(1), YF(2), XF(0), XF(1), XF(2), c->row->p[0], c->row->p[1], 1e-6f);
 }
 static void ln_be_bwd(const Backend *be, const OpCase *c, void *const *x, void *const *y, float *const *gy,
                       float *const *gx) {
@@ -162,13 +162,13 @@ static void ln_be_bwd(const Backend *be, const OpCase *c, void *const *x, void *
                            c->row->p[0], c->row->p[1]);
 }
 static int ln_keeps(const OpCase *c, int i, size_t k) { return (void)c, (void)k, i != 0; }
-const OpDef OP_LAYERNORM = {"layernorm", ln_init, ln_ref, ln_ref_bwd, ln_be, ln_be_bwd, ln_keeps, 0};
+const OpDef OP_LAYERNORM = {"layernorm", ln_init, ln_ref, ln_ref_bwd, ln_be, ln_be_bwd, ln_keeps, 1};   // Act output
 
 // ---- linear: p = {rows, IC, OC, bias, weight scale in 1/100} -------------------------
 static void lin_init(OpCase *c, Rng *r) {
     int rows = c->row->p[0], IC = c->row->p[1], OC = c->row->p[2];
     c->nx = 3, c->ny = 1;
-    tensor_set(&c->x[0], "inp", (size_t)rows * IC, T_F32, 1);
+    tensor_set(&c->x[0], "inp", (size_t)rows * IC, T_ACT, 1);   // an activation: LayerNorm's, GELU's, ...
     tensor_set(&c->x[1], "w", (size_t)OC * IC, T_F32, 1);
     tensor_set(&c->x[2], "b", c->row->p[3] ? OC : 0, T_F32, 1);
     c->x[2].cap = 1e-4;   // db is a plain fp32 column sum even where the GEMM takes bf16 operands
@@ -198,14 +198,14 @@ static void lin_ref_bwd(const OpCase *c, double *const *x, double *const *gy, do
         }
 }
 static void lin_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
-    be->linear_forward(YF(0), XF(0), XF(1), c->x[2].n ? XF(2) : NULL, c->row->p[0], c->row->p[1], c->row->p[2]);
+    be->linear_forward(YF(0), XA(0), XF(1), c->x[2].n ? XF(2) : NULL, c->row->p[0], c->row->p[1], c->row->p[2]);
 }
 // Partial: only db (with a bias), else only dw.
 static void lin_be_bwd(const Backend *be, const OpCase *c, void *const *x, void *const *y, float *const *gy,
                        float *const *gx) {
     int bias = c->x[2].n > 0, pt = c->partial;
     (void)y;
-    be->linear_backward(pt ? NULL : gx[0], pt && bias ? NULL : gx[1], bias ? gx[2] : NULL, gy[0], XF(0), XF(1),
+    be->linear_backward(pt ? NULL : gx[0], pt && bias ? NULL : gx[1], bias ? gx[2] : NULL, gy[0], XA(0), XF(1),
                         c->row->p[0], c->row->p[1], c->row->p[2]);
 }
 static int lin_keeps(const OpCase *c, int i, size_t k) { return (void)k, i == (c->x[2].n ? 2 : 1); }
@@ -221,7 +221,7 @@ static void lin_act_init(OpCase *c, Rng *r) {
     c->gy[0] = NULL;
 }
 static void lin_act_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
-    be->linear_forward_act(y[0], XF(0), XF(1), c->x[2].n ? XF(2) : NULL, c->row->p[0], c->row->p[1], c->row->p[2]);
+    be->linear_forward_act(y[0], XA(0), XF(1), c->x[2].n ? XF(2) : NULL, c->row->p[0], c->row->p[1], c->row->p[2]);
 }
 const OpDef OP_LINEAR_ACT = {"linear_forward_act", lin_act_init, lin_ref, NULL, lin_act_be, NULL, NULL, 1};
 
@@ -230,7 +230,7 @@ static void gelu_init(OpCase *c, Rng *r) {
     c->nx = 1, c->ny = 1;
     tensor_set(&c->x[0], "inp", c->row->p[0], T_ACT, 1);   // fc1's stored output
     fill_normal(&c->x[0], r, (float)c->row->p[1]);
-    tensor_set(&c->y[0], "out", c->row->p[0], T_F32, 1);
+    tensor_set(&c->y[0], "out", c->row->p[0], T_ACT, 1);   // fc2's input
     make_gy(c, 0, r, 1.f);
 }
 static void gelu_ref(const OpCase *c, double *const *x, double *const *y) {
@@ -243,7 +243,7 @@ static void gelu_ref_bwd(const OpCase *c, double *const *x, double *const *gy, d
     }
 }
 static void gelu_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
-    be->gelu_forward(YF(0), XA(0), c->x[0].n);
+    be->gelu_forward((Act *)y[0], XA(0), c->x[0].n);
 }
 static void gelu_be_bwd(const Backend *be, const OpCase *c, void *const *x, void *const *y, float *const *gy,
                         float *const *gx) {

@@ -29,7 +29,7 @@ static void rln_init(OpCase *c, Rng *r) {
     for (size_t b = 0; b < c->x[2].n; b++) s[b] = kResLnScale[b % 4];
     fill_normal(&c->x[3], r, 1.f), fill_normal(&c->x[4], r, 1.f);
     tensor_set(&c->y[0], "h", n, T_F32, 1);
-    tensor_set(&c->y[1], "out", n, T_F32, 1);
+    tensor_set(&c->y[1], "out", n, T_ACT, 1);   // a GEMM's input (fc1's)
     tensor_set(&c->y[2], "mean", rows, T_F32, 0);
     tensor_set(&c->y[3], "rstd", rows, T_F32, 0);
     make_gy(c, 0, r, 1.f), make_gy(c, 1, r, 1.f);
@@ -82,7 +82,7 @@ static void rln_ref_bwd(const OpCase *c, double *const *x, double *const *gy, do
 
 static void rln_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
     const int *p = c->row->p;
-    be->residual_layernorm_forward(YF(0), YF(1), YF(2), YF(3), XF(0), XF(1), c->x[2].n ? XF(2) : NULL, XF(3),
+    be->residual_layernorm_forward(YF(0), (Act *)y[1], YF(2), YF(3), XF(0), XF(1), c->x[2].n ? XF(2) : NULL, XF(3),
                                    XF(4), p[0], p[1], p[2], 1e-6f);
 }
 // Partial: dx and dw NULL (df and db still written).
@@ -95,4 +95,4 @@ static void rln_be_bwd(const Backend *be, const OpCase *c, void *const *x, void 
 }
 static int rln_keeps(const OpCase *c, int i, size_t k) { return (void)c, (void)k, i != 0 && i != 3; }
 const OpDef OP_RESIDUAL_LAYERNORM = {"residual_layernorm", rln_init, rln_ref, rln_ref_bwd,
-                                     rln_be, rln_be_bwd, rln_keeps, 0};
+                                     rln_be, rln_be_bwd, rln_keeps, 1};   // Act output

@@ -89,8 +89,10 @@ static void test_lt_capture(void) {
     for (size_t i = 0; i < hx.size(); i++) hx[i] = (float)((i * 37) % 11) * 0.125f - 0.6f;
     for (size_t i = 0; i < hw.size(); i++) hw[i] = (float)((i * 13) % 7) * 0.25f - 0.7f;
     for (int i = 0; i < OC; i++) hb[i] = 0.1f * (float)i;
-    float *x = dev(hx.data(), hx.size()), *w = dev(hw.data(), hw.size()), *b = dev(hb.data(), hb.size());
+    float *xf = dev(hx.data(), hx.size()), *w = dev(hw.data(), hw.size()), *b = dev(hb.data(), hb.size());
     float *od = dev<float>(NULL, R * OC), *og = dev<float>(NULL, R * OC);
+    Act *x = (Act *)dev<float>(NULL, R * IC);   // the activation input is an Act (bf16 at the default precision)
+    cuda_act_from_f32(x, xf, R * IC);
     cuda_linear_forward(od, x, w, b, R, IC, OC);   // the warm-up: workspace, algorithm cache
     cudaStream_t s = cuda_stream();
     CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal) == cudaSuccess, "begin capture");

@@ -106,6 +106,19 @@ static void test_lt(void) {
     cudaFree(dx), cudaFree(dwt), cudaFree(dbias), cudaFree(dg), cudaFree(dout), cudaFree(ddw), cudaFree(ddb);
 }
 
+// x's n values as a device Act at the precision in force (bf16: rounded, which the references'
+// bf16r(x) repeat), starting `skew` elements into its allocation (1: not 16-byte aligned, so
+// linear.cu pads a copy instead of reading it in place). The allocation is *base, for cudaFree.
+static const Act *act_dev(const float *x, size_t n, int skew, void **base) {
+    float *f = dev(x, n);
+    size_t eb = cuda_act_bytes();
+    char *a = (char *)dev<char>(nullptr, (n + skew) * eb);
+    cuda_act_from_f32((Act *)(a + skew * eb), f, n);
+    cudaFree(f);
+    *base = a;
+    return (const Act *)(a + skew * eb);
+}
+
 // linear.cu's forward with the BIAS epilogue and, with that epilogue refused, its fallback
 // (the product, then add_bias_kernel): both against the scalar product plus bias, bit for bit
 // (the sum is in k order either way). The runs differ in rows, so linear.cu's algorithm
@@ -116,7 +129,9 @@ static void test_linear_fallback(void) {
     for (int i = 0; i < R * I; i++) x[i] = sinf(i * 0.37f);
     for (int i = 0; i < O * I; i++) w[i] = cosf(i * 0.11f);
     for (int i = 0; i < O; i++) b[i] = 100.f + i;
-    float *dx = dev(x.data(), R * I), *dw_ = dev(w.data(), O * I), *db = dev(b.data(), O);
+    void *xbase;
+    const Act *dx = act_dev(x.data(), R * I, 0, &xbase);   // I = 9: rows of 18 bytes, a padded copy
+    float *dw_ = dev(w.data(), O * I), *db = dev(b.data(), O);
     for (int refuse = 0; refuse < 2; refuse++) {
         int rows = R - refuse;
         float *dout = dev<float>(nullptr, R * O);
@@ -134,7 +149,7 @@ static void test_linear_fallback(void) {
             }
         cudaFree(dout);
     }
-    cudaFree(dx), cudaFree(dw_), cudaFree(db);
+    cudaFree(xbase), cudaFree(dw_), cudaFree(db);
 }
 
 // precision bf16's product: bf16 A/B (A transposed, as the linear forward's W view), fp32 C/D,
@@ -202,7 +217,9 @@ static void test_linear_forward_act(void) {
     for (int i = 0; i < R * I; i++) x[i] = sinf(i * 0.41f) * 1.3f;
     for (int i = 0; i < O * I; i++) w[i] = cosf(i * 0.23f);
     for (int i = 0; i <= O; i++) b[i] = 0.37f * i - 1.f;
-    float *dx = dev(x.data(), R * I), *dw_ = dev(w.data(), O * I), *db = dev(b.data(), O + 1);
+    void *xbase;
+    const Act *dx = act_dev(x.data(), R * I, 0, &xbase);
+    float *dw_ = dev(w.data(), O * I), *db = dev(b.data(), O + 1);
     std::vector<__nv_bfloat16> got(R * O);
     for (int refuse = 0; refuse < 2; refuse++) {
         int rows = R - refuse;   // another problem, so the algorithm cache cannot answer from the first run
@@ -223,15 +240,17 @@ static void test_linear_forward_act(void) {
         cudaFree(dout);
     }
     CHECK(cuda_set_precision("fp32") && cuda_act_bytes() == 4 && !cuda_act_bf16(), "precision fp32: 4-byte Act");
+    void *x32base;
+    const Act *dx32 = act_dev(x.data(), R * I, 0, &x32base);   // fp32 now: the values themselves
     float *dact = dev<float>(nullptr, R * O), *dref = dev<float>(nullptr, R * O);
-    cuda_linear_forward_act((Act *)dact, dx, dw_, db + 1, R, I, O);
-    cuda_linear_forward(dref, dx, dw_, db + 1, R, I, O);
+    cuda_linear_forward_act((Act *)dact, dx32, dw_, db + 1, R, I, O);
+    cuda_linear_forward(dref, dx32, dw_, db + 1, R, I, O);
     std::vector<float> act(R * O);
     cudaMemcpy(act.data(), dact, R * O * sizeof(float), cudaMemcpyDeviceToHost);
     cudaMemcpy(ref.data(), dref, R * O * sizeof(float), cudaMemcpyDeviceToHost);
     CHECK(!memcmp(act.data(), ref.data(), R * O * sizeof(float)), "precision fp32: linear_forward_act != linear_forward");
     CHECK(cuda_set_precision("bf16") && cuda_act_bytes() == 2 && cuda_act_bf16(), "precision bf16: 2-byte Act");
-    cudaFree(dx), cudaFree(dw_), cudaFree(db), cudaFree(dact), cudaFree(dref);
+    cudaFree(xbase), cudaFree(x32base), cudaFree(dw_), cudaFree(db), cudaFree(dact), cudaFree(dref);
 }
 
 // The Act conversions and the GELU on an Act at precision bf16: act_from_f32 rounds to nearest
@@ -246,34 +265,38 @@ static void test_act_storage(void) {
     for (int i = 0; i < n; i++) g[i] = cosf(i * 0.7f);
     float *dx = dev(x.data(), n), *dback = dev<float>(nullptr, n), *dy = dev<float>(nullptr, n), *dg = dev(g.data(), n);
     float *dd = dev(d16.data(), n);
-    __nv_bfloat16 *act = dev<__nv_bfloat16>(nullptr, n);
+    __nv_bfloat16 *act = dev<__nv_bfloat16>(nullptr, n), *act16y = dev<__nv_bfloat16>(nullptr, n);
     cuda_act_from_f32((Act *)act, dx, n);
     cuda_act_to_f32(dback, (const Act *)act, n);
     cudaMemcpy(back.data(), dback, n * sizeof(float), cudaMemcpyDeviceToHost);
     CHECK(back[0] == 1.f && back[1] == 1.f + 1.f / 64 && back[2] == -3.f - 1.f / 64,
           "act_from_f32 ties: %.9g %.9g %.9g, want 1 1.015625 -3.015625", back[0], back[1], back[2]);
     for (int i = 0; i < n; i++) CHECK(back[i] == bf16r(x[i]), "act round trip [%d] = %.9g, want %.9g", i, back[i], bf16r(x[i]));
-    cuda_gelu_forward(dy, (const Act *)act, n);
+    // The forward's output is an Act too (fc2's input): read back widened.
+    cuda_gelu_forward((Act *)act16y, (const Act *)act, n);
+    cuda_act_to_f32(dy, (const Act *)act16y, n);
     cuda_gelu_backward(dd, (const Act *)act, dg, n);
     cudaMemcpy(y16.data(), dy, n * sizeof(float), cudaMemcpyDeviceToHost);
     cudaMemcpy(d16.data(), dd, n * sizeof(float), cudaMemcpyDeviceToHost);
     cuda_set_precision("fp32");   // the Act is now fp32: feed it the widened values
     float *dd32 = dev(d32.data(), n);
-    cuda_gelu_forward(dy, (const Act *)dback, n);
+    cuda_gelu_forward((Act *)dy, (const Act *)dback, n);
     cuda_gelu_backward(dd32, (const Act *)dback, dg, n);
     cuda_set_precision("bf16");
     cudaMemcpy(y32.data(), dy, n * sizeof(float), cudaMemcpyDeviceToHost);
+    for (int i = 0; i < n; i++) y32[i] = bf16r(y32[i]);   // the bf16 Act's one rounding of the same value
     cudaMemcpy(d32.data(), dd32, n * sizeof(float), cudaMemcpyDeviceToHost);
     CHECK(!memcmp(y16.data(), y32.data(), n * sizeof(float)), "gelu_forward on a bf16 Act != on its fp32 values");
     CHECK(!memcmp(d16.data(), d32.data(), n * sizeof(float)), "gelu_backward on a bf16 Act != on its fp32 values");
-    CHECK(y16[0] == 0.5f * back[0] * (1.f + erff(back[0] * 0.70710678118654752f)), "gelu(1) = %.9g", y16[0]);
+    CHECK(y16[0] == bf16r(0.5f * back[0] * (1.f + erff(back[0] * 0.70710678118654752f))), "gelu(1) = %.9g", y16[0]);
     cudaFree(dx), cudaFree(dback), cudaFree(dy), cudaFree(dg), cudaFree(dd), cudaFree(dd32), cudaFree(act);
+    cudaFree(act16y);
 }
 
 // linear.cu's backward at precision bf16 (the default): dinp and dW += products of the bf16
 // copies of dout, W and inp (beta = 1 onto the fp32 gradients), db by the fp32 column sum,
 // against scalar loops bit for bit. dout (78 floats) and W (66) are 16-byte aligned: vector
-// path plus a scalar tail; inp starts one float into its allocation: scalar path throughout.
+// path plus a scalar tail; inp, a bf16 Act, starts one element into its allocation: padded copy.
 static void test_linear_bf16_backward(void) {
     const int R = 13, I = 11, O = 6;
     std::vector<float> x(R * I + 1), w(O * I), g(R * O), di(R * I), dw(O * I), db(O);
@@ -282,9 +305,11 @@ static void test_linear_bf16_backward(void) {
     for (int i = 0; i < R * O; i++) g[i] = sinf(i * 1.3f + 0.2f);
     for (int i = 0; i < R * I; i++) di[i] = -0.5f + 0.003f * i;
     for (int i = 0; i < O; i++) db[i] = 1.f + i;
-    float *dx = dev(x.data(), R * I + 1), *dw_ = dev(w.data(), O * I), *dg = dev(g.data(), R * O);
+    void *xbase;
+    const Act *dx = act_dev(x.data() + 1, R * I, 1, &xbase);   // one element in: not 16-byte aligned
+    float *dw_ = dev(w.data(), O * I), *dg = dev(g.data(), R * O);
     float *ddi = dev(di.data(), R * I), *ddw = dev(dw.data(), O * I), *ddb = dev(db.data(), O);
-    cuda_linear_backward(ddi, ddw, ddb, dg, dx + 1, dw_, R, I, O);   // inp = dx + 1: not 16-byte aligned
+    cuda_linear_backward(ddi, ddw, ddb, dg, dx, dw_, R, I, O);
     std::vector<float> got_di(R * I), got_dw(O * I), got_db(O);
     cudaMemcpy(got_di.data(), ddi, R * I * sizeof(float), cudaMemcpyDeviceToHost);
     cudaMemcpy(got_dw.data(), ddw, O * I * sizeof(float), cudaMemcpyDeviceToHost);
@@ -310,7 +335,7 @@ static void test_linear_bf16_backward(void) {
         CHECK(fabsf(got_db[o] - (s + db[o])) <= 1e-5f * (1.f + fabsf(s)), "bf16 linear db[%d] = %.9g, want %.9g", o,
               got_db[o], s + db[o]);
     }
-    cudaFree(dx), cudaFree(dw_), cudaFree(dg), cudaFree(ddi), cudaFree(ddw), cudaFree(ddb);
+    cudaFree(xbase), cudaFree(dw_), cudaFree(dg), cudaFree(ddi), cudaFree(ddw), cudaFree(ddb);
 }
 
 static void run_lt_gelu(void) {

@@ -67,9 +67,38 @@ static void cpu_graph_reset(void) {}
 static size_t cpu_act_bytes(void) { return sizeof(float); }
 static void cpu_act_from_f32(Act *dst, const float *src, size_t n) { memmove(dst, src, n * sizeof(float)); }
 static void cpu_act_to_f32(float *dst, const Act *src, size_t n) { memmove(dst, src, n * sizeof(float)); }
-static void cpu_linear_forward_act(Act *out, const float *inp, const float *w, const float *b, int rows, int IC,
+// The ops with Act inputs or outputs (backend.h): the fp32 functions as they are.
+static void cpu_linear_forward_act(Act *out, const Act *inp, const float *w, const float *b, int rows, int IC,
                                    int OC) {
-    cpu_linear_forward((float *)out, inp, w, b, rows, IC, OC);
+    cpu_linear_forward((float *)out, (const float *)inp, w, b, rows, IC, OC);
+}
+static void cpu_linear_forward_a(float *out, const Act *inp, const float *w, const float *b, int rows, int IC,
+                                 int OC) {
+    cpu_linear_forward(out, (const float *)inp, w, b, rows, IC, OC);
+}
+static void cpu_linear_backward_a(float *dinp, float *dw, float *db, const float *dout, const Act *inp,
+                                  const float *w, int rows, int IC, int OC) {
+    cpu_linear_backward(dinp, dw, db, dout, (const float *)inp, w, rows, IC, OC);
+}
+static void cpu_im2col_forward_a(Act *cols, const float *img, int B, int C, int S, int p) {
+    cpu_im2col_forward((float *)cols, img, B, C, S, p);
+}
+static void cpu_layernorm_forward_a(Act *out, float *mean, float *rstd, const float *inp, const float *w,
+                                    const float *b, int rows, int D, float eps) {
+    cpu_layernorm_forward((float *)out, mean, rstd, inp, w, b, rows, D, eps);
+}
+static void cpu_gelu_forward_a(Act *out, const Act *inp, size_t n) { cpu_gelu_forward((float *)out, inp, n); }
+static void cpu_residual_layernorm_forward_a(float *h, Act *out, float *mean, float *rstd, const float *x,
+                                             const float *f, const float *scale, const float *w, const float *b,
+                                             int B, int rows_per_b, int D, float eps) {
+    cpu_residual_layernorm_forward(h, (float *)out, mean, rstd, x, f, scale, w, b, B, rows_per_b, D, eps);
+}
+static void cpu_attention_forward_a(const AttnArgs *a, Act *out, float *lse) {
+    cpu_attention_forward(a, (float *)out, lse);
+}
+static void cpu_attention_backward_a(const AttnArgs *a, const AttnGrads *g, const Act *out, const float *lse,
+                                     const float *dout) {
+    cpu_attention_backward(a, g, (const float *)out, lse, dout);
 }
 
 const Backend backend_cpu = {
@@ -97,25 +126,25 @@ const Backend backend_cpu = {
     .host_ready = cpu_no_wait,
     .graph_run = cpu_graph_run,
     .graph_reset = cpu_graph_reset,
-    .im2col_forward = cpu_im2col_forward,
+    .im2col_forward = cpu_im2col_forward_a,
     .tokens_forward = cpu_tokens_forward,
     .tokens_backward = cpu_tokens_backward,
-    .layernorm_forward = cpu_layernorm_forward,
+    .layernorm_forward = cpu_layernorm_forward_a,
     .layernorm_backward = cpu_layernorm_backward,
-    .linear_forward = cpu_linear_forward,
-    .linear_backward = cpu_linear_backward,
+    .linear_forward = cpu_linear_forward_a,
+    .linear_backward = cpu_linear_backward_a,
     .linear_forward_act = cpu_linear_forward_act,
-    .gelu_forward = cpu_gelu_forward,
+    .gelu_forward = cpu_gelu_forward_a,
     .gelu_backward = cpu_gelu_backward,
     .residual_forward = cpu_residual_forward,
     .residual_backward = cpu_residual_backward,
-    .residual_layernorm_forward = cpu_residual_layernorm_forward,
+    .residual_layernorm_forward = cpu_residual_layernorm_forward_a,
     .residual_layernorm_backward = cpu_residual_layernorm_backward,
     .droppath_masks = cpu_droppath_masks,
     .gather_rows_forward = cpu_gather_rows_forward,
     .gather_rows_backward = cpu_gather_rows_backward,
-    .attention_forward = cpu_attention_forward,
-    .attention_backward = cpu_attention_backward,
+    .attention_forward = cpu_attention_forward_a,
+    .attention_backward = cpu_attention_backward_a,
     .rollout_step_attn = cpu_rollout_step_attn,
     .topk_select = cpu_topk_select,
     .crossentropy_forward = cpu_crossentropy_forward,
