@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include "core/rng.h"
+#include "model/plan.h"
 #include "train/train.h"
 
 // What one benchmarked run holds: the model, its AdamW state and the step count.
@@ -236,13 +237,22 @@ static void report(const Bench *t, const DcalConfig *c, int B, int ckpt, bool pw
     printf("  planned %.1f MiB (weights %.1f grads %.1f AdamW %.1f activations %.1f workspace %.1f) | %s %.1f MiB\n",
            plan, p.weights / mib, p.grads / mib, p.optimizer / mib, p.activations / mib, p.workspace / mib,
            tm->dev_peak ? "device used" : "peak RSS", peak);
+    // The CUDA backend's own scratch and cuBLASLt's workspace (plan_cuda_extra), beside what the
+    // scratch really peaked at: dcal plan prints the same line for a CUDA run.
+    bool cuda = !strcmp(t->be->name, "cuda");
+    double extra = cuda ? plan_cuda_extra(&m->cfg, B) / mib : 0, scratch = t->be->scratch_peak() / mib;
+    if (cuda)
+        printf("  beyond the plan: scratch peak %.1f MiB (planned %.1f) + cuBLASLt workspace %.1f MiB: planned "
+               "device total %.1f MiB\n", scratch, plan_cuda_scratch(&m->cfg, B) / mib,
+               CUDA_LT_WORKSPACE_BYTES / mib, plan + extra);
     printf("  per timed step: user %.2f s  system %.2f s (CPU time, all threads)  minor page faults %.0f\n",
            tm->user, tm->sys, tm->minflt);
     printf("  timed steps: CLOCK_MONOTONIC %.6f to %.6f (perf record -k CLOCK_MONOTONIC; perf report --time %.6f,%.6f)\n",
            tm->t_begin, tm->t_end, tm->t_begin, tm->t_end);
     printf("dcal: step_ms=%.1f fwd_ms=%.1f bwd_ms=%.1f opt_ms=%.1f img_s=%.4f gflops=%.1f peak_mib=%.1f "
-           "plan_mib=%.1f user_s=%.2f sys_s=%.2f faults=%.0f\n", step * 1e3, tm->fwd * 1e3, tm->bwd * 1e3,
-           tm->opt * 1e3, B / step, flops / step / 1e9, peak, plan, tm->user, tm->sys, tm->minflt);
+           "plan_mib=%.1f user_s=%.2f sys_s=%.2f faults=%.0f backend_plan_mib=%.1f scratch_peak_mib=%.1f\n",
+           step * 1e3, tm->fwd * 1e3, tm->bwd * 1e3, tm->opt * 1e3, B / step, flops / step / 1e9, peak, plan, tm->user,
+           tm->sys, tm->minflt, extra, scratch);
 }
 
 int main(int argc, char **argv) {

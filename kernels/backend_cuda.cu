@@ -7,12 +7,13 @@ extern const BackendComm *const cuda_comm;   // nccl.cu (NULL without NCCL)
 
 // Positional (C++17 has no designated initialisers): a slot added to backend.h must
 // fail here rather than shift every entry by one.
-static_assert(sizeof(Backend) == 53 * sizeof(void *), "Backend changed: update backend_cuda");
+static_assert(sizeof(Backend) == 54 * sizeof(void *), "Backend changed: update backend_cuda");
 
 extern "C" const Backend backend_cuda = {
     /* name */ "cuda",
     /* available */ cuda_available,
     /* free_memory */ cuda_free_memory,
+    /* scratch_peak */ cuda_scratch_max_request,
     /* describe */ cuda_describe,
     /* precisions */ CUDA_PRECISIONS,
     /* set_precision */ cuda_set_precision,

@@ -9,7 +9,9 @@ static cublasLtHandle_t g_cublaslt;
 static void *g_lt_workspace;
 static int g_ready;
 static void *g_scratch;
-static size_t g_scratch_bytes;
+static size_t g_scratch_bytes, g_scratch_max_request;
+
+extern "C" size_t cuda_scratch_max_request(void) { return g_scratch_max_request; }
 
 static void init_once(void) {
     if (g_ready) return;
@@ -33,6 +35,7 @@ void *cuda_lt_workspace(void) {
 
 void *cuda_scratch(size_t bytes) {
     init_once();
+    if (bytes > g_scratch_max_request) g_scratch_max_request = bytes;
     if (bytes <= g_scratch_bytes) return g_scratch;
     // Inside a step capture growing is impossible (no allocation, no host wait) and the recorded
     // kernels would point at the old buffer: the capture fails (graph.cu then runs the body
@@ -42,7 +45,7 @@ void *cuda_scratch(size_t bytes) {
     // Grow-only; the old buffer may still be in use by queued kernels, so wait first.
     CUDA_CHECK(cudaStreamSynchronize(g_stream));
     if (g_scratch) CUDA_CHECK(cudaFree(g_scratch));
-    size_t want = bytes < ((size_t)1 << 20) ? ((size_t)1 << 20) : bytes;
+    size_t want = bytes < CUDA_SCRATCH_MIN_BYTES ? CUDA_SCRATCH_MIN_BYTES : bytes;
     CUDA_CHECK(cudaMalloc(&g_scratch, want));
     g_scratch_bytes = want;
     // Recorded steps point at the freed buffer: record them again (graph.cu).

@@ -60,12 +60,14 @@ cudaStream_t cuda_stream(void);
 cublasHandle_t cuda_cublas(void);
 cublasLtHandle_t cuda_cublaslt(void);
 // cuBLASLt's workspace, ours (not the library's), so results stay reproducible (linear.cu):
-// 32 MiB, what the cuBLAS guide recommends for Hopper; allocated on first use.
-#define CUDA_LT_WORKSPACE_BYTES ((size_t)32 << 20)
+// CUDA_LT_WORKSPACE_BYTES (cuda_scratch_rule.h), 32 MiB, what the cuBLAS guide recommends for
+// Hopper; allocated on first use.
 void *cuda_lt_workspace(void);
 static inline size_t cuda_lt_workspace_bytes(void) { return CUDA_LT_WORKSPACE_BYTES; }
 // Device scratch of at least `bytes`, valid until the next call (stream-ordered).
 void *cuda_scratch(size_t bytes);
+// The largest request cuda_scratch has seen (what cuda_scratch_rule.h predicts: tests).
+extern "C" size_t cuda_scratch_max_request(void);
 // dst[c] += sum_r src[r*cols + c], deterministic (fixed-order two-pass). Uses scratch.
 void cuda_colsum_acc(float *dst, const float *src, int rows, int cols);
 

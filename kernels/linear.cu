@@ -224,7 +224,7 @@ static bool g_said_bias;
 // head layers of 100 (FGVC-Aircraft) or 196 (Stanford Cars) classes give rows of 200 or 392
 // bytes, which an unpadded copy would hand to cuBLASLt as is. The pad columns are never read
 // (the GEMM's m, n, k are the tensor's own), so they are left unwritten.
-static int padded_ld(int cols) { return (cols + 7) / 8 * 8; }
+static int padded_ld(int cols) { return gemm_padded_ld(cols); }   // cuda_scratch_rule.h: the planner's rule
 
 // One thread per 4 floats of a row: a 16-byte load when the source allows it (sub-tensor
 // views may start anywhere), else element by element; the same rounding (nearest even).
@@ -253,9 +253,7 @@ __global__ void pad_bf16_kernel(__nv_bfloat16 *dst, const __nv_bfloat16 *src, si
 
 // Bytes of one padded bf16 copy of a [rows, cols] tensor in scratch, rounded to 256 so every
 // copy starts where the heuristic's (capped) alignment and cuBLASLt's vector loads want it.
-static size_t bf16_part(size_t rows, int cols) {
-    return (rows * padded_ld(cols) * sizeof(__nv_bfloat16) + 255) / 256 * 256;
-}
+static size_t bf16_part(size_t rows, int cols) { return gemm_bf16_part(rows, cols); }
 
 // One A/B operand of a linear call, a row-major [rows, cols] tensor: fp32 (a weight, dout, a
 // bias), or an Act (the activation input: backend.h), already of the operand type at bf16.

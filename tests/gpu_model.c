@@ -9,6 +9,7 @@
 #include <math.h>
 #include <string.h>
 #include "model/model.h"
+#include "model/plan.h"
 #include "core/rng.h"
 #include "testutil.h"
 
@@ -153,6 +154,20 @@ START_TEST(test_checkpointing_same_bits) {
 }
 END_TEST
 
+// The planner's count of the backend's scratch (cuda_scratch_rule.h, shown by dcal plan) is the
+// largest request a training step makes: the bf16 copies of fc1's dout and weight here.
+START_TEST(test_scratch_as_planned) {
+    Run g;
+    run_init(&g, GPU);
+    float img[B * 3 * 32 * 32];
+    int lab[B], pair[B];
+    step(&g, 0, img, lab, pair, true);
+    size_t want = plan_cuda_scratch(&g.m.cfg, B), got = GPU->scratch_peak();
+    ck_assert_msg(want > 0 && got == want, "largest scratch request %zu bytes, planned %zu", got, want);
+    run_free(&g);
+}
+END_TEST
+
 // The compiled-in backend named "cuda", or NULL.
 int main(void) {
     int rc = gpu_backend_for_test("gpu_model", &GPU);
@@ -165,6 +180,7 @@ int main(void) {
     tcase_add_test(tc, test_loss_curve_20_steps);
     tcase_add_test(tc, test_bitwise_repeat_10_steps);
     tcase_add_test(tc, test_checkpointing_same_bits);
+    tcase_add_test(tc, test_scratch_as_planned);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -17,6 +17,7 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+#include "backend/cuda_scratch_rule.h"   // the CUDA backend's scratch, as the planner counts it
 
 // Activation storage. Two kinds of activation are `Act` tensors, stored in the activation
 // type of the precision in force: fp32 at "fp32", bf16 at "bf16" (the rule is the
@@ -81,6 +82,10 @@ typedef struct Backend {
     // (host memory is the OS's business). CUDA: free bytes on the device now
     // (cudaMemGetInfo); the caller keeps its own headroom for workspaces.
     size_t (*free_memory)(void);
+    // Bytes of the largest scratch request the backend's ops have made so far, beyond the
+    // model's own buffers (CUDA: the GEMM operand copies and partial sums, which dcal plan
+    // predicts: backend/cuda_scratch_rule.h). CPU: 0 (its ops need none).
+    size_t (*scratch_peak)(void);
     // One line (no newline) for the manifest and the logs: the device (CPU model
     // / GPU name), runtime and library versions (OpenBLAS config / CUDA runtime,
     // driver, cuBLAS) and the numerics in force (precision, GEMM operand type,

@@ -37,8 +37,9 @@ static void print_reduce(const DcalConfig *c) {
 // config_resolve resolves them for train (auto = the first available backend,
 // its best precision); a backend this machine lacks is named, not an error:
 // planning for a GPU on a laptop is what the plan is for. The precision found
-// goes to prec (cap bytes; "" when unknown): it sets how the Act tensors count.
-static void print_backend(const TrainConfig *t, char *prec, size_t cap) {
+// goes to prec (cap bytes; "" when unknown): it sets how the Act tensors count. Returns the
+// backend's name (the named device when this dcal lacks it), or NULL when auto found none.
+static const char *print_backend(const TrainConfig *t, char *prec, size_t cap) {
     const Backend *be = NULL;
     char why[256] = "not built into this dcal";
     bool auto_dev = !strcmp(t->device, "auto"), auto_prec = !strcmp(t->precision, "auto"), here = false;
@@ -52,7 +53,7 @@ static void print_backend(const TrainConfig *t, char *prec, size_t cap) {
     if (be && auto_prec) snprintf(prec, cap, "%.*s", (int)strcspn(be->precisions, " "), be->precisions);
     if (!be) {
         printf("backend: %s (not available here: %s), precision %s\n", t->device, why, t->precision);
-        return;
+        return auto_dev ? NULL : t->device;
     }
     size_t pl = strlen(prec);
     const char *hit = strstr(be->precisions, prec);
@@ -61,6 +62,18 @@ static void print_backend(const TrainConfig *t, char *prec, size_t cap) {
            here ? "" : " (not available here: ", here ? "" : why, here ? "" : ")", prec,
            auto_prec ? " (train.precision=auto: the backend's best)"
            : supported ? "" : " (not supported by this backend: train refuses it)");
+    return be->name;
+}
+
+// The CUDA backend's own allocations, which the table does not hold (cuda_scratch_rule.h).
+static void print_cuda_extra(const ModelConfig *m, int B) {
+    size_t s = plan_cuda_scratch(m, B), extra = plan_cuda_extra(m, B);
+    printf("CUDA backend beyond the table: scratch %.1f MiB (largest request %zu bytes: %s) + cuBLASLt workspace "
+           "%.1f MiB; with them %.1f MiB without checkpointing, %.1f MiB with\n",
+           (extra - CUDA_LT_WORKSPACE_BYTES) / 1048576.0, s,
+           s ? "bf16 copies of the largest linear layer's weight and dout" : "no operand copies at fp32",
+           CUDA_LT_WORKSPACE_BYTES / 1048576.0, (plan_train_bytes(m, B, false) + extra) / 1048576.0,
+           (plan_train_bytes(m, B, true) + extra) / 1048576.0);
 }
 
 int cmd_plan(int argc, char **argv) {
@@ -99,10 +112,11 @@ int cmd_plan(int argc, char **argv) {
     }
     printf("config: %s\n", c->source);
     char prec[16];
-    print_backend(&c->train, prec, sizeof prec);
+    const char *be = print_backend(&c->train, prec, sizeof prec);
     ModelConfig mc = c->model;   // the Act tensors count at the precision that would run
     mc.act_bytes = prec[0] ? config_act_bytes(prec) : 0;
     plan_print(stdout, &mc, B);
+    if (be && !strcmp(be, "cuda")) print_cuda_extra(&mc, B);
     print_reduce(c);
     if (maxmem) {
         int eff = config_effective_batch(c), dev = c->train.devices > 0 ? c->train.devices : 1;

@@ -17,7 +17,7 @@ void plan_print(FILE *f, const ModelConfig *cfg, int B) {
     const char *rows[] = {"weights", "grads", "optimizer (AdamW m+v)", "activations", "workspace", "total"};
     if (cfg->act_bytes == 2)
         fprintf(f, "memory plan, micro-batch %d (training; the Act tensors — qkv, GLCA's q and k|v, fc1's output, "
-                   "block inputs — in bf16, every other buffer fp32)\n", B);
+                   "block inputs, GEMM inputs — in bf16, every other buffer fp32)\n", B);
     else
         fprintf(f, "memory plan, micro-batch %d (training; every buffer fp32)\n", B);
     fprintf(f, "%-22s %14s %16s   %14s %16s\n", "", "no ckpt MiB", "bytes", "per-block MiB", "bytes");
@@ -30,6 +30,28 @@ void plan_print(FILE *f, const ModelConfig *cfg, int B) {
         }
         fprintf(f, "%-22s %14.1f %16zu   %14.1f %16zu\n", rows[r], v[0] / 1048576.0, v[0], v[1] / 1048576.0, v[1]);
     }
+}
+
+// Every linear layer of the model as [rows, IC] → [rows, OC] (MODEL.md §1-3): the patch
+// embedding, a block's four (SA and PWCA rows; GLCA's q and k|v, its projection and MLP on
+// 1+K rows) and the heads.
+size_t plan_cuda_scratch(const ModelConfig *cfg, int B) {
+    int N = config_tokens(cfg), Q = 1 + config_topk(cfg), D = cfg->dim, F = cfg->mlp_dim, p = cfg->patch;
+    size_t rows = (size_t)B * N, lr = (size_t)B * Q, P = (size_t)B * (N - 1);
+    const struct { size_t rows; int ic, oc; } l[] = {
+        {P, 3 * p * p, D}, {rows, D, 3 * D}, {rows, D, D}, {rows, D, F}, {rows, F, D},
+        {lr, D, D},        {rows, D, 2 * D}, {lr, D, D},   {lr, D, F},   {lr, F, D}, {(size_t)B, D, cfg->num_classes}};
+    size_t most = 0;
+    for (size_t i = 0; i < sizeof l / sizeof l[0]; i++) {
+        size_t s = gemm_linear_scratch(l[i].rows, l[i].ic, l[i].oc, cfg->act_bytes == 2);
+        if (s > most) most = s;
+    }
+    return most;
+}
+
+size_t plan_cuda_extra(const ModelConfig *cfg, int B) {
+    size_t s = plan_cuda_scratch(cfg, B);
+    return (s > CUDA_SCRATCH_MIN_BYTES ? s : CUDA_SCRATCH_MIN_BYTES) + CUDA_LT_WORKSPACE_BYTES;
 }
 
 // "8G", "512M", "1.5GiB", "1000000" → bytes (binary units); 0 when malformed.

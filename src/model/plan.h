@@ -7,5 +7,12 @@
 size_t plan_train_bytes(const ModelConfig *cfg, int B, bool ckpt);
 // Print the table for one config (with and without checkpointing).
 void plan_print(FILE *f, const ModelConfig *cfg, int B);
+// The CUDA backend's largest scratch request in a training step at micro-batch B, beyond the
+// table (backend/cuda_scratch_rule.h): the bf16 operand copies of the largest linear layer at
+// precision bf16 (cfg->act_bytes 2), 0 at fp32.
+size_t plan_cuda_scratch(const ModelConfig *cfg, int B);
+// What the CUDA backend allocates beyond the table: its scratch (at least its 1 MiB minimum)
+// and cuBLASLt's workspace.
+size_t plan_cuda_extra(const ModelConfig *cfg, int B);
 // "8G", "512M", "1.5GiB", "1000000" → bytes (binary units); 0 when malformed.
 size_t plan_parse_size(const char *s);

@@ -61,6 +61,7 @@ static int cpu_graph_run(int key, void (*body)(void *ctx), void *ctx) {
     return 0;
 }
 static void cpu_graph_reset(void) {}
+static size_t cpu_scratch_peak(void) { return 0; }
 
 // ---- Act storage: fp32 (the CPU's one precision), so conversions are copies ----
 
@@ -105,6 +106,7 @@ const Backend backend_cpu = {
     .name = "cpu",
     .available = cpu_available,
     .free_memory = cpu_free_memory,
+    .scratch_peak = cpu_scratch_peak,
     .describe = cpu_describe,
     .precisions = "fp32",
     .set_precision = cpu_set_precision,
