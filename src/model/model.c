@@ -208,9 +208,12 @@ static void block_grads(Arena *a, BlockGrads *g, size_t rows, const ModelConfig 
 }
 
 // GLCA block j's activations: Q = 1+K local rows, N global rows.
-static void glca_acts(Arena *a, GlcaActs *g, int B, const ModelConfig *c, int N, int Q, bool ws) {
+// keep_yin false: the local input is gathered again in backward (glca_backward), so
+// backward_scratch places it among the forward-only buffers.
+static void glca_acts(Arena *a, GlcaActs *g, int B, const ModelConfig *c, int N, int Q, bool ws, bool keep_yin) {
     size_t D = (size_t)c->dim, F = (size_t)c->mlp_dim, rows = (size_t)B * N, lr = (size_t)B * Q;
-    g->yin = take(a, lr * D, ws);
+    g->yin_kept = keep_yin;
+    g->yin = keep_yin ? take(a, lr * D, ws) : NULL;
     g->lnl = take_act(a, lr * D, ws);
     g->lnl_mean = take(a, lr, ws);
     g->lnl_rstd = take(a, lr, ws);
@@ -249,15 +252,17 @@ static void backward_scratch(const ModelConfig *c, int B, int N, int Q, int T, A
     size_t gsa_from = arena_end(a);
     block_grads(a, &x->gsa, rows, c, x->ftmp);
     size_t gsa_to = arena_end(a);
+    // The forward's fp32 stream views and GLCA block 0's gathered local rows are dead by
+    // the time the backward writes a gradient; a recompute's output is dead before its
+    // block's backward zeroes df.
+    overlay_begin(a, gsa_from, gsa_to);
     if (bf16_stream) {
-        // The forward's fp32 stream views are dead by the time the backward writes a
-        // gradient; a recompute's output is dead before its block's backward zeroes df.
-        overlay_begin(a, gsa_from, gsa_to);
         x->sf[0] = take(a, rows * D, true);
         x->sf[1] = take(a, rows * D, true);
-        overlay_end(a);
         x->sout = x->gsa.df;
     }
+    if (M > 0) x->gl[0].yin = take(a, (size_t)B * Q * D, true);
+    overlay_end(a);
     // PWCA block l's backward runs to its end before SA block l's starts; only dqkv,
     // where PWCA leaves SA's dk2/dv2, is live across both, so the rest is shared.
     // PWCA's own dq|dk1|dv1 is written after its MLP half is done with dfc1: it lives
@@ -325,7 +330,8 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
     // forward is done with sa[0], and backward recomputes into sa[0]: one buffer serves both.
     if (ckpt && training) x->rec = x->sa[0];
     // GLCA keeps its M blocks even when checkpointing: they are small.
-    for (int j = 0; j < M; j++) glca_acts(a, &x->gl[j], B, c, N, Q, !training);
+    // GLCA block 0's local rows are a gather from the stream: training gathers them again in backward.
+    for (int j = 0; j < M; j++) glca_acts(a, &x->gl[j], B, c, N, Q, !training, !training || j > 0);
     for (int h = 0; h < (training ? 3 : 2); h++) head_acts(a, &x->head[h], B, D, c->num_classes, !training);
     x->sel = (int *)take(a, (size_t)B * Q, false);
     x->zeros = (int *)take(a, (size_t)B, true);

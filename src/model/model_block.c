@@ -172,6 +172,11 @@ void glca_backward(const Model *m, const BlockW *w, const BlockW *gw, const Glca
     const Act *lng = ln_again(m, x->ftmp, global, w->ln1w, w->ln1b, rows);   // ftmp: mlp_proj_backward is done
     be->linear_backward(x->dlng, gw->qkvw + (size_t)D * D, gw->qkvb + D, x->dglkv, lng, w->qkvw + (size_t)D * D,
                         rows, D, 2 * D);
-    be->layernorm_backward(dyin, gw->ln1w, gw->ln1b, x->dlnl, a->yin, w->ln1w, a->lnl_mean, a->lnl_rstd, lr, D);
+    const float *yin = a->yin;   // block 0's local rows, gathered from global again (bit for bit) into spent ftmp
+    if (!a->yin_kept) {
+        be->gather_rows_forward(x->ftmp, global, x->sel, B, m->N, Q, D);
+        yin = x->ftmp;
+    }
+    be->layernorm_backward(dyin, gw->ln1w, gw->ln1b, x->dlnl, yin, w->ln1w, a->lnl_mean, a->lnl_rstd, lr, D);
     be->layernorm_backward(dglobal, gw->ln1w, gw->ln1b, x->dlng, global, w->ln1w, a->lng_mean, a->lng_rstd, rows, D);
 }

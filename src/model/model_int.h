@@ -26,6 +26,7 @@ typedef struct {
 // GLCA block j: Q = 1+K local rows attend to N global rows.
 typedef struct {
     float *yin;                                   // [B,Q,D] local input (j=0: z[sel])
+    bool yin_kept;                                // false: forward-only, glca_backward gathers it again
     Act *lnl;                                     // local LN1 (the q GEMM's input, kept for its dW)
     float *lnl_mean, *lnl_rstd;
     Act *q;                                       // queries [B,Q,D] (Act storage)
