@@ -203,6 +203,25 @@ START_TEST(pick_counts_gradient_sum) {
 }
 END_TEST
 
+// On CUDA a step also takes the backend's scratch and cuBLASLt's 32 MiB (dcal plan's line
+// below the table). At 448 px, micro-batch 16, bf16 the largest request is fc1's backward:
+// dout [12560, 3072] and W [3072, 768] in bf16, 256 bytes on top: 77168640 + 4718592 + 256.
+START_TEST(cuda_extra_counted) {
+    DcalConfig c = load("cub");
+    ModelConfig mc = c.model;
+    mc.act_bytes = 2;
+    ck_assert_uint_eq(plan_cuda_scratch(&mc, 16), 77168640u + 4718592u + 256u);
+    ck_assert_uint_eq(plan_cuda_extra(&mc, 16), 81887488u + ((size_t)32 << 20));
+    ck_assert_uint_eq(cli_step_bytes(&mc, 16, 1, 1, true), plan_train_bytes(&mc, 16, true));   // not on CUDA
+    mc.on_cuda = true;
+    ck_assert_uint_eq(cli_step_bytes(&mc, 16, 1, 1, true), plan_train_bytes(&mc, 16, true) + plan_cuda_extra(&mc, 16));
+    // At fp32 nothing is copied: the scratch is the backend's 1 MiB minimum.
+    mc.act_bytes = 4;
+    ck_assert_uint_eq(plan_cuda_scratch(&mc, 16), 0);
+    ck_assert_uint_eq(plan_cuda_extra(&mc, 16), ((size_t)1 << 20) + ((size_t)32 << 20));
+}
+END_TEST
+
 START_TEST(cmd_plan) {
     char args[1400], buf[8192];
     snprintf(args, sizeof args, "plan --config %s/configs/fgvc/tiny.yaml --micro-batch 2 --max-memory 1.5M", src_dir());
@@ -241,6 +260,7 @@ int main(void) {
     tcase_add_test(tc, act_bytes_agree);
     tcase_add_test(tc, nothing_quadratic_in_tokens);
     tcase_add_test(tc, pick_micro_batch);
+    tcase_add_test(tc, cuda_extra_counted);
     tcase_add_test(tc, pick_counts_gradient_sum);
     tcase_add_test(tc, cmd_plan);
     suite_add_tcase(s, tc);

@@ -152,16 +152,19 @@ ConfigRequest cli_request(const CliArgs *a) {
                            .allowed = a->allowed, .n_allowed = a->n_allowed};
 }
 
-int cli_device_facts(const char *device, size_t *free_bytes, const char **precisions) {
+int cli_device_facts(const char *device, size_t *free_bytes, const char **precisions, const char **backend) {
     const Backend *be = backend_get(device);
     if (!be) return 0;
     *free_bytes = be->free_memory();
     *precisions = be->precisions;
+    *backend = be->name;
     return 1;
 }
 
+// A step's bytes on the run's device: the table, the gradient sum's buffers and, on CUDA, the
+// backend's own scratch and cuBLASLt's workspace (dcal plan's line below the table).
 size_t cli_step_bytes(const ModelConfig *m, int B, int accum, int world, bool ckpt) {
     MemPlan p;
     model_plan(m, B, ckpt, true, &p);
-    return p.total + reduce_extra_bytes(p.grads / sizeof(float), accum, world);
+    return p.total + reduce_extra_bytes(p.grads / sizeof(float), accum, world) + (m->on_cuda ? plan_cuda_extra(m, B) : 0);
 }

@@ -29,6 +29,8 @@ typedef struct {
     int act_bytes;                 // not a YAML key: bytes of a stored Act element (backend.h),
                                    // config_act_bytes(train.precision), set once the precision is
                                    // resolved; 0 (unresolved) plans as 4
+    bool on_cuda;                  // not a YAML key: the run's backend is CUDA, so a step's bytes
+                                   // include its scratch and cuBLASLt's workspace (plan_cuda_extra)
 } ModelConfig;
 
 typedef struct {

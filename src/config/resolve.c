@@ -195,7 +195,9 @@ int config_resolve(const ConfigRequest *rq, ResolvedConfig *out) {
     const char *from = rq->budget_from ? rq->budget_from : "memory budget", *precisions = rq->backend_precisions;
     if (rq->device_facts) {   // ARCHITECTURE.md §4: fit the micro-batch to the device, never OOM mid-run
         size_t free_bytes = 0;
-        if (!rq->device_facts(c->train.device, &free_bytes, &precisions)) return 0;
+        const char *backend = NULL;
+        if (!rq->device_facts(c->train.device, &free_bytes, &precisions, &backend)) return 0;
+        c->model.on_cuda = backend && !strcmp(backend, "cuda");
         // A training plan only: eval keeps its batch, and a resumed run its micro-batch
         // (the checkpoint's position counts micro-batches).
         if (rq->training && !rq->resume_dir && !budget && free_bytes) {

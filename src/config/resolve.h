@@ -29,10 +29,11 @@ typedef struct {
                                               //   sum's buffers); required with memory_budget
     const char *backend_precisions;           // e.g. "bf16 fp32", best first: auto → the first, an explicit
                                               //   value must be listed. NULL = leave train.precision as is
-    int (*device_facts)(const char *device, size_t *free_bytes, const char **precisions);
+    int (*device_facts)(const char *device, size_t *free_bytes, const char **precisions, const char **backend);
                                               // asked once train.device is final: the bytes a run may plan
                                               //   with on it (0 = not limited: keep the config's micro-batch
-                                              //   unless memory_budget is set) and its precisions, best first.
+                                              //   unless memory_budget is set), its precisions, best first,
+                                              //   and the backend's name (cuda: model.on_cuda).
                                               //   0 after an error line (no such device). NULL = no device
     int world_size;                           // processes the launcher started (train: dist_world()); 0 =
                                               //   none: plan for train.devices (verify-config, plan)
