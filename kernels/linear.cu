@@ -223,8 +223,10 @@ static bool g_said_bias;
 // every bf16 operand has the leading dimension tensor-core kernels load in 16-byte vectors:
 // head layers of 100 (FGVC-Aircraft) or 196 (Stanford Cars) classes give rows of 200 or 392
 // bytes, which an unpadded copy would hand to cuBLASLt as is. The pad columns are never read
-// (the GEMM's m, n, k are the tensor's own), so they are left unwritten.
-static int padded_ld(int cols) { return gemm_padded_ld(cols); }   // cuda_scratch_rule.h: the planner's rule
+// (the GEMM's m, n, k are the tensor's own), so they are left unwritten. The row and part
+// sizes (gemm_padded_ld, gemm_bf16_part: each part rounded to 256 bytes, so every copy starts
+// where the heuristic's capped alignment and cuBLASLt's vector loads want it) are
+// backend/cuda_scratch_rule.h's, which dcal plan counts with.
 
 // One thread per 4 floats of a row: a 16-byte load when the source allows it (sub-tensor
 // views may start anywhere), else element by element; the same rounding (nearest even).
@@ -251,10 +253,6 @@ __global__ void pad_bf16_kernel(__nv_bfloat16 *dst, const __nv_bfloat16 *src, si
     if (i < rows * cols) dst[(i / cols) * ld + i % cols] = src[i];
 }
 
-// Bytes of one padded bf16 copy of a [rows, cols] tensor in scratch, rounded to 256 so every
-// copy starts where the heuristic's (capped) alignment and cuBLASLt's vector loads want it.
-static size_t bf16_part(size_t rows, int cols) { return gemm_bf16_part(rows, cols); }
-
 // One A/B operand of a linear call, a row-major [rows, cols] tensor: fp32 (a weight, dout, a
 // bias), or an Act (the activation input: backend.h), already of the operand type at bf16.
 struct Src {
@@ -264,7 +262,7 @@ struct Src {
     bool act;
 };
 // A bf16 Act the GEMM can read in place: rows of whole 16-byte vectors from an aligned base.
-static bool act_in_place(const Src &s) { return s.cols == padded_ld(s.cols) && (uintptr_t)s.p % 16 == 0; }
+static bool act_in_place(const Src &s) { return s.cols == gemm_padded_ld(s.cols) && (uintptr_t)s.p % 16 == 0; }
 
 // The operands of one linear call: the tensors themselves (leading dimension cols) at
 // precision fp32; at precision bf16, the Act inputs in place and padded bf16 copies of the
@@ -289,13 +287,13 @@ static Operands operands(const Src src[3], size_t extra = 0) {
     }
     size_t total = 256;   // never 0: an empty operand still gets a valid device pointer
     for (int i = 0; i < 3; i++)
-        if (src[i].p && !(src[i].act && act_in_place(src[i]))) total += bf16_part(src[i].rows, src[i].cols);
+        if (src[i].p && !(src[i].act && act_in_place(src[i]))) total += gemm_bf16_part(src[i].rows, src[i].cols);
     char *s = (char *)cuda_scratch(total + extra);
     if (extra) o.extra = s + total;
     for (int i = 0; i < 3; i++) {
         const Src &x = src[i];
         if (!x.p || (x.act && act_in_place(x))) continue;
-        int ld = padded_ld(x.cols);
+        int ld = gemm_padded_ld(x.cols);
         if (x.act) {
             size_t n = x.rows * (size_t)x.cols;
             if (n) {
@@ -315,7 +313,7 @@ static Operands operands(const Src src[3], size_t extra = 0) {
             }
         }
         o.p[i] = s, o.ld[i] = ld;
-        s += bf16_part(x.rows, x.cols);
+        s += gemm_bf16_part(x.rows, x.cols);
     }
     return o;
 }

@@ -174,6 +174,8 @@ static void *take_bytes(Arena *a, size_t bytes, bool workspace) {
     return a->base ? a->base + off : NULL;
 }
 static size_t arena_end(const Arena *a) { return a->act + a->ws; }
+// The streams between blocks are bf16 (model_graph.c stream_in): their fp32 views need buffers.
+static bool bf16_stream(const Arena *a) { return a->act_elem != sizeof(float); }
 static void overlay_begin(Arena *a, size_t from, size_t to) { a->ov = from; a->ov_end = to; }
 static void overlay_end(Arena *a) { a->ov = a->ov_end = 0; }
 static float *take(Arena *a, size_t n, bool workspace) { return take_bytes(a, n * sizeof(float), workspace); }
@@ -248,7 +250,6 @@ static void backward_scratch(const ModelConfig *c, int B, int N, int Q, int T, A
         x->dx[i] = take(a, rows * D, true);
         x->dz[i] = T ? take(a, rows * D, true) : NULL;
     }
-    bool bf16_stream = a->act_elem != sizeof(float);
     size_t gsa_from = arena_end(a);
     block_grads(a, &x->gsa, rows, c, x->ftmp);
     size_t gsa_to = arena_end(a);
@@ -256,7 +257,7 @@ static void backward_scratch(const ModelConfig *c, int B, int N, int Q, int T, A
     // the time the backward writes a gradient; a recompute's output is dead before its
     // block's backward zeroes df.
     overlay_begin(a, gsa_from, gsa_to);
-    if (bf16_stream) {
+    if (bf16_stream(a)) {
         x->sf[0] = take(a, rows * D, true);
         x->sf[1] = take(a, rows * D, true);
         x->sout = x->gsa.df;
@@ -291,7 +292,7 @@ static void backward_scratch(const ModelConfig *c, int B, int N, int Q, int T, A
     // the backward's fp32 view of a bf16 stream entry once SA block 0's backward is done, and
     // the embedding's gradient is written only after that: one buffer (layout sizes it).
     x->dpatch = x->pe;
-    if (bf16_stream) x->sb = x->pe;
+    if (bf16_stream(a)) x->sb = x->pe;
 }
 
 // Place (or count) every activation and workspace buffer for micro-batch B.
@@ -304,13 +305,13 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
     x->x = take_act(a, (size_t)(L + 1) * rows * D, !training);
     x->z = T ? take_act(a, (size_t)(T + 1) * rows * D, false) : NULL;
     x->sf[0] = x->sf[1] = x->sb = x->sout = NULL;
-    if (!training && a->act_elem != sizeof(float)) {   // training: backward_scratch places them
+    if (!training && bf16_stream(a)) {   // training: backward_scratch places them
         x->sf[0] = take(a, rows * D, true);
         x->sf[1] = take(a, rows * D, true);
     }
     x->img = take(a, (size_t)B * 3 * c->img_size * c->img_size, true);
     x->cols = take_act(a, (size_t)B * P * 3 * p * p, !training);
-    x->pe = take(a, (training && a->act_elem != sizeof(float) ? rows : (size_t)B * P) * D, true);   // x->sb too
+    x->pe = take(a, (training && bf16_stream(a) ? rows : (size_t)B * P) * D, true);   // x->sb too
     bool shared = ckpt || !training;   // inference never needs more than one block's activations
     int nsa = shared ? 1 : L, npw = shared ? (T ? 1 : 0) : T;
     for (int l = 0; l < nsa; l++) block_acts(a, &x->sa[l], rows, B, c, N, shared);

@@ -312,10 +312,12 @@ static void layer_backward(Model *m, int l, int T, StreamGrads *s, int B) {
     BlockW w = model_block_w(m, m->params, model_sa_tensor(l));
     BlockW gw = model_block_w(m, m->grads, model_sa_tensor(l));
     BlockActs *sa = sa_acts(m, l);
+    // x[l] as fp32 (x[l] itself at fp32, else its copy in sb), converted once per use of sb.
+    const float *xin = NULL;
     // Recompute SA block l. With PWCA in this layer, first only its LN1 and qkv (PWCA's k2/v2):
     // the rest waits until PWCA's backward is done, as PWCA's activations share its memory.
     if (!stored(m)) {
-        const float *xin = stream_in(m, xs(m, l, B), x->sb, B);
+        xin = stream_in(m, xs(m, l, B), x->sb, B);
         block_attn_forward(m, &w, sa, xin, B, NULL, NULL, false);
         if (l >= T)
             block_forward_from_qkv(m, &w, sa, xin, stream_out(m, xs(m, l + 1, B), x->sout), B, NULL, NULL,
@@ -324,15 +326,15 @@ static void layer_backward(Model *m, int l, int T, StreamGrads *s, int B) {
     be->zero(x->gsa.dqkv, sn * 3 * sizeof(float));
     if (l < T) {
         pwca_layer_backward(m, l, &w, &gw, sa, s, B);
-        if (!stored(m))   // x[l] again: PWCA's backward took sb for z[l]
-            block_forward_from_qkv(m, &w, sa, stream_in(m, xs(m, l, B), x->sb, B),
-                                   stream_out(m, xs(m, l + 1, B), x->sout), B, NULL, NULL, drop(m, l, 0, B),
-                                   drop(m, l, 1, B));
+        xin = stream_in(m, xs(m, l, B), x->sb, B);   // again: PWCA's backward took sb for z[l]
+        if (!stored(m))
+            block_forward_from_qkv(m, &w, sa, xin, stream_out(m, xs(m, l + 1, B), x->sout), B, NULL, NULL,
+                                   drop(m, l, 0, B), drop(m, l, 1, B));
     }
     be->zero(s->dnext, sn * sizeof(float));
-    // x[l] again: PWCA's backward took sb for z[l] (at fp32 this is x[l] itself, no copy)
-    block_backward(m, &w, &gw, sa, stream_in(m, xs(m, l, B), x->sb, B), s->dcur, s->dnext, &x->gsa, B, NULL, NULL,
-                   NULL, drop(m, l, 0, B), drop(m, l, 1, B));
+    if (!xin) xin = stream_in(m, xs(m, l, B), x->sb, B);   // stored activations, no PWCA in this layer
+    block_backward(m, &w, &gw, sa, xin, s->dcur, s->dnext, &x->gsa, B, NULL, NULL, NULL, drop(m, l, 0, B),
+                   drop(m, l, 1, B));
     if (l >= L - M) be->residual_backward(s->dnext, NULL, x->dglx + (size_t)(l - (L - M)) * sn, NULL, 1, sn);
     float *t = s->dcur; s->dcur = s->dnext; s->dnext = t;
 }
