@@ -2,7 +2,8 @@
 # e2e_bitwise.sh: refactors must not change a single bit of CPU training.
 # Runs (1) --dump-step on the tiny config and (2) a short CPU synthetic demo
 # (2 epochs on 160 images, with eval and a checkpoint) and compares their
-# sha256s with tests/golden/bitwise.txt. The golden values are tied to the CPU
+# sha256s with tests/golden/bitwise.txt; (3) compares two tiny runs, AdamW
+# inside backward and after it (train.update_in_backward), with each other. The golden values are tied to the CPU
 # kind and the OpenBLAS build they were made with (recorded in that file): on
 # another kind the test skips (77) and says how to regenerate them.
 # Regenerate (only when CPU numerics change on purpose, and say why in the commit):
@@ -18,6 +19,25 @@ export OMP_NUM_THREADS=2
 "$dcal" train --config "$src/configs/fgvc/tiny.yaml" --set data.root="$tmp/tinydata" \
   --dump-step "$tmp/dump.safetensors" >/dev/null 2>&1
 dump=$(sha256sum "$tmp/dump.safetensors" | cut -d' ' -f1)
+
+# (3, on any kind) train.update_in_backward: at accumulation 1, AdamW updating each block inside
+# backward gives the same steps and weights as updating the whole model after it, and the
+# plan holds one block's gradient instead of all of them.
+for u in true false; do
+  "$dcal" train --config "$src/configs/fgvc/tiny.yaml" --set data.root="$tmp/tinydata" --set train.out_dir="$tmp/uib" \
+    --set train.run_name=$u --set train.micro_batch=16 --set train.accum_steps=1 --set optim.epochs=2 \
+    --set train.update_in_backward=$u > "$tmp/uib_$u.txt" 2>&1 || { cat "$tmp/uib_$u.txt"; exit 1; }
+done
+cmp "$tmp/uib/true/steps.tsv" "$tmp/uib/false/steps.tsv" || { echo "FAIL: update in backward changed steps.tsv"; exit 1; }
+hash_of() { sed -nE 's/.*final weights sha256 ([0-9a-f]{64}).*/\1/p' "$1"; }
+[ -n "$(hash_of "$tmp/uib_true.txt")" ] && [ "$(hash_of "$tmp/uib_true.txt")" = "$(hash_of "$tmp/uib_false.txt")" ] ||
+  { echo "FAIL: update in backward changed the final weights"; exit 1; }
+[ "$(wc -l < "$tmp/uib/true/steps.tsv")" -gt 2 ] || { echo "FAIL: too few steps to compare"; exit 1; }
+plan_grads() { "$dcal" plan --config "$src/configs/fgvc/tiny.yaml" --set train.micro_batch=16 --set train.accum_steps=1 \
+  --set train.update_in_backward=$1 | awk '$1 == "grads" { print $3 }'; }
+gt=$(plan_grads true); gf=$(plan_grads false)
+[ -n "$gt" ] && [ "$gt" -lt "$gf" ] || { echo "FAIL: plan grads $gt (in backward) not below $gf"; exit 1; }
+echo "ok: update in backward: same steps and weights; plan grads $gt bytes instead of $gf"
 
 # (2) the synthetic demo, shortened: every step, eval and the checkpoint's weights.
 "$dcal" make-synthetic --out "$tmp/data" --classes 10 --per-class 16 --test-per-class 4 --img 72 >/dev/null

@@ -207,8 +207,12 @@ typedef struct {
     int lab[B], pair[B];
 } Fix;
 
-static void fix_init(Fix *f, bool ckpt, uint64_t seed) {
+// per_block: gradients one block at a time (ModelConfig.grads_per_block, train.update_in_backward);
+// ckpt_layers: with ckpt, the layers recomputed (train.checkpoint_layers; 0: all).
+static void fix_init_with(Fix *f, bool ckpt, uint64_t seed, bool per_block, int ckpt_layers) {
     ModelConfig cfg = tiny();
+    cfg.grads_per_block = per_block;
+    cfg.ckpt_layers = ckpt_layers;
     ck_assert(model_build(&f->m, &cfg, &backend_cpu));
     model_init_weights(&f->m, seed);
     // Break the symmetry of a fresh init so every path carries gradient: random LN
@@ -230,6 +234,10 @@ static void fix_init(Fix *f, bool ckpt, uint64_t seed) {
     int pair[B] = {1, 2, 3, 0};
     memcpy(f->pair, pair, sizeof pair);
 }
+static void fix_init_grads(Fix *f, bool ckpt, uint64_t seed, bool per_block) {
+    fix_init_with(f, ckpt, seed, per_block, 0);
+}
+static void fix_init(Fix *f, bool ckpt, uint64_t seed) { fix_init_grads(f, ckpt, seed, false); }
 static void fix_free(Fix *f) { model_free(&f->m); free(f->img); }
 
 static float run_step(Fix *f, StepOut *out) {
@@ -309,22 +317,93 @@ END_TEST
 START_TEST(test_model_vs_reference_ckpt) { check_against_reference(true); }
 END_TEST
 
+// Every layer checkpointed (ckpt_layers 0), and only the lowest 1 or 2 of the 3
+// (train.checkpoint_layers): the same loss and gradient bits as keeping everything, and
+// the planned activations fall as more layers are recomputed.
 START_TEST(test_checkpointing_same_gradients) {
-    Fix a, b;
+    Fix a;
     fix_init(&a, false, 3);
-    fix_init(&b, true, 3);
-    StepOut oa, ob;
+    StepOut oa;
     run_step(&a, &oa);
-    run_step(&b, &ob);
-    ck_assert_float_eq(oa.loss, ob.loss);
-    // Recomputation repeats the same float operations in the same order: identical bits.
-    ck_assert_int_eq(memcmp(a.m.grads, b.m.grads, a.m.n_params * sizeof(float)), 0);
-    MemPlan pa, pb;
-    model_plan(&a.m.cfg, B, false, true, &pa);
-    model_plan(&a.m.cfg, B, true, true, &pb);
-    ck_assert(pb.activations < pa.activations);
+    int L = a.m.cfg.depth;
+    MemPlan prev;
+    model_plan(&a.m.cfg, B, false, true, &prev);
+    for (int k = 1; k <= L; k++) {
+        Fix b;
+        fix_init_with(&b, true, 3, false, k == L ? 0 : k);
+        ck_assert_int_eq(b.m.n_ckpt, k);
+        StepOut ob;
+        run_step(&b, &ob);
+        ck_assert_float_eq(oa.loss, ob.loss);
+        // Recomputation repeats the same float operations in the same order: identical bits.
+        ck_assert_msg(!memcmp(a.m.grads, b.m.grads, a.m.n_params * sizeof(float)), "%d of %d layers checkpointed: "
+                      "gradients differ", k, L);
+        MemPlan p;
+        model_plan(&b.m.cfg, B, true, true, &p);
+        ck_assert_msg(p.activations + p.workspace < prev.activations + prev.workspace,
+                      "%d layers checkpointed: %zu bytes, not below %zu", k, p.activations + p.workspace,
+                      prev.activations + prev.workspace);
+        prev = p;
+        fix_free(&b);
+    }
     fix_free(&a);
-    fix_free(&b);
+}
+END_TEST
+
+// What backward hands over group by group (model.h grad_ready), copied to the params' layout.
+typedef struct {
+    const Model *m;
+    float *full;               // [n_params]
+    int order[64], n;
+} Collect;
+static void collect(void *ctx, int g) {
+    Collect *c = ctx;
+    const ParamGroup *p = &c->m->groups[g];
+    ck_assert_int_lt(c->n, 64);
+    memcpy(c->full + p->offset, c->m->grads + p->goffset, p->numel * sizeof(float));
+    c->order[c->n++] = g;
+}
+
+// train.update_in_backward's layout: every block's gradient in one slot, so backward must
+// hand each group over once, each block as its own backward ends (GLCA's top block first,
+// then SA from the top layer), and what it hands over equals the whole gradient's bits —
+// with and without checkpointing (of every layer or some). A slot not zeroed between blocks, or a group handed
+// over before its last contribution (PWCA's share of a layer), fails the memcmp.
+START_TEST(test_grads_per_block_same_bits) {
+    for (int mode = 0; mode < 3; mode++) {   // no checkpointing, every layer, the lowest layer only
+        bool ckpt = mode > 0;
+        Fix a, b;
+        fix_init_with(&a, ckpt, 5, false, mode == 2);
+        fix_init_with(&b, ckpt, 5, true, mode == 2);
+        const Model *m = &b.m;
+        int L = m->cfg.depth, M = m->cfg.glca_blocks;
+        size_t blk = m->groups[model_sa_group(0)].numel;
+        ck_assert_uint_eq(m->n_grads, m->n_params - (size_t)(L + M - 1) * blk);
+        MemPlan pa, pb;
+        model_plan(&a.m.cfg, B, ckpt, true, &pa);
+        model_plan(&m->cfg, B, ckpt, true, &pb);
+        ck_assert_uint_eq(pb.grads, m->n_grads * sizeof(float));
+        ck_assert_uint_eq(pa.grads - pb.grads, (size_t)(L + M - 1) * blk * sizeof(float));
+        Collect c = {.m = m, .full = xcalloc(m->n_params, sizeof(float))};
+        b.m.grad_ready = collect;
+        b.m.grad_ctx = &c;
+        StepOut oa, ob;
+        run_step(&a, &oa);
+        run_step(&b, &ob);
+        ck_assert_float_eq(oa.loss, ob.loss);
+        ck_assert_int_eq(c.n, m->n_groups);
+        int k = 0;
+        for (int j = M - 1; j >= 0; j--) ck_assert_int_eq(c.order[k++], model_glca_group(m, j));
+        for (int l = L - 1; l >= 0; l--) ck_assert_int_eq(c.order[k++], model_sa_group(l));
+        for (int g = 0; g < m->n_groups; g++)
+            if (!m->groups[g].block) ck_assert_int_eq(c.order[k++], g);
+        for (size_t i = 0; i < m->n_params; i++)
+            ck_assert_msg(!memcmp(&a.m.grads[i], &c.full[i], sizeof(float)), "mode %d: gradient float %zu: %a vs %a",
+                          mode, i, a.m.grads[i], c.full[i]);
+        free(c.full);
+        fix_free(&a);
+        fix_free(&b);
+    }
 }
 END_TEST
 
@@ -413,6 +492,7 @@ int main(void) {
     tcase_add_test(tc, test_model_vs_reference);
     tcase_add_test(tc, test_model_vs_reference_ckpt);
     tcase_add_test(tc, test_checkpointing_same_gradients);
+    tcase_add_test(tc, test_grads_per_block_same_bits);
     tcase_add_test(tc, test_glca_cls_row_equals_sa);
     tcase_add_test(tc, test_infer_matches_train_logits);
     tcase_add_test(tc, test_uncertainty_off_is_plain_sum);

@@ -129,8 +129,9 @@ static void model_table_on(const Backend *be) {
                       "%s: tensor %s did not change", be->name, m.tensors[k].name);
     free(p0), free(p1);
     state_free(&a, be), state_free(&b, be);
-    printf("%s: %d tensors in %d spans, %zu floats, %d steps: adamw_multi == per-tensor loop, bit for bit\n", be->name,
-           m.n_tensors, g.n, m.n_params, STEPS);
+    printf("%s: %d tensors in %d groups of %d spans, %zu floats, %d steps: adamw_multi == per-tensor loop, bit for "
+           "bit\n", be->name, m.n_tensors, g.n_groups, g.first[g.n_groups - 1] + g.count[g.n_groups - 1], m.n_params,
+           STEPS);
     adamw_groups_free(&g);
     m.params = own_params, m.grads = own_grads;
     model_free(&m);
@@ -212,35 +213,49 @@ START_TEST(test_synthetic_spans_bitwise) {
 }
 END_TEST
 
-// The table optimizer_adamw hands the backend: buffer order, disjoint, merged as far
-// as decay allows, and every tensor float under a span with the tensor's decay.
+// The tables optimizer_adamw_group hands the backend: the groups tile the buffer in
+// order; each group's spans, relative to its first float, are in order, disjoint,
+// merged as far as decay allows, and every tensor float lies under a span with the
+// tensor's decay.
 START_TEST(test_groups_cover_the_table) {
     ModelConfig cfg = tiny();
     Model m;
     ck_assert(model_build(&m, &cfg, &backend_cpu));
     AdamwGroups g;
     adamw_groups_make(&g, &m);
-    ck_assert_msg(g.n > 1 && g.n < m.n_tensors, "%d spans for %d tensors", g.n, m.n_tensors);
-    size_t covered = 0, floats = 0;
-    for (int s = 0; s < g.n; s++) {
-        covered += g.spans[s].numel;
-        if (s) {
-            size_t end = g.spans[s - 1].offset + g.spans[s - 1].numel;
-            ck_assert(g.spans[s].offset >= end);
-            ck_assert_msg(g.spans[s].offset > end || g.spans[s].decay != g.spans[s - 1].decay, "span %d not merged", s);
+    int n = g.first[g.n_groups - 1] + g.count[g.n_groups - 1];
+    ck_assert_int_eq(g.n_groups, m.n_groups);
+    ck_assert_msg(n > m.n_groups && n < m.n_tensors, "%d spans for %d tensors in %d groups", n, m.n_tensors, m.n_groups);
+    AdamwSpan *abs = calloc((size_t)n, sizeof *abs);
+    size_t covered = 0, floats = 0, next = 0;
+    for (int k = 0; k < g.n_groups; k++) {
+        const ParamGroup *p = &m.groups[k];
+        ck_assert_uint_eq(p->offset, next);   // the groups tile the buffer in table order
+        next += p->numel;
+        for (int s = g.first[k]; s < g.first[k] + g.count[k]; s++) {
+            ck_assert(g.spans[s].offset + g.spans[s].numel <= p->numel);
+            abs[s] = g.spans[s];
+            abs[s].offset += p->offset;
+            covered += g.spans[s].numel;
+            if (s > g.first[k]) {
+                size_t end = g.spans[s - 1].offset + g.spans[s - 1].numel;
+                ck_assert(g.spans[s].offset >= end);
+                ck_assert_msg(g.spans[s].offset > end || g.spans[s].decay != g.spans[s - 1].decay, "span %d not merged", s);
+            }
         }
     }
+    ck_assert_uint_eq(next, m.n_params);
     for (int k = 0; k < m.n_tensors; k++) {
         const ParamTensor *p = &m.tensors[k];
         floats += p->numel;
         int s = 0;
-        while (s < g.n && g.spans[s].offset + g.spans[s].numel <= p->offset) s++;
-        ck_assert_msg(s < g.n && g.spans[s].offset <= p->offset &&
-                          p->offset + p->numel <= g.spans[s].offset + g.spans[s].numel,
+        while (s < n && abs[s].offset + abs[s].numel <= p->offset) s++;
+        ck_assert_msg(s < n && abs[s].offset <= p->offset && p->offset + p->numel <= abs[s].offset + abs[s].numel,
                       "tensor %s is not inside one span", p->name);
-        ck_assert_msg(!!g.spans[s].decay == p->decay, "tensor %s: span decay %d", p->name, g.spans[s].decay);
+        ck_assert_msg(!!abs[s].decay == p->decay, "tensor %s: span decay %d", p->name, abs[s].decay);
     }
     ck_assert_uint_eq(covered, floats);
+    free(abs);
     adamw_groups_free(&g);
     ck_assert_ptr_null(g.spans);
     model_free(&m);

@@ -315,6 +315,37 @@ START_TEST(test_resolve_precision) {
 }
 END_TEST
 
+// train.checkpoint_layers: one line naming the file for a count past the depth or without
+// checkpoint_blocks; a good one reaches the model config. train.update_in_backward is in force
+// (model.grads_per_block) only at accumulation 1 on one process.
+START_TEST(test_checkpoint_layers_and_update_in_backward) {
+    ck_assert_int_eq(verify_text("train:\n  checkpoint_blocks: true\n  checkpoint_layers: 13\n", NULL), 1);
+    ck_assert_msg(strstr(out, "c.yaml: train.checkpoint_layers 13 exceeds the model's 12 layers"), "got: %s", out);
+    ck_assert_int_eq(verify_text("train:\n  checkpoint_layers: 4\n", NULL), 1);
+    ck_assert_msg(strstr(out, "train.checkpoint_layers 4 needs train.checkpoint_blocks: true"), "got: %s", out);
+    DcalConfig c;
+    config_defaults(&c);
+    c.train.checkpoint_blocks = true;
+    c.train.checkpoint_layers = 4;
+    ck_assert(config_finalize(&c));
+    ck_assert_int_eq(c.model.ckpt_layers, 4);
+    ConfigRequest rq = {.backend_precisions = "fp32"};
+    const char *err;
+    ck_assert(resolve_cap(&rq, &err));
+    ck_assert(rc_out.cfg.train.update_in_backward && rc_out.cfg.model.grads_per_block);
+    const char *accum[] = {"train.micro_batch=8", "train.accum_steps=2"};
+    rq.sets = accum;
+    rq.n_sets = 2;
+    ck_assert(resolve_cap(&rq, &err));
+    ck_assert(!rc_out.cfg.model.grads_per_block);
+    const char *off[] = {"train.update_in_backward=false"};
+    rq.sets = off;
+    rq.n_sets = 1;
+    ck_assert(resolve_cap(&rq, &err));
+    ck_assert(!rc_out.cfg.model.grads_per_block);
+}
+END_TEST
+
 START_TEST(test_resolve_resume) {
     // A run directory holding the config it started with (micro-batch 4 x 4).
     const char *dir = test_tmpdir("resume");
@@ -562,6 +593,7 @@ int main(void) {
     tcase_add_test(tc, test_resolve_budget_then_gate);
     tcase_add_test(tc, test_resolve_gate);
     tcase_add_test(tc, test_resolve_precision);
+    tcase_add_test(tc, test_checkpoint_layers_and_update_in_backward);
     tcase_add_test(tc, test_resolve_resume);
     tcase_add_test(tc, test_devices_world);
     tcase_add_test(tc, test_run_name_plain);

@@ -26,7 +26,7 @@ static void print_pick(const ModelConfig *m, int per_dev, int devices, bool ckpt
 static void print_reduce(const DcalConfig *c) {
     MemPlan p;
     model_plan(&c->model, 2, false, true, &p);
-    size_t n = p.grads / sizeof(float), extra = reduce_extra_bytes(n, c->train.accum_steps, c->train.devices);
+    size_t n = p.weights / sizeof(float), extra = reduce_extra_bytes(n, c->train.accum_steps, c->train.devices);
     printf("gradient sum, accumulation %d x processes %d: +%.1f MiB (%zu bytes) per process beyond the table's one "
            "gradient\n", c->train.accum_steps, c->train.devices, extra / 1048576.0, extra);
     printf("all-reduce volume per optimizer step: %zu floats = %.1f MB fp32, %.1f MB bf16\n", n, n * 4 / 1e6,

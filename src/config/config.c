@@ -33,6 +33,7 @@ void config_defaults(DcalConfig *c) {
     TrainConfig *t = &c->train;
     t->micro_batch = 16; t->accum_steps = 1; t->devices = 0; t->seed = 42;
     strcpy(t->device, "auto"); t->checkpoint_blocks = false; strcpy(t->precision, "auto");
+    t->update_in_backward = true;
     strcpy(t->attention, "dcal");
     strcpy(t->out_dir, "runs");
     t->eval_every = 1; t->save_every = 1; t->keep_last = 1; t->max_steps = 0; t->threads = 0;
@@ -125,8 +126,23 @@ static int check_attention(const DcalConfig *c, const char *src) {
     return 0;
 }
 
+static int check_checkpoint_layers(const DcalConfig *c, const char *src) {
+    int k = c->train.checkpoint_layers;
+    if (k > c->model.depth) {
+        dcal_err("%s: train.checkpoint_layers %d exceeds the model's %d layers (0 checkpoints them all)", src, k,
+                 c->model.depth);
+        return 0;
+    }
+    if (k && !c->train.checkpoint_blocks) {
+        dcal_err("%s: train.checkpoint_layers %d needs train.checkpoint_blocks: true (it says how many layers are "
+                 "checkpointed)", src, k);
+        return 0;
+    }
+    return 1;
+}
+
 static int check_train(const DcalConfig *c, const char *src) {
-    return check_run_name(c, src) && check_attention(c, src);
+    return check_run_name(c, src) && check_attention(c, src) && check_checkpoint_layers(c, src);
 }
 
 // The statements kernels/attention_cudnn.cu and kernels/attention*.cu make true (their READMEs).
@@ -194,6 +210,7 @@ int config_finalize(DcalConfig *c) {
         dcal_err("%s: optim.warmup_epochs %d exceeds optim.epochs %d", src, c->optim.warmup_epochs, c->optim.epochs);
         return 0;
     }
+    c->model.ckpt_layers = c->train.checkpoint_layers;
     if (c->optim.lr == 0)   // MODEL.md §4: linear scaling rule from the reference batch
         c->optim.lr = c->optim.base_lr / c->optim.lr_ref_batch * config_effective_batch(c);
     return 1;

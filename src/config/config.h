@@ -31,6 +31,11 @@ typedef struct {
                                    // resolved; 0 (unresolved) plans as 4
     bool on_cuda;                  // not a YAML key: the run's backend is CUDA, so a step's bytes
                                    // include its scratch and cuBLASLt's workspace (plan_cuda_extra)
+    int ckpt_layers;               // not a YAML key: train.checkpoint_layers, the SA/PWCA layers a
+                                   // checkpointed run recomputes, lowest first (0: all of them)
+    bool grads_per_block;          // not a YAML key: train.update_in_backward in force (one micro-batch
+                                   // per step, one process: config_update_in_backward), so the model
+                                   // keeps one block's gradient at a time (model.h n_grads)
 } ModelConfig;
 
 typedef struct {
@@ -79,6 +84,9 @@ typedef struct {
     uint64_t seed;
     char device[16];               // auto | cpu | cuda
     bool checkpoint_blocks;        // per-block activation checkpointing
+    int checkpoint_layers;         // with it: only the lowest N layers are recomputed (0: every layer)
+    bool update_in_backward;       // AdamW updates each block once its gradient is final (true):
+                                   // applies at accumulation 1 on one process (config_update_in_backward)
     char precision[16];            // auto | fp32 | bf16
     char attention[16];            // dcal | cudnn: whose fused attention kernels run (config_attention_note)
     char pretrained[DCAL_PATH_MAX];
@@ -127,6 +135,11 @@ static inline int config_effective_batch(const DcalConfig *c) {
 // The launcher's world size (processes, one per device) applied to the config,
 // keeping its effective batch (config.c). 0 after an error line.
 int config_apply_world(DcalConfig *c, int world, bool resume);
+// Whether train.update_in_backward applies at `accum` micro-batches per step on `world`
+// processes: a gradient summed over micro-batches or processes is final only at the step's end.
+static inline bool config_update_in_backward(const TrainConfig *t, int accum, int world) {
+    return t->update_in_backward && accum == 1 && world <= 1;
+}
 // Tokens per image: 1 + (img/patch)^2.
 static inline int config_tokens(const ModelConfig *m) {
     int g = m->img_size / m->patch;

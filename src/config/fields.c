@@ -66,6 +66,8 @@ const Field config_fields[] = {
     {"train.seed", F_U64, OFF(train.seed), 0, 0, 0, NULL},
     S("train.device", train.device, "auto|cpu|cuda"),
     B("train.checkpoint_blocks", train.checkpoint_blocks),
+    I("train.checkpoint_layers", train.checkpoint_layers, 0, 4096),
+    B("train.update_in_backward", train.update_in_backward),
     S("train.precision", train.precision, "auto|fp32|bf16"),
     S("train.attention", train.attention, "dcal|cudnn"),
     S("train.pretrained", train.pretrained, NULL),

@@ -11,7 +11,7 @@
 
 // Keys that may change on --resume without changing what is computed.
 static const char *const resume_keys[] = {"train.max_steps=", "data.root=", "data.workers=", "train.threads=",
-                                          "train.eval_every=", NULL};
+                                          "train.eval_every=", "train.update_in_backward=", NULL};
 
 static int copy_allowed(const ConfigRequest *rq, ResolvedConfig *out) {
     if (rq->n_allowed > CONFIG_MAX_ALLOWED) {
@@ -86,7 +86,7 @@ static int load_resume(const ConfigRequest *rq, ResolvedConfig *out) {
         for (const char *const *k = resume_keys; *k; k++) ok |= !strncmp(rq->sets[i], *k, strlen(*k));
         if (!ok) {
             dcal_err("--resume: --set %s would change the run; only train.max_steps, data.root, data.workers, "
-                     "train.threads and train.eval_every may change on resume", rq->sets[i]);
+                     "train.threads, train.eval_every and train.update_in_backward may change on resume", rq->sets[i]);
             return 0;
         }
         if (!config_set(c, rq->sets[i])) return 0;
@@ -208,6 +208,10 @@ int config_resolve(const ConfigRequest *rq, ResolvedConfig *out) {
     // The precision first: it sets how the planner counts the Act tensors (bf16: 2 bytes).
     if (precisions && !resolve_precision(precisions, &c->train)) return 0;
     if (strcmp(c->train.precision, "auto")) c->model.act_bytes = config_act_bytes(c->train.precision);
+    // The update in backward keeps one block's gradient when the picker's accumulation is 1
+    // (cli_step_bytes asks for each candidate); then it is settled for the accumulation chosen.
+    c->model.grads_per_block = config_update_in_backward(&c->train, 1, c->train.devices);
     if (budget && !pick_micro_batch(rq, budget, from, c)) return 0;
+    c->model.grads_per_block = config_update_in_backward(&c->train, c->train.accum_steps, c->train.devices);
     return judge(rq, out);
 }

@@ -56,6 +56,51 @@ BlockW model_block_w(const Model *m, float *base, int first) {
     return (BlockW){p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11]};
 }
 
+BlockW model_block_gw(const Model *m, int first) {
+    float *p[BLOCK_TENSORS];
+    for (int i = 0; i < BLOCK_TENSORS; i++) p[i] = m->grads + m->tensors[first + i].goffset;
+    return (BlockW){p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11]};
+}
+
+int model_sa_group(int l) { return 1 + l; }
+int model_glca_group(const Model *m, int j) { return 2 + m->cfg.depth + j; }
+
+static void add_group(Model *m, int first, int count, bool block) {
+    const ParamTensor *t = &m->tensors[first], *e = &m->tensors[first + count - 1];
+    m->groups[m->n_groups++] = (ParamGroup){.first = first, .count = count, .offset = t->offset,
+                                            .numel = e->offset + e->numel - t->offset, .block = block};
+}
+
+// The groups (model.h ParamGroup) and where each tensor's gradient lives. Without
+// grads_per_block a gradient sits where its parameter does. With it, the non-block
+// groups are packed in table order and every block shares the one slot after them:
+// backward finishes one block before it starts the next (model_graph.c), and the
+// trainer's update takes the slot's gradient before the next block writes it.
+static void place_grads(Model *m) {
+    int L = m->cfg.depth, M = m->cfg.glca_blocks;
+    m->groups = xcalloc((size_t)(L + M + 3), sizeof(ParamGroup));
+    add_group(m, 0, 4, false);
+    for (int l = 0; l < L; l++) add_group(m, model_sa_tensor(l), BLOCK_TENSORS, true);
+    add_group(m, 4 + L * BLOCK_TENSORS, 4, false);
+    for (int j = 0; j < M; j++) add_group(m, model_glca_tensor(m, j), BLOCK_TENSORS, true);
+    int tail = model_glca_tensor(m, M);
+    add_group(m, tail, m->n_tensors - tail, false);
+    size_t packed = 0, slot = 0;
+    for (int g = 0; g < m->n_groups; g++) {
+        ParamGroup *p = &m->groups[g];
+        if (!m->cfg.grads_per_block) p->goffset = p->offset;
+        else if (!p->block) p->goffset = packed, packed += p->numel;
+        else if (p->numel > slot) slot = p->numel;
+    }
+    for (int g = 0; g < m->n_groups; g++) {
+        ParamGroup *p = &m->groups[g];
+        if (m->cfg.grads_per_block && p->block) p->goffset = packed;
+        for (int i = p->first; i < p->first + p->count; i++)
+            m->tensors[i].goffset = p->goffset + (m->tensors[i].offset - p->offset);
+    }
+    m->n_grads = m->cfg.grads_per_block ? packed + slot : m->n_params;
+}
+
 // The tensor table alone (no memory): used by model_build and model_plan.
 static int build_table(Model *m, const ModelConfig *cfg) {
     memset(m, 0, sizeof *m);
@@ -94,6 +139,7 @@ static int build_table(Model *m, const ModelConfig *cfg) {
     add(m, cap, "glca_head.weight", true, 2, C, D, 0, 0);
     add(m, cap, "glca_head.bias", false, 1, C, 0, 0, 0);
     add(m, cap, "loss_w", false, 1, 3, 0, 0, 0);
+    place_grads(m);
     return 1;
 }
 
@@ -102,7 +148,7 @@ int model_build(Model *m, const ModelConfig *cfg, const Backend *be) {
     m->be = be;
     m->uncertainty_weighting = true;
     m->params = be->alloc(m->n_params * sizeof(float));
-    m->grads = be->alloc(m->n_params * sizeof(float));
+    m->grads = be->alloc(m->n_grads * sizeof(float));
     return 1;
 }
 
@@ -312,10 +358,12 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
     x->img = take(a, (size_t)B * 3 * c->img_size * c->img_size, true);
     x->cols = take_act(a, (size_t)B * P * 3 * p * p, !training);
     x->pe = take(a, (training && bf16_stream(a) ? rows : (size_t)B * P) * D, true);   // x->sb too
-    bool shared = ckpt || !training;   // inference never needs more than one block's activations
-    int nsa = shared ? 1 : L, npw = shared ? (T ? 1 : 0) : T;
-    for (int l = 0; l < nsa; l++) block_acts(a, &x->sa[l], rows, B, c, N, shared);
-    if (ckpt && training && T) {
+    // Layers [0, kc) are recomputed in backward into one shared BlockActs, sa[0] (inference
+    // never needs more than one block's activations); layers [kc, L) keep their own, after it.
+    int kc = training ? model_ckpt_layers(c, ckpt) : L, tc = kc < T ? kc : T;
+    if (kc > 0) block_acts(a, &x->sa[0], rows, B, c, N, true);
+    for (int l = kc; l < L; l++) block_acts(a, &x->sa[(kc > 0) + l - kc], rows, B, c, N, false);
+    if (tc > 0) {
         // A checkpointed layer's backward recomputes SA's LN1 and qkv (PWCA's k2/v2), then
         // the whole PWCA block, runs PWCA's backward, and only then SA's attention and MLP
         // (model_graph.c layer_backward): PWCA's own activations share SA's, but for the
@@ -324,12 +372,11 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
         x->pw[0].ln1_mean = take(a, rows, true);
         x->pw[0].ln1_rstd = take(a, rows, true);
         x->pw[0].qkv = take_act(a, rows * 3 * (size_t)D, true);
-    } else {
-        for (int t = 0; t < npw; t++) block_acts(a, &x->pw[t], rows, B, c, N, shared);
     }
+    for (int t = tc; t < T; t++) block_acts(a, &x->pw[(tc > 0) + t - tc], rows, B, c, N, false);
     // rec serves the forward's rollout and PWCA recomputes, which start after the SA
     // forward is done with sa[0], and backward recomputes into sa[0]: one buffer serves both.
-    if (ckpt && training) x->rec = x->sa[0];
+    if (kc > 0 && training) x->rec = x->sa[0];
     // GLCA keeps its M blocks even when checkpointing: they are small.
     // GLCA block 0's local rows are a gather from the stream: training gathers them again in backward.
     for (int j = 0; j < M; j++) glca_acts(a, &x->gl[j], B, c, N, Q, !training, !training || j > 0);
@@ -350,8 +397,10 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
 
 void model_plan(const ModelConfig *cfg, int B, bool ckpt, bool training, MemPlan *out) {
     Model tmp;
-    size_t n = build_table(&tmp, cfg) ? tmp.n_params : 0;
+    size_t n = 0, ng = 0;
+    if (build_table(&tmp, cfg)) n = tmp.n_params, ng = tmp.n_grads;
     free(tmp.tensors);
+    free(tmp.groups);
     Acts x;
     memset(&x, 0, sizeof x);
     BlockActs sa[64], pw[64];
@@ -360,7 +409,7 @@ void model_plan(const ModelConfig *cfg, int B, bool ckpt, bool training, MemPlan
     Arena a = {.act_elem = cfg->act_bytes ? (size_t)cfg->act_bytes : sizeof(float)};
     layout(cfg, B, ckpt, training, &a, &x);
     out->weights = n * sizeof(float);
-    out->grads = training ? n * sizeof(float) : 0;
+    out->grads = training ? ng * sizeof(float) : 0;
     out->optimizer = training ? 2 * n * sizeof(float) : 0;
     out->activations = a.act;
     out->workspace = a.ws;
@@ -423,11 +472,12 @@ int model_alloc_activations(Model *m, int B, bool ckpt, bool training) {
     m->acts = x;
     m->B = B;
     m->ckpt = ckpt;
+    m->n_ckpt = training ? model_ckpt_layers(c, ckpt) : 0;
     m->training = training;
     return 1;
 }
 
-void model_zero_grads(Model *m) { m->be->zero(m->grads, m->n_params * sizeof(float)); }
+void model_zero_grads(Model *m) { m->be->zero(m->grads, m->n_grads * sizeof(float)); }
 
 void model_free(Model *m) {
     if (m->be) m->be->graph_reset();   // recorded steps point into these buffers
@@ -445,5 +495,6 @@ void model_free(Model *m) {
     if (m->params) m->be->free(m->params);
     if (m->grads) m->be->free(m->grads);
     free(m->tensors);
+    free(m->groups);
     memset(m, 0, sizeof *m);
 }

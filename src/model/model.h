@@ -10,7 +10,8 @@ typedef struct {
     char name[96];             // MODEL.md §6, e.g. "blocks.3.attn.qkv.weight"
     int ndim;
     int shape[4];
-    size_t offset;             // in floats, into Model.params / grads
+    size_t offset;             // in floats, into Model.params (and the AdamW moments)
+    size_t goffset;            // in floats, into Model.grads: = offset, unless cfg.grads_per_block packs them
     size_t numel;
     bool decay;                // AdamW weight decay applies (MODEL.md §4: not biases, LN, pos/cls, loss_w)
 } ParamTensor;
@@ -23,6 +24,15 @@ typedef struct {
 
 typedef struct Acts Acts;      // private to model.c
 
+// Tensors whose gradients become final together in backward, in table order: the
+// embedding (cls, pos, patch), each SA block, the SA/PWCA head, each GLCA block, and the
+// GLCA head with loss_w. Contiguous in params and in grads, with the same inner layout.
+typedef struct {
+    int first, count;          // tensors [first, first + count)
+    size_t offset, goffset, numel;
+    bool block;                // an SA or GLCA block: with grads_per_block, all share one slot
+} ParamGroup;
+
 typedef struct {
     ModelConfig cfg;
     const Backend *be;
@@ -32,11 +42,22 @@ typedef struct {
     ParamTensor *tensors;
     size_t n_params;           // floats
     float *params;             // backend memory [n_params]
-    float *grads;              // backend memory [n_params], accumulated by backward
+    float *grads;              // backend memory [n_grads], accumulated by backward
+    size_t n_grads;            // n_params, or with cfg.grads_per_block the non-block
+                               // groups packed plus one block's slot (model_group_*)
+    int n_groups;
+    ParamGroup *groups;
+    // Called by model_backward as each group's gradient becomes final (NULL: not called):
+    // a block group at the end of that block's backward, the others at the end. With
+    // cfg.grads_per_block a block group's gradient must be used before it returns: the
+    // slot is zeroed for the next block right after.
+    void (*grad_ready)(void *ctx, int group);
+    void *grad_ctx;
     Acts *acts;                // activations for the allocated micro-batch
     void *arena;               // one backend allocation holding every activation
     int B;                     // allocated micro-batch
     bool ckpt;                 // per-block checkpointing on
+    int n_ckpt;                // training: layers [0, n_ckpt) recomputed in backward (model_ckpt_layers)
     bool training;
     bool uncertainty_weighting;   // MODEL.md §3 loss weighting (loss.uncertainty_weighting), on by default
 } Model;
@@ -68,6 +89,12 @@ void model_init_weights(Model *m, uint64_t seed);
 // Copy GLCA block j from SA block L−M+1+j (used after loading pretrained SA weights).
 void model_copy_sa_to_glca(Model *m);
 const ParamTensor *model_find(const Model *m, const char *name);
+// The SA/PWCA layers a training run recomputes in backward: none without checkpointing, else
+// cfg->ckpt_layers (train.checkpoint_layers, the lowest ones) or, when 0, all of them.
+static inline int model_ckpt_layers(const ModelConfig *cfg, bool ckpt) {
+    if (!ckpt) return 0;
+    return cfg->ckpt_layers > 0 && cfg->ckpt_layers < cfg->depth ? cfg->ckpt_layers : cfg->depth;
+}
 // Activations for micro-batch B. training=false allocates inference buffers only.
 int model_alloc_activations(Model *m, int B, bool ckpt, bool training);
 // Exact memory plan without allocating anything (same sizing code as the allocation).

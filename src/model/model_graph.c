@@ -3,21 +3,31 @@
 // uncertainty-weighted loss; backward in reverse, interleaving PWCA block t
 // with SA block t because PWCA's keys/values are SA's (with gradient).
 //
-// Checkpointing: only block inputs (the streams x and z) are kept; a block's
-// internals are recomputed into one shared BlockActs just before its backward.
+// Checkpointing: a checkpointed layer keeps only its block inputs (the streams x and z,
+// always kept); its SA and PWCA blocks' internals are recomputed into one shared BlockActs
+// just before their backward. train.checkpoint_layers = N checkpoints the lowest N layers
+// only, the rest keep theirs: memory and recompute time in between the two extremes.
 #include <math.h>
 #include <string.h>
 #include "model/model_block.h"
 
-static bool stored(const Model *m) { return m->training && !m->ckpt; }
+// Layer l keeps its activations (else backward recomputes them: layers [0, n_ckpt)).
+static bool stored(const Model *m, int l) { return m->training && l >= m->n_ckpt; }
 // Which heads take part: SA always, GLCA when M > 0 (M = 0 is an SA-only baseline), PWCA when paired.
 static bool head_on(const Model *m, int h) {
     return h == 0 || (h == 1 && m->cfg.glca_blocks > 0) || (h == 2 && m->acts->have_pwca);
 }
 // The heads taking part as loss_forward's bit mask (bit h: head h).
 static int heads_on(const Model *m) { return head_on(m, 0) | head_on(m, 1) << 1 | head_on(m, 2) << 2; }
-static BlockActs *sa_acts(const Model *m, int l) { return &m->acts->sa[stored(m) ? l : 0]; }
-static BlockActs *pw_acts(const Model *m, int t) { return &m->acts->pw[stored(m) ? t : 0]; }
+// A layer's BlockActs: recomputed layers share entry 0, stored ones follow it (model.c layout).
+static BlockActs *sa_acts(const Model *m, int l) {
+    int k = m->n_ckpt;
+    return &m->acts->sa[stored(m, l) ? (k > 0) + l - k : 0];
+}
+static BlockActs *pw_acts(const Model *m, int t) {
+    int k = m->n_ckpt < m->cfg.pwca_blocks ? m->n_ckpt : m->cfg.pwca_blocks;
+    return &m->acts->pw[stored(m, t) ? (k > 0) + t - k : 0];
+}
 static size_t stream_n(const Model *m, int B) { return (size_t)B * m->N * m->cfg.dim; }
 
 // ---- the streams between blocks ----
@@ -96,7 +106,7 @@ static void sa_forward(Model *m, int B) {
 
 // SA layer l's qkv (and lse when attention): stored, or recomputed into rec.
 static BlockActs *sa_layer(Model *m, int l, int B, bool attention) {
-    if (stored(m)) return &m->acts->sa[l];
+    if (stored(m, l)) return sa_acts(m, l);
     BlockActs *a = m->training ? &m->acts->rec : &m->acts->sa[0];
     BlockW w = model_block_w(m, m->params, model_sa_tensor(l));
     block_attn_forward(m, &w, a, stream_in(m, xs(m, l, B), m->acts->sf[0], B), B, NULL, NULL, attention);
@@ -166,15 +176,16 @@ static void head_backward(Model *m, int h, float *dsrc, int Nin, int B, int norm
     int D = m->cfg.dim, C = m->cfg.num_classes;
     const float *W = m->params;
     float *G = m->grads;
+    const ParamTensor *t = m->tensors;
     be->zero(x->dlogits, (size_t)B * C * sizeof(float));
     be->zero(x->dln, (size_t)B * D * sizeof(float));
     be->zero(x->dcls, (size_t)B * D * sizeof(float));
     // CE is a mean over the batch: coef[h] / B, the head's loss factor from loss_backward.
     be->crossentropy_backward(x->dlogits, a->probs, x->labels, x->coef + h, B, C);
-    be->linear_backward(x->dln, G + m->tensors[head_w].offset, G + m->tensors[head_w + 1].offset, x->dlogits, a->ln,
-                        W + m->tensors[head_w].offset, B, D, C);
-    be->layernorm_backward(x->dcls, G + m->tensors[norm_w].offset, G + m->tensors[norm_w + 1].offset, x->dln, a->cls,
-                           W + m->tensors[norm_w].offset, a->mean, a->rstd, B, D);
+    be->linear_backward(x->dln, G + t[head_w].goffset, G + t[head_w + 1].goffset, x->dlogits, a->ln,
+                        W + t[head_w].offset, B, D, C);
+    be->layernorm_backward(x->dcls, G + t[norm_w].goffset, G + t[norm_w + 1].goffset, x->dln, a->cls,
+                           W + t[norm_w].offset, a->mean, a->rstd, B, D);
     be->gather_rows_backward(dsrc, x->dcls, x->zeros, B, Nin, 1, D);
 }
 
@@ -252,6 +263,14 @@ void model_read_outputs(Model *m, StepOut *out) {
     out->loss_dev = x->lossv;
 }
 
+// Group g's gradient is final (model.h grad_ready). With grads_per_block a block's
+// slot is zeroed once it has been used, for the next block's backward to sum into.
+static void group_ready(Model *m, int g) {
+    if (m->grad_ready) m->grad_ready(m->grad_ctx, g);
+    const ParamGroup *p = &m->groups[g];
+    if (m->cfg.grads_per_block && p->block) m->be->zero(m->grads + p->goffset, p->numel * sizeof(float));
+}
+
 // GLCA head and blocks, top block first; their gradients into x[L-M+j] wait in
 // dglx until the SA loop reaches layer L-M+j.
 static void glca_backward_all(Model *m, int B, int T) {
@@ -265,7 +284,7 @@ static void glca_backward_all(Model *m, int B, int T) {
     if (M > 0) head_backward(m, 1, x->dgl_out, Q, B, id.gnorm_w, id.ghead_w);
     for (int j = M - 1; j >= 0; j--) {
         BlockW w = model_block_w(m, m->params, model_glca_tensor(m, j));
-        BlockW gw = model_block_w(m, m->grads, model_glca_tensor(m, j));
+        BlockW gw = model_block_gw(m, model_glca_tensor(m, j));
         be->zero(x->dgl_in, (size_t)B * Q * D * sizeof(float));
         int blk = L + T + j;
         glca_backward(m, &w, &gw, &x->gl[j], stream_in(m, xs(m, L - M + j, B), x->sb, B), x->dgl_out, x->dgl_in,
@@ -275,6 +294,7 @@ static void glca_backward_all(Model *m, int B, int T) {
         } else {   // local rows came from z = x[L-M] by selection (no gradient into the selection itself)
             be->gather_rows_backward(x->dglx, x->dgl_in, x->sel, B, N, Q, D);
         }
+        group_ready(m, model_glca_group(m, j));
     }
 }
 
@@ -293,7 +313,7 @@ static void pwca_layer_backward(Model *m, int l, const BlockW *w, const BlockW *
     size_t sn = stream_n(m, B);
     BlockActs *pw = pw_acts(m, l);
     float *zin = stream_in(m, zs(m, l, B), x->sb, B);
-    if (!stored(m))   // the output, equal to z[l+1], is not needed: at bf16 it goes to sout
+    if (!stored(m, l))   // the output, equal to z[l+1], is not needed: at bf16 it goes to sout
         block_forward(m, w, pw, zin, stream_out(m, zs(m, l + 1, B), x->sout), B, sa->qkv, x->pair,
                       drop(m, L + l, 0, B), drop(m, L + l, 1, B));
     be->zero(s->zn, sn * sizeof(float));
@@ -310,13 +330,13 @@ static void layer_backward(Model *m, int l, int T, StreamGrads *s, int B) {
     int L = m->cfg.depth, M = m->cfg.glca_blocks;
     size_t sn = stream_n(m, B);
     BlockW w = model_block_w(m, m->params, model_sa_tensor(l));
-    BlockW gw = model_block_w(m, m->grads, model_sa_tensor(l));
+    BlockW gw = model_block_gw(m, model_sa_tensor(l));
     BlockActs *sa = sa_acts(m, l);
     // x[l] as fp32 (x[l] itself at fp32, else its copy in sb), converted once per use of sb.
     const float *xin = NULL;
     // Recompute SA block l. With PWCA in this layer, first only its LN1 and qkv (PWCA's k2/v2):
     // the rest waits until PWCA's backward is done, as PWCA's activations share its memory.
-    if (!stored(m)) {
+    if (!stored(m, l)) {
         xin = stream_in(m, xs(m, l, B), x->sb, B);
         block_attn_forward(m, &w, sa, xin, B, NULL, NULL, false);
         if (l >= T)
@@ -327,7 +347,7 @@ static void layer_backward(Model *m, int l, int T, StreamGrads *s, int B) {
     if (l < T) {
         pwca_layer_backward(m, l, &w, &gw, sa, s, B);
         xin = stream_in(m, xs(m, l, B), x->sb, B);   // again: PWCA's backward took sb for z[l]
-        if (!stored(m))
+        if (!stored(m, l))
             block_forward_from_qkv(m, &w, sa, xin, stream_out(m, xs(m, l + 1, B), x->sout), B, NULL, NULL,
                                    drop(m, l, 0, B), drop(m, l, 1, B));
     }
@@ -337,6 +357,7 @@ static void layer_backward(Model *m, int l, int T, StreamGrads *s, int B) {
                    drop(m, l, 1, B));
     if (l >= L - M) be->residual_backward(s->dnext, NULL, x->dglx + (size_t)(l - (L - M)) * sn, NULL, 1, sn);
     float *t = s->dcur; s->dcur = s->dnext; s->dnext = t;
+    group_ready(m, model_sa_group(l));   // SA's and PWCA's shares of block l are both in
 }
 
 // Token assembly (CLS, positions, patches) then the patch linear; no gradient to the image.
@@ -346,9 +367,10 @@ static void embed_backward(Model *m, const float *dx0, int B) {
     int D = m->cfg.dim, N = m->N, P = N - 1, p = m->cfg.patch;
     TensorIds id = model_ids(m);
     float *G = m->grads;
+    const ParamTensor *t = m->tensors;
     be->zero(x->dpatch, (size_t)B * P * D * sizeof(float));
-    be->tokens_backward(x->dpatch, G + m->tensors[id.cls].offset, G + m->tensors[id.pos].offset, dx0, B, N, D);
-    be->linear_backward(NULL, G + m->tensors[id.pe_w].offset, G + m->tensors[id.pe_b].offset, x->dpatch, x->cols,
+    be->tokens_backward(x->dpatch, G + t[id.cls].goffset, G + t[id.pos].goffset, dx0, B, N, D);
+    be->linear_backward(NULL, G + t[id.pe_w].goffset, G + t[id.pe_b].goffset, x->dpatch, x->cols,
                         m->params + m->tensors[id.pe_w].offset, B * P, 3 * p * p, D);
 }
 
@@ -359,7 +381,7 @@ void model_backward(Model *m, float loss_scale) {
     size_t sn = stream_n(m, B);
     TensorIds id = model_ids(m);
     // Each head's CE factor into coef and the loss weights' gradient into theirs (MODEL.md §3).
-    be->loss_backward(x->coef, m->grads + m->tensors[id.loss_w].offset, m->params + m->tensors[id.loss_w].offset,
+    be->loss_backward(x->coef, m->grads + m->tensors[id.loss_w].goffset, m->params + m->tensors[id.loss_w].offset,
                       x->lossv, loss_scale, heads_on(m), m->uncertainty_weighting);
     StreamGrads s = {x->dx[0], x->dx[1], NULL, NULL};
     be->zero(s.dcur, sn * sizeof(float));
@@ -374,6 +396,8 @@ void model_backward(Model *m, float loss_scale) {
     for (int l = L - 1; l >= 0; l--) layer_backward(m, l, T, &s, B);
     if (T) be->residual_backward(s.dcur, NULL, s.zc, NULL, 1, sn);   // z⁰ = x⁰
     embed_backward(m, s.dcur, B);
+    for (int g = 0; g < m->n_groups; g++)   // the embedding, both heads and loss_w
+        if (!m->groups[g].block) group_ready(m, g);
 }
 
 void model_forward_infer(Model *m, const float *images, int B, float *logits_sa, float *logits_glca, int *sel) {

@@ -82,8 +82,11 @@ struct Acts {
 };
 
 BlockW model_block_w(const Model *m, float *base, int first_tensor);
+BlockW model_block_gw(const Model *m, int first_tensor);   // the block's gradients (ParamTensor.goffset)
 int model_sa_tensor(int l);       // first tensor index of SA block l
 int model_glca_tensor(const Model *m, int j);
+int model_sa_group(int l);        // ParamGroup index of SA block l
+int model_glca_group(const Model *m, int j);
 // Offsets of named tensors into the flat buffers (ints: tensor index).
 typedef struct {
     int cls, pos, pe_w, pe_b, norm_w, norm_b, head_w, head_b, gnorm_w, gnorm_b, ghead_w, ghead_b, loss_w;

@@ -30,6 +30,19 @@ void plan_print(FILE *f, const ModelConfig *cfg, int B) {
         }
         fprintf(f, "%-22s %14.1f %16zu   %14.1f %16zu\n", rows[r], v[0] / 1048576.0, v[0], v[1] / 1048576.0, v[1]);
     }
+    int k = model_ckpt_layers(cfg, true);
+    if (k < cfg->depth)
+        fprintf(f, "per-block: the lowest %d of the %d layers recomputed in backward (train.checkpoint_layers), the "
+                   "others keep their activations\n", k, cfg->depth);
+    if (cfg->grads_per_block) {
+        ModelConfig whole = *cfg;
+        whole.grads_per_block = false;
+        MemPlan w;
+        model_plan(&whole, B, false, true, &w);
+        fprintf(f, "grads: one block's at a time (train.update_in_backward: AdamW updates each block as soon as "
+                   "backward has its gradient; same bits), %.1f MiB less than the whole gradient\n",
+                (w.grads - p[0].grads) / 1048576.0);
+    }
 }
 
 // Every linear layer of the model as [rows, IC] → [rows, OC] (MODEL.md §1-3): the patch

@@ -94,8 +94,19 @@ static int open_data_and_model(Trainer *t) {
         return 0;
     }
     if (t->micro > 4096) { dcal_err("train.micro_batch %d too large", t->micro); return 0; }
-    if (!model_build(&t->m, &c->model, t->be)) return 0;
+    // train.update_in_backward (config_update_in_backward): AdamW updates each group as
+    // backward finishes its gradient, so one block's gradient is held at a time. A dump
+    // writes the whole gradient, so it keeps it.
+    ModelConfig mc = c->model;
+    mc.grads_per_block = config_update_in_backward(&c->train, t->accum, t->world) && !t->o->dump_path;
+    if (!model_build(&t->m, &mc, t->be)) return 0;
     t->m.uncertainty_weighting = c->loss.uncertainty_weighting;
+    t->in_backward = mc.grads_per_block;
+    t->gsq_part = xcalloc((size_t)t->m.n_groups, sizeof(double));
+    if (t->in_backward) {
+        t->m.grad_ready = optimizer_in_backward;
+        t->m.grad_ctx = t;
+    }
     t->am = t->be->alloc(t->m.n_params * sizeof(float));
     t->av = t->be->alloc(t->m.n_params * sizeof(float));
     adamw_groups_make(&t->adamw, &t->m);
@@ -103,7 +114,7 @@ static int open_data_and_model(Trainer *t) {
     if (!load_start_weights(t)) return 0;
     Transport tr;
     if (!transport_for(t->be, t->world, &tr) ||
-        !reducer_init(&t->red, t->be, &tr, t->m.grads, t->m.n_params, t->accum, t->rank, t->world))
+        !reducer_init(&t->red, t->be, &tr, t->m.grads, t->m.n_grads, t->accum, t->rank, t->world))
         return 0;
     t->micro_sums = xcalloc((size_t)t->group * 4, sizeof(double));
     t->loss_dev = t->be->alloc((size_t)t->accum * 4 * sizeof(float));
@@ -228,6 +239,7 @@ void trainer_teardown(Trainer *t) {
     if (t->red.buf) t->m.grads = t->red.buf[0];   // the model frees its own buffer, the reducer the rest
     reducer_free(&t->red);
     free(t->micro_sums);
+    free(t->gsq_part);
     if (t->loss_dev) t->be->free(t->loss_dev);
     rundir_close(&t->run);   // metrics and the run's lock
     if (t->am) t->be->free(t->am);

@@ -70,11 +70,15 @@ static int micro_batch(Trainer *t, int k) {
     model_train_inputs(&t->m, &bt);
     t->m.grads = reducer_leaf(&t->red);
     MicroBody mb = {t, k};
-    if (t->o->dump_path) {   // the dump reads this micro-batch's outputs back: never recorded
+    // Not recorded: a dump reads this micro-batch's outputs back, and an update in backward
+    // reads each group's sum of squares back and runs at this step's learning rate.
+    if (t->o->dump_path || t->in_backward) {
         micro_body(&mb);
-        StepOut so;
-        model_read_outputs(&t->m, &so);
-        dump_micro(t, &so, k);
+        if (t->o->dump_path) {
+            StepOut so;
+            model_read_outputs(&t->m, &so);
+            dump_micro(t, &so, k);
+        }
     } else {
         t->be->graph_run(k, micro_body, &mb);
     }

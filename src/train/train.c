@@ -71,6 +71,8 @@ static int after_step(Trainer *t) {
 // One optimizer step of epoch `epoch` that ends at micro-batch index b.
 static int optimizer_step(Trainer *t, int epoch, int b) {
     int64_t micro_step0 = t->pos.micro_step;
+    double lr = lr_at(&t->c->optim, t->pos.step, t->total, t->warm);
+    t->step_lr = lr;   // train.update_in_backward: backward updates at it
     int rc = trainer_micro_batches(t);   // the same outcome on every rank
     if (rc == TRAIN_INTERRUPTED && !trainer_replaying(t)) {
         // A signal while the loader waited on a stuck file: drop the partial step.
@@ -82,14 +84,15 @@ static int optimizer_step(Trainer *t, int epoch, int b) {
     if (rc == TRAIN_INTERRUPTED) return DCAL_EXIT_FAIL;
     if (rc != TRAIN_GO_ON) return rc;
     if (t->o->dump_path) return dump_write(t) ? DCAL_EXIT_OK : DCAL_EXIT_FAIL;
-    double lr = lr_at(&t->c->optim, t->pos.step, t->total, t->warm);
-    double gsq = t->be->sumsq(t->m.grads, t->m.n_params);
+    // With the update in backward the weights in memory have moved already; a stop here
+    // writes nothing, so the checkpoint on disk stays the last good step.
+    double gsq = optimizer_sumsq(&t->m, t->in_backward ? t->gsq_part : NULL);
     if (!isfinite(gsq)) {
         dcal_err("step %lld: gradient is not finite: stopping; %s", (long long)t->pos.step + 1,
                  trainer_checkpoint_state(t));
         return DCAL_EXIT_FAIL;
     }
-    optimizer_update(t, lr);
+    if (!t->in_backward) optimizer_update(t, lr);
     t->pos.step++;
     t->pos.epoch = epoch;
     t->pos.batch = b;

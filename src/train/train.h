@@ -44,20 +44,32 @@ double lr_at(const OptimConfig *o, long s, long total, long warm);
 // A random derangement of 0..B-1 keyed by (seed, micro_step): no image is its own distractor.
 void pwca_pairing(int *pair, int B, uint64_t seed, uint64_t micro_step);
 
-// A model's AdamW decay groups (MODEL.md §4): its tensor table as spans of the
-// flat parameter buffer, neighbours with the same decay merged, in backend memory.
-// Made once before the steps, so that a step allocates and uploads nothing.
+// A model's AdamW decay groups (MODEL.md §4), per parameter group (model.h
+// ParamGroup): each group's tensors as spans relative to the group's first float,
+// neighbours with the same decay merged, in backend memory. Made once before the
+// steps, so that a step allocates and uploads nothing.
 typedef struct {
     const Backend *be;
-    AdamwSpan *spans;          // backend memory [n], in buffer order
-    int n;
+    AdamwSpan *spans;          // backend memory: group g's spans at [first[g], first[g] + count[g])
+    int *first, *count;        // host [n_groups]
+    int n_groups;
 } AdamwGroups;
 void adamw_groups_make(AdamwGroups *g, const Model *m);
 void adamw_groups_free(AdamwGroups *g);   // safe on a zeroed or freed g
 
-// AdamW over every tensor of m at learning rate lr, weight decay only where
-// ParamTensor.decay says (MODEL.md §4); steps_done optimizer steps came before.
-// One backend call (adamw_multi) for the whole buffer; g made from m.
-// The trainer's update, public for benchmarks that time a full step.
+// AdamW over parameter group `group` of m at learning rate lr, weight decay only
+// where ParamTensor.decay says (MODEL.md §4); steps_done optimizer steps came
+// before. One backend call (adamw_multi); g made from m. Elementwise, so a group
+// updated as soon as its gradient is final (train.update_in_backward) gets the
+// same bits as at the step's end.
+void optimizer_adamw_group(const AdamwGroups *g, Model *m, float *am, float *av, const OptimConfig *o, double lr,
+                           int64_t steps_done, int group);
+// Every group: the trainer's update when it is not done in backward, public for
+// benchmarks that time a full step.
 void optimizer_adamw(const AdamwGroups *g, Model *m, float *am, float *av, const OptimConfig *o, double lr,
                      int64_t steps_done);
+// The sum of squares of group g's gradient (the finite check and the grad norm).
+double optimizer_group_sumsq(const Model *m, int group);
+// The gradient's sum of squares: the groups' sums added in group order (part[g], or
+// computed now when part is NULL), so the bits do not depend on when each was taken.
+double optimizer_sumsq(const Model *m, const double *part);

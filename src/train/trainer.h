@@ -40,7 +40,10 @@ typedef struct {
     RunDir run;
     Loader *L;
     float *am, *av;             // AdamW moments, backend memory, the parameters' layout
-    AdamwGroups adamw;          // the model's decay spans for the one-call update
+    AdamwGroups adamw;          // the model's decay spans, a backend call per parameter group
+    bool in_backward;           // train.update_in_backward in force: AdamW runs inside backward (grad_ready)
+    double step_lr;             // ... at this learning rate (the step's, set before its micro-batches)
+    double *gsq_part;           // [n_groups]: each group's gradient sum of squares, taken as it became final
     float *img;                 // the micro-batch being loaded: one of img_buf
     float *img_buf[2];          // host_alloc'd (page-locked on CUDA), taken in turn: the loader fills one
     int img_i;                  // while the other's upload may still run (backend.h: upload)
@@ -99,6 +102,8 @@ int trainer_agree(int rc);
 
 // optimizer.c: AdamW over every tensor at learning rate lr (MODEL.md §4 decay groups).
 void optimizer_update(Trainer *t, double lr);
+// optimizer.c: the model's grad_ready under train.update_in_backward (ctx: the Trainer).
+void optimizer_in_backward(void *ctx, int group);
 
 // log.c: the progress line and its metrics.jsonl row; the final summary.
 void log_progress(Trainer *t, int epoch, double lr, double gsq);
