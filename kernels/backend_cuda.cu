@@ -7,7 +7,7 @@ extern const BackendComm *const cuda_comm;   // nccl.cu (NULL without NCCL)
 
 // Positional (C++17 has no designated initialisers): a slot added to backend.h must
 // fail here rather than shift every entry by one.
-static_assert(sizeof(Backend) == 54 * sizeof(void *), "Backend changed: update backend_cuda");
+static_assert(sizeof(Backend) == 55 * sizeof(void *), "Backend changed: update backend_cuda");
 
 extern "C" const Backend backend_cuda = {
     /* name */ "cuda",
@@ -63,5 +63,6 @@ extern "C" const Backend backend_cuda = {
     /* adamw_update */ cuda_adamw_update,
     /* adamw_multi */ cuda_adamw_multi,
     /* sumsq */ cuda_sumsq,
+    /* sumsq_into */ cuda_sumsq_into,
     /* comm */ cuda_comm,
 };

@@ -142,6 +142,7 @@ void cuda_crossentropy_backward(float *dlogits, const float *probs, const int *l
 void cuda_loss_forward(float *out, const float *const losses[3], const float *w, int B, int heads, int uw);
 void cuda_loss_backward(float *coef, float *dw, const float *w, const float *out, float s, int heads, int uw);
 double cuda_sumsq(const float *x, size_t n);
+void cuda_sumsq_into(double *out, const float *x, size_t n);
 // droppath.cu
 void cuda_droppath_masks(float *drop, const float *keep, int nblk, int B, uint64_t seed, uint64_t step);
 // adamw.cu

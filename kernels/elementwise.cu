@@ -261,15 +261,33 @@ __global__ void sumsq_final_kernel(double *res, const double *part, int nparts) 
     if (threadIdx.x == 0) *res = s;
 }
 
+static int sumsq_blocks(size_t n) {
+    size_t want = cdiv(n, (size_t)EW_THREADS * 16);
+    return (int)(want < SUMSQ_MAX_BLOCKS ? want : SUMSQ_MAX_BLOCKS);
+}
+
+// The two passes: nb partials into part, their sum into res (not inside part).
+static void sumsq_launch(double *res, double *part, int nb, const float *x, size_t n) {
+    sumsq_partial_kernel<<<nb, EW_THREADS, 0, cuda_stream()>>>(part, x, n);
+    LAUNCH_CHECK();
+    sumsq_final_kernel<<<1, EW_THREADS, 0, cuda_stream()>>>(res, part, nb);
+    LAUNCH_CHECK();
+}
+
+void cuda_sumsq_into(double *out, const float *x, size_t n) {
+    if (!n) {
+        cuda_zero(out, sizeof(double));
+        return;
+    }
+    int nb = sumsq_blocks(n);
+    sumsq_launch(out, (double *)cuda_scratch((size_t)nb * sizeof(double)), nb, x, n);
+}
+
 double cuda_sumsq(const float *x, size_t n) {
     if (!n) return 0.0;
-    size_t want = cdiv(n, (size_t)EW_THREADS * 16);
-    int nb = (int)(want < SUMSQ_MAX_BLOCKS ? want : SUMSQ_MAX_BLOCKS);
+    int nb = sumsq_blocks(n);
     double *part = (double *)cuda_scratch((size_t)(nb + 1) * sizeof(double));
-    sumsq_partial_kernel<<<nb, EW_THREADS, 0, cuda_stream()>>>(part + 1, x, n);
-    LAUNCH_CHECK();
-    sumsq_final_kernel<<<1, EW_THREADS, 0, cuda_stream()>>>(part, part + 1, nb);
-    LAUNCH_CHECK();
+    sumsq_launch(part, part + 1, nb, x, n);
     double r = 0.0;
     cuda_to_host(&r, part, sizeof r);
     return r;

@@ -274,6 +274,9 @@ typedef struct Backend {
 
     // Sum of squares of x (for gradient norms and NaN checks), returned to the host.
     double (*sumsq)(const float *x, size_t n);
+    // The same value, bit for bit, into backend memory out[0] instead: no read-back, so a
+    // step's queue keeps running (the gradient's groups inside backward, train.update_in_backward).
+    void (*sumsq_into)(double *out, const float *x, size_t n);
 
     // Collectives over this backend's memory for data parallelism (src/dist/);
     // NULL when it has none (CPU: src/dist/ moves host memory over MPI).

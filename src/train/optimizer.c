@@ -94,9 +94,11 @@ void optimizer_update(Trainer *t, double lr) {
 }
 
 // train.update_in_backward (model.h grad_ready): group g's gradient is final, so its
-// share of the grad norm is taken and AdamW updates it now, at the step's learning rate.
+// share of the grad norm is taken (into backend memory: no read-back inside the step) and
+// AdamW updates it now, at the step's learning rate.
 void optimizer_in_backward(void *ctx, int g) {
     Trainer *t = ctx;
-    t->gsq_part[g] = optimizer_group_sumsq(&t->m, g);
+    const ParamGroup *p = &t->m.groups[g];
+    t->be->sumsq_into(t->gsq_dev + g, t->m.grads + p->goffset, p->numel);
     optimizer_adamw_group(&t->adamw, &t->m, t->am, t->av, &t->c->optim, t->step_lr, t->pos.step, g);
 }

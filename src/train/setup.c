@@ -103,6 +103,7 @@ static int open_data_and_model(Trainer *t) {
     t->m.uncertainty_weighting = c->loss.uncertainty_weighting;
     t->in_backward = mc.grads_per_block;
     t->gsq_part = xcalloc((size_t)t->m.n_groups, sizeof(double));
+    t->gsq_dev = t->be->alloc((size_t)t->m.n_groups * sizeof(double));
     if (t->in_backward) {
         t->m.grad_ready = optimizer_in_backward;
         t->m.grad_ctx = t;
@@ -240,6 +241,7 @@ void trainer_teardown(Trainer *t) {
     reducer_free(&t->red);
     free(t->micro_sums);
     free(t->gsq_part);
+    if (t->gsq_dev) t->be->free(t->gsq_dev);
     if (t->loss_dev) t->be->free(t->loss_dev);
     rundir_close(&t->run);   // metrics and the run's lock
     if (t->am) t->be->free(t->am);

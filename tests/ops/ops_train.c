@@ -1,6 +1,7 @@
 // ops_train.c: op cases for the loss and the optimizer: softmax cross-entropy,
 // the AdamW update and the sum of squares.
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "ops.h"
@@ -238,8 +239,15 @@ static void sumsq_ref(const OpCase *c, double *const *x, double *const *y) {
     y[0][0] = 0;
     for (size_t k = 0; k < c->x[0].n; k++) y[0][0] += x[0][k] * x[0][k];
 }
+// sumsq_into writes the reported value; it must carry sumsq's bits, or the row gets NaN.
 static void sumsq_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
-    double s = be->sumsq(XF(0), c->x[0].n);
-    be->to_device(y[0], &s, sizeof s);
+    double s = be->sumsq(XF(0), c->x[0].n), t;
+    be->sumsq_into((double *)y[0], XF(0), c->x[0].n);
+    be->to_host(&t, y[0], sizeof t);
+    if (memcmp(&s, &t, sizeof s)) {
+        fprintf(stderr, "sumsq_into %a differs from sumsq %a\n", t, s);
+        t = NAN;
+        be->to_device(y[0], &t, sizeof t);
+    }
 }
 const OpDef OP_SUMSQ = {"sumsq", sumsq_init, sumsq_ref, NULL, sumsq_be, NULL, NULL, 0};

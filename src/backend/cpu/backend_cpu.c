@@ -156,4 +156,5 @@ const Backend backend_cpu = {
     .adamw_update = cpu_adamw_update,
     .adamw_multi = cpu_adamw_multi,
     .sumsq = cpu_sumsq,
+    .sumsq_into = cpu_sumsq_into,
 };

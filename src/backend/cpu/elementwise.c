@@ -123,3 +123,5 @@ double cpu_sumsq(const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
     return s;
 }
+
+void cpu_sumsq_into(double *out, const float *x, size_t n) { *out = cpu_sumsq(x, n); }
