@@ -9,6 +9,7 @@
 #
 # Environment: IMG (224) BATCH (4) CKPT (0) THREADS (2) ROUNDS (3) STEPS timed steps per
 # measurement (2) WARMUP (1) LIMIT seconds per measurement (900) PRECISIONS ("fp32 bf16") CONFIG (configs/fgvc/cub.yaml)
+# DCAL_SETS (more bench_step arguments, e.g. "--set train.checkpoint_layers=3")
 # PEER (bench/peer.py) PYTHON (/usr/bin/python3: Debian's python3-torch is only
 # importable there) PEER_ARGS (default "--img $IMG"; "--preset tiny" for a smoke test
 # with CONFIG=configs/fgvc/tiny.yaml IMG=32) OUT (a folder for the raw logs; default a temp folder).
@@ -51,7 +52,7 @@ echo "   $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $
 run_dcal() {   # precision round
     local log="$OUT/dcal-$1-r$2.log"
     timeout "$LIMIT" "$BUILD/bench_step" "$IMG" "$BATCH" "$CKPT" cpu "$STEPS" 0 "$1" --config "$CONFIG" --warmup "$WARMUP" \
-        --set "train.threads=$THREADS" > "$log" 2>&1
+        --set "train.threads=$THREADS" ${DCAL_SETS:-} > "$log" 2>&1
     parse "dcal:" "$log"
 }
 run_peer() {   # precision round

@@ -41,13 +41,14 @@ typedef struct {
     AdamwGroups adamw;
     int64_t step;
     bool graphs;               // --graphs: forward + backward through graph_run
-    double *gsq_part;          // [n_groups]: update in backward (model.h grad_ready)
+    double *gsq_part, *gsq_dev;   // [n_groups], host and backend memory: update in backward (model.h grad_ready)
 } Bench;
 
 // The trainer's optimizer_in_backward at the benchmark's fixed learning rate.
 static void bench_in_backward(void *ctx, int g) {
     Bench *t = ctx;
-    t->gsq_part[g] = optimizer_group_sumsq(&t->m, g);
+    const ParamGroup *p = &t->m.groups[g];
+    t->be->sumsq_into(t->gsq_dev + g, t->m.grads + p->goffset, p->numel);
     optimizer_adamw_group(&t->adamw, &t->m, t->am, t->av, &t->c->optim, t->c->optim.lr, t->step, g);
 }
 
@@ -99,7 +100,7 @@ static int parse_args(int argc, char **argv, Args *a) {
 
 static const char *pos_arg(const Args *a, int i, const char *def) { return i < a->n_pos ? a->pos[i] : def; }
 
-// The config: defaults or --config, then --set, then a positional img_size.
+// The config: defaults or --config, then --set, then the positional img_size and ckpt.
 static int build_config(const Args *a, DcalConfig *c) {
     config_defaults(c);
     if (a->config && !config_load(c, a->config)) return 0;
@@ -110,6 +111,11 @@ static int build_config(const Args *a, DcalConfig *c) {
         snprintf(kv, sizeof kv, "model.img_size=%s", a->pos[0]);
         if (!config_set(c, kv)) return 0;
         snprintf(kv, sizeof kv, "data.crop=%s", a->pos[0]);
+        if (!config_set(c, kv)) return 0;
+    }
+    if (a->n_pos > 2) {   // the positional ckpt is train.checkpoint_blocks (train.checkpoint_layers needs it)
+        char kv[64];
+        snprintf(kv, sizeof kv, "train.checkpoint_blocks=%s", atoi(a->pos[2]) ? "true" : "false");
         if (!config_set(c, kv)) return 0;
     }
     if (!a->config) c->model.drop_path = 0;   // the defaults-only bench has always run without drop-path
@@ -179,6 +185,7 @@ static void one_step(Bench *t, const Batch *bt, Timing *tm, size_t free0) {
         t2 = now_seconds();
     }
     bool in_bwd = t->m.grad_ready != NULL;
+    if (in_bwd) be->to_host(t->gsq_part, t->gsq_dev, (size_t)t->m.n_groups * sizeof(double));
     double gsq = optimizer_sumsq(&t->m, in_bwd ? t->gsq_part : NULL);
     if (!in_bwd) optimizer_adamw(&t->adamw, &t->m, t->am, t->av, &t->c->optim, t->c->optim.lr, t->step);
     be->sync();
@@ -288,6 +295,7 @@ int main(int argc, char **argv) {
     t.be = be;
     ModelConfig mc = c.model;   // one process, no accumulation: the update in backward applies unless recorded
     mc.grads_per_block = config_update_in_backward(&c.train, 1, 1) && !a.graphs;
+    config_model_backend(&mc, be->name);   // as config_resolve sets it for a run on this backend
     if (!model_build(&t.m, &mc, be)) return 1;
     model_init_weights(&t.m, c.train.seed);
     if (!model_alloc_activations(&t.m, B, ckpt, true)) return 1;
@@ -295,6 +303,7 @@ int main(int argc, char **argv) {
     t.av = be->alloc(t.m.n_params * sizeof(float));
     adamw_groups_make(&t.adamw, &t.m);
     t.gsq_part = calloc((size_t)t.m.n_groups, sizeof(double));
+    t.gsq_dev = be->alloc((size_t)t.m.n_groups * sizeof(double));
     if (mc.grads_per_block) {
         t.m.grad_ready = bench_in_backward;
         t.m.grad_ctx = &t;
@@ -311,6 +320,7 @@ int main(int argc, char **argv) {
     adamw_groups_free(&t.adamw);
     model_free(&t.m);
     free(t.gsq_part);
+    be->free(t.gsq_dev);
     free(img);
     return 0;
 }

@@ -23,14 +23,17 @@ typedef struct {
     float *am, *av;
 } Run;
 
-static void run_init_ckpt(Run *r, const Backend *be, bool ckpt) {
+// ckpt_layers: with ckpt, the layers recomputed (train.checkpoint_layers; 0: all).
+static void run_init_layers(Run *r, const Backend *be, bool ckpt, int ckpt_layers) {
     ModelConfig cfg = tiny();
+    cfg.ckpt_layers = ckpt_layers;
     ck_assert(model_build(&r->m, &cfg, be));
     model_init_weights(&r->m, 5);   // same host values on both backends
     ck_assert(model_alloc_activations(&r->m, B, ckpt, true));
     r->am = be->alloc(r->m.n_params * sizeof(float));
     r->av = be->alloc(r->m.n_params * sizeof(float));
 }
+static void run_init_ckpt(Run *r, const Backend *be, bool ckpt) { run_init_layers(r, be, ckpt, 0); }
 static void run_init(Run *r, const Backend *be) { run_init_ckpt(r, be, false); }
 static void run_free(Run *r) {
     r->m.be->free(r->am);
@@ -128,29 +131,33 @@ START_TEST(test_bitwise_repeat_10_steps) {
 }
 END_TEST
 
+// Checkpointing every layer, or only the lowest one (train.checkpoint_layers), repeats the
+// stored run's operations on the same values: the same loss and gradient bits, bf16 included.
 START_TEST(test_checkpointing_same_bits) {
-    float *grads[2], loss[2];
+    float *grads[3], loss[3];
     float img[B * 3 * 32 * 32];
     int lab[B], pair[B];
     size_t n = 0;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {   // activations kept, every layer checkpointed, the lowest layer only
         Run g;
-        run_init_ckpt(&g, GPU, k == 1);
+        run_init_layers(&g, GPU, k > 0, k == 2);
         ck_assert_int_eq(g.m.cfg.act_bytes, (int)GPU->act_bytes());
         loss[k] = step(&g, 3, img, lab, pair, false);
         grads[k] = host_copy(&g.m, g.m.grads);
         n = g.m.n_params;
         run_free(&g);
     }
-    ck_assert_msg(memcmp(&loss[0], &loss[1], sizeof(float)) == 0, "loss %.9g stored, %.9g checkpointed", loss[0],
-                  loss[1]);
-    size_t first = n;
-    for (size_t i = 0; i < n && first == n; i++)
-        if (memcmp(&grads[0][i], &grads[1][i], sizeof(float))) first = i;
-    ck_assert_msg(first == n, "gradient %zu: %.9g stored, %.9g checkpointed", first, first < n ? grads[0][first] : 0.,
-                  first < n ? grads[1][first] : 0.);
-    free(grads[0]);
-    free(grads[1]);
+    for (int k = 1; k < 3; k++) {
+        const char *how = k == 1 ? "checkpointed" : "lowest layer checkpointed";
+        ck_assert_msg(memcmp(&loss[0], &loss[k], sizeof(float)) == 0, "loss %.9g stored, %.9g %s", loss[0], loss[k],
+                      how);
+        size_t first = n;
+        for (size_t i = 0; i < n && first == n; i++)
+            if (memcmp(&grads[0][i], &grads[k][i], sizeof(float))) first = i;
+        ck_assert_msg(first == n, "gradient %zu: %.9g stored, %.9g %s", first, first < n ? grads[0][first] : 0.,
+                      first < n ? grads[k][first] : 0., how);
+    }
+    for (int k = 0; k < 3; k++) free(grads[k]);
 }
 END_TEST
 

@@ -350,6 +350,40 @@ START_TEST(test_checkpointing_same_gradients) {
 }
 END_TEST
 
+// cfg.recompute_h (the CPU's default in a run): blocks keeping their activations keep no h,
+// and backward makes it again from x and the kept attention output: the same loss and
+// gradient bits as keeping it, with and without checkpointing, and B·N·D floats a block less.
+START_TEST(test_recompute_h_same_bits) {
+    for (int ckpt = 0; ckpt < 2; ckpt++) {
+        Fix a, b;
+        fix_init(&a, ckpt, 9);
+        ModelConfig cfg = tiny();
+        cfg.recompute_h = true;
+        ck_assert(model_build(&b.m, &cfg, &backend_cpu));
+        memcpy(b.m.params, a.m.params, a.m.n_params * sizeof(float));
+        ck_assert(model_alloc_activations(&b.m, B, ckpt, true));
+        b.img = xmalloc(sizeof(float) * B * 3 * cfg.img_size * cfg.img_size);
+        memcpy(b.img, a.img, sizeof(float) * B * 3 * cfg.img_size * cfg.img_size);
+        memcpy(b.lab, a.lab, sizeof a.lab);
+        memcpy(b.pair, a.pair, sizeof a.pair);
+        StepOut oa, ob;
+        run_step(&a, &oa);
+        run_step(&b, &ob);
+        ck_assert_float_eq(oa.loss, ob.loss);
+        ck_assert_msg(!memcmp(a.m.grads, b.m.grads, a.m.n_params * sizeof(float)), "ckpt %d: gradients differ", ckpt);
+        MemPlan pa, pb;
+        model_plan(&a.m.cfg, B, ckpt, true, &pa);
+        model_plan(&b.m.cfg, B, ckpt, true, &pb);
+        size_t rowsD = (size_t)B * a.m.N * cfg.dim * sizeof(float);
+        // Without checkpointing every SA and PWCA block drops its h and hbuf holds one; with it, no change.
+        size_t saved = ckpt ? 0 : (size_t)(cfg.depth + cfg.pwca_blocks - 1) * rowsD;
+        ck_assert_uint_eq(pa.activations + pa.workspace - (pb.activations + pb.workspace), saved);
+        fix_free(&a);
+        fix_free(&b);
+    }
+}
+END_TEST
+
 // What backward hands over group by group (model.h grad_ready), copied to the params' layout.
 typedef struct {
     const Model *m;
@@ -493,6 +527,7 @@ int main(void) {
     tcase_add_test(tc, test_model_vs_reference_ckpt);
     tcase_add_test(tc, test_checkpointing_same_gradients);
     tcase_add_test(tc, test_grads_per_block_same_bits);
+    tcase_add_test(tc, test_recompute_h_same_bits);
     tcase_add_test(tc, test_glca_cls_row_equals_sa);
     tcase_add_test(tc, test_infer_matches_train_logits);
     tcase_add_test(tc, test_uncertainty_off_is_plain_sum);

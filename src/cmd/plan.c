@@ -115,7 +115,7 @@ int cmd_plan(int argc, char **argv) {
     const char *be = print_backend(&c->train, prec, sizeof prec);
     ModelConfig mc = c->model;   // the Act tensors count at the precision that would run
     mc.act_bytes = prec[0] ? config_act_bytes(prec) : 0;
-    mc.on_cuda = be && !strcmp(be, "cuda");   // --max-memory's picks count the backend's own bytes too
+    config_model_backend(&mc, be);   // --max-memory's picks count the backend's own bytes too
     plan_print(stdout, &mc, B);
     if (be && !strcmp(be, "cuda")) print_cuda_extra(&mc, B);
     print_reduce(c);

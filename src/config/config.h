@@ -31,6 +31,9 @@ typedef struct {
                                    // resolved; 0 (unresolved) plans as 4
     bool on_cuda;                  // not a YAML key: the run's backend is CUDA, so a step's bytes
                                    // include its scratch and cuBLASLt's workspace (plan_cuda_extra)
+    bool recompute_h;              // not a YAML key: a block that keeps its activations keeps no h
+                                   // (x + attention's projection): backward makes it again with one
+                                   // more projection GEMM. Set for the CPU (memory first), not CUDA
     int ckpt_layers;               // not a YAML key: train.checkpoint_layers, the SA/PWCA layers a
                                    // checkpointed run recomputes, lowest first (0: all of them)
     bool grads_per_block;          // not a YAML key: train.update_in_backward in force (one micro-batch
@@ -135,6 +138,12 @@ static inline int config_effective_batch(const DcalConfig *c) {
 // The launcher's world size (processes, one per device) applied to the config,
 // keeping its effective batch (config.c). 0 after an error line.
 int config_apply_world(DcalConfig *c, int world, bool resume);
+// What the run's backend (its name; NULL: unknown) changes in the model's plan: the CUDA
+// backend's own scratch counts (on_cuda), and the CPU recomputes h instead of keeping it.
+static inline void config_model_backend(ModelConfig *m, const char *backend) {
+    m->on_cuda = backend && !strcmp(backend, "cuda");
+    m->recompute_h = backend && !m->on_cuda;   // memory first on a CPU; a GPU has the bytes and wants the time
+}
 // Whether train.update_in_backward applies at `accum` micro-batches per step on `world`
 // processes: a gradient summed over micro-batches or processes is final only at the step's end.
 static inline bool config_update_in_backward(const TrainConfig *t, int accum, int world) {

@@ -235,7 +235,7 @@ static void block_acts(Arena *a, BlockActs *b, size_t rows, int B, const ModelCo
     b->qkv = take_act(a, rows * 3 * D, ws);
     b->att = take_act(a, rows * D, ws);
     b->lse = take(a, (size_t)B * c->heads * N, ws);
-    b->h = take(a, rows * D, ws);
+    b->h = ws || !c->recompute_h ? take(a, rows * D, ws) : NULL;   // a shared (recompute) buffer keeps it
     b->ln2_mean = take(a, rows, ws);
     b->ln2_rstd = take(a, rows, ws);
     b->fc1 = take_act(a, rows * F, ws);
@@ -392,6 +392,8 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
     x->lossv = take(a, 4, true);
     x->coef = take(a, 3, true);
     x->ftmp = take(a, rows * (size_t)(c->mlp_dim > D + 2 ? c->mlp_dim : D + 2), true);
+    bool some_kept = training && model_ckpt_layers(c, ckpt) < L;   // a block keeping its activations
+    x->hbuf = some_kept && c->recompute_h ? take(a, rows * D, true) : NULL;
     if (training) backward_scratch(c, B, N, Q, T, a, x);
 }
 

@@ -51,12 +51,13 @@ void block_forward_from_qkv(const Model *m, const BlockW *w, BlockActs *a, const
     block_attention(m, a, B, qkv2, pair);
     be->linear_forward(xout, a->att, w->projw, w->projb, rows, D, D);   // xout holds the branch until the end
     Act *t = (Act *)m->acts->ftmp;   // LN2's output, then the GELU's: not kept (mlp_proj_backward)
-    be->residual_layernorm_forward(a->h, t, a->ln2_mean, a->ln2_rstd, xin, xout, s1, w->ln2w, w->ln2b, B, m->N, D,
+    float *h = a->h ? a->h : m->acts->hbuf;   // not kept: backward makes it again (h_again)
+    be->residual_layernorm_forward(h, t, a->ln2_mean, a->ln2_rstd, xin, xout, s1, w->ln2w, w->ln2b, B, m->N, D,
                                    (float)m->cfg.ln_eps);
     be->linear_forward_act(a->fc1, t, w->fc1w, w->fc1b, rows, D, F);
     be->gelu_forward(t, a->fc1, (size_t)rows * F);
     be->linear_forward(xout, t, w->fc2w, w->fc2b, rows, F, D);
-    be->residual_forward(xout, a->h, xout, s2, B, per_b);   // element-wise, so in place is safe
+    be->residual_forward(xout, h, xout, s2, B, per_b);   // element-wise, so in place is safe
 }
 
 // LayerNorm's output recomputed, bit for bit, into scratch (the forward does
@@ -69,12 +70,28 @@ static const Act *ln_again(const Model *m, float *buf, const float *inp, const f
     return (const Act *)buf;
 }
 
+// h and LN2's output for a block that keeps no h (cfg.recompute_h), bit for bit as its
+// forward made them: the same projection GEMM on the kept attention output, the same fused
+// residual + LayerNorm on x. The projection's output goes to dln2's buffer (written only
+// later), h to hbuf, LN2's output to dgelu (spent), its statistics after it (thrown away).
+static const float *h_again(const Model *m, const BlockW *w, const Act *att, const float *xin, const float *s1,
+                            BlockGrads *g, int B, int rows_per_b) {
+    const Backend *be = m->be;
+    int D = m->cfg.dim, rows = B * rows_per_b;
+    float *mean = g->dgelu + (size_t)rows * D, *h = m->acts->hbuf;
+    be->linear_forward(g->dln2, att, w->projw, w->projb, rows, D, D);
+    be->residual_layernorm_forward(h, (Act *)g->dgelu, mean, mean + rows, xin, g->dln2, s1, w->ln2w, w->ln2b, B,
+                                   rows_per_b, D, (float)m->cfg.ln_eps);
+    return h;
+}
+
 // The MLP half and the projection, shared by all branches: from the gradient
 // of the block output to datt (attention output) and dres (residual input).
 // The forward keeps fc1 but neither LN2's output nor the GELU's (4·D + D floats
 // a row, ARCHITECTURE.md §3): both are recomputed here into gradient scratch
 // that is free at that moment, so the gradients are bitwise those of keeping them.
-static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw, const float *h,
+// h NULL: the block kept none (h_again, from xin).
+static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw, const float *h, const float *xin,
                               const float *ln2_mean, const float *ln2_rstd, const Act *fc1, const Act *att,
                               const float *dout, float *dres, BlockGrads *g, int B, int rows_per_b, const float *s1,
                               const float *s2) {
@@ -90,7 +107,13 @@ static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw,
     be->linear_backward(NULL, gw->fc2w, NULL, g->df, (const Act *)g->dfc1, w->fc2w, rows, F, D);
     be->zero(g->dfc1, nf * sizeof(float));
     be->gelu_backward(g->dfc1, fc1, g->dgelu, nf);
-    const Act *ln2 = ln_again(m, g->dgelu, h, w->ln2w, w->ln2b, rows);   // dgelu is spent
+    const Act *ln2 = (const Act *)g->dgelu;   // dgelu is spent: LN2's output goes there
+    if (h) {
+        ln_again(m, g->dgelu, h, w->ln2w, w->ln2b, rows);
+    } else {
+        h = h_again(m, w, att, xin, s1, g, B, rows_per_b);
+        be->zero(g->dln2, n * sizeof(float));   // it held the projection's output
+    }
     be->linear_backward(g->dln2, gw->fc1w, gw->fc1b, g->dfc1, ln2, w->fc1w, rows, D, F);
     be->zero(g->df, n * sizeof(float));
     be->residual_layernorm_backward(dres, g->df, gw->ln2w, gw->ln2b, dout, g->dln2, h, w->ln2w, ln2_mean, ln2_rstd,
@@ -104,7 +127,8 @@ void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const Blo
                     float *dqkv2, const float *s1, const float *s2) {
     const Backend *be = m->be;
     int D = m->cfg.dim, rows = B * m->N;
-    mlp_proj_backward(m, w, gw, a->h, a->ln2_mean, a->ln2_rstd, a->fc1, a->att, dout, dxin, g, B, m->N, s1, s2);
+    mlp_proj_backward(m, w, gw, a->h, xin, a->ln2_mean, a->ln2_rstd, a->fc1, a->att, dout, dxin, g, B, m->N, s1,
+                      s2);
     if (g->dqkv_in_dfc1) be->zero(g->dqkv, (size_t)rows * 3 * D * sizeof(float));   // dfc1 is spent
     AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
     // Otherwise g->dqkv was zeroed by the caller and may already hold PWCA's dk2/dv2 for this layer.
@@ -160,7 +184,7 @@ void glca_backward(const Model *m, const BlockW *w, const BlockW *gw, const Glca
     Acts *x = m->acts;
     int D = m->cfg.dim, Q = 1 + m->K, lr = B * Q, rows = B * m->N;
     BlockGrads *g = &x->ggl;
-    mlp_proj_backward(m, w, gw, a->h, a->ln2_mean, a->ln2_rstd, a->fc1, a->att, dout, dyin, g, B, Q, s1, s2);
+    mlp_proj_backward(m, w, gw, a->h, NULL, a->ln2_mean, a->ln2_rstd, a->fc1, a->att, dout, dyin, g, B, Q, s1, s2);
     be->zero(x->dglq, (size_t)lr * D * sizeof(float));
     be->zero(x->dglkv, (size_t)rows * 2 * D * sizeof(float));
     AttnArgs at = glca_args(m, B, a);

@@ -11,6 +11,8 @@ typedef struct {
 // What a SA or PWCA block's forward keeps for backward (rows = B·N). The
 // LayerNorm outputs and the GELU output are recomputed in backward instead.
 // qkv, fc1 and the attention output are Act storage (backend.h: bf16 at precision bf16).
+// h (x + attention's projection, LN2's input) is NULL with cfg.recompute_h in a block that
+// keeps its own activations: the forward writes it to hbuf, backward makes it again.
 typedef struct {
     float *ln1_mean, *ln1_rstd, *lse, *h, *ln2_mean, *ln2_rstd;
     Act *qkv, *fc1, *att;
@@ -64,6 +66,7 @@ struct Acts {
     float *e0;                 // [B,N]: the rollout's start, 1 at each CLS (set once at allocation)
     float *lossv, *coef;       // loss_forward's out [4] (loss, CE SA/GLCA/PWCA); loss_backward's coef [3]
     float *ftmp;       // [B·N, max(F, D+2)]: a block forward's LN/GELU outputs; backward's dgelu
+    float *hbuf;       // [B·N, D] with cfg.recompute_h: h of a block that keeps none (forward and backward)
     // backward scratch
     float *dx[2], *dz[2], *dgl_in, *dgl_out;  // streams; GLCA local [B,Q,D] ×2
     BlockGrads gsa, gpw, ggl;

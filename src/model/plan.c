@@ -34,6 +34,17 @@ void plan_print(FILE *f, const ModelConfig *cfg, int B) {
     if (k < cfg->depth)
         fprintf(f, "per-block: the lowest %d of the %d layers recomputed in backward (train.checkpoint_layers), the "
                    "others keep their activations\n", k, cfg->depth);
+    // Every point between the two columns, for a budget in between (train.checkpoint_layers).
+    if (cfg->depth > 1) {
+        fprintf(f, "total MiB with train.checkpoint_layers N (the lowest N of %d layers recomputed):", cfg->depth);
+        ModelConfig c = *cfg;
+        for (int n = 1; n < cfg->depth; n++) {
+            MemPlan q;
+            c.ckpt_layers = n;
+            model_plan(&c, B, true, true, &q);
+            fprintf(f, " %d: %.1f%s", n, q.total / 1048576.0, n + 1 < cfg->depth ? "," : "\n");
+        }
+    }
     if (cfg->grads_per_block) {
         ModelConfig whole = *cfg;
         whole.grads_per_block = false;
