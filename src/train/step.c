@@ -88,8 +88,9 @@ static int micro_batch(Trainer *t, int k) {
 }
 
 // This rank's micro-batch losses, read back once per step: each must be finite (a NaN or
-// infinite loss stops the run before its optimizer step, with nothing written), then they
-// join micro_sums in global micro-batch order.
+// infinite loss stops the run with nothing written: before its optimizer step, or, with the
+// update inside backward, after it moved only the weights in memory), then they join
+// micro_sums in global micro-batch order.
 static int check_losses(Trainer *t) {
     float *v = xmalloc((size_t)t->accum * 4 * sizeof(float));
     t->be->to_host(v, t->loss_dev, (size_t)t->accum * 4 * sizeof(float));

@@ -95,7 +95,9 @@ void trainer_teardown(Trainer *t);
 
 // step.c: one optimizer step's micro-batches (forward, loss check, backward);
 // TRAIN_GO_ON or an exit code, the same on every rank. The gradient ends
-// summed over every rank's micro-batches in t->m.grads (src/dist/reduce.h).
+// summed over every rank's micro-batches in t->m.grads (src/dist/reduce.h), or,
+// with the update inside backward (t->in_backward), it has already been applied
+// group by group and only its sums of squares remain (t->gsq_dev).
 int trainer_micro_batches(Trainer *t);
 // The ranks agree on a phase's outcome: the worst of theirs (a failure over an
 // interruption over going on); a rank that did not fail itself returns the failure silently.
