@@ -47,9 +47,7 @@ typedef struct {
 // The trainer's optimizer_in_backward at the benchmark's fixed learning rate.
 static void bench_in_backward(void *ctx, int g) {
     Bench *t = ctx;
-    const ParamGroup *p = &t->m.groups[g];
-    t->be->sumsq_into(t->gsq_dev + g, t->m.grads + p->goffset, p->numel);
-    optimizer_adamw_group(&t->adamw, &t->m, t->am, t->av, &t->c->optim, t->c->optim.lr, t->step, g);
+    optimizer_group_final(&t->adamw, &t->m, t->am, t->av, &t->c->optim, t->c->optim.lr, t->step, t->gsq_dev, g);
 }
 
 // The trainer's recorded body (src/train/step.c): the forward after the inputs, then the backward.

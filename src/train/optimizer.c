@@ -93,12 +93,15 @@ void optimizer_update(Trainer *t, double lr) {
     optimizer_adamw(&t->adamw, &t->m, t->am, t->av, &t->c->optim, lr, t->pos.step);
 }
 
-// train.update_in_backward (model.h grad_ready): group g's gradient is final, so its
-// share of the grad norm is taken (into backend memory: no read-back inside the step) and
-// AdamW updates it now, at the step's learning rate.
+void optimizer_group_final(const AdamwGroups *g, Model *m, float *am, float *av, const OptimConfig *o, double lr,
+                           int64_t steps_done, double *gsq_dev, int group) {
+    const ParamGroup *p = &m->groups[group];
+    m->be->sumsq_into(gsq_dev + group, m->grads + p->goffset, p->numel);
+    optimizer_adamw_group(g, m, am, av, o, lr, steps_done, group);
+}
+
+// train.update_in_backward (model.h grad_ready): at the step's learning rate.
 void optimizer_in_backward(void *ctx, int g) {
     Trainer *t = ctx;
-    const ParamGroup *p = &t->m.groups[g];
-    t->be->sumsq_into(t->gsq_dev + g, t->m.grads + p->goffset, p->numel);
-    optimizer_adamw_group(&t->adamw, &t->m, t->am, t->av, &t->c->optim, t->step_lr, t->pos.step, g);
+    optimizer_group_final(&t->adamw, &t->m, t->am, t->av, &t->c->optim, t->step_lr, t->pos.step, t->gsq_dev, g);
 }

@@ -68,6 +68,10 @@ void optimizer_adamw_group(const AdamwGroups *g, Model *m, float *am, float *av,
 // benchmarks that time a full step.
 void optimizer_adamw(const AdamwGroups *g, Model *m, float *am, float *av, const OptimConfig *o, double lr,
                      int64_t steps_done);
+// Group `group`'s gradient is final (model.h grad_ready, train.update_in_backward): its sum of
+// squares into backend memory gsq_dev[group] (no read-back inside the step), then its AdamW update.
+void optimizer_group_final(const AdamwGroups *g, Model *m, float *am, float *av, const OptimConfig *o, double lr,
+                           int64_t steps_done, double *gsq_dev, int group);
 // The sum of squares of group g's gradient (the finite check and the grad norm).
 double optimizer_group_sumsq(const Model *m, int group);
 // The gradient's sum of squares: the groups' sums added in group order (part[g], or
