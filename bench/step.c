@@ -183,8 +183,7 @@ static void one_step(Bench *t, const Batch *bt, Timing *tm, size_t free0) {
         t2 = now_seconds();
     }
     bool in_bwd = t->m.grad_ready != NULL;
-    if (in_bwd) be->to_host(t->gsq_part, t->gsq_dev, (size_t)t->m.n_groups * sizeof(double));
-    double gsq = optimizer_sumsq(&t->m, in_bwd ? t->gsq_part : NULL);
+    double gsq = optimizer_sumsq(&t->m, in_bwd ? t->gsq_dev : NULL, t->gsq_part);
     if (!in_bwd) optimizer_adamw(&t->adamw, &t->m, t->am, t->av, &t->c->optim, t->c->optim.lr, t->step);
     be->sync();
     double t3 = now_seconds();

@@ -207,12 +207,8 @@ typedef struct {
     int lab[B], pair[B];
 } Fix;
 
-// per_block: gradients one block at a time (ModelConfig.grads_per_block, train.update_in_backward);
-// ckpt_layers: with ckpt, the layers recomputed (train.checkpoint_layers; 0: all).
-static void fix_init_with(Fix *f, bool ckpt, uint64_t seed, bool per_block, int ckpt_layers) {
-    ModelConfig cfg = tiny();
-    cfg.grads_per_block = per_block;
-    cfg.ckpt_layers = ckpt_layers;
+// The fixture on cfg: tiny() with a test's changes to how the model is laid out.
+static void fix_init_cfg(Fix *f, ModelConfig cfg, bool ckpt, uint64_t seed) {
     ck_assert(model_build(&f->m, &cfg, &backend_cpu));
     model_init_weights(&f->m, seed);
     // Break the symmetry of a fresh init so every path carries gradient: random LN
@@ -234,10 +230,15 @@ static void fix_init_with(Fix *f, bool ckpt, uint64_t seed, bool per_block, int 
     int pair[B] = {1, 2, 3, 0};
     memcpy(f->pair, pair, sizeof pair);
 }
-static void fix_init_grads(Fix *f, bool ckpt, uint64_t seed, bool per_block) {
-    fix_init_with(f, ckpt, seed, per_block, 0);
+// per_block: gradients one block at a time (ModelConfig.grads_per_block, train.update_in_backward);
+// ckpt_layers: with ckpt, the layers recomputed (train.checkpoint_layers; 0: all).
+static void fix_init_with(Fix *f, bool ckpt, uint64_t seed, bool per_block, int ckpt_layers) {
+    ModelConfig cfg = tiny();
+    cfg.grads_per_block = per_block;
+    cfg.ckpt_layers = ckpt_layers;
+    fix_init_cfg(f, cfg, ckpt, seed);
 }
-static void fix_init(Fix *f, bool ckpt, uint64_t seed) { fix_init_grads(f, ckpt, seed, false); }
+static void fix_init(Fix *f, bool ckpt, uint64_t seed) { fix_init_with(f, ckpt, seed, false, 0); }
 static void fix_free(Fix *f) { model_free(&f->m); free(f->img); }
 
 static float run_step(Fix *f, StepOut *out) {
@@ -359,13 +360,7 @@ START_TEST(test_recompute_h_same_bits) {
         fix_init(&a, ckpt, 9);
         ModelConfig cfg = tiny();
         cfg.recompute_h = true;
-        ck_assert(model_build(&b.m, &cfg, &backend_cpu));
-        memcpy(b.m.params, a.m.params, a.m.n_params * sizeof(float));
-        ck_assert(model_alloc_activations(&b.m, B, ckpt, true));
-        b.img = xmalloc(sizeof(float) * B * 3 * cfg.img_size * cfg.img_size);
-        memcpy(b.img, a.img, sizeof(float) * B * 3 * cfg.img_size * cfg.img_size);
-        memcpy(b.lab, a.lab, sizeof a.lab);
-        memcpy(b.pair, a.pair, sizeof a.pair);
+        fix_init_cfg(&b, cfg, ckpt, 9);   // the same seed: the same weights and batch
         StepOut oa, ob;
         run_step(&a, &oa);
         run_step(&b, &ob);

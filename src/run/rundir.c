@@ -379,7 +379,7 @@ static void write_manifest(JsonW *w, const DcalConfig *c, const ManifestInfo *in
     jw_uint(w, c->train.seed);
     jw_kv_int(w, "world_size", c->train.devices > 0 ? c->train.devices : 1);   // processes (src/dist/)
     jw_key(w, "update_in_backward");   // in force: AdamW inside backward, one block's gradient held
-    jw_bool(w, config_update_in_backward(&c->train, c->train.accum_steps, c->train.devices));
+    jw_bool(w, c->model.grads_per_block);
     manifest_attention(w, c);
     jw_key(w, "dataset");
     jw_begin_object(w);

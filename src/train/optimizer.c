@@ -83,9 +83,10 @@ double optimizer_group_sumsq(const Model *m, int group) {
     return m->be->sumsq(m->grads + p->goffset, p->numel);
 }
 
-double optimizer_sumsq(const Model *m, const double *part) {
+double optimizer_sumsq(const Model *m, const double *gsq_dev, double *part) {
+    if (gsq_dev) m->be->to_host(part, gsq_dev, (size_t)m->n_groups * sizeof(double));
     double s = 0;
-    for (int k = 0; k < m->n_groups; k++) s += part ? part[k] : optimizer_group_sumsq(m, k);
+    for (int k = 0; k < m->n_groups; k++) s += gsq_dev ? part[k] : optimizer_group_sumsq(m, k);
     return s;
 }
 

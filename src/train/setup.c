@@ -94,17 +94,17 @@ static int open_data_and_model(Trainer *t) {
         return 0;
     }
     if (t->micro > 4096) { dcal_err("train.micro_batch %d too large", t->micro); return 0; }
-    // train.update_in_backward (config_update_in_backward): AdamW updates each group as
-    // backward finishes its gradient, so one block's gradient is held at a time. A dump
-    // writes the whole gradient, so it keeps it.
+    // train.update_in_backward, as config_resolve settled it (model.grads_per_block): AdamW
+    // updates each group as backward finishes its gradient, so one block's gradient is held
+    // at a time. A dump writes the whole gradient, so it keeps it.
     ModelConfig mc = c->model;
-    mc.grads_per_block = config_update_in_backward(&c->train, t->accum, t->world) && !t->o->dump_path;
+    mc.grads_per_block = c->model.grads_per_block && !t->o->dump_path;
     if (!model_build(&t->m, &mc, t->be)) return 0;
     t->m.uncertainty_weighting = c->loss.uncertainty_weighting;
     t->in_backward = mc.grads_per_block;
-    t->gsq_part = xcalloc((size_t)t->m.n_groups, sizeof(double));
-    t->gsq_dev = t->be->alloc((size_t)t->m.n_groups * sizeof(double));
     if (t->in_backward) {
+        t->gsq_part = xcalloc((size_t)t->m.n_groups, sizeof(double));
+        t->gsq_dev = t->be->alloc((size_t)t->m.n_groups * sizeof(double));
         t->m.grad_ready = optimizer_in_backward;
         t->m.grad_ctx = t;
     }

@@ -71,7 +71,7 @@ static int micro_batch(Trainer *t, int k) {
     t->m.grads = reducer_leaf(&t->red);
     MicroBody mb = {t, k};
     // Not recorded: a dump reads this micro-batch's outputs back, and an update in backward
-    // reads each group's sum of squares back and runs at this step's learning rate.
+    // runs at this step's learning rate (a kernel argument a recording would keep).
     if (t->o->dump_path || t->in_backward) {
         micro_body(&mb);
         if (t->o->dump_path) {

@@ -86,8 +86,7 @@ static int optimizer_step(Trainer *t, int epoch, int b) {
     if (t->o->dump_path) return dump_write(t) ? DCAL_EXIT_OK : DCAL_EXIT_FAIL;
     // With the update in backward the weights in memory have moved already; a stop here
     // writes nothing, so the checkpoint on disk stays the last good step.
-    if (t->in_backward) t->be->to_host(t->gsq_part, t->gsq_dev, (size_t)t->m.n_groups * sizeof(double));
-    double gsq = optimizer_sumsq(&t->m, t->in_backward ? t->gsq_part : NULL);
+    double gsq = optimizer_sumsq(&t->m, t->gsq_dev, t->gsq_part);   // gsq_dev: NULL unless in backward
     if (!isfinite(gsq)) {
         dcal_err("step %lld: gradient is not finite: stopping; %s", (long long)t->pos.step + 1,
                  trainer_checkpoint_state(t));

@@ -74,6 +74,7 @@ void optimizer_group_final(const AdamwGroups *g, Model *m, float *am, float *av,
                            int64_t steps_done, double *gsq_dev, int group);
 // The sum of squares of group g's gradient (the finite check and the grad norm).
 double optimizer_group_sumsq(const Model *m, int group);
-// The gradient's sum of squares: the groups' sums added in group order (part[g], or
-// computed now when part is NULL), so the bits do not depend on when each was taken.
-double optimizer_sumsq(const Model *m, const double *part);
+// The gradient's sum of squares: the groups' sums added in group order, so the bits do not
+// depend on when each was taken: those optimizer_group_final left in gsq_dev (read into the
+// host array part [n_groups]), or, when gsq_dev is NULL, computed now.
+double optimizer_sumsq(const Model *m, const double *gsq_dev, double *part);

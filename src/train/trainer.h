@@ -43,7 +43,7 @@ typedef struct {
     AdamwGroups adamw;          // the model's decay spans, a backend call per parameter group
     bool in_backward;           // train.update_in_backward in force: AdamW runs inside backward (grad_ready)
     double step_lr;             // ... at this learning rate (the step's, set before its micro-batches)
-    double *gsq_dev;            // backend memory [n_groups]: each group's gradient sum of squares, taken as it
+    double *gsq_dev;            // in backward only (else NULL), backend memory [n_groups]: each group's sum of squares, taken as it
     double *gsq_part;           // became final; gsq_part its host copy, read once at the step's end
     float *img;                 // the micro-batch being loaded: one of img_buf
     float *img_buf[2];          // host_alloc'd (page-locked on CUDA), taken in turn: the loader fills one
