@@ -196,8 +196,8 @@ def main():
           "## Full training step (ViT-B/16, 448 px, micro-batch 16 + PWCA pairs; forward, backward, AdamW)", ""]
     md += step_table(steps, a.peak_tflops)
     md += ["", f"MFU: bench_step's model FLOPs (matrix products, backward 2× forward) over the step, against "
-           f"{a.peak_tflops:g} TFLOP/s. dcal's step_ms is the mean of the timed steps' phases and its peak the "
-           "largest drop of free device memory; the peer's step_ms is its fastest step and its peak torch's "
+           f"{a.peak_tflops:g} TFLOP/s. dcal's step_ms is its fastest timed step (mean_ms beside it) and its peak "
+           "the largest drop of free device memory; the peer's step_ms is its fastest step and its peak torch's "
            "max_memory_allocated.", "", "## Attention alone (B=16, H=12, hd=64, N=785)", ""]
     md += attn_table(attn, notes, num(c0, "step_ms") if c0 else None) if attn else ["no attention results"]
     md += ["", "## Machine lines", "", "```"] + raw_lines(a.logdir) + ["```", ""]
