@@ -6,6 +6,7 @@
 // span table itself: buffer order, disjoint, merged, each float with its tensor's
 // decay. Built a second time as sim_adamw_multi (tools/cudasim), where the CUDA
 // kernels run on the CPU and the cuda backend must be among those checked.
+#include <math.h>
 #include <string.h>
 #include "core/common.h"
 #include "core/rng.h"
@@ -262,6 +263,57 @@ START_TEST(test_groups_cover_the_table) {
 }
 END_TEST
 
+// The CPU backend's AVX2 loop (adamw.c) against a scalar loop of the same expression
+// written here: the same bits, float for float, over sizes with vector tails, with and
+// without decay, over three steps. Plain C11 here: no fused products (no -march and
+// ISO mode's fp-contract=off), so this is the scalar path's arithmetic.
+static void scalar_adamw(float *p, const float *g, float *m, float *v, size_t n, float wd, int t) {
+    float bc1 = 1.0f - powf(B1, (float)t), bc2 = 1.0f - powf(B2, (float)t);
+    for (size_t i = 0; i < n; i++) {
+        m[i] = B1 * m[i] + (1.0f - B1) * g[i];
+        v[i] = B2 * v[i] + (1.0f - B2) * g[i] * g[i];
+        float mhat = m[i] / bc1, vhat = v[i] / bc2;
+        p[i] -= LR * (mhat / (sqrtf(vhat) + EPS) + wd * p[i]);
+    }
+}
+
+START_TEST(test_update_equals_scalar_expression) {
+    static const size_t sizes[] = {1, 7, 8, 9, 1003, 65536 + 5};
+    for (int i = 0; i < backend_count(); i++) {
+        const Backend *be = usable(i);
+        if (!be || strcmp(be->name, "cpu")) continue;
+        for (unsigned z = 0; z < sizeof sizes / sizeof *sizes; z++) {
+            size_t n = sizes[z];
+            for (int decay = 0; decay < 2; decay++) {
+                State a;
+                state_init(&a, be, n);
+                float *h[4];
+                for (int k = 0; k < 4; k++) h[k] = host(be, a.buf[k], n);
+                for (int s = 1; s <= STEPS; s++) {
+                    state_grads(&a, be, n, s);
+                    be->to_host(h[1], a.buf[1], n * sizeof(float));
+                    be->adamw_update(a.buf[0], a.buf[1], a.buf[2], a.buf[3], n, LR, B1, B2, EPS, decay ? WD : 0, s);
+                    scalar_adamw(h[0], h[1], h[2], h[3], n, decay ? WD : 0, s);
+                }
+                static const int keep[3] = {0, 2, 3};
+                for (int j = 0; j < 3; j++) {
+                    float *x = host(be, a.buf[keep[j]], n);
+                    for (size_t e = 0; e < n; e++)
+                        ck_assert_msg(!memcmp(&x[e], &h[keep[j]][e], sizeof(float)),
+                                      "%s: adamw_update differs from the scalar expression in buffer %d at float %zu "
+                                      "of %zu (decay %d): %a vs %a", be->name, keep[j], e, n, decay, x[e],
+                                      h[keep[j]][e]);
+                    free(x);
+                }
+                for (int k = 0; k < 4; k++) free(h[k]);
+                state_free(&a, be);
+            }
+        }
+        printf("%s: adamw_update == the scalar expression, bit for bit\n", be->name);
+    }
+}
+END_TEST
+
 int main(void) {
     setenv("CK_FORK", "no", 1);   // a forked child cannot use the parent's CUDA context
     Suite *s = suite_create("adamw_multi");
@@ -270,6 +322,7 @@ int main(void) {
     tcase_add_test(tc, test_groups_cover_the_table);
     tcase_add_test(tc, test_model_table_bitwise);
     tcase_add_test(tc, test_synthetic_spans_bitwise);
+    tcase_add_test(tc, test_update_equals_scalar_expression);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -47,6 +47,7 @@ void cpu_sumsq_into(double *out, const float *x, size_t n);
 void cpu_vexp(float *y, const float *x, float shift, size_t n);
 void cpu_verf(float *y, const float *x, float scale, size_t n);
 const char *cpu_vecmath_name(void);
+int cpu_use_avx2(void);   // the CPU has AVX2 and FMA (asked once per process): the vector paths run
 
 // attention.c, rollout.c
 void cpu_attention_forward(const AttnArgs *a, float *out, float *lse);

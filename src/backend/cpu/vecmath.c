@@ -30,7 +30,7 @@ static AVX2 void map_avx2(float *y, const float *x, float a, float b, size_t n, 
     }
 }
 
-static int use_avx2(void) {
+int cpu_use_avx2(void) {
     static int v = -1;   // racing first calls compute and store the same answer
     int r = __atomic_load_n(&v, __ATOMIC_RELAXED);
     if (r < 0) {
@@ -41,13 +41,13 @@ static int use_avx2(void) {
 }
 
 void cpu_vexp(float *y, const float *x, float shift, size_t n) {
-    if (use_avx2()) { map_avx2(y, x, 1.0f, -shift, n, _ZGVdN8v_expf); return; }
+    if (cpu_use_avx2()) { map_avx2(y, x, 1.0f, -shift, n, _ZGVdN8v_expf); return; }
     for (size_t i = 0; i < n; i++) y[i] = expf(x[i] - shift);
 }
 
 void cpu_verf(float *y, const float *x, float scale, size_t n) {
-    if (use_avx2()) { map_avx2(y, x, scale, 0.0f, n, _ZGVdN8v_erff); return; }
+    if (cpu_use_avx2()) { map_avx2(y, x, scale, 0.0f, n, _ZGVdN8v_erff); return; }
     for (size_t i = 0; i < n; i++) y[i] = erff(x[i] * scale);
 }
 
-const char *cpu_vecmath_name(void) { return use_avx2() ? "exp/erf: glibc libmvec AVX2" : "exp/erf: glibc scalar"; }
+const char *cpu_vecmath_name(void) { return cpu_use_avx2() ? "exp/erf: glibc libmvec AVX2" : "exp/erf: glibc scalar"; }
