@@ -41,18 +41,28 @@ static inline void ln_row_means(float *a, float *c, const float *g, const float 
 }
 
 // dw/db: columns in parallel, rows in order.
+// Each column's sums run over the rows in order, as a column-at-a-time loop would, but
+// a block of columns at a time, row by row: contiguous loads that vectorise across the
+// columns (the strided column loop was 1.4% of a 224-px step), with the same bits.
 static void ln_dwdb(float *dw, float *db, const float *dout, const float *inp, const float *mean, const float *rstd,
                     int rows, int D) {
+    enum { CB = 64 };
 #pragma omp parallel for
-    for (int i = 0; i < D; i++) {
-        float sw = 0, sb = 0;
+    for (int i0 = 0; i0 < D; i0 += CB) {
+        int n = D - i0 < CB ? D - i0 : CB;
+        float sw[CB] = {0}, sb[CB] = {0};
         for (int r = 0; r < rows; r++) {
-            float g = dout[(size_t)r * D + i];
-            sw += g * (inp[(size_t)r * D + i] - mean[r]) * rstd[r];
-            sb += g;
+            const float *g = dout + (size_t)r * D + i0, *x = inp + (size_t)r * D + i0;
+            float m = mean[r], rs = rstd[r];
+            for (int i = 0; i < n; i++) {
+                sw[i] += g[i] * (x[i] - m) * rs;
+                sb[i] += g[i];
+            }
         }
-        if (dw) dw[i] += sw;
-        if (db) db[i] += sb;
+        for (int i = 0; i < n; i++) {
+            if (dw) dw[i0 + i] += sw[i];
+            if (db) db[i0 + i] += sb[i];
+        }
     }
 }
 
