@@ -351,30 +351,40 @@ START_TEST(test_checkpointing_same_gradients) {
 }
 END_TEST
 
-// cfg.recompute_h (the CPU's default in a run): blocks keeping their activations keep no h,
-// and backward makes it again from x and the kept attention output: the same loss and
-// gradient bits as keeping it, with and without checkpointing, and B·N·D floats a block less.
-START_TEST(test_recompute_h_same_bits) {
+// cfg.recompute_h and cfg.recompute_att (the CPU's defaults in a run): blocks keeping their
+// activations keep no h and/or no attention output, and backward makes them again (the
+// projection from x and the attention output; the attention forward from the kept q, k, v):
+// the same loss and gradient bits as keeping them, each alone and both, with and without
+// checkpointing, and B·N·D floats a block less for each (one shared buffer holds the current).
+static size_t al256(size_t b) { return (b + 255) & ~(size_t)255; }
+START_TEST(test_recompute_h_att_same_bits) {
     for (int ckpt = 0; ckpt < 2; ckpt++) {
-        Fix a, b;
-        fix_init(&a, ckpt, 9);
-        ModelConfig cfg = tiny();
-        cfg.recompute_h = true;
-        fix_init_cfg(&b, cfg, ckpt, 9);   // the same seed: the same weights and batch
-        StepOut oa, ob;
-        run_step(&a, &oa);
-        run_step(&b, &ob);
-        ck_assert_float_eq(oa.loss, ob.loss);
-        ck_assert_msg(!memcmp(a.m.grads, b.m.grads, a.m.n_params * sizeof(float)), "ckpt %d: gradients differ", ckpt);
-        MemPlan pa, pb;
-        model_plan(&a.m.cfg, B, ckpt, true, &pa);
-        model_plan(&b.m.cfg, B, ckpt, true, &pb);
-        size_t rowsD = (size_t)B * a.m.N * cfg.dim * sizeof(float);
-        // Without checkpointing every SA and PWCA block drops its h and hbuf holds one; with it, no change.
-        size_t saved = ckpt ? 0 : (size_t)(cfg.depth + cfg.pwca_blocks - 1) * rowsD;
-        ck_assert_uint_eq(pa.activations + pa.workspace - (pb.activations + pb.workspace), saved);
-        fix_free(&a);
-        fix_free(&b);
+        for (int mode = 1; mode < 4; mode++) {   // bit 0: h, bit 1: attention output
+            Fix a, b;
+            fix_init(&a, ckpt, 9);
+            ModelConfig cfg = tiny();
+            cfg.recompute_h = mode & 1;
+            cfg.recompute_att = mode & 2;
+            fix_init_cfg(&b, cfg, ckpt, 9);   // the same seed: the same weights and batch
+            StepOut oa, ob;
+            run_step(&a, &oa);
+            run_step(&b, &ob);
+            ck_assert_float_eq(oa.loss, ob.loss);
+            ck_assert_msg(!memcmp(a.m.grads, b.m.grads, a.m.n_params * sizeof(float)),
+                          "ckpt %d, recompute h %d att %d: gradients differ", ckpt, mode & 1, mode >> 1);
+            MemPlan pa, pb;
+            model_plan(&a.m.cfg, B, ckpt, true, &pa);
+            model_plan(&b.m.cfg, B, ckpt, true, &pb);
+            size_t rowsD = al256((size_t)B * a.m.N * cfg.dim * sizeof(float)), blocks = cfg.depth + cfg.pwca_blocks;
+            // Without checkpointing every SA and PWCA block drops its own and a shared buffer holds
+            // one (the attention's also its statistics); with it, no change.
+            size_t saved = 0;
+            if (!ckpt && (mode & 1)) saved += (blocks - 1) * rowsD;
+            if (!ckpt && (mode & 2)) saved += (blocks - 1) * rowsD - al256((size_t)B * cfg.heads * a.m.N * sizeof(float));
+            ck_assert_uint_eq(pa.activations + pa.workspace - (pb.activations + pb.workspace), saved);
+            fix_free(&a);
+            fix_free(&b);
+        }
     }
 }
 END_TEST
@@ -522,7 +532,7 @@ int main(void) {
     tcase_add_test(tc, test_model_vs_reference_ckpt);
     tcase_add_test(tc, test_checkpointing_same_gradients);
     tcase_add_test(tc, test_grads_per_block_same_bits);
-    tcase_add_test(tc, test_recompute_h_same_bits);
+    tcase_add_test(tc, test_recompute_h_att_same_bits);
     tcase_add_test(tc, test_glca_cls_row_equals_sa);
     tcase_add_test(tc, test_infer_matches_train_logits);
     tcase_add_test(tc, test_uncertainty_off_is_plain_sum);

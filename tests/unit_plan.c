@@ -96,7 +96,7 @@ END_TEST
 
 // Act storage at precision bf16 (backend.h): exactly the Act tensors shrink, to 2 bytes an
 // element, by the count written out here from MODEL.md's shapes — the streams x [L+1][rows, D]
-// and z [T+1][rows, D]; SA and PWCA blocks keep qkv [rows, 3D], fc1 [rows, F] and the attention
+// and z [T][rows, D] (z⁰ is x⁰, not a copy); SA and PWCA blocks keep qkv [rows, 3D], fc1 [rows, F] and the attention
 // output [rows, D]; GLCA keeps q [B·Q, D], its local LN1 [B·Q, D], k|v [rows, 2D], its attention
 // output [B·Q, D] and fc1 [B·Q, F]; im2col's columns [B·P, 3p²] and the three heads' LayerNorm
 // outputs [B, D] — and the workspace gains B·D floats (the backward's fp32 view of a bf16
@@ -118,7 +118,7 @@ START_TEST(bf16_act_storage) {
         model_plan(&c.model, B, ck, true, &bf16);
         // Kept blocks count as activations; checkpointing's one shared SA block and PWCA's own
         // qkv (the rest of PWCA's block shares SA's) as workspace.
-        size_t streams = (size_t)(mc->depth + 1 + mc->pwca_blocks + 1) * rows * D;
+        size_t streams = (size_t)(mc->depth + 1 + mc->pwca_blocks) * rows * D;
         size_t kept = (ck ? 0 : (size_t)(mc->depth + mc->pwca_blocks) * block) + glca + inputs;
         size_t shared = ck ? block + rows * 3 * D : 0;
         ck_assert_uint_eq(f32.activations - bf16.activations, 2 * (kept + streams));

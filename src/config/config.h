@@ -34,6 +34,9 @@ typedef struct {
     bool recompute_h;              // not a YAML key: a block that keeps its activations keeps no h
                                    // (x + attention's projection): backward makes it again with one
                                    // more projection GEMM. Set for the CPU (memory first), not CUDA
+    bool recompute_att;            // not a YAML key: such a block keeps no attention output either:
+                                   // backward runs its attention forward again from the kept q, k, v
+                                   // (B·N·D floats a block for one attention forward). CPU, not CUDA
     int ckpt_layers;               // not a YAML key: train.checkpoint_layers, the SA/PWCA layers a
                                    // checkpointed run recomputes, lowest first (0: all of them)
     bool grads_per_block;          // not a YAML key: train.update_in_backward in force (one micro-batch
@@ -139,10 +142,12 @@ static inline int config_effective_batch(const DcalConfig *c) {
 // keeping its effective batch (config.c). 0 after an error line.
 int config_apply_world(DcalConfig *c, int world, bool resume);
 // What the run's backend (its name; NULL: unknown) changes in the model's plan: the CUDA
-// backend's own scratch counts (on_cuda), and the CPU recomputes h instead of keeping it.
+// backend's own scratch counts (on_cuda), and the CPU recomputes h and the attention output
+// instead of keeping them.
 static inline void config_model_backend(ModelConfig *m, const char *backend) {
     m->on_cuda = backend && !strcmp(backend, "cuda");
     m->recompute_h = backend && !m->on_cuda;   // memory first on a CPU; a GPU has the bytes and wants the time
+    m->recompute_att = m->recompute_h;
 }
 // Whether train.update_in_backward applies at `accum` micro-batches per step on `world`
 // processes: a gradient summed over micro-batches or processes is final only at the step's end.

@@ -233,7 +233,7 @@ static void block_acts(Arena *a, BlockActs *b, size_t rows, int B, const ModelCo
     b->ln1_mean = take(a, rows, ws);
     b->ln1_rstd = take(a, rows, ws);
     b->qkv = take_act(a, rows * 3 * D, ws);
-    b->att = take_act(a, rows * D, ws);
+    b->att = ws || !c->recompute_att ? take_act(a, rows * D, ws) : NULL;   // attbuf, as h
     b->lse = take(a, (size_t)B * c->heads * N, ws);
     b->h = ws || !c->recompute_h ? take(a, rows * D, ws) : NULL;   // a shared (recompute) buffer keeps it
     b->ln2_mean = take(a, rows, ws);
@@ -349,7 +349,7 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
     size_t rows = (size_t)B * N, P = (size_t)(N - 1);
     // Block inputs are the checkpoints: always kept when training.
     x->x = take_act(a, (size_t)(L + 1) * rows * D, !training);
-    x->z = T ? take_act(a, (size_t)(T + 1) * rows * D, false) : NULL;
+    x->z = T ? take_act(a, (size_t)T * rows * D, false) : NULL;   // z¹…z^T: z⁰ is x⁰ (model_graph.c zs)
     x->sf[0] = x->sf[1] = x->sb = x->sout = NULL;
     if (!training && bf16_stream(a)) {   // training: backward_scratch places them
         x->sf[0] = take(a, rows * D, true);
@@ -394,6 +394,8 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
     x->ftmp = take(a, rows * (size_t)(c->mlp_dim > D + 2 ? c->mlp_dim : D + 2), true);
     bool some_kept = training && model_ckpt_layers(c, ckpt) < L;   // a block keeping its activations
     x->hbuf = some_kept && c->recompute_h ? take(a, rows * D, true) : NULL;
+    x->attbuf = some_kept && c->recompute_att ? take_act(a, rows * D, true) : NULL;
+    x->lsebuf = some_kept && c->recompute_att ? take(a, (size_t)B * c->heads * N, true) : NULL;
     if (training) backward_scratch(c, B, N, Q, T, a, x);
 }
 

@@ -22,9 +22,12 @@ AttnArgs block_qkv_args(const Model *m, int B, const Act *qkv, const Act *qkv2, 
     return a;
 }
 
+// Where a block's attention output goes: its own buffer, or the shared attbuf (cfg.recompute_att).
+static Act *att_out(const Model *m, const BlockActs *a) { return a->att ? a->att : m->acts->attbuf; }
+
 static void block_attention(const Model *m, BlockActs *a, int B, const Act *qkv2, const int *pair) {
     AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
-    m->be->attention_forward(&at, a->att, a->lse);
+    m->be->attention_forward(&at, att_out(m, a), a->lse);
 }
 
 void block_attn_forward(const Model *m, const BlockW *w, BlockActs *a, const float *xin, int B, const Act *qkv2,
@@ -49,7 +52,7 @@ void block_forward_from_qkv(const Model *m, const BlockW *w, BlockActs *a, const
     int D = m->cfg.dim, F = m->cfg.mlp_dim, rows = B * m->N;
     size_t per_b = (size_t)m->N * D;
     block_attention(m, a, B, qkv2, pair);
-    be->linear_forward(xout, a->att, w->projw, w->projb, rows, D, D);   // xout holds the branch until the end
+    be->linear_forward(xout, att_out(m, a), w->projw, w->projb, rows, D, D);   // xout holds the branch until the end
     Act *t = (Act *)m->acts->ftmp;   // LN2's output, then the GELU's: not kept (mlp_proj_backward)
     float *h = a->h ? a->h : m->acts->hbuf;   // not kept: backward makes it again (h_again)
     be->residual_layernorm_forward(h, t, a->ln2_mean, a->ln2_rstd, xin, xout, s1, w->ln2w, w->ln2b, B, m->N, D,
@@ -127,14 +130,18 @@ void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const Blo
                     float *dqkv2, const float *s1, const float *s2) {
     const Backend *be = m->be;
     int D = m->cfg.dim, rows = B * m->N;
-    mlp_proj_backward(m, w, gw, a->h, xin, a->ln2_mean, a->ln2_rstd, a->fc1, a->att, dout, dxin, g, B, m->N, s1,
-                      s2);
-    if (g->dqkv_in_dfc1) be->zero(g->dqkv, (size_t)rows * 3 * D * sizeof(float));   // dfc1 is spent
     AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
+    const Act *att = a->att;
+    if (!att) {   // cfg.recompute_att: the same forward on the kept q, k, v gives the same bits
+        be->attention_forward(&at, m->acts->attbuf, m->acts->lsebuf);
+        att = m->acts->attbuf;
+    }
+    mlp_proj_backward(m, w, gw, a->h, xin, a->ln2_mean, a->ln2_rstd, a->fc1, att, dout, dxin, g, B, m->N, s1, s2);
+    if (g->dqkv_in_dfc1) be->zero(g->dqkv, (size_t)rows * 3 * D * sizeof(float));   // dfc1 is spent
     // Otherwise g->dqkv was zeroed by the caller and may already hold PWCA's dk2/dv2 for this layer.
     AttnGrads ag = {.dq = g->dqkv, .dk1 = g->dqkv + D, .dv1 = g->dqkv + 2 * D,
                     .dk2 = dqkv2 ? dqkv2 + D : NULL, .dv2 = dqkv2 ? dqkv2 + 2 * D : NULL};
-    be->attention_backward(&at, &ag, a->att, a->lse, g->datt);
+    be->attention_backward(&at, &ag, att, a->lse, g->datt);
     be->zero(g->dln1, (size_t)rows * D * sizeof(float));
     const Act *ln1 = ln_again(m, g->dgelu, xin, w->ln1w, w->ln1b, rows);
     be->linear_backward(g->dln1, gw->qkvw, gw->qkvb, g->dqkv, ln1, w->qkvw, rows, D, 3 * D);

@@ -42,7 +42,8 @@ static Act *stream_at(const Model *m, Act *base, int l, int B) {
     return (Act *)act_at(base, (size_t)l * stream_n(m, B), (size_t)m->cfg.act_bytes);
 }
 static Act *xs(const Model *m, int l, int B) { return stream_at(m, m->acts->x, l, B); }
-static Act *zs(const Model *m, int t, int B) { return stream_at(m, m->acts->z, t, B); }
+// z⁰ is x⁰ (the embedding of I1, MODEL.md §2): no copy, so z holds z¹…z^T.
+static Act *zs(const Model *m, int t, int B) { return t ? stream_at(m, m->acts->z, t - 1, B) : xs(m, 0, B); }
 // The fp32 values of an entry: the entry itself, or its copy in buf.
 static float *stream_in(const Model *m, const Act *e, float *buf, int B) {
     if (!bf16_stream(m)) return (float *)e;
@@ -145,7 +146,6 @@ static void glca_forward_all(Model *m, int B) {
 static void pwca_forward(Model *m, int B) {
     Acts *x = m->acts;
     int T = m->cfg.pwca_blocks;
-    m->be->copy(zs(m, 0, B), xs(m, 0, B), stream_n(m, B) * (size_t)m->cfg.act_bytes);   // z⁰ = x⁰ of I1
     for (int t = 0; t < T; t++) {
         BlockActs *sa = sa_layer(m, t, B, false);   // before stream_in: a recompute uses sf[0] too
         BlockW w = model_block_w(m, m->params, model_sa_tensor(t));   // PWCA shares SA's weights

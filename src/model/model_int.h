@@ -12,7 +12,8 @@ typedef struct {
 // LayerNorm outputs and the GELU output are recomputed in backward instead.
 // qkv, fc1 and the attention output are Act storage (backend.h: bf16 at precision bf16).
 // h (x + attention's projection, LN2's input) is NULL with cfg.recompute_h in a block that
-// keeps its own activations: the forward writes it to hbuf, backward makes it again.
+// keeps its own activations: the forward writes it to hbuf, backward makes it again. So is
+// att with cfg.recompute_att (attbuf; backward runs the block's attention forward again).
 typedef struct {
     float *ln1_mean, *ln1_rstd, *lse, *h, *ln2_mean, *ln2_rstd;
     Act *qkv, *fc1, *att;
@@ -49,7 +50,7 @@ struct Acts {
     // at bf16 the residual stream is rounded to bf16 where one block hands it to the next
     // (model_graph.c stream_in), with or without checkpointing.
     Act *x;            // SA stream [L+1][B,N,D]: x[l] enters block l (0-based)
-    Act *z;            // PWCA stream [T+1][B,N,D]
+    Act *z;            // PWCA stream [T][B,N,D]: z[t-1] holds z^t, t = 1…T (z⁰ is x[0], not copied)
     // fp32 views of stream entries when the streams are bf16 (NULL at fp32, where the
     // entries are the views): sf[0] a block's input, sf[1] its output, in the forward;
     // sb a block's input in the backward; sout a recomputing forward's (discarded) output.
@@ -67,6 +68,8 @@ struct Acts {
     float *lossv, *coef;       // loss_forward's out [4] (loss, CE SA/GLCA/PWCA); loss_backward's coef [3]
     float *ftmp;       // [B·N, max(F, D+2)]: a block forward's LN/GELU outputs; backward's dgelu
     float *hbuf;       // [B·N, D] with cfg.recompute_h: h of a block that keeps none (forward and backward)
+    Act *attbuf;       // [B·N, D] with cfg.recompute_att: the attention output of a block that keeps none
+    float *lsebuf;     // [B, H, N]: the statistics its recompute writes (the kept ones have the same bits)
     // backward scratch
     float *dx[2], *dz[2], *dgl_in, *dgl_out;  // streams; GLCA local [B,Q,D] ×2
     BlockGrads gsa, gpw, ggl;
