@@ -95,9 +95,10 @@ START_TEST(plan_equals_allocation) {
 END_TEST
 
 // Act storage at precision bf16 (backend.h): exactly the Act tensors shrink, to 2 bytes an
-// element, by the count written out here from MODEL.md's shapes — the streams x [L+1][rows, D]
-// and z [T][rows, D] (z⁰ is x⁰, not a copy); SA and PWCA blocks keep qkv [rows, 3D], fc1 [rows, F] and the attention
-// output [rows, D]; GLCA keeps q [B·Q, D], its local LN1 [B·Q, D], k|v [rows, 2D], its attention
+// element, by the count written out here from MODEL.md's shapes — the streams x [L][rows, D]
+// and z [T-1][rows, D] (z⁰ is x⁰, not a copy; x^L and z^T are the CLS tail's [B, D] fp32
+// outputs); SA and PWCA blocks keep qkv [rows, 3D], fc1 [rows, F] and the attention
+// output [rows, D], but the last of each (the CLS tail) qkv [rows, 3D], fc1 [B, F] and att [B, D]; GLCA keeps q [B·Q, D], its local LN1 [B·Q, D], k|v [rows, 2D], its attention
 // output [B·Q, D] and fc1 [B·Q, F]; im2col's columns [B·P, 3p²] and the three heads' LayerNorm
 // outputs [B, D] — and the workspace gains B·D floats (the backward's fp32 view of a bf16
 // stream entry shares the patch embedding's [B·(N-1), D] buffer, grown to [B·N, D]; the
@@ -109,6 +110,7 @@ START_TEST(bf16_act_storage) {
     const int B = 16;
     size_t D = mc->dim, F = mc->mlp_dim, rows = (size_t)B * config_tokens(mc), lr = (size_t)B * (1 + config_topk(mc));
     size_t glca = mc->glca_blocks * (3 * lr * D + rows * 2 * D + lr * F), block = rows * (3 * D + F + D);
+    size_t tail = rows * 3 * D + (size_t)B * (F + D);
     size_t P = config_tokens(mc) - 1, inputs = (size_t)B * P * 3 * mc->patch * mc->patch + 3 * (size_t)B * D;
     for (int ck = 0; ck < 2; ck++) {
         MemPlan f32, bf16;
@@ -118,8 +120,8 @@ START_TEST(bf16_act_storage) {
         model_plan(&c.model, B, ck, true, &bf16);
         // Kept blocks count as activations; checkpointing's one shared SA block and PWCA's own
         // qkv (the rest of PWCA's block shares SA's) as workspace.
-        size_t streams = (size_t)(mc->depth + 1 + mc->pwca_blocks) * rows * D;
-        size_t kept = (ck ? 0 : (size_t)(mc->depth + mc->pwca_blocks) * block) + glca + inputs;
+        size_t streams = (size_t)(mc->depth + mc->pwca_blocks - 1) * rows * D;
+        size_t kept = (ck ? 0 : (size_t)(mc->depth + mc->pwca_blocks - 2) * block + 2 * tail) + glca + inputs;
         size_t shared = ck ? block + rows * 3 * D : 0;
         ck_assert_uint_eq(f32.activations - bf16.activations, 2 * (kept + streams));
         ck_assert_uint_eq(f32.workspace + 4 * (size_t)B * D - bf16.workspace, 2 * shared);

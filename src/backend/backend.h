@@ -197,6 +197,7 @@ typedef struct Backend {
     // (one read of x and f, no re-read of h for the statistics): h = x + scale[b]·f as
     // residual_forward with n_per_b = rows_per_b·D, then out/mean/rstd = layernorm_forward(h).
     // rows = B·rows_per_b. On one backend the bits equal those of the two separate calls.
+    // h may be x (each element is read before it is written; the CLS tail does so).
     void (*residual_layernorm_forward)(float *h, Act *out, float *mean, float *rstd, const float *x,
                                        const float *f, const float *scale, const float *w, const float *b, int B,
                                        int rows_per_b, int D, float eps);

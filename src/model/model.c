@@ -241,6 +241,21 @@ static void block_acts(Arena *a, BlockActs *b, size_t rows, int B, const ModelCo
     b->fc1 = take_act(a, rows * F, ws);
 }
 
+// The CLS tail's (model_block.c): the last SA or PWCA block keeps qkv and LN1's statistics
+// for every row, the rest for its B CLS rows only, att and h included (small, never recomputed).
+static void tail_acts(Arena *a, BlockActs *b, size_t rows, int B, const ModelConfig *c, bool ws) {
+    size_t D = (size_t)c->dim, F = (size_t)c->mlp_dim;
+    b->ln1_mean = take(a, rows, ws);
+    b->ln1_rstd = take(a, rows, ws);
+    b->qkv = take_act(a, rows * 3 * D, ws);
+    b->att = take_act(a, (size_t)B * D, ws);
+    b->lse = take(a, (size_t)B * c->heads, ws);
+    b->h = take(a, (size_t)B * D, ws);
+    b->ln2_mean = take(a, (size_t)B, ws);
+    b->ln2_rstd = take(a, (size_t)B, ws);
+    b->fc1 = take_act(a, (size_t)B * F, ws);
+}
+
 // dgelu is the forward scratch ftmp (rows·max(F, D+2) floats): a block's
 // backward never runs a forward op, and a recomputing forward finishes first.
 static void block_grads(Arena *a, BlockGrads *g, size_t rows, const ModelConfig *c, float *ftmp) {
@@ -347,9 +362,12 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
     int N = config_tokens(c), K = config_topk(c), Q = 1 + K, L = c->depth, M = c->glca_blocks,
         T = training ? c->pwca_blocks : 0, D = c->dim, p = c->patch;
     size_t rows = (size_t)B * N, P = (size_t)(N - 1);
-    // Block inputs are the checkpoints: always kept when training.
-    x->x = take_act(a, (size_t)(L + 1) * rows * D, !training);
-    x->z = T ? take_act(a, (size_t)T * rows * D, false) : NULL;   // z¹…z^T: z⁰ is x⁰ (model_graph.c zs)
+    // Block inputs are the checkpoints: always kept when training. x^L and z^T are not entries:
+    // the last blocks (the CLS tail) write their CLS rows only, to ysa and ypw.
+    x->x = take_act(a, (size_t)L * rows * D, !training);
+    x->z = T > 1 ? take_act(a, (size_t)(T - 1) * rows * D, false) : NULL;   // z¹…z^(T-1): z⁰ is x⁰ (model_graph.c zs)
+    x->ysa = take(a, (size_t)B * D, true);
+    x->ypw = T ? take(a, (size_t)B * D, true) : NULL;
     x->sf[0] = x->sf[1] = x->sb = x->sout = NULL;
     if (!training && bf16_stream(a)) {   // training: backward_scratch places them
         x->sf[0] = take(a, rows * D, true);
@@ -362,7 +380,11 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
     // never needs more than one block's activations); layers [kc, L) keep their own, after it.
     int kc = training ? model_ckpt_layers(c, ckpt) : L, tc = kc < T ? kc : T;
     if (kc > 0) block_acts(a, &x->sa[0], rows, B, c, N, true);
-    for (int l = kc; l < L; l++) block_acts(a, &x->sa[(kc > 0) + l - kc], rows, B, c, N, false);
+    for (int l = kc; l < L; l++) {
+        BlockActs *b = &x->sa[(kc > 0) + l - kc];
+        if (l == L - 1) tail_acts(a, b, rows, B, c, false);
+        else block_acts(a, b, rows, B, c, N, false);
+    }
     if (tc > 0) {
         // A checkpointed layer's backward recomputes SA's LN1 and qkv (PWCA's k2/v2), then
         // the whole PWCA block, runs PWCA's backward, and only then SA's attention and MLP
@@ -373,7 +395,11 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
         x->pw[0].ln1_rstd = take(a, rows, true);
         x->pw[0].qkv = take_act(a, rows * 3 * (size_t)D, true);
     }
-    for (int t = tc; t < T; t++) block_acts(a, &x->pw[(tc > 0) + t - tc], rows, B, c, N, false);
+    for (int t = tc; t < T; t++) {
+        BlockActs *b = &x->pw[(tc > 0) + t - tc];
+        if (t == T - 1) tail_acts(a, b, rows, B, c, false);
+        else block_acts(a, b, rows, B, c, N, false);
+    }
     // rec serves the forward's rollout and PWCA recomputes, which start after the SA
     // forward is done with sa[0], and backward recomputes into sa[0]: one buffer serves both.
     if (kc > 0 && training) x->rec = x->sa[0];
@@ -392,7 +418,8 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
     x->lossv = take(a, 4, true);
     x->coef = take(a, 3, true);
     x->ftmp = take(a, rows * (size_t)(c->mlp_dim > D + 2 ? c->mlp_dim : D + 2), true);
-    bool some_kept = training && model_ckpt_layers(c, ckpt) < L;   // a block keeping its activations
+    // A block keeping its activations, the CLS tail aside (it keeps its small h and att).
+    bool some_kept = training && (kc < L - 1 || tc < T - 1);
     x->hbuf = some_kept && c->recompute_h ? take(a, rows * D, true) : NULL;
     x->attbuf = some_kept && c->recompute_att ? take_act(a, rows * D, true) : NULL;
     x->lsebuf = some_kept && c->recompute_att ? take(a, (size_t)B * c->heads * N, true) : NULL;

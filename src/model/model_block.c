@@ -148,6 +148,66 @@ void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const Blo
     be->layernorm_backward(dxin, gw->ln1w, gw->ln1b, g->dln1, xin, w->ln1w, a->ln1_mean, a->ln1_rstd, rows, D);
 }
 
+// ---- the CLS tail: the last SA and the last PWCA block -----------------------
+// Their output rows reach the loss only through the CLS row (the heads read x^L's and z^T's
+// CLS; GLCA, PWCA's k2/v2 and the rollout read earlier entries: MODEL.md §2), so past the
+// keys and values, which every query needs, such a block runs its CLS rows only: attention
+// for one query row a batch element, the projection, LayerNorm and the MLP on B rows. The
+// loss and every gradient are those of the full block (the rows left out have no path to
+// the loss); what is skipped is ~3/4 of the block's FLOPs and its B·N-row activations.
+
+// The tail's att and h: its own, or, when the model runs inference on a training layout whose
+// entry 0 keeps neither (cfg.recompute_*), the shared buffers (rows·D floats: ample).
+static float *tail_h(const Model *m, const BlockActs *a) { return a->h ? a->h : m->acts->hbuf; }
+
+// The block's attention with the CLS row of each batch element as the only query.
+static AttnArgs tail_args(const Model *m, int B, const Act *qkv, const Act *qkv2, const int *pair) {
+    AttnArgs a = block_qkv_args(m, B, qkv, qkv2, pair);
+    a.Nq = 1;   // identity q_idx: token 0 of each batch element, the CLS row
+    return a;
+}
+
+void tail_forward_from_qkv(const Model *m, const BlockW *w, BlockActs *a, const float *xin, float *yout, int B,
+                           const Act *qkv2, const int *pair, const float *s1, const float *s2) {
+    const Backend *be = m->be;
+    int D = m->cfg.dim, F = m->cfg.mlp_dim;
+    AttnArgs at = tail_args(m, B, a->qkv, qkv2, pair);
+    Act *att = att_out(m, a);
+    float *h = tail_h(m, a);
+    be->attention_forward(&at, att, a->lse);
+    be->gather_rows_forward(h, xin, m->acts->zeros, B, m->N, 1, D);   // the CLS rows: h's residual input
+    be->linear_forward(yout, att, w->projw, w->projb, B, D, D);
+    Act *t = (Act *)m->acts->ftmp;   // LN2's output, then the GELU's (mlp_proj_backward recomputes them)
+    be->residual_layernorm_forward(h, t, a->ln2_mean, a->ln2_rstd, h, yout, s1, w->ln2w, w->ln2b, B, 1, D,
+                                   (float)m->cfg.ln_eps);   // in place: h = x_cls + s1·proj, element by element
+    be->linear_forward_act(a->fc1, t, w->fc1w, w->fc1b, B, D, F);
+    be->gelu_forward(t, a->fc1, (size_t)B * F);
+    be->linear_forward(yout, t, w->fc2w, w->fc2b, B, F, D);
+    be->residual_forward(yout, h, yout, s2, B, (size_t)D);
+}
+
+void tail_backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
+                   const float *dout, float *dxin, float *dcls, BlockGrads *g, int B, const Act *qkv2,
+                   const int *pair, float *dqkv2, const float *s1, const float *s2) {
+    const Backend *be = m->be;
+    int D = m->cfg.dim, rows = B * m->N;
+    const Act *att = att_out(m, a);
+    be->zero(dcls, (size_t)B * D * sizeof(float));
+    mlp_proj_backward(m, w, gw, tail_h(m, a), NULL, a->ln2_mean, a->ln2_rstd, a->fc1, att, dout, dcls, g, B, 1, s1,
+                      s2);
+    if (g->dqkv_in_dfc1) be->zero(g->dqkv, (size_t)rows * 3 * D * sizeof(float));   // dfc1 is spent
+    AttnArgs at = tail_args(m, B, a->qkv, qkv2, pair);
+    // dq has q's strides: the CLS rows of dqkv (the other rows' dq stay 0); dk, dv every row.
+    AttnGrads ag = {.dq = g->dqkv, .dk1 = g->dqkv + D, .dv1 = g->dqkv + 2 * D,
+                    .dk2 = dqkv2 ? dqkv2 + D : NULL, .dv2 = dqkv2 ? dqkv2 + 2 * D : NULL};
+    be->attention_backward(&at, &ag, att, a->lse, g->datt);
+    be->zero(g->dln1, (size_t)rows * D * sizeof(float));
+    const Act *ln1 = ln_again(m, g->dgelu, xin, w->ln1w, w->ln1b, rows);
+    be->linear_backward(g->dln1, gw->qkvw, gw->qkvb, g->dqkv, ln1, w->qkvw, rows, D, 3 * D);
+    be->layernorm_backward(dxin, gw->ln1w, gw->ln1b, g->dln1, xin, w->ln1w, a->ln1_mean, a->ln1_rstd, rows, D);
+    be->gather_rows_backward(dxin, dcls, m->acts->zeros, B, m->N, 1, D);   // the CLS rows' residual path
+}
+
 // ---- GLCA ------------------------------------------------------------------
 
 static AttnArgs glca_args(const Model *m, int B, const GlcaActs *a) {

@@ -18,6 +18,15 @@ void block_forward_from_qkv(const Model *m, const BlockW *w, BlockActs *a, const
 void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
                     const float *dout, float *dxin, BlockGrads *g, int B, const Act *qkv2, const int *pair,
                     float *dqkv2, const float *s1, const float *s2);
+// The last SA or PWCA block, CLS rows only (model_block.c: the CLS tail), after
+// block_attn_forward made a->qkv for every row: yout [B, D] is the CLS rows of x^L (z^T).
+// a's att, h, fc1 and LN2 statistics have B rows, lse [B, H].
+void tail_forward_from_qkv(const Model *m, const BlockW *w, BlockActs *a, const float *xin, float *yout, int B,
+                           const Act *qkv2, const int *pair, const float *s1, const float *s2);
+// dout [B, D]: the gradient of yout; dxin [B, N, D] += ∂/∂xin; dcls [B, D] scratch.
+void tail_backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
+                   const float *dout, float *dxin, float *dcls, BlockGrads *g, int B, const Act *qkv2,
+                   const int *pair, float *dqkv2, const float *s1, const float *s2);
 // GLCA block: local rows a->yin [B,1+K,D] attend to global [B,N,D]; output a->yout.
 void glca_forward(const Model *m, const BlockW *w, GlcaActs *a, const float *global, int B, const float *s1,
                   const float *s2);

@@ -3,6 +3,9 @@
 // uncertainty-weighted loss; backward in reverse, interleaving PWCA block t
 // with SA block t because PWCA's keys/values are SA's (with gradient).
 //
+// The last SA and the last PWCA block run their CLS rows only past q, k, v (model_block.c:
+// the CLS tail): x^L and z^T are ysa and ypw [B, D], read by the heads.
+//
 // Checkpointing: a checkpointed layer keeps only its block inputs (the streams x and z,
 // always kept); its SA and PWCA blocks' internals are recomputed into one shared BlockActs
 // just before their backward. train.checkpoint_layers = N checkpoints the lowest N layers
@@ -97,12 +100,19 @@ static void embed_forward(Model *m, int B) {
 
 static void sa_forward(Model *m, int B) {
     Acts *x = m->acts;
-    for (int l = 0; l < m->cfg.depth; l++) {
+    int L = m->cfg.depth;
+    for (int l = 0; l < L - 1; l++) {
         BlockW w = model_block_w(m, m->params, model_sa_tensor(l));
         float *in = stream_in(m, xs(m, l, B), x->sf[0], B), *out = stream_out(m, xs(m, l + 1, B), x->sf[1]);
         block_forward(m, &w, sa_acts(m, l), in, out, B, NULL, NULL, drop(m, l, 0, B), drop(m, l, 1, B));
         stream_put(m, xs(m, l + 1, B), out, B);
     }
+    // The last block, its CLS rows only (model_block.c: the CLS tail).
+    BlockW w = model_block_w(m, m->params, model_sa_tensor(L - 1));
+    BlockActs *a = sa_acts(m, L - 1);
+    float *in = stream_in(m, xs(m, L - 1, B), x->sf[0], B);
+    block_attn_forward(m, &w, a, in, B, NULL, NULL, false);
+    tail_forward_from_qkv(m, &w, a, in, x->ysa, B, NULL, NULL, drop(m, L - 1, 0, B), drop(m, L - 1, 1, B));
 }
 
 // SA layer l's qkv (and lse when attention): stored, or recomputed into rec.
@@ -149,9 +159,15 @@ static void pwca_forward(Model *m, int B) {
     for (int t = 0; t < T; t++) {
         BlockActs *sa = sa_layer(m, t, B, false);   // before stream_in: a recompute uses sf[0] too
         BlockW w = model_block_w(m, m->params, model_sa_tensor(t));   // PWCA shares SA's weights
-        float *in = stream_in(m, zs(m, t, B), x->sf[0], B), *out = stream_out(m, zs(m, t + 1, B), x->sf[1]);
-        block_forward(m, &w, pw_acts(m, t), in, out, B, sa->qkv, x->pair, drop(m, m->cfg.depth + t, 0, B),
-                      drop(m, m->cfg.depth + t, 1, B));
+        const float *s1 = drop(m, m->cfg.depth + t, 0, B), *s2 = drop(m, m->cfg.depth + t, 1, B);
+        float *in = stream_in(m, zs(m, t, B), x->sf[0], B);
+        if (t == T - 1) {   // the CLS tail: z^T's CLS rows only
+            block_attn_forward(m, &w, pw_acts(m, t), in, B, NULL, NULL, false);
+            tail_forward_from_qkv(m, &w, pw_acts(m, t), in, x->ypw, B, sa->qkv, x->pair, s1, s2);
+            break;
+        }
+        float *out = stream_out(m, zs(m, t + 1, B), x->sf[1]);
+        block_forward(m, &w, pw_acts(m, t), in, out, B, sa->qkv, x->pair, s1, s2);
         stream_put(m, zs(m, t + 1, B), out, B);
     }
 }
@@ -220,7 +236,7 @@ void model_forward_train(Model *m, const Batch *bt, StepOut *out) {
 void model_forward_body(Model *m, StepOut *out) {
     const Backend *be = m->be;
     Acts *x = m->acts;
-    int B = x->B, Q = 1 + m->K, L = m->cfg.depth, M = m->cfg.glca_blocks;
+    int B = x->B, Q = 1 + m->K, M = m->cfg.glca_blocks;
     embed_forward(m, B);
     sa_forward(m, B);
     if (M > 0) {
@@ -229,11 +245,9 @@ void model_forward_body(Model *m, StepOut *out) {
     }
     if (x->have_pwca) pwca_forward(m, B);
     TensorIds id = model_ids(m);
-    head_forward(m, 0, stream_in(m, xs(m, L, B), x->sf[0], B), m->N, B, id.norm_w, id.head_w, true);
+    head_forward(m, 0, x->ysa, 1, B, id.norm_w, id.head_w, true);
     if (M > 0) head_forward(m, 1, x->gl[M - 1].yout, Q, B, id.gnorm_w, id.ghead_w, true);
-    if (x->have_pwca)
-        head_forward(m, 2, stream_in(m, zs(m, m->cfg.pwca_blocks, B), x->sf[0], B), m->N, B, id.norm_w, id.head_w,
-                     true);
+    if (x->have_pwca) head_forward(m, 2, x->ypw, 1, B, id.norm_w, id.head_w, true);
     // The loss on the backend (MODEL.md §3): three means and the uncertainty weighting, read
     // by the host only when it asks (model_read_outputs), so the step's queue never drains here.
     const float *losses[3] = {NULL, NULL, NULL};
@@ -312,15 +326,31 @@ static void pwca_layer_backward(Model *m, int l, const BlockW *w, const BlockW *
     int L = m->cfg.depth;
     size_t sn = stream_n(m, B);
     BlockActs *pw = pw_acts(m, l);
+    bool tail = l == m->cfg.pwca_blocks - 1;
+    const float *s1 = drop(m, L + l, 0, B), *s2 = drop(m, L + l, 1, B);
     float *zin = stream_in(m, zs(m, l, B), x->sb, B);
-    if (!stored(m, l))   // the output, equal to z[l+1], is not needed: at bf16 it goes to sout
-        block_forward(m, w, pw, zin, stream_out(m, zs(m, l + 1, B), x->sout), B, sa->qkv, x->pair,
-                      drop(m, L + l, 0, B), drop(m, L + l, 1, B));
+    if (!stored(m, l) && tail) {   // its output, z^T's CLS rows, equals ypw already: written again
+        block_attn_forward(m, w, pw, zin, B, NULL, NULL, false);
+        tail_forward_from_qkv(m, w, pw, zin, x->ypw, B, sa->qkv, x->pair, s1, s2);
+    } else if (!stored(m, l)) {   // the output, equal to z[l+1], is not needed: at bf16 it goes to sout
+        block_forward(m, w, pw, zin, stream_out(m, zs(m, l + 1, B), x->sout), B, sa->qkv, x->pair, s1, s2);
+    }
     be->zero(s->zn, sn * sizeof(float));
     if (!x->gpw.dqkv_in_dfc1) be->zero(x->gpw.dqkv, sn * 3 * sizeof(float));
-    block_backward(m, w, gw, pw, zin, s->zc, s->zn, &x->gpw, B, sa->qkv, x->pair, x->gsa.dqkv, drop(m, L + l, 0, B),
-                   drop(m, L + l, 1, B));
+    if (tail)   // s->zc holds z^T's CLS rows' gradient [B, D] (head_backward)
+        tail_backward(m, w, gw, pw, zin, s->zc, s->zn, x->dcls, &x->gpw, B, sa->qkv, x->pair, x->gsa.dqkv, s1, s2);
+    else
+        block_backward(m, w, gw, pw, zin, s->zc, s->zn, &x->gpw, B, sa->qkv, x->pair, x->gsa.dqkv, s1, s2);
     float *t = s->zc; s->zc = s->zn; s->zn = t;
+}
+
+// A recomputed SA block's rest, from its qkv on: the output is not needed (at bf16 it goes
+// to sout); the CLS tail's, ysa, gets its own bits again.
+static void sa_rest_again(Model *m, int l, const BlockW *w, BlockActs *sa, const float *xin, int B,
+                          const float *s1, const float *s2) {
+    Acts *x = m->acts;
+    if (l == m->cfg.depth - 1) tail_forward_from_qkv(m, w, sa, xin, x->ysa, B, NULL, NULL, s1, s2);
+    else block_forward_from_qkv(m, w, sa, xin, stream_out(m, xs(m, l + 1, B), x->sout), B, NULL, NULL, s1, s2);
 }
 
 // SA layer l (with PWCA block l when l < T), recomputed first when checkpointing.
@@ -332,6 +362,8 @@ static void layer_backward(Model *m, int l, int T, StreamGrads *s, int B) {
     BlockW w = model_block_w(m, m->params, model_sa_tensor(l));
     BlockW gw = model_block_gw(m, model_sa_tensor(l));
     BlockActs *sa = sa_acts(m, l);
+    bool tail = l == L - 1;   // the CLS tail: its output is ysa, its gradient [B, D] in s->dcur
+    const float *s1 = drop(m, l, 0, B), *s2 = drop(m, l, 1, B);
     // x[l] as fp32 (x[l] itself at fp32, else its copy in sb), converted once per use of sb.
     const float *xin = NULL;
     // Recompute SA block l. With PWCA in this layer, first only its LN1 and qkv (PWCA's k2/v2):
@@ -339,22 +371,20 @@ static void layer_backward(Model *m, int l, int T, StreamGrads *s, int B) {
     if (!stored(m, l)) {
         xin = stream_in(m, xs(m, l, B), x->sb, B);
         block_attn_forward(m, &w, sa, xin, B, NULL, NULL, false);
-        if (l >= T)
-            block_forward_from_qkv(m, &w, sa, xin, stream_out(m, xs(m, l + 1, B), x->sout), B, NULL, NULL,
-                                   drop(m, l, 0, B), drop(m, l, 1, B));
+        if (l >= T) sa_rest_again(m, l, &w, sa, xin, B, s1, s2);
     }
     be->zero(x->gsa.dqkv, sn * 3 * sizeof(float));
     if (l < T) {
         pwca_layer_backward(m, l, &w, &gw, sa, s, B);
         xin = stream_in(m, xs(m, l, B), x->sb, B);   // again: PWCA's backward took sb for z[l]
-        if (!stored(m, l))
-            block_forward_from_qkv(m, &w, sa, xin, stream_out(m, xs(m, l + 1, B), x->sout), B, NULL, NULL,
-                                   drop(m, l, 0, B), drop(m, l, 1, B));
+        if (!stored(m, l)) sa_rest_again(m, l, &w, sa, xin, B, s1, s2);
     }
     be->zero(s->dnext, sn * sizeof(float));
     if (!xin) xin = stream_in(m, xs(m, l, B), x->sb, B);   // stored activations, no PWCA in this layer
-    block_backward(m, &w, &gw, sa, xin, s->dcur, s->dnext, &x->gsa, B, NULL, NULL, NULL, drop(m, l, 0, B),
-                   drop(m, l, 1, B));
+    if (tail)
+        tail_backward(m, &w, &gw, sa, xin, s->dcur, s->dnext, x->dcls, &x->gsa, B, NULL, NULL, NULL, s1, s2);
+    else
+        block_backward(m, &w, &gw, sa, xin, s->dcur, s->dnext, &x->gsa, B, NULL, NULL, NULL, s1, s2);
     if (l >= L - M) be->residual_backward(s->dnext, NULL, x->dglx + (size_t)(l - (L - M)) * sn, NULL, 1, sn);
     float *t = s->dcur; s->dcur = s->dnext; s->dnext = t;
     group_ready(m, model_sa_group(l));   // SA's and PWCA's shares of block l are both in
@@ -385,12 +415,12 @@ void model_backward(Model *m, float loss_scale) {
                       x->lossv, loss_scale, heads_on(m), m->uncertainty_weighting);
     StreamGrads s = {x->dx[0], x->dx[1], NULL, NULL};
     be->zero(s.dcur, sn * sizeof(float));
-    head_backward(m, 0, s.dcur, m->N, B, id.norm_w, id.head_w);
+    head_backward(m, 0, s.dcur, 1, B, id.norm_w, id.head_w);   // [B, D]: the CLS tail's output
     if (T) {
         s.zc = x->dz[0];
         s.zn = x->dz[1];
         be->zero(s.zc, sn * sizeof(float));
-        head_backward(m, 2, s.zc, m->N, B, id.norm_w, id.head_w);
+        head_backward(m, 2, s.zc, 1, B, id.norm_w, id.head_w);
     }
     glca_backward_all(m, B, T);
     for (int l = L - 1; l >= 0; l--) layer_backward(m, l, T, &s, B);
@@ -403,7 +433,7 @@ void model_backward(Model *m, float loss_scale) {
 void model_forward_infer(Model *m, const float *images, int B, float *logits_sa, float *logits_glca, int *sel) {
     const Backend *be = m->be;
     Acts *x = m->acts;
-    int C = m->cfg.num_classes, Q = 1 + m->K, L = m->cfg.depth, M = m->cfg.glca_blocks;
+    int C = m->cfg.num_classes, Q = 1 + m->K, M = m->cfg.glca_blocks;
     if (B > m->B || B < 1) dcal_die("internal: forward_infer with B=%d (allocated %d)", B, m->B);
     bool was = m->training;
     m->training = false;   // PWCA off, no drop-path (MODEL.md §3)
@@ -413,7 +443,7 @@ void model_forward_infer(Model *m, const float *images, int B, float *logits_sa,
     embed_forward(m, B);
     sa_forward(m, B);
     TensorIds id = model_ids(m);
-    head_forward(m, 0, stream_in(m, xs(m, L, B), x->sf[0], B), m->N, B, id.norm_w, id.head_w, false);
+    head_forward(m, 0, x->ysa, 1, B, id.norm_w, id.head_w, false);
     be->to_host(logits_sa, x->head[0].logits, (size_t)B * C * sizeof(float));
     if (M > 0) {
         rollout_select(m, B);

@@ -49,8 +49,9 @@ struct Acts {
     // The streams between blocks, the block inputs (and the checkpoints): Act tensors, so
     // at bf16 the residual stream is rounded to bf16 where one block hands it to the next
     // (model_graph.c stream_in), with or without checkpointing.
-    Act *x;            // SA stream [L+1][B,N,D]: x[l] enters block l (0-based)
-    Act *z;            // PWCA stream [T][B,N,D]: z[t-1] holds z^t, t = 1…T (z⁰ is x[0], not copied)
+    Act *x;            // SA stream [L][B,N,D]: x[l] enters block l (0-based); x^L is ysa's CLS rows
+    Act *z;            // PWCA stream [T-1][B,N,D]: z[t-1] holds z^t, t = 1…T-1 (z⁰ is x[0], not copied)
+    float *ysa, *ypw;  // [B, D]: the CLS rows of x^L and z^T, the last blocks' outputs (the CLS tail)
     // fp32 views of stream entries when the streams are bf16 (NULL at fp32, where the
     // entries are the views): sf[0] a block's input, sf[1] its output, in the forward;
     // sb a block's input in the backward; sout a recomputing forward's (discarded) output.
