@@ -356,6 +356,35 @@ static void backward_scratch(const ModelConfig *c, int B, int N, int Q, int T, A
     if (bf16_stream(a)) x->sb = x->pe;
 }
 
+// The SA and PWCA blocks' activations. Layers [0, kc) are recomputed in backward into one
+// shared BlockActs, sa[0] (inference never needs more than one block's activations); layers
+// [kc, L) keep their own, after it, the last (the CLS tail) its smaller set.
+static void layer_acts(const ModelConfig *c, int B, int kc, int tc, int T, Arena *a, Acts *x) {
+    int N = config_tokens(c), L = c->depth;
+    size_t rows = (size_t)B * N, D = (size_t)c->dim;
+    if (kc > 0) block_acts(a, &x->sa[0], rows, B, c, N, true);
+    for (int l = kc; l < L; l++) {
+        BlockActs *b = &x->sa[(kc > 0) + l - kc];
+        if (l == L - 1) tail_acts(a, b, rows, B, c, false);
+        else block_acts(a, b, rows, B, c, N, false);
+    }
+    if (tc > 0) {
+        // A checkpointed layer's backward recomputes SA's LN1 and qkv (PWCA's k2/v2), then
+        // the whole PWCA block, runs PWCA's backward, and only then SA's attention and MLP
+        // (model_graph.c layer_backward): PWCA's own activations share SA's, but for the
+        // qkv and LN1 statistics that are live across both.
+        x->pw[0] = x->sa[0];
+        x->pw[0].ln1_mean = take(a, rows, true);
+        x->pw[0].ln1_rstd = take(a, rows, true);
+        x->pw[0].qkv = take_act(a, rows * 3 * D, true);
+    }
+    for (int t = tc; t < T; t++) {
+        BlockActs *b = &x->pw[(tc > 0) + t - tc];
+        if (t == T - 1) tail_acts(a, b, rows, B, c, false);
+        else block_acts(a, b, rows, B, c, N, false);
+    }
+}
+
 // Place (or count) every activation and workspace buffer for micro-batch B.
 // The order of take() calls fixes every buffer's offset: keep it stable.
 static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena *a, Acts *x) {
@@ -376,30 +405,8 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
     x->img = take(a, (size_t)B * 3 * c->img_size * c->img_size, true);
     x->cols = take_act(a, (size_t)B * P * 3 * p * p, !training);
     x->pe = take(a, (training && bf16_stream(a) ? rows : (size_t)B * P) * D, true);   // x->sb too
-    // Layers [0, kc) are recomputed in backward into one shared BlockActs, sa[0] (inference
-    // never needs more than one block's activations); layers [kc, L) keep their own, after it.
     int kc = training ? model_ckpt_layers(c, ckpt) : L, tc = kc < T ? kc : T;
-    if (kc > 0) block_acts(a, &x->sa[0], rows, B, c, N, true);
-    for (int l = kc; l < L; l++) {
-        BlockActs *b = &x->sa[(kc > 0) + l - kc];
-        if (l == L - 1) tail_acts(a, b, rows, B, c, false);
-        else block_acts(a, b, rows, B, c, N, false);
-    }
-    if (tc > 0) {
-        // A checkpointed layer's backward recomputes SA's LN1 and qkv (PWCA's k2/v2), then
-        // the whole PWCA block, runs PWCA's backward, and only then SA's attention and MLP
-        // (model_graph.c layer_backward): PWCA's own activations share SA's, but for the
-        // qkv and LN1 statistics that are live across both.
-        x->pw[0] = x->sa[0];
-        x->pw[0].ln1_mean = take(a, rows, true);
-        x->pw[0].ln1_rstd = take(a, rows, true);
-        x->pw[0].qkv = take_act(a, rows * 3 * (size_t)D, true);
-    }
-    for (int t = tc; t < T; t++) {
-        BlockActs *b = &x->pw[(tc > 0) + t - tc];
-        if (t == T - 1) tail_acts(a, b, rows, B, c, false);
-        else block_acts(a, b, rows, B, c, N, false);
-    }
+    layer_acts(c, B, kc, tc, T, a, x);
     // rec serves the forward's rollout and PWCA recomputes, which start after the SA
     // forward is done with sa[0], and backward recomputes into sa[0]: one buffer serves both.
     if (kc > 0 && training) x->rec = x->sa[0];
