@@ -250,9 +250,13 @@ static float run_step(Fix *f, StepOut *out) {
     return out->loss;
 }
 
-static void check_against_reference(bool ckpt) {
+// pwca_blocks: tiny()'s T, or fewer (then PWCA's last block, the CLS tail, sits below SA's);
+// per_tensor: the entries of each tensor checked by central differences (at most 6).
+static void check_against_reference_on(bool ckpt, int pwca_blocks, int per_tensor) {
     Fix f;
-    fix_init(&f, ckpt, 11);
+    ModelConfig cfg = tiny();
+    cfg.pwca_blocks = pwca_blocks;
+    fix_init_cfg(&f, cfg, ckpt, 11);
     StepOut out;
     run_step(&f, &out);
     Model *m = &f.m;
@@ -287,11 +291,11 @@ static void check_against_reference(bool ckpt) {
     const char *worst_name = "";
     for (int ti = 0; ti < m->n_tensors; ti++) {
         const ParamTensor *t = &m->tensors[ti];
-        int n = t->numel < 6 ? (int)t->numel : 6;
+        int n = t->numel < (size_t)per_tensor ? (int)t->numel : per_tensor;
         double num[6];
         float ana[6];
         for (int k = 0; k < n; k++) {
-            size_t e = t->numel <= 6 ? (size_t)k : rng_below(&pick, (uint32_t)t->numel);
+            size_t e = t->numel <= (size_t)per_tensor ? (size_t)k : rng_below(&pick, (uint32_t)t->numel);
             size_t i = t->offset + e;
             double h = 1e-5 * fmax(1.0, fabs(P[i])), p0 = P[i];
             P[i] = p0 + h;
@@ -308,14 +312,21 @@ static void check_against_reference(bool ckpt) {
         ck_assert_msg(e < 1e-3, "grad.%s (ckpt=%d): relative error %.3g (analytic %g vs numeric %g)", t->name, ckpt, e,
                       ana[0], num[0]);
     }
-    fprintf(stderr, "gradcheck_model ckpt=%d: worst relative error %.3g (%s)\n", ckpt, worst, worst_name);
+    fprintf(stderr, "gradcheck_model ckpt=%d T=%d: worst relative error %.3g (%s)\n", ckpt, pwca_blocks, worst,
+            worst_name);
     free(P); free(img);
     fix_free(&f);
 }
 
+static void check_against_reference(bool ckpt) { check_against_reference_on(ckpt, tiny().pwca_blocks, 6); }
+
 START_TEST(test_model_vs_reference) { check_against_reference(false); }
 END_TEST
 START_TEST(test_model_vs_reference_ckpt) { check_against_reference(true); }
+END_TEST
+// T = 1 < L: PWCA's only block is its CLS tail, reading z⁰ = x⁰ and SA layer 0's keys and
+// values, while SA's tail is layer L-1 (model_block.c); two entries a tensor keep it short.
+START_TEST(test_model_vs_reference_short_pwca) { check_against_reference_on(false, 1, 2); }
 END_TEST
 
 // Every layer checkpointed (ckpt_layers 0), and only the lowest 1 or 2 of the 3
@@ -537,6 +548,7 @@ int main(void) {
     tcase_add_test(tc, test_checkpointing_same_gradients);
     tcase_add_test(tc, test_grads_per_block_same_bits);
     tcase_add_test(tc, test_recompute_h_att_same_bits);
+    tcase_add_test(tc, test_model_vs_reference_short_pwca);
     tcase_add_test(tc, test_glca_cls_row_equals_sa);
     tcase_add_test(tc, test_infer_matches_train_logits);
     tcase_add_test(tc, test_uncertainty_off_is_plain_sum);
