@@ -125,27 +125,36 @@ static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw,
     be->linear_backward(g->datt, gw->projw, gw->projb, g->df, att, w->projw, rows, D, D);
 }
 
-void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
-                    const float *dout, float *dxin, BlockGrads *g, int B, const Act *qkv2, const int *pair,
-                    float *dqkv2, const float *s1, const float *s2) {
+// From the attention output's gradient (g->datt) down: attention, the qkv GEMM and LN1, every
+// row (dxin += ∂/∂xin). PWCA's dk2/dv2 go to dqkv2, the SA layer's dqkv.
+static void attn_qkv_backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a,
+                              const AttnArgs *at, const Act *att, const float *xin, float *dxin, BlockGrads *g, int B,
+                              float *dqkv2) {
     const Backend *be = m->be;
     int D = m->cfg.dim, rows = B * m->N;
-    AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
-    const Act *att = a->att;
-    if (!att) {   // cfg.recompute_att: the same forward on the kept q, k, v gives the same bits
-        be->attention_forward(&at, m->acts->attbuf, m->acts->lsebuf);
-        att = m->acts->attbuf;
-    }
-    mlp_proj_backward(m, w, gw, a->h, xin, a->ln2_mean, a->ln2_rstd, a->fc1, att, dout, dxin, g, B, m->N, s1, s2);
     if (g->dqkv_in_dfc1) be->zero(g->dqkv, (size_t)rows * 3 * D * sizeof(float));   // dfc1 is spent
     // Otherwise g->dqkv was zeroed by the caller and may already hold PWCA's dk2/dv2 for this layer.
+    // dq has q's strides (at->Nq rows a batch element); dk, dv every row.
     AttnGrads ag = {.dq = g->dqkv, .dk1 = g->dqkv + D, .dv1 = g->dqkv + 2 * D,
                     .dk2 = dqkv2 ? dqkv2 + D : NULL, .dv2 = dqkv2 ? dqkv2 + 2 * D : NULL};
-    be->attention_backward(&at, &ag, att, a->lse, g->datt);
+    be->attention_backward(at, &ag, att, a->lse, g->datt);
     be->zero(g->dln1, (size_t)rows * D * sizeof(float));
     const Act *ln1 = ln_again(m, g->dgelu, xin, w->ln1w, w->ln1b, rows);
     be->linear_backward(g->dln1, gw->qkvw, gw->qkvb, g->dqkv, ln1, w->qkvw, rows, D, 3 * D);
     be->layernorm_backward(dxin, gw->ln1w, gw->ln1b, g->dln1, xin, w->ln1w, a->ln1_mean, a->ln1_rstd, rows, D);
+}
+
+void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
+                    const float *dout, float *dxin, BlockGrads *g, int B, const Act *qkv2, const int *pair,
+                    float *dqkv2, const float *s1, const float *s2) {
+    AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
+    const Act *att = a->att;
+    if (!att) {   // cfg.recompute_att: the same forward on the kept q, k, v gives the same bits
+        m->be->attention_forward(&at, m->acts->attbuf, m->acts->lsebuf);
+        att = m->acts->attbuf;
+    }
+    mlp_proj_backward(m, w, gw, a->h, xin, a->ln2_mean, a->ln2_rstd, a->fc1, att, dout, dxin, g, B, m->N, s1, s2);
+    attn_qkv_backward(m, w, gw, a, &at, att, xin, dxin, g, B, dqkv2);
 }
 
 // ---- the CLS tail: the last SA and the last PWCA block -----------------------
@@ -186,25 +195,23 @@ void tail_forward_from_qkv(const Model *m, const BlockW *w, BlockActs *a, const 
     be->residual_forward(yout, h, yout, s2, B, (size_t)D);
 }
 
+void tail_forward(const Model *m, const BlockW *w, BlockActs *a, const float *xin, float *yout, int B,
+                  const Act *qkv2, const int *pair, const float *s1, const float *s2) {
+    block_attn_forward(m, w, a, xin, B, qkv2, pair, false);
+    tail_forward_from_qkv(m, w, a, xin, yout, B, qkv2, pair, s1, s2);
+}
+
 void tail_backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
                    const float *dout, float *dxin, float *dcls, BlockGrads *g, int B, const Act *qkv2,
                    const int *pair, float *dqkv2, const float *s1, const float *s2) {
     const Backend *be = m->be;
-    int D = m->cfg.dim, rows = B * m->N;
+    int D = m->cfg.dim;
     const Act *att = att_out(m, a);
     be->zero(dcls, (size_t)B * D * sizeof(float));
     mlp_proj_backward(m, w, gw, tail_h(m, a), NULL, a->ln2_mean, a->ln2_rstd, a->fc1, att, dout, dcls, g, B, 1, s1,
                       s2);
-    if (g->dqkv_in_dfc1) be->zero(g->dqkv, (size_t)rows * 3 * D * sizeof(float));   // dfc1 is spent
-    AttnArgs at = tail_args(m, B, a->qkv, qkv2, pair);
-    // dq has q's strides: the CLS rows of dqkv (the other rows' dq stay 0); dk, dv every row.
-    AttnGrads ag = {.dq = g->dqkv, .dk1 = g->dqkv + D, .dv1 = g->dqkv + 2 * D,
-                    .dk2 = dqkv2 ? dqkv2 + D : NULL, .dv2 = dqkv2 ? dqkv2 + 2 * D : NULL};
-    be->attention_backward(&at, &ag, att, a->lse, g->datt);
-    be->zero(g->dln1, (size_t)rows * D * sizeof(float));
-    const Act *ln1 = ln_again(m, g->dgelu, xin, w->ln1w, w->ln1b, rows);
-    be->linear_backward(g->dln1, gw->qkvw, gw->qkvb, g->dqkv, ln1, w->qkvw, rows, D, 3 * D);
-    be->layernorm_backward(dxin, gw->ln1w, gw->ln1b, g->dln1, xin, w->ln1w, a->ln1_mean, a->ln1_rstd, rows, D);
+    AttnArgs at = tail_args(m, B, a->qkv, qkv2, pair);   // dq: the CLS rows of dqkv (the others' stay 0)
+    attn_qkv_backward(m, w, gw, a, &at, att, xin, dxin, g, B, dqkv2);
     be->gather_rows_backward(dxin, dcls, m->acts->zeros, B, m->N, 1, D);   // the CLS rows' residual path
 }
 

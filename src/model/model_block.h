@@ -23,6 +23,9 @@ void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const Blo
 // a's att, h, fc1 and LN2 statistics have B rows, lse [B, H].
 void tail_forward_from_qkv(const Model *m, const BlockW *w, BlockActs *a, const float *xin, float *yout, int B,
                            const Act *qkv2, const int *pair, const float *s1, const float *s2);
+// LN1 + qkv for every row, then the above (as block_forward is block_attn_forward + from_qkv).
+void tail_forward(const Model *m, const BlockW *w, BlockActs *a, const float *xin, float *yout, int B,
+                  const Act *qkv2, const int *pair, const float *s1, const float *s2);
 // dout [B, D]: the gradient of yout; dxin [B, N, D] += ∂/∂xin; dcls [B, D] scratch.
 void tail_backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
                    const float *dout, float *dxin, float *dcls, BlockGrads *g, int B, const Act *qkv2,

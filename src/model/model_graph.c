@@ -110,9 +110,8 @@ static void sa_forward(Model *m, int B) {
     // The last block, its CLS rows only (model_block.c: the CLS tail).
     BlockW w = model_block_w(m, m->params, model_sa_tensor(L - 1));
     BlockActs *a = sa_acts(m, L - 1);
-    float *in = stream_in(m, xs(m, L - 1, B), x->sf[0], B);
-    block_attn_forward(m, &w, a, in, B, NULL, NULL, false);
-    tail_forward_from_qkv(m, &w, a, in, x->ysa, B, NULL, NULL, drop(m, L - 1, 0, B), drop(m, L - 1, 1, B));
+    tail_forward(m, &w, a, stream_in(m, xs(m, L - 1, B), x->sf[0], B), x->ysa, B, NULL, NULL, drop(m, L - 1, 0, B),
+                 drop(m, L - 1, 1, B));
 }
 
 // SA layer l's qkv (and lse when attention): stored, or recomputed into rec.
@@ -162,8 +161,7 @@ static void pwca_forward(Model *m, int B) {
         const float *s1 = drop(m, m->cfg.depth + t, 0, B), *s2 = drop(m, m->cfg.depth + t, 1, B);
         float *in = stream_in(m, zs(m, t, B), x->sf[0], B);
         if (t == T - 1) {   // the CLS tail: z^T's CLS rows only
-            block_attn_forward(m, &w, pw_acts(m, t), in, B, NULL, NULL, false);
-            tail_forward_from_qkv(m, &w, pw_acts(m, t), in, x->ypw, B, sa->qkv, x->pair, s1, s2);
+            tail_forward(m, &w, pw_acts(m, t), in, x->ypw, B, sa->qkv, x->pair, s1, s2);
             break;
         }
         float *out = stream_out(m, zs(m, t + 1, B), x->sf[1]);
@@ -329,12 +327,10 @@ static void pwca_layer_backward(Model *m, int l, const BlockW *w, const BlockW *
     bool tail = l == m->cfg.pwca_blocks - 1;
     const float *s1 = drop(m, L + l, 0, B), *s2 = drop(m, L + l, 1, B);
     float *zin = stream_in(m, zs(m, l, B), x->sb, B);
-    if (!stored(m, l) && tail) {   // its output, z^T's CLS rows, equals ypw already: written again
-        block_attn_forward(m, w, pw, zin, B, NULL, NULL, false);
-        tail_forward_from_qkv(m, w, pw, zin, x->ypw, B, sa->qkv, x->pair, s1, s2);
-    } else if (!stored(m, l)) {   // the output, equal to z[l+1], is not needed: at bf16 it goes to sout
+    if (!stored(m, l) && tail)   // its output, z^T's CLS rows, equals ypw already: written again
+        tail_forward(m, w, pw, zin, x->ypw, B, sa->qkv, x->pair, s1, s2);
+    else if (!stored(m, l))   // the output, equal to z[l+1], is not needed: at bf16 it goes to sout
         block_forward(m, w, pw, zin, stream_out(m, zs(m, l + 1, B), x->sout), B, sa->qkv, x->pair, s1, s2);
-    }
     be->zero(s->zn, sn * sizeof(float));
     if (!x->gpw.dqkv_in_dfc1) be->zero(x->gpw.dqkv, sn * 3 * sizeof(float));
     if (tail)   // s->zc holds z^T's CLS rows' gradient [B, D] (head_backward)
