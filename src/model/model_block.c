@@ -22,8 +22,11 @@ AttnArgs block_qkv_args(const Model *m, int B, const Act *qkv, const Act *qkv2, 
     return a;
 }
 
-// Where a block's attention output goes: its own buffer, or the shared attbuf (cfg.recompute_att).
+// Where a block's attention output and h go: its own buffers, or the shared attbuf and hbuf
+// (cfg.recompute_att, cfg.recompute_h; and the CLS tail when inference runs on a training
+// layout whose entry 0 keeps neither: rows·D floats are ample for its B rows).
 static Act *att_out(const Model *m, const BlockActs *a) { return a->att ? a->att : m->acts->attbuf; }
+static float *h_out(const Model *m, const BlockActs *a) { return a->h ? a->h : m->acts->hbuf; }
 
 static void block_attention(const Model *m, BlockActs *a, int B, const Act *qkv2, const int *pair) {
     AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
@@ -54,7 +57,7 @@ void block_forward_from_qkv(const Model *m, const BlockW *w, BlockActs *a, const
     block_attention(m, a, B, qkv2, pair);
     be->linear_forward(xout, att_out(m, a), w->projw, w->projb, rows, D, D);   // xout holds the branch until the end
     Act *t = (Act *)m->acts->ftmp;   // LN2's output, then the GELU's: not kept (mlp_proj_backward)
-    float *h = a->h ? a->h : m->acts->hbuf;   // not kept: backward makes it again (h_again)
+    float *h = h_out(m, a);   // hbuf: not kept, backward makes it again (h_again)
     be->residual_layernorm_forward(h, t, a->ln2_mean, a->ln2_rstd, xin, xout, s1, w->ln2w, w->ln2b, B, m->N, D,
                                    (float)m->cfg.ln_eps);
     be->linear_forward_act(a->fc1, t, w->fc1w, w->fc1b, rows, D, F);
@@ -165,10 +168,6 @@ void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const Blo
 // loss and every gradient are those of the full block (the rows left out have no path to
 // the loss); what is skipped is ~3/4 of the block's FLOPs and its B·N-row activations.
 
-// The tail's att and h: its own, or, when the model runs inference on a training layout whose
-// entry 0 keeps neither (cfg.recompute_*), the shared buffers (rows·D floats: ample).
-static float *tail_h(const Model *m, const BlockActs *a) { return a->h ? a->h : m->acts->hbuf; }
-
 // The block's attention with the CLS row of each batch element as the only query.
 static AttnArgs tail_args(const Model *m, int B, const Act *qkv, const Act *qkv2, const int *pair) {
     AttnArgs a = block_qkv_args(m, B, qkv, qkv2, pair);
@@ -182,7 +181,7 @@ void tail_forward_from_qkv(const Model *m, const BlockW *w, BlockActs *a, const 
     int D = m->cfg.dim, F = m->cfg.mlp_dim;
     AttnArgs at = tail_args(m, B, a->qkv, qkv2, pair);
     Act *att = att_out(m, a);
-    float *h = tail_h(m, a);
+    float *h = h_out(m, a);
     be->attention_forward(&at, att, a->lse);
     be->gather_rows_forward(h, xin, m->acts->zeros, B, m->N, 1, D);   // the CLS rows: h's residual input
     be->linear_forward(yout, att, w->projw, w->projb, B, D, D);
@@ -208,7 +207,7 @@ void tail_backward(const Model *m, const BlockW *w, const BlockW *gw, const Bloc
     int D = m->cfg.dim;
     const Act *att = att_out(m, a);
     be->zero(dcls, (size_t)B * D * sizeof(float));
-    mlp_proj_backward(m, w, gw, tail_h(m, a), NULL, a->ln2_mean, a->ln2_rstd, a->fc1, att, dout, dcls, g, B, 1, s1,
+    mlp_proj_backward(m, w, gw, h_out(m, a), NULL, a->ln2_mean, a->ln2_rstd, a->fc1, att, dout, dcls, g, B, 1, s1,
                       s2);
     AttnArgs at = tail_args(m, B, a->qkv, qkv2, pair);   // dq: the CLS rows of dqkv (the others' stay 0)
     attn_qkv_backward(m, w, gw, a, &at, att, xin, dxin, g, B, dqkv2);
