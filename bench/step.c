@@ -257,14 +257,18 @@ static void report(const Bench *t, const DcalConfig *c, int B, int ckpt, bool pw
     printf("  planned %.1f MiB (weights %.1f grads %.1f AdamW %.1f activations %.1f workspace %.1f) | %s %.1f MiB\n",
            plan, p.weights / mib, p.grads / mib, p.optimizer / mib, p.activations / mib, p.workspace / mib,
            tm->dev_peak ? "device used" : "peak RSS", peak);
-    // The CUDA backend's own scratch and cuBLASLt's workspace (plan_cuda_extra), beside what the
-    // scratch really peaked at: dcal plan prints the same line for a CUDA run.
+    // The backend's own scratch (CUDA: plus cuBLASLt's workspace; plan_cuda_extra / plan_cpu_extra),
+    // beside what the scratch really peaked at: dcal plan prints the same line.
     bool cuda = !strcmp(t->be->name, "cuda");
-    double extra = cuda ? plan_cuda_extra(&m->cfg, B) / mib : 0, scratch = t->be->scratch_peak() / mib;
+    double extra = (cuda ? plan_cuda_extra(&m->cfg, B) : plan_cpu_extra(&m->cfg, B)) / mib;
+    double scratch = t->be->scratch_peak() / mib;
     if (cuda)
         printf("  beyond the plan: scratch peak %.1f MiB (planned %.1f) + cuBLASLt workspace %.1f MiB: planned "
                "device total %.1f MiB\n", scratch, plan_cuda_scratch(&m->cfg, B) / mib,
                CUDA_LT_WORKSPACE_BYTES / mib, plan + extra);
+    else if (extra > 0)   // the CPU at bf16: its GEMMs' operand copies (cpu_scratch_rule.h)
+        printf("  beyond the plan: bf16 GEMM operand copies peaked at %.1f MiB (planned %.1f): planned total "
+               "%.1f MiB\n", scratch, extra, plan + extra);
     printf("  per timed step: user %.2f s  system %.2f s (CPU time, all threads)  minor page faults %.0f\n",
            tm->user, tm->sys, tm->minflt);
     printf("  timed steps: CLOCK_MONOTONIC %.6f to %.6f (perf record -k CLOCK_MONOTONIC; perf report --time %.6f,%.6f)\n",

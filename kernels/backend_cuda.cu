@@ -7,7 +7,7 @@ extern const BackendComm *const cuda_comm;   // nccl.cu (NULL without NCCL)
 
 // Positional (C++17 has no designated initialisers): a slot added to backend.h must
 // fail here rather than shift every entry by one.
-static_assert(sizeof(Backend) == 55 * sizeof(void *), "Backend changed: update backend_cuda");
+static_assert(sizeof(Backend) == 56 * sizeof(void *), "Backend changed: update backend_cuda");
 
 extern "C" const Backend backend_cuda = {
     /* name */ "cuda",
@@ -16,6 +16,7 @@ extern "C" const Backend backend_cuda = {
     /* scratch_peak */ cuda_scratch_max_request,
     /* describe */ cuda_describe,
     /* precisions */ CUDA_PRECISIONS,
+    /* precision_note */ NULL,   // both precisions on every GPU it runs on
     /* set_precision */ cuda_set_precision,
     /* set_attention */ cuda_set_attention,
     /* act_bytes */ cuda_act_bytes,

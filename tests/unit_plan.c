@@ -214,11 +214,16 @@ START_TEST(cuda_extra_counted) {
     mc.act_bytes = 2;
     ck_assert_uint_eq(plan_cuda_scratch(&mc, 16), 77168640u + 4718592u + 256u);
     ck_assert_uint_eq(plan_cuda_extra(&mc, 16), 81887488u + ((size_t)32 << 20));
-    ck_assert_uint_eq(cli_step_bytes(&mc, 16, 1, 1, true), plan_train_bytes(&mc, 16, true));   // not on CUDA
+    // On the CPU at bf16 its own copies instead (cpu_scratch_rule.h): three grow-only buffers, each
+    // at its largest request: fc1/fc2's W [3072, 768] as fp32 (9437184), 512 rows of fc2's input
+    // [·, 3072] widened (6291456) and 512 rows of fc1's output or of its dout [·, 3072] (6291456).
+    ck_assert_uint_eq(plan_cpu_extra(&mc, 16), 9437184u + 6291456u + 6291456u);
+    ck_assert_uint_eq(cli_step_bytes(&mc, 16, 1, 1, true), plan_train_bytes(&mc, 16, true) + plan_cpu_extra(&mc, 16));
     mc.on_cuda = true;
     ck_assert_uint_eq(cli_step_bytes(&mc, 16, 1, 1, true), plan_train_bytes(&mc, 16, true) + plan_cuda_extra(&mc, 16));
     // At fp32 nothing is copied: the scratch is the backend's 1 MiB minimum.
     mc.act_bytes = 4;
+    ck_assert_uint_eq(plan_cpu_extra(&mc, 16), 0);
     ck_assert_uint_eq(plan_cuda_scratch(&mc, 16), 0);
     ck_assert_uint_eq(plan_cuda_extra(&mc, 16), ((size_t)1 << 20) + ((size_t)32 << 20));
 }

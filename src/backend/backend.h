@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "backend/cuda_scratch_rule.h"   // the CUDA backend's scratch, as the planner counts it
+#include "backend/cpu_scratch_rule.h"    // the CPU backend's at bf16, likewise
 
 // Activation storage. Two kinds of activation are `Act` tensors, stored in the activation
 // type of the precision in force: fp32 at "fp32", bf16 at "bf16" (the rule is the
@@ -84,15 +85,20 @@ typedef struct Backend {
     size_t (*free_memory)(void);
     // Bytes of the largest scratch request the backend's ops have made so far, beyond the
     // model's own buffers (CUDA: the GEMM operand copies and partial sums, which dcal plan
-    // predicts: backend/cuda_scratch_rule.h). CPU: 0 (its ops need none).
+    // predicts: backend/cuda_scratch_rule.h). CPU: its bf16 GEMMs' operand copies
+    // (backend/cpu_scratch_rule.h), 0 at fp32.
     size_t (*scratch_peak)(void);
     // One line (no newline) for the manifest and the logs: the device (CPU model
     // / GPU name), runtime and library versions (OpenBLAS config / CUDA runtime,
     // driver, cuBLAS) and the numerics in force (precision, GEMM operand type,
     // attention path). Truncated to n bytes. Call it after set_precision.
     void (*describe)(char *buf, size_t n);
-    // Supported precisions, space-separated, best first: CPU "fp32", CUDA "bf16 fp32".
+    // Supported precisions here, space-separated, best first: CUDA "bf16 fp32"; CPU "fp32", or
+    // "fp32 bf16" on a CPU with AVX512_BF16 or AMX-BF16 (or under DCAL_CPU_BF16=portable).
     const char *precisions;
+    // One line: why a precision this backend can have is missing from `precisions` on this
+    // machine (CPU: the bf16 instructions), or NULL. An error refusing the precision says it.
+    const char *(*precision_note)(void);
     // Selects the numerics ("fp32" or "bf16") for every op enqueued after the
     // call; a run calls it once, before its first op. Returns 0 (and changes
     // nothing) when p is not one of `precisions`. Without a call a backend runs
@@ -102,6 +108,9 @@ typedef struct Backend {
     //   CUDA "bf16": GEMMs on bf16 copies of their operands, fp32 accumulation and
     //                output + bf16 MMA attention with fp32 softmax (the default). No TF32.
     //   CUDA "fp32": fp32 GEMMs (CUBLAS_COMPUTE_32F) + the fp32 attention kernels.
+    //   CPU "bf16":  GEMMs on bf16 operands with fp32 accumulation (oneDNN, or sgemm on widened
+    //                values under DCAL_CPU_BF16=portable) + the fp32 attention on bf16 q/k/v.
+    //   CPU "fp32":  OpenBLAS sgemm + the fp32 attention.
     int (*set_precision)(const char *p);
     // Selects whose fused attention runs attention_forward/backward (train.attention): "dcal"
     // (the backend's own kernels, the default) or "cudnn" (CUDA: cuDNN's fused SDPA through its

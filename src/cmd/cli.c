@@ -152,12 +152,14 @@ ConfigRequest cli_request(const CliArgs *a) {
                            .allowed = a->allowed, .n_allowed = a->n_allowed};
 }
 
-int cli_device_facts(const char *device, size_t *free_bytes, const char **precisions, const char **backend) {
+int cli_device_facts(const char *device, size_t *free_bytes, const char **precisions, const char **backend,
+                     const char **precision_note) {
     const Backend *be = backend_get(device);
     if (!be) return 0;
     *free_bytes = be->free_memory();
     *precisions = be->precisions;
     *backend = be->name;
+    *precision_note = be->precision_note ? be->precision_note() : NULL;
     return 1;
 }
 
@@ -169,5 +171,5 @@ size_t cli_step_bytes(const ModelConfig *m, int B, int accum, int world, bool ck
     mc.grads_per_block = m->grads_per_block && accum == 1 && world <= 1;
     MemPlan p;
     model_plan(&mc, B, ckpt, true, &p);
-    return p.total + reduce_extra_bytes(p.grads / sizeof(float), accum, world) + (m->on_cuda ? plan_cuda_extra(m, B) : 0);
+    return p.total + reduce_extra_bytes(p.grads / sizeof(float), accum, world) + (m->on_cuda ? plan_cuda_extra(m, B) : plan_cpu_extra(m, B));
 }

@@ -53,7 +53,8 @@ ConfigRequest cli_request(const CliArgs *a);
 const char *cli_dataset_config(const char *name);
 // ConfigRequest.device_facts for commands that run on a backend (train, eval):
 // the named backend's free memory and precisions; 0 after an error line.
-int cli_device_facts(const char *device, size_t *free_bytes, const char **precisions, const char **backend);
+int cli_device_facts(const char *device, size_t *free_bytes, const char **precisions, const char **backend,
+                 const char **precision_note);
 // A training step's bytes at micro-batch B, accumulation A: the plan's table plus the
 // fixed-order gradient sum's buffers (src/dist/reduce.h), for this process count.
 size_t cli_step_bytes(const ModelConfig *m, int B, int accum, int world, bool ckpt);

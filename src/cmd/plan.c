@@ -58,10 +58,12 @@ static const char *print_backend(const TrainConfig *t, char *prec, size_t cap) {
     size_t pl = strlen(prec);
     const char *hit = strstr(be->precisions, prec);
     bool supported = hit && (hit == be->precisions || hit[-1] == ' ') && (!hit[pl] || hit[pl] == ' ');
-    printf("backend: %s%s%s%s%s, precision %s%s\n", be->name, auto_dev ? " (train.device=auto)" : "",
+    const char *note = !supported && be->precision_note ? be->precision_note() : NULL;
+    printf("backend: %s%s%s%s%s, precision %s%s%s%s%s\n", be->name, auto_dev ? " (train.device=auto)" : "",
            here ? "" : " (not available here: ", here ? "" : why, here ? "" : ")", prec,
            auto_prec ? " (train.precision=auto: the backend's best)"
-           : supported ? "" : " (not supported by this backend: train refuses it)");
+           : supported ? "" : " (not supported by this backend here: train refuses it", note ? ": " : "",
+           note ? note : "", !auto_prec && !supported ? ")" : "");
     return be->name;
 }
 
@@ -73,6 +75,15 @@ static void print_cuda_extra(const ModelConfig *m, int B) {
            (extra - CUDA_LT_WORKSPACE_BYTES) / 1048576.0, s,
            s ? "bf16 copies of the largest linear layer's weight and dout" : "no operand copies at fp32",
            CUDA_LT_WORKSPACE_BYTES / 1048576.0, (plan_train_bytes(m, B, false) + extra) / 1048576.0,
+           (plan_train_bytes(m, B, true) + extra) / 1048576.0);
+}
+
+// The CPU backend's at precision bf16: its GEMMs' operand copies (cpu_scratch_rule.h).
+static void print_cpu_extra(const ModelConfig *m, int B) {
+    size_t extra = plan_cpu_extra(m, B);
+    if (!extra) return;
+    printf("CPU backend beyond the table: bf16 GEMM operand copies %.1f MiB; with them %.1f MiB without "
+           "checkpointing, %.1f MiB with\n", extra / 1048576.0, (plan_train_bytes(m, B, false) + extra) / 1048576.0,
            (plan_train_bytes(m, B, true) + extra) / 1048576.0);
 }
 
@@ -118,6 +129,7 @@ int cmd_plan(int argc, char **argv) {
     config_model_backend(&mc, be);   // --max-memory's picks count the backend's own bytes too
     plan_print(stdout, &mc, B);
     if (be && !strcmp(be, "cuda")) print_cuda_extra(&mc, B);
+    if (be && !strcmp(be, "cpu")) print_cpu_extra(&mc, B);
     print_reduce(c);
     if (maxmem) {
         int eff = config_effective_batch(c), dev = c->train.devices > 0 ? c->train.devices : 1;

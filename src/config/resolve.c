@@ -146,7 +146,7 @@ static int word(const char *list, int n, char *buf, size_t cap) {
 }
 
 // train.precision=auto → the backend's best; an explicit one must be supported.
-static int resolve_precision(const char *supported, TrainConfig *t) {
+static int resolve_precision(const char *supported, const char *note, TrainConfig *t) {
     char w[sizeof t->precision];
     if (!strcmp(t->precision, "auto")) {
         if (!word(supported, 0, w, sizeof w)) { dcal_err("internal: the backend lists no precision"); return 0; }
@@ -155,7 +155,8 @@ static int resolve_precision(const char *supported, TrainConfig *t) {
     }
     for (int i = 0; word(supported, i, w, sizeof w); i++)
         if (!strcmp(w, t->precision)) return 1;
-    dcal_err("train.precision=%s: this backend supports %s (or auto)", t->precision, supported);
+    dcal_err("train.precision=%s: this backend supports %s (or auto) here%s%s", t->precision, supported,
+             note ? ": " : "", note ? note : "");
     return 0;
 }
 
@@ -192,11 +193,12 @@ int config_resolve(const ConfigRequest *rq, ResolvedConfig *out) {
                  rq->budget_from ? rq->budget_from : "memory budget");
         return 0;
     }
-    const char *from = rq->budget_from ? rq->budget_from : "memory budget", *precisions = rq->backend_precisions;
+    const char *from = rq->budget_from ? rq->budget_from : "memory budget", *precisions = rq->backend_precisions,
+               *note = NULL;
     if (rq->device_facts) {   // ARCHITECTURE.md §4: fit the micro-batch to the device, never OOM mid-run
         size_t free_bytes = 0;
         const char *backend = NULL;
-        if (!rq->device_facts(c->train.device, &free_bytes, &precisions, &backend)) return 0;
+        if (!rq->device_facts(c->train.device, &free_bytes, &precisions, &backend, &note)) return 0;
         config_model_backend(&c->model, backend);
         // A training plan only: eval keeps its batch, and a resumed run its micro-batch
         // (the checkpoint's position counts micro-batches).
@@ -206,7 +208,7 @@ int config_resolve(const ConfigRequest *rq, ResolvedConfig *out) {
         }
     }
     // The precision first: it sets how the planner counts the Act tensors (bf16: 2 bytes).
-    if (precisions && !resolve_precision(precisions, &c->train)) return 0;
+    if (precisions && !resolve_precision(precisions, note, &c->train)) return 0;
     if (strcmp(c->train.precision, "auto")) c->model.act_bytes = config_act_bytes(c->train.precision);
     // The update in backward keeps one block's gradient when the picker's accumulation is 1
     // (cli_step_bytes asks for each candidate); then it is settled for the accumulation chosen.

@@ -29,7 +29,8 @@ typedef struct {
                                               //   sum's buffers); required with memory_budget
     const char *backend_precisions;           // e.g. "bf16 fp32", best first: auto → the first, an explicit
                                               //   value must be listed. NULL = leave train.precision as is
-    int (*device_facts)(const char *device, size_t *free_bytes, const char **precisions, const char **backend);
+    int (*device_facts)(const char *device, size_t *free_bytes, const char **precisions, const char **backend,
+                 const char **precision_note);
                                               // asked once train.device is final: the bytes a run may plan
                                               //   with on it (0 = not limited: keep the config's micro-batch
                                               //   unless memory_budget is set), its precisions, best first,

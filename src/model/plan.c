@@ -59,14 +59,22 @@ void plan_print(FILE *f, const ModelConfig *cfg, int B) {
 // Every linear layer of the model as [rows, IC] → [rows, OC] (MODEL.md §1-3): the patch
 // embedding, a block's four (SA and PWCA rows; GLCA's q and k|v, its projection and MLP on
 // 1+K rows) and the heads.
-size_t plan_cuda_scratch(const ModelConfig *cfg, int B) {
+typedef struct { size_t rows; int ic, oc; } LinearShape;
+enum { N_LINEAR = 11 };
+static void linear_shapes(const ModelConfig *cfg, int B, LinearShape l[N_LINEAR]) {
     int N = config_tokens(cfg), Q = 1 + config_topk(cfg), D = cfg->dim, F = cfg->mlp_dim, p = cfg->patch;
     size_t rows = (size_t)B * N, lr = (size_t)B * Q, P = (size_t)B * (N - 1);
-    const struct { size_t rows; int ic, oc; } l[] = {
+    const LinearShape s[N_LINEAR] = {
         {P, 3 * p * p, D}, {rows, D, 3 * D}, {rows, D, D}, {rows, D, F}, {rows, F, D},
         {lr, D, D},        {rows, D, 2 * D}, {lr, D, D},   {lr, D, F},   {lr, F, D}, {(size_t)B, D, cfg->num_classes}};
+    memcpy(l, s, sizeof s);
+}
+
+size_t plan_cuda_scratch(const ModelConfig *cfg, int B) {
+    LinearShape l[N_LINEAR];
+    linear_shapes(cfg, B, l);
     size_t most = 0;
-    for (size_t i = 0; i < sizeof l / sizeof l[0]; i++) {
+    for (int i = 0; i < N_LINEAR; i++) {
         size_t s = gemm_linear_scratch(l[i].rows, l[i].ic, l[i].oc, cfg->act_bytes == 2);
         if (s > most) most = s;
     }
@@ -76,6 +84,19 @@ size_t plan_cuda_scratch(const ModelConfig *cfg, int B) {
 size_t plan_cuda_extra(const ModelConfig *cfg, int B) {
     size_t s = plan_cuda_scratch(cfg, B);
     return (s > CUDA_SCRATCH_MIN_BYTES ? s : CUDA_SCRATCH_MIN_BYTES) + CUDA_LT_WORKSPACE_BYTES;
+}
+
+// Each of the three grow-only slots keeps its largest request over the layers (cpu_scratch_rule.h).
+size_t plan_cpu_extra(const ModelConfig *cfg, int B) {
+    if (cfg->act_bytes != 2) return 0;
+    LinearShape l[N_LINEAR];
+    linear_shapes(cfg, B, l);
+    size_t most[3] = {0}, slot[3];
+    for (int i = 0; i < N_LINEAR; i++) {
+        cpu_linear_scratch(l[i].rows, l[i].ic, l[i].oc, slot);
+        for (int k = 0; k < 3; k++) most[k] = slot[k] > most[k] ? slot[k] : most[k];
+    }
+    return most[0] + most[1] + most[2];
 }
 
 // "8G", "512M", "1.5GiB", "1000000" → bytes (binary units); 0 when malformed.

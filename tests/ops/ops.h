@@ -58,9 +58,11 @@ typedef struct {
 typedef struct { double fwd, bwd; } Tol;
 // Tolerance columns: the CPU (fp32), CUDA at precision bf16 (its default: bf16-operand GEMMs,
 // bf16 tensor-core attention) and at fp32 (fp32 GEMMs, fp32 attention kernels).
-// A zero entry in CUDA_FP32 falls back to CUDA. COL_CUDA_CUDNN: CUDA with train.attention=cudnn
-// (cuDNN's fused SDPA, bf16; only on a GPU: the simulator does not model cuDNN).
-enum { COL_CPU, COL_CUDA, COL_CUDA_FP32, COL_CUDA_CUDNN, NCOL };
+// A zero entry in a later column falls back to CUDA's, the bf16 one. COL_CUDA_CUDNN: CUDA with
+// train.attention=cudnn (cuDNN's fused SDPA, bf16; only on a GPU: the simulator does not model
+// cuDNN). COL_CPU_BF16: the CPU at precision bf16 (bf16 Act storage and GEMM operands, fp32
+// attention on bf16 q/k/v), run where the CPU offers bf16 (DCAL_CPU_BF16=portable in ctest).
+enum { COL_CPU, COL_CUDA, COL_CUDA_FP32, COL_CUDA_CUDNN, COL_CPU_BF16, NCOL };
 
 struct Row {
     const OpDef *op;

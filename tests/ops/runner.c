@@ -366,18 +366,24 @@ static int backends(const Backend **list) {
     return n;
 }
 
-// The columns of one backend: the CPU has one (fp32); a device backend one per
-// precision it supports for ops whose numerics follow it, else its default.
+// The tolerance column of backend be at precision p.
+static int column_of(const Backend *be, const char *p) {
+    if (!strcmp(be->name, "cpu")) return strcmp(p, "fp32") ? COL_CPU_BF16 : COL_CPU;
+    return strcmp(p, "fp32") ? COL_CUDA : COL_CUDA_FP32;
+}
+
+// The columns of one backend: one per precision it supports here for ops whose numerics
+// follow it (the CPU: fp32, and bf16 where offered), else its default's.
 static int run_backend(const Backend *be, const OpCase *c, const Ref *R, const Starts *S) {
-    if (!strcmp(be->name, "cpu")) return run_column(be, be->name, COL_CPU, c, R, S);
-    if (!c->row->op->by_precision) return run_column(be, be->name, COL_CUDA, c, R, S);
+    int cpu = !strcmp(be->name, "cpu");
+    if (!c->row->op->by_precision) return run_column(be, be->name, cpu ? COL_CPU : COL_CUDA, c, R, S);
     char def[16] = "", p[16], label[40];
     int f = 0, used;
     for (const char *w = be->precisions; sscanf(w, " %15s%n", p, &used) == 1; w += used) {
         if (!def[0]) snprintf(def, sizeof def, "%s", p);   // the first listed is the default
         if (!be->set_precision(p)) { printf("  %s: set_precision(%s) refused\n", be->name, p); return 1; }
         snprintf(label, sizeof label, "%s-%s", be->name, p);
-        f |= run_column(be, label, strcmp(p, "fp32") ? COL_CUDA : COL_CUDA_FP32, c, R, S);
+        f |= run_column(be, cpu && !strcmp(p, "fp32") ? be->name : label, column_of(be, p), c, R, S);
     }
     be->set_precision(def);   // back to the backend's default for the next rows
     return f;

@@ -31,47 +31,65 @@ enum { QT = 64, KT = 256 };   // a tile's scores: 64 KiB, in L2 beside the K and
 // One key tile: rows [j0, j0+n) of buffer 1 or 2 (never both), as strided matrices.
 typedef struct {
     const float *k, *v;
-    long ld;          // row stride of k and v (and of the gradients)
+    long ld;          // row stride of k and v
     int j0, n;        // first key (over n1+n2) and count
     float *dk, *dv;   // gradient rows of the same keys, or NULL
+    long ldg;         // their row stride
 } KeyTile;
 
+// Per-thread tile scratch: QT query rows (gathered for GLCA), their output or
+// dq accumulator, the scores and dP of one key tile, and per-row statistics;
+// at bf16 also one key tile's k and v widened to fp32 (kb, vb: KT rows of hd).
+typedef struct {
+    float *q, *o, *s, *dp, *m, *l, *kb, *vb;
+} Tile;
+
+// At bf16 the tile's k and v rows are widened into t->kb / t->vb (exact), so the products
+// below are the fp32 ones on bf16 values; at fp32 the tile reads the buffers in place.
+static void widen_kv(const AttnArgs *a, KeyTile *kt, const Act *k, const Act *v, long off, Tile *t) {
+    if (!cpu_bf16) {
+        kt->k = act_f32(k) + off, kt->v = act_f32(v) + off;
+        return;
+    }
+    for (int j = 0; j < kt->n; j++) {
+        cpu_act_load(t->kb + (size_t)j * a->hd, k, off + j * kt->ld, a->hd);
+        cpu_act_load(t->vb + (size_t)j * a->hd, v, off + j * kt->ld, a->hd);
+    }
+    kt->k = t->kb, kt->v = t->vb, kt->ld = a->hd;
+}
+
 // Key tile t of (b, h); returns 0 past the last one.
-static int key_tile(const AttnArgs *a, const AttnGrads *g, int b, int h, int t, KeyTile *kt) {
+static int key_tile(const AttnArgs *a, const AttnGrads *g, int b, int h, int t, KeyTile *kt, Tile *tl) {
     int t1 = (a->n1 + KT - 1) / KT, t2 = (a->n2 + KT - 1) / KT;
     if (t >= t1 + t2) return 0;
     int second = t >= t1, j = (second ? t - t1 : t) * KT, n = second ? a->n2 : a->n1;
     long off = second ? kv2_of(a, b) * a->kv2_bstride + j * a->kv2_tstride + h * a->hd
                       : b * a->kv1_bstride + j * a->kv1_tstride + h * a->hd;
-    kt->k = act_f32(second ? a->k2 : a->k1) + off;
-    kt->v = act_f32(second ? a->v2 : a->v1) + off;
-    kt->ld = second ? a->kv2_tstride : a->kv1_tstride;
+    kt->ld = kt->ldg = second ? a->kv2_tstride : a->kv1_tstride;
     kt->j0 = second ? a->n1 + j : j;
     kt->n = n - j < KT ? n - j : KT;
+    widen_kv(a, kt, second ? a->k2 : a->k1, second ? a->v2 : a->v1, off, tl);
     float *dk = g ? (second ? g->dk2 : g->dk1) : NULL, *dv = g ? (second ? g->dv2 : g->dv1) : NULL;
     kt->dk = dk ? dk + off : NULL;
     kt->dv = dv ? dv + off : NULL;
     return 1;
 }
 
-// Per-thread tile scratch: QT query rows (gathered for GLCA), their output or
-// dq accumulator, the scores and dP of one key tile, and per-row statistics.
-typedef struct {
-    float *q, *o, *s, *dp, *m, *l;
-} Tile;
-
 static Tile tile_new(int hd) {
+    size_t kv = cpu_bf16 ? (size_t)KT * hd * 4 : 4;
     Tile t = {xmalloc((size_t)QT * hd * 4), xmalloc((size_t)QT * hd * 4), xmalloc((size_t)QT * KT * 4),
-              xmalloc((size_t)QT * KT * 4), xmalloc(QT * 4), xmalloc(QT * 4)};
+              xmalloc((size_t)QT * KT * 4), xmalloc(QT * 4), xmalloc(QT * 4), xmalloc(kv), xmalloc(kv)};
     return t;
 }
-static void tile_free(Tile *t) { free(t->q); free(t->o); free(t->s); free(t->dp); free(t->m); free(t->l); }
+static void tile_free(Tile *t) {
+    free(t->q); free(t->o); free(t->s); free(t->dp); free(t->m); free(t->l); free(t->kb); free(t->vb);
+}
 
-// Copies query rows [i0, i0+nq) of head h into t->q: GLCA's rows are a gather.
+// Copies query rows [i0, i0+nq) of head h into t->q (widened at bf16): GLCA's rows are a gather.
 static void load_q(const AttnArgs *a, int b, int h, int i0, int nq, Tile *t) {
     for (int i = 0; i < nq; i++)
-        memcpy(t->q + (size_t)i * a->hd, act_f32(a->q) + b * a->q_bstride + qrow(a, b, i0 + i) * a->q_tstride + h * a->hd,
-               (size_t)a->hd * 4);
+        cpu_act_load(t->q + (size_t)i * a->hd, a->q, b * a->q_bstride + qrow(a, b, i0 + i) * a->q_tstride + h * a->hd,
+                     (size_t)a->hd);
 }
 
 // S = scale · Q Kᵀ for one (query tile, key tile): [nq, kt->n], leading dimension KT.
@@ -99,21 +117,22 @@ static void forward_key_tile(const AttnArgs *a, Tile *t, int nq, const KeyTile *
                 1.0f, t->o, hd);
 }
 
-static void forward_tile(const AttnArgs *a, float *out, float *lse, int b, int h, int i0, Tile *t) {
+static void forward_tile(const AttnArgs *a, Act *out, float *lse, int b, int h, int i0, Tile *t) {
     int hd = a->hd, D = a->H * hd, nq = a->Nq - i0 < QT ? a->Nq - i0 : QT;
     load_q(a, b, h, i0, nq, t);
     memset(t->o, 0, (size_t)nq * hd * 4);
     for (int i = 0; i < nq; i++) t->m[i] = -INFINITY, t->l[i] = 0;
     KeyTile kt;
-    for (int k = 0; key_tile(a, NULL, b, h, k, &kt); k++) forward_key_tile(a, t, nq, &kt);
+    for (int k = 0; key_tile(a, NULL, b, h, k, &kt, t); k++) forward_key_tile(a, t, nq, &kt);
     for (int i = 0; i < nq; i++) {
-        float inv = 1.0f / t->l[i], *o = out + ((size_t)b * a->Nq + i0 + i) * D + h * hd;
-        for (int d = 0; d < hd; d++) o[d] = t->o[(size_t)i * hd + d] * inv;
+        float inv = 1.0f / t->l[i], *o = t->o + (size_t)i * hd;
+        for (int d = 0; d < hd; d++) o[d] *= inv;
+        cpu_act_store(out, ((size_t)b * a->Nq + i0 + i) * D + h * hd, o, (size_t)hd);   // rounded once at bf16
         lse[((size_t)b * a->H + h) * a->Nq + i0 + i] = t->m[i] + logf(t->l[i]);
     }
 }
 
-void cpu_attention_forward(const AttnArgs *a, float *out, float *lse) {
+void cpu_attention_forward(const AttnArgs *a, Act *out, float *lse) {
     int qt = (a->Nq + QT - 1) / QT;
 #pragma omp parallel
     {
@@ -131,7 +150,7 @@ void cpu_attention_forward(const AttnArgs *a, float *out, float *lse) {
 // dV += Pᵀ·dO, dK += dSᵀ·Q, dQ (t->o) += dS·K.
 static void backward_key_tile(const AttnArgs *a, Tile *t, int nq, const float *go, const float *L,
                               const float *Di, const KeyTile *kt) {
-    int hd = a->hd, D = a->H * hd, n = kt->n, ld = (int)kt->ld;
+    int hd = a->hd, D = a->H * hd, n = kt->n, ld = (int)kt->ld, ldg = (int)kt->ldg;
     tile_scores(a, t, nq, kt);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n, hd, 1.0f, go, D, kt->v, ld, 0.0f, t->dp, KT);
     for (int i = 0; i < nq; i++) {
@@ -140,23 +159,26 @@ static void backward_key_tile(const AttnArgs *a, Tile *t, int nq, const float *g
         for (int j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - Di[i]) * a->scale;
     }
     if (kt->dv)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, nq, 1.0f, t->s, KT, go, D, 1.0f, kt->dv, ld);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, nq, 1.0f, t->s, KT, go, D, 1.0f, kt->dv, ldg);
     if (kt->dk)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, nq, 1.0f, t->dp, KT, t->q, hd, 1.0f, kt->dk, ld);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, nq, 1.0f, t->dp, KT, t->q, hd, 1.0f, kt->dk, ldg);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, n, 1.0f, t->dp, KT, kt->k, ld, 1.0f, t->o, hd);
 }
 
-static void backward_tile(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
+static void backward_tile(const AttnArgs *a, const AttnGrads *g, const Act *out, const float *lse,
                           const float *dout, int b, int h, int i0, Tile *t) {
     int hd = a->hd, D = a->H * hd, nq = a->Nq - i0 < QT ? a->Nq - i0 : QT;
-    const float *go = dout + ((size_t)b * a->Nq + i0) * D + h * hd, *o = out + ((size_t)b * a->Nq + i0) * D + h * hd;
+    const float *go = dout + ((size_t)b * a->Nq + i0) * D + h * hd;
     const float *L = lse + ((size_t)b * a->H + h) * a->Nq + i0;
     float *Di = t->m;
-    for (int i = 0; i < nq; i++) Di[i] = dot(go + (size_t)i * D, o + (size_t)i * D, hd);
+    for (int i = 0; i < nq; i++) {   // Di = dO·O, with O as stored (bf16 at bf16: widened into t->o first)
+        cpu_act_load(t->o, out, ((size_t)b * a->Nq + i0 + i) * D + h * hd, (size_t)hd);
+        Di[i] = dot(go + (size_t)i * D, t->o, hd);
+    }
     load_q(a, b, h, i0, nq, t);
     memset(t->o, 0, (size_t)nq * hd * 4);
     KeyTile kt;
-    for (int k = 0; key_tile(a, g, b, h, k, &kt); k++) backward_key_tile(a, t, nq, go, L, Di, &kt);
+    for (int k = 0; key_tile(a, g, b, h, k, &kt, t); k++) backward_key_tile(a, t, nq, go, L, Di, &kt);
     if (g->dq)   // scatter-add this tile's dq (GLCA's rows are gathered)
         for (int i = 0; i < nq; i++) {
             float *dq = g->dq + b * a->q_bstride + qrow(a, b, i0 + i) * a->q_tstride + h * hd;
@@ -164,7 +186,7 @@ static void backward_tile(const AttnArgs *a, const AttnGrads *g, const float *ou
         }
 }
 
-static void backward_pair(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
+static void backward_pair(const AttnArgs *a, const AttnGrads *g, const Act *out, const float *lse,
                           const float *dout, int b, int h, Tile *t) {
     for (int i0 = 0; i0 < a->Nq; i0 += QT) backward_tile(a, g, out, lse, dout, b, h, i0, t);
 }
@@ -181,7 +203,7 @@ static int is_permutation(const int *idx, int B) {
     return ok;
 }
 
-void cpu_attention_backward(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
+void cpu_attention_backward(const AttnArgs *a, const AttnGrads *g, const Act *out, const float *lse,
                             const float *dout) {
     int B = a->B, H = a->H;
     // GLCA: queries are a gathered subset, so dq rows are distinct per b; dk/dv rows

@@ -7,7 +7,7 @@
 
 char *openblas_get_config(void);   // OpenBLAS; declared here to avoid depending on its header's location
 
-// ---- machine: always available, unlimited memory, fp32 only ----
+// ---- machine: always available, unlimited memory; fp32, and bf16 where the CPU offers it ----
 
 static int cpu_available(char *why, size_t n) {
     if (n) why[0] = 0;
@@ -35,14 +35,34 @@ static void cpu_model(char *out, size_t cap) {
 }
 
 static void cpu_describe(char *buf, size_t n) {
-    char model[256];
+    char model[256], numerics[320];
     cpu_model(model, sizeof model);
-    snprintf(buf, n, "cpu: %s, %d OpenMP threads; %s; %s; precision fp32: GEMM fp32 (OpenBLAS sgemm), "
-             "attention fp32 (fused, exact softmax)", model, omp_get_max_threads(), openblas_get_config(),
-             cpu_vecmath_name());
+    if (cpu_bf16)
+        snprintf(numerics, sizeof numerics, "precision bf16: GEMM bf16 operands, fp32 accumulation (%s), "
+                 "attention fp32 on bf16 q/k/v (fused, exact softmax)",
+                 cpu_bf16_dnnl() ? cpu_dnnl_describe() : "portable: OpenBLAS sgemm on widened bf16 values");
+    else
+        snprintf(numerics, sizeof numerics, "precision fp32: GEMM fp32 (OpenBLAS sgemm), attention fp32 (fused, "
+                 "exact softmax)");
+    snprintf(buf, n, "cpu: %s, %d OpenMP threads; %s; %s; %s", model, omp_get_max_threads(), openblas_get_config(),
+             cpu_vecmath_name(), numerics);
 }
 
-static int cpu_set_precision(const char *p) { return !strcmp(p, "fp32"); }
+// "fp32", and " bf16" after it where this CPU offers bf16 (bf16.c; fp32 stays first, so
+// train.precision=auto is fp32 here); filled before main. why: the reason when it is not.
+static char cpu_precisions[16] = "fp32", cpu_bf16_why[512];
+__attribute__((constructor)) static void cpu_precisions_init(void) {
+    if (cpu_bf16_offered(cpu_bf16_why, sizeof cpu_bf16_why)) strcat(cpu_precisions, " bf16");
+}
+static const char *cpu_precision_note(void) { return cpu_bf16_why[0] ? cpu_bf16_why : NULL; }
+
+static int cpu_set_precision(const char *p) {
+    if (!strcmp(p, "fp32") || (!strcmp(p, "bf16") && strstr(cpu_precisions, "bf16"))) {
+        cpu_bf16 = !strcmp(p, "bf16");
+        return 1;
+    }
+    return 0;
+}
 
 // ---- memory: plain host memory ----
 
@@ -61,45 +81,34 @@ static int cpu_graph_run(int key, void (*body)(void *ctx), void *ctx) {
     return 0;
 }
 static void cpu_graph_reset(void) {}
-static size_t cpu_scratch_peak(void) { return 0; }
+static size_t cpu_scratch_peak(void) { return cpu_scratch_peak_bytes(); }
 
-// ---- Act storage: fp32 (the CPU's one precision), so conversions are copies ----
+// ---- Act storage: fp32, or bf16 after set_precision("bf16") (bf16.c) ----
 
-static size_t cpu_act_bytes(void) { return sizeof(float); }
-static void cpu_act_from_f32(Act *dst, const float *src, size_t n) { memmove(dst, src, n * sizeof(float)); }
-static void cpu_act_to_f32(float *dst, const Act *src, size_t n) { memmove(dst, src, n * sizeof(float)); }
-// The ops with Act inputs or outputs (backend.h): the fp32 functions as they are.
+static size_t cpu_act_bytes(void) { return cpu_bf16 ? 2 : sizeof(float); }
+static void cpu_act_from_f32(Act *dst, const float *src, size_t n) {
+    if (cpu_bf16) cpu_bf16_pack((uint16_t *)dst, src, n);
+    else memmove(dst, src, n * sizeof(float));
+}
+static void cpu_act_to_f32(float *dst, const Act *src, size_t n) {
+    if (cpu_bf16) cpu_bf16_unpack(dst, (const uint16_t *)src, n);
+    else memmove(dst, src, n * sizeof(float));
+}
+// The GEMMs with an Act input: the fp32 functions as they are, or their bf16 twins.
 static void cpu_linear_forward_act(Act *out, const Act *inp, const float *w, const float *b, int rows, int IC,
                                    int OC) {
-    cpu_linear_forward((float *)out, (const float *)inp, w, b, rows, IC, OC);
+    if (cpu_bf16) cpu_linear_forward_act_bf16(out, inp, w, b, rows, IC, OC);
+    else cpu_linear_forward((float *)out, act_f32(inp), w, b, rows, IC, OC);
 }
 static void cpu_linear_forward_a(float *out, const Act *inp, const float *w, const float *b, int rows, int IC,
                                  int OC) {
-    cpu_linear_forward(out, (const float *)inp, w, b, rows, IC, OC);
+    if (cpu_bf16) cpu_linear_forward_bf16(out, inp, w, b, rows, IC, OC);
+    else cpu_linear_forward(out, act_f32(inp), w, b, rows, IC, OC);
 }
 static void cpu_linear_backward_a(float *dinp, float *dw, float *db, const float *dout, const Act *inp,
                                   const float *w, int rows, int IC, int OC) {
-    cpu_linear_backward(dinp, dw, db, dout, (const float *)inp, w, rows, IC, OC);
-}
-static void cpu_im2col_forward_a(Act *cols, const float *img, int B, int C, int S, int p) {
-    cpu_im2col_forward((float *)cols, img, B, C, S, p);
-}
-static void cpu_layernorm_forward_a(Act *out, float *mean, float *rstd, const float *inp, const float *w,
-                                    const float *b, int rows, int D, float eps) {
-    cpu_layernorm_forward((float *)out, mean, rstd, inp, w, b, rows, D, eps);
-}
-static void cpu_gelu_forward_a(Act *out, const Act *inp, size_t n) { cpu_gelu_forward((float *)out, inp, n); }
-static void cpu_residual_layernorm_forward_a(float *h, Act *out, float *mean, float *rstd, const float *x,
-                                             const float *f, const float *scale, const float *w, const float *b,
-                                             int B, int rows_per_b, int D, float eps) {
-    cpu_residual_layernorm_forward(h, (float *)out, mean, rstd, x, f, scale, w, b, B, rows_per_b, D, eps);
-}
-static void cpu_attention_forward_a(const AttnArgs *a, Act *out, float *lse) {
-    cpu_attention_forward(a, (float *)out, lse);
-}
-static void cpu_attention_backward_a(const AttnArgs *a, const AttnGrads *g, const Act *out, const float *lse,
-                                     const float *dout) {
-    cpu_attention_backward(a, g, (const float *)out, lse, dout);
+    if (cpu_bf16) cpu_linear_backward_bf16(dinp, dw, db, dout, inp, w, rows, IC, OC);
+    else cpu_linear_backward(dinp, dw, db, dout, act_f32(inp), w, rows, IC, OC);
 }
 
 const Backend backend_cpu = {
@@ -108,7 +117,8 @@ const Backend backend_cpu = {
     .free_memory = cpu_free_memory,
     .scratch_peak = cpu_scratch_peak,
     .describe = cpu_describe,
-    .precisions = "fp32",
+    .precisions = cpu_precisions,
+    .precision_note = cpu_precision_note,
     .set_precision = cpu_set_precision,
     .set_attention = NULL,   // dcal's attention only
     .act_bytes = cpu_act_bytes,
@@ -128,25 +138,25 @@ const Backend backend_cpu = {
     .host_ready = cpu_no_wait,
     .graph_run = cpu_graph_run,
     .graph_reset = cpu_graph_reset,
-    .im2col_forward = cpu_im2col_forward_a,
+    .im2col_forward = cpu_im2col_forward,
     .tokens_forward = cpu_tokens_forward,
     .tokens_backward = cpu_tokens_backward,
-    .layernorm_forward = cpu_layernorm_forward_a,
+    .layernorm_forward = cpu_layernorm_forward,
     .layernorm_backward = cpu_layernorm_backward,
     .linear_forward = cpu_linear_forward_a,
     .linear_backward = cpu_linear_backward_a,
     .linear_forward_act = cpu_linear_forward_act,
-    .gelu_forward = cpu_gelu_forward_a,
+    .gelu_forward = cpu_gelu_forward,
     .gelu_backward = cpu_gelu_backward,
     .residual_forward = cpu_residual_forward,
     .residual_backward = cpu_residual_backward,
-    .residual_layernorm_forward = cpu_residual_layernorm_forward_a,
+    .residual_layernorm_forward = cpu_residual_layernorm_forward,
     .residual_layernorm_backward = cpu_residual_layernorm_backward,
     .droppath_masks = cpu_droppath_masks,
     .gather_rows_forward = cpu_gather_rows_forward,
     .gather_rows_backward = cpu_gather_rows_backward,
-    .attention_forward = cpu_attention_forward_a,
-    .attention_backward = cpu_attention_backward_a,
+    .attention_forward = cpu_attention_forward,
+    .attention_backward = cpu_attention_backward,
     .rollout_step_attn = cpu_rollout_step_attn,
     .topk_select = cpu_topk_select,
     .crossentropy_forward = cpu_crossentropy_forward,

@@ -4,25 +4,31 @@
 #pragma once
 #include "backend/backend.h"
 
-// The CPU runs precision fp32 only, so its Act tensors are plain floats.
+// An Act at precision fp32 is plain floats (at bf16 see the end of this file).
 static inline const float *act_f32(const Act *p) { return (const float *)p; }
 
 // linear.c, layernorm.c, elementwise.c, adamw.c
-void cpu_im2col_forward(float *cols, const float *img, int B, int C, int S, int p);
+void cpu_im2col_forward(Act *cols, const float *img, int B, int C, int S, int p);
 void cpu_tokens_forward(float *x0, const float *pe, const float *cls, const float *pos, int B, int N, int D);
 void cpu_tokens_backward(float *dpe, float *dcls, float *dpos, const float *dx0, int B, int N, int D);
-void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+void cpu_layernorm_forward(Act *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                            int rows, int D, float eps);
 void cpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                             const float *mean, const float *rstd, int rows, int D);
 void cpu_linear_forward(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC);
 void cpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                          int rows, int IC, int OC);
-void cpu_gelu_forward(float *out, const Act *inp, size_t n);
+void cpu_linear_bias_backward(float *db, const float *dout, int rows, int OC);
+// linear_bf16.c: the same three at precision bf16 (Act input bf16; the weight and dout rounded).
+void cpu_linear_forward_bf16(float *out, const Act *inp, const float *w, const float *b, int rows, int IC, int OC);
+void cpu_linear_forward_act_bf16(Act *out, const Act *inp, const float *w, const float *b, int rows, int IC, int OC);
+void cpu_linear_backward_bf16(float *dinp, float *dw, float *db, const float *dout, const Act *inp, const float *w,
+                              int rows, int IC, int OC);
+void cpu_gelu_forward(Act *out, const Act *inp, size_t n);
 void cpu_gelu_backward(float *dinp, const Act *inp, const float *dout, size_t n);
 void cpu_residual_forward(float *out, const float *x, const float *f, const float *scale, int B, size_t n_per_b);
 void cpu_residual_backward(float *dx, float *df, const float *dout, const float *scale, int B, size_t n_per_b);
-void cpu_residual_layernorm_forward(float *h, float *out, float *mean, float *rstd, const float *x, const float *f,
+void cpu_residual_layernorm_forward(float *h, Act *out, float *mean, float *rstd, const float *x, const float *f,
                                     const float *scale, const float *w, const float *b, int B, int rows_per_b, int D,
                                     float eps);
 void cpu_residual_layernorm_backward(float *dx, float *df, float *dw, float *db, const float *dskip,
@@ -50,8 +56,56 @@ const char *cpu_vecmath_name(void);
 int cpu_use_avx2(void);   // the CPU has AVX2 and FMA (asked once per process): the vector paths run
 
 // attention.c, rollout.c
-void cpu_attention_forward(const AttnArgs *a, float *out, float *lse);
-void cpu_attention_backward(const AttnArgs *a, const AttnGrads *g, const float *out, const float *lse,
+void cpu_attention_forward(const AttnArgs *a, Act *out, float *lse);
+void cpu_attention_backward(const AttnArgs *a, const AttnGrads *g, const Act *out, const float *lse,
                             const float *dout);
 void cpu_rollout_step_attn(const AttnArgs *a, const float *lse, float *r, float *tmp);
 void cpu_topk_select(int *sel, const float *r, int B, int N, int K);
+
+// ---- precision bf16 on the CPU (bf16.c; ARCHITECTURE.md §3) ----
+// At "bf16" the Act tensors are bf16 (the top half of an fp32, rounded to nearest even where
+// they are written); GEMMs multiply bf16 operands with fp32 accumulation; everything else,
+// statistics, softmax and gradients included, stays fp32: the CUDA backend's contract.
+extern int cpu_bf16;   // 1 after set_precision("bf16")
+static inline float bf16_f32(uint16_t h) {
+    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+    return v.f;
+}
+static inline uint16_t f32_bf16(float f) {   // round to nearest even; a NaN stays a (quiet) NaN
+    union { float f; uint32_t u; } v = {f};
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)(v.u >> 16 | 0x40);
+    return (uint16_t)((v.u + 0x7fffu + (v.u >> 16 & 1)) >> 16);
+}
+void cpu_bf16_pack(uint16_t *dst, const float *src, size_t n);     // round
+void cpu_bf16_unpack(float *dst, const uint16_t *src, size_t n);   // widen (exact)
+void cpu_bf16_round(float *dst, const float *src, size_t n);       // fp32 → its bf16 value, as fp32
+// Act element i.. of p at the precision in force: widened into dst / rounded from src (fp32: copies).
+void cpu_act_load(float *dst, const Act *p, size_t i, size_t n);
+void cpu_act_store(Act *p, size_t i, const float *src, size_t n);
+// Why bf16 is (not) offered here: 1 when the CPU has AVX512_BF16 or AMX-BF16, or when
+// DCAL_CPU_BF16=portable asks for bf16 numerics on any CPU (GEMMs on widened copies, slower
+// than fp32: for tests). The reason for a refusal goes to why (n bytes).
+int cpu_bf16_offered(char *why, size_t n);
+// 1 when oneDNN runs the bf16 GEMMs: it makes a bf16 matmul here and DCAL_CPU_BF16 is not "portable".
+int cpu_bf16_dnnl(void);
+// Grow-only host scratch, one buffer per slot (slots below), reused across calls and steps;
+// the largest total is scratch_peak (the planner's cpu_scratch_rule.h).
+enum { CPU_SCRATCH_A, CPU_SCRATCH_B, CPU_SCRATCH_C, CPU_SCRATCH_NSLOTS };
+void *cpu_scratch(int slot, size_t bytes);
+size_t cpu_scratch_peak_bytes(void);
+
+// gemm_dnnl.c: bf16 GEMMs through oneDNN's matmul primitive (CPUs with AVX512_BF16 or AMX).
+// C [M, N] (row-major, ldc) = op(A)·op(B) (+ C when accumulate), fp32 accumulation and output.
+// op(A) is [M, K]: A stored [M, K] row-major (ta = 0) or [K, M] (ta = 1), lda its row stride;
+// op(B) is [K, N]: B stored [K, N] (tb = 0) or [N, K] (tb = 1), ldb its row stride.
+// cpu_dnnl_gemm_bf16 takes bf16 (uint16_t) A and B; cpu_dnnl_gemm_f32 the same with fp32
+// operands (the same code and layouts, so its tests run on any CPU). Each returns 1 when it
+// ran, 0 when oneDNN cannot here (built without oneDNN, or no primitive for this CPU).
+int cpu_dnnl_gemm_bf16(int ta, int tb, int M, int N, int K, const uint16_t *A, int lda, const uint16_t *B, int ldb,
+                       int accumulate, float *C, int ldc);
+int cpu_dnnl_gemm_f32(int ta, int tb, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                      int accumulate, float *C, int ldc);
+// 1 when oneDNN makes a bf16 matmul on this CPU (probed once); its one-line description
+// ("oneDNN 2.6.3, bf16 matmul brg:avx512_core_amx" or why not) for the manifest.
+int cpu_dnnl_bf16_ready(void);
+const char *cpu_dnnl_describe(void);

@@ -11,25 +11,30 @@
 // the elementwise rest.
 enum { GELU_CHUNK = 1024 };
 
-void cpu_gelu_forward(float *out, const Act *act, size_t n) {
-    const float *inp = act_f32(act);
+// Input and output are Acts: at bf16 a chunk is widened into xb, and its result (in yb)
+// rounded once where it is written; at fp32 both are read and written in place.
+void cpu_gelu_forward(Act *out, const Act *act, size_t n) {
 #pragma omp parallel for schedule(static)
     for (size_t c = 0; c < n; c += GELU_CHUNK) {
         size_t len = n - c < GELU_CHUNK ? n - c : GELU_CHUNK;
-        float erf_[GELU_CHUNK];
-        cpu_verf(erf_, inp + c, (float)M_SQRT1_2, len);
-        for (size_t i = 0; i < len; i++) out[c + i] = 0.5f * inp[c + i] * (1.0f + erf_[i]);
+        float erf_[GELU_CHUNK], xb[GELU_CHUNK], yb[GELU_CHUNK];
+        const float *x = cpu_bf16 ? xb : act_f32(act) + c;
+        float *y = cpu_bf16 ? yb : (float *)out + c;
+        if (cpu_bf16) cpu_act_load(xb, act, c, len);
+        cpu_verf(erf_, x, (float)M_SQRT1_2, len);
+        for (size_t i = 0; i < len; i++) y[i] = 0.5f * x[i] * (1.0f + erf_[i]);
+        if (cpu_bf16) cpu_act_store(out, c, yb, len);
     }
 }
 
 void cpu_gelu_backward(float *dinp, const Act *act, const float *dout, size_t n) {
-    const float *inp = act_f32(act);
     const float inv_sqrt_2pi = 0.3989422804014327f;
 #pragma omp parallel for schedule(static)
     for (size_t c = 0; c < n; c += GELU_CHUNK) {
         size_t len = n - c < GELU_CHUNK ? n - c : GELU_CHUNK;
-        const float *x = inp + c;
-        float erf_[GELU_CHUNK], gauss[GELU_CHUNK];
+        float erf_[GELU_CHUNK], gauss[GELU_CHUNK], xb[GELU_CHUNK];
+        const float *x = cpu_bf16 ? xb : act_f32(act) + c;
+        if (cpu_bf16) cpu_act_load(xb, act, c, len);
         cpu_verf(erf_, x, (float)M_SQRT1_2, len);
         for (size_t i = 0; i < len; i++) gauss[i] = -0.5f * x[i] * x[i];
         cpu_vexp(gauss, gauss, 0.0f, len);

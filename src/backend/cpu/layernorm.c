@@ -4,8 +4,10 @@
 // gradients. Every loop that reduces over rows runs in a fixed order, so results
 // never depend on the thread count.
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include "backend/cpu/cpu.h"
+#include "core/common.h"
 
 // One row: statistics in double, then the normalised row. Shared by the plain and
 // the residual-fused op so that both give the same bits.
@@ -21,11 +23,26 @@ static inline void ln_row(float *o, float *mean, float *rstd, const float *x, co
     *rstd = rs;
 }
 
-void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+// The output is an Act: at bf16 each row is normalised into a per-thread fp32 row, then
+// rounded once where it is written.
+void cpu_layernorm_forward(Act *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                            int rows, int D, float eps) {
+    if (!cpu_bf16) {
 #pragma omp parallel for
-    for (int r = 0; r < rows; r++)
-        ln_row(out + (size_t)r * D, mean + r, rstd + r, inp + (size_t)r * D, w, b, D, eps);
+        for (int r = 0; r < rows; r++)
+            ln_row((float *)out + (size_t)r * D, mean + r, rstd + r, inp + (size_t)r * D, w, b, D, eps);
+        return;
+    }
+#pragma omp parallel
+    {
+        float *row = xmalloc((size_t)D * sizeof(float));
+#pragma omp for
+        for (int r = 0; r < rows; r++) {
+            ln_row(row, mean + r, rstd + r, inp + (size_t)r * D, w, b, D, eps);
+            cpu_act_store(out, (size_t)r * D, row, (size_t)D);
+        }
+        free(row);
+    }
 }
 
 // One row's two means of the input gradient: a = mean(g·w), c = mean(g·w·x̂).
@@ -86,16 +103,22 @@ void cpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout
 
 // Residual + LayerNorm (backend.h): each row's h is written, then normalised from
 // what was written, so every float is the one the two separate ops produce.
-void cpu_residual_layernorm_forward(float *h, float *out, float *mean, float *rstd, const float *x, const float *f,
+void cpu_residual_layernorm_forward(float *h, Act *out, float *mean, float *rstd, const float *x, const float *f,
                                     const float *scale, const float *w, const float *b, int B, int rows_per_b, int D,
                                     float eps) {
     int rows = B * rows_per_b;
-#pragma omp parallel for
-    for (int r = 0; r < rows; r++) {
-        float s = scale ? scale[r / rows_per_b] : 1.0f;
-        size_t o = (size_t)r * D;
-        for (int i = 0; i < D; i++) h[o + i] = x[o + i] + s * f[o + i];
-        ln_row(out + o, mean + r, rstd + r, h + o, w, b, D, eps);
+#pragma omp parallel
+    {
+        float *row = cpu_bf16 ? xmalloc((size_t)D * sizeof(float)) : NULL;   // bf16: as layernorm_forward
+#pragma omp for
+        for (int r = 0; r < rows; r++) {
+            float s = scale ? scale[r / rows_per_b] : 1.0f;
+            size_t o = (size_t)r * D;
+            for (int i = 0; i < D; i++) h[o + i] = x[o + i] + s * f[o + i];
+            ln_row(row ? row : (float *)out + o, mean + r, rstd + r, h + o, w, b, D, eps);
+            if (row) cpu_act_store(out, o, row, (size_t)D);
+        }
+        free(row);
     }
 }
 

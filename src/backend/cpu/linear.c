@@ -7,17 +7,18 @@
 #include <string.h>
 #include "backend/cpu/cpu.h"
 
-void cpu_im2col_forward(float *cols, const float *img, int B, int C, int S, int p) {
+// cols is an Act: rounded where it is written at bf16 (cpu_act_store), a copy at fp32.
+void cpu_im2col_forward(Act *cols, const float *img, int B, int C, int S, int p) {
     int g = S / p, P = g * g, K = C * p * p;
 #pragma omp parallel for collapse(2)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < P; t++) {
             int py = t / g, px = t % g;
-            float *row = cols + ((size_t)b * P + t) * K;
+            size_t row = ((size_t)b * P + t) * K;
             for (int c = 0; c < C; c++)
                 for (int ky = 0; ky < p; ky++) {
                     const float *src = img + (((size_t)b * C + c) * S + py * p + ky) * S + px * p;
-                    memcpy(row + (c * p + ky) * p, src, (size_t)p * sizeof(float));
+                    cpu_act_store(cols, row + (size_t)(c * p + ky) * p, src, (size_t)p);
                 }
         }
 }
@@ -67,7 +68,7 @@ void cpu_linear_forward(float *out, const float *inp, const float *w, const floa
 // a row is read contiguously and the adds vectorise.
 enum { DB_COLS = 64 };
 
-static void linear_bias_backward(float *db, const float *dout, int rows, int OC) {
+void cpu_linear_bias_backward(float *db, const float *dout, int rows, int OC) {
 #pragma omp parallel for schedule(static)
     for (int o0 = 0; o0 < OC; o0 += DB_COLS) {
         int n = OC - o0 < DB_COLS ? OC - o0 : DB_COLS;
@@ -86,5 +87,5 @@ void cpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, c
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, IC, OC, 1.0f, dout, OC, w, IC, 1.0f, dinp, IC);
     if (dw)     // dW [OC, IC] += doutᵀ · inp
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, rows, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
-    if (db) linear_bias_backward(db, dout, rows, OC);
+    if (db) cpu_linear_bias_backward(db, dout, rows, OC);
 }

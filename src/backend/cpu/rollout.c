@@ -17,14 +17,22 @@
 // kernels round differently for other column blockings). Scratch: H·PR·N scores.
 enum { PR = 64, PJ = 64 };
 
-// st[h] [nq, N] = scale·q_i·k_j of head h for the query rows i0 .. i0+nq-1.
-static void head_scores(const AttnArgs *a, int b, int h, int i0, int nq, float *qt, float *st) {
-    int hd = a->hd;
+// st[h] [nq, N] = scale·q_i·k_j of head h for the query rows i0 .. i0+nq-1. At bf16 q and k
+// are widened first (qt; kt, N rows of hd), at fp32 k is read in place.
+static void head_scores(const AttnArgs *a, int b, int h, int i0, int nq, float *qt, float *kt, float *st) {
+    int hd = a->hd, ldk = (int)a->kv1_tstride;
     for (int i = 0; i < nq; i++)
-        memcpy(qt + (size_t)i * hd, act_f32(a->q) + b * a->q_bstride + qrow(a, b, i0 + i) * a->q_tstride + h * hd,
-               (size_t)hd * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, a->n1, hd, a->scale, qt, hd,
-                act_f32(a->k1) + b * a->kv1_bstride + h * hd, (int)a->kv1_tstride, 0.0f, st, a->n1);
+        cpu_act_load(qt + (size_t)i * hd, a->q, b * a->q_bstride + qrow(a, b, i0 + i) * a->q_tstride + h * hd,
+                     (size_t)hd);
+    long koff = b * a->kv1_bstride + h * hd;
+    const float *k = kt;
+    if (cpu_bf16) {
+        for (int j = 0; j < a->n1; j++) cpu_act_load(kt + (size_t)j * hd, a->k1, koff + j * a->kv1_tstride, (size_t)hd);
+        ldk = hd;
+    } else {
+        k = act_f32(a->k1) + koff;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, a->n1, hd, a->scale, qt, hd, k, ldk, 0.0f, st, a->n1);
 }
 
 // t_j += Σ_{i in tile} (0.5·r_i)·S_ij for j in [j0, j0+PJ), i ascending; S_ij is summed
@@ -51,6 +59,7 @@ void cpu_rollout_step_attn(const AttnArgs *a, const float *lse, float *r, float 
 #pragma omp parallel
     {
         float *qt = xmalloc((size_t)PR * a->hd * sizeof(float));
+        float *kt = xmalloc(cpu_bf16 ? (size_t)N * a->hd * sizeof(float) : 4);
         for (int b = 0; b < a->B; b++) {
             const float *rb = r + (size_t)b * N;
             float *t = tmp + (size_t)b * N;
@@ -59,12 +68,13 @@ void cpu_rollout_step_attn(const AttnArgs *a, const float *lse, float *r, float 
             for (int i0 = 0; i0 < N; i0 += PR) {
                 int nq = N - i0 < PR ? N - i0 : PR;
 #pragma omp for schedule(static)
-                for (int h = 0; h < H; h++) head_scores(a, b, h, i0, nq, qt, st + (size_t)h * PR * N);
+                for (int h = 0; h < H; h++) head_scores(a, b, h, i0, nq, qt, kt, st + (size_t)h * PR * N);
 #pragma omp for schedule(static)
                 for (int j0 = 0; j0 < N; j0 += PJ) fold_cols(a, lse, rb, t, b, i0, nq, j0, st);
             }
         }
         free(qt);
+        free(kt);
     }
     free(st);
     memcpy(r, tmp, (size_t)a->B * N * sizeof(float));

@@ -1,0 +1,86 @@
+// bf16.c: the CPU's precision bf16 — Act storage in bf16, conversions, whether the CPU offers
+// it, and the host scratch its GEMMs widen operands into (cpu.h).
+#include <cpuid.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "backend/cpu/cpu.h"
+#include "core/common.h"
+
+int cpu_bf16;
+
+// Conversions: in parallel over large arrays (they run once per Act tensor a step writes).
+void cpu_bf16_pack(uint16_t *dst, const float *src, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) dst[i] = f32_bf16(src[i]);
+}
+
+void cpu_bf16_unpack(float *dst, const uint16_t *src, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_f32(src[i]);
+}
+
+void cpu_bf16_round(float *dst, const float *src, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_f32(f32_bf16(src[i]));
+}
+
+void cpu_act_load(float *dst, const Act *p, size_t i, size_t n) {
+    if (cpu_bf16)
+        for (size_t j = 0; j < n; j++) dst[j] = bf16_f32(((const uint16_t *)p)[i + j]);
+    else
+        memcpy(dst, (const float *)p + i, n * sizeof(float));
+}
+
+void cpu_act_store(Act *p, size_t i, const float *src, size_t n) {
+    if (cpu_bf16)
+        for (size_t j = 0; j < n; j++) ((uint16_t *)p)[i + j] = f32_bf16(src[j]);
+    else
+        memcpy((float *)p + i, src, n * sizeof(float));
+}
+
+// AVX512_BF16: CPUID.(EAX=7, ECX=1):EAX[5]; AMX-BF16: CPUID.(EAX=7, ECX=0):EDX[22].
+static int cpu_has_bf16_insns(void) {
+    unsigned a, b, c, d;
+    int amx = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d >> 22 & 1);
+    int avx512 = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a >> 5 & 1);
+    return amx || avx512;
+}
+
+int cpu_bf16_offered(char *why, size_t n) {
+    const char *env = getenv("DCAL_CPU_BF16");
+    if (n) why[0] = 0;
+    if (env && !strcmp(env, "portable")) return 1;
+    if (cpu_has_bf16_insns() && cpu_dnnl_bf16_ready()) return 1;
+    snprintf(why, n, "%s (DCAL_CPU_BF16=portable runs bf16 numerics on any CPU, slower than fp32: for tests)",
+             cpu_has_bf16_insns() ? cpu_dnnl_describe()
+                                  : "bf16 on the CPU needs AVX512_BF16 or AMX-BF16, and this CPU has neither");
+    return 0;
+}
+
+int cpu_bf16_dnnl(void) {
+    static int v = -1;   // asked once: the engine never changes inside a run
+    if (v < 0) {
+        const char *env = getenv("DCAL_CPU_BF16");
+        v = !(env && !strcmp(env, "portable")) && cpu_has_bf16_insns() && cpu_dnnl_bf16_ready();
+    }
+    return v;
+}
+
+// ---- scratch: grow-only, one buffer per slot ----
+static void *scratch[CPU_SCRATCH_NSLOTS];
+static size_t scratch_n[CPU_SCRATCH_NSLOTS], scratch_peak;
+
+void *cpu_scratch(int slot, size_t bytes) {
+    if (bytes > scratch_n[slot]) {
+        free(scratch[slot]);
+        scratch[slot] = xmalloc(bytes);
+        scratch_n[slot] = bytes;
+        size_t t = 0;
+        for (int s = 0; s < CPU_SCRATCH_NSLOTS; s++) t += scratch_n[s];
+        if (t > scratch_peak) scratch_peak = t;
+    }
+    return scratch[slot];
+}
+
+size_t cpu_scratch_peak_bytes(void) { return scratch_peak; }

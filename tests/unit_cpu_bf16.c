@@ -1,0 +1,130 @@
+// unit_cpu_bf16.c: the CPU backend at precision bf16 (src/backend/cpu/bf16.c, linear_bf16.c).
+//  * rounding: f32_bf16 on hand-picked values (ties to even, carries into the exponent,
+//    overflow to infinity, NaN kept) and pack/unpack against it;
+//  * the offer: bf16 is listed exactly when offered, with a reason when it is not, and
+//    set_precision follows the list;
+//  * the GEMMs multiply bf16 operands: a linear call at bf16 matches a float64 product of the
+//    bf16-ROUNDED operands to fp32-summation accuracy (1e-5), a bound that an fp32 operand
+//    (≈ 2^-9 off) breaks; over CPU_LIN_ROWS rows so that the row chunks are covered.
+// The test runs under DCAL_CPU_BF16=portable (set below, before the backend reads it: the
+// table is filled before main, so the test re-executes itself with it set).
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "backend/cpu/cpu.h"
+#include "core/common.h"
+#include "core/rng.h"
+#include "testutil.h"
+
+static uint32_t bits(float f) { union { float f; uint32_t u; } v = {f}; return v.u; }
+static float from_bits(uint32_t u) { union { uint32_t u; float f; } v = {u}; return v.f; }
+
+START_TEST(test_rounding_hand_cases) {
+    ck_assert_uint_eq(f32_bf16(1.0f), 0x3f80);
+    ck_assert_uint_eq(f32_bf16(from_bits(0x3f808000)), 0x3f80);   // tie, even below: down
+    ck_assert_uint_eq(f32_bf16(from_bits(0x3f818000)), 0x3f82);   // tie, odd below: up
+    ck_assert_uint_eq(f32_bf16(from_bits(0x3f808001)), 0x3f81);   // above the tie: up
+    ck_assert_uint_eq(f32_bf16(from_bits(0x3fffffff)), 0x4000);   // carries into the exponent
+    ck_assert_uint_eq(f32_bf16(-2.5f), 0xc020);
+    ck_assert_uint_eq(f32_bf16(from_bits(0x7f7fffff)), 0x7f80);   // FLT_MAX rounds to +inf
+    ck_assert_uint_eq(f32_bf16(INFINITY), 0x7f80);
+    ck_assert(isnan(bf16_f32(f32_bf16(NAN))));
+    ck_assert(isnan(bf16_f32(f32_bf16(from_bits(0x7f800001)))));   // a NaN whose top half is inf
+    ck_assert_uint_eq(bits(bf16_f32(0x3f81)), 0x3f810000);
+    float src[5] = {1.0f, from_bits(0x3f818000), -2.5f, 3.14159f, -0.0f}, r[5];
+    uint16_t h[5];
+    cpu_bf16_pack(h, src, 5);
+    cpu_bf16_round(r, src, 5);
+    for (int i = 0; i < 5; i++) {
+        ck_assert_uint_eq(h[i], f32_bf16(src[i]));
+        ck_assert_uint_eq(bits(r[i]), bits(bf16_f32(h[i])));
+    }
+    ck_assert_uint_eq(h[4], 0x8000);   // −0 keeps its sign
+}
+END_TEST
+
+START_TEST(test_offer_and_set_precision) {
+    const Backend *be = &backend_cpu;
+    const char *note = be->precision_note();
+    int listed = strstr(be->precisions, "bf16") != NULL;
+    ck_assert_msg(listed == (note == NULL), "precisions '%s', note '%s'", be->precisions, note ? note : "(none)");
+    ck_assert_msg(!strncmp(be->precisions, "fp32", 4), "fp32 must stay first (auto): '%s'", be->precisions);
+    ck_assert(listed);   // DCAL_CPU_BF16=portable here
+    ck_assert(be->set_precision("bf16"));
+    ck_assert_uint_eq(be->act_bytes(), 2);
+    ck_assert(!be->set_precision("fp16"));
+    ck_assert_uint_eq(be->act_bytes(), 2);   // a refused call changes nothing
+    ck_assert(be->set_precision("fp32"));
+    ck_assert_uint_eq(be->act_bytes(), 4);
+}
+END_TEST
+
+static float *normal(size_t n, uint64_t idx, float scale) {
+    float *h = xmalloc(n * sizeof(float));
+    Rng r;
+    rng_init(&r, 5, 0, idx, RNG_TEST);
+    for (size_t i = 0; i < n; i++) h[i] = scale * rng_normal(&r);
+    return h;
+}
+static double rb(float f) { return bf16_f32(f32_bf16(f)); }
+
+// Forward and both backward products at bf16 against float64 on the rounded operands.
+START_TEST(test_linear_multiplies_bf16_operands) {
+    const Backend *be = &backend_cpu;
+    ck_assert(be->set_precision("bf16"));
+    int rows = CPU_LIN_ROWS + 77, IC = 40, OC = 24;
+    float *x = normal((size_t)rows * IC, 1, 1.0f), *w = normal((size_t)OC * IC, 2, 0.3f), *b = normal(OC, 3, 1.0f);
+    float *g = normal((size_t)rows * OC, 4, 1.0f), *out = xmalloc((size_t)rows * OC * 4);
+    float *dx = calloc((size_t)rows * IC, 4), *dw = calloc((size_t)OC * IC, 4);
+    Act *xa = be->alloc((size_t)rows * IC * 2);
+    be->act_from_f32(xa, x, (size_t)rows * IC);
+    be->linear_forward(out, xa, w, b, rows, IC, OC);
+    be->linear_backward(dx, dw, NULL, g, xa, w, rows, IC, OC);
+    double ef = 0, ex = 0, ew = 0, mf = 0, mx = 0, mw = 0;
+    for (int r = 0; r < rows; r++)
+        for (int o = 0; o < OC; o++) {
+            double s = b[o];
+            for (int i = 0; i < IC; i++) s += rb(x[(size_t)r * IC + i]) * rb(w[(size_t)o * IC + i]);
+            ef = fmax(ef, fabs(out[(size_t)r * OC + o] - s)), mf = fmax(mf, fabs(s));
+        }
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < IC; i++) {
+            double s = 0;
+            for (int o = 0; o < OC; o++) s += rb(g[(size_t)r * OC + o]) * rb(w[(size_t)o * IC + i]);
+            ex = fmax(ex, fabs(dx[(size_t)r * IC + i] - s)), mx = fmax(mx, fabs(s));
+        }
+    for (int o = 0; o < OC; o++)
+        for (int i = 0; i < IC; i++) {
+            double s = 0;
+            for (int r = 0; r < rows; r++) s += rb(g[(size_t)r * OC + o]) * rb(x[(size_t)r * IC + i]);
+            ew = fmax(ew, fabs(dw[(size_t)o * IC + i] - s)), mw = fmax(mw, fabs(s));
+        }
+    printf("bf16 linear vs float64 on rounded operands: fwd %.2e dinp %.2e dW %.2e (relative)\n", ef / mf, ex / mx,
+           ew / mw);
+    ck_assert_msg(ef / mf < 1e-5 && ex / mx < 1e-5 && ew / mw < 1e-5, "a GEMM operand was not rounded to bf16");
+    ck_assert_uint_gt(be->scratch_peak(), 0);
+    be->set_precision("fp32");
+    be->free(xa);
+    free(x), free(w), free(b), free(g), free(out), free(dx), free(dw);
+}
+END_TEST
+
+int main(int argc, char **argv) {
+    (void)argc;
+    const char *env = getenv("DCAL_CPU_BF16");
+    if (!env || strcmp(env, "portable")) {   // the backend reads it before main: run again with it set
+        setenv("DCAL_CPU_BF16", "portable", 1);
+        execv("/proc/self/exe", argv);
+        perror("execv");
+        return 1;
+    }
+    Suite *s = suite_create("cpu_bf16");
+    TCase *tc = tcase_create("cpu_bf16");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_rounding_hand_cases);
+    tcase_add_test(tc, test_offer_and_set_precision);
+    tcase_add_test(tc, test_linear_multiplies_bf16_operands);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
