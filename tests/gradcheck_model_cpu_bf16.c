@@ -11,7 +11,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include "model/model.h"
 #include "model/plan.h"
 #include "core/rng.h"
@@ -143,13 +142,7 @@ END_TEST
 
 int main(int argc, char **argv) {
     (void)argc;
-    const char *env = getenv("DCAL_CPU_BF16");
-    if (!env || strcmp(env, "portable")) {   // the backend reads it before main: run again with it set
-        setenv("DCAL_CPU_BF16", "portable", 1);
-        execv("/proc/self/exe", argv);
-        perror("execv");
-        return 1;
-    }
+    if (test_cpu_bf16_portable(argv)) return 1;
     setenv("CK_FORK", "no", 1);   // one process: the scratch peak is this process's
     Suite *s = suite_create("model_cpu_bf16");
     TCase *tc = tcase_create("model");

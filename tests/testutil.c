@@ -127,3 +127,12 @@ ModelConfig test_tiny_model(int dim, double drop_path) {
     m.glca_blocks = 1; m.pwca_blocks = 3; m.top_r = 0.25; m.drop_path = drop_path; m.num_classes = 5;
     return m;
 }
+
+int test_cpu_bf16_portable(char **argv) {
+    const char *env = getenv("DCAL_CPU_BF16");
+    if (env && !strcmp(env, "portable")) return 0;
+    setenv("DCAL_CPU_BF16", "portable", 1);
+    execv("/proc/self/exe", argv);
+    perror("test_cpu_bf16_portable: execv");
+    return 1;
+}

@@ -21,6 +21,11 @@ double rel_err(const float *a, const double *b, size_t n, double floor);
 void cap_begin(void);
 const char *cap_end(void);   // the captured text (static buffer, up to 16 KiB)
 
+// The CPU backend offers precision bf16 on any CPU under DCAL_CPU_BF16=portable, read before
+// main; a suite that needs it calls this first: it returns 0 when the variable is set, else
+// re-executes the test with it set (returning only after an error line, with 1).
+int test_cpu_bf16_portable(char **argv);
+
 struct Backend;
 // The CUDA backend at precision bf16 for a gpu-labelled suite named `test`: 0 with *out set and
 // its describe line printed; 77 (skip, saying why) without a CUDA build or a usable device;

@@ -11,7 +11,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include "backend/cpu/cpu.h"
 #include "core/common.h"
 #include "core/rng.h"
@@ -112,13 +111,7 @@ END_TEST
 
 int main(int argc, char **argv) {
     (void)argc;
-    const char *env = getenv("DCAL_CPU_BF16");
-    if (!env || strcmp(env, "portable")) {   // the backend reads it before main: run again with it set
-        setenv("DCAL_CPU_BF16", "portable", 1);
-        execv("/proc/self/exe", argv);
-        perror("execv");
-        return 1;
-    }
+    if (test_cpu_bf16_portable(argv)) return 1;
     Suite *s = suite_create("cpu_bf16");
     TCase *tc = tcase_create("cpu_bf16");
     tcase_set_timeout(tc, 120);
