@@ -40,7 +40,7 @@ static void cpu_describe(char *buf, size_t n) {
     if (cpu_bf16)
         snprintf(numerics, sizeof numerics, "precision bf16: GEMM bf16 operands, fp32 accumulation (%s), "
                  "attention fp32 on bf16 q/k/v (fused, exact softmax)",
-                 cpu_bf16_dnnl() ? cpu_dnnl_describe() : "portable: OpenBLAS sgemm on widened bf16 values");
+                 cpu_bf16_engine());
     else
         snprintf(numerics, sizeof numerics, "precision fp32: GEMM fp32 (OpenBLAS sgemm), attention fp32 (fused, "
                  "exact softmax)");

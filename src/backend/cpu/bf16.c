@@ -47,24 +47,34 @@ static int cpu_has_bf16_insns(void) {
     return amx || avx512;
 }
 
-int cpu_bf16_offered(char *why, size_t n) {
+// DCAL_CPU_BF16=portable: bf16 offered on any CPU, its GEMMs on widened copies (for tests).
+static int portable_forced(void) {
     const char *env = getenv("DCAL_CPU_BF16");
+    return env && !strcmp(env, "portable");
+}
+
+// Only the instructions are asked here (cpuid, at start-up): oneDNN is probed when a bf16 GEMM
+// first runs (cpu_bf16_dnnl), so no process pays for it before it needs it.
+int cpu_bf16_offered(char *why, size_t n) {
     if (n) why[0] = 0;
-    if (env && !strcmp(env, "portable")) return 1;
-    if (cpu_has_bf16_insns() && cpu_dnnl_bf16_ready()) return 1;
-    snprintf(why, n, "%s (DCAL_CPU_BF16=portable runs bf16 numerics on any CPU, slower than fp32: for tests)",
-             cpu_has_bf16_insns() ? cpu_dnnl_describe()
-                                  : "bf16 on the CPU needs AVX512_BF16 or AMX-BF16, and this CPU has neither");
+    if (portable_forced() || cpu_has_bf16_insns()) return 1;
+    snprintf(why, n, "bf16 on the CPU needs AVX512_BF16 or AMX-BF16, and this CPU has neither (DCAL_CPU_BF16=portable "
+             "runs bf16 numerics on any CPU, slower than fp32: for tests)");
     return 0;
 }
 
 int cpu_bf16_dnnl(void) {
     static int v = -1;   // asked once: the engine never changes inside a run
-    if (v < 0) {
-        const char *env = getenv("DCAL_CPU_BF16");
-        v = !(env && !strcmp(env, "portable")) && cpu_has_bf16_insns() && cpu_dnnl_bf16_ready();
-    }
+    if (v < 0) v = !portable_forced() && cpu_has_bf16_insns() && cpu_dnnl_bf16_ready();
     return v;
+}
+
+const char *cpu_bf16_engine(void) {
+    static char line[256];
+    if (cpu_bf16_dnnl()) return cpu_dnnl_describe();
+    snprintf(line, sizeof line, "portable: OpenBLAS sgemm on widened bf16 values (%s)",
+             portable_forced() ? "DCAL_CPU_BF16=portable" : cpu_dnnl_describe());
+    return line;
 }
 
 // ---- scratch: grow-only, one buffer per slot ----

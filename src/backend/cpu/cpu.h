@@ -82,12 +82,14 @@ void cpu_bf16_round(float *dst, const float *src, size_t n);       // fp32 → i
 // Act element i.. of p at the precision in force: widened into dst / rounded from src (fp32: copies).
 void cpu_act_load(float *dst, const Act *p, size_t i, size_t n);
 void cpu_act_store(Act *p, size_t i, const float *src, size_t n);
-// Why bf16 is (not) offered here: 1 when the CPU has AVX512_BF16 or AMX-BF16, or when
+// Whether bf16 is offered here: 1 when the CPU has AVX512_BF16 or AMX-BF16, or when
 // DCAL_CPU_BF16=portable asks for bf16 numerics on any CPU (GEMMs on widened copies, slower
 // than fp32: for tests). The reason for a refusal goes to why (n bytes).
 int cpu_bf16_offered(char *why, size_t n);
-// 1 when oneDNN runs the bf16 GEMMs: it makes a bf16 matmul here and DCAL_CPU_BF16 is not "portable".
+// 1 when oneDNN runs the bf16 GEMMs: it makes a bf16 matmul here and DCAL_CPU_BF16 is not
+// "portable"; else the portable engine runs them. cpu_bf16_engine: which, in one line.
 int cpu_bf16_dnnl(void);
+const char *cpu_bf16_engine(void);
 // Grow-only host scratch, one buffer per slot (slots below), reused across calls and steps;
 // the largest total is scratch_peak (the planner's cpu_scratch_rule.h).
 enum { CPU_SCRATCH_A, CPU_SCRATCH_B, CPU_SCRATCH_C, CPU_SCRATCH_NSLOTS };
