@@ -5,7 +5,8 @@
 #  * Under DCAL_CPU_BF16=portable (bf16 numerics on any CPU) the tiny model trains at bf16: the
 #    resolved precision is recorded (config.yaml, backend_describe), the loss curve follows the
 #    fp32 run's within 2% step by step over the first epoch (the runs share data, init and
-#    masks; only the rounding differs), and a run stopped and resumed ends bit-identical.
+#    masks; only the rounding differs), a run stopped and resumed ends bit-identical, and
+#    eval and predict take the bf16 run at the precision asked now (auto, or bf16).
 #  * dcal plan counts the bf16 GEMMs' operand copies on a line of its own.
 set -eu
 dcal=$1; src=$2
@@ -43,6 +44,16 @@ awk '{ d = ($2 - $1) / $1; if (d < 0) d = -d; if (d > m) m = d; n++ }
 a=$(hash_of "$tmp/bf16.txt"); b=$(hash_of "$tmp/cut.txt")
 echo "bf16 uninterrupted $a"; echo "bf16 resumed       $b"
 [ -n "$a" ] && [ "$a" = "$b" ] || { echo "FAIL: the resumed bf16 run differs"; exit 1; }
+# A bf16 run is evaluated and used at the precision asked now (auto: fp32 here), or at bf16.
+for p in auto bf16; do
+  "$dcal" eval --checkpoint "$tmp/runs/bf16" --set train.precision=$p > "$tmp/eval-$p.txt" 2>&1 \
+    || { echo "FAIL: eval of the bf16 run at $p"; cat "$tmp/eval-$p.txt"; exit 1; }
+  grep -q "top-1 SA+GLCA" "$tmp/eval-$p.txt" || { echo "FAIL: eval at $p printed no accuracy"; exit 1; }
+done
+img=$(find "$tmp/data" -name '*.png' | head -1)
+"$dcal" predict --checkpoint "$tmp/runs/bf16/checkpoint.safetensors" "$img" > "$tmp/predict.txt" 2>&1 \
+  || { echo "FAIL: predict with the bf16 run"; cat "$tmp/predict.txt"; exit 1; }
+grep -q " 1\. " "$tmp/predict.txt" || { echo "FAIL: predict printed no class"; cat "$tmp/predict.txt"; exit 1; }
 "$dcal" plan "${common[@]}" --set train.precision=bf16 > "$tmp/plan.txt"
 grep -q "^CPU backend beyond the table: bf16 GEMM operand copies" "$tmp/plan.txt" \
   || { echo "FAIL: dcal plan does not count the bf16 copies"; cat "$tmp/plan.txt"; exit 1; }

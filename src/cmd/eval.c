@@ -117,6 +117,7 @@ int cmd_eval(int argc, char **argv) {
     run = trained.cfg;
     bool root_only, asked_data = data_asked(&cli, argc, argv, &root_only);
     choose_data(&run, c, asked_data, root_only);
+    config_use_precision(&run, c->train.precision);   // the trained model, at the precision asked now
     int B = batch ? atoi(batch) : run.train.micro_batch;
     if (B < 1) { dcal_err("eval: --batch must be a positive integer"); return DCAL_EXIT_USAGE; }
     const Backend *be = backend_get(c->train.device);

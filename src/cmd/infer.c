@@ -37,7 +37,7 @@ static int run_config(const CliArgs *cli, const InferSource *src, const DcalConf
         snprintf(out->data.root, sizeof out->data.root, "%s", asked->data.root);
     }
     snprintf(out->train.device, sizeof out->train.device, "%s", asked->train.device);
-    snprintf(out->train.precision, sizeof out->train.precision, "%s", asked->train.precision);
+    config_use_precision(out, asked->train.precision);
     return 1;
 }
 

@@ -163,6 +163,13 @@ static inline int config_tokens(const ModelConfig *m) {
 static inline int config_act_bytes(const char *precision) {
     return strcmp(precision, "bf16") ? 4 : 2;
 }
+// train.precision and what follows from it, the Act element size the model plans and
+// allocates with, set together (a config that runs at another precision than it was
+// resolved with: eval and predict run a trained model at the precision asked now).
+static inline void config_use_precision(DcalConfig *c, const char *precision) {
+    snprintf(c->train.precision, sizeof c->train.precision, "%s", precision);
+    c->model.act_bytes = strcmp(precision, "auto") ? config_act_bytes(precision) : 0;
+}
 // K = floor(R·(N−1)) selected patch tokens (at least 1).
 int config_topk(const ModelConfig *m);
 // train.attention's one-line statement for verify-config and the manifest: whose kernels run
