@@ -6,7 +6,8 @@
 #    resolved precision is recorded (config.yaml, backend_describe), the loss curve follows the
 #    fp32 run's within 2% step by step over the first epoch (the runs share data, init and
 #    masks; only the rounding differs), a run stopped and resumed ends bit-identical, and
-#    eval and predict take the bf16 run at the precision asked now (auto, or bf16).
+#    eval and predict take the bf16 run at the precision asked now (auto, or bf16);
+#    the residual streams are fp32 by default (recorded), bf16 under train.bf16_stream: true.
 #  * dcal plan counts the bf16 GEMMs' operand copies on a line of its own.
 set -eu
 dcal=$1; src=$2
@@ -54,6 +55,13 @@ img=$(find "$tmp/data" -name '*.png' | head -1)
 "$dcal" predict --checkpoint "$tmp/runs/bf16/checkpoint.safetensors" "$img" > "$tmp/predict.txt" 2>&1 \
   || { echo "FAIL: predict with the bf16 run"; cat "$tmp/predict.txt"; exit 1; }
 grep -q " 1\. " "$tmp/predict.txt" || { echo "FAIL: predict printed no class"; cat "$tmp/predict.txt"; exit 1; }
+# The residual streams: fp32 by default (recorded), bf16 with train.bf16_stream: true (other bits).
+grep -q "^  bf16_stream: false" "$tmp/runs/bf16/config.yaml" || { echo "FAIL: config.yaml lacks bf16_stream: false"; exit 1; }
+"$dcal" train "${common[@]}" --set train.run_name=bs --set train.precision=bf16 --set train.bf16_stream=true > "$tmp/bs.txt"
+grep -q "^  bf16_stream: true" "$tmp/runs/bs/config.yaml" || { echo "FAIL: config.yaml lacks bf16_stream: true"; exit 1; }
+[ "$(hash_of "$tmp/bs.txt")" != "$a" ] || { echo "FAIL: train.bf16_stream=true changed no bit"; exit 1; }
+"$dcal" plan "${common[@]}" --set train.precision=bf16 > "$tmp/plan-fs.txt"
+grep -q "the block inputs too: train.bf16_stream false" "$tmp/plan-fs.txt" || { echo "FAIL: plan-fs"; exit 1; }
 "$dcal" plan "${common[@]}" --set train.precision=bf16 > "$tmp/plan.txt"
 grep -q "^CPU backend beyond the table: bf16 GEMM operand copies" "$tmp/plan.txt" \
   || { echo "FAIL: dcal plan does not count the bf16 copies"; cat "$tmp/plan.txt"; exit 1; }

@@ -4,7 +4,8 @@
 // gradient (loss 2e-2 relative, gradients 5e-2 per tensor: max |bf16 − fp32| / max |fp32|),
 // a 20-step loss curve (5% per step), and at bf16 the same bits with every layer or the lowest
 // layer checkpointed and with the CPU's recomputes (h, the attention output), since each
-// re-reads the bf16 values the stored run read. Last, the GEMMs' operand copies peak at what
+// re-reads the bf16 values the stored run read; and with the streams kept fp32
+// (train.bf16_stream: false) as well. Last, the GEMMs' operand copies peak at what
 // the planner counts (plan_cpu_extra). The CPU's precision is one switch, so the runs
 // alternate it (use); the test re-executes itself under DCAL_CPU_BF16=portable, which
 // offers bf16 on any CPU.
@@ -28,16 +29,18 @@ typedef struct {
 } Run;
 
 // how: 0 activations kept, 1 every layer checkpointed, 2 the lowest layer, 3 kept with the
-// CPU's recomputes of h and the attention output.
+// CPU's recomputes of h and the attention output; 4 and 5: 0 and 1 with the residual streams
+// kept in fp32 (train.bf16_stream: false).
 static void run_init(Run *r, const char *prec, int how) {
     use(prec);
     r->prec = prec;
     ModelConfig cfg = test_tiny_model(64, 0);
     cfg.ckpt_layers = how == 2;
     cfg.recompute_h = cfg.recompute_att = how == 3;
+    cfg.fp32_stream = how >= 4;
     ck_assert(model_build(&r->m, &cfg, CPU));
     model_init_weights(&r->m, 5);
-    ck_assert(model_alloc_activations(&r->m, B, how == 1 || how == 2, true));
+    ck_assert(model_alloc_activations(&r->m, B, how == 1 || how == 2 || how == 5, true));
     ck_assert_int_eq(r->m.cfg.act_bytes, strcmp(prec, "bf16") ? 4 : 2);
     r->am = xcalloc(r->m.n_params, sizeof(float));
     r->av = xcalloc(r->m.n_params, sizeof(float));
@@ -130,6 +133,32 @@ START_TEST(test_checkpointing_and_recompute_same_bits) {
 }
 END_TEST
 
+// train.bf16_stream: false keeps the streams fp32: a different loss from the bf16 streams', as
+// close to fp32's, and checkpointing (the checkpoints are those fp32 entries) changes no bit.
+START_TEST(test_fp32_stream) {
+    float loss[3], *grads[2];
+    size_t n = 0;
+    Run f;
+    run_init(&f, "fp32", 0);
+    float lf = step(&f, 3, false);
+    run_free(&f);
+    for (int k = 0; k < 3; k++) {   // bf16 streams; fp32 streams stored; fp32 streams checkpointed
+        Run h;
+        run_init(&h, "bf16", k ? 3 + k : 0);
+        loss[k] = step(&h, 3, false);
+        n = h.m.n_params;
+        if (k) grads[k - 1] = xmalloc(n * sizeof(float)), memcpy(grads[k - 1], h.m.grads, n * sizeof(float));
+        run_free(&h);
+    }
+    printf("loss fp32 %.9g; bf16 with bf16 streams %.9g, with fp32 streams %.9g\n", lf, loss[0], loss[1]);
+    ck_assert_msg(loss[1] != loss[0], "train.bf16_stream false changed nothing");
+    ck_assert_msg(fabsf(loss[1] - lf) <= 2e-2f * fabsf(lf), "fp32 streams: loss %g, fp32 %g", loss[1], lf);
+    ck_assert_msg(!memcmp(&loss[1], &loss[2], sizeof(float)) && !memcmp(grads[0], grads[1], n * sizeof(float)),
+                  "fp32 streams: checkpointing changed the bits");
+    free(grads[0]), free(grads[1]);
+}
+END_TEST
+
 START_TEST(test_scratch_as_planned) {
     Run h;
     run_init(&h, "bf16", 0);
@@ -151,6 +180,7 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, test_one_step_gradients);
     tcase_add_test(tc, test_loss_curve_20_steps);
     tcase_add_test(tc, test_checkpointing_and_recompute_same_bits);
+    tcase_add_test(tc, test_fp32_stream);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -103,7 +103,8 @@ END_TEST
 // outputs [B, D] — and the workspace gains B·D floats (the backward's fp32 view of a bf16
 // stream entry shares the patch embedding's [B·(N-1), D] buffer, grown to [B·N, D]; the
 // forward's two views live inside gradient scratch). (cub at micro-batch 16: every one of
-// these is a multiple of 256 bytes, so alignment adds nothing.)
+// these is a multiple of 256 bytes, so alignment adds nothing.) With train.bf16_stream: false
+// (model.fp32_stream) the streams stay fp32 and the workspace gains nothing.
 START_TEST(bf16_act_storage) {
     DcalConfig c = load("cub");
     const ModelConfig *mc = &c.model;
@@ -113,10 +114,13 @@ START_TEST(bf16_act_storage) {
     size_t tail = rows * 3 * D + (size_t)B * (F + D);
     size_t P = config_tokens(mc) - 1, inputs = (size_t)B * P * 3 * mc->patch * mc->patch + 3 * (size_t)B * D;
     for (int ck = 0; ck < 2; ck++) {
-        MemPlan f32, bf16;
+        MemPlan f32, bf16, fs;
         c.model.act_bytes = 4;
         model_plan(&c.model, B, ck, true, &f32);
         c.model.act_bytes = 2;
+        c.model.fp32_stream = true;   // train.bf16_stream: false, the default: the streams stay fp32
+        model_plan(&c.model, B, ck, true, &fs);
+        c.model.fp32_stream = false;
         model_plan(&c.model, B, ck, true, &bf16);
         // Kept blocks count as activations; checkpointing's one shared SA block and PWCA's own
         // qkv (the rest of PWCA's block shares SA's) as workspace.
@@ -126,6 +130,9 @@ START_TEST(bf16_act_storage) {
         ck_assert_uint_eq(f32.activations - bf16.activations, 2 * (kept + streams));
         ck_assert_uint_eq(f32.workspace + 4 * (size_t)B * D - bf16.workspace, 2 * shared);
         ck_assert_uint_eq(f32.weights + f32.grads + f32.optimizer, bf16.weights + bf16.grads + bf16.optimizer);
+        // fp32 streams: every other Act tensor shrinks, and no fp32 view of a stream entry is needed.
+        ck_assert_uint_eq(f32.activations - fs.activations, 2 * kept);
+        ck_assert_uint_eq(f32.workspace - fs.workspace, 2 * shared);
     }
 }
 END_TEST

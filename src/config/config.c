@@ -34,6 +34,7 @@ void config_defaults(DcalConfig *c) {
     t->micro_batch = 16; t->accum_steps = 1; t->devices = 0; t->seed = 42;
     strcpy(t->device, "auto"); t->checkpoint_blocks = false; strcpy(t->precision, "auto");
     t->update_in_backward = true;
+    t->bf16_stream = false;
     strcpy(t->attention, "dcal");
     strcpy(t->out_dir, "runs");
     t->eval_every = 1; t->save_every = 1; t->keep_last = 1; t->max_steps = 0; t->threads = 0;
@@ -211,6 +212,7 @@ int config_finalize(DcalConfig *c) {
         return 0;
     }
     c->model.ckpt_layers = c->train.checkpoint_layers;
+    c->model.fp32_stream = !c->train.bf16_stream;
     if (c->optim.lr == 0)   // MODEL.md §4: linear scaling rule from the reference batch
         c->optim.lr = c->optim.base_lr / c->optim.lr_ref_batch * config_effective_batch(c);
     return 1;

@@ -39,6 +39,8 @@ typedef struct {
                                    // (B·N·D floats a block for one attention forward). CPU, not CUDA
     int ckpt_layers;               // not a YAML key: train.checkpoint_layers, the SA/PWCA layers a
                                    // checkpointed run recomputes, lowest first (0: all of them)
+    bool fp32_stream;              // not a YAML key: !train.bf16_stream, the streams fp32 whatever the
+                                   // Act type (model_graph.c stream_in); no effect at fp32
     bool grads_per_block;          // not a YAML key: train.update_in_backward in force (one micro-batch
                                    // per step, one process: config_update_in_backward), so the model
                                    // keeps one block's gradient at a time (model.h n_grads)
@@ -94,6 +96,10 @@ typedef struct {
     bool update_in_backward;       // AdamW updates each block once its gradient is final (true):
                                    // applies at accumulation 1 on one process (config_update_in_backward)
     char precision[16];            // auto | fp32 | bf16
+    bool bf16_stream;              // at precision bf16, the residual streams between blocks (the block
+                                   // inputs, also the checkpoints) are stored in bf16 (true: half their
+                                   // memory) or in fp32 (false, the default: as PyTorch autocast keeps
+                                   // them; bf16 streams learned worse, bench/RESULTS.md 2026-12-02)
     char attention[16];            // dcal | cudnn: whose fused attention kernels run (config_attention_note)
     char pretrained[DCAL_PATH_MAX];
     char out_dir[DCAL_PATH_MAX];   // parent of run directories (runs)

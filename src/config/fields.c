@@ -69,6 +69,7 @@ const Field config_fields[] = {
     I("train.checkpoint_layers", train.checkpoint_layers, 0, 4096),
     B("train.update_in_backward", train.update_in_backward),
     S("train.precision", train.precision, "auto|fp32|bf16"),
+    B("train.bf16_stream", train.bf16_stream),
     S("train.attention", train.attention, "dcal|cudnn"),
     S("train.pretrained", train.pretrained, NULL),
     S("train.out_dir", train.out_dir, NULL),

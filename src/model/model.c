@@ -203,6 +203,7 @@ typedef struct {
     char *base;        // NULL: count only
     size_t act, ws;    // bytes so far
     size_t act_elem;   // bytes of one Act element (backend.h): 4, or 2 at bf16
+    size_t stream_elem;   // bytes of one stream element: act_elem, or 4 with fp32_stream
     // An overlay: buffers whose lifetime falls where another region's does not are
     // placed inside that region, [ov, ov_end), while they fit; the rest gets new bytes.
     size_t ov, ov_end;
@@ -221,7 +222,7 @@ static void *take_bytes(Arena *a, size_t bytes, bool workspace) {
 }
 static size_t arena_end(const Arena *a) { return a->act + a->ws; }
 // The streams between blocks are bf16 (model_graph.c stream_in): their fp32 views need buffers.
-static bool bf16_stream(const Arena *a) { return a->act_elem != sizeof(float); }
+static bool bf16_stream(const Arena *a) { return a->stream_elem != sizeof(float); }
 static void overlay_begin(Arena *a, size_t from, size_t to) { a->ov = from; a->ov_end = to; }
 static void overlay_end(Arena *a) { a->ov = a->ov_end = 0; }
 static float *take(Arena *a, size_t n, bool workspace) { return take_bytes(a, n * sizeof(float), workspace); }
@@ -393,8 +394,8 @@ static void layout(const ModelConfig *c, int B, bool ckpt, bool training, Arena 
     size_t rows = (size_t)B * N, P = (size_t)(N - 1);
     // Block inputs are the checkpoints: always kept when training. x^L and z^T are not entries:
     // the last blocks (the CLS tail) write their CLS rows only, to ysa and ypw.
-    x->x = take_act(a, (size_t)L * rows * D, !training);
-    x->z = T > 1 ? take_act(a, (size_t)(T - 1) * rows * D, false) : NULL;   // z¹…z^(T-1): z⁰ is x⁰ (model_graph.c zs)
+    x->x = take_bytes(a, (size_t)L * rows * D * a->stream_elem, !training);
+    x->z = T > 1 ? take_bytes(a, (size_t)(T - 1) * rows * D * a->stream_elem, false) : NULL;   // z¹…z^(T-1): z⁰ is x⁰ (model_graph.c zs)
     x->ysa = take(a, (size_t)B * D, true);
     x->ypw = T ? take(a, (size_t)B * D, true) : NULL;
     x->sf[0] = x->sf[1] = x->sb = x->sout = NULL;
@@ -444,7 +445,8 @@ void model_plan(const ModelConfig *cfg, int B, bool ckpt, bool training, MemPlan
     BlockActs sa[64], pw[64];
     GlcaActs gl[64];
     x.sa = sa; x.pw = pw; x.gl = gl;
-    Arena a = {.act_elem = cfg->act_bytes ? (size_t)cfg->act_bytes : sizeof(float)};
+    size_t eb = cfg->act_bytes ? (size_t)cfg->act_bytes : sizeof(float);
+    Arena a = {.act_elem = eb, .stream_elem = cfg->fp32_stream ? sizeof(float) : eb};
     layout(cfg, B, ckpt, training, &a, &x);
     out->weights = n * sizeof(float);
     out->grads = training ? ng * sizeof(float) : 0;
@@ -491,7 +493,7 @@ int model_alloc_activations(Model *m, int B, bool ckpt, bool training) {
     x->sa = xcalloc(64, sizeof(BlockActs));
     x->pw = xcalloc(64, sizeof(BlockActs));
     x->gl = xcalloc(64, sizeof(GlcaActs));
-    Arena a = {.act_elem = eb};
+    Arena a = {.act_elem = eb, .stream_elem = c->fp32_stream ? sizeof(float) : eb};
     layout(c, B, ckpt, training, &a, x);
     m->be->graph_reset();   // a recorded step of an earlier allocation must not outlive it
     a.base = m->be->alloc(a.act + a.ws);

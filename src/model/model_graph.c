@@ -40,9 +40,10 @@ static size_t stream_n(const Model *m, int B) { return (size_t)B * m->N * m->cfg
 // (stream_put): every reader of an entry, the forward's next block, a checkpointed
 // recompute, GLCA, a head, a backward, sees the same bf16-rounded values, so checkpointing
 // changes no bit at bf16 either, and the checkpoints cost 2 bytes a value.
-static bool bf16_stream(const Model *m) { return m->cfg.act_bytes != (int)sizeof(float); }
+// With fp32_stream (train.bf16_stream: false) the entries stay fp32 at bf16 too.
+static bool bf16_stream(const Model *m) { return m->cfg.act_bytes != (int)sizeof(float) && !m->cfg.fp32_stream; }
 static Act *stream_at(const Model *m, Act *base, int l, int B) {
-    return (Act *)act_at(base, (size_t)l * stream_n(m, B), (size_t)m->cfg.act_bytes);
+    return (Act *)act_at(base, (size_t)l * stream_n(m, B), bf16_stream(m) ? (size_t)m->cfg.act_bytes : sizeof(float));
 }
 static Act *xs(const Model *m, int l, int B) { return stream_at(m, m->acts->x, l, B); }
 // z⁰ is x⁰ (the embedding of I1, MODEL.md §2): no copy, so z holds z¹…z^T.

@@ -17,7 +17,8 @@ void plan_print(FILE *f, const ModelConfig *cfg, int B) {
     const char *rows[] = {"weights", "grads", "optimizer (AdamW m+v)", "activations", "workspace", "total"};
     if (cfg->act_bytes == 2)
         fprintf(f, "memory plan, micro-batch %d (training; the Act tensors — qkv, GLCA's q and k|v, fc1's output, "
-                   "block inputs, GEMM inputs — in bf16, every other buffer fp32)\n", B);
+                   "%sGEMM inputs — in bf16, every other buffer fp32%s)\n", B, cfg->fp32_stream ? "" : "block inputs, ",
+                cfg->fp32_stream ? ", the block inputs too: train.bf16_stream false" : "");
     else
         fprintf(f, "memory plan, micro-batch %d (training; every buffer fp32)\n", B);
     fprintf(f, "%-22s %14s %16s   %14s %16s\n", "", "no ckpt MiB", "bytes", "per-block MiB", "bytes");
