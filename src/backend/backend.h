@@ -28,8 +28,8 @@
 //  * what a GEMM reads as its activation input: LayerNorm, GELU and attention outputs and
 //    im2col's columns. At bf16 the GEMM multiplies bf16 anyway: its producer rounds once where
 //    it writes, instead of the GEMM copying an fp32 tensor into bf16 on every call.
-// The model's streams between blocks are Act tensors as well (model_int.h). At bf16 this
-// halves them; readers widen on load (exact). Opaque outside the backends: the model sizes
+// The model's streams between blocks are Act tensors as well when train.bf16_stream asks
+// (model_int.h; fp32 by default): at bf16 this halves them; readers widen on load (exact). Opaque outside the backends: the model sizes
 // them with act_bytes() and offsets them with act_at().
 typedef struct Act Act;
 static inline const Act *act_at(const Act *p, size_t elems, size_t elem_bytes) {

@@ -34,13 +34,12 @@ static BlockActs *pw_acts(const Model *m, int t) {
 static size_t stream_n(const Model *m, int B) { return (size_t)B * m->N * m->cfg.dim; }
 
 // ---- the streams between blocks ----
-// x[l] and z[t] are Act tensors (model_int.h). At fp32 an entry is its own fp32 view and
-// blocks read and write it in place. At bf16 a block reads an fp32 copy of its input entry
-// (stream_in) and writes its output to fp32 scratch, rounded once into the next entry
-// (stream_put): every reader of an entry, the forward's next block, a checkpointed
-// recompute, GLCA, a head, a backward, sees the same bf16-rounded values, so checkpointing
-// changes no bit at bf16 either, and the checkpoints cost 2 bytes a value.
-// With fp32_stream (train.bf16_stream: false) the entries stay fp32 at bf16 too.
+// x[l] and z[t] are fp32, or Act tensors under train.bf16_stream (model_int.h). An fp32
+// entry is its own fp32 view: blocks read and write it in place. A bf16 entry is read
+// through an fp32 copy (stream_in), and a block writes its output to fp32 scratch, rounded
+// once into the next entry (stream_put): every reader of an entry, the forward's next block,
+// a checkpointed recompute, GLCA, a head, a backward, sees the same bf16-rounded values, so
+// checkpointing changes no bit either way, and bf16 checkpoints cost 2 bytes a value.
 static bool bf16_stream(const Model *m) { return m->cfg.act_bytes != (int)sizeof(float) && !m->cfg.fp32_stream; }
 static Act *stream_at(const Model *m, Act *base, int l, int B) {
     return (Act *)act_at(base, (size_t)l * stream_n(m, B), bf16_stream(m) ? (size_t)m->cfg.act_bytes : sizeof(float));

@@ -46,9 +46,9 @@ typedef struct {
 } HeadActs;
 
 struct Acts {
-    // The streams between blocks, the block inputs (and the checkpoints): Act tensors, so
-    // at bf16 the residual stream is rounded to bf16 where one block hands it to the next
-    // (model_graph.c stream_in), with or without checkpointing.
+    // The streams between blocks, the block inputs (and the checkpoints): fp32, or with
+    // train.bf16_stream at bf16 Act tensors, the residual stream then rounded to bf16 where one
+    // block hands it to the next (model_graph.c stream_in), with or without checkpointing.
     Act *x;            // SA stream [L][B,N,D]: x[l] enters block l (0-based); x^L is ysa's CLS rows
     Act *z;            // PWCA stream [T-1][B,N,D]: z[t-1] holds z^t, t = 1…T-1 (z⁰ is x[0], not copied)
     float *ysa, *ypw;  // [B, D]: the CLS rows of x^L and z^T, the last blocks' outputs (the CLS tail)
