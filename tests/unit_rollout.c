@@ -1,7 +1,7 @@
 // unit_rollout.c: the CPU rollout step that recomputes the head-mean attention tile
 // by tile (backend.h rollout_step_attn, MODEL.md §2) gives the same bits on any thread
-// count, the same bits as the explicit-S path it replaced (so the selected tokens and
-// tests/golden/bitwise.txt stay as they were), and the selection of a float64 chain.
+// count, the same bits as the explicit-S path it replaced (with the same exponentials, glibc's
+// vector expf since 2026-12-02), and the selection of a float64 chain.
 // Accuracy against float64 on odd shapes, and the CUDA twin, are op rows in
 // tests/gradcheck_backend_ops.c.
 #include <cblas.h>
@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "backend/backend.h"
+#include "backend/cpu/cpu.h"
 #include "core/common.h"
 #include "core/rng.h"
 #include "testutil.h"
@@ -84,10 +85,11 @@ static void explicit_step(const float *qkv, const float *lse, float *r, float *S
                     memcpy(qt + i * HD, qkv + ((size_t)b * N + i0 + i) * 3 * D + h * HD, sizeof(float) * HD);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, N, HD, 1.0f / sqrtf((float)HD), qt, HD,
                             qkv + (size_t)b * N * 3 * D + D + h * HD, 3 * D, 0.0f, st, N);
-                for (int i = 0; i < nq; i++)
-                    for (int j = 0; j < N; j++)
-                        S[((size_t)b * N + i0 + i) * N + j] +=
-                            expf(st[i * N + j] - lse[((size_t)b * H + h) * N + i0 + i]) / (float)H;
+                for (int i = 0; i < nq; i++) {   // the exponentials as the op takes them (vecmath.c)
+                    float e[N];
+                    cpu_vexp(e, st + i * N, lse[((size_t)b * H + h) * N + i0 + i], N);
+                    for (int j = 0; j < N; j++) S[((size_t)b * N + i0 + i) * N + j] += e[j] / (float)H;
+                }
             }
         }
     for (int b = 0; b < B; b++) {

@@ -103,11 +103,10 @@ static void forward_key_tile(const AttnArgs *a, Tile *t, int nq, const KeyTile *
     int hd = a->hd;
     tile_scores(a, t, nq, kt);
     for (int i = 0; i < nq; i++) {
-        float *s = t->s + (size_t)i * KT, m = t->m[i];
-        for (int j = 0; j < kt->n; j++) m = s[j] > m ? s[j] : m;
-        float c = expf(t->m[i] - m), l = 0;   // c = 0 on the first tile (m_old = -inf)
+        float *s = t->s + (size_t)i * KT, m = cpu_vmax(s, (size_t)kt->n, t->m[i]);
+        float c = expf(t->m[i] - m);   // c = 0 on the first tile (m_old = -inf)
         cpu_vexp(s, s, m, (size_t)kt->n);
-        for (int j = 0; j < kt->n; j++) l += s[j];
+        float l = cpu_vsum(s, (size_t)kt->n);
         t->l[i] = t->l[i] * c + l;
         t->m[i] = m;
         float *o = t->o + (size_t)i * hd;

@@ -53,6 +53,9 @@ void cpu_sumsq_into(double *out, const float *x, size_t n);
 void cpu_vexp(float *y, const float *x, float shift, size_t n);
 void cpu_verf(float *y, const float *x, float scale, size_t n);
 const char *cpu_vecmath_name(void);
+// max(init, x[0..n)) (NaNs skipped), and Σ x in a fixed 8-lane order (the same bits on every CPU).
+float cpu_vmax(const float *x, size_t n, float init);
+float cpu_vsum(const float *x, size_t n);
 int cpu_use_avx2(void);   // the CPU has AVX2 and FMA (asked once per process): the vector paths run
 
 // attention.c, rollout.c

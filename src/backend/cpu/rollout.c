@@ -40,13 +40,14 @@ static void head_scores(const AttnArgs *a, int b, int h, int i0, int nq, float *
 static void fold_cols(const AttnArgs *a, const float *lse, const float *rb, float *t, int b, int i0, int nq, int j0,
                       const float *st) {
     int H = a->H, N = a->n1, nj = N - j0 < PJ ? N - j0 : PJ;
-    float sp[PJ];
+    float sp[PJ], e[PJ];
     for (int i = 0; i < nq; i++) {
         memset(sp, 0, sizeof sp);
         for (int h = 0; h < H; h++) {
             const float *sc = st + ((size_t)h * PR + i) * N + j0;
             float L = lse[((size_t)b * H + h) * a->Nq + i0 + i];
-            for (int j = 0; j < nj; j++) sp[j] += expf(sc[j] - L) / (float)H;
+            cpu_vexp(e, sc, L, (size_t)nj);   // vecmath.c: eight at a time
+            for (int j = 0; j < nj; j++) sp[j] += e[j] / (float)H;
         }
         float ri = 0.5f * rb[i0 + i];
         for (int j = 0; j < nj; j++) t[j0 + j] += ri * sp[j];
