@@ -330,8 +330,9 @@ static const Backend *open_backend(const Opts *o, char *prec, size_t n) {
     const Backend *be = backend_get(o->backend);
     if (!be) return NULL;
     if (o->precision && !be->set_precision(o->precision)) {
-        fprintf(stderr, "bench_attn: --precision: backend %s has no precision '%s' (supported: %s)\n", be->name,
-                o->precision, be->precisions);
+        const char *note = be->precision_note ? be->precision_note() : NULL;
+        fprintf(stderr, "bench_attn: --precision: backend %s has no precision '%s' (supported here: %s)%s%s\n",
+                be->name, o->precision, be->precisions, note ? ": " : "", note ? note : "");
         return NULL;
     }
     // train.attention's choice (dcal's kernels, or cuDNN's fused SDPA on CUDA): one error line if refused.

@@ -130,8 +130,9 @@ static const Backend *open_backend(const char *name, const char *precision) {
     const Backend *be = backend_get(name);
     if (!be) return NULL;
     if (precision && strcmp(precision, "auto") && !be->set_precision(precision)) {
-        fprintf(stderr, "bench_step: backend %s has no precision '%s' (supported: %s)\n", be->name, precision,
-                be->precisions);
+        const char *note = be->precision_note ? be->precision_note() : NULL;
+        fprintf(stderr, "bench_step: backend %s has no precision '%s' (supported here: %s)%s%s\n", be->name, precision,
+                be->precisions, note ? ": " : "", note ? note : "");
         return NULL;
     }
     char desc[512];
