@@ -53,10 +53,7 @@ static float step(Run *r, int t, float *img, int *lab, int *pair, bool update) {
     batch_for(t, img, lab, pair);
     Batch bt = {.B = B, .images = img, .labels = lab, .pair = pair};
     StepOut o;
-    model_zero_grads(&r->m);
-    model_forward_train(&r->m, &bt, &o);
-    model_backward(&r->m, 1.0f);
-    model_read_outputs(&r->m, &o);
+    test_model_step(&r->m, &bt, &o);
     if (update)
         for (int i = 0; i < r->m.n_tensors; i++) {
             const ParamTensor *p = &r->m.tensors[i];

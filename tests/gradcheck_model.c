@@ -243,11 +243,7 @@ static void fix_free(Fix *f) { model_free(&f->m); free(f->img); }
 
 static float run_step(Fix *f, StepOut *out) {
     Batch bt = {.B = B, .images = f->img, .labels = f->lab, .pair = f->pair};
-    model_zero_grads(&f->m);
-    model_forward_train(&f->m, &bt, out);
-    model_backward(&f->m, 1.0f);
-    model_read_outputs(&f->m, out);
-    return out->loss;
+    return test_model_step(&f->m, &bt, out);
 }
 
 // pwca_blocks: tiny()'s T, or fewer (then PWCA's last block, the CLS tail, sits below SA's);

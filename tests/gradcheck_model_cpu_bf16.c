@@ -61,10 +61,7 @@ static float step(Run *r, int t, bool update) {
     use(r->prec);
     Batch bt = {.B = B, .images = img, .labels = lab, .pair = pair};
     StepOut o;
-    model_zero_grads(&r->m);
-    model_forward_train(&r->m, &bt, &o);
-    model_backward(&r->m, 1.0f);
-    model_read_outputs(&r->m, &o);
+    test_model_step(&r->m, &bt, &o);
     for (int i = 0; update && i < r->m.n_tensors; i++) {
         const ParamTensor *p = &r->m.tensors[i];
         CPU->adamw_update(r->m.params + p->offset, r->m.grads + p->offset, r->am + p->offset, r->av + p->offset,

@@ -1,6 +1,7 @@
 // testutil.c: helpers shared by the Check suites.
 #include "testutil.h"
 #include "backend/backend.h"
+#include "model/model.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,4 +136,12 @@ int test_cpu_bf16_portable(char **argv) {
     execv("/proc/self/exe", argv);
     perror("test_cpu_bf16_portable: execv");
     return 1;
+}
+
+float test_model_step(Model *m, const Batch *bt, StepOut *out) {
+    model_zero_grads(m);
+    model_forward_train(m, bt, out);
+    model_backward(m, 1.0f);
+    model_read_outputs(m, out);
+    return out->loss;
 }

@@ -3,6 +3,7 @@
 #include <check.h>
 #include <stddef.h>
 #include "config/config.h"
+#include "model/model.h"
 
 // Run "$DCAL_BIN args..." through the shell; capture stdout+stderr (up to cap bytes)
 // into out (may be NULL). Returns the exit status (or -1).
@@ -31,6 +32,9 @@ struct Backend;
 // its describe line printed; 77 (skip, saying why) without a CUDA build or a usable device;
 // 1 after an error line. main() returns anything but 0 as is.
 int gpu_backend_for_test(const char *test, const struct Backend **out);
+// One training micro-step as the trainer runs it, without the update: zero the gradients,
+// forward, backward (loss scale 1), read the outputs into *out; returns the loss.
+float test_model_step(Model *m, const Batch *bt, StepOut *out);
 // The whole-model tests' tiny DCAL (32 px, patch 8: N = 17, K = 4; 3 SA blocks, M = 1 GLCA, T = 3
 // PWCA, 2 heads, MLP 2·dim, 5 classes) at width dim and drop-path rate drop_path.
 ModelConfig test_tiny_model(int dim, double drop_path);

@@ -25,18 +25,15 @@ void cpu_bf16_round(float *dst, const float *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = bf16_f32(f32_bf16(src[i]));
 }
 
+// Rows of a few hundred elements, called inside OpenMP regions: below pack/unpack's threshold.
 void cpu_act_load(float *dst, const Act *p, size_t i, size_t n) {
-    if (cpu_bf16)
-        for (size_t j = 0; j < n; j++) dst[j] = bf16_f32(((const uint16_t *)p)[i + j]);
-    else
-        memcpy(dst, (const float *)p + i, n * sizeof(float));
+    if (cpu_bf16) cpu_bf16_unpack(dst, (const uint16_t *)p + i, n);
+    else memcpy(dst, (const float *)p + i, n * sizeof(float));
 }
 
 void cpu_act_store(Act *p, size_t i, const float *src, size_t n) {
-    if (cpu_bf16)
-        for (size_t j = 0; j < n; j++) ((uint16_t *)p)[i + j] = f32_bf16(src[j]);
-    else
-        memcpy((float *)p + i, src, n * sizeof(float));
+    if (cpu_bf16) cpu_bf16_pack((uint16_t *)p + i, src, n);
+    else memcpy((float *)p + i, src, n * sizeof(float));
 }
 
 // AVX512_BF16: CPUID.(EAX=7, ECX=1):EAX[5]; AMX-BF16: CPUID.(EAX=7, ECX=0):EDX[22].

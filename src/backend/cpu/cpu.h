@@ -18,6 +18,7 @@ void cpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout
 void cpu_linear_forward(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC);
 void cpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                          int rows, int IC, int OC);
+void cpu_linear_bias_forward(float *out, const float *b, int rows, int OC);   // out [rows, OC] += b
 void cpu_linear_bias_backward(float *db, const float *dout, int rows, int OC);
 // linear_bf16.c: the same three at precision bf16 (Act input bf16; the weight and dout rounded).
 void cpu_linear_forward_bf16(float *out, const Act *inp, const float *w, const float *b, int rows, int IC, int OC);

@@ -54,13 +54,15 @@ void cpu_tokens_backward(float *dpe, float *dcls, float *dpos, const float *dx0,
         }
 }
 
+void cpu_linear_bias_forward(float *out, const float *b, int rows, int OC) {
+#pragma omp parallel for
+    for (int r = 0; r < rows; r++)
+        for (int o = 0; o < OC; o++) out[(size_t)r * OC + o] += b[o];
+}
+
 void cpu_linear_forward(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, OC, IC, 1.0f, inp, IC, w, IC, 0.0f, out, OC);
-    if (b) {
-#pragma omp parallel for
-        for (int r = 0; r < rows; r++)
-            for (int o = 0; o < OC; o++) out[(size_t)r * OC + o] += b[o];
-    }
+    if (b) cpu_linear_bias_forward(out, b, rows, OC);
 }
 
 // db [OC] += Σ_r dout [r, :]. Each column is still summed over rows in ascending

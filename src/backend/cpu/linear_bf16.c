@@ -56,28 +56,25 @@ void cpu_linear_forward_bf16(float *out, const Act *inp, const float *w, const f
         int n = rows - r0 < CPU_LIN_ROWS ? rows - r0 : CPU_LIN_ROWS;
         rows_forward(out + (size_t)r0 * OC, inp, wq, (size_t)r0, n, IC, OC);
     }
-    if (b) {
-#pragma omp parallel for
-        for (int r = 0; r < rows; r++)
-            for (int o = 0; o < OC; o++) out[(size_t)r * OC + o] += b[o];
-    }
+    if (b) cpu_linear_bias_forward(out, b, rows, OC);
 }
 
 // out = bf16(acc + bf16(b)) (backend.h: the bias has the output's type, as in cuBLASLt).
 void cpu_linear_forward_act_bf16(Act *out, const Act *inp, const float *w, const float *b, int rows, int IC,
                                  int OC) {
     const void *wq = weight_operand(w, OC, IC);
-    float *y = cpu_scratch(CPU_SCRATCH_C, cpu_lin_chunk((size_t)rows) * OC * 4);
+    float *y = cpu_scratch(CPU_SCRATCH_C, cpu_lin_chunk((size_t)rows) * OC * 4), *bq = NULL;
+    if (b) {   // the bias rounded once, not once a row
+        bq = xmalloc((size_t)OC * sizeof(float));
+        cpu_bf16_round(bq, b, (size_t)OC);
+    }
     for (int r0 = 0; r0 < rows; r0 += CPU_LIN_ROWS) {
         int n = rows - r0 < CPU_LIN_ROWS ? rows - r0 : CPU_LIN_ROWS;
         rows_forward(y, inp, wq, (size_t)r0, n, IC, OC);
-        if (b) {
-#pragma omp parallel for
-            for (int r = 0; r < n; r++)
-                for (int o = 0; o < OC; o++) y[(size_t)r * OC + o] += bf16_f32(f32_bf16(b[o]));
-        }
+        if (bq) cpu_linear_bias_forward(y, bq, n, OC);
         cpu_bf16_pack((uint16_t *)out + (size_t)r0 * OC, y, (size_t)n * OC);
     }
+    free(bq);
 }
 
 // Rows [r0, r0+n): dinp += G·W and dW += Gᵀ·X, with G = dout's rows rounded to bf16.
