@@ -265,6 +265,34 @@ START_TEST(cmd_plan) {
 }
 END_TEST
 
+// The CPU recomputes h always and the attention output only while 3·N <= D
+// (config_model_backend): ViT-B/16 at 224 px (N 197) recomputes it, at 448 px (N 785) keeps
+// it, CUDA keeps both. Keeping it adds, at micro-batch B, one [B·N, D] output to each of the
+// 2·11 SA and PWCA blocks below the CLS tails (whose B-row outputs are kept either way), less
+// the one shared recompute buffer and its [B, H, N] log-sum-exp (each buffer 256-byte aligned).
+START_TEST(cpu_recompute_rule) {
+    DcalConfig c = load("cub");
+    ModelConfig m = c.model;
+    const int B = 2;
+    m.img_size = 224;
+    config_model_backend(&m, "cpu");
+    ck_assert(m.recompute_h && m.recompute_att);
+    m.img_size = 448;
+    config_model_backend(&m, "cpu");
+    ck_assert(m.recompute_h && !m.recompute_att);
+    size_t keep = plan_train_bytes(&m, B, false);
+    m.recompute_att = true;
+    size_t again = plan_train_bytes(&m, B, false);
+    size_t N = (size_t)config_tokens(&m), D = (size_t)m.dim, rows = B * N;
+    size_t lse = ((size_t)B * m.heads * N * 4 + 255) / 256 * 256;
+    ck_assert_uint_eq(keep - again, (2 * 11 - 1) * rows * D * 4 - lse);
+    config_model_backend(&m, "cuda");
+    ck_assert(!m.recompute_h && !m.recompute_att);
+    config_model_backend(&m, NULL);
+    ck_assert(!m.recompute_h && !m.recompute_att);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("plan");
     TCase *tc = tcase_create("core");
@@ -277,6 +305,7 @@ int main(void) {
     tcase_add_test(tc, cuda_extra_counted);
     tcase_add_test(tc, pick_counts_gradient_sum);
     tcase_add_test(tc, cmd_plan);
+    tcase_add_test(tc, cpu_recompute_rule);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

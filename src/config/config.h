@@ -36,7 +36,8 @@ typedef struct {
                                    // more projection GEMM. Set for the CPU (memory first), not CUDA
     bool recompute_att;            // not a YAML key: such a block keeps no attention output either:
                                    // backward runs its attention forward again from the kept q, k, v
-                                   // (B·N·D floats a block for one attention forward). CPU, not CUDA
+                                   // (B·N·D floats a block for one attention forward). CPU while
+                                   // 3·N <= D (config_model_backend), not CUDA
     int ckpt_layers;               // not a YAML key: train.checkpoint_layers, the SA/PWCA layers a
                                    // checkpointed run recomputes, lowest first (0: all of them)
     bool fp32_stream;              // not a YAML key: !train.bf16_stream, the streams fp32 whatever the
@@ -147,14 +148,6 @@ static inline int config_effective_batch(const DcalConfig *c) {
 // The launcher's world size (processes, one per device) applied to the config,
 // keeping its effective batch (config.c). 0 after an error line.
 int config_apply_world(DcalConfig *c, int world, bool resume);
-// What the run's backend (its name; NULL: unknown) changes in the model's plan: the CUDA
-// backend's own scratch counts (on_cuda), and the CPU recomputes h and the attention output
-// instead of keeping them.
-static inline void config_model_backend(ModelConfig *m, const char *backend) {
-    m->on_cuda = backend && !strcmp(backend, "cuda");
-    m->recompute_h = backend && !m->on_cuda;   // memory first on a CPU; a GPU has the bytes and wants the time
-    m->recompute_att = m->recompute_h;
-}
 // Whether train.update_in_backward applies at `accum` micro-batches per step on `world`
 // processes: a gradient summed over micro-batches or processes is final only at the step's end.
 static inline bool config_update_in_backward(const TrainConfig *t, int accum, int world) {
@@ -164,6 +157,18 @@ static inline bool config_update_in_backward(const TrainConfig *t, int accum, in
 static inline int config_tokens(const ModelConfig *m) {
     int g = m->img_size / m->patch;
     return 1 + g * g;
+}
+// What the run's backend (its name; NULL: unknown) changes in the model's plan: the CUDA
+// backend's own scratch counts (on_cuda), and the CPU, where memory binds before time, recomputes
+// h instead of keeping it, and the attention output too where that is as cheap. The exchange rate
+// is h's: its projection GEMM costs 2·D FLOPs a row per float it saves; the attention forward
+// costs 4·N (SA) and 8·N (PWCA's 2N keys) FLOPs per float, 6·N on the average of the two, so it
+// is recomputed only while 6·N <= 2·D. ViT-B/16: at 224 px (N 197) it is, at 448 px (N 785),
+// where attention would be about 10% of the step again, it is kept (bench/RESULTS.md).
+static inline void config_model_backend(ModelConfig *m, const char *backend) {
+    m->on_cuda = backend && !strcmp(backend, "cuda");
+    m->recompute_h = backend && !m->on_cuda;
+    m->recompute_att = m->recompute_h && 3 * config_tokens(m) <= m->dim;
 }
 // Bytes of an Act element (backend.h) at a resolved precision: bf16 stores them in 2, fp32 in 4.
 static inline int config_act_bytes(const char *precision) {
