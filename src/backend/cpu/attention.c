@@ -8,11 +8,12 @@
 // tile's probabilities from q, k and the saved lse. No N×N matrix exists, so
 // storage grows linearly in N (ARCHITECTURE.md §3).
 //
-// The products inside a tile are single-threaded OpenBLAS sgemm calls on the
-// strided views (OpenBLAS runs single-threaded inside an OpenMP region), which
-// brings attention from ~8 GFLOP/s of scalar loops to BLAS's register-blocked
-// kernels. Key tiles never straddle the two key buffers of PWCA, so every
-// key tile is one strided matrix and the keys are never concatenated.
+// The products inside a tile are cpu_tile_gemm calls (tile_gemm.c) on the strided views:
+// one AVX2 micro-kernel that packs nothing. The scores are held transposed, Sᵀ [keys,
+// queries] = K·Qᵀ, so that the softmax's per-query max, exponentials and sums run down the
+// columns, eight queries to a vector, and every product reads its operands in place (Qᵀ and
+// dOᵀ are made once a query tile). Key tiles never straddle the two key buffers of PWCA, so
+// every key tile is one strided matrix and the keys are never concatenated.
 //
 // Determinism: forward splits over (b, h, query tile), each output row owned
 // by one unit; backward over (b, h) pairs, whose query tiles run in order, so
@@ -20,7 +21,6 @@
 // count. For PWCA, dk2/dv2 land in rows of batch element kv2_b[b]; when kv2_b
 // is not a permutation two pairs could write the same rows, so the split
 // falls back to heads only.
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,96 +28,125 @@
 
 enum { QT = 64, KT = 256 };   // a tile's scores: 64 KiB, in L2 beside the K and V tiles
 
-// One key tile: rows [j0, j0+n) of buffer 1 or 2 (never both), as strided matrices.
+// One key tile: rows [j0, j0+n) of buffer 1 or 2 (never both): k and v are rows of the
+// head's packed copy, the gradients strided rows of the gradient buffers.
 typedef struct {
     const float *k, *v;
-    long ld;          // row stride of k and v
+    long ld;          // row stride of k and v (hd: packed)
     int j0, n;        // first key (over n1+n2) and count
     float *dk, *dv;   // gradient rows of the same keys, or NULL
     long ldg;         // their row stride
 } KeyTile;
 
-// Per-thread tile scratch: QT query rows (gathered for GLCA), their output or
-// dq accumulator, the scores and dP of one key tile, and per-row statistics;
-// at bf16 also one key tile's k and v widened to fp32 (kb, vb: KT rows of hd).
+// Per-thread tile scratch: QT query rows (gathered for GLCA) and their transpose qT [hd, QT]
+// (columns past the tile's queries zero, up to a multiple of 8), their output or dq
+// accumulator, the transposed scores Sᵀ and dPᵀ of one key tile [KT, QT], backward's dO rows
+// (go) and dOᵀ [hd, QT], per-query statistics, and the keys and values of one (b, h), all
+// n1 + n2 of them, packed [n1 + n2, hd] (kp, vp; widened at bf16) for the (pb, ph) last packed.
+// Packed because the products read k and v as rows: at their own stride (3·D floats, a
+// multiple of 4 KiB's divisors) 256 rows fall into a few L1 sets and evict each other.
 typedef struct {
-    float *q, *o, *s, *dp, *m, *l, *kb, *vb;
+    float *q, *qT, *o, *s, *dp, *go, *gT, *m, *l, *L, *kp, *vp;
+    int pb, ph;
 } Tile;
 
-// At bf16 the tile's k and v rows are widened into t->kb / t->vb (exact), so the products
-// below are the fp32 ones on bf16 values; at fp32 the tile reads the buffers in place.
-static void widen_kv(const AttnArgs *a, KeyTile *kt, const Act *k, const Act *v, long off, Tile *t) {
-    if (!cpu_bf16) {
-        kt->k = act_f32(k) + off, kt->v = act_f32(v) + off;
-        return;
+// Packs (b, h)'s keys and values into t->kp / t->vp, unless they are there already.
+static void pack_kv(const AttnArgs *a, int b, int h, Tile *t) {
+    if (t->pb == b && t->ph == h) return;
+    for (int j = 0; j < a->n1 + a->n2; j++) {
+        int second = j >= a->n1, r = second ? j - a->n1 : j;
+        long off = second ? kv2_of(a, b) * a->kv2_bstride + r * a->kv2_tstride + h * a->hd
+                          : b * a->kv1_bstride + r * a->kv1_tstride + h * a->hd;
+        cpu_act_load(t->kp + (size_t)j * a->hd, second ? a->k2 : a->k1, off, a->hd);
+        cpu_act_load(t->vp + (size_t)j * a->hd, second ? a->v2 : a->v1, off, a->hd);
     }
-    for (int j = 0; j < kt->n; j++) {
-        cpu_act_load(t->kb + (size_t)j * a->hd, k, off + j * kt->ld, a->hd);
-        cpu_act_load(t->vb + (size_t)j * a->hd, v, off + j * kt->ld, a->hd);
-    }
-    kt->k = t->kb, kt->v = t->vb, kt->ld = a->hd;
+    t->pb = b, t->ph = h;
 }
 
-// Key tile t of (b, h); returns 0 past the last one.
+// Key tile t of (b, h), whose keys t->kp holds; returns 0 past the last one.
 static int key_tile(const AttnArgs *a, const AttnGrads *g, int b, int h, int t, KeyTile *kt, Tile *tl) {
     int t1 = (a->n1 + KT - 1) / KT, t2 = (a->n2 + KT - 1) / KT;
     if (t >= t1 + t2) return 0;
     int second = t >= t1, j = (second ? t - t1 : t) * KT, n = second ? a->n2 : a->n1;
     long off = second ? kv2_of(a, b) * a->kv2_bstride + j * a->kv2_tstride + h * a->hd
                       : b * a->kv1_bstride + j * a->kv1_tstride + h * a->hd;
-    kt->ld = kt->ldg = second ? a->kv2_tstride : a->kv1_tstride;
+    kt->ldg = second ? a->kv2_tstride : a->kv1_tstride;
     kt->j0 = second ? a->n1 + j : j;
     kt->n = n - j < KT ? n - j : KT;
-    widen_kv(a, kt, second ? a->k2 : a->k1, second ? a->v2 : a->v1, off, tl);
+    kt->k = tl->kp + (size_t)kt->j0 * a->hd, kt->v = tl->vp + (size_t)kt->j0 * a->hd, kt->ld = a->hd;
     float *dk = g ? (second ? g->dk2 : g->dk1) : NULL, *dv = g ? (second ? g->dv2 : g->dv1) : NULL;
     kt->dk = dk ? dk + off : NULL;
     kt->dv = dv ? dv + off : NULL;
     return 1;
 }
 
-static Tile tile_new(int hd) {
-    size_t kv = cpu_bf16 ? (size_t)KT * hd * 4 : 4;
-    Tile t = {xmalloc((size_t)QT * hd * 4), xmalloc((size_t)QT * hd * 4), xmalloc((size_t)QT * KT * 4),
-              xmalloc((size_t)QT * KT * 4), xmalloc(QT * 4), xmalloc(QT * 4), xmalloc(kv), xmalloc(kv)};
+static Tile tile_new(const AttnArgs *a) {
+    size_t qh = (size_t)QT * a->hd * 4, kv = (size_t)(a->n1 + a->n2) * a->hd * 4;
+    Tile t = {xmalloc(qh), xcalloc(1, qh), xmalloc(qh), xmalloc((size_t)QT * KT * 4), xmalloc((size_t)QT * KT * 4),
+              xmalloc(qh), xcalloc(1, qh), xmalloc(QT * 4), xmalloc(QT * 4), xmalloc(QT * 4), xmalloc(kv), xmalloc(kv),
+              -1, -1};
     return t;
 }
 static void tile_free(Tile *t) {
-    free(t->q); free(t->o); free(t->s); free(t->dp); free(t->m); free(t->l); free(t->kb); free(t->vb);
+    free(t->q); free(t->qT); free(t->o); free(t->s); free(t->dp); free(t->go); free(t->gT);
+    free(t->m); free(t->l); free(t->L); free(t->kp); free(t->vp);
 }
 
-// Copies query rows [i0, i0+nq) of head h into t->q (widened at bf16): GLCA's rows are a gather.
+// Queries padded to a multiple of 8: the vector width of the column-wise softmax.
+static int pad8(int n) { return (n + 7) / 8 * 8; }
+
+// xT [hd, QT] = the nq rows of x (row stride ld) transposed; columns nq..pad8(nq) zero.
+static void transpose_rows(float *xT, const float *x, long ld, int nq, int hd) {
+    for (int d = 0; d < hd; d++) {
+        for (int i = 0; i < nq; i++) xT[d * QT + i] = x[i * ld + d];
+        for (int i = nq; i < pad8(nq); i++) xT[d * QT + i] = 0;
+    }
+}
+
+// Copies query rows [i0, i0+nq) of head h into t->q (widened at bf16; GLCA's rows are a
+// gather) and their transpose into t->qT.
 static void load_q(const AttnArgs *a, int b, int h, int i0, int nq, Tile *t) {
     for (int i = 0; i < nq; i++)
         cpu_act_load(t->q + (size_t)i * a->hd, a->q, b * a->q_bstride + qrow(a, b, i0 + i) * a->q_tstride + h * a->hd,
                      (size_t)a->hd);
+    transpose_rows(t->qT, t->q, a->hd, nq, a->hd);
 }
 
-// S = scale · Q Kᵀ for one (query tile, key tile): [nq, kt->n], leading dimension KT.
+// Sᵀ = scale · K Qᵀ for one (query tile, key tile): [kt->n, pad8(nq)], leading dimension QT.
 static void tile_scores(const AttnArgs *a, const Tile *t, int nq, const KeyTile *kt) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, kt->n, a->hd, a->scale, t->q, a->hd, kt->k,
-                (int)kt->ld, 0.0f, t->s, KT);
+    cpu_tile_gemm(t->s, QT, kt->k, kt->ld, 1, t->qT, QT, kt->n, pad8(nq), a->hd, a->scale, 0);
 }
 
-// One key tile of the online softmax: rescale what the rows hold by exp(m_old - m_new), add P·V.
+// One key tile of the online softmax, query by query down Sᵀ's columns: the new max,
+// Pᵀ = exp(Sᵀ - m), the sums (over keys in order), what the rows hold rescaled by
+// exp(m_old - m_new), then O += P·V.
 static void forward_key_tile(const AttnArgs *a, Tile *t, int nq, const KeyTile *kt) {
-    int hd = a->hd;
+    int hd = a->hd, nv = pad8(nq), n = kt->n;
     tile_scores(a, t, nq, kt);
+    float mx[QT], sum[QT] = {0};
+    for (int i = 0; i < nv; i++) mx[i] = i < nq ? t->m[i] : 0;   // padded queries: finite, never used
+    for (int j = 0; j < n; j++) {
+        const float *s = t->s + (size_t)j * QT;
+        for (int i = 0; i < nv; i++) mx[i] = s[i] > mx[i] ? s[i] : mx[i];
+    }
+    for (int j = 0; j < n; j++) {
+        float *s = t->s + (size_t)j * QT;
+        cpu_vexp_sub(s, s, mx, (size_t)nv);
+        for (int i = 0; i < nv; i++) sum[i] += s[i];
+    }
     for (int i = 0; i < nq; i++) {
-        float *s = t->s + (size_t)i * KT, m = cpu_vmax(s, (size_t)kt->n, t->m[i]);
-        float c = expf(t->m[i] - m);   // c = 0 on the first tile (m_old = -inf)
-        cpu_vexp(s, s, m, (size_t)kt->n);
-        float l = cpu_vsum(s, (size_t)kt->n);
-        t->l[i] = t->l[i] * c + l;
-        t->m[i] = m;
+        float c = expf(t->m[i] - mx[i]);   // c = 0 on the first tile (m_old = -inf)
+        t->l[i] = t->l[i] * c + sum[i];
+        t->m[i] = mx[i];
         float *o = t->o + (size_t)i * hd;
         for (int d = 0; d < hd; d++) o[d] *= c;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, kt->n, 1.0f, t->s, KT, kt->v, (int)kt->ld,
-                1.0f, t->o, hd);
+    cpu_tile_gemm(t->o, hd, t->s, 1, QT, kt->v, kt->ld, nq, hd, n, 1.0f, 1);
 }
 
 static void forward_tile(const AttnArgs *a, Act *out, float *lse, int b, int h, int i0, Tile *t) {
     int hd = a->hd, D = a->H * hd, nq = a->Nq - i0 < QT ? a->Nq - i0 : QT;
+    pack_kv(a, b, h, t);   // once per (b, h) a thread meets: its query tiles come in a row
     load_q(a, b, h, i0, nq, t);
     memset(t->o, 0, (size_t)nq * hd * 4);
     for (int i = 0; i < nq; i++) t->m[i] = -INFINITY, t->l[i] = 0;
@@ -135,7 +164,7 @@ void cpu_attention_forward(const AttnArgs *a, Act *out, float *lse) {
     int qt = (a->Nq + QT - 1) / QT;
 #pragma omp parallel
     {
-        Tile t = tile_new(a->hd);
+        Tile t = tile_new(a);
 #pragma omp for collapse(3) schedule(static)
         for (int b = 0; b < a->B; b++)
             for (int h = 0; h < a->H; h++)
@@ -144,24 +173,22 @@ void cpu_attention_forward(const AttnArgs *a, Act *out, float *lse) {
     }
 }
 
-// One (query tile, key tile) of backward. With P = exp(S - lse) and
+// One (query tile, key tile) of backward, transposed as forward. With P = exp(S - lse) and
 // dS = P ∘ (dO·Vᵀ - Di) · scale (Di = dO·O per row, = Σ_j P_ij dP_ij):
-// dV += Pᵀ·dO, dK += dSᵀ·Q, dQ (t->o) += dS·K.
-static void backward_key_tile(const AttnArgs *a, Tile *t, int nq, const float *go, const float *L,
-                              const float *Di, const KeyTile *kt) {
-    int hd = a->hd, D = a->H * hd, n = kt->n, ld = (int)kt->ld, ldg = (int)kt->ldg;
+// dV += Pᵀ·dO, dK += dSᵀ·Q, dQ (t->o) += dS·K. t->L and t->m (Di) are padded with zeros.
+static void backward_key_tile(const AttnArgs *a, Tile *t, int nq, const KeyTile *kt) {
+    int hd = a->hd, n = kt->n, nv = pad8(nq);
+    const float *Di = t->m;
     tile_scores(a, t, nq, kt);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n, hd, 1.0f, go, D, kt->v, ld, 0.0f, t->dp, KT);
-    for (int i = 0; i < nq; i++) {
-        float *p = t->s + (size_t)i * KT, *dp = t->dp + (size_t)i * KT;
-        cpu_vexp(p, p, L[i], (size_t)n);   // recomputed probabilities
-        for (int j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - Di[i]) * a->scale;
+    cpu_tile_gemm(t->dp, QT, kt->v, kt->ld, 1, t->gT, QT, n, nv, hd, 1.0f, 0);   // dPᵀ = V·dOᵀ
+    for (int j = 0; j < n; j++) {
+        float *p = t->s + (size_t)j * QT, *dp = t->dp + (size_t)j * QT;
+        cpu_vexp_sub(p, p, t->L, (size_t)nv);   // recomputed probabilities
+        for (int i = 0; i < nv; i++) dp[i] = p[i] * (dp[i] - Di[i]) * a->scale;
     }
-    if (kt->dv)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, nq, 1.0f, t->s, KT, go, D, 1.0f, kt->dv, ldg);
-    if (kt->dk)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hd, nq, 1.0f, t->dp, KT, t->q, hd, 1.0f, kt->dk, ldg);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hd, n, 1.0f, t->dp, KT, kt->k, ld, 1.0f, t->o, hd);
+    if (kt->dv) cpu_tile_gemm(kt->dv, kt->ldg, t->s, QT, 1, t->go, hd, n, hd, nq, 1.0f, 1);
+    if (kt->dk) cpu_tile_gemm(kt->dk, kt->ldg, t->dp, QT, 1, t->q, hd, n, hd, nq, 1.0f, 1);
+    cpu_tile_gemm(t->o, hd, t->dp, 1, QT, kt->k, kt->ld, nq, hd, n, 1.0f, 1);
 }
 
 static void backward_tile(const AttnArgs *a, const AttnGrads *g, const Act *out, const float *lse,
@@ -170,14 +197,18 @@ static void backward_tile(const AttnArgs *a, const AttnGrads *g, const Act *out,
     const float *go = dout + ((size_t)b * a->Nq + i0) * D + h * hd;
     const float *L = lse + ((size_t)b * a->H + h) * a->Nq + i0;
     float *Di = t->m;
-    for (int i = 0; i < nq; i++) {   // Di = dO·O, with O as stored (bf16 at bf16: widened into t->o first)
+    for (int i = 0; i < pad8(nq); i++) {   // Di = dO·O, with O as stored (bf16 at bf16: widened into t->o first)
+        if (i >= nq) { Di[i] = t->L[i] = 0; continue; }
         cpu_act_load(t->o, out, ((size_t)b * a->Nq + i0 + i) * D + h * hd, (size_t)hd);
         Di[i] = dot(go + (size_t)i * D, t->o, hd);
+        t->L[i] = L[i];
     }
     load_q(a, b, h, i0, nq, t);
+    for (int i = 0; i < nq; i++) memcpy(t->go + (size_t)i * hd, go + (size_t)i * D, (size_t)hd * 4);
+    transpose_rows(t->gT, t->go, hd, nq, hd);
     memset(t->o, 0, (size_t)nq * hd * 4);
     KeyTile kt;
-    for (int k = 0; key_tile(a, g, b, h, k, &kt, t); k++) backward_key_tile(a, t, nq, go, L, Di, &kt);
+    for (int k = 0; key_tile(a, g, b, h, k, &kt, t); k++) backward_key_tile(a, t, nq, &kt);
     if (g->dq)   // scatter-add this tile's dq (GLCA's rows are gathered)
         for (int i = 0; i < nq; i++) {
             float *dq = g->dq + b * a->q_bstride + qrow(a, b, i0 + i) * a->q_tstride + h * hd;
@@ -187,6 +218,7 @@ static void backward_tile(const AttnArgs *a, const AttnGrads *g, const Act *out,
 
 static void backward_pair(const AttnArgs *a, const AttnGrads *g, const Act *out, const float *lse,
                           const float *dout, int b, int h, Tile *t) {
+    pack_kv(a, b, h, t);
     for (int i0 = 0; i0 < a->Nq; i0 += QT) backward_tile(a, g, out, lse, dout, b, h, i0, t);
 }
 
@@ -210,7 +242,7 @@ void cpu_attention_backward(const AttnArgs *a, const AttnGrads *g, const Act *ou
     int by_pair = a->n2 == 0 || is_permutation(a->kv2_b, B);
 #pragma omp parallel
     {
-        Tile t = tile_new(a->hd);
+        Tile t = tile_new(a);
         if (by_pair) {
 #pragma omp for collapse(2) schedule(static)
             for (int b = 0; b < B; b++)

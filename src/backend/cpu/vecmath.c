@@ -45,6 +45,26 @@ void cpu_vexp(float *y, const float *x, float shift, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = expf(x[i] - shift);
 }
 
+// y = exp(x - shift) with a shift per element (attention's transposed scores: one max per
+// query column), through the same vector expf.
+static AVX2 void exp_sub_avx2(float *y, const float *x, const float *shift, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _ZGVdN8v_expf(_mm256_sub_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(shift + i))));
+    if (i < n) {
+        float t[8] = {0}, u[8] = {0};
+        memcpy(t, x + i, (n - i) * sizeof(float));
+        memcpy(u, shift + i, (n - i) * sizeof(float));
+        _mm256_storeu_ps(t, _ZGVdN8v_expf(_mm256_sub_ps(_mm256_loadu_ps(t), _mm256_loadu_ps(u))));
+        memcpy(y + i, t, (n - i) * sizeof(float));
+    }
+}
+
+void cpu_vexp_sub(float *y, const float *x, const float *shift, size_t n) {
+    if (cpu_use_avx2()) { exp_sub_avx2(y, x, shift, n); return; }
+    for (size_t i = 0; i < n; i++) y[i] = expf(x[i] - shift[i]);
+}
+
 void cpu_verf(float *y, const float *x, float scale, size_t n) {
     if (cpu_use_avx2()) { map_avx2(y, x, scale, 0.0f, n, _ZGVdN8v_erff); return; }
     for (size_t i = 0; i < n; i++) y[i] = erff(x[i] * scale);
