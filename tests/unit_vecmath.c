@@ -4,7 +4,12 @@
 //    machine has it) must give exactly the bits of that expression written out here, for every
 //    length 0..67 (whole vectors and tails), and differ from a plain left-to-right sum somewhere
 //    (or the test would not see a lost reordering);
-//  * cpu_vmax is max(init, x…) with NaNs skipped, exactly (max has no rounding).
+//  * cpu_vmax is max(init, x…) with NaNs skipped, exactly (max has no rounding);
+//  * cpu_sumsq (elementwise.c, the gradient norm) gives its scalar twin's bits — 16 lane chains
+//    per 65536-float block, a fixed tree, blocks in order — for lengths around the lane and
+//    block edges, under any thread count (1, 2, 3 threads here), within 1e-12 of a long-double
+//    sum, and propagates NaN.
+#include <omp.h>
 #include <math.h>
 #include <string.h>
 #include "backend/cpu/cpu.h"
@@ -50,11 +55,37 @@ START_TEST(test_max) {
 }
 END_TEST
 
+START_TEST(test_sumsq) {
+    enum { MAXN = 3 * 65536 + 37 };
+    static float x[MAXN];
+    Rng r;
+    rng_init(&r, 5, 0, 0, RNG_TEST);
+    for (int i = 0; i < MAXN; i++) x[i] = rng_normal(&r) * expf(2 * rng_normal(&r));
+    const size_t ns[] = {0, 1, 15, 16, 17, 1000, 65535, 65536, 65537, 2 * 65536 + 5, MAXN};
+    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+        size_t n = ns[k];
+        double want = cpu_sumsq_scalar(x, n);
+        long double ref = 0;
+        for (size_t i = 0; i < n; i++) ref += (long double)x[i] * x[i];
+        ck_assert_msg(fabsl(want - ref) <= 1e-12L * ref, "n %zu: %.17g, long double %.17Lg", n, want, ref);
+        for (int th = 1; th <= 3; th++) {
+            omp_set_num_threads(th);
+            double got = cpu_sumsq(x, n);
+            ck_assert_msg(!memcmp(&got, &want, sizeof got), "n %zu, %d threads: %.17g, the scalar order %.17g", n, th,
+                          got, want);
+        }
+    }
+    x[70000] = NAN;
+    ck_assert(isnan(cpu_sumsq(x, MAXN)));
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("vecmath");
     TCase *tc = tcase_create("vecmath");
     tcase_add_test(tc, test_sum_order);
     tcase_add_test(tc, test_max);
+    tcase_add_test(tc, test_sumsq);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -48,6 +48,7 @@ void cpu_adamw_update(float *param, const float *grad, float *m, float *v, size_
 void cpu_adamw_multi(float *param, const float *grad, float *m, float *v, size_t n, const AdamwSpan *spans,
                      int n_spans, float lr, float beta1, float beta2, float eps, float wd, int t);
 double cpu_sumsq(const float *x, size_t n);
+double cpu_sumsq_scalar(const float *x, size_t n);   // its scalar twin: the same bits (unit_vecmath)
 void cpu_sumsq_into(double *out, const float *x, size_t n);
 
 // vecmath.c: y = exp(x - shift), y = erf(x · scale) over n floats (y may be x), and what computes them.

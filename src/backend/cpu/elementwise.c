@@ -3,9 +3,12 @@
 // Contracts in backend/backend.h: backward ops accumulate (+=) and skip NULL
 // gradients. Every loop that reduces over rows runs in a fixed order, so results
 // never depend on the thread count.
+#include <immintrin.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include "backend/cpu/cpu.h"
+#include "core/common.h"
 
 // Exact GELU, x·Φ(x), in chunks: erf and exp of a chunk at once (vecmath.c), then
 // the elementwise rest.
@@ -123,9 +126,59 @@ void cpu_loss_backward(float *coef, float *dw, const float *w, const float *out,
     }
 }
 
+// Σ x², in double. It was one serial chain of dependent adds over the whole gradient (86 M
+// floats for ViT-B: 92 ms, 1.6% of a quiet 224-px CPU step, the other threads idle; now 22 ms on
+// 2 threads, bench/RESULTS.md). Blocks of
+// SUMSQ_BLOCK floats are summed in parallel, each in SUMSQ_LANES lanes (lane l takes the block's
+// x[i] with i % 16 == l, one fma chain), the lanes combined pairwise ((l0+l8) + …, a fixed tree)
+// and the blocks' sums added in block order: one order for any thread count, and the scalar
+// loop runs the same chains and tree as the AVX2 one (unit_vecmath).
+enum { SUMSQ_BLOCK = 1 << 16, SUMSQ_LANES = 16 };
+
+static double lanes_total(double l[SUMSQ_LANES]) {
+    for (int w = SUMSQ_LANES / 2; w >= 1; w /= 2)
+        for (int k = 0; k < w; k++) l[k] += l[k + w];
+    return l[0];
+}
+
+static double block_scalar(const float *x, size_t n) {
+    double l[SUMSQ_LANES] = {0};
+    for (size_t i = 0; i < n; i++) l[i % SUMSQ_LANES] = fma((double)x[i], (double)x[i], l[i % SUMSQ_LANES]);
+    return lanes_total(l);
+}
+
+#define AVX2 __attribute__((target("avx2,fma")))
+static AVX2 double block_avx2(const float *x, size_t n) {
+    __m256d a[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+    size_t i = 0;
+    for (; i + SUMSQ_LANES <= n; i += SUMSQ_LANES)
+        for (int k = 0; k < 4; k++) {
+            __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4 * k));
+            a[k] = _mm256_fmadd_pd(v, v, a[k]);
+        }
+    double l[SUMSQ_LANES];
+    for (int k = 0; k < 4; k++) _mm256_storeu_pd(l + 4 * k, a[k]);
+    for (; i < n; i++) l[i % SUMSQ_LANES] = fma((double)x[i], (double)x[i], l[i % SUMSQ_LANES]);
+    return lanes_total(l);
+}
+
 double cpu_sumsq(const float *x, size_t n) {
+    size_t nb = (n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
+    double *part = xmalloc((nb ? nb : 1) * sizeof(double)), s = 0;
+    int avx2 = cpu_use_avx2();
+#pragma omp parallel for schedule(static)
+    for (size_t b = 0; b < nb; b++) {
+        size_t i0 = b * SUMSQ_BLOCK, m = n - i0 < SUMSQ_BLOCK ? n - i0 : SUMSQ_BLOCK;
+        part[b] = avx2 ? block_avx2(x + i0, m) : block_scalar(x + i0, m);
+    }
+    for (size_t b = 0; b < nb; b++) s += part[b];
+    free(part);
+    return s;
+}
+
+double cpu_sumsq_scalar(const float *x, size_t n) {
     double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    for (size_t i0 = 0; i0 < n; i0 += SUMSQ_BLOCK) s += block_scalar(x + i0, n - i0 < SUMSQ_BLOCK ? n - i0 : SUMSQ_BLOCK);
     return s;
 }
 
