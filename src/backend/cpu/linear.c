@@ -60,9 +60,16 @@ void cpu_linear_bias_forward(float *out, const float *b, int rows, int OC) {
         for (int o = 0; o < OC; o++) out[(size_t)r * OC + o] += b[o];
 }
 
+// With a bias, out starts as the bias rows and sgemm accumulates into it (beta 1): OpenBLAS
+// then skips its pass that zeroes C for beta 0, and no second pass adds the bias (together
+// 1.2% of a 224-px step in perf; ~0.6% saved). The bias is the first term of each output's
+// sum, not the last.
 void cpu_linear_forward(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, OC, IC, 1.0f, inp, IC, w, IC, 0.0f, out, OC);
-    if (b) cpu_linear_bias_forward(out, b, rows, OC);
+    if (b) {
+#pragma omp parallel for
+        for (int r = 0; r < rows; r++) memcpy(out + (size_t)r * OC, b, (size_t)OC * sizeof(float));
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, OC, IC, 1.0f, inp, IC, w, IC, b ? 1.0f : 0.0f, out, OC);
 }
 
 // db [OC] += Σ_r dout [r, :]. Each column is still summed over rows in ascending
