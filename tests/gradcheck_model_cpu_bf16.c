@@ -6,7 +6,7 @@
 // layer checkpointed and with the CPU's recomputes (h, the attention output), since each
 // re-reads the bf16 values the stored run read; and with the streams kept fp32
 // (train.bf16_stream: false) as well. Last, the GEMMs' operand copies peak at what
-// the planner counts (plan_cpu_extra). The CPU's precision is one switch, so the runs
+// the planner counts (plan_cpu_copies, in plan_cpu_extra). The CPU's precision is one switch, so the runs
 // alternate it (use); the test re-executes itself under DCAL_CPU_BF16=portable, which
 // offers bf16 on any CPU.
 #include <math.h>
@@ -160,7 +160,7 @@ START_TEST(test_scratch_as_planned) {
     Run h;
     run_init(&h, "bf16", 0);
     step(&h, 0, true);
-    size_t want = plan_cpu_extra(&h.m.cfg, B), got = CPU->scratch_peak();
+    size_t want = plan_cpu_copies(&h.m.cfg, B), got = CPU->scratch_peak();
     ck_assert_msg(want > 0 && got == want, "operand copies peaked at %zu bytes, planned %zu", got, want);
     run_free(&h);
 }

@@ -192,19 +192,22 @@ START_TEST(pick_counts_gradient_sum) {
     const ModelConfig *mc = &c.model;
     MemPlan p;
     model_plan(mc, 2, false, true, &p);
-    size_t g = p.grads, b8 = plan_train_bytes(mc, 8, false);
-    ck_assert_uint_eq(cli_step_bytes(mc, 16, 1, 1, false), plan_train_bytes(mc, 16, false));
+    // x: the CPU backend's own scratch (attention's, one thread here: plan_cpu_extra), the same at any B at fp32.
+    size_t g = p.grads, x = plan_cpu_extra(mc, 2), b8 = plan_train_bytes(mc, 8, false) + x;
+    ck_assert_uint_gt(x, 0);
+    ck_assert_uint_eq(plan_cpu_extra(mc, 16), x);
+    ck_assert_uint_eq(cli_step_bytes(mc, 16, 1, 1, false), plan_train_bytes(mc, 16, false) + x);
     ck_assert_uint_eq(cli_step_bytes(mc, 8, 2, 1, false), b8 + g);
-    ck_assert_uint_eq(cli_step_bytes(mc, 4, 4, 1, false), plan_train_bytes(mc, 4, false) + 2 * g);
-    ck_assert_uint_eq(cli_step_bytes(mc, 2, 8, 1, true), plan_train_bytes(mc, 2, true) + 3 * g);
-    ck_assert_int_eq(pick_table(mc, 16, false, b8), 8);   // the table alone would take 8
+    ck_assert_uint_eq(cli_step_bytes(mc, 4, 4, 1, false), plan_train_bytes(mc, 4, false) + x + 2 * g);
+    ck_assert_uint_eq(cli_step_bytes(mc, 2, 8, 1, true), plan_train_bytes(mc, 2, true) + x + 3 * g);
+    ck_assert_int_eq(pick_table(mc, 16, false, b8 - x), 8);   // the table alone would take 8
     int B = config_pick_micro_batch(mc, 16, 1, false, b8, cli_step_bytes);
     ck_assert_int_lt(B, 8);
     if (B) ck_assert(cli_step_bytes(mc, B, 16 / B, 1, false) <= b8);
     ck_assert_int_eq(config_pick_micro_batch(mc, 16, 1, false, b8 + g, cli_step_bytes), 8);
     // Several processes without accumulation need a receive bucket: the picker is told the
     // world (dcal plan --set train.devices=N plans for N without being launched N times).
-    size_t b16 = plan_train_bytes(mc, 16, false), bucket = reduce_extra_bytes(g / sizeof(float), 1, 2);
+    size_t b16 = plan_train_bytes(mc, 16, false) + x, bucket = reduce_extra_bytes(g / sizeof(float), 1, 2);
     ck_assert_uint_gt(bucket, 0);
     ck_assert_uint_eq(cli_step_bytes(mc, 16, 1, 2, false), b16 + bucket);
     ck_assert_int_eq(config_pick_micro_batch(mc, 16, 1, false, b16, cli_step_bytes), 16);
@@ -224,13 +227,23 @@ START_TEST(cuda_extra_counted) {
     // On the CPU at bf16 its own copies instead (cpu_scratch_rule.h): three grow-only buffers, each
     // at its largest request: fc1/fc2's W [3072, 768] as fp32 (9437184), 512 rows of fc2's input
     // [·, 3072] widened (6291456) and 512 rows of fc1's output or of its dout [·, 3072] (6291456).
-    ck_assert_uint_eq(plan_cpu_extra(&mc, 16), 9437184u + 6291456u + 6291456u);
+    ck_assert_uint_eq(plan_cpu_copies(&mc, 16), 9437184u + 6291456u + 6291456u);
     ck_assert_uint_eq(cli_step_bytes(&mc, 16, 1, 1, true), plan_train_bytes(&mc, 16, true) + plan_cpu_extra(&mc, 16));
     mc.on_cuda = true;
     ck_assert_uint_eq(cli_step_bytes(&mc, 16, 1, 1, true), plan_train_bytes(&mc, 16, true) + plan_cuda_extra(&mc, 16));
     // At fp32 nothing is copied: the scratch is the backend's 1 MiB minimum.
     mc.act_bytes = 4;
-    ck_assert_uint_eq(plan_cpu_extra(&mc, 16), 0);
+    ck_assert_uint_eq(plan_cpu_copies(&mc, 16), 0);
+    // At any precision one op's scratch (cpu_scratch_rule.h), ViT-B at 448 px (N 785, hd 64, H 12).
+    // Attention a thread, PWCA's call: q, o, dO 3·64·64, qT and dOᵀ 2·64·64, Sᵀ and dPᵀ 2·256·64,
+    // 3·64 statistics, its 2N keys and values 2·1570·64: 254400 floats. The rollout: 12·64·785 scores, and a thread
+    // 64·64 query rows (+1 float for the bf16-only keys). Two threads: the rollout is larger;
+    // eight: attention.
+    mc.cpu_threads = 2;
+    ck_assert_uint_eq(plan_cpu_op_scratch(&mc), 4u * (12 * 64 * 785 + 2 * (64 * 64 + 1)));
+    mc.cpu_threads = 8;
+    ck_assert_uint_eq(plan_cpu_op_scratch(&mc), 8u * 4 * 254400);
+    ck_assert_uint_eq(plan_cpu_extra(&mc, 16), plan_cpu_op_scratch(&mc));
     ck_assert_uint_eq(plan_cuda_scratch(&mc, 16), 0);
     ck_assert_uint_eq(plan_cuda_extra(&mc, 16), ((size_t)1 << 20) + ((size_t)32 << 20));
 }
@@ -238,7 +251,8 @@ END_TEST
 
 START_TEST(cmd_plan) {
     char args[1400], buf[8192];
-    snprintf(args, sizeof args, "plan --config %s/configs/fgvc/tiny.yaml --micro-batch 2 --max-memory 1.5M", src_dir());
+    snprintf(args, sizeof args, "plan --config %s/configs/fgvc/tiny.yaml --micro-batch 2 --max-memory 1.5M --set train.threads=2",
+             src_dir());
     ck_assert_int_eq(run_dcal(args, buf, sizeof buf), 0);
     DcalConfig c = load("tiny");
     MemPlan p;
@@ -247,6 +261,7 @@ START_TEST(cmd_plan) {
     snprintf(want, sizeof want, " %zu\n", p.total);   // exact bytes, per-block column, total row
     ck_assert_msg(strstr(buf, "micro-batch 2") && strstr(buf, want), "%s", buf);
     ck_assert_msg(strstr(buf, "per-block checkpointing : micro-batch"), "%s", buf);
+    ck_assert_msg(strstr(buf, "CPU backend beyond the table: attention or rollout scratch 0.0 MiB (2 threads)"), "%s", buf);
     // Planning for a GPU on any machine: CUDA's best precision is bf16, so the Act tensors count 2 bytes.
     snprintf(args, sizeof args, "plan --config %s/configs/fgvc/tiny.yaml --micro-batch 2 --set train.device=cuda "
              "--set train.precision=bf16", src_dir());
@@ -275,10 +290,14 @@ START_TEST(cpu_recompute_rule) {
     ModelConfig m = c.model;
     const int B = 2;
     m.img_size = 224;
-    config_model_backend(&m, "cpu");
+    config_model_backend(&m, "cpu", 3);
     ck_assert(m.recompute_h && m.recompute_att);
+    ck_assert_int_eq(m.cpu_threads, 3);   // train.threads; else OpenMP's default (its first number)
     m.img_size = 448;
-    config_model_backend(&m, "cpu");
+    setenv("OMP_NUM_THREADS", "5,2", 1);
+    config_model_backend(&m, "cpu", 0);
+    unsetenv("OMP_NUM_THREADS");
+    ck_assert_int_eq(m.cpu_threads, 5);
     ck_assert(m.recompute_h && !m.recompute_att);
     size_t keep = plan_train_bytes(&m, B, false);
     m.recompute_att = true;
@@ -286,9 +305,9 @@ START_TEST(cpu_recompute_rule) {
     size_t N = (size_t)config_tokens(&m), D = (size_t)m.dim, rows = B * N;
     size_t lse = ((size_t)B * m.heads * N * 4 + 255) / 256 * 256;
     ck_assert_uint_eq(keep - again, (2 * 11 - 1) * rows * D * 4 - lse);
-    config_model_backend(&m, "cuda");
+    config_model_backend(&m, "cuda", 0);
     ck_assert(!m.recompute_h && !m.recompute_att);
-    config_model_backend(&m, NULL);
+    config_model_backend(&m, NULL, 0);
     ck_assert(!m.recompute_h && !m.recompute_att);
 }
 END_TEST

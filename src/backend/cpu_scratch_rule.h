@@ -1,4 +1,5 @@
-// cpu_scratch_rule.h: the CPU backend's host scratch at precision bf16, as plain C, so that the
+// cpu_scratch_rule.h: the CPU backend's host scratch (below, and at the end: attention's and the
+// rollout's at any precision), as plain C, so that the
 // planner counts it (dcal plan, the micro-batch picker) and src/backend/cpu/linear_bf16.c sizes
 // its operand copies with the same functions (cuda_scratch_rule.h is the CUDA side's).
 //
@@ -13,10 +14,32 @@
 #include <stddef.h>
 
 #define CPU_LIN_ROWS 512
+// Attention's query and key tiles and the rollout's query rows per tile (attention.c, rollout.c).
+#define CPU_ATT_QT 64
+#define CPU_ATT_KT 256
+#define CPU_ROLLOUT_PR 64
 static inline size_t cpu_lin_chunk(size_t rows) { return rows < CPU_LIN_ROWS ? rows : CPU_LIN_ROWS; }
 // The three slots' bytes for one linear layer [rows, IC] → [rows, OC] at bf16.
 static inline void cpu_linear_scratch(size_t rows, int IC, int OC, size_t slot[3]) {
     slot[0] = (size_t)OC * IC * 4;
     slot[1] = cpu_lin_chunk(rows) * IC * 4;
     slot[2] = cpu_lin_chunk(rows) * OC * 4;
+}
+
+// At any precision, two ops take scratch for the length of one call, never at once: attention,
+// per thread, its tile buffers for Nq queries and n1 + n2 keys (q, o, dO: [min(QT, Nq), hd];
+// qT and dOᵀ: [hd, QT]; Sᵀ and dPᵀ: [min(KT, max(n1, n2)), QT]; three per-query statistics
+// [QT]) and one (b, h)'s keys and values packed, [n1 + n2, hd] each; the rollout its H × PR × N
+// scores, shared, and per thread PR query rows (and at bf16 N widened keys).
+static inline size_t cpu_att_qrows(int Nq) { return Nq < CPU_ATT_QT ? (size_t)Nq : CPU_ATT_QT; }
+static inline size_t cpu_att_krows(int n1, int n2) {
+    int n = n1 > n2 ? n1 : n2;
+    return n < CPU_ATT_KT ? (size_t)n : CPU_ATT_KT;
+}
+static inline size_t cpu_attention_scratch(int Nq, int n1, int n2, int hd) {
+    return (3 * cpu_att_qrows(Nq) * hd + (size_t)2 * hd * CPU_ATT_QT + 2 * cpu_att_krows(n1, n2) * CPU_ATT_QT +
+            3 * CPU_ATT_QT + (size_t)2 * (n1 + n2) * hd) * 4;
+}
+static inline size_t cpu_rollout_scratch(int H, int N, int hd, int bf16, int threads) {
+    return (size_t)H * CPU_ROLLOUT_PR * N * 4 + (size_t)threads * ((size_t)CPU_ROLLOUT_PR * hd + (bf16 ? (size_t)N * hd : 1)) * 4;
 }

@@ -78,13 +78,15 @@ static void print_cuda_extra(const ModelConfig *m, int B) {
            (plan_train_bytes(m, B, true) + extra) / 1048576.0);
 }
 
-// The CPU backend's at precision bf16: its GEMMs' operand copies (cpu_scratch_rule.h).
+// The CPU backend's (cpu_scratch_rule.h): at precision bf16 its GEMMs' operand copies, and the
+// attention or rollout scratch of one call.
 static void print_cpu_extra(const ModelConfig *m, int B) {
-    size_t extra = plan_cpu_extra(m, B);
-    if (!extra) return;
-    printf("CPU backend beyond the table: bf16 GEMM operand copies %.1f MiB; with them %.1f MiB without "
-           "checkpointing, %.1f MiB with\n", extra / 1048576.0, (plan_train_bytes(m, B, false) + extra) / 1048576.0,
-           (plan_train_bytes(m, B, true) + extra) / 1048576.0);
+    size_t copies = plan_cpu_copies(m, B), ops = plan_cpu_op_scratch(m), extra = copies + ops;
+    char c[64] = "";
+    if (copies) snprintf(c, sizeof c, "bf16 GEMM operand copies %.1f MiB, ", copies / 1048576.0);
+    printf("CPU backend beyond the table: %sattention or rollout scratch %.1f MiB (%d threads); with them %.1f MiB without "
+           "checkpointing, %.1f MiB with\n", c, ops / 1048576.0, m->cpu_threads,
+           (plan_train_bytes(m, B, false) + extra) / 1048576.0, (plan_train_bytes(m, B, true) + extra) / 1048576.0);
 }
 
 int cmd_plan(int argc, char **argv) {
@@ -126,7 +128,7 @@ int cmd_plan(int argc, char **argv) {
     const char *be = print_backend(&c->train, prec, sizeof prec);
     ModelConfig mc = c->model;   // the Act tensors count at the precision that would run
     mc.act_bytes = prec[0] ? config_act_bytes(prec) : 0;
-    config_model_backend(&mc, be);   // --max-memory's picks count the backend's own bytes too
+    config_model_backend(&mc, be, c->train.threads);   // --max-memory's picks count the backend's own bytes too
     plan_print(stdout, &mc, B);
     if (be && !strcmp(be, "cuda")) print_cuda_extra(&mc, B);
     if (be && !strcmp(be, "cpu")) print_cpu_extra(&mc, B);

@@ -3,7 +3,9 @@
 #pragma once
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "core/common.h"
 
 #define DCAL_MAX_DEVIATIONS 32
@@ -34,6 +36,8 @@ typedef struct {
     bool recompute_h;              // not a YAML key: a block that keeps its activations keeps no h
                                    // (x + attention's projection): backward makes it again with one
                                    // more projection GEMM. Set for the CPU (memory first), not CUDA
+    int cpu_threads;               // not a YAML key: the CPU backend's threads (config_cpu_threads), whose
+                                   // per-thread attention scratch the plan counts (plan_cpu_extra)
     bool recompute_att;            // not a YAML key: such a block keeps no attention output either:
                                    // backward runs its attention forward again from the kept q, k, v
                                    // (B·N·D floats a block for one attention forward). CPU while
@@ -158,15 +162,26 @@ static inline int config_tokens(const ModelConfig *m) {
     int g = m->img_size / m->patch;
     return 1 + g * g;
 }
-// What the run's backend (its name; NULL: unknown) changes in the model's plan: the CUDA
+// The threads the CPU backend runs: train.threads, else OpenMP's default (OMP_NUM_THREADS's
+// first number, else the CPUs online: an upper bound where an affinity mask allows fewer).
+static inline int config_cpu_threads(int threads) {
+    if (threads > 0) return threads;
+    const char *e = getenv("OMP_NUM_THREADS");
+    int n = e ? atoi(e) : 0;
+    if (n > 0) return n;
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    return c > 0 ? (int)c : 1;
+}
+// What the run's backend (its name; NULL: unknown; threads: train.threads) changes in the model's plan: the CUDA
 // backend's own scratch counts (on_cuda), and the CPU, where memory binds before time, recomputes
 // h instead of keeping it, and the attention output too where that is as cheap. The exchange rate
 // is h's: its projection GEMM costs 2·D FLOPs a row per float it saves; the attention forward
 // costs 4·N (SA) and 8·N (PWCA's 2N keys) FLOPs per float, 6·N on the average of the two, so it
 // is recomputed only while 6·N <= 2·D. ViT-B/16: at 224 px (N 197) it is, at 448 px (N 785),
 // where attention would be about 10% of the step again, it is kept (bench/RESULTS.md).
-static inline void config_model_backend(ModelConfig *m, const char *backend) {
+static inline void config_model_backend(ModelConfig *m, const char *backend, int threads) {
     m->on_cuda = backend && !strcmp(backend, "cuda");
+    m->cpu_threads = config_cpu_threads(threads);
     m->recompute_h = backend && !m->on_cuda;
     m->recompute_att = m->recompute_h && 3 * config_tokens(m) <= m->dim;
 }

@@ -199,7 +199,7 @@ int config_resolve(const ConfigRequest *rq, ResolvedConfig *out) {
         size_t free_bytes = 0;
         const char *backend = NULL;
         if (!rq->device_facts(c->train.device, &free_bytes, &precisions, &backend, &note)) return 0;
-        config_model_backend(&c->model, backend);
+        config_model_backend(&c->model, backend, c->train.threads);
         // A training plan only: eval keeps its batch, and a resumed run its micro-batch
         // (the checkpoint's position counts micro-batches).
         if (rq->training && !rq->resume_dir && !budget && free_bytes) {

@@ -88,7 +88,7 @@ size_t plan_cuda_extra(const ModelConfig *cfg, int B) {
 }
 
 // Each of the three grow-only slots keeps its largest request over the layers (cpu_scratch_rule.h).
-size_t plan_cpu_extra(const ModelConfig *cfg, int B) {
+size_t plan_cpu_copies(const ModelConfig *cfg, int B) {
     if (cfg->act_bytes != 2) return 0;
     LinearShape l[N_LINEAR];
     linear_shapes(cfg, B, l);
@@ -99,6 +99,16 @@ size_t plan_cpu_extra(const ModelConfig *cfg, int B) {
     }
     return most[0] + most[1] + most[2];
 }
+
+// Attention's largest call is PWCA's (training): N queries, 2N keys; else SA's.
+size_t plan_cpu_op_scratch(const ModelConfig *cfg) {
+    int N = config_tokens(cfg), hd = cfg->dim / cfg->heads, T = cfg->cpu_threads > 0 ? cfg->cpu_threads : 1;
+    size_t att = (size_t)T * cpu_attention_scratch(N, N, cfg->pwca_blocks > 0 ? N : 0, hd);
+    size_t roll = cpu_rollout_scratch(cfg->heads, N, hd, cfg->act_bytes == 2, T);
+    return att > roll ? att : roll;
+}
+
+size_t plan_cpu_extra(const ModelConfig *cfg, int B) { return plan_cpu_copies(cfg, B) + plan_cpu_op_scratch(cfg); }
 
 // "8G", "512M", "1.5GiB", "1000000" → bytes (binary units); 0 when malformed.
 size_t plan_parse_size(const char *s) {

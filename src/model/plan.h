@@ -14,8 +14,12 @@ size_t plan_cuda_scratch(const ModelConfig *cfg, int B);
 // What the CUDA backend allocates beyond the table: its scratch (at least its 1 MiB minimum)
 // and cuBLASLt's workspace.
 size_t plan_cuda_extra(const ModelConfig *cfg, int B);
-// What the CPU backend allocates beyond the table: at precision bf16 its GEMMs' operand copies
-// (backend/cpu_scratch_rule.h), 0 at fp32.
+// What the CPU backend allocates beyond the table (backend/cpu_scratch_rule.h): at precision
+// bf16 its GEMMs' operand copies (plan_cpu_copies, 0 at fp32: what Backend.scratch_peak
+// measures), and at any precision the larger of attention's per-thread scratch for
+// cfg->cpu_threads threads and the rollout's (plan_cpu_op_scratch; only one runs at a time).
+size_t plan_cpu_copies(const ModelConfig *cfg, int B);
+size_t plan_cpu_op_scratch(const ModelConfig *cfg);
 size_t plan_cpu_extra(const ModelConfig *cfg, int B);
 // "8G", "512M", "1.5GiB", "1000000" → bytes (binary units); 0 when malformed.
 size_t plan_parse_size(const char *s);

@@ -26,7 +26,7 @@
 #include <string.h>
 #include "backend/cpu/attention_common.h"
 
-enum { QT = 64, KT = 256 };   // a tile's scores: 64 KiB, in L2 beside the K and V tiles
+enum { QT = CPU_ATT_QT, KT = CPU_ATT_KT };   // a tile's scores: 64 KiB, in L2 (cpu_scratch_rule.h counts the scratch)
 
 // One key tile: rows [j0, j0+n) of buffer 1 or 2 (never both): k and v are rows of the
 // head's packed copy, the gradients strided rows of the gradient buffers.
@@ -80,11 +80,12 @@ static int key_tile(const AttnArgs *a, const AttnGrads *g, int b, int h, int t, 
     return 1;
 }
 
+// Sized as cpu_attention_scratch counts it (backend/cpu_scratch_rule.h).
 static Tile tile_new(const AttnArgs *a) {
-    size_t qh = (size_t)QT * a->hd * 4, kv = (size_t)(a->n1 + a->n2) * a->hd * 4;
-    Tile t = {xmalloc(qh), xcalloc(1, qh), xmalloc(qh), xmalloc((size_t)QT * KT * 4), xmalloc((size_t)QT * KT * 4),
-              xmalloc(qh), xcalloc(1, qh), xmalloc(QT * 4), xmalloc(QT * 4), xmalloc(QT * 4), xmalloc(kv), xmalloc(kv),
-              -1, -1};
+    size_t qh = cpu_att_qrows(a->Nq) * a->hd * 4, tq = (size_t)QT * a->hd * 4,
+           st = cpu_att_krows(a->n1, a->n2) * QT * 4, kv = (size_t)(a->n1 + a->n2) * a->hd * 4;
+    Tile t = {xmalloc(qh), xcalloc(1, tq), xmalloc(qh), xmalloc(st), xmalloc(st), xmalloc(qh), xcalloc(1, tq),
+              xmalloc(QT * 4), xmalloc(QT * 4), xmalloc(QT * 4), xmalloc(kv), xmalloc(kv), -1, -1};
     return t;
 }
 static void tile_free(Tile *t) {

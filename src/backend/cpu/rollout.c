@@ -15,7 +15,7 @@
 // whatever the thread count, and the same chain as building S row-tile by row-tile and
 // multiplying afterwards (the sgemm shape PR × N is kept for that reason: OpenBLAS's
 // kernels round differently for other column blockings). Scratch: H·PR·N scores.
-enum { PR = 64, PJ = 64 };
+enum { PR = CPU_ROLLOUT_PR, PJ = 64 };   // PR: cpu_scratch_rule.h counts the scratch
 
 // st[h] [nq, N] = scale·q_i·k_j of head h for the query rows i0 .. i0+nq-1. At bf16 q and k
 // are widened first (qt; kt, N rows of hd), at fp32 k is read in place.
