@@ -43,20 +43,25 @@ typedef struct {
 // accumulator, the transposed scores Sᵀ and dPᵀ of one key tile [KT, QT], backward's dO rows
 // (go) and dOᵀ [hd, QT], per-query statistics, and the keys and values of one (b, h), all
 // n1 + n2 of them, packed [n1 + n2, hd] (kp, vp; widened at bf16) for the (pb, ph) last packed.
-// Packed because the products read k and v as rows: at their own stride (3·D floats, a
-// multiple of 4 KiB's divisors) 256 rows fall into a few L1 sets and evict each other.
+// Packed because the products read k and v as rows: at their own stride (3·D floats, 9 KiB
+// for ViT-B) 256 rows fall into 4 of L1's 64 sets and evict each other.
 typedef struct {
     float *q, *qT, *o, *s, *dp, *go, *gT, *m, *l, *L, *kp, *vp;
     int pb, ph;
 } Tile;
 
+// Where key r of buffer 1 or 2 (second) of (b, h) starts in k, v and their gradients.
+static long kv_off(const AttnArgs *a, int b, int h, int second, int r) {
+    return second ? kv2_of(a, b) * a->kv2_bstride + r * a->kv2_tstride + h * a->hd
+                  : b * a->kv1_bstride + r * a->kv1_tstride + h * a->hd;
+}
+
 // Packs (b, h)'s keys and values into t->kp / t->vp, unless they are there already.
 static void pack_kv(const AttnArgs *a, int b, int h, Tile *t) {
     if (t->pb == b && t->ph == h) return;
     for (int j = 0; j < a->n1 + a->n2; j++) {
-        int second = j >= a->n1, r = second ? j - a->n1 : j;
-        long off = second ? kv2_of(a, b) * a->kv2_bstride + r * a->kv2_tstride + h * a->hd
-                          : b * a->kv1_bstride + r * a->kv1_tstride + h * a->hd;
+        int second = j >= a->n1;
+        long off = kv_off(a, b, h, second, second ? j - a->n1 : j);
         cpu_act_load(t->kp + (size_t)j * a->hd, second ? a->k2 : a->k1, off, a->hd);
         cpu_act_load(t->vp + (size_t)j * a->hd, second ? a->v2 : a->v1, off, a->hd);
     }
@@ -68,8 +73,7 @@ static int key_tile(const AttnArgs *a, const AttnGrads *g, int b, int h, int t, 
     int t1 = (a->n1 + KT - 1) / KT, t2 = (a->n2 + KT - 1) / KT;
     if (t >= t1 + t2) return 0;
     int second = t >= t1, j = (second ? t - t1 : t) * KT, n = second ? a->n2 : a->n1;
-    long off = second ? kv2_of(a, b) * a->kv2_bstride + j * a->kv2_tstride + h * a->hd
-                      : b * a->kv1_bstride + j * a->kv1_tstride + h * a->hd;
+    long off = kv_off(a, b, h, second, j);
     kt->ldg = second ? a->kv2_tstride : a->kv1_tstride;
     kt->j0 = second ? a->n1 + j : j;
     kt->n = n - j < KT ? n - j : KT;

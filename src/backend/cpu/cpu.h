@@ -56,9 +56,6 @@ void cpu_vexp(float *y, const float *x, float shift, size_t n);
 void cpu_verf(float *y, const float *x, float scale, size_t n);
 void cpu_vexp_sub(float *y, const float *x, const float *shift, size_t n);   // y = exp(x - shift[i])
 const char *cpu_vecmath_name(void);
-// max(init, x[0..n)) (NaNs skipped), and Σ x in a fixed 8-lane order (the same bits on every CPU).
-float cpu_vmax(const float *x, size_t n, float init);
-float cpu_vsum(const float *x, size_t n);
 // tile_gemm.c: C[i, j] = alpha·Σ_p A(i, p)·B[p, j] (acc 0) or C[i, j] += Σ_p A(i, p)·B[p, j] (acc 1,
 // alpha unused), i < m, j < n, p < k, with A(i, p) = a[i·ars + p·acs] and B[p, j] = b[p·ldb + j]:
 // attention's tile products, each element one fma chain over p in order (the same bits with or

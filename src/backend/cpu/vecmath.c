@@ -70,45 +70,4 @@ void cpu_verf(float *y, const float *x, float scale, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = erff(x[i] * scale);
 }
 
-// max(init, x[0..n)), NaNs skipped as `x > m ? x : m` skips them. Max is exact in any
-// order, so the vector path gives the scalar loop's value.
-static AVX2 float max_avx2(const float *x, size_t n, float init) {
-    __m256 m = _mm256_set1_ps(init);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) m = _mm256_max_ps(_mm256_loadu_ps(x + i), m);   // NaN in x: keeps m
-    float l[8], r = init;
-    _mm256_storeu_ps(l, m);
-    for (int k = 0; k < 8; k++) r = l[k] > r ? l[k] : r;
-    for (; i < n; i++) r = x[i] > r ? x[i] : r;
-    return r;
-}
-
-float cpu_vmax(const float *x, size_t n, float init) {
-    if (cpu_use_avx2()) return max_avx2(x, n, init);
-    for (size_t i = 0; i < n; i++) init = x[i] > init ? x[i] : init;
-    return init;
-}
-
-// Σ x in one fixed order on every CPU: lane k (0..7) sums x[k], x[k+8], … ascending, then the
-// lanes combine as ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)). Eight independent chains instead
-// of one (the scalar chain was ~3% of a 448-px step in attention's softmax sums).
-static float lanes_sum(const float l[8]) { return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])); }
-
-static AVX2 float sum_avx2(const float *x, size_t n) {
-    __m256 s = _mm256_setzero_ps();
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) s = _mm256_add_ps(s, _mm256_loadu_ps(x + i));
-    float l[8];
-    _mm256_storeu_ps(l, s);
-    for (; i < n; i++) l[i & 7] += x[i];
-    return lanes_sum(l);
-}
-
-float cpu_vsum(const float *x, size_t n) {
-    if (cpu_use_avx2()) return sum_avx2(x, n);
-    float l[8] = {0};
-    for (size_t i = 0; i < n; i++) l[i & 7] += x[i];
-    return lanes_sum(l);
-}
-
 const char *cpu_vecmath_name(void) { return cpu_use_avx2() ? "exp/erf: glibc libmvec AVX2" : "exp/erf: glibc scalar"; }
