@@ -64,9 +64,20 @@ typedef void (*MicroFn)(float *, long, const float *, long, long, const float *,
                         int);
 static const MicroFn micro_rows[MR + 1] = {NULL, micro_1, micro_2, micro_3, micro_4, micro_5, micro_6};
 
-// Columns [0, n8) in 16- and 8-wide strips; the strip of B stays in L1 while the rows pass.
+// Columns [0, n8) in 16- and 8-wide strips. When all of B fits in half of L1 (Sᵀ's Qᵀ, dPᵀ's
+// dOᵀ, dV's dO, dK's Q: 64 × 64 floats) the rows go outer, so that B and one row block of A
+// stay in L1 across the strips; else (P·V's and dQ's 256 keys) the strip of B stays while the
+// rows pass. The order of the micro-tiles changes no element's chain.
 static AVX2 void gemm_avx2(float *c, long ldc, const float *a, long ars, long acs, const float *b, long ldb, int m,
                            int n8, int k, float alpha, int acc) {
+    if ((size_t)k * n8 * sizeof(float) <= 16384) {
+        for (int i0 = 0; i0 < m; i0 += MR) {
+            int mr = m - i0 < MR ? m - i0 : MR;
+            for (int j0 = 0; j0 < n8; j0 += 16)
+                micro_rows[mr](c, ldc, a, ars, acs, b, ldb, i0, j0, n8 - j0 >= 16 ? 2 : 1, k, alpha, acc);
+        }
+        return;
+    }
     for (int j0 = 0; j0 < n8; j0 += 16) {
         int nv = n8 - j0 >= 16 ? 2 : 1;
         for (int i0 = 0; i0 < m; i0 += MR) {
