@@ -3,6 +3,7 @@
 // error lines the CLI tests rely on; every listed precision is accepted and
 // shows in describe(), anything else is refused without changing the numerics.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "backend/backend.h"
 #include "testutil.h"
@@ -57,13 +58,31 @@ START_TEST(get_by_name) {
 }
 END_TEST
 
+// Whether /proc/cpuinfo lists avx512_bf16 or amx_bf16: the kernel's reading of cpuid, an
+// oracle independent of bf16.c's own cpuid query.
+static int cpuinfo_has_bf16(void) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return 0;
+    char line[4096];
+    int has = 0;
+    while (!has && fgets(line, sizeof line, f))
+        if (!strncmp(line, "flags", 5)) has = strstr(line, " avx512_bf16") || strstr(line, " amx_bf16");
+    fclose(f);
+    return has;
+}
+
 START_TEST(cpu_machine_slots) {
     char why[64] = "stale";
     ck_assert_int_eq(backend_cpu.available(why, sizeof why), 1);
     ck_assert_str_eq(why, "");
     ck_assert_uint_eq(backend_cpu.free_memory(), 0);   // the CPU never auto-plans memory
-    ck_assert_str_eq(backend_cpu.precisions, "fp32");
-    ck_assert(!backend_cpu.set_precision("bf16"));
+    // fp32 always and first (auto resolves to it); bf16 only where the CPU has the instructions
+    // (or DCAL_CPU_BF16=portable asks for it anyway).
+    const char *env = getenv("DCAL_CPU_BF16");
+    int bf16 = cpuinfo_has_bf16() || (env && !strcmp(env, "portable"));
+    ck_assert_str_eq(backend_cpu.precisions, bf16 ? "fp32 bf16" : "fp32");
+    ck_assert_int_eq(backend_cpu.set_precision("bf16"), bf16);
+    ck_assert(backend_cpu.set_precision("fp32"));
     char d[512];
     backend_cpu.describe(d, sizeof d);
     ck_assert_ptr_nonnull(strstr(d, "cpu: "));

@@ -1,6 +1,9 @@
 // unit_cpu_bf16.c: the CPU backend at precision bf16 (src/backend/cpu/bf16.c, linear_bf16.c).
 //  * rounding: f32_bf16 on hand-picked values (ties to even, carries into the exponent,
 //    overflow to infinity, NaN kept) and pack/unpack against it;
+//  * the vectorised conversions (every variant this CPU runs: portable, AVX2, AVX-512) give
+//    f32_bf16's bits on every class of float (NaN payloads, infinities, subnormals, ties) at
+//    every length and misalignment, whole-array and row forms alike;
 //  * the offer: bf16 is listed exactly when offered, with a reason when it is not, and
 //    set_precision follows the list;
 //  * the GEMMs multiply bf16 operands: a linear call at bf16 matches a float64 product of the
@@ -40,6 +43,44 @@ START_TEST(test_rounding_hand_cases) {
         ck_assert_uint_eq(bits(r[i]), bits(bf16_f32(h[i])));
     }
     ck_assert_uint_eq(h[4], 0x8000);   // −0 keeps its sign
+}
+END_TEST
+
+// Every variant against the scalar f32_bf16: the test's floats mix random bit patterns with
+// the special classes, at lengths 0..200 (vector bodies and tails) and at odd offsets.
+START_TEST(test_vector_conversions_match_scalar) {
+    enum { N = 70000 };   // over the whole-array functions' block of 65536: two blocks
+    static const uint32_t special[] = {0x7fc00000, 0xffc00001, 0x7f800001, 0x7fbfffff, 0x7f800000, 0xff800000,
+                                       0x00000001, 0x807fffff, 0x00008000, 0x00018000, 0x3f808000, 0x3f818000,
+                                       0x7f7fffff, 0x7f7f8000, 0x80000000, 0x00000000, 0x3fffffff, 0xff7fffff};
+    float *x = malloc(N * sizeof *x), *r = malloc(N * sizeof *r), *w = malloc(N * sizeof *w);
+    uint16_t *h = malloc(N * sizeof *h), *hs = malloc(N * sizeof *hs);
+    Rng g;
+    rng_init(&g, 7, 0, 0, RNG_INIT);
+    for (int i = 0; i < N; i++)
+        x[i] = i % 3 == 0 ? from_bits(special[(i / 3) % (sizeof special / 4)]) : from_bits(rng_u32(&g));
+    for (int i = 0; i < N; i++) hs[i] = f32_bf16(x[i]);
+    for (int k = 2; k >= 0; k--) {
+        cpu_force_isa(k);
+        for (int off = 0; off < 3; off++)
+            for (int n = 0; n <= 200; n++) {
+                memset(h, 0xab, (size_t)(n + 1) * 2);
+                cpu_bf16_pack_row(h, x + off, (size_t)n);
+                for (int i = 0; i < n; i++) ck_assert_uint_eq(h[i], hs[off + i]);
+                ck_assert_uint_eq(h[n], 0xabab);   // nothing written past n
+                cpu_bf16_unpack_row(r, hs + off, (size_t)n);
+                for (int i = 0; i < n; i++)
+                    if (bits(r[i]) != (uint32_t)hs[off + i] << 16) ck_abort_msg("unpack_row isa %d n %d i %d", k, n, i);
+            }
+        cpu_bf16_pack(h, x, N);
+        cpu_bf16_unpack(r, h, N);
+        cpu_bf16_round(w, x, N);
+        for (int i = 0; i < N; i++)
+            if (h[i] != hs[i] || bits(r[i]) != (uint32_t)hs[i] << 16 || bits(w[i]) != bits(r[i]))
+                ck_abort_msg("isa %d element %d: %08x -> %04x (scalar %04x)", k, i, bits(x[i]), h[i], hs[i]);
+    }
+    cpu_force_isa(-1);
+    free(x), free(r), free(w), free(h), free(hs);
 }
 END_TEST
 
@@ -116,6 +157,7 @@ int main(int argc, char **argv) {
     TCase *tc = tcase_create("cpu_bf16");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_rounding_hand_cases);
+    tcase_add_test(tc, test_vector_conversions_match_scalar);
     tcase_add_test(tc, test_offer_and_set_precision);
     tcase_add_test(tc, test_linear_multiplies_bf16_operands);
     suite_add_tcase(s, tc);

@@ -64,7 +64,11 @@ void cpu_tile_gemm(float *c, long ldc, const float *a, long ars, long acs, const
                    int k, float alpha, int acc);
 void cpu_tile_gemm_scalar(float *c, long ldc, const float *a, long ars, long acs, const float *b, long ldb, int m,
                           int n, int k, float alpha, int acc);
-int cpu_use_avx2(void);   // the CPU has AVX2 and FMA (asked once per process): the vector paths run
+// The vector paths this CPU runs (asked once per process): 2 AVX-512 (F, BW, VL) and AVX2, 1 AVX2
+// and FMA, 0 neither. cpu_force_isa(k) (tests) caps it at k, to run a narrower path; -1 undoes it.
+int cpu_isa(void);
+void cpu_force_isa(int k);
+int cpu_use_avx2(void);   // cpu_isa() >= 1
 
 // attention.c, rollout.c
 void cpu_attention_forward(const AttnArgs *a, Act *out, float *lse);
@@ -90,6 +94,9 @@ static inline uint16_t f32_bf16(float f) {   // round to nearest even; a NaN sta
 void cpu_bf16_pack(uint16_t *dst, const float *src, size_t n);     // round
 void cpu_bf16_unpack(float *dst, const uint16_t *src, size_t n);   // widen (exact)
 void cpu_bf16_round(float *dst, const float *src, size_t n);       // fp32 → its bf16 value, as fp32
+// The same conversions without threads, for rows inside the ops' parallel regions.
+void cpu_bf16_pack_row(uint16_t *dst, const float *src, size_t n);
+void cpu_bf16_unpack_row(float *dst, const uint16_t *src, size_t n);
 // Act element i.. of p at the precision in force: widened into dst / rounded from src (fp32: copies).
 void cpu_act_load(float *dst, const Act *p, size_t i, size_t n);
 void cpu_act_store(Act *p, size_t i, const float *src, size_t n);

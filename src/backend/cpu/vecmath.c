@@ -30,15 +30,24 @@ static AVX2 void map_avx2(float *y, const float *x, float a, float b, size_t n, 
     }
 }
 
-int cpu_use_avx2(void) {
+static int isa_forced = -1;   // cpu_force_isa (tests)
+void cpu_force_isa(int k) { __atomic_store_n(&isa_forced, k, __ATOMIC_RELAXED); }
+
+int cpu_isa(void) {
     static int v = -1;   // racing first calls compute and store the same answer
     int r = __atomic_load_n(&v, __ATOMIC_RELAXED);
     if (r < 0) {
-        r = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        int avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                     __builtin_cpu_supports("avx512vl");
+        r = avx2 ? (avx512 ? 2 : 1) : 0;
         __atomic_store_n(&v, r, __ATOMIC_RELAXED);
     }
-    return r;
+    int f = __atomic_load_n(&isa_forced, __ATOMIC_RELAXED);
+    return f >= 0 && f < r ? f : r;
 }
+
+int cpu_use_avx2(void) { return cpu_isa() >= 1; }
 
 void cpu_vexp(float *y, const float *x, float shift, size_t n) {
     if (cpu_use_avx2()) { map_avx2(y, x, 1.0f, -shift, n, _ZGVdN8v_expf); return; }
