@@ -1,7 +1,7 @@
 // unit_tile_gemm.c: attention's tile product (src/backend/cpu/tile_gemm.c).
 //  * a hand-computed case: both modes, alpha, and A read at row and column strides;
-//  * the AVX2 path (where this machine has it) gives exactly the scalar chain's bits, over
-//    shapes with every micro-tile remainder (m 1..13, n 1..40, k 1..260: both loop orders), both A layouts the
+//  * every vector path this machine has (AVX-512, AVX2) gives exactly the scalar chain's bits, over
+//    shapes with every micro-tile remainder (m 1..17, n 1..70, k 1..260: both loop orders), both A layouts the
 //    attention uses, overwrite and accumulate, and is within k·2⁻²³·Σ|a·b| of a float64
 //    product; nothing outside the m × n block of C is written.
 #include <math.h>
@@ -22,7 +22,9 @@ START_TEST(test_hand) {
 }
 END_TEST
 
-enum { MAXM = 13, MAXN = 40, MAXK = 260, LDC = 48 };
+enum { MAXM = 17, MAXN = 70, MAXK = 260, LDC = 80 };
+// Column counts: every remainder of the 8- and 16-lane vectors, and around the 32-column strips.
+static const int NS[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 24, 31, 32, 33, 40, 47, 48, 49, 64, 65, 70};
 
 START_TEST(test_paths_agree) {
     static float a[MAXM * MAXK], b[MAXK * LDC], c0[MAXM * LDC], got[MAXM * LDC], want[MAXM * LDC];
@@ -32,8 +34,11 @@ START_TEST(test_paths_agree) {
     for (size_t i = 0; i < sizeof b / 4; i++) b[i] = rng_normal(&r);
     for (size_t i = 0; i < sizeof c0 / 4; i++) c0[i] = rng_normal(&r);
     int shapes = 0;
+    for (int isa = cpu_isa(); isa >= 1; isa--) {
+    cpu_force_isa(isa);
     for (int m = 1; m <= MAXM; m += 1)
-        for (int n = 1; n <= MAXN; n += (n < 17 ? 1 : 7))
+        for (size_t ni = 0; ni < sizeof NS / sizeof NS[0]; ni++) {
+            int n = NS[ni];
             for (int k = 1; k <= MAXK; k += k < 70 ? 23 : 190)   // 260 × 16+ columns: B over 16 KiB
                 if (k <= 70 || (n >= 16 && m % 4 == 0))   // the large-B order: a few shapes suffice
                 for (int lay = 0; lay < 2; lay++)
@@ -44,8 +49,8 @@ START_TEST(test_paths_agree) {
                         memcpy(want, c0, sizeof want);
                         cpu_tile_gemm(got, LDC, a, ars, acs, b, LDC, m, n, k, 0.125f, acc);
                         cpu_tile_gemm_scalar(want, LDC, a, ars, acs, b, LDC, m, n, k, 0.125f, acc);
-                        ck_assert_msg(!memcmp(got, want, sizeof got), "m %d n %d k %d layout %d acc %d: bits differ", m,
-                                      n, k, lay, acc);
+                        if (memcmp(got, want, sizeof got))
+                            ck_abort_msg("isa %d m %d n %d k %d layout %d acc %d: bits differ", isa, m, n, k, lay, acc);
                         for (int i = 0; i < MAXM; i++)
                             for (int j = 0; j < LDC; j++) {
                                 float v = got[i * LDC + j], v0 = c0[i * LDC + j];
@@ -62,12 +67,15 @@ START_TEST(test_paths_agree) {
                                 }
                                 double ref = acc ? v0 + s : 0.125 * s, tol = (k + 2) * 0x1p-23 * (mag + fabs(v0));
                                 if (!(fabs(v - ref) <= tol))
-                                    ck_abort_msg("m %d n %d k %d: C[%d, %d] = %.9g, float64 %.9g", m, n, k, i, j, v, ref);
+                                    ck_abort_msg("isa %d m %d n %d k %d: C[%d, %d] = %.9g, float64 %.9g", isa, m, n, k, i, j, v, ref);
                             }
                         shapes++;
                     }
-    printf("cpu_tile_gemm: %s path = scalar chain, bit for bit, over %d cases\n",
-           cpu_use_avx2() ? "AVX2" : "scalar (no AVX2 here)", shapes);
+        }
+    }
+    cpu_force_isa(-1);
+    printf("cpu_tile_gemm: %s = scalar chain, bit for bit, over %d cases\n",
+           cpu_isa() == 2 ? "AVX-512 and AVX2 paths" : cpu_isa() == 1 ? "AVX2 path" : "scalar (no AVX2 here)", shapes);
 }
 END_TEST
 
