@@ -12,7 +12,9 @@ set -eu
 dcal=$1; src=$2
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/dcal-long.XXXXXX"); trap 'rm -rf "$tmp"' EXIT
 "$dcal" make-synthetic --out "$tmp/data" --classes 10 --per-class 60 --test-per-class 10 --img 72 >/dev/null
-export DCAL_CPU_BF16=portable
+# oneDNN's bf16 GEMMs where the CPU has the instructions, the portable engine elsewhere.
+grep -qE 'avx512_bf16|amx_bf16' /proc/cpuinfo && unset DCAL_CPU_BF16 || export DCAL_CPU_BF16=portable
+echo "bf16 engine: ${DCAL_CPU_BF16:-oneDNN (the CPU has the bf16 instructions)}"
 train() {   # run name, extra arguments...
   local name=$1; shift
   "$dcal" train --config "$src/configs/fgvc/synthetic.yaml" --set data.root="$tmp/data" --set train.out_dir="$tmp/runs" \

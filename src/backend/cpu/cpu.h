@@ -110,7 +110,7 @@ int cpu_bf16_dnnl(void);
 const char *cpu_bf16_engine(void);
 // Grow-only host scratch, one buffer per slot (slots below), reused across calls and steps;
 // the largest total is scratch_peak (the planner's cpu_scratch_rule.h).
-enum { CPU_SCRATCH_A, CPU_SCRATCH_B, CPU_SCRATCH_C, CPU_SCRATCH_NSLOTS };
+enum { CPU_SCRATCH_A, CPU_SCRATCH_B, CPU_SCRATCH_C, CPU_SCRATCH_DNNL, CPU_SCRATCH_NSLOTS };
 void *cpu_scratch(int slot, size_t bytes);
 size_t cpu_scratch_peak_bytes(void);
 

@@ -20,7 +20,8 @@ enum { CACHE_SLOTS = 256, PROBE_SIZE = 64 };   // a ViT step: ~11 layers × 3 pr
 typedef struct {
     int used, dt, ta, tb, M, N, K, lda, ldb, ldc, acc;
     dnnl_primitive_t prim;
-    dnnl_memory_t mem[3];
+    dnnl_memory_t mem[4];   // A, B, C and the scratchpad (NULL when the primitive needs none)
+    size_t scratch;         // the scratchpad's bytes
 } Entry;
 
 // One lock over the engine, the cache and execution: the memory objects of an entry are
@@ -70,8 +71,11 @@ static dnnl_status_t matmul_pd(dnnl_primitive_desc_t *pd, dnnl_memory_desc_t md[
     if (st != dnnl_success) return st;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_post_ops_t ops = NULL;
-    if (e->acc) {   // C += A·B: the "sum" post-op adds the old C (scale 1) to the product
-        if ((st = dnnl_primitive_attr_create(&attr)) != dnnl_success) return st;
+    if ((st = dnnl_primitive_attr_create(&attr)) != dnnl_success) return st;
+    // The scratchpad (packed operands) is ours, one grow-only buffer: oneDNN's own is a malloc
+    // and free on every execution, whose page faults and unmapping took longer than the product.
+    st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (st == dnnl_success && e->acc) {   // C += A·B: the "sum" post-op adds the old C (scale 1) to the product
         if ((st = dnnl_post_ops_create(&ops)) == dnnl_success && (st = dnnl_post_ops_append_sum(ops, 1.0f)) == dnnl_success)
             st = dnnl_primitive_attr_set_post_ops(attr, ops);
     }
@@ -89,7 +93,7 @@ static int is_reference(const_dnnl_primitive_desc_t pd) {
 }
 
 static void entry_free(Entry *e) {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (e->mem[i]) dnnl_memory_destroy(e->mem[i]);
     if (e->prim) dnnl_primitive_destroy(e->prim);
     memset(e, 0, sizeof *e);
@@ -102,9 +106,12 @@ static void entry_build(Entry *e) {
     dnnl_memory_desc_t md[3];
     if (matmul_pd(&pd, md, e) != dnnl_success) return;
     int ok = !is_reference(pd) && dnnl_primitive_create(&e->prim, pd) == dnnl_success;
-    dnnl_primitive_desc_destroy(pd);
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    e->scratch = smd ? dnnl_memory_desc_get_size(smd) : 0;
     for (int i = 0; ok && i < 3; i++)   // DNNL_MEMORY_NONE: no buffer, bound per call
         ok = dnnl_memory_create(&e->mem[i], &md[i], g.engine, DNNL_MEMORY_NONE) == dnnl_success;
+    if (ok && e->scratch) ok = dnnl_memory_create(&e->mem[3], smd, g.engine, DNNL_MEMORY_NONE) == dnnl_success;
+    dnnl_primitive_desc_destroy(pd);   // smd points into pd: used above, before this
     if (!ok) {
         Entry key = *e;
         key.prim = NULL;
@@ -148,12 +155,16 @@ static int gemm(dnnl_data_type_t dt, int ta, int tb, int M, int N, int K, const 
     if (init_locked()) {
         Entry *e = lookup_locked(&k);
         // oneDNN takes non-const handles; A and B are only read (they are SRC and WEIGHTS).
+        // The scratchpad: the backend's grow-only slot (counted in its scratch peak); calls are
+        // serialised by the lock, so one buffer serves every primitive.
+        void *pad = e->scratch ? cpu_scratch(CPU_SCRATCH_DNNL, e->scratch) : NULL;
         if (e->prim && dnnl_memory_set_data_handle(e->mem[0], (void *)A) == dnnl_success &&
             dnnl_memory_set_data_handle(e->mem[1], (void *)B) == dnnl_success &&
-            dnnl_memory_set_data_handle(e->mem[2], C) == dnnl_success) {
-            dnnl_exec_arg_t args[3] = {
-                {DNNL_ARG_SRC, e->mem[0]}, {DNNL_ARG_WEIGHTS, e->mem[1]}, {DNNL_ARG_DST, e->mem[2]}};
-            ran = dnnl_primitive_execute(e->prim, g.stream, 3, args) == dnnl_success &&
+            dnnl_memory_set_data_handle(e->mem[2], C) == dnnl_success &&
+            (!pad || dnnl_memory_set_data_handle(e->mem[3], pad) == dnnl_success)) {
+            dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, e->mem[0]}, {DNNL_ARG_WEIGHTS, e->mem[1]},
+                                       {DNNL_ARG_DST, e->mem[2]}, {DNNL_ARG_SCRATCHPAD, e->mem[3]}};
+            ran = dnnl_primitive_execute(e->prim, g.stream, pad ? 4 : 3, args) == dnnl_success &&
                   dnnl_stream_wait(g.stream) == dnnl_success;
         }
     }
