@@ -21,6 +21,7 @@
 //
 // Output: the backend's describe() line, one human line per phase and memory, and last
 //   dcal: step_ms=… mean_ms=… fwd_ms=… bwd_ms=… opt_ms=… img_s=… gflops=… peak_mib=… plan_mib=…
+//   (… base_mib=: the process's own resident memory at start, on the CPU)
 // (bench/cpu.sh and bench/run.sh parse that line; keep its keys stable). step_ms, img_s and
 // gflops are the fastest timed step's, as bench/peer.py's step_ms is (like against like);
 // mean_ms and the phases are means over the timed steps.
@@ -236,6 +237,9 @@ static float *random_batch(Batch *bt, int B, int S, int *lab, int *pair, uint64_
     return img;
 }
 
+// The process itself before the model (code, libraries and their data), as dcal plan reads it.
+static size_t rss_at_start;
+
 static void report(const Bench *t, const DcalConfig *c, int B, int ckpt, bool pwca, const Timing *tm,
                    double peak_tflops) {
     const Model *m = &t->m;
@@ -267,20 +271,25 @@ static void report(const Bench *t, const DcalConfig *c, int B, int ckpt, bool pw
         printf("  beyond the plan: scratch peak %.1f MiB (planned %.1f) + cuBLASLt workspace %.1f MiB: planned "
                "device total %.1f MiB\n", scratch, plan_cuda_scratch(&m->cfg, B) / mib,
                CUDA_LT_WORKSPACE_BYTES / mib, plan + extra);
-    else if (extra > 0)   // the CPU at bf16: its GEMMs' operand copies (cpu_scratch_rule.h)
-        printf("  beyond the plan: bf16 GEMM operand copies peaked at %.1f MiB (planned %.1f): planned total "
+    else if (extra > 0)   // the CPU: its op scratch, and at bf16 its GEMMs' operand copies (cpu_scratch_rule.h)
+        printf("  beyond the plan: the CPU backend's scratch peaked at %.1f MiB (planned %.1f): planned total "
                "%.1f MiB\n", scratch, extra, plan + extra);
+    double base = cuda ? 0 : rss_at_start / mib;   // host RSS holds the process itself too
+    if (!cuda)
+        printf("  the process itself at start %.1f MiB: planned %.1f MiB in all against peak RSS %.1f MiB (%+.1f%%)\n",
+               base, plan + extra + base, peak, 100 * (peak / (plan + extra + base) - 1));
     printf("  per timed step: user %.2f s  system %.2f s (CPU time, all threads)  minor page faults %.0f\n",
            tm->user, tm->sys, tm->minflt);
     printf("  timed steps: CLOCK_MONOTONIC %.6f to %.6f (perf record -k CLOCK_MONOTONIC; perf report --time %.6f,%.6f)\n",
            tm->t_begin, tm->t_end, tm->t_begin, tm->t_end);
     printf("dcal: step_ms=%.1f mean_ms=%.1f fwd_ms=%.1f bwd_ms=%.1f opt_ms=%.1f img_s=%.4f gflops=%.1f peak_mib=%.1f "
-           "plan_mib=%.1f user_s=%.2f sys_s=%.2f faults=%.0f backend_plan_mib=%.1f scratch_peak_mib=%.1f\n",
+           "plan_mib=%.1f user_s=%.2f sys_s=%.2f faults=%.0f backend_plan_mib=%.1f scratch_peak_mib=%.1f base_mib=%.1f\n",
            tm->best * 1e3, step * 1e3, tm->fwd * 1e3, tm->bwd * 1e3, tm->opt * 1e3, B / tm->best,
-           flops / tm->best / 1e9, peak, plan, tm->user, tm->sys, tm->minflt, extra, scratch);
+           flops / tm->best / 1e9, peak, plan, tm->user, tm->sys, tm->minflt, extra, scratch, base);
 }
 
 int main(int argc, char **argv) {
+    rss_at_start = process_rss_bytes();
     Args a;
     DcalConfig c;
     if (!parse_args(argc, argv, &a) || !build_config(&a, &c)) return 1;
