@@ -237,9 +237,6 @@ static float *random_batch(Batch *bt, int B, int S, int *lab, int *pair, uint64_
     return img;
 }
 
-// The process itself before the model (code, libraries and their data), as dcal plan reads it.
-static size_t rss_at_start;
-
 static void report(const Bench *t, const DcalConfig *c, int B, int ckpt, bool pwca, const Timing *tm,
                    double peak_tflops) {
     const Model *m = &t->m;
@@ -274,7 +271,7 @@ static void report(const Bench *t, const DcalConfig *c, int B, int ckpt, bool pw
     else if (extra > 0)   // the CPU: its op scratch, and at bf16 its GEMMs' operand copies (cpu_scratch_rule.h)
         printf("  beyond the plan: the CPU backend's scratch peaked at %.1f MiB (planned %.1f): planned total "
                "%.1f MiB\n", scratch, extra, plan + extra);
-    double base = cuda ? 0 : rss_at_start / mib;   // host RSS holds the process itself too
+    double base = cuda ? 0 : process_rss_at_start() / mib;   // host RSS holds the process itself too
     if (!cuda)
         printf("  the process itself at start %.1f MiB: planned %.1f MiB in all against peak RSS %.1f MiB (%+.1f%%)\n",
                base, plan + extra + base, peak, 100 * (peak / (plan + extra + base) - 1));
@@ -289,7 +286,6 @@ static void report(const Bench *t, const DcalConfig *c, int B, int ckpt, bool pw
 }
 
 int main(int argc, char **argv) {
-    rss_at_start = process_rss_bytes();
     Args a;
     DcalConfig c;
     if (!parse_args(argc, argv, &a) || !build_config(&a, &c)) return 1;

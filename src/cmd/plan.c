@@ -87,11 +87,11 @@ static void print_cpu_extra(const ModelConfig *m, int B) {
     printf("CPU backend beyond the table: %sattention or rollout scratch %.1f MiB (%d threads); with them %.1f MiB without "
            "checkpointing, %.1f MiB with\n", c, ops / 1048576.0, m->cpu_threads,
            (plan_train_bytes(m, B, false) + extra) / 1048576.0, (plan_train_bytes(m, B, true) + extra) / 1048576.0);
-    // What peak RSS counts besides: this binary's own resident pages, read here before anything
-    // is allocated (a train process of the same binary starts the same).
-    size_t base = process_rss_bytes();
+    // What peak RSS counts besides: this binary's own resident pages, read before main (a train
+    // process of the same binary starts the same).
+    size_t base = process_rss_at_start();
     if (base)
-        printf("CPU process itself (code, libraries and their data; resident in this dcal now): %.1f MiB; peak RSS "
+        printf("CPU process itself (code, libraries and their data; resident in this dcal at start): %.1f MiB; peak RSS "
                "expected %.1f MiB without checkpointing, %.1f MiB with\n", base / 1048576.0,
                (plan_train_bytes(m, B, false) + extra + base) / 1048576.0,
                (plan_train_bytes(m, B, true) + extra + base) / 1048576.0);

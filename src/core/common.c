@@ -135,6 +135,11 @@ int mkdir_p(const char *path) {
     return 0;
 }
 
+// Read once before main (after the shared libraries' own constructors, which run first).
+static size_t rss_at_start;
+__attribute__((constructor)) static void read_rss_at_start(void) { rss_at_start = process_rss_bytes(); }
+size_t process_rss_at_start(void) { return rss_at_start; }
+
 size_t process_rss_bytes(void) {
     FILE *f = fopen("/proc/self/statm", "r");
     unsigned long size = 0, resident = 0;

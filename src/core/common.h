@@ -35,6 +35,7 @@ int mkdir_p(const char *path);    // 0 ok, -1 on error (errno set)
 
 double now_seconds(void);         // monotonic clock
 // This process's resident memory now (/proc/self/statm), 0 where it cannot be read. Read
-// before the model is allocated it is the process itself: code, the shared libraries' touched
+// before anything is allocated it is the process itself: code, the shared libraries' touched
 // pages and their static data (CUDA's libraries hold ~140 MiB on some machines even on a CPU run).
 size_t process_rss_bytes(void);
+size_t process_rss_at_start(void);   // process_rss_bytes() as it was before main

@@ -183,13 +183,18 @@ static int open_run(Trainer *t) {
     snprintf(t->ckpt_path, sizeof t->ckpt_path, "%s/checkpoint.safetensors", t->run.dir);
     MemPlan mp;
     model_plan(&c->model, t->micro, c->train.checkpoint_blocks, true, &mp);
-    size_t planned = mp.total + reduce_extra_bytes(t->m.n_params, t->accum, t->world);
+    // The table, the gradient sum, the backend's own bytes and, on the CPU (where peak RSS is
+    // what is measured), the process itself as it started.
+    bool cuda = t->m.cfg.on_cuda;
+    size_t planned = mp.total + reduce_extra_bytes(t->m.n_params, t->accum, t->world) +
+                     (cuda ? plan_cuda_extra(&t->m.cfg, t->micro) : plan_cpu_extra(&t->m.cfg, t->micro) + process_rss_at_start());
     char procs[48] = "";
     if (t->world > 1) snprintf(procs, sizeof procs, " x %d processes", t->world);
     printf("dcal: run %s | %s backend | %s: %d train / %d test images, %d classes | micro-batch %d x accum %d%s "
-           "(effective %d) | %ld steps (%d per epoch) | planned memory %.1f MiB\n",
+           "(effective %d) | %ld steps (%d per epoch) | planned memory %.1f MiB%s\n",
            t->run.dir, t->be->name, t->ds.name, t->ds.n_train, t->ds.n_test, t->ds.num_classes, t->micro, t->accum,
-           procs, config_effective_batch(c), t->total, t->spe, planned / 1048576.0);
+           procs, config_effective_batch(c), t->total, t->spe, planned / 1048576.0,
+           cuda ? " of the device" : " (peak RSS, the process included)");
     if (t->ds.n_val)
         printf("dcal: validation split: %d training images held out (data.val_fraction %g per class, seed %llu); "
                "they choose best.safetensors\n", t->ds.n_val, c->data.val_fraction, (unsigned long long)c->train.seed);
