@@ -8,6 +8,8 @@
 #    masks; only the rounding differs), a run stopped and resumed ends bit-identical, and
 #    eval and predict take the bf16 run at the precision asked now (auto, or bf16);
 #    the residual streams are fp32 by default (recorded), bf16 under train.bf16_stream: true.
+#  * On a CPU with the instructions, oneDNN's engine (not portable) runs the same checks:
+#    named in backend_describe, loss within 2% of fp32's, resumed run bit-identical.
 #  * dcal plan counts the bf16 GEMMs' operand copies on a line of its own.
 set -eu
 dcal=$1; src=$2
@@ -25,20 +27,40 @@ if ! grep -qE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
     || { echo "FAIL: expected one line naming the instructions"; exit 1; }
   [ ! -e "$tmp/runs/refused" ] || { echo "FAIL: a refused run left a directory"; exit 1; }
 fi
+# Losses, step by step, over the first epoch (metrics.csv: kind train, epoch 1), of two runs
+# side by side; within 2% and not identical (bf16 ran).
+losses() { awk -F, 'NR > 1 && $3 == "train" && $5 == 1 { print $6 }' "$1"; }
+within_2pct() {
+  paste <(losses "$tmp/runs/$1/metrics.csv") <(losses "$tmp/runs/$2/metrics.csv") > "$tmp/pairs.txt"
+  [ -s "$tmp/pairs.txt" ] || { echo "FAIL: no train losses"; exit 1; }
+  awk -v w="$2" '{ d = ($2 - $1) / $1; if (d < 0) d = -d; if (d > m) m = d; n++ }
+       END { printf "%s vs fp32 train loss, %d steps of epoch 1: largest relative difference %.2e\n", w, n, m;
+             exit !(n > 0 && m < 0.02 && m > 0) }' "$tmp/pairs.txt" \
+    || { echo "FAIL: the $2 loss curve is not within 2% of fp32's (or is identical: no bf16 ran)"; cat "$tmp/pairs.txt"; exit 1; }
+}
+if grep -qE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
+  # The CPU has the instructions: oneDNN's bf16 GEMMs run (named in backend_describe), the loss
+  # follows fp32's, and a run stopped and resumed ends bit-identical (oneDNN's sums are fixed
+  # for a thread count).
+  "$dcal" train "${common[@]}" --set train.run_name=fp32 --set train.precision=fp32 > /dev/null
+  "$dcal" train "${common[@]}" --set train.run_name=dnnl --set train.precision=bf16 > "$tmp/dnnl.txt"
+  grep -q '"backend_describe": ".*precision bf16: GEMM bf16 operands, fp32 accumulation (oneDNN [^"]*bf16 matmul' \
+    "$tmp/runs/dnnl/manifest.json" || { echo "FAIL: backend_describe does not name oneDNN's bf16 matmul"; exit 1; }
+  within_2pct fp32 dnnl
+  "$dcal" train "${common[@]}" --set train.run_name=dnnl_cut --set train.precision=bf16 --set train.max_steps=3 > /dev/null
+  "$dcal" train --resume "$tmp/runs/dnnl_cut" --set train.max_steps=0 > "$tmp/dnnl_cut.txt"
+  [ -n "$(hash_of "$tmp/dnnl.txt")" ] && [ "$(hash_of "$tmp/dnnl.txt")" = "$(hash_of "$tmp/dnnl_cut.txt")" ] \
+    || { echo "FAIL: the resumed oneDNN bf16 run differs"; exit 1; }
+  echo "oneDNN bf16: resumed run bit-identical"
+  rm -rf "$tmp/runs/fp32"
+fi
 export DCAL_CPU_BF16=portable
 "$dcal" train "${common[@]}" --set train.run_name=fp32 --set train.precision=fp32 > "$tmp/fp32.txt"
 "$dcal" train "${common[@]}" --set train.run_name=bf16 --set train.precision=bf16 > "$tmp/bf16.txt"
 grep -q "^  precision: \"bf16\"" "$tmp/runs/bf16/config.yaml" || { echo "FAIL: config.yaml lacks precision bf16"; exit 1; }
 grep -q '"backend_describe": ".*precision bf16: GEMM bf16 operands' "$tmp/runs/bf16/manifest.json" \
   || { echo "FAIL: backend_describe does not say bf16"; exit 1; }
-# Train losses, step by step, over the first epoch (metrics.csv: kind train, epoch 1).
-losses() { awk -F, 'NR > 1 && $3 == "train" && $5 == 1 { print $6 }' "$1"; }
-paste <(losses "$tmp/runs/fp32/metrics.csv") <(losses "$tmp/runs/bf16/metrics.csv") > "$tmp/pairs.txt"
-[ -s "$tmp/pairs.txt" ] || { echo "FAIL: no train losses"; exit 1; }
-awk '{ d = ($2 - $1) / $1; if (d < 0) d = -d; if (d > m) m = d; n++ }
-     END { printf "bf16 vs fp32 train loss, %d steps of epoch 1: largest relative difference %.2e\n", n, m;
-           exit !(n > 0 && m < 0.02 && m > 0) }' "$tmp/pairs.txt" \
-  || { echo "FAIL: the bf16 loss curve is not within 2% of fp32's (or is identical: no bf16 ran)"; cat "$tmp/pairs.txt"; exit 1; }
+within_2pct fp32 bf16
 # Stopped at step 3 and resumed: the same weights as the uninterrupted bf16 run.
 "$dcal" train "${common[@]}" --set train.run_name=cut --set train.precision=bf16 --set train.max_steps=3 > /dev/null
 "$dcal" train --resume "$tmp/runs/cut" --set train.max_steps=0 > "$tmp/cut.txt"
