@@ -295,6 +295,15 @@ START_TEST(test_reference_hand_values) {
 END_TEST
 
 int main(void) {
+    // Which engine the cpu-bf16 column runs (oneDNN where the CPU has the instructions, else
+    // the portable one under DCAL_CPU_BF16=portable): the test's output names it.
+    if (strstr(backend_cpu.precisions, "bf16") && backend_cpu.set_precision("bf16")) {
+        char d[1024];
+        backend_cpu.describe(d, sizeof d);
+        const char *p = strstr(d, "precision bf16:");
+        printf("cpu-bf16 column: %s\n", p ? p : d);
+        backend_cpu.set_precision("fp32");
+    }
     Suite *s = suite_create("gradcheck_backend_ops");
     TCase *tc = tcase_create("ops");
     tcase_set_timeout(tc, 600);
