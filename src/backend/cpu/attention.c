@@ -9,7 +9,7 @@
 // storage grows linearly in N (ARCHITECTURE.md §3).
 //
 // The products inside a tile are cpu_tile_gemm calls (tile_gemm.c) on the strided views:
-// one AVX2 micro-kernel that packs nothing. The scores are held transposed, Sᵀ [keys,
+// one AVX-512 or AVX2 micro-kernel that packs nothing. The scores are held transposed, Sᵀ [keys,
 // queries] = K·Qᵀ, so that the softmax's per-query max, exponentials and sums run down the
 // columns, eight queries to a vector, and every product reads its operands in place (Qᵀ and
 // dOᵀ are made once a query tile). Key tiles never straddle the two key buffers of PWCA, so
