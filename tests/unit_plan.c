@@ -244,6 +244,13 @@ START_TEST(cuda_extra_counted) {
     mc.cpu_threads = 8;
     ck_assert_uint_eq(plan_cpu_op_scratch(&mc), 8u * 4 * 254400);
     ck_assert_uint_eq(plan_cpu_extra(&mc, 16), plan_cpu_op_scratch(&mc));
+    // At bf16 the AMX tile's layout where it is larger (attention_bf16.c): floats q and dO rows
+    // 2·64·64, Oᵀ 64·64, Sᵀ and dPᵀ 2·256·64, 3·64 statistics (45248); bf16 k and v as rows
+    // 2·1570·64, transposed 2·64·(786 + 786), the query and dO tiles two ways 4·64·64, P and dS
+    // two ways 4·256·64 (484096).
+    mc.act_bytes = 2;
+    ck_assert_uint_eq(plan_cpu_op_scratch(&mc), 8u * (4 * 45248 + 2 * 484096));
+    mc.act_bytes = 4;
     ck_assert_uint_eq(plan_cuda_scratch(&mc, 16), 0);
     ck_assert_uint_eq(plan_cuda_extra(&mc, 16), ((size_t)1 << 20) + ((size_t)32 << 20));
 }

@@ -36,9 +36,19 @@ static inline size_t cpu_att_krows(int n1, int n2) {
     int n = n1 > n2 ? n1 : n2;
     return n < CPU_ATT_KT ? (size_t)n : CPU_ATT_KT;
 }
-static inline size_t cpu_attention_scratch(int Nq, int n1, int n2, int hd) {
-    return (3 * cpu_att_qrows(Nq) * hd + (size_t)2 * hd * CPU_ATT_QT + 2 * cpu_att_krows(n1, n2) * CPU_ATT_QT +
-            3 * CPU_ATT_QT + (size_t)2 * (n1 + n2) * hd) * 4;
+// At bf16 on a CPU with AMX (attention_bf16.c) the fp32 packs and transposes give way to bf16
+// operands: keys and values as rows and transposed (each buffer padded to an even count), the
+// query and dO tiles pair-interleaved two ways, P and dS of a key tile as rows and interleaved;
+// o is [hd, QT]. The plan counts the larger of the two layouts at bf16 (the CPU decides which runs).
+static inline size_t cpu_att_even(size_t n) { return (n + 1) & ~(size_t)1; }
+static inline size_t cpu_attention_scratch(int Nq, int n1, int n2, int hd, int bf16) {
+    size_t qr = cpu_att_qrows(Nq), kr = cpu_att_krows(n1, n2), QT = CPU_ATT_QT;
+    size_t f32 = (3 * qr * hd + 2 * (size_t)hd * QT + 2 * kr * QT + 3 * QT + (size_t)2 * (n1 + n2) * hd) * 4;
+    if (!bf16 || hd % 2) return f32;
+    size_t b16 = (2 * qr * hd + QT * hd + 2 * kr * QT + 3 * QT) * 4 +
+                 ((size_t)2 * (n1 + n2) * hd + 2 * (size_t)hd * (cpu_att_even(n1) + cpu_att_even(n2)) + 4 * QT * hd +
+                  4 * cpu_att_even(kr) * QT) * 2;
+    return b16 > f32 ? b16 : f32;
 }
 static inline size_t cpu_rollout_scratch(int H, int N, int hd, int bf16, int threads) {
     return (size_t)H * CPU_ROLLOUT_PR * N * 4 + (size_t)threads * ((size_t)CPU_ROLLOUT_PR * hd + (bf16 ? (size_t)N * hd : 1)) * 4;

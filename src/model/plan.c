@@ -103,7 +103,7 @@ size_t plan_cpu_copies(const ModelConfig *cfg, int B) {
 // Attention's largest call is PWCA's (training): N queries, 2N keys; else SA's.
 size_t plan_cpu_op_scratch(const ModelConfig *cfg) {
     int N = config_tokens(cfg), hd = cfg->dim / cfg->heads, T = cfg->cpu_threads > 0 ? cfg->cpu_threads : 1;
-    size_t att = (size_t)T * cpu_attention_scratch(N, N, cfg->pwca_blocks > 0 ? N : 0, hd);
+    size_t att = (size_t)T * cpu_attention_scratch(N, N, cfg->pwca_blocks > 0 ? N : 0, hd, cfg->act_bytes == 2);
     size_t roll = cpu_rollout_scratch(cfg->heads, N, hd, cfg->act_bytes == 2, T);
     return att > roll ? att : roll;
 }

@@ -24,37 +24,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "backend/cpu/attention_common.h"
-
-enum { QT = CPU_ATT_QT, KT = CPU_ATT_KT };   // a tile's scores: 64 KiB, in L2 (cpu_scratch_rule.h counts the scratch)
-
-// One key tile: rows [j0, j0+n) of buffer 1 or 2 (never both): k and v are rows of the
-// head's packed copy, the gradients strided rows of the gradient buffers.
-typedef struct {
-    const float *k, *v;
-    long ld;          // row stride of k and v (hd: packed)
-    int j0, n;        // first key (over n1+n2) and count
-    float *dk, *dv;   // gradient rows of the same keys, or NULL
-    long ldg;         // their row stride
-} KeyTile;
-
-// Per-thread tile scratch: QT query rows (gathered for GLCA) and their transpose qT [hd, QT]
-// (columns past the tile's queries zero, up to a multiple of 8), their output or dq
-// accumulator, the transposed scores Sᵀ and dPᵀ of one key tile [KT, QT], backward's dO rows
-// (go) and dOᵀ [hd, QT], per-query statistics, and the keys and values of one (b, h), all
-// n1 + n2 of them, packed [n1 + n2, hd] (kp, vp; widened at bf16) for the (pb, ph) last packed.
-// Packed because the products read k and v as rows: at their own stride (3·D floats, 9 KiB
-// for ViT-B) 256 rows fall into 4 of L1's 64 sets and evict each other.
-typedef struct {
-    float *q, *qT, *o, *s, *dp, *go, *gT, *m, *l, *L, *kp, *vp;
-    int pb, ph;
-} Tile;
-
-// Where key r of buffer 1 or 2 (second) of (b, h) starts in k, v and their gradients.
-static long kv_off(const AttnArgs *a, int b, int h, int second, int r) {
-    return second ? kv2_of(a, b) * a->kv2_bstride + r * a->kv2_tstride + h * a->hd
-                  : b * a->kv1_bstride + r * a->kv1_tstride + h * a->hd;
-}
+#include "backend/cpu/attention_tile.h"
 
 // Packs (b, h)'s keys and values into t->kp / t->vp, unless they are there already.
 static void pack_kv(const AttnArgs *a, int b, int h, Tile *t) {
@@ -68,37 +38,51 @@ static void pack_kv(const AttnArgs *a, int b, int h, Tile *t) {
     t->pb = b, t->ph = h;
 }
 
-// Key tile t of (b, h), whose keys t->kp holds; returns 0 past the last one.
-static int key_tile(const AttnArgs *a, const AttnGrads *g, int b, int h, int t, KeyTile *kt, Tile *tl) {
+// Key tile t of (b, h), whose keys t->kp (t->kp16 at bf16) holds; returns 0 past the last one.
+int att_key_tile(const AttnArgs *a, const AttnGrads *g, int b, int h, int t, KeyTile *kt, Tile *tl) {
     int t1 = (a->n1 + KT - 1) / KT, t2 = (a->n2 + KT - 1) / KT;
     if (t >= t1 + t2) return 0;
     int second = t >= t1, j = (second ? t - t1 : t) * KT, n = second ? a->n2 : a->n1;
     long off = kv_off(a, b, h, second, j);
     kt->ldg = second ? a->kv2_tstride : a->kv1_tstride;
     kt->j0 = second ? a->n1 + j : j;
+    kt->jT = second ? even(a->n1) + j : j;
     kt->n = n - j < KT ? n - j : KT;
-    kt->k = tl->kp + (size_t)kt->j0 * a->hd, kt->v = tl->vp + (size_t)kt->j0 * a->hd, kt->ld = a->hd;
+    kt->ld = a->hd;
+    kt->k = tl->kp ? tl->kp + (size_t)kt->j0 * a->hd : NULL;
+    kt->v = tl->vp ? tl->vp + (size_t)kt->j0 * a->hd : NULL;
     float *dk = g ? (second ? g->dk2 : g->dk1) : NULL, *dv = g ? (second ? g->dv2 : g->dv1) : NULL;
     kt->dk = dk ? dk + off : NULL;
     kt->dv = dv ? dv + off : NULL;
     return 1;
 }
 
-// Sized as cpu_attention_scratch counts it (backend/cpu_scratch_rule.h).
+// Sized as cpu_attention_scratch counts it (backend/cpu_scratch_rule.h): on the bf16 tile the
+// fp32 packs and transposes give way to the bf16 operands (attention_tile.h).
 static Tile tile_new(const AttnArgs *a) {
-    size_t qh = cpu_att_qrows(a->Nq) * a->hd * 4, tq = (size_t)QT * a->hd * 4,
-           st = cpu_att_krows(a->n1, a->n2) * QT * 4, kv = (size_t)(a->n1 + a->n2) * a->hd * 4;
-    Tile t = {xmalloc(qh), xcalloc(1, tq), xmalloc(qh), xmalloc(st), xmalloc(st), xmalloc(qh), xcalloc(1, tq),
-              xmalloc(QT * 4), xmalloc(QT * 4), xmalloc(QT * 4), xmalloc(kv), xmalloc(kv), -1, -1};
+    int hd = a->hd, bf = att_bf16(a), nk = a->n1 + a->n2;
+    size_t qh = cpu_att_qrows(a->Nq) * hd * 4, tq = (size_t)QT * hd * 4, kr = cpu_att_krows(a->n1, a->n2),
+           st = kr * QT * 4, kv = (size_t)nk * hd * 4;
+    Tile t = {.q = xmalloc(qh), .o = xmalloc(bf ? tq : qh), .s = xmalloc(st), .dp = xmalloc(st), .go = xmalloc(qh),
+              .m = xmalloc(QT * 4), .l = xmalloc(QT * 4), .L = xmalloc(QT * 4), .pb = -1, .ph = -1};
+    if (!bf) {
+        t.qT = xcalloc(1, tq), t.gT = xcalloc(1, tq), t.kp = xmalloc(kv), t.vp = xmalloc(kv);
+        return t;
+    }
+    t.ldT = even(a->n1) + even(a->n2);
+    size_t rows = (size_t)nk * hd * 2, cols = (size_t)hd * t.ldT * 2, pairs = (size_t)QT * hd * 2,
+           pk = (size_t)even((int)kr) * QT * 2;
+    t.kp16 = xmalloc(rows), t.vp16 = xmalloc(rows), t.kT16 = xmalloc(cols), t.vT16 = xmalloc(cols);
+    t.qTI = xmalloc(pairs), t.qI = xmalloc(pairs), t.gTI = xmalloc(pairs), t.gI = xmalloc(pairs);
+    t.pI = xmalloc(pk), t.p16 = xmalloc(pk), t.ds16 = xmalloc(pk), t.dsI = xmalloc(pk);
     return t;
 }
 static void tile_free(Tile *t) {
     free(t->q); free(t->qT); free(t->o); free(t->s); free(t->dp); free(t->go); free(t->gT);
     free(t->m); free(t->l); free(t->L); free(t->kp); free(t->vp);
+    free(t->kp16); free(t->vp16); free(t->kT16); free(t->vT16); free(t->qTI); free(t->qI); free(t->gTI);
+    free(t->gI); free(t->pI); free(t->p16); free(t->ds16); free(t->dsI);
 }
-
-// Queries padded to a multiple of 8: the vector width of the column-wise softmax.
-static int pad8(int n) { return (n + 7) / 8 * 8; }
 
 // xT [hd, QT] = the nq rows of x (row stride ld) transposed; columns nq..pad8(nq) zero.
 static void transpose_rows(float *xT, const float *x, long ld, int nq, int hd) {
@@ -123,11 +107,10 @@ static void tile_scores(const AttnArgs *a, const Tile *t, int nq, const KeyTile 
 }
 
 // One key tile of the online softmax, query by query down Sᵀ's columns: the new max,
-// Pᵀ = exp(Sᵀ - m), the sums (over keys in order), what the rows hold rescaled by
-// exp(m_old - m_new), then O += P·V.
-static void forward_key_tile(const AttnArgs *a, Tile *t, int nq, const KeyTile *kt) {
-    int hd = a->hd, nv = pad8(nq), n = kt->n;
-    tile_scores(a, t, nq, kt);
+// Pᵀ = exp(Sᵀ - m), the sums (over keys in order), and c[i] = exp(m_old - m_new), by which
+// what the rows hold so far is rescaled.
+void att_softmax_tile(Tile *t, int nq, int n, float *c) {
+    int nv = pad8(nq);
     float mx[QT], sum[QT] = {0};
     for (int i = 0; i < nv; i++) mx[i] = i < nq ? t->m[i] : 0;   // padded queries: finite, never used
     for (int j = 0; j < n; j++) {
@@ -140,13 +123,21 @@ static void forward_key_tile(const AttnArgs *a, Tile *t, int nq, const KeyTile *
         for (int i = 0; i < nv; i++) sum[i] += s[i];
     }
     for (int i = 0; i < nq; i++) {
-        float c = expf(t->m[i] - mx[i]);   // c = 0 on the first tile (m_old = -inf)
-        t->l[i] = t->l[i] * c + sum[i];
+        c[i] = expf(t->m[i] - mx[i]);   // c = 0 on the first tile (m_old = -inf)
+        t->l[i] = t->l[i] * c[i] + sum[i];
         t->m[i] = mx[i];
-        float *o = t->o + (size_t)i * hd;
-        for (int d = 0; d < hd; d++) o[d] *= c;
     }
-    cpu_tile_gemm(t->o, hd, t->s, 1, QT, kt->v, kt->ld, nq, hd, n, 1.0f, 1);
+}
+
+// One key tile of forward: the softmax, O's rows rescaled, then O += P·V.
+static void forward_key_tile(const AttnArgs *a, Tile *t, int nq, const KeyTile *kt) {
+    int hd = a->hd;
+    float c[QT];
+    tile_scores(a, t, nq, kt);
+    att_softmax_tile(t, nq, kt->n, c);
+    for (int i = 0; i < nq; i++)
+        for (int d = 0; d < hd; d++) t->o[(size_t)i * hd + d] *= c[i];
+    cpu_tile_gemm(t->o, hd, t->s, 1, QT, kt->v, kt->ld, nq, hd, kt->n, 1.0f, 1);
 }
 
 static void forward_tile(const AttnArgs *a, Act *out, float *lse, int b, int h, int i0, Tile *t) {
@@ -156,7 +147,7 @@ static void forward_tile(const AttnArgs *a, Act *out, float *lse, int b, int h, 
     memset(t->o, 0, (size_t)nq * hd * 4);
     for (int i = 0; i < nq; i++) t->m[i] = -INFINITY, t->l[i] = 0;
     KeyTile kt;
-    for (int k = 0; key_tile(a, NULL, b, h, k, &kt, t); k++) forward_key_tile(a, t, nq, &kt);
+    for (int k = 0; att_key_tile(a, NULL, b, h, k, &kt, t); k++) forward_key_tile(a, t, nq, &kt);
     for (int i = 0; i < nq; i++) {
         float inv = 1.0f / t->l[i], *o = t->o + (size_t)i * hd;
         for (int d = 0; d < hd; d++) o[d] *= inv;
@@ -173,7 +164,9 @@ void cpu_attention_forward(const AttnArgs *a, Act *out, float *lse) {
 #pragma omp for collapse(3) schedule(static)
         for (int b = 0; b < a->B; b++)
             for (int h = 0; h < a->H; h++)
-                for (int q = 0; q < qt; q++) forward_tile(a, out, lse, b, h, q * QT, &t);
+                for (int q = 0; q < qt; q++)
+                    if (att_bf16(a)) att16_forward_tile(a, out, lse, b, h, q * QT, &t);
+                    else forward_tile(a, out, lse, b, h, q * QT, &t);
         tile_free(&t);
     }
 }
@@ -213,7 +206,7 @@ static void backward_tile(const AttnArgs *a, const AttnGrads *g, const Act *out,
     transpose_rows(t->gT, t->go, hd, nq, hd);
     memset(t->o, 0, (size_t)nq * hd * 4);
     KeyTile kt;
-    for (int k = 0; key_tile(a, g, b, h, k, &kt, t); k++) backward_key_tile(a, t, nq, &kt);
+    for (int k = 0; att_key_tile(a, g, b, h, k, &kt, t); k++) backward_key_tile(a, t, nq, &kt);
     if (g->dq)   // scatter-add this tile's dq (GLCA's rows are gathered)
         for (int i = 0; i < nq; i++) {
             float *dq = g->dq + b * a->q_bstride + qrow(a, b, i0 + i) * a->q_tstride + h * hd;
@@ -223,6 +216,11 @@ static void backward_tile(const AttnArgs *a, const AttnGrads *g, const Act *out,
 
 static void backward_pair(const AttnArgs *a, const AttnGrads *g, const Act *out, const float *lse,
                           const float *dout, int b, int h, Tile *t) {
+    if (att_bf16(a)) {
+        att16_pack_kv(a, b, h, t);
+        for (int i0 = 0; i0 < a->Nq; i0 += QT) att16_backward_tile(a, g, out, lse, dout, b, h, i0, t);
+        return;
+    }
     pack_kv(a, b, h, t);
     for (int i0 = 0; i0 < a->Nq; i0 += QT) backward_tile(a, g, out, lse, dout, b, h, i0, t);
 }

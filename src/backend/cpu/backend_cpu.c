@@ -38,9 +38,10 @@ static void cpu_describe(char *buf, size_t n) {
     char model[256], numerics[320];
     cpu_model(model, sizeof model);
     if (cpu_bf16)
-        snprintf(numerics, sizeof numerics, "precision bf16: GEMM bf16 operands, fp32 accumulation (%s), "
-                 "attention fp32 on bf16 q/k/v (fused, exact softmax)",
-                 cpu_bf16_engine());
+        snprintf(numerics, sizeof numerics, "precision bf16: GEMM bf16 operands, fp32 accumulation (%s), %s",
+                 cpu_bf16_engine(),
+                 cpu_att_amx() ? "attention on AMX bf16 tiles (fused, exact fp32 softmax; P, dS, dO rounded to bf16)"
+                               : "attention fp32 on bf16 q/k/v (fused, exact softmax)");
     else
         snprintf(numerics, sizeof numerics, "precision fp32: GEMM fp32 (OpenBLAS sgemm), attention fp32 (fused, "
                  "exact softmax)");

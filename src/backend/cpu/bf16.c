@@ -115,6 +115,12 @@ int cpu_bf16_dnnl(void) {
     return v;
 }
 
+int cpu_att_amx(void) {
+    static int v = -1;   // asked once, as cpu_bf16_dnnl
+    if (v < 0) v = cpu_bf16_dnnl() && cpu_has_amx_bf16();
+    return v;
+}
+
 const char *cpu_bf16_engine(void) {
     static char line[256];
     if (cpu_bf16_dnnl()) return cpu_dnnl_describe();

@@ -69,6 +69,13 @@ void cpu_tile_gemm_scalar(float *c, long ldc, const float *a, long ars, long acs
 int cpu_isa(void);
 void cpu_force_isa(int k);
 int cpu_use_avx2(void);   // cpu_isa() >= 1
+// tile_amx.c: C (+)= alpha·A·B (alpha only when overwriting, as cpu_tile_gemm) on bf16 operands,
+// fp32 accumulation, on AMX tiles: A(i, p) = a[i·lda + p]; B pair-interleaved, B(p, j) =
+// b2[(p/2)·2·ldb + 2·j + p%2]; k even. Only where cpu_has_amx_bf16() (the CPU has AMX-BF16 and
+// Linux granted the tile state).
+int cpu_has_amx_bf16(void);
+void cpu_tile_amx_bf16(float *c, long ldc, const uint16_t *a, long lda, const uint16_t *b2, long ldb, int m, int n,
+                       int k, float alpha, int acc);
 
 // attention.c, rollout.c
 void cpu_attention_forward(const AttnArgs *a, Act *out, float *lse);
@@ -107,6 +114,9 @@ int cpu_bf16_offered(char *why, size_t n);
 // 1 when oneDNN runs the bf16 GEMMs: it makes a bf16 matmul here and DCAL_CPU_BF16 is not
 // "portable"; else the portable engine runs them. cpu_bf16_engine: which, in one line.
 int cpu_bf16_dnnl(void);
+// 1 when attention at bf16 runs its products on AMX tiles (attention_bf16.c): oneDNN runs the
+// GEMMs (cpu_bf16_dnnl) and the CPU has AMX-BF16 with the tile state granted.
+int cpu_att_amx(void);
 const char *cpu_bf16_engine(void);
 // Grow-only host scratch, one buffer per slot (slots below), reused across calls and steps;
 // the largest total is scratch_peak (the planner's cpu_scratch_rule.h).

@@ -1,0 +1,171 @@
+// attention_bf16.c: the attention tile at precision bf16 on CPUs with AMX-BF16
+// (cpu_attention_forward/backward choose it, attention.c): the same tiles, online softmax and
+// recompute as the fp32 tile, with every product on bf16 operands and fp32 accumulation on
+// AMX tiles (cpu_tile_amx_bf16). q, k and v are the stored bf16 values; P, dS and dO are rounded
+// to bf16 where a product takes them, as the GPU's bf16 attention does; the scores, softmax
+// statistics, Di and every accumulator stay fp32.
+//
+// tdpbf16ps pairs adjacent elements of the reduced dimension, so each product's operands are
+// laid out with those pairs together (attention_tile.h): Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ reduce over
+// hd (K, V as rows; Qᵀ, dOᵀ pair-interleaved along hd); dV += Pᵀ·dO and dK += dSᵀ·Q over the
+// queries (Pᵀ, dSᵀ as rows; dO, Q interleaved along the queries); O and dQ over the keys, so
+// they are made transposed, Oᵀ += Vᵀ·Pᵀ and dQᵀ += Kᵀ·dSᵀ, with Vᵀ and Kᵀ laid out once per
+// (b, h) and Pᵀ, dSᵀ interleaved along the keys as the softmax writes them.
+#include <math.h>
+#include <string.h>
+#include "backend/cpu/attention_tile.h"
+
+static const uint16_t *act16(const Act *p) { return (const uint16_t *)p; }
+
+// dst [cols, ldd] = src [rows, cols] transposed (16-bit elements, rows contiguous at stride
+// lds), 32 rows at a time so that a block of src stays in L1 while its columns are gathered.
+static void transpose16(uint16_t *dst, long ldd, const uint16_t *src, long lds, int rows, int cols) {
+    for (int j0 = 0; j0 < rows; j0 += 32) {
+        int nj = rows - j0 < 32 ? rows - j0 : 32;
+        for (int d = 0; d < cols; d++) {
+            uint16_t *o = dst + (size_t)d * ldd + j0;
+            const uint16_t *x = src + (size_t)j0 * lds + d;
+            for (int j = 0; j < nj; j++) o[j] = x[(size_t)j * lds];
+        }
+    }
+}
+
+// w[i] = the pair (lo[i], hi[i]), i < n: two rows zipped into one row of pairs.
+static void zip16(uint32_t *w, const uint16_t *lo, const uint16_t *hi, int n) {
+    for (int i = 0; i < n; i++) w[i] = (uint32_t)lo[i] | (uint32_t)(hi ? hi[i] : 0) << 16;
+}
+
+// (b, h)'s keys and values as rows and transposed, each buffer's from an even column.
+void att16_pack_kv(const AttnArgs *a, int b, int h, Tile *t) {
+    if (t->pb == b && t->ph == h) return;
+    int hd = a->hd, ldT = t->ldT, e1 = even(a->n1);
+    for (int j = 0; j < a->n1 + a->n2; j++) {
+        int second = j >= a->n1, r = second ? j - a->n1 : j;
+        long off = kv_off(a, b, h, second, r);
+        memcpy(t->kp16 + (size_t)j * hd, act16(second ? a->k2 : a->k1) + off, (size_t)hd * 2);
+        memcpy(t->vp16 + (size_t)j * hd, act16(second ? a->v2 : a->v1) + off, (size_t)hd * 2);
+    }
+    transpose16(t->kT16, ldT, t->kp16, hd, a->n1, hd);
+    transpose16(t->vT16, ldT, t->vp16, hd, a->n1, hd);
+    transpose16(t->kT16 + e1, ldT, t->kp16 + (size_t)a->n1 * hd, hd, a->n2, hd);
+    transpose16(t->vT16 + e1, ldT, t->vp16 + (size_t)a->n1 * hd, hd, a->n2, hd);
+    for (int d = 0; d < hd; d++) {   // the zero key that pads an odd count
+        if (a->n1 % 2) t->kT16[(size_t)d * ldT + a->n1] = t->vT16[(size_t)d * ldT + a->n1] = 0;
+        if (a->n2 % 2) t->kT16[(size_t)d * ldT + e1 + a->n2] = t->vT16[(size_t)d * ldT + e1 + a->n2] = 0;
+    }
+    t->pb = b, t->ph = h;
+}
+
+// x's rows i < nq (row i at rows[i], bf16 bits), zero up to pad8(nq), into xTI [hd/2, QT, 2]
+// (pairs along hd: a row's own pairs, transposed as 32-bit words) and xI [QT/2, hd, 2] (pairs
+// along the rows: two rows zipped).
+static void interleave(uint16_t *xTI, uint16_t *xI, const uint16_t *const *rows, int nq, int hd) {
+    static const uint16_t zero[256];
+    int nv = pad8(nq);
+    for (int i = 0; i < nv; i++) {
+        const uint32_t *w = (const uint32_t *)(const void *)(i < nq ? rows[i] : zero);
+        uint32_t *o = (uint32_t *)(void *)xTI + i;
+        for (int d2 = 0; d2 < hd / 2; d2++) o[(size_t)d2 * QT] = w[d2];
+    }
+    for (int i = 0; i < nv; i += 2)
+        zip16((uint32_t *)(void *)(xI + (size_t)i * hd), i < nq ? rows[i] : zero, i + 1 < nq ? rows[i + 1] : zero, hd);
+}
+
+static void load_q16(const AttnArgs *a, int b, int h, int i0, int nq, Tile *t) {
+    const uint16_t *rows[QT] = {NULL};
+    for (int i = 0; i < nq; i++) rows[i] = act16(a->q) + b * a->q_bstride + qrow(a, b, i0 + i) * a->q_tstride + h * a->hd;
+    interleave(t->qTI, t->qI, rows, nq, a->hd);
+}
+
+// Sᵀ = scale · K Qᵀ [n, pad8(nq)] (leading dimension QT).
+static void scores16(const AttnArgs *a, Tile *t, int nq, const KeyTile *kt) {
+    cpu_tile_amx_bf16(t->s, QT, t->kp16 + (size_t)kt->j0 * a->hd, a->hd, t->qTI, QT, kt->n, pad8(nq), a->hd, a->scale, 0);
+}
+
+// The n rows of an fp32 [·, QT] tile rounded to bf16: kept as rows where rows is given, and
+// pair-interleaved along the rows into xI [even(n)/2, QT, 2] (a zero row pads an odd n) where
+// xI is; tmp: two rows of scratch when rows is not given.
+static void round_keys(uint16_t *xI, uint16_t *rows, uint16_t *tmp, const float *x, int n, int nv) {
+    for (int j = 0; j < even(n); j += 2) {
+        uint16_t *r0 = rows ? rows + (size_t)j * QT : tmp, *r1 = rows ? r0 + QT : tmp + QT;
+        cpu_bf16_pack_row(r0, x + (size_t)j * QT, (size_t)nv);
+        if (j + 1 < n) cpu_bf16_pack_row(r1, x + (size_t)(j + 1) * QT, (size_t)nv);
+        else memset(r1, 0, (size_t)nv * 2);
+        if (xI) zip16((uint32_t *)(void *)(xI + (size_t)j * QT), r0, r1, nv);
+    }
+}
+
+static void forward_key_tile16(const AttnArgs *a, Tile *t, int nq, const KeyTile *kt) {
+    int hd = a->hd;
+    float c[QT];
+    scores16(a, t, nq, kt);
+    att_softmax_tile(t, nq, kt->n, c);
+    for (int d = 0; d < hd; d++)   // Oᵀ's columns are the queries
+        for (int i = 0; i < nq; i++) t->o[(size_t)d * QT + i] *= c[i];
+    round_keys(t->pI, NULL, t->p16, t->s, kt->n, pad8(nq));
+    cpu_tile_amx_bf16(t->o, QT, t->vT16 + kt->jT, t->ldT, t->pI, QT, hd, nq, even(kt->n), 1.0f, 1);   // Oᵀ += Vᵀ·Pᵀ
+}
+
+void att16_forward_tile(const AttnArgs *a, Act *out, float *lse, int b, int h, int i0, Tile *t) {
+    int hd = a->hd, D = a->H * hd, nq = a->Nq - i0 < QT ? a->Nq - i0 : QT;
+    att16_pack_kv(a, b, h, t);
+    load_q16(a, b, h, i0, nq, t);
+    memset(t->o, 0, (size_t)QT * hd * 4);
+    for (int i = 0; i < nq; i++) t->m[i] = -INFINITY, t->l[i] = 0;
+    KeyTile kt;
+    for (int k = 0; att_key_tile(a, NULL, b, h, k, &kt, t); k++) forward_key_tile16(a, t, nq, &kt);
+    for (int i = 0; i < nq; i++) {
+        float inv = 1.0f / t->l[i], *o = t->q;   // one output row, from Oᵀ's column
+        for (int d = 0; d < hd; d++) o[d] = t->o[(size_t)d * QT + i] * inv;
+        cpu_act_store(out, ((size_t)b * a->Nq + i0 + i) * D + h * hd, o, (size_t)hd);
+        lse[((size_t)b * a->H + h) * a->Nq + i0 + i] = t->m[i] + logf(t->l[i]);
+    }
+}
+
+// One (query tile, key tile) of backward, as the fp32 tile's (attention.c) on bf16 operands.
+static void backward_key_tile16(const AttnArgs *a, Tile *t, int nq, const KeyTile *kt) {
+    int hd = a->hd, n = kt->n, nv = pad8(nq);
+    const float *Di = t->m;
+    scores16(a, t, nq, kt);
+    cpu_tile_amx_bf16(t->dp, QT, t->vp16 + (size_t)kt->j0 * hd, hd, t->gTI, QT, n, nv, hd, 1.0f, 0);   // dPᵀ = V·dOᵀ
+    for (int j = 0; j < n; j++) {
+        float *p = t->s + (size_t)j * QT, *dp = t->dp + (size_t)j * QT;
+        cpu_vexp_sub(p, p, t->L, (size_t)nv);   // recomputed probabilities
+        for (int i = 0; i < nv; i++) dp[i] = p[i] * (dp[i] - Di[i]) * a->scale;
+    }
+    round_keys(NULL, t->p16, NULL, t->s, n, nv);
+    round_keys(t->dsI, t->ds16, NULL, t->dp, n, nv);
+    if (kt->dv) cpu_tile_amx_bf16(kt->dv, kt->ldg, t->p16, QT, t->gI, hd, n, hd, even(nq), 1.0f, 1);    // dV += Pᵀ·dO
+    if (kt->dk) cpu_tile_amx_bf16(kt->dk, kt->ldg, t->ds16, QT, t->qI, hd, n, hd, even(nq), 1.0f, 1);   // dK += dSᵀ·Q
+    cpu_tile_amx_bf16(t->o, QT, t->kT16 + kt->jT, t->ldT, t->dsI, QT, hd, nq, even(n), 1.0f, 1);       // dQᵀ += Kᵀ·dSᵀ
+}
+
+void att16_backward_tile(const AttnArgs *a, const AttnGrads *g, const Act *out, const float *lse, const float *dout,
+                         int b, int h, int i0, Tile *t) {
+    int hd = a->hd, D = a->H * hd, nq = a->Nq - i0 < QT ? a->Nq - i0 : QT;
+    const float *go = dout + ((size_t)b * a->Nq + i0) * D + h * hd;
+    const float *L = lse + ((size_t)b * a->H + h) * a->Nq + i0;
+    float *Di = t->m;
+    for (int i = 0; i < pad8(nq); i++) {   // Di = dO·O with O as stored (widened) and dO in fp32
+        if (i >= nq) { Di[i] = t->L[i] = 0; continue; }
+        cpu_act_load(t->q, out, ((size_t)b * a->Nq + i0 + i) * D + h * hd, (size_t)hd);
+        Di[i] = dot(go + (size_t)i * D, t->q, hd);
+        t->L[i] = L[i];
+    }
+    load_q16(a, b, h, i0, nq, t);
+    uint16_t *g16 = (uint16_t *)t->go;   // dO rounded to bf16, row by row (go: qrows × hd floats)
+    const uint16_t *rows[QT] = {NULL};
+    for (int i = 0; i < nq; i++) {
+        cpu_bf16_pack_row(g16 + (size_t)i * hd, go + (size_t)i * D, (size_t)hd);
+        rows[i] = g16 + (size_t)i * hd;
+    }
+    interleave(t->gTI, t->gI, rows, nq, hd);
+    memset(t->o, 0, (size_t)QT * hd * 4);
+    KeyTile kt;
+    for (int k = 0; att_key_tile(a, g, b, h, k, &kt, t); k++) backward_key_tile16(a, t, nq, &kt);
+    if (g->dq)   // scatter-add this tile's dq from dQᵀ's columns (GLCA's rows are gathered)
+        for (int i = 0; i < nq; i++) {
+            float *dq = g->dq + b * a->q_bstride + qrow(a, b, i0 + i) * a->q_tstride + h * hd;
+            for (int d = 0; d < hd; d++) dq[d] += t->o[(size_t)d * QT + i];
+        }
+}
