@@ -171,19 +171,40 @@ void cpu_attention_forward(const AttnArgs *a, Act *out, float *lse) {
     }
 }
 
-// One (query tile, key tile) of backward, transposed as forward. With P = exp(S - lse) and
-// dS = P ∘ (dO·Vᵀ - Di) · scale (Di = dO·O per row, = Σ_j P_ij dP_ij):
-// dV += Pᵀ·dO, dK += dSᵀ·Q, dQ (t->o) += dS·K. t->L and t->m (Di) are padded with zeros.
-static void backward_key_tile(const AttnArgs *a, Tile *t, int nq, const KeyTile *kt) {
-    int hd = a->hd, n = kt->n, nv = pad8(nq);
+// Pᵀ = exp(Sᵀ - lse) recomputed in t->s and dSᵀ = Pᵀ ∘ (dPᵀ - Di) · scale in t->dp, for the
+// n keys and nv (padded) queries of a backward key tile (Di in t->m, lse in t->L).
+void att_dscores(const AttnArgs *a, Tile *t, int n, int nv) {
     const float *Di = t->m;
-    tile_scores(a, t, nq, kt);
-    cpu_tile_gemm(t->dp, QT, kt->v, kt->ld, 1, t->gT, QT, n, nv, hd, 1.0f, 0);   // dPᵀ = V·dOᵀ
     for (int j = 0; j < n; j++) {
         float *p = t->s + (size_t)j * QT, *dp = t->dp + (size_t)j * QT;
         cpu_vexp_sub(p, p, t->L, (size_t)nv);   // recomputed probabilities
         for (int i = 0; i < nv; i++) dp[i] = p[i] * (dp[i] - Di[i]) * a->scale;
     }
+}
+
+// A backward query tile's statistics: Di = dO·O (O as stored, widened into row) in t->m and the
+// saved lse in t->L, zero for the padded queries up to pad8(nq).
+void att_backward_stats(const AttnArgs *a, const Act *out, const float *lse, const float *dout, int b, int h, int i0,
+                        int nq, Tile *t, float *row) {
+    int hd = a->hd, D = a->H * hd;
+    const float *go = dout + ((size_t)b * a->Nq + i0) * D + h * hd;
+    const float *L = lse + ((size_t)b * a->H + h) * a->Nq + i0;
+    for (int i = 0; i < pad8(nq); i++) {
+        if (i >= nq) { t->m[i] = t->L[i] = 0; continue; }
+        cpu_act_load(row, out, ((size_t)b * a->Nq + i0 + i) * D + h * hd, (size_t)hd);
+        t->m[i] = dot(go + (size_t)i * D, row, hd);
+        t->L[i] = L[i];
+    }
+}
+
+// One (query tile, key tile) of backward, transposed as forward. With P = exp(S - lse) and
+// dS = P ∘ (dO·Vᵀ - Di) · scale (Di = dO·O per row, = Σ_j P_ij dP_ij):
+// dV += Pᵀ·dO, dK += dSᵀ·Q, dQ (t->o) += dS·K. t->L and t->m (Di) are padded with zeros.
+static void backward_key_tile(const AttnArgs *a, Tile *t, int nq, const KeyTile *kt) {
+    int hd = a->hd, n = kt->n, nv = pad8(nq);
+    tile_scores(a, t, nq, kt);
+    cpu_tile_gemm(t->dp, QT, kt->v, kt->ld, 1, t->gT, QT, n, nv, hd, 1.0f, 0);   // dPᵀ = V·dOᵀ
+    att_dscores(a, t, n, nv);
     if (kt->dv) cpu_tile_gemm(kt->dv, kt->ldg, t->s, QT, 1, t->go, hd, n, hd, nq, 1.0f, 1);
     if (kt->dk) cpu_tile_gemm(kt->dk, kt->ldg, t->dp, QT, 1, t->q, hd, n, hd, nq, 1.0f, 1);
     cpu_tile_gemm(t->o, hd, t->dp, 1, QT, kt->k, kt->ld, nq, hd, n, 1.0f, 1);
@@ -193,14 +214,7 @@ static void backward_tile(const AttnArgs *a, const AttnGrads *g, const Act *out,
                           const float *dout, int b, int h, int i0, Tile *t) {
     int hd = a->hd, D = a->H * hd, nq = a->Nq - i0 < QT ? a->Nq - i0 : QT;
     const float *go = dout + ((size_t)b * a->Nq + i0) * D + h * hd;
-    const float *L = lse + ((size_t)b * a->H + h) * a->Nq + i0;
-    float *Di = t->m;
-    for (int i = 0; i < pad8(nq); i++) {   // Di = dO·O, with O as stored (bf16 at bf16: widened into t->o first)
-        if (i >= nq) { Di[i] = t->L[i] = 0; continue; }
-        cpu_act_load(t->o, out, ((size_t)b * a->Nq + i0 + i) * D + h * hd, (size_t)hd);
-        Di[i] = dot(go + (size_t)i * D, t->o, hd);
-        t->L[i] = L[i];
-    }
+    att_backward_stats(a, out, lse, dout, b, h, i0, nq, t, t->o);   // O's rows widened in t->o, cleared below
     load_q(a, b, h, i0, nq, t);
     for (int i = 0; i < nq; i++) memcpy(t->go + (size_t)i * hd, go + (size_t)i * D, (size_t)hd * 4);
     transpose_rows(t->gT, t->go, hd, nq, hd);

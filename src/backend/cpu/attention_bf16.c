@@ -125,14 +125,9 @@ void att16_forward_tile(const AttnArgs *a, Act *out, float *lse, int b, int h, i
 // One (query tile, key tile) of backward, as the fp32 tile's (attention.c) on bf16 operands.
 static void backward_key_tile16(const AttnArgs *a, Tile *t, int nq, const KeyTile *kt) {
     int hd = a->hd, n = kt->n, nv = pad8(nq);
-    const float *Di = t->m;
     scores16(a, t, nq, kt);
     cpu_tile_amx_bf16(t->dp, QT, t->vp16 + (size_t)kt->j0 * hd, hd, t->gTI, QT, n, nv, hd, 1.0f, 0);   // dPᵀ = V·dOᵀ
-    for (int j = 0; j < n; j++) {
-        float *p = t->s + (size_t)j * QT, *dp = t->dp + (size_t)j * QT;
-        cpu_vexp_sub(p, p, t->L, (size_t)nv);   // recomputed probabilities
-        for (int i = 0; i < nv; i++) dp[i] = p[i] * (dp[i] - Di[i]) * a->scale;
-    }
+    att_dscores(a, t, n, nv);
     round_keys(NULL, t->p16, NULL, t->s, n, nv);
     round_keys(t->dsI, t->ds16, NULL, t->dp, n, nv);
     if (kt->dv) cpu_tile_amx_bf16(kt->dv, kt->ldg, t->p16, QT, t->gI, hd, n, hd, even(nq), 1.0f, 1);    // dV += Pᵀ·dO
@@ -144,14 +139,7 @@ void att16_backward_tile(const AttnArgs *a, const AttnGrads *g, const Act *out, 
                          int b, int h, int i0, Tile *t) {
     int hd = a->hd, D = a->H * hd, nq = a->Nq - i0 < QT ? a->Nq - i0 : QT;
     const float *go = dout + ((size_t)b * a->Nq + i0) * D + h * hd;
-    const float *L = lse + ((size_t)b * a->H + h) * a->Nq + i0;
-    float *Di = t->m;
-    for (int i = 0; i < pad8(nq); i++) {   // Di = dO·O with O as stored (widened) and dO in fp32
-        if (i >= nq) { Di[i] = t->L[i] = 0; continue; }
-        cpu_act_load(t->q, out, ((size_t)b * a->Nq + i0 + i) * D + h * hd, (size_t)hd);
-        Di[i] = dot(go + (size_t)i * D, t->q, hd);
-        t->L[i] = L[i];
-    }
+    att_backward_stats(a, out, lse, dout, b, h, i0, nq, t, t->q);   // Di = dO·O in fp32
     load_q16(a, b, h, i0, nq, t);
     uint16_t *g16 = (uint16_t *)t->go;   // dO rounded to bf16, row by row (go: qrows × hd floats)
     const uint16_t *rows[QT] = {NULL};

@@ -60,3 +60,8 @@ int att_key_tile(const AttnArgs *a, const AttnGrads *g, int b, int h, int t, Key
 // The online softmax of one key tile down Sᵀ's columns (t->s: scores in, Pᵀ out): the new
 // max and sum per query; c[i] is what the rows so far are to be rescaled by.
 void att_softmax_tile(Tile *t, int nq, int n, float *c);
+// Backward: a query tile's Di and lse (att_backward_stats; row: hd floats of scratch), and a key
+// tile's recomputed Pᵀ and dSᵀ from Sᵀ and dPᵀ (att_dscores).
+void att_backward_stats(const AttnArgs *a, const Act *out, const float *lse, const float *dout, int b, int h, int i0,
+                        int nq, Tile *t, float *row);
+void att_dscores(const AttnArgs *a, Tile *t, int n, int nv);

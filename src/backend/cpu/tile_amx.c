@@ -44,9 +44,14 @@ int cpu_has_amx_bf16(void) {
     return r;
 }
 
+// Whether cur is the configuration for an r × w block of C with kk of k.
+static int configured(const TileConfig *cur, int r, int w, int kk) {
+    return cur->palette && cur->rows[TC] == r && cur->colsb[TC] == 4 * w && cur->colsb[TA] == 2 * kk;
+}
+
 // The configuration for an r × w block of C with kk of k (kk even, ≤ 32).
 static AMX void configure(TileConfig *cur, int r, int w, int kk) {
-    if (cur->palette && cur->rows[TC] == r && cur->colsb[TC] == 4 * w && cur->colsb[TA] == 2 * kk) return;
+    if (configured(cur, r, w, kk)) return;
     memset(cur, 0, sizeof *cur);
     cur->palette = 1;
     cur->rows[TC] = (uint8_t)r, cur->colsb[TC] = (uint16_t)(4 * w);
@@ -78,7 +83,7 @@ static AMX void amx_1x1(float *c, long ldc, const uint16_t *a, long lda, const u
             float *cb = c + i0 * ldc + j0;
             for (int p0 = 0; p0 < k; p0 += 32) {
                 int kk = k - p0 < 32 ? k - p0 : 32;
-                int fresh = !cur.palette || cur.rows[TC] != r || cur.colsb[TC] != 4 * w || cur.colsb[TA] != 2 * kk;
+                int fresh = !configured(&cur, r, w, kk);
                 if (fresh && p0 > 0) _tile_stored(TC, tmp, 64);   // a new configuration clears the tiles
                 configure(&cur, r, w, kk);
                 if (p0 == 0) {
