@@ -35,7 +35,7 @@ static void cpu_model(char *out, size_t cap) {
 }
 
 static void cpu_describe(char *buf, size_t n) {
-    char model[256], numerics[320];
+    char model[256], numerics[512];
     cpu_model(model, sizeof model);
     if (cpu_bf16)
         snprintf(numerics, sizeof numerics, "precision bf16: GEMM bf16 operands, fp32 accumulation (%s), %s",
@@ -43,8 +43,8 @@ static void cpu_describe(char *buf, size_t n) {
                  cpu_att_amx() ? "attention on AMX bf16 tiles (fused, exact fp32 softmax; P, dS, dO rounded to bf16)"
                                : "attention fp32 on bf16 q/k/v (fused, exact softmax)");
     else
-        snprintf(numerics, sizeof numerics, "precision fp32: GEMM fp32 (OpenBLAS sgemm), attention fp32 (fused, "
-                 "exact softmax)");
+        snprintf(numerics, sizeof numerics, "precision fp32: GEMM fp32 (%s), attention fp32 (fused, exact softmax)",
+                 cpu_sgemm_engine());
     snprintf(buf, n, "cpu: %s, %d OpenMP threads; %s; %s; %s", model, omp_get_max_threads(), openblas_get_config(),
              cpu_vecmath_name(), numerics);
 }

@@ -139,3 +139,14 @@ int cpu_dnnl_gemm_f32(int ta, int tb, int M, int N, int K, const float *A, int l
 // ("oneDNN 2.6.3, bf16 matmul brg:avx512_core_amx" or why not) for the manifest.
 int cpu_dnnl_bf16_ready(void);
 const char *cpu_dnnl_describe(void);
+// The same for an fp32 matmul ("oneDNN 2.6.3, fp32 matmul brg:avx512_core").
+int cpu_dnnl_f32_ready(void);
+const char *cpu_dnnl_describe_f32(void);
+// sgemm.c: C = alpha·op(A)·op(B) + beta·C (cblas_sgemm's row-major contract; ta, tb 0 or 1) on the
+// fp32 engine chosen once per process: oneDNN where OpenBLAS runs non-AVX-512 kernels on an
+// AVX-512 CPU (it does not know the CPU), OpenBLAS otherwise; DCAL_CPU_SGEMM=openblas|onednn|auto.
+void cpu_sgemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+               float beta, float *C, int ldc);
+int cpu_sgemm_dnnl(void);
+const char *cpu_sgemm_engine(void);   // which, and why, in one line
+void cpu_sgemm_rechoose(void);         // tests: choose again at the next call (after setenv)

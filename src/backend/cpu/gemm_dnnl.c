@@ -1,4 +1,4 @@
-// gemm_dnnl.c: bf16 GEMMs through oneDNN's matmul primitive (contract in cpu.h).
+// gemm_dnnl.c: bf16 and fp32 GEMMs through oneDNN's matmul primitive (contract in cpu.h).
 // OpenBLAS has no bf16 GEMM; oneDNN runs one on AVX512_BF16/AMX cores, accumulating in
 // fp32. Strided memory descriptors express the transposes and leading dimensions, so no
 // operand is copied. Creating a primitive JIT-compiles code (milliseconds), so primitives
@@ -35,9 +35,6 @@ static struct {
     int next;   // round-robin eviction
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
-static int bf16_ok;
-static char describe_line[192];
 
 static int init_locked(void) {
     if (g.init == 0) {
@@ -183,8 +180,15 @@ int cpu_dnnl_gemm_f32(int ta, int tb, int M, int N, int K, const float *A, int l
     return gemm(dnnl_f32, ta, tb, M, N, K, A, lda, B, ldb, accumulate, C, ldc);
 }
 
-// Once: can oneDNN make a bf16 matmul (not its reference code) on this CPU, and which?
-static void probe(void) {
+// Once per type: can oneDNN make a matmul of it (not its reference code) on this CPU, and which?
+typedef struct {
+    pthread_once_t once;
+    int ok;
+    char line[192];
+} Probe;
+static Probe probe_bf16 = {PTHREAD_ONCE_INIT, 0, ""}, probe_f32 = {PTHREAD_ONCE_INIT, 0, ""};
+
+static void probe(Probe *p, dnnl_data_type_t dt, const char *type) {
     const dnnl_version_t *v = dnnl_version();
     char ver[48];
     snprintf(ver, sizeof ver, "oneDNN %d.%d.%d", v->major, v->minor, v->patch);
@@ -192,40 +196,52 @@ static void probe(void) {
     int engine = init_locked();
     pthread_mutex_unlock(&g.lock);
     if (!engine) {
-        snprintf(describe_line, sizeof describe_line, "%s: no CPU engine", ver);
+        snprintf(p->line, sizeof p->line, "%s: no CPU engine", ver);
         return;
     }
-    Entry k = {.dt = dnnl_bf16, .M = PROBE_SIZE, .N = PROBE_SIZE, .K = PROBE_SIZE,
+    Entry k = {.dt = dt, .M = PROBE_SIZE, .N = PROBE_SIZE, .K = PROBE_SIZE,
                .lda = PROBE_SIZE, .ldb = PROBE_SIZE, .ldc = PROBE_SIZE};
     dnnl_primitive_desc_t pd = NULL;
     dnnl_memory_desc_t md[3];
     dnnl_primitive_t prim = NULL;
     const char *impl = NULL;
     if (matmul_pd(&pd, md, &k) != dnnl_success) {
-        snprintf(describe_line, sizeof describe_line, "%s: no bf16 matmul on this CPU", ver);
+        snprintf(p->line, sizeof p->line, "%s: no %s matmul on this CPU", ver, type);
         return;
     }
     if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl) impl = "?";
     if (is_reference(pd))
-        snprintf(describe_line, sizeof describe_line, "%s: bf16 matmul only as reference code (%s)", ver, impl);
+        snprintf(p->line, sizeof p->line, "%s: %s matmul only as reference code (%s)", ver, type, impl);
     else if (dnnl_primitive_create(&prim, pd) != dnnl_success)
-        snprintf(describe_line, sizeof describe_line, "%s: bf16 matmul %s failed to build", ver, impl);
+        snprintf(p->line, sizeof p->line, "%s: %s matmul %s failed to build", ver, type, impl);
     else {
-        snprintf(describe_line, sizeof describe_line, "%s, bf16 matmul %s", ver, impl);
-        bf16_ok = 1;
+        snprintf(p->line, sizeof p->line, "%s, %s matmul %s", ver, type, impl);
+        p->ok = 1;
         dnnl_primitive_destroy(prim);
     }
     dnnl_primitive_desc_destroy(pd);   // impl points into pd: used above, before this
 }
+static void probe_bf16_once(void) { probe(&probe_bf16, dnnl_bf16, "bf16"); }
+static void probe_f32_once(void) { probe(&probe_f32, dnnl_f32, "fp32"); }
 
 int cpu_dnnl_bf16_ready(void) {
-    pthread_once(&probe_once, probe);
-    return bf16_ok;
+    pthread_once(&probe_bf16.once, probe_bf16_once);
+    return probe_bf16.ok;
 }
 
 const char *cpu_dnnl_describe(void) {
-    pthread_once(&probe_once, probe);
-    return describe_line;
+    pthread_once(&probe_bf16.once, probe_bf16_once);
+    return probe_bf16.line;
+}
+
+int cpu_dnnl_f32_ready(void) {
+    pthread_once(&probe_f32.once, probe_f32_once);
+    return probe_f32.ok;
+}
+
+const char *cpu_dnnl_describe_f32(void) {
+    pthread_once(&probe_f32.once, probe_f32_once);
+    return probe_f32.line;
 }
 
 #else   // built without oneDNN (CMakeLists.txt found no libdnnl): every caller falls back
@@ -245,7 +261,9 @@ int cpu_dnnl_gemm_f32(int ta, int tb, int M, int N, int K, const float *A, int l
 }
 
 int cpu_dnnl_bf16_ready(void) { return 0; }
+int cpu_dnnl_f32_ready(void) { return 0; }
 
 const char *cpu_dnnl_describe(void) { return "built without oneDNN"; }
+const char *cpu_dnnl_describe_f32(void) { return "built without oneDNN"; }
 
 #endif

@@ -1,9 +1,8 @@
-// linear.c: patch embedding (im2col, tokens) and linear layers on OpenBLAS sgemm
-// (mirrors kernels/linear.cu).
+// linear.c: patch embedding (im2col, tokens) and linear layers on the fp32 GEMM engine
+// (cpu_sgemm: OpenBLAS or oneDNN, sgemm.c; mirrors kernels/linear.cu).
 // Contracts in backend/backend.h: backward ops accumulate (+=) and skip NULL
 // gradients. Every loop that reduces over rows runs in a fixed order, so results
 // never depend on the thread count.
-#include <cblas.h>
 #include <string.h>
 #include "backend/cpu/cpu.h"
 
@@ -60,7 +59,7 @@ void cpu_linear_bias_forward(float *out, const float *b, int rows, int OC) {
         for (int o = 0; o < OC; o++) out[(size_t)r * OC + o] += b[o];
 }
 
-// With a bias, out starts as the bias rows and sgemm accumulates into it (beta 1): OpenBLAS
+// With a bias, out starts as the bias rows and sgemm accumulates into it (beta 1): the engine
 // then skips its pass that zeroes C for beta 0, and no second pass adds the bias (together
 // 1.2% of a 224-px step in perf; ~0.6% saved). The bias is the first term of each output's
 // sum, not the last.
@@ -69,7 +68,7 @@ void cpu_linear_forward(float *out, const float *inp, const float *w, const floa
 #pragma omp parallel for
         for (int r = 0; r < rows; r++) memcpy(out + (size_t)r * OC, b, (size_t)OC * sizeof(float));
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, OC, IC, 1.0f, inp, IC, w, IC, b ? 1.0f : 0.0f, out, OC);
+    cpu_sgemm(0, 1, rows, OC, IC, 1.0f, inp, IC, w, IC, b ? 1.0f : 0.0f, out, OC);
 }
 
 // db [OC] += Σ_r dout [r, :]. Each column is still summed over rows in ascending
@@ -93,8 +92,8 @@ void cpu_linear_bias_backward(float *db, const float *dout, int rows, int OC) {
 void cpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                          int rows, int IC, int OC) {
     if (dinp)   // dinp [rows, IC] += dout [rows, OC] · W [OC, IC]
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, IC, OC, 1.0f, dout, OC, w, IC, 1.0f, dinp, IC);
+        cpu_sgemm(0, 0, rows, IC, OC, 1.0f, dout, OC, w, IC, 1.0f, dinp, IC);
     if (dw)     // dW [OC, IC] += doutᵀ · inp
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, rows, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
+        cpu_sgemm(1, 0, OC, IC, rows, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
     if (db) cpu_linear_bias_backward(db, dout, rows, OC);
 }

@@ -2,7 +2,7 @@
 // GEMMs): bf16 operands — the Act input as stored, the weight and dout rounded to bf16 on each
 // call — with fp32 accumulation and an fp32 output (an Act output is rounded once, bias added).
 // Two engines compute the same products: oneDNN's bf16 matmul on CPUs with AVX512_BF16 or
-// AMX-BF16 (gemm_dnnl.c), and elsewhere, under DCAL_CPU_BF16=portable, sgemm on fp32 copies of
+// AMX-BF16 (gemm_dnnl.c), and elsewhere, under DCAL_CPU_BF16=portable, OpenBLAS sgemm on fp32 copies of
 // the bf16 values (a product of two bf16 values is exact in fp32; the sums are sgemm's).
 // Rows go CPU_LIN_ROWS at a time, so the copies stay a few MiB at any micro-batch
 // (backend/cpu_scratch_rule.h, which the planner counts); dW sums the chunks in order.
