@@ -5,7 +5,7 @@
 // to bf16 where a product takes them, as the GPU's bf16 attention does; the scores, softmax
 // statistics, Di and every accumulator stay fp32.
 //
-// tdpbf16ps pairs adjacent elements of the reduced dimension, so each product's operands are
+// tdpbf16ps and vdpbf16ps pair adjacent elements of the reduced dimension, so each product's operands are
 // laid out with those pairs together (attention_tile.h): Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ reduce over
 // hd (K, V as rows; Qᵀ, dOᵀ pair-interleaved along hd); dV += Pᵀ·dO and dK += dSᵀ·Q over the
 // queries (Pᵀ, dSᵀ as rows; dO, Q interleaved along the queries); O and dQ over the keys, so
@@ -16,6 +16,13 @@
 #include "backend/cpu/attention_tile.h"
 
 static const uint16_t *act16(const Act *p) { return (const uint16_t *)p; }
+
+// C (+)= alpha·A·B on the engine cpu_att_bf16 chose (cpu.h's contract for both).
+static void tile16(float *c, long ldc, const uint16_t *a, long lda, const uint16_t *b2, long ldb, int m, int n, int k,
+                   float alpha, int acc) {
+    if (cpu_att_bf16() == CPU_ATT_AMX) cpu_tile_amx_bf16(c, ldc, a, lda, b2, ldb, m, n, k, alpha, acc);
+    else cpu_tile_dp_bf16(c, ldc, a, lda, b2, ldb, m, n, k, alpha, acc);
+}
 
 // dst [cols, ldd] = src [rows, cols] transposed (16-bit elements, rows contiguous at stride
 // lds), 32 rows at a time so that a block of src stays in L1 while its columns are gathered.
@@ -79,7 +86,7 @@ static void load_q16(const AttnArgs *a, int b, int h, int i0, int nq, Tile *t) {
 
 // Sᵀ = scale · K Qᵀ [n, pad8(nq)] (leading dimension QT).
 static void scores16(const AttnArgs *a, Tile *t, int nq, const KeyTile *kt) {
-    cpu_tile_amx_bf16(t->s, QT, t->kp16 + (size_t)kt->j0 * a->hd, a->hd, t->qTI, QT, kt->n, pad8(nq), a->hd, a->scale, 0);
+    tile16(t->s, QT, t->kp16 + (size_t)kt->j0 * a->hd, a->hd, t->qTI, QT, kt->n, pad8(nq), a->hd, a->scale, 0);
 }
 
 // The n rows of an fp32 [·, QT] tile rounded to bf16: kept as rows where rows is given, and
@@ -103,7 +110,7 @@ static void forward_key_tile16(const AttnArgs *a, Tile *t, int nq, const KeyTile
     for (int d = 0; d < hd; d++)   // Oᵀ's columns are the queries
         for (int i = 0; i < nq; i++) t->o[(size_t)d * QT + i] *= c[i];
     round_keys(t->pI, NULL, t->p16, t->s, kt->n, pad8(nq));
-    cpu_tile_amx_bf16(t->o, QT, t->vT16 + kt->jT, t->ldT, t->pI, QT, hd, nq, even(kt->n), 1.0f, 1);   // Oᵀ += Vᵀ·Pᵀ
+    tile16(t->o, QT, t->vT16 + kt->jT, t->ldT, t->pI, QT, hd, nq, even(kt->n), 1.0f, 1);   // Oᵀ += Vᵀ·Pᵀ
 }
 
 void att16_forward_tile(const AttnArgs *a, Act *out, float *lse, int b, int h, int i0, Tile *t) {
@@ -126,13 +133,13 @@ void att16_forward_tile(const AttnArgs *a, Act *out, float *lse, int b, int h, i
 static void backward_key_tile16(const AttnArgs *a, Tile *t, int nq, const KeyTile *kt) {
     int hd = a->hd, n = kt->n, nv = pad8(nq);
     scores16(a, t, nq, kt);
-    cpu_tile_amx_bf16(t->dp, QT, t->vp16 + (size_t)kt->j0 * hd, hd, t->gTI, QT, n, nv, hd, 1.0f, 0);   // dPᵀ = V·dOᵀ
+    tile16(t->dp, QT, t->vp16 + (size_t)kt->j0 * hd, hd, t->gTI, QT, n, nv, hd, 1.0f, 0);   // dPᵀ = V·dOᵀ
     att_dscores(a, t, n, nv);
     round_keys(NULL, t->p16, NULL, t->s, n, nv);
     round_keys(t->dsI, t->ds16, NULL, t->dp, n, nv);
-    if (kt->dv) cpu_tile_amx_bf16(kt->dv, kt->ldg, t->p16, QT, t->gI, hd, n, hd, even(nq), 1.0f, 1);    // dV += Pᵀ·dO
-    if (kt->dk) cpu_tile_amx_bf16(kt->dk, kt->ldg, t->ds16, QT, t->qI, hd, n, hd, even(nq), 1.0f, 1);   // dK += dSᵀ·Q
-    cpu_tile_amx_bf16(t->o, QT, t->kT16 + kt->jT, t->ldT, t->dsI, QT, hd, nq, even(n), 1.0f, 1);       // dQᵀ += Kᵀ·dSᵀ
+    if (kt->dv) tile16(kt->dv, kt->ldg, t->p16, QT, t->gI, hd, n, hd, even(nq), 1.0f, 1);    // dV += Pᵀ·dO
+    if (kt->dk) tile16(kt->dk, kt->ldg, t->ds16, QT, t->qI, hd, n, hd, even(nq), 1.0f, 1);   // dK += dSᵀ·Q
+    tile16(t->o, QT, t->kT16 + kt->jT, t->ldT, t->dsI, QT, hd, nq, even(n), 1.0f, 1);       // dQᵀ += Kᵀ·dSᵀ
 }
 
 void att16_backward_tile(const AttnArgs *a, const AttnGrads *g, const Act *out, const float *lse, const float *dout,

@@ -24,7 +24,7 @@ typedef struct {
 // Packed because the products read k and v as rows: at their own stride (3·D floats, 9 KiB
 // for ViT-B) 256 rows fall into 4 of L1's 64 sets and evict each other.
 //
-// On the bf16 tile (attention_bf16.c) the products take bf16 operands (cpu_tile_amx_bf16):
+// On the bf16 tile (attention_bf16.c) the products take bf16 operands (cpu_tile_amx_bf16's layouts):
 // keys and values as rows (kp16, vp16 [n1 + n2, hd]) and transposed (kT16, vT16 [hd, ldT],
 // each buffer's keys from an even column, odd counts padded with a zero column); the query
 // and dO tiles pair-interleaved both ways (qTI, gTI [hd/2, QT, 2]: pairs along hd; qI, gI
@@ -49,9 +49,9 @@ static inline int pad8(int n) { return (n + 7) / 8 * 8; }
 static inline int even(int n) { return (n + 1) & ~1; }
 
 // At bf16, with an even head dim, where oneDNN runs the GEMMs (not DCAL_CPU_BF16=portable) on
-// a CPU with AMX-BF16 the bf16 tile runs (attention_bf16.c); else the fp32 one, on q, k, v
-// widened at bf16.
-static inline int att_bf16(const AttnArgs *a) { return cpu_bf16 && a->hd % 2 == 0 && cpu_att_amx(); }
+// a CPU with AMX-BF16 or AVX512_BF16 the bf16 tile runs (attention_bf16.c); else the fp32 one,
+// on q, k, v widened at bf16.
+static inline int att_bf16(const AttnArgs *a) { return cpu_bf16 && a->hd % 2 == 0 && cpu_att_bf16(); }
 void att16_pack_kv(const AttnArgs *a, int b, int h, Tile *t);
 void att16_forward_tile(const AttnArgs *a, Act *out, float *lse, int b, int h, int i0, Tile *t);
 void att16_backward_tile(const AttnArgs *a, const AttnGrads *g, const Act *out, const float *lse, const float *dout,

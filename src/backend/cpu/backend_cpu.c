@@ -40,8 +40,12 @@ static void cpu_describe(char *buf, size_t n) {
     if (cpu_bf16)
         snprintf(numerics, sizeof numerics, "precision bf16: GEMM bf16 operands, fp32 accumulation (%s), %s",
                  cpu_bf16_engine(),
-                 cpu_att_amx() ? "attention on AMX bf16 tiles (fused, exact fp32 softmax; P, dS, dO rounded to bf16)"
-                               : "attention fp32 on bf16 q/k/v (fused, exact softmax)");
+                 cpu_att_bf16() == CPU_ATT_AMX
+                     ? "attention on AMX bf16 tiles (fused, exact fp32 softmax; P, dS, dO rounded to bf16)"
+                 : cpu_att_bf16() == CPU_ATT_DP
+                     ? "attention on AVX512_BF16 dot products (vdpbf16ps; fused, exact fp32 softmax; P, dS, dO "
+                       "rounded to bf16)"
+                     : "attention fp32 on bf16 q/k/v (fused, exact softmax)");
     else
         snprintf(numerics, sizeof numerics, "precision fp32: GEMM fp32 (%s), attention fp32 (fused, exact softmax)",
                  cpu_sgemm_engine());

@@ -115,9 +115,9 @@ int cpu_bf16_dnnl(void) {
     return v;
 }
 
-int cpu_att_amx(void) {
+int cpu_att_bf16(void) {
     static int v = -1;   // asked once, as cpu_bf16_dnnl
-    if (v < 0) v = cpu_bf16_dnnl() && cpu_has_amx_bf16();
+    if (v < 0) v = !cpu_bf16_dnnl() ? 0 : cpu_has_amx_bf16() ? CPU_ATT_AMX : cpu_has_avx512_bf16() ? CPU_ATT_DP : 0;
     return v;
 }
 

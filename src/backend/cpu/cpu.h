@@ -76,6 +76,11 @@ int cpu_use_avx2(void);   // cpu_isa() >= 1
 int cpu_has_amx_bf16(void);
 void cpu_tile_amx_bf16(float *c, long ldc, const uint16_t *a, long lda, const uint16_t *b2, long ldb, int m, int n,
                        int k, float alpha, int acc);
+// tile_dpbf16.c: the same product, contract and layouts on AVX512_BF16's vdpbf16ps, for CPUs
+// with it and no AMX; only where cpu_has_avx512_bf16().
+int cpu_has_avx512_bf16(void);
+void cpu_tile_dp_bf16(float *c, long ldc, const uint16_t *a, long lda, const uint16_t *b2, long ldb, int m, int n,
+                      int k, float alpha, int acc);
 
 // attention.c, rollout.c
 void cpu_attention_forward(const AttnArgs *a, Act *out, float *lse);
@@ -114,9 +119,11 @@ int cpu_bf16_offered(char *why, size_t n);
 // 1 when oneDNN runs the bf16 GEMMs: it makes a bf16 matmul here and DCAL_CPU_BF16 is not
 // "portable"; else the portable engine runs them. cpu_bf16_engine: which, in one line.
 int cpu_bf16_dnnl(void);
-// 1 when attention at bf16 runs its products on AMX tiles (attention_bf16.c): oneDNN runs the
-// GEMMs (cpu_bf16_dnnl) and the CPU has AMX-BF16 with the tile state granted.
-int cpu_att_amx(void);
+// Where attention at bf16 runs its products on bf16 operands (attention_bf16.c): oneDNN runs the
+// GEMMs (cpu_bf16_dnnl) and the CPU has AMX-BF16 with the tile state granted (CPU_ATT_AMX), or
+// else AVX512_BF16 (CPU_ATT_DP); 0: the fp32 tile on widened q, k, v.
+enum { CPU_ATT_DP = 1, CPU_ATT_AMX = 2 };
+int cpu_att_bf16(void);
 const char *cpu_bf16_engine(void);
 // Grow-only host scratch, one buffer per slot (slots below), reused across calls and steps;
 // the largest total is scratch_peak (the planner's cpu_scratch_rule.h).
