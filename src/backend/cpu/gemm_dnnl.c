@@ -35,7 +35,6 @@ static struct {
     int next;   // round-robin eviction
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-
 static int init_locked(void) {
     if (g.init == 0) {
         g.init = -1;
@@ -224,25 +223,17 @@ static void probe(Probe *p, dnnl_data_type_t dt, const char *type) {
 static void probe_bf16_once(void) { probe(&probe_bf16, dnnl_bf16, "bf16"); }
 static void probe_f32_once(void) { probe(&probe_f32, dnnl_f32, "fp32"); }
 
-int cpu_dnnl_bf16_ready(void) {
-    pthread_once(&probe_bf16.once, probe_bf16_once);
-    return probe_bf16.ok;
+// The type's probe, run on first use.
+static const Probe *probed(int f32) {
+    if (f32) pthread_once(&probe_f32.once, probe_f32_once);
+    else pthread_once(&probe_bf16.once, probe_bf16_once);
+    return f32 ? &probe_f32 : &probe_bf16;
 }
 
-const char *cpu_dnnl_describe(void) {
-    pthread_once(&probe_bf16.once, probe_bf16_once);
-    return probe_bf16.line;
-}
-
-int cpu_dnnl_f32_ready(void) {
-    pthread_once(&probe_f32.once, probe_f32_once);
-    return probe_f32.ok;
-}
-
-const char *cpu_dnnl_describe_f32(void) {
-    pthread_once(&probe_f32.once, probe_f32_once);
-    return probe_f32.line;
-}
+int cpu_dnnl_bf16_ready(void) { return probed(0)->ok; }
+const char *cpu_dnnl_describe(void) { return probed(0)->line; }
+int cpu_dnnl_f32_ready(void) { return probed(1)->ok; }
+const char *cpu_dnnl_describe_f32(void) { return probed(1)->line; }
 
 #else   // built without oneDNN (CMakeLists.txt found no libdnnl): every caller falls back
 
