@@ -43,9 +43,12 @@ echo "ok: update in backward: same steps and weights; plan grads $gt bytes inste
 "$dcal" make-synthetic --out "$tmp/data" --classes 10 --per-class 16 --test-per-class 4 --img 72 >/dev/null
 "$dcal" train --config "$src/configs/fgvc/synthetic.yaml" --set data.root="$tmp/data" --set train.out_dir="$tmp/runs" \
   --set optim.epochs=2 --set train.eval_every=1 > "$tmp/log.txt" 2> "$tmp/err.txt" || { cat "$tmp/log.txt" "$tmp/err.txt"; exit 1; }
-# The kind: the CPU model and the OpenBLAS build and core type it ran (from the run's manifest).
+# The kind: the CPU model and the OpenBLAS build and core type it ran (from the run's manifest),
+# and where oneDNN ran the fp32 GEMMs instead (sgemm.c: an AVX-512 CPU that OpenBLAS runs AVX2
+# kernels on), its version and kernel: a Zen 4 and a Zen 3 can share the first two.
 blas=$(sed -nE 's/.*"openblas": *"([^"]*)".*/\1/p' "$tmp/runs/synthetic/manifest.json" | head -1)
-kind="$(grep -m1 '^model name' /proc/cpuinfo | sed 's/.*: //') | $blas"
+gemm=$(sed -nE 's/.*GEMM fp32 \((oneDNN [^,]*, fp32 matmul [^ ]*) .*/\1/p' "$tmp/runs/synthetic/manifest.json" | head -1)
+kind="$(grep -m1 '^model name' /proc/cpuinfo | sed 's/.*: //') | $blas${gemm:+ | $gemm}"
 weights=$(sed -nE 's/.*final weights sha256 ([0-9a-f]{64}).*/\1/p' "$tmp/log.txt")
 # The numbers a user reads: losses, lr, gradient norms and accuracies (not timings).
 numbers=$(sed -E 's/ [0-9.]+ img\/s ETA [0-9m]+s rss [0-9]+ MiB//; s/ in [0-9.]+ s;/;/' "$tmp/log.txt" |
