@@ -287,8 +287,8 @@ START_TEST(cmd_plan) {
 }
 END_TEST
 
-// The CPU recomputes h always and the attention output only while 3·N <= D
-// (config_model_backend): ViT-B/16 at 224 px (N 197) recomputes it, at 448 px (N 785) keeps
+// The CPU at fp32 recomputes h always and the attention output only while 3·N <= D, at bf16
+// neither (config_model_backend): ViT-B/16 at 224 px (N 197) recomputes it, at 448 px (N 785) keeps
 // it, CUDA keeps both. Keeping it adds, at micro-batch B, one [B·N, D] output to each of the
 // 2·11 SA and PWCA blocks below the CLS tails (whose B-row outputs are kept either way), less
 // the one shared recompute buffer and its [B, H, N] log-sum-exp (each buffer 256-byte aligned).
@@ -312,6 +312,11 @@ START_TEST(cpu_recompute_rule) {
     size_t N = (size_t)config_tokens(&m), D = (size_t)m.dim, rows = B * N;
     size_t lse = ((size_t)B * m.heads * N * 4 + 255) / 256 * 256;
     ck_assert_uint_eq(keep - again, (2 * 11 - 1) * rows * D * 4 - lse);
+    m.img_size = 224;   // bf16 keeps both even where fp32 recomputes both (config.h: speed first there)
+    m.act_bytes = 2;
+    config_model_backend(&m, "cpu", 0);
+    ck_assert(!m.recompute_h && !m.recompute_att);
+    m.act_bytes = 4;
     config_model_backend(&m, "cuda", 0);
     ck_assert(!m.recompute_h && !m.recompute_att);
     config_model_backend(&m, NULL, 0);

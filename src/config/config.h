@@ -179,10 +179,13 @@ static inline int config_cpu_threads(int threads) {
 // costs 4·N (SA) and 8·N (PWCA's 2N keys) FLOPs per float, 6·N on the average of the two, so it
 // is recomputed only while 6·N <= 2·D. ViT-B/16: at 224 px (N 197) it is, at 448 px (N 785),
 // where attention would be about 10% of the step again, it is kept (bench/RESULTS.md).
+// At bf16 (act_bytes 2, so set the precision first) the CPU keeps both: there the step is
+// twice as fast and the recomputes cost 8-15% of it (on a Zen 4) for 5% of its memory, and
+// bf16's targets are speed ones (issue 13; fp32's include half the peer's memory).
 static inline void config_model_backend(ModelConfig *m, const char *backend, int threads) {
     m->on_cuda = backend && !strcmp(backend, "cuda");
     m->cpu_threads = config_cpu_threads(threads);
-    m->recompute_h = backend && !m->on_cuda;
+    m->recompute_h = backend && !m->on_cuda && m->act_bytes != 2;
     m->recompute_att = m->recompute_h && 3 * config_tokens(m) <= m->dim;
 }
 // Bytes of an Act element (backend.h) at a resolved precision: bf16 stores them in 2, fp32 in 4.

@@ -195,11 +195,12 @@ int config_resolve(const ConfigRequest *rq, ResolvedConfig *out) {
     }
     const char *from = rq->budget_from ? rq->budget_from : "memory budget", *precisions = rq->backend_precisions,
                *note = NULL;
+    const char *facts_backend = NULL;
     if (rq->device_facts) {   // ARCHITECTURE.md §4: fit the micro-batch to the device, never OOM mid-run
         size_t free_bytes = 0;
         const char *backend = NULL;
         if (!rq->device_facts(c->train.device, &free_bytes, &precisions, &backend, &note)) return 0;
-        config_model_backend(&c->model, backend, c->train.threads);
+        facts_backend = backend;
         // A training plan only: eval keeps its batch, and a resumed run its micro-batch
         // (the checkpoint's position counts micro-batches).
         if (rq->training && !rq->resume_dir && !budget && free_bytes) {
@@ -210,6 +211,7 @@ int config_resolve(const ConfigRequest *rq, ResolvedConfig *out) {
     // The precision first: it sets how the planner counts the Act tensors (bf16: 2 bytes).
     if (precisions && !resolve_precision(precisions, note, &c->train)) return 0;
     if (strcmp(c->train.precision, "auto")) c->model.act_bytes = config_act_bytes(c->train.precision);
+    if (rq->device_facts) config_model_backend(&c->model, facts_backend, c->train.threads);   // after act_bytes
     // The update in backward keeps one block's gradient when the picker's accumulation is 1
     // (cli_step_bytes asks for each candidate); then it is settled for the accumulation chosen.
     c->model.grads_per_block = config_update_in_backward(&c->train, 1, c->train.devices);
