@@ -304,6 +304,7 @@ int main(int argc, char **argv) {
     t.be = be;
     ModelConfig mc = c.model;   // one process, no accumulation: the update in backward applies unless recorded
     mc.grads_per_block = config_update_in_backward(&c.train, 1, 1) && !a.graphs;
+    mc.act_bytes = (int)be->act_bytes();   // the precision opened, before the backend's rules (config.h)
     config_model_backend(&mc, be->name, c.train.threads);   // as config_resolve sets it for a run on this backend
     if (!model_build(&t.m, &mc, be)) return 1;
     model_init_weights(&t.m, c.train.seed);
