@@ -2,6 +2,7 @@
 //  * cpu_vexp_sub(y, x, shift) = exp(x[i] - shift[i]) (attention's transposed scores, one max
 //    per query column) within 4 ulp of expf (libmvec's bound), in place too, for every length
 //    0..19 (whole vectors and tails), and exp(-inf) = 0;
+//  * cpu_vexp_rows (attention's at bf16: a polynomial on AVX-512) within 3 ulp of exp, row sums;
 //  * cpu_sumsq (elementwise.c, the gradient norm) gives its scalar twin's bits — 16 lane chains
 //    per 65536-float block, a fixed tree, blocks in order — for lengths around the lane and
 //    block edges, under any thread count (1, 2, 3 threads here), within 1e-12 of a long-double
@@ -36,6 +37,55 @@ START_TEST(test_exp_sub) {
 }
 END_TEST
 
+// cpu_vexp_rows (attention's exponentials at bf16): every row of an [n, ld] block in place, nv
+// queries (whole and partial vectors of 16), within 3 ulp of exp in double over the range the
+// softmax meets (x - shift in [-110, 0], and up to 88 for the polynomial's own range), exp(-inf)
+// = 0, nothing past nv touched, and sum[i] += the row values in key order; on every ISA the CPU has.
+static void check_rows(int isa) {
+    enum { LD = 72, NR = 9 };
+    float s[NR * LD], keep[NR * LD], shift[LD], sum[LD], sum0[LD];
+    Rng r;
+    rng_init(&r, 11, 0, 0, RNG_TEST);
+    double worst = 0;
+    const int nvs[] = {8, 16, 24, 40, 64, 72};
+    for (size_t c = 0; c < sizeof nvs / sizeof nvs[0]; c++) {
+        int nv = nvs[c];
+        for (int i = 0; i < LD; i++) shift[i] = 3 * rng_normal(&r), sum[i] = sum0[i] = rng_normal(&r);
+        for (int k = 0; k < NR * LD; k++) {
+            float u = (float)rng_uniform(&r);
+            s[k] = shift[k % LD] + (k % 5 == 4 ? 88 * u : -110 * u);   // mostly the softmax's range
+        }
+        s[LD + 1] = -INFINITY;
+        memcpy(keep, s, sizeof s);
+        cpu_force_isa(isa);
+        cpu_vexp_rows(s, LD, NR, nv, shift, sum);
+        cpu_force_isa(-1);
+        for (int i = 0; i < LD; i++) {
+            double acc = 0;
+            for (int j = 0; j < NR; j++) {
+                int k = j * LD + i;
+                if (i >= nv) { ck_assert(!memcmp(&s[k], &keep[k], 4)); continue; }
+                double want = exp((double)(keep[k] - shift[i]));   // the float difference, as the op takes it
+                double ulp = want < 0x1p-126 ? 0x1p-149 : ldexp(1.0, ilogb(want) - 23);
+                double e = fabs(s[k] - want) / ulp;
+                worst = e > worst ? e : worst;
+                ck_assert_msg(e <= 3, "nv %d: exp(%.9g - %.9g) = %.9g, want %.9g (%.1f ulp)", nv, keep[k], shift[i],
+                              s[k], want, e);
+                acc += s[k];
+            }
+            if (i >= nv) { ck_assert_float_eq(sum[i], sum0[i]); continue; }
+            ck_assert_msg(fabs(sum[i] - (sum0[i] + acc)) <= 1e-6 * (fabs(sum0[i]) + acc), "sum %d", i);
+        }
+        ck_assert_float_eq(s[LD + 1], 0);
+    }
+    printf("cpu_vexp_rows at ISA %d: worst %.2f ulp\n", isa, worst);
+}
+
+START_TEST(test_exp_rows) {
+    for (int isa = cpu_isa(); isa >= 0; isa--) check_rows(isa);
+}
+END_TEST
+
 START_TEST(test_sumsq) {
     enum { MAXN = 3 * 65536 + 37 };
     static float x[MAXN];
@@ -65,6 +115,7 @@ int main(void) {
     Suite *s = suite_create("vecmath");
     TCase *tc = tcase_create("vecmath");
     tcase_add_test(tc, test_exp_sub);
+    tcase_add_test(tc, test_exp_rows);
     tcase_add_test(tc, test_sumsq);
     suite_add_tcase(s, tc);
     return run_suite(s);
