@@ -58,8 +58,14 @@ static void check_rows(int isa) {
         s[LD + 1] = -INFINITY;
         memcpy(keep, s, sizeof s);
         cpu_force_isa(isa);
-        cpu_vexp_rows(s, LD, NR, nv, shift, sum);
+        cpu_vexp_rows(s, LD, NR, nv, shift, sum, 1);
         cpu_force_isa(-1);
+        float rows[NR * LD], want_rows[NR * LD];   // without poly: cpu_vexp_sub's bits, row by row
+        memcpy(rows, keep, sizeof rows);
+        memcpy(want_rows, keep, sizeof rows);
+        cpu_vexp_rows(rows, LD, NR, nv, shift, NULL, 0);
+        for (int j = 0; j < NR; j++) cpu_vexp_sub(want_rows + j * LD, want_rows + j * LD, shift, (size_t)nv);
+        ck_assert(!memcmp(rows, want_rows, sizeof rows));
         for (int i = 0; i < LD; i++) {
             double acc = 0;
             for (int j = 0; j < NR; j++) {

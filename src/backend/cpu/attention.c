@@ -117,14 +117,7 @@ void att_softmax_tile(Tile *t, int nq, int n, float *c) {
         const float *s = t->s + (size_t)j * QT;
         for (int i = 0; i < nv; i++) mx[i] = s[i] > mx[i] ? s[i] : mx[i];
     }
-    if (cpu_bf16)   // vecmath.c: the bf16 exponentials, P rounded to bf16 next
-        cpu_vexp_rows(t->s, QT, n, nv, mx, sum);
-    else
-        for (int j = 0; j < n; j++) {
-            float *s = t->s + (size_t)j * QT;
-            cpu_vexp_sub(s, s, mx, (size_t)nv);
-            for (int i = 0; i < nv; i++) sum[i] += s[i];
-        }
+    cpu_vexp_rows(t->s, QT, n, nv, mx, sum, cpu_bf16);   // at bf16 the polynomial: P is rounded next
     for (int i = 0; i < nq; i++) {
         c[i] = expf(t->m[i] - mx[i]);   // c = 0 on the first tile (m_old = -inf)
         t->l[i] = t->l[i] * c[i] + sum[i];
@@ -178,10 +171,10 @@ void cpu_attention_forward(const AttnArgs *a, Act *out, float *lse) {
 // n keys and nv (padded) queries of a backward key tile (Di in t->m, lse in t->L).
 void att_dscores(const AttnArgs *a, Tile *t, int n, int nv) {
     const float *Di = t->m;
-    if (cpu_bf16) cpu_vexp_rows(t->s, QT, n, nv, t->L, NULL);   // recomputed probabilities, as forward's
+    cpu_vexp_rows(t->s, QT, n, nv, t->L, NULL, cpu_bf16);   // recomputed probabilities, as forward's
     for (int j = 0; j < n; j++) {
-        float *p = t->s + (size_t)j * QT, *dp = t->dp + (size_t)j * QT;
-        if (!cpu_bf16) cpu_vexp_sub(p, p, t->L, (size_t)nv);   // recomputed probabilities
+        const float *p = t->s + (size_t)j * QT;
+        float *dp = t->dp + (size_t)j * QT;
         for (int i = 0; i < nv; i++) dp[i] = p[i] * (dp[i] - Di[i]) * a->scale;
     }
 }

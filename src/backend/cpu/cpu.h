@@ -55,9 +55,10 @@ void cpu_sumsq_into(double *out, const float *x, size_t n);
 void cpu_vexp(float *y, const float *x, float shift, size_t n);
 void cpu_verf(float *y, const float *x, float scale, size_t n);
 void cpu_vexp_sub(float *y, const float *x, const float *shift, size_t n);   // y = exp(x - shift[i])
-// Attention's exponentials at bf16: s[j·ld + i] = exp(s[j·ld + i] - shift[i]) for j < n, i < nv,
-// and (sum non-NULL) sum[i] += them in j order; a degree-6 polynomial on AVX-512 (~2 ulp).
-void cpu_vexp_rows(float *s, size_t ld, int n, int nv, const float *shift, float *sum);
+// Attention's exponentials: s[j·ld + i] = exp(s[j·ld + i] - shift[i]) for j < n, i < nv, and (sum
+// non-NULL) sum[i] += them in j order; with poly (bf16) a degree-6 polynomial on AVX-512 (~2 ulp),
+// else (fp32, or no AVX-512) cpu_vexp_sub row by row, its bits.
+void cpu_vexp_rows(float *s, size_t ld, int n, int nv, const float *shift, float *sum, int poly);
 const char *cpu_vecmath_name(void);
 // tile_gemm.c: C[i, j] = alpha·Σ_p A(i, p)·B[p, j] (acc 0) or C[i, j] += Σ_p A(i, p)·B[p, j] (acc 1,
 // alpha unused), i < m, j < n, p < k, with A(i, p) = a[i·ars + p·acs] and B[p, j] = b[p·ldb + j]:

@@ -116,8 +116,8 @@ static AVX512 void exp_rows_avx512(float *s, size_t ld, int n, int nv, const flo
     }
 }
 
-void cpu_vexp_rows(float *s, size_t ld, int n, int nv, const float *shift, float *sum) {
-    if (cpu_isa() == 2) { exp_rows_avx512(s, ld, n, nv, shift, sum); return; }
+void cpu_vexp_rows(float *s, size_t ld, int n, int nv, const float *shift, float *sum, int poly) {
+    if (poly && cpu_isa() == 2) { exp_rows_avx512(s, ld, n, nv, shift, sum); return; }
     for (int j = 0; j < n; j++) {
         float *row = s + (size_t)j * ld;
         cpu_vexp_sub(row, row, shift, (size_t)nv);
