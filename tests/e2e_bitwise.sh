@@ -45,7 +45,8 @@ echo "ok: update in backward: same steps and weights; plan grads $gt bytes inste
   --set optim.epochs=2 --set train.eval_every=1 > "$tmp/log.txt" 2> "$tmp/err.txt" || { cat "$tmp/log.txt" "$tmp/err.txt"; exit 1; }
 # The kind: the CPU model and the OpenBLAS build and core type it ran (from the run's manifest),
 # and where oneDNN ran the fp32 GEMMs instead (sgemm.c: an AVX-512 CPU that OpenBLAS runs AVX2
-# kernels on), its version and kernel: a Zen 4 and a Zen 3 can share the first two.
+# kernels on: a Zen 5 here; a Zen 4 gets OpenBLAS's Cooperlake kernels), its version and kernel,
+# since two CPUs named "AMD EPYC" with the same OpenBLAS core can differ in the engine that ran.
 blas=$(sed -nE 's/.*"openblas": *"([^"]*)".*/\1/p' "$tmp/runs/synthetic/manifest.json" | head -1)
 gemm=$(sed -nE 's/.*GEMM fp32 \((oneDNN [^,]*, fp32 matmul [^ ]*) .*/\1/p' "$tmp/runs/synthetic/manifest.json" | head -1)
 kind="$(grep -m1 '^model name' /proc/cpuinfo | sed 's/.*: //') | $blas${gemm:+ | $gemm}"
