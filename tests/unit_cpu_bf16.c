@@ -8,7 +8,11 @@
 //    set_precision follows the list;
 //  * the GEMMs multiply bf16 operands: a linear call at bf16 matches a float64 product of the
 //    bf16-ROUNDED operands to fp32-summation accuracy (1e-5), a bound that an fp32 operand
-//    (≈ 2^-9 off) breaks; over CPU_LIN_ROWS rows so that the row chunks are covered.
+//    (≈ 2^-9 off) breaks; over CPU_LIN_ROWS rows so that the row chunks are covered;
+//  * the weights' bf16 copies (weight_bf16.c) follow every backend write: after an upload, a
+//    copy, a zero, AdamW (one tensor, and spans of a buffer) and a free and new alloc, the
+//    forward multiplies the weight as it is now, never a stale copy, and the copies' bytes are
+//    counted and released.
 // The test runs under DCAL_CPU_BF16=portable (set below, before the backend reads it: the
 // table is filled before main, so the test re-executes itself with it set).
 #include <math.h>
@@ -150,6 +154,63 @@ START_TEST(test_linear_multiplies_bf16_operands) {
 }
 END_TEST
 
+// Forward at bf16 with the weight in backend memory W (its values as now in wh): the largest
+// error against float64 on the rounded operands, relative to the largest output.
+static double forward_err(const Backend *be, const Act *xa, const float *x, const float *W, int rows, int IC, int OC) {
+    float *wh = xmalloc((size_t)OC * IC * 4), *out = xmalloc((size_t)rows * OC * 4);
+    be->to_host(wh, W, (size_t)OC * IC * 4);
+    be->linear_forward(out, xa, W, NULL, rows, IC, OC);
+    double e = 0, m = 1e-30;
+    for (int r = 0; r < rows; r++)
+        for (int o = 0; o < OC; o++) {
+            double s = 0;
+            for (int i = 0; i < IC; i++) s += rb(x[(size_t)r * IC + i]) * rb(wh[(size_t)o * IC + i]);
+            e = fmax(e, fabs(out[(size_t)r * OC + o] - s)), m = fmax(m, fabs(s));
+        }
+    free(wh), free(out);
+    return e / m;
+}
+
+START_TEST(test_weight_copies_follow_writes) {
+    const Backend *be = &backend_cpu;
+    ck_assert(be->set_precision("bf16"));
+    int rows = 8, IC = 40, OC = 24;
+    size_t n = (size_t)OC * IC, bytes = n * 4;
+    float *x = normal((size_t)rows * IC, 11, 1.0f), *w1 = normal(n, 12, 0.3f), *w2 = normal(n, 13, 0.3f);
+    Act *xa = be->alloc((size_t)rows * IC * 2);
+    be->act_from_f32(xa, x, (size_t)rows * IC);
+    float *W = be->alloc(bytes), *other = be->alloc(bytes);
+    be->upload(W, w1, bytes);
+    ck_assert_double_lt(forward_err(be, xa, x, W, rows, IC, OC), 1e-5);
+    ck_assert_uint_eq(cpu_weights_bf16_bytes(), n * 2);   // one copy, made on first use
+    be->upload(W, w2, bytes);                               // upload
+    ck_assert_double_lt(forward_err(be, xa, x, W, rows, IC, OC), 1e-5);
+    be->to_device(other, w1, bytes);
+    be->copy(W, other, bytes);                              // device-to-device copy
+    ck_assert_double_lt(forward_err(be, xa, x, W, rows, IC, OC), 1e-5);
+    be->to_device(W + n / 2, w2, bytes / 2);                // a write over half of it
+    ck_assert_double_lt(forward_err(be, xa, x, W, rows, IC, OC), 1e-5);
+    float *g = be->alloc(bytes), *am = be->alloc(bytes), *av = be->alloc(bytes);
+    be->to_device(g, w2, bytes);
+    be->adamw_update(W, g, am, av, n, 0.05f, 0.9f, 0.999f, 1e-8f, 0.0f, 1);   // AdamW: every weight moves 0.05
+    ck_assert_double_lt(forward_err(be, xa, x, W, rows, IC, OC), 1e-5);
+    AdamwSpan span[1] = {{n / 3, n / 3, 1}};                // AdamW on a span inside the weight
+    be->adamw_multi(W, g, am, av, n, span, 1, 0.05f, 0.9f, 0.999f, 1e-8f, 0.05f, 2);
+    ck_assert_double_lt(forward_err(be, xa, x, W, rows, IC, OC), 1e-5);
+    be->zero(W, bytes);                                     // zero: the product is 0
+    ck_assert_double_lt(forward_err(be, xa, x, W, rows, IC, OC), 1e-5);
+    be->free(W);                                            // freed: the copy goes with it
+    ck_assert_uint_eq(cpu_weights_bf16_bytes(), 0);
+    W = be->alloc(bytes);                                   // likely the same address, new values
+    be->upload(W, w2, bytes);
+    ck_assert_double_lt(forward_err(be, xa, x, W, rows, IC, OC), 1e-5);
+    be->set_precision("fp32");                              // a precision change drops every copy
+    ck_assert_uint_eq(cpu_weights_bf16_bytes(), 0);
+    be->free(W), be->free(other), be->free(g), be->free(am), be->free(av), be->free(xa);
+    free(x), free(w1), free(w2);
+}
+END_TEST
+
 int main(int argc, char **argv) {
     (void)argc;
     if (test_cpu_bf16_portable(argv)) return 1;
@@ -160,6 +221,7 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, test_vector_conversions_match_scalar);
     tcase_add_test(tc, test_offer_and_set_precision);
     tcase_add_test(tc, test_linear_multiplies_bf16_operands);
+    tcase_add_test(tc, test_weight_copies_follow_writes);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

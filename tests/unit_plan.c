@@ -226,8 +226,10 @@ START_TEST(cuda_extra_counted) {
     ck_assert_uint_eq(plan_cuda_extra(&mc, 16), 81887488u + ((size_t)32 << 20));
     // On the CPU at bf16 its own copies instead (cpu_scratch_rule.h): three grow-only buffers, each
     // at its largest request: fc1/fc2's W [3072, 768] as fp32 (9437184), 512 rows of fc2's input
-    // [·, 3072] widened (6291456) and 512 rows of fc1's output or of its dout [·, 3072] (6291456).
-    ck_assert_uint_eq(plan_cpu_copies(&mc, 16), 9437184u + 6291456u + 6291456u);
+    // [·, 3072] widened (6291456) and 512 rows of fc1's output or of its dout [·, 3072] (6291456);
+    // and every linear weight in bf16: the patch embedding 768·768, 13 blocks (12 SA, 1 GLCA) of
+    // 4·768² + 2·768·3072 = 7077888, two heads 200·768: 92909568 weights, 185819136 bytes.
+    ck_assert_uint_eq(plan_cpu_copies(&mc, 16), 9437184u + 6291456u + 6291456u + 185819136u);
     ck_assert_uint_eq(cli_step_bytes(&mc, 16, 1, 1, true), plan_train_bytes(&mc, 16, true) + plan_cpu_extra(&mc, 16));
     mc.on_cuda = true;
     ck_assert_uint_eq(cli_step_bytes(&mc, 16, 1, 1, true), plan_train_bytes(&mc, 16, true) + plan_cuda_extra(&mc, 16));

@@ -3,8 +3,10 @@
 // planner counts it (dcal plan, the micro-batch picker) and src/backend/cpu/linear_bf16.c sizes
 // its operand copies with the same functions (cuda_scratch_rule.h is the CUDA side's).
 //
-// A bf16 linear call takes its rows CPU_LIN_ROWS at a time and copies, into three grow-only
-// buffers: the weight, rounded to bf16 (slot A: [OC, IC]); a chunk of the Act input widened to
+// At bf16 every linear weight has a bf16 copy, made once per change (weight_bf16.c: 2 bytes a
+// weight, cpu_weight_copies below). A bf16 linear call takes its rows CPU_LIN_ROWS at a time
+// and copies, into three grow-only buffers: the weight's copy widened to fp32 (slot A: [OC, IC],
+// the portable engine only); a chunk of the Act input widened to
 // fp32 (slot B: [n, IC], the portable engine only: oneDNN reads bf16 in place); and a chunk of
 // dout rounded to bf16, or of an Act output before its rounding (slot C: [n, OC]). The portable
 // engine's copies are fp32 (4 bytes), oneDNN's bf16 (2): the rule counts 4, an upper bound for
@@ -19,6 +21,14 @@
 #define CPU_ATT_KT 256
 #define CPU_ROLLOUT_PR 64
 static inline size_t cpu_lin_chunk(size_t rows) { return rows < CPU_LIN_ROWS ? rows : CPU_LIN_ROWS; }
+// The bf16 copies of the linear weights (model_block.c's and model_graph.c's calls): the patch
+// embedding [D, 3·p²]; per SA block qkv [3D, D], proj [D, D], fc1 [F, D], fc2 [D, F]; per GLCA
+// block the same, its qkv as two copies (q's [D, D] rows, k|v's [2D, D]); the SA and GLCA heads
+// [C, D] (PWCA's is SA's). Linear calls on other weights would add theirs.
+static inline size_t cpu_weight_copies(int patch, int D, int F, int depth, int glca, int classes) {
+    size_t block = (size_t)4 * D * D + (size_t)2 * D * F;
+    return 2 * ((size_t)D * 3 * patch * patch + (size_t)(depth + glca) * block + (size_t)2 * classes * D);
+}
 // The three slots' bytes for one linear layer [rows, IC] → [rows, OC] at bf16.
 static inline void cpu_linear_scratch(size_t rows, int IC, int OC, size_t slot[3]) {
     slot[0] = (size_t)OC * IC * 4;

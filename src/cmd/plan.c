@@ -82,8 +82,12 @@ static void print_cuda_extra(const ModelConfig *m, int B) {
 // attention or rollout scratch of one call.
 static void print_cpu_extra(const ModelConfig *m, int B) {
     size_t copies = plan_cpu_copies(m, B), ops = plan_cpu_op_scratch(m), extra = copies + ops;
-    char c[64] = "";
-    if (copies) snprintf(c, sizeof c, "bf16 GEMM operand copies %.1f MiB, ", copies / 1048576.0);
+    char c[96] = "";
+    size_t w = m->act_bytes == 2 ? cpu_weight_copies(m->patch, m->dim, m->mlp_dim, m->depth, m->glca_blocks,
+                                                     m->num_classes) : 0;
+    if (copies)
+        snprintf(c, sizeof c, "bf16 GEMM operand copies %.1f MiB (%.1f of them the weights'), ", copies / 1048576.0,
+                 w / 1048576.0);
     printf("CPU backend beyond the table: %sattention or rollout scratch %.1f MiB (%d threads); with them %.1f MiB without "
            "checkpointing, %.1f MiB with\n", c, ops / 1048576.0, m->cpu_threads,
            (plan_train_bytes(m, B, false) + extra) / 1048576.0, (plan_train_bytes(m, B, true) + extra) / 1048576.0);

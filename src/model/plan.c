@@ -87,7 +87,8 @@ size_t plan_cuda_extra(const ModelConfig *cfg, int B) {
     return (s > CUDA_SCRATCH_MIN_BYTES ? s : CUDA_SCRATCH_MIN_BYTES) + CUDA_LT_WORKSPACE_BYTES;
 }
 
-// Each of the three grow-only slots keeps its largest request over the layers (cpu_scratch_rule.h).
+// Each of the three grow-only slots keeps its largest request over the layers, and every weight
+// has its bf16 copy (cpu_scratch_rule.h).
 size_t plan_cpu_copies(const ModelConfig *cfg, int B) {
     if (cfg->act_bytes != 2) return 0;
     LinearShape l[N_LINEAR];
@@ -97,7 +98,8 @@ size_t plan_cpu_copies(const ModelConfig *cfg, int B) {
         cpu_linear_scratch(l[i].rows, l[i].ic, l[i].oc, slot);
         for (int k = 0; k < 3; k++) most[k] = slot[k] > most[k] ? slot[k] : most[k];
     }
-    return most[0] + most[1] + most[2];
+    return most[0] + most[1] + most[2] +
+           cpu_weight_copies(cfg->patch, cfg->dim, cfg->mlp_dim, cfg->depth, cfg->glca_blocks, cfg->num_classes);
 }
 
 // Attention's largest call is PWCA's (training): N queries, 2N keys; else SA's.

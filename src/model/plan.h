@@ -15,7 +15,7 @@ size_t plan_cuda_scratch(const ModelConfig *cfg, int B);
 // and cuBLASLt's workspace.
 size_t plan_cuda_extra(const ModelConfig *cfg, int B);
 // What the CPU backend allocates beyond the table (backend/cpu_scratch_rule.h): at precision
-// bf16 its GEMMs' operand copies (plan_cpu_copies, 0 at fp32: what Backend.scratch_peak
+// bf16 its GEMMs' operand copies and the weights' bf16 copies (plan_cpu_copies, 0 at fp32: what Backend.scratch_peak
 // measures), and at any precision the larger of attention's per-thread scratch for
 // cfg->cpu_threads threads and the rollout's (plan_cpu_op_scratch; only one runs at a time).
 size_t plan_cpu_copies(const ModelConfig *cfg, int B);

@@ -70,6 +70,7 @@ static void thread_share(size_t lo, size_t hi, size_t *a, size_t *b) {
 void cpu_adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr, float beta1,
                       float beta2, float eps, float wd, int t) {
     AdamwK k = adamw_k(lr, beta1, beta2, eps, wd, t);
+    cpu_weights_written(param, n * sizeof(float));
 #pragma omp parallel
     {
         size_t a, b;
@@ -84,6 +85,7 @@ void cpu_adamw_multi(float *param, const float *grad, float *m, float *v, size_t
                      int n_spans, float lr, float beta1, float beta2, float eps, float wd, int t) {
     (void)n;   // the spans say which floats; n bounds them for device backends
     AdamwK k0 = adamw_k(lr, beta1, beta2, eps, wd, t);
+    for (int s = 0; s < n_spans; s++) cpu_weights_written(param + spans[s].offset, spans[s].numel * sizeof(float));
 #pragma omp parallel
     for (int s = 0; s < n_spans; s++) {
         AdamwK k = k0;

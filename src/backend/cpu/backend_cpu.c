@@ -64,6 +64,7 @@ static const char *cpu_precision_note(void) { return cpu_bf16_why[0] ? cpu_bf16_
 static int cpu_set_precision(const char *p) {
     if (!strcmp(p, "fp32") || (!strcmp(p, "bf16") && strstr(cpu_precisions, "bf16"))) {
         cpu_bf16 = !strcmp(p, "bf16");
+        cpu_weights_bf16_clear();   // a copy made before may be stale: weights written at fp32 are not tracked
         return 1;
     }
     return 0;
@@ -71,13 +72,23 @@ static int cpu_set_precision(const char *p) {
 
 // ---- memory: plain host memory ----
 
-static void *cpu_alloc(size_t bytes) { return xcalloc(1, bytes); }
-static void cpu_free(void *p) { free(p); }
+// Every write into backend memory below tells weight_bf16.c, whose bf16 copies of the linear
+// weights go stale when their weight is written (cpu_weights_written: a scan of ~55 ranges).
+static void *cpu_alloc(size_t bytes) {
+    void *p = xcalloc(1, bytes);
+    cpu_weights_dropped(p, bytes);
+    return p;
+}
+static void cpu_free(void *p) {
+    cpu_weights_freed(p);
+    free(p);
+}
 // Large buffers are cleared by every thread, a 256 KiB run each: backward clears its gradient
 // scratch before each block (~0.8 GB a ViT-B step at 224 px, micro-batch 4), and one thread's
 // memset left the others asleep.
 enum { ZERO_RUN = 1 << 18 };
 static void cpu_zero(void *p, size_t bytes) {
+    cpu_weights_written(p, bytes);
     if (bytes <= ZERO_RUN) { memset(p, 0, bytes); return; }
     size_t runs = (bytes + ZERO_RUN - 1) / ZERO_RUN;
 #pragma omp parallel for schedule(static)
@@ -86,10 +97,16 @@ static void cpu_zero(void *p, size_t bytes) {
         memset((char *)p + off, 0, bytes - off < ZERO_RUN ? bytes - off : ZERO_RUN);
     }
 }
-static void cpu_copy(void *dst, const void *src, size_t bytes) { memmove(dst, src, bytes); }
+static void cpu_copy(void *dst, const void *src, size_t bytes) {
+    cpu_weights_written(dst, bytes);
+    memmove(dst, src, bytes);
+}
 static void cpu_sync(void) {}
 // Uploads are plain copies here, finished on return: nothing to wait for.
-static void cpu_upload(void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+static void cpu_upload(void *dst, const void *src, size_t bytes) {
+    cpu_weights_written(dst, bytes);
+    memcpy(dst, src, bytes);
+}
 static void cpu_no_wait(const void *p) { (void)p; }
 // No recordings on the CPU: a step's ops cost far more than calling them.
 static int cpu_graph_run(int key, void (*body)(void *ctx), void *ctx) {
@@ -98,7 +115,7 @@ static int cpu_graph_run(int key, void (*body)(void *ctx), void *ctx) {
     return 0;
 }
 static void cpu_graph_reset(void) {}
-static size_t cpu_scratch_peak(void) { return cpu_scratch_peak_bytes(); }
+static size_t cpu_scratch_peak(void) { return cpu_scratch_peak_bytes() + cpu_weights_bf16_bytes(); }
 
 // ---- Act storage: fp32, or bf16 after set_precision("bf16") (bf16.c) ----
 

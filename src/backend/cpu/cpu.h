@@ -134,6 +134,17 @@ const char *cpu_bf16_engine(void);
 enum { CPU_SCRATCH_A, CPU_SCRATCH_B, CPU_SCRATCH_C, CPU_SCRATCH_DNNL, CPU_SCRATCH_NSLOTS };
 void *cpu_scratch(int slot, size_t bytes);
 size_t cpu_scratch_peak_bytes(void);
+// weight_bf16.c: each linear weight rounded to bf16 once per change (oneDNN's engine). The copy of
+// w [n] is made on first use and again after a write: every backend call that writes memory
+// reports it (cpu_weights_written), free and alloc drop what the block held. Memory written
+// behind the backend's back (a test's pointer) must be reported too. _clear drops every copy
+// (set_precision); _bytes: the copies' total (scratch_peak counts it).
+const uint16_t *cpu_weight_bf16(const float *w, size_t n);
+void cpu_weights_written(const void *p, size_t bytes);
+void cpu_weights_dropped(const void *p, size_t bytes);
+void cpu_weights_freed(const void *p);
+void cpu_weights_bf16_clear(void);
+size_t cpu_weights_bf16_bytes(void);
 
 // gemm_dnnl.c: bf16 GEMMs through oneDNN's matmul primitive (CPUs with AVX512_BF16 or AMX).
 // C [M, N] (row-major, ldc) = op(A)·op(B) (+ C when accumulate), fp32 accumulation and output.

@@ -25,17 +25,15 @@ static void gemm_bf16(int ta, int tb, int M, int N, int K, const uint16_t *A, in
     free(a), free(b);
 }
 
-// The weight as the GEMM multiplies it: bf16 for oneDNN, its bf16 values as fp32 otherwise.
+// The weight as the GEMM multiplies it: its bf16 copy, rounded once per change (weight_bf16.c),
+// for oneDNN; for the portable engine (tests) that copy widened into slot A on each call.
 static const void *weight_operand(const float *w, int OC, int IC) {
     size_t n = (size_t)OC * IC;
-    if (cpu_bf16_dnnl()) {
-        uint16_t *q = cpu_scratch(CPU_SCRATCH_A, n * 2);
-        cpu_bf16_pack(q, w, n);
-        return q;
-    }
-    float *q = cpu_scratch(CPU_SCRATCH_A, n * 4);
-    cpu_bf16_round(q, w, n);
-    return q;
+    const uint16_t *q = cpu_weight_bf16(w, n);
+    if (cpu_bf16_dnnl()) return q;
+    float *f = cpu_scratch(CPU_SCRATCH_A, n * 4);
+    cpu_bf16_unpack(f, q, n);
+    return f;
 }
 
 // y [n, OC] = x·Wᵀ for rows [r0, r0+n) of the Act input (no bias).
