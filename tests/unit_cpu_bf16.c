@@ -12,7 +12,10 @@
 //  * the weights' bf16 copies (weight_bf16.c) follow every backend write: after an upload, a
 //    copy, a zero, AdamW (one tensor, and spans of a buffer) and a free and new alloc, the
 //    forward multiplies the weight as it is now, never a stale copy, and the copies' bytes are
-//    counted and released.
+//    counted and released;
+//  * GELU at bf16 looks its values up in tables (elementwise.c): for every one of the 65536 bf16
+//    inputs the forward gives the bits of the fp32 GELU rounded, the backward those of the fp32
+//    backward on the widened input.
 // The test runs under DCAL_CPU_BF16=portable (set below, before the backend reads it: the
 // table is filled before main, so the test re-executes itself with it set).
 #include <math.h>
@@ -211,6 +214,34 @@ START_TEST(test_weight_copies_follow_writes) {
 }
 END_TEST
 
+START_TEST(test_gelu_tables_give_fp32_bits) {
+    const Backend *be = &backend_cpu;
+    size_t n = 1 << 16;
+    uint16_t *xq = xmalloc(n * 2), *yq = xmalloc(n * 2);
+    float *x = xmalloc(n * 4), *y = xmalloc(n * 4), *dout = normal(n, 21, 1.0f);
+    float *d16 = xcalloc(n, 4), *d32 = xcalloc(n, 4);
+    for (size_t i = 0; i < n; i++) xq[i] = (uint16_t)i, x[i] = bf16_f32((uint16_t)i);
+    ck_assert(be->set_precision("fp32"));
+    be->gelu_forward((Act *)y, (const Act *)x, n);
+    be->gelu_backward(d32, (const Act *)x, dout, n);
+    ck_assert(be->set_precision("bf16"));
+    be->gelu_forward((Act *)yq, (const Act *)xq, n);
+    be->gelu_backward(d16, (const Act *)xq, dout, n);
+    size_t bad = 0, nan = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t want = f32_bf16(y[i]);
+        int both_nan = isnan(bf16_f32(want)) && isnan(bf16_f32(yq[i]));
+        nan += both_nan;
+        if (!both_nan && (yq[i] != want || !(bits(d16[i]) == bits(d32[i]) || (isnan(d16[i]) && isnan(d32[i])))))
+            if (bad++ < 5) printf("x 0x%04zx: y 0x%04x want 0x%04x, d %a want %a\n", i, yq[i], want, d16[i], d32[i]);
+    }
+    ck_assert_uint_eq(bad, 0);
+    ck_assert_uint_gt(nan, 0);   // the NaN inputs were among them
+    be->set_precision("fp32");
+    free(xq), free(yq), free(x), free(y), free(dout), free(d16), free(d32);
+}
+END_TEST
+
 int main(int argc, char **argv) {
     (void)argc;
     if (test_cpu_bf16_portable(argv)) return 1;
@@ -222,6 +253,7 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, test_offer_and_set_precision);
     tcase_add_test(tc, test_linear_multiplies_bf16_operands);
     tcase_add_test(tc, test_weight_copies_follow_writes);
+    tcase_add_test(tc, test_gelu_tables_give_fp32_bits);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -127,6 +127,7 @@ void cpu_vexp_rows(float *s, size_t ld, int n, int nv, const float *shift, float
 }
 
 const char *cpu_vecmath_name(void) {
-    if (cpu_bf16 && cpu_isa() == 2) return "exp/erf: glibc libmvec AVX2; attention's exp at bf16: AVX-512 polynomial";
+    if (cpu_bf16 && cpu_isa() == 2)
+        return "exp/erf: glibc libmvec AVX2; at bf16 attention's exp an AVX-512 polynomial, GELU a table of its 65536 inputs";
     return cpu_use_avx2() ? "exp/erf: glibc libmvec AVX2" : "exp/erf: glibc scalar";
 }
