@@ -1,6 +1,7 @@
 // unit_safetensors.c: safetensors writer/reader round trip, header validation
 // errors (truncated, bad offsets, bad JSON), dtype conversions, metadata.
 #include <math.h>
+#include <dirent.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -250,7 +251,7 @@ START_TEST(conversions) {
 }
 END_TEST
 
-START_TEST(atomic_write) {
+START_TEST(atomic_stw_write) {
     const char *dir = test_tmpdir("st_atomic");
     char p[1100];
     snprintf(p, sizeof p, "%s/w.safetensors", dir);
@@ -280,6 +281,55 @@ START_TEST(atomic_write) {
     char *b1 = read_file(p, &n1), *b2 = read_file(p2, &n2);
     ck_assert(n1 == n2 && memcmp(b1, b2, n1) == 0);
     free(b1); free(b2);
+}
+END_TEST
+
+// A tensor filled when the file is written gives the bytes of the same tensor copied in; a fill
+// that fails stops the write with its own error line, the old file intact and no temp file left.
+static int fill_ab(void *ctx, void *dst) {
+    memcpy(dst, ctx, 3 * sizeof(float));
+    return 1;
+}
+static int fill_fails(void *ctx, void *dst) {
+    (void)ctx, (void)dst;
+    dcal_err("fill: tensor 'b' unavailable");
+    return 0;
+}
+START_TEST(filled_tensors) {
+    const char *dir = test_tmpdir("st_fill");
+    char p1[1100], p2[1100];
+    snprintf(p1, sizeof p1, "%s/copied.safetensors", dir);
+    snprintf(p2, sizeof p2, "%s/filled.safetensors", dir);
+    float a[2] = {1, 2}, b[3] = {3, -4, 5.5f};
+    int64_t sa[1] = {2}, sb[2] = {1, 3};
+    StWriter *w = stw_new();
+    stw_add_f32(w, "a", a, 1, sa);
+    stw_add_f32(w, "b", b, 2, sb);
+    stw_meta(w, "k", "v");
+    ck_assert_int_eq(stw_write(w, p1), 1);
+    stw_free(w);
+    w = stw_new();
+    stw_add_f32(w, "a", a, 1, sa);
+    stw_add_f32_fill(w, "b", 2, sb, fill_ab, b);
+    stw_meta(w, "k", "v");
+    ck_assert_int_eq(stw_write(w, p2), 1);
+    stw_free(w);
+    size_t n1, n2;
+    char *b1 = read_file(p1, &n1), *b2 = read_file(p2, &n2);
+    ck_assert(n1 == n2 && memcmp(b1, b2, n1) == 0);
+    w = stw_new();   // over the filled file: it must survive
+    stw_add_f32_fill(w, "b", 2, sb, fill_fails, NULL);
+    cap_begin();
+    ck_assert_int_eq(stw_write(w, p2), 0);
+    ck_assert_ptr_nonnull(strstr(cap_end(), "tensor 'b' unavailable"));
+    stw_free(w);
+    size_t n3;
+    char *b3 = read_file(p2, &n3);
+    ck_assert(n3 == n2 && memcmp(b3, b2, n2) == 0);
+    DIR *d = opendir(dir);
+    for (struct dirent *e; (e = readdir(d));) ck_assert_msg(!strstr(e->d_name, ".tmp."), "left %s", e->d_name);
+    closedir(d);
+    free(b1), free(b2), free(b3);
 }
 END_TEST
 
@@ -402,7 +452,8 @@ int main(void) {
     tcase_add_test(tc, foreign_formats);
     tcase_add_test(tc, bad_headers);
     tcase_add_test(tc, conversions);
-    tcase_add_test(tc, atomic_write);
+    tcase_add_test(tc, atomic_stw_write);
+    tcase_add_test(tc, filled_tensors);
     tcase_add_test(tc, contiguous_layout);
     tcase_add_test(tc, many_tensors);
     tcase_add_test(tc, meta_integers);

@@ -85,38 +85,66 @@ char *read_file(const char *path, size_t *len) {
     return buf;
 }
 
-int write_file_atomic(const char *path, const void *data, size_t len) {
+int atomic_open(AtomicFile *f, const char *path) {
     size_t plen = strlen(path);
-    char *tmp = xmalloc(plen + 32);
-    snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) { dcal_err("%s: cannot create (%s)", tmp, strerror(errno)); free(tmp); return 0; }
+    f->path = path;
+    f->tmp = xmalloc(plen + 32);
+    snprintf(f->tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
+    f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (f->fd < 0) {
+        dcal_err("%s: cannot create (%s)", f->tmp, strerror(errno));
+        free(f->tmp);
+        f->tmp = NULL;
+        return 0;
+    }
+    return 1;
+}
+
+void atomic_abort(AtomicFile *f) {
+    if (!f->tmp) return;
+    close(f->fd);
+    unlink(f->tmp);
+    free(f->tmp);
+    f->tmp = NULL;
+}
+
+int atomic_write(AtomicFile *f, const void *data, size_t len) {
     const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
+    while (len > 0) {
+        ssize_t w = write(f->fd, p, len);
         if (w < 0) {
             if (errno == EINTR) continue;
-            dcal_err("%s: write failed (%s); %s left as it was", tmp, strerror(errno), path);
-            close(fd); unlink(tmp); free(tmp); return 0;
+            dcal_err("%s: write failed (%s); %s left as it was", f->tmp, strerror(errno), f->path);
+            atomic_abort(f);
+            return 0;
         }
-        p += w; left -= (size_t)w;
+        p += w, len -= (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        dcal_err("%s: fsync/close failed (%s); %s left as it was", tmp, strerror(errno), path);
-        unlink(tmp); free(tmp); return 0;
+    return 1;
+}
+
+int atomic_commit(AtomicFile *f) {
+    if (fsync(f->fd) != 0 || close(f->fd) != 0) {
+        dcal_err("%s: fsync/close failed (%s); %s left as it was", f->tmp, strerror(errno), f->path);
+        unlink(f->tmp); free(f->tmp); f->tmp = NULL; return 0;
     }
-    if (rename(tmp, path) != 0) {
-        dcal_err("%s: rename failed (%s)", path, strerror(errno));
-        unlink(tmp); free(tmp); return 0;
+    if (rename(f->tmp, f->path) != 0) {
+        dcal_err("%s: rename failed (%s)", f->path, strerror(errno));
+        unlink(f->tmp); free(f->tmp); f->tmp = NULL; return 0;
     }
-    free(tmp);
+    free(f->tmp);
+    f->tmp = NULL;
     // fsync the directory so the rename itself survives a crash.
-    char *dup = xstrdup(path);
+    char *dup = xstrdup(f->path);
     int dfd = open(dirname(dup), O_RDONLY);
     if (dfd >= 0) { fsync(dfd); close(dfd); }
     free(dup);
     return 1;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len) {
+    AtomicFile f;
+    return atomic_open(&f, path) && atomic_write(&f, data, len) && atomic_commit(&f);
 }
 
 int mkdir_p(const char *path) {

@@ -31,6 +31,14 @@ char *read_file(const char *path, size_t *len);
 // Write atomically: temp file in the same directory, fsync, rename, fsync dir.
 // On failure the old file (if any) is untouched and 0 is returned after an error line.
 int write_file_atomic(const char *path, const void *data, size_t len);
+// The same, streamed: atomic_open makes the temp file, atomic_write appends (on failure it
+// removes the temp file), atomic_commit fsyncs and renames; atomic_abort drops the temp file.
+// Each returns 0 after an error line, the old file untouched.
+typedef struct { const char *path; char *tmp; int fd; } AtomicFile;
+int atomic_open(AtomicFile *f, const char *path);
+int atomic_write(AtomicFile *f, const void *data, size_t len);
+int atomic_commit(AtomicFile *f);
+void atomic_abort(AtomicFile *f);
 int mkdir_p(const char *path);    // 0 ok, -1 on error (errno set)
 
 double now_seconds(void);         // monotonic clock

@@ -405,7 +405,17 @@ void st_free(SafeTensors *st) {
 // ----------------------------------------------------------------------------
 // Writer: tensors laid out in the order added, no gaps (the format forbids holes).
 
-typedef struct { char *name; char dtype[8]; int ndim; int64_t shape[8]; void *data; size_t bytes; } StwEntry;
+// data: the tensor's bytes, copied when added; or NULL and fill(ctx, dst) writes them at stw_write.
+typedef struct {
+    char *name;
+    char dtype[8];
+    int ndim;
+    int64_t shape[8];
+    void *data;
+    size_t bytes;
+    StwFill fill;
+    void *ctx;
+} StwEntry;
 struct StWriter {
     int n, cap;
     StwEntry *e;
@@ -415,7 +425,7 @@ struct StWriter {
 
 StWriter *stw_new(void) { return xcalloc(1, sizeof(StWriter)); }
 
-static void stw_add(StWriter *w, const char *name, const char *dtype, int es, const void *data, int ndim, const int64_t *shape) {
+static StwEntry *stw_entry(StWriter *w, const char *name, const char *dtype, int es, int ndim, const int64_t *shape) {
     if (ndim < 0 || ndim > 8) dcal_die("safetensors: tensor '%s': %d dims (max 8)", name, ndim);
     if (w->n == w->cap) {
         w->cap = w->cap ? 2 * w->cap : 64;
@@ -430,8 +440,18 @@ static void stw_add(StWriter *w, const char *name, const char *dtype, int es, co
     size_t numel = 1;
     for (int d = 0; d < ndim; d++) { e->shape[d] = shape[d]; numel *= (size_t)shape[d]; }
     e->bytes = numel * (size_t)es;
+    return e;
+}
+
+static void stw_add(StWriter *w, const char *name, const char *dtype, int es, const void *data, int ndim, const int64_t *shape) {
+    StwEntry *e = stw_entry(w, name, dtype, es, ndim, shape);
     e->data = xmalloc(e->bytes);
     memcpy(e->data, data, e->bytes);
+}
+
+void stw_add_f32_fill(StWriter *w, const char *name, int ndim, const int64_t *shape, StwFill fill, void *ctx) {
+    StwEntry *e = stw_entry(w, name, "F32", 4, ndim, shape);
+    e->fill = fill, e->ctx = ctx;
 }
 
 void stw_add_f32(StWriter *w, const char *name, const float *data, int ndim, const int64_t *shape) {
@@ -486,20 +506,33 @@ static void header_json(const StWriter *w, JsonW *h, size_t *data_len) {
     *data_len = off;
 }
 
+// Streamed to the temp file, header then tensors in order: a filled tensor passes through one
+// buffer of the largest such tensor's size, so writing a checkpoint costs one tensor of memory,
+// not the file's size (which a contiguous image of the file did, on top of the copies).
 int stw_write(StWriter *w, const char *path) {
     JsonW h;
-    size_t off, hn;
+    size_t off, hn, most = 0;
     jw_init(&h, false, 0);
     header_json(w, &h, &off);
     const char *hs = jw_text(&h, &hn);
-    size_t total = 8 + hn + off;
-    uint8_t *out = xmalloc(total);
-    for (int i = 0; i < 8; i++) out[i] = (uint8_t)((uint64_t)hn >> (8 * i));
-    memcpy(out + 8, hs, hn);
-    size_t p = 8 + hn;
-    for (int i = 0; i < w->n; i++) { memcpy(out + p, w->e[i].data, w->e[i].bytes); p += w->e[i].bytes; }
-    int ok = write_file_atomic(path, out, total);
-    free(out);
+    uint8_t len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)hn >> (8 * i));
+    for (int i = 0; i < w->n; i++)
+        if (w->e[i].fill && w->e[i].bytes > most) most = w->e[i].bytes;
+    void *buf = most ? xmalloc(most) : NULL;
+    AtomicFile f;
+    int ok = atomic_open(&f, path) && atomic_write(&f, len8, 8) && atomic_write(&f, hs, hn);
+    for (int i = 0; ok && i < w->n; i++) {
+        const StwEntry *e = &w->e[i];
+        if (e->fill && !e->fill(e->ctx, buf)) {
+            atomic_abort(&f);   // fill's error line names the tensor
+            ok = 0;
+        } else {
+            ok = atomic_write(&f, e->fill ? buf : e->data, e->bytes);
+        }
+    }
+    ok = ok && atomic_commit(&f);
+    free(buf);
     jw_free(&h);
     return ok;
 }

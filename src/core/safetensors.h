@@ -53,7 +53,12 @@ StWriter *stw_new(void);
 // Data is copied. shape has ndim entries.
 void stw_add_f32(StWriter *w, const char *name, const float *data, int ndim, const int64_t *shape);
 void stw_add_i32(StWriter *w, const char *name, const int32_t *data, int ndim, const int64_t *shape);
+// An F32 tensor whose bytes fill(ctx, dst) writes into dst when the file is written (nothing
+// is copied here; ctx must live until stw_write). fill returns 0 after an error line, which
+// stops the write (the old file stays).
+typedef int (*StwFill)(void *ctx, void *dst);
+void stw_add_f32_fill(StWriter *w, const char *name, int ndim, const int64_t *shape, StwFill fill, void *ctx);
 void stw_meta(StWriter *w, const char *key, const char *value);
-// Atomic write (temp + fsync + rename). 0 after an error line; the old file stays intact.
+// Atomic write (temp + fsync + rename), streamed. 0 after an error line; the old file stays intact.
 int stw_write(StWriter *w, const char *path);
 void stw_free(StWriter *w);

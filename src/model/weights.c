@@ -75,17 +75,19 @@ int weights_read_prefixed(const Model *m, const SafeTensors *st, const char *pre
     return !bad;
 }
 
+int weights_tensor_finite(const ParamTensor *t, const float *x, const char *where, const char *prefix) {
+    for (size_t j = 0; j < t->numel; j++)
+        if (!isfinite(x[j])) {
+            dcal_err("%s: tensor '%s%s': element %zu is %s", where, prefix, t->name, j,
+                     isnan(x[j]) ? "NaN" : x[j] > 0 ? "Inf" : "-Inf");
+            return 0;
+        }
+    return 1;
+}
+
 int weights_check_finite(const Model *m, const float *host, const char *where, const char *prefix) {
-    for (int i = 0; i < m->n_tensors; i++) {
-        const ParamTensor *t = &m->tensors[i];
-        const float *x = host + t->offset;
-        for (size_t j = 0; j < t->numel; j++)
-            if (!isfinite(x[j])) {
-                dcal_err("%s: tensor '%s%s': element %zu is %s", where, prefix, t->name, j,
-                         isnan(x[j]) ? "NaN" : x[j] > 0 ? "Inf" : "-Inf");
-                return 0;
-            }
-    }
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!weights_tensor_finite(&m->tensors[i], host + m->tensors[i].offset, where, prefix)) return 0;
     return 1;
 }
 

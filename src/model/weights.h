@@ -20,6 +20,8 @@ int weights_load_exact(Model *m, const SafeTensors *st, int allow_extra);
 // "<where>: tensor '<prefix><name>': element <i> is NaN|Inf|-Inf" for the first
 // non-finite value.
 int weights_check_finite(const Model *m, const float *host, const char *where, const char *prefix);
+// The same for one tensor t whose host values are x.
+int weights_tensor_finite(const ParamTensor *t, const float *x, const char *where, const char *prefix);
 // Pretrained timm ViT/DeiT: backbone names as MODEL.md §6; head.* ignored; pos_embed
 // resized bicubic (a=−0.75, align_corners=false, CLS kept apart); GLCA copied from
 // SA per MODEL.md §2; loss_w and heads keep their init. Shape mismatches listed tensor by tensor
