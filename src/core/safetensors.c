@@ -348,6 +348,13 @@ int st_read_f32(const SafeTensors *st, const StTensor *t, float *out) {
     return 1;
 }
 
+// The file is mapped read-only and never written, so dropping pages only costs a re-read.
+void st_release(const SafeTensors *st, const StTensor *t) {
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)(st->data + t->begin) & ~(pg - 1);
+    uintptr_t b = (uintptr_t)(st->data + t->end);
+    if (st->map && b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 int st_read_i32(const SafeTensors *st, const StTensor *t, int32_t *out) {
     const uint8_t *p = st->data + t->begin;
     int64_t n = st_numel(t);

@@ -42,6 +42,9 @@ int64_t st_numel(const StTensor *t);
 // Convert to fp32 (from F32, F16, BF16, F64). 0 after an error line on other dtypes.
 int st_read_f32(const SafeTensors *st, const StTensor *t, float *out);
 int st_read_i32(const SafeTensors *st, const StTensor *t, int32_t *out);  // from I32 / I64
+// Drop t's pages of the mapped file from resident memory (read again from the file if touched):
+// a loader that reads each tensor once then holds one tensor of the file, not the whole file.
+void st_release(const SafeTensors *st, const StTensor *t);
 const char *st_meta(const SafeTensors *st, const char *key);            // NULL when absent
 // __metadata__ integer: plain decimal digits (no sign, space or leading zero),
 // at most max. 0 after an error line naming the file and the key.

@@ -55,9 +55,9 @@ static void shape_error(const char *path, const StTensor *s, const ParamTensor *
              fmt_model_shape(t, b, sizeof b));
 }
 
-int weights_read_prefixed(const Model *m, const SafeTensors *st, const char *prefix, float *host) {
+// Every "<prefix><name>" present with the table's exact shape; every problem reported.
+static int check_present(const Model *m, const SafeTensors *st, const char *prefix) {
     int bad = 0;
-    // Report every problem before giving up, so one run shows the whole mismatch.
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamTensor *t = &m->tensors[i];
         char name[200];
@@ -66,6 +66,12 @@ int weights_read_prefixed(const Model *m, const SafeTensors *st, const char *pre
         if (!s) { dcal_err("%s: tensor '%s' missing (model expects it)", st->path, name); bad++; }
         else if (!same_shape(s, t)) { shape_error(st->path, s, t); bad++; }
     }
+    return !bad;
+}
+
+int weights_read_prefixed(const Model *m, const SafeTensors *st, const char *prefix, float *host) {
+    // Report every problem before giving up, so one run shows the whole mismatch.
+    int bad = !check_present(m, st, prefix);
     for (int i = 0; i < m->n_tensors && !bad; i++) {
         const ParamTensor *t = &m->tensors[i];
         char name[200];
@@ -73,6 +79,31 @@ int weights_read_prefixed(const Model *m, const SafeTensors *st, const char *pre
         if (!st_read_f32(st, st_find(st, name), host + t->offset)) bad++;
     }
     return !bad;
+}
+
+int weights_stream(const Model *m, const SafeTensors *st, const char *prefix, float *buf, int checks, Sha256 *h) {
+    if (!check_present(m, st, prefix)) return 0;
+    size_t most = 1;
+    for (int i = 0; i < m->n_tensors; i++) most = m->tensors[i].numel > most ? m->tensors[i].numel : most;
+    float *x = xmalloc(most * sizeof(float));
+    int ok = 1;
+    for (int i = 0; i < m->n_tensors && ok; i++) {
+        const ParamTensor *t = &m->tensors[i];
+        char name[200];
+        snprintf(name, sizeof name, "%s%s", prefix, t->name);
+        const StTensor *s = st_find(st, name);
+        ok = st_read_f32(st, s, x) && (!(checks & WEIGHTS_FINITE) || weights_tensor_finite(t, x, st->path, prefix));
+        for (size_t j = 0; ok && (checks & WEIGHTS_NONNEG) && j < t->numel; j++)
+            if (x[j] < 0) {
+                dcal_err("%s: tensor '%s': element %zu is negative (%g)", st->path, name, j, x[j]);
+                ok = 0;
+            }
+        if (ok && h) sha256_update(h, x, t->numel * sizeof(float));
+        if (ok) m->be->to_device(buf + t->offset, x, t->numel * sizeof(float));
+        st_release(st, s);
+    }
+    free(x);
+    return ok;
 }
 
 int weights_tensor_finite(const ParamTensor *t, const float *x, const char *where, const char *prefix) {
@@ -93,18 +124,6 @@ int weights_check_finite(const Model *m, const float *host, const char *where, c
 
 // The stored hash proves the tensors are the ones written (checkpoints, and an
 // --init file that carries one); files without the key (timm, dumps) pass.
-static int check_params_sha256(const Model *m, const SafeTensors *st, const float *h) {
-    const char *want = st_meta(st, "params_sha256");
-    if (!want) return 1;
-    char hex[65];
-    sha256_hex(h, m->n_params * sizeof(float), hex);
-    if (strcmp(want, hex)) {
-        dcal_err("%s: tensors do not match the file's params_sha256 (corrupted or edited?)", st->path);
-        return 0;
-    }
-    return 1;
-}
-
 int weights_load_exact(Model *m, const SafeTensors *st, int allow_extra) {
     int bad = 0;
     if (!allow_extra)
@@ -113,12 +132,19 @@ int weights_load_exact(Model *m, const SafeTensors *st, int allow_extra) {
                 dcal_err("%s: tensor '%s' is not a parameter of this model (config mismatch?)", st->path, st->t[i].name);
                 bad++;
             }
-    float *h = xmalloc(m->n_params * sizeof(float));
-    // Finiteness is the caller's choice: checkpoints refuse a NaN here, while a NaN
+    // Finiteness is the caller's choice: checkpoints refuse a NaN (checkpoint.c), while a NaN
     // in --init weights is left to the trainer's loss check (tests/e2e_errors.sh).
-    int ok = weights_read_prefixed(m, st, "", h) && !bad && check_params_sha256(m, st, h);
-    if (ok) m->be->to_device(m->params, h, m->n_params * sizeof(float));
-    free(h);
+    const char *want = st_meta(st, "params_sha256");
+    Sha256 *h = want ? sha256_new() : NULL;
+    int ok = weights_stream(m, st, "", m->params, 0, h) && !bad;
+    if (h) {
+        char hex[65];
+        sha256_final(h, hex);
+        if (ok && strcmp(want, hex)) {
+            dcal_err("%s: tensors do not match the file's params_sha256 (corrupted or edited?)", st->path);
+            ok = 0;
+        }
+    }
     return ok;
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 #include "model/model.h"
 #include "core/safetensors.h"
+#include "core/sha256.h"
 
 // Add every parameter (names of the table) to a writer, copying from the backend.
 void weights_add(const Model *m, StWriter *w, const char *prefix /* "" or "grad." etc. */, const float *buf);
@@ -15,7 +16,16 @@ int weights_read_prefixed(const Model *m, const SafeTensors *st, const char *pre
 // exact shape; extra tensors are an error unless allow_extra; when the file's __metadata__ has params_sha256 (dcal checkpoints), the loaded
 // parameters must hash to it (sha256 of the fp32 bytes in table order). Errors
 // name the file and the tensor.
+// It streams (weights_stream): on failure the model's parameters may hold part of the file.
 int weights_load_exact(Model *m, const SafeTensors *st, int allow_extra);
+// Stream "<prefix><name>" of every table tensor from st into buf (backend memory, the table's
+// layout) through one tensor's host buffer, never a copy of the whole: each present with the
+// exact shape (checked first, every problem reported), read, checked (WEIGHTS_FINITE: no
+// NaN or Inf, as weights_check_finite reports it; WEIGHTS_NONNEG: no negative value), hashed
+// into h in table order (when h is not NULL), uploaded, and its pages of the file released
+// (st_release). 0 after an error line; buf may then hold part of the file.
+enum { WEIGHTS_FINITE = 1, WEIGHTS_NONNEG = 2 };
+int weights_stream(const Model *m, const SafeTensors *st, const char *prefix, float *buf, int checks, Sha256 *h);
 // host: a [n_params] buffer in the table's layout. 0 after an error line
 // "<where>: tensor '<prefix><name>': element <i> is NaN|Inf|-Inf" for the first
 // non-finite value.

@@ -30,13 +30,6 @@ void checkpoint_params_sha256(const Model *m, char hex[65]) {
     free(chunk);
 }
 
-static void adam_sha256(const Model *m, const float *hm, const float *hv, char hex[65]) {
-    Sha256 *h = sha256_new();
-    sha256_update(h, hm, m->n_params * sizeof(float));
-    sha256_update(h, hv, m->n_params * sizeof(float));
-    sha256_final(h, hex);
-}
-
 static void put_meta(StWriter *w, const TrainPos *pos, const char *params_hex, const char *adam_hex) {
     char buf[64];
     stw_meta(w, "format", CKPT_FORMAT);
@@ -192,46 +185,35 @@ static int check_names(const SafeTensors *st, const Model *m) {
 }
 
 // A NaN or Inf parameter would only show up as a NaN loss after the resume.
-static int params_finite(const SafeTensors *st, const Model *m) {
-    float *h = xmalloc(m->n_params * sizeof(float));
-    int ok = weights_read_prefixed(m, st, "", h) && weights_check_finite(m, h, st->path, "");
-    free(h);
+// Loading streams too (weights_stream): each tensor read, checked, hashed and uploaded in turn,
+// with its pages of the mapped file released, so a resume holds one tensor beyond the run's
+// own memory. The hashes are compared at the end: a refused file leaves the model and moments
+// holding part of it, and every caller stops.
+// The params: finite, hashing to params_sha256.
+static int load_params(const SafeTensors *st, Model *m, const char *want) {
+    Sha256 *h = sha256_new();
+    char hex[65];
+    int ok = weights_stream(m, st, "", m->params, WEIGHTS_FINITE, h);
+    sha256_final(h, hex);
+    if (ok && strcmp(hex, want)) {
+        dcal_err("%s: tensors do not match the file's params_sha256 (corrupted or edited?)", st->path);
+        ok = 0;
+    }
     return ok;
 }
 
-// AdamW's second moment is a running mean of squares: never negative.
-static int check_nonneg(const Model *m, const SafeTensors *st, const float *hv) {
-    for (int i = 0; i < m->n_tensors; i++) {
-        const ParamTensor *t = &m->tensors[i];
-        for (size_t j = 0; j < t->numel; j++)
-            if (hv[t->offset + j] < 0) {
-                dcal_err("%s: tensor 'adam.v.%s': element %zu is negative (%g)", st->path, t->name, j,
-                         hv[t->offset + j]);
-                return 0;
-            }
-    }
-    return 1;
-}
-
-// m and v: exact shapes, finite, v >= 0, and together they hash to adam_sha256.
+// m and v: exact shapes, finite, v >= 0 (AdamW's second moment is a running mean of squares),
+// and together they hash to adam_sha256.
 static int load_adam(const SafeTensors *st, const Model *m, const char *want, float *adam_m, float *adam_v) {
-    float *hm = xmalloc(m->n_params * sizeof(float)), *hv = xmalloc(m->n_params * sizeof(float));
-    int ok = weights_read_prefixed(m, st, "adam.m.", hm) && weights_read_prefixed(m, st, "adam.v.", hv) &&
-             weights_check_finite(m, hm, st->path, "adam.m.") && weights_check_finite(m, hv, st->path, "adam.v.") &&
-             check_nonneg(m, st, hv);
-    if (ok) {
-        char hex[65];
-        adam_sha256(m, hm, hv, hex);
-        if (strcmp(hex, want)) {
-            dcal_err("%s: AdamW moments do not match the file's adam_sha256 (corrupted or edited?)", st->path);
-            ok = 0;
-        }
+    Sha256 *h = sha256_new();
+    char hex[65];
+    int ok = weights_stream(m, st, "adam.m.", adam_m, WEIGHTS_FINITE, h) &&
+             weights_stream(m, st, "adam.v.", adam_v, WEIGHTS_FINITE | WEIGHTS_NONNEG, h);
+    sha256_final(h, hex);
+    if (ok && strcmp(hex, want)) {
+        dcal_err("%s: AdamW moments do not match the file's adam_sha256 (corrupted or edited?)", st->path);
+        ok = 0;
     }
-    if (ok) {
-        m->be->to_device(adam_m, hm, m->n_params * sizeof(float));
-        m->be->to_device(adam_v, hv, m->n_params * sizeof(float));
-    }
-    free(hm); free(hv);
     return ok;
 }
 
@@ -241,9 +223,8 @@ int checkpoint_load(const char *path, Model *m, float *adam_m, float *adam_v, Tr
     CkptMeta cm;
     int need_adam = adam_m || adam_v;
     if (need_adam && !(adam_m && adam_v)) dcal_die("checkpoint_load: adam_m and adam_v go together");
-    // weights_load_exact checks the params against params_sha256 (required here).
-    int ok = read_meta(&st, need_adam, &cm) && check_names(&st, m) && params_finite(&st, m) &&
-             weights_load_exact(m, &st, 1) && (!need_adam || load_adam(&st, m, cm.adam_hex, adam_m, adam_v));
+    int ok = read_meta(&st, need_adam, &cm) && check_names(&st, m) && load_params(&st, m, cm.params_hex) &&
+             (!need_adam || load_adam(&st, m, cm.adam_hex, adam_m, adam_v));
     if (ok && pos) *pos = cm.pos;
     st_free(&st);
     return ok;
