@@ -428,6 +428,8 @@ struct StWriter {
     StwEntry *e;
     int n_meta;
     char **mk, **mv;
+    void **owned;   // stw_own's blocks, freed with the writer
+    int n_owned;
 };
 
 StWriter *stw_new(void) { return xcalloc(1, sizeof(StWriter)); }
@@ -454,6 +456,13 @@ static void stw_add(StWriter *w, const char *name, const char *dtype, int es, co
     StwEntry *e = stw_entry(w, name, dtype, es, ndim, shape);
     e->data = xmalloc(e->bytes);
     memcpy(e->data, data, e->bytes);
+}
+
+void stw_own(StWriter *w, void *p) {
+    void **o = realloc(w->owned, sizeof(void *) * (size_t)(w->n_owned + 1));
+    if (!o) dcal_die("out of host memory");
+    w->owned = o;
+    w->owned[w->n_owned++] = p;
 }
 
 void stw_add_f32_fill(StWriter *w, const char *name, int ndim, const int64_t *shape, StwFill fill, void *ctx) {
@@ -548,5 +557,6 @@ void stw_free(StWriter *w) {
     if (!w) return;
     for (int i = 0; i < w->n; i++) { free(w->e[i].name); free(w->e[i].data); }
     for (int i = 0; i < w->n_meta; i++) { free(w->mk[i]); free(w->mv[i]); }
-    free(w->e); free(w->mk); free(w->mv); free(w);
+    for (int i = 0; i < w->n_owned; i++) free(w->owned[i]);
+    free(w->e); free(w->mk); free(w->mv); free(w->owned); free(w);
 }

@@ -61,6 +61,8 @@ void stw_add_i32(StWriter *w, const char *name, const int32_t *data, int ndim, c
 // stops the write (the old file stays).
 typedef int (*StwFill)(void *ctx, void *dst);
 void stw_add_f32_fill(StWriter *w, const char *name, int ndim, const int64_t *shape, StwFill fill, void *ctx);
+// A malloc'd block (fill contexts) that stw_free frees.
+void stw_own(StWriter *w, void *p);
 void stw_meta(StWriter *w, const char *key, const char *value);
 // Atomic write (temp + fsync + rename), streamed. 0 after an error line; the old file stays intact.
 int stw_write(StWriter *w, const char *path);

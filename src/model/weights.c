@@ -7,23 +7,27 @@
 #include <string.h>
 #include "core/sha256.h"
 
-void weights_add_host(const Model *m, StWriter *w, const char *prefix, const float *host) {
+// One tensor of a backend buffer, copied to the host when the writer writes the file.
+typedef struct { const Model *m; const float *src; size_t n; } Part;
+
+static int fill_part(void *ctx, void *dst) {
+    const Part *p = ctx;
+    p->m->be->to_host(dst, p->src, p->n * sizeof(float));
+    return 1;
+}
+
+void weights_add(const Model *m, StWriter *w, const char *prefix, const float *buf) {
+    Part *parts = xmalloc((size_t)(m->n_tensors ? m->n_tensors : 1) * sizeof *parts);
+    stw_own(w, parts);
     for (int i = 0; i < m->n_tensors; i++) {
         const ParamTensor *t = &m->tensors[i];
         char name[200];
         int64_t shape[4];
         snprintf(name, sizeof name, "%s%s", prefix, t->name);
         for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
-        stw_add_f32(w, name, host + t->offset, t->ndim, shape);
+        parts[i] = (Part){m, buf + t->offset, t->numel};
+        stw_add_f32_fill(w, name, t->ndim, shape, fill_part, &parts[i]);
     }
-}
-
-void weights_add(const Model *m, StWriter *w, const char *prefix, const float *buf) {
-    // One host copy of the whole buffer: tensors are slices of it in table order.
-    float *h = xmalloc(m->n_params * sizeof(float));
-    m->be->to_host(h, buf, m->n_params * sizeof(float));
-    weights_add_host(m, w, prefix, h);
-    free(h);
 }
 
 // "[96,32]" for error messages.

@@ -4,10 +4,10 @@
 #include "core/safetensors.h"
 #include "core/sha256.h"
 
-// Add every parameter (names of the table) to a writer, copying from the backend.
+// Add every parameter (names of the table) of buf (backend memory, the table's layout) to a
+// writer: each tensor is copied from the backend when the file is written, through one
+// tensor's buffer (stw_add_f32_fill), so buf must be unchanged until then.
 void weights_add(const Model *m, StWriter *w, const char *prefix /* "" or "grad." etc. */, const float *buf);
-// The same from a host buffer in the table's layout.
-void weights_add_host(const Model *m, StWriter *w, const char *prefix, const float *host);
 // Read "<prefix><name>" for every table tensor into host (table layout): each
 // present, with the table's exact shape (a transposed or flattened tensor is
 // refused). Reports every problem, naming the file and tensor; 0 if any.

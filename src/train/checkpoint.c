@@ -18,10 +18,25 @@
 
 #define CKPT_FORMAT "dcal-checkpoint-1"
 
-static int scan(const Model *m, const float *buf, const char *where, const char *prefix, Sha256 *h, float *chunk);
-static float *chunk_new(const Model *m);
+// A host buffer for the largest tensor.
+static float *chunk_new(const Model *m) {
+    size_t most = 1;
+    for (int i = 0; i < m->n_tensors; i++) most = m->tensors[i].numel > most ? m->tensors[i].numel : most;
+    return xmalloc(most * sizeof(float));
+}
 
-// Tensor by tensor through one tensor's buffer, as saving does (below): no host copy of the whole.
+// Hash buf's tensors in order into h, each checked finite first (where NULL: not checked).
+static int scan(const Model *m, const float *buf, const char *where, const char *prefix, Sha256 *h, float *chunk) {
+    for (int i = 0; i < m->n_tensors; i++) {
+        const ParamTensor *t = &m->tensors[i];
+        m->be->to_host(chunk, buf + t->offset, t->numel * sizeof(float));
+        if (where && !weights_tensor_finite(t, chunk, where, prefix)) return 0;
+        sha256_update(h, chunk, t->numel * sizeof(float));
+    }
+    return 1;
+}
+
+// Tensor by tensor through one tensor's buffer, as saving does: no host copy of the whole.
 void checkpoint_params_sha256(const Model *m, char hex[65]) {
     float *chunk = chunk_new(m);
     Sha256 *h = sha256_new();
@@ -46,48 +61,10 @@ static void put_meta(StWriter *w, const TrainPos *pos, const char *params_hex, c
 // Saving streams each buffer (params, m, v) tensor by tensor through a host buffer of the
 // largest tensor, twice: first to check every value finite and hash the buffers (the tensors
 // tile each buffer in table order, so this is the whole buffer's hash), then to write the file
-// whose header carries those hashes. A copy of the state on the host (three times over, with the
-// writer's copies and an image of the file: +3.2 GB at a ViT-B checkpoint, more than the whole
-// planned run) is never made.
-typedef struct { const Model *m; const float *src; size_t n; } Part;   // one tensor of one buffer
-
-static int fill_part(void *ctx, void *dst) {
-    const Part *p = ctx;
-    p->m->be->to_host(dst, p->src, p->n * sizeof(float));
-    return 1;
-}
-
-// A host buffer for the largest tensor.
-static float *chunk_new(const Model *m) {
-    size_t most = 1;
-    for (int i = 0; i < m->n_tensors; i++) most = m->tensors[i].numel > most ? m->tensors[i].numel : most;
-    return xmalloc(most * sizeof(float));
-}
-
-// Hash buf's tensors in order into h, each checked finite first (where NULL: not checked).
-static int scan(const Model *m, const float *buf, const char *where, const char *prefix, Sha256 *h, float *chunk) {
-    for (int i = 0; i < m->n_tensors; i++) {
-        const ParamTensor *t = &m->tensors[i];
-        m->be->to_host(chunk, buf + t->offset, t->numel * sizeof(float));
-        if (where && !weights_tensor_finite(t, chunk, where, prefix)) return 0;
-        sha256_update(h, chunk, t->numel * sizeof(float));
-    }
-    return 1;
-}
-
-// Add buf's tensors, each filled from the backend when the file is written (parts: n_tensors).
-static void add_parts(const Model *m, StWriter *w, const char *prefix, const float *buf, Part *parts) {
-    for (int i = 0; i < m->n_tensors; i++) {
-        const ParamTensor *t = &m->tensors[i];
-        char name[200];
-        int64_t shape[4];
-        snprintf(name, sizeof name, "%s%s", prefix, t->name);
-        for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
-        parts[i] = (Part){m, buf + t->offset, t->numel};
-        stw_add_f32_fill(w, name, t->ndim, shape, fill_part, &parts[i]);
-    }
-}
-
+// whose header carries those hashes (weights_add). A copy of the state on the host (three times
+// over, with the writer's copies and an image of the file: +3.2 GB at a ViT-B checkpoint, more
+// than the whole planned run) is never made.
+//
 // The file: params (+ m, v), the position and hashes, and extra metadata pairs (kv, n_kv pairs).
 static int save_with(const char *path, const Model *m, const float *adam_m, const float *adam_v, const TrainPos *pos,
                      const char *const *kv, int n_kv) {
@@ -103,16 +80,14 @@ static int save_with(const char *path, const Model *m, const float *adam_m, cons
     sha256_final(ha, ahex);
     free(chunk);
     if (ok) {
-        Part *parts = xmalloc((size_t)3 * (size_t)m->n_tensors * sizeof *parts);
         StWriter *w = stw_new();
-        add_parts(m, w, "", m->params, parts);
-        if (adam_m) add_parts(m, w, "adam.m.", adam_m, parts + m->n_tensors);
-        if (adam_v) add_parts(m, w, "adam.v.", adam_v, parts + 2 * m->n_tensors);
+        weights_add(m, w, "", m->params);
+        if (adam_m) weights_add(m, w, "adam.m.", adam_m);
+        if (adam_v) weights_add(m, w, "adam.v.", adam_v);
         put_meta(w, pos, phex, adam ? ahex : NULL);
         for (int i = 0; i < n_kv; i++) stw_meta(w, kv[2 * i], kv[2 * i + 1]);
         ok = stw_write(w, path);
         stw_free(w);
-        free(parts);
     }
     return ok;
 }
