@@ -147,6 +147,30 @@ int write_file_atomic(const char *path, const void *data, size_t len) {
     return atomic_open(&f, path) && atomic_write(&f, data, len) && atomic_commit(&f);
 }
 
+int copy_file_atomic(const char *src, const char *dst) {
+    int fd = open(src, O_RDONLY);
+    if (fd < 0) { dcal_err("%s: cannot open (%s)", src, strerror(errno)); return 0; }
+    enum { CHUNK = 8 << 20 };   // a few MiB at a time, whatever the file's size
+    char *buf = xmalloc(CHUNK);
+    AtomicFile f;
+    int ok = atomic_open(&f, dst);
+    while (ok) {
+        ssize_t r = read(fd, buf, CHUNK);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            dcal_err("%s: read failed (%s); %s left as it was", src, strerror(errno), dst);
+            atomic_abort(&f);
+            ok = 0;
+        }
+        if (r <= 0) break;
+        ok = atomic_write(&f, buf, (size_t)r);
+    }
+    ok = ok && atomic_commit(&f);
+    free(buf);
+    close(fd);
+    return ok;
+}
+
 int mkdir_p(const char *path) {
     char buf[DCAL_PATH_MAX];
     size_t n = strlen(path);

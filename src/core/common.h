@@ -39,6 +39,8 @@ int atomic_open(AtomicFile *f, const char *path);
 int atomic_write(AtomicFile *f, const void *data, size_t len);
 int atomic_commit(AtomicFile *f);
 void atomic_abort(AtomicFile *f);
+// Copy src to dst atomically (as write_file_atomic), a few MiB at a time.
+int copy_file_atomic(const char *src, const char *dst);
 int mkdir_p(const char *path);    // 0 ok, -1 on error (errno set)
 
 double now_seconds(void);         // monotonic clock

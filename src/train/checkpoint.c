@@ -295,12 +295,7 @@ static void fsync_dir(const char *dir) {
 static int link_latest(const char *latest, const char *kept) {
     if (link(latest, kept) == 0) return 1;
     if (errno == EEXIST && unlink(kept) == 0 && link(latest, kept) == 0) return 1;   // the same step saved again
-    size_t len;
-    char *bytes = read_file(latest, &len);
-    int ok = bytes && write_file_atomic(kept, bytes, len);
-    if (!bytes) dcal_err("%s: cannot read to keep it as %s", latest, kept);
-    free(bytes);
-    return ok;
+    return copy_file_atomic(latest, kept);   // streamed: not the whole checkpoint in memory
 }
 
 int checkpoint_keep_last(const char *dir, int64_t step, int keep_last) {
