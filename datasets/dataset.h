@@ -61,6 +61,11 @@ typedef struct Loader Loader;
 // train: shuffled (keyed by seed, epoch), last partial batch dropped; test: in order, last kept.
 Loader *loader_create(const Dataset *d, const DataConfig *cfg, bool train, int batch, uint64_t seed);
 int loader_num_batches(const Loader *l);
+// Host memory a loader of this batch holds, for memory plans: with workers its RING batches in
+// flight and, per worker, one image being decoded (its file, pixels and resized RGB, counted as
+// a source about data.resize wide: an estimate, a larger photo takes more while it decodes);
+// without workers that one image.
+size_t loader_plan_bytes(const DataConfig *cfg, int batch);
 // Data parallelism: this process (rank of world) takes blocks of `group`
 // consecutive batches, block i*world + rank of the split (a step's micro-batches
 // on rank r are the global micro-batches step*group*world + r*group + k), so the

@@ -192,6 +192,13 @@ Loader *loader_create(const Dataset *d, const DataConfig *cfg, bool train, int b
     return l;
 }
 
+size_t loader_plan_bytes(const DataConfig *cfg, int batch) {
+    size_t R = (size_t)(cfg->resize > cfg->crop ? cfg->resize : cfg->crop), per = (size_t)3 * cfg->crop * cfg->crop;
+    size_t decode = 3 * R * R * 3;   // the file, its pixels and the resized RGB: a source about R wide
+    if (cfg->workers <= 0) return decode;
+    return (size_t)RING * batch * per * sizeof(float) + (size_t)cfg->workers * decode;
+}
+
 int loader_num_batches(const Loader *l) { return l->nb; }
 
 void loader_set_shard(Loader *l, int rank, int world, int group) {

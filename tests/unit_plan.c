@@ -8,6 +8,7 @@
 #include "cmd/cli.h"
 #include "dist/reduce.h"
 #include "model/plan.h"
+#include "train/train.h"
 #include "testutil.h"
 
 static DcalConfig load(const char *name) {
@@ -18,6 +19,26 @@ static DcalConfig load(const char *name) {
     ck_assert(config_load(&c, p) && config_finalize(&c));
     return c;
 }
+
+// On the CPU the planned peak RSS also counts the run's host data (train_host_bytes), by hand
+// for ViT-B at 224 px (resize 256), micro-batch 4: a batch is 4·3·224²·4 = 2408448 bytes; with
+// 2 workers the loader holds 3 batches in flight and each worker one image decoding (file,
+// pixels, resized RGB, 3·256²·3 = 589824): 8404992; training adds its two buffers (13221888);
+// an evaluation its loader and one batch (10813440), more than a checkpoint's largest tensor
+// (fc1's 768·3072·4 = 9437184), so 24035328 in all. Without workers: one image decoding and the
+// buffers (5406720), and the checkpoint's tensor now the larger: 14843904.
+START_TEST(host_data_counted) {
+    DcalConfig c = load("cub");
+    const char *sets[] = {"model.img_size=224", "data.crop=224", "data.resize=256", "data.workers=2"};
+    for (size_t i = 0; i < sizeof sets / sizeof *sets; i++) ck_assert(config_set(&c, sets[i]));
+    ck_assert_uint_eq(plan_largest_tensor(&c.model), 9437184u);
+    ck_assert_uint_eq(loader_plan_bytes(&c.data, 4), 8404992u);
+    ck_assert_uint_eq(train_host_bytes(&c, 4), 24035328u);
+    ck_assert(config_set(&c, "data.workers=0"));
+    ck_assert_uint_eq(loader_plan_bytes(&c.data, 4), 589824u);
+    ck_assert_uint_eq(train_host_bytes(&c, 4), 14843904u);
+}
+END_TEST
 
 START_TEST(adds_up) {
     const char *names[] = {"tiny", "cub"};
@@ -339,6 +360,7 @@ int main(void) {
     tcase_add_test(tc, pick_counts_gradient_sum);
     tcase_add_test(tc, cmd_plan);
     tcase_add_test(tc, cpu_recompute_rule);
+    tcase_add_test(tc, host_data_counted);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

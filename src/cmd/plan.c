@@ -8,6 +8,7 @@
 #include "cmd/cmd.h"
 #include "dist/reduce.h"
 #include "model/plan.h"
+#include "train/train.h"
 
 static void print_pick(const ModelConfig *m, int per_dev, int devices, bool ckpt, size_t budget) {
     int B = config_pick_micro_batch(m, per_dev, devices, ckpt, budget, cli_step_bytes);
@@ -80,7 +81,7 @@ static void print_cuda_extra(const ModelConfig *m, int B) {
 
 // The CPU backend's (cpu_scratch_rule.h): at precision bf16 its GEMMs' operand copies, and the
 // attention or rollout scratch of one call.
-static void print_cpu_extra(const ModelConfig *m, int B) {
+static void print_cpu_extra(const DcalConfig *cfg, const ModelConfig *m, int B) {
     size_t copies = plan_cpu_copies(m, B), ops = plan_cpu_op_scratch(m), extra = copies + ops;
     char c[96] = "";
     size_t w = m->act_bytes == 2 ? cpu_weight_copies(m->patch, m->dim, m->mlp_dim, m->depth, m->glca_blocks,
@@ -93,12 +94,14 @@ static void print_cpu_extra(const ModelConfig *m, int B) {
            (plan_train_bytes(m, B, false) + extra) / 1048576.0, (plan_train_bytes(m, B, true) + extra) / 1048576.0);
     // What peak RSS counts besides: this binary's own resident pages, read before main (a train
     // process of the same binary starts the same).
-    size_t base = process_rss_at_start();
+    size_t base = process_rss_at_start(), host = train_host_bytes(cfg, B);
+    printf("CPU host data: loaders (data.workers %d), the micro-batch buffers, an evaluation's batch or a checkpoint's "
+           "largest tensor: %.1f MiB\n", cfg->data.workers, host / 1048576.0);
     if (base)
         printf("CPU process itself (code, libraries and their data; resident in this dcal at start): %.1f MiB; peak RSS "
                "expected %.1f MiB without checkpointing, %.1f MiB with\n", base / 1048576.0,
-               (plan_train_bytes(m, B, false) + extra + base) / 1048576.0,
-               (plan_train_bytes(m, B, true) + extra + base) / 1048576.0);
+               (plan_train_bytes(m, B, false) + extra + host + base) / 1048576.0,
+               (plan_train_bytes(m, B, true) + extra + host + base) / 1048576.0);
 }
 
 int cmd_plan(int argc, char **argv) {
@@ -143,7 +146,7 @@ int cmd_plan(int argc, char **argv) {
     config_model_backend(&mc, be, c->train.threads);   // --max-memory's picks count the backend's own bytes too
     plan_print(stdout, &mc, B);
     if (be && !strcmp(be, "cuda")) print_cuda_extra(&mc, B);
-    if (be && !strcmp(be, "cpu")) print_cpu_extra(&mc, B);
+    if (be && !strcmp(be, "cpu")) print_cpu_extra(c, &mc, B);
     print_reduce(c);
     if (maxmem) {
         int eff = config_effective_batch(c), dev = c->train.devices > 0 ? c->train.devices : 1;

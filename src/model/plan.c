@@ -112,6 +112,14 @@ size_t plan_cpu_op_scratch(const ModelConfig *cfg) {
 
 size_t plan_cpu_extra(const ModelConfig *cfg, int B) { return plan_cpu_copies(cfg, B) + plan_cpu_op_scratch(cfg); }
 
+size_t plan_largest_tensor(const ModelConfig *cfg) {
+    size_t D = (size_t)cfg->dim, F = (size_t)cfg->mlp_dim, p = (size_t)cfg->patch;
+    size_t sizes[] = {3 * D * D, D * F, D * 3 * p * p, (size_t)cfg->num_classes * D, (size_t)config_tokens(cfg) * D};
+    size_t most = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) most = sizes[i] > most ? sizes[i] : most;
+    return most * sizeof(float);
+}
+
 // "8G", "512M", "1.5GiB", "1000000" → bytes (binary units); 0 when malformed.
 size_t plan_parse_size(const char *s) {
     char *end;

@@ -21,5 +21,8 @@ size_t plan_cuda_extra(const ModelConfig *cfg, int B);
 size_t plan_cpu_copies(const ModelConfig *cfg, int B);
 size_t plan_cpu_op_scratch(const ModelConfig *cfg);
 size_t plan_cpu_extra(const ModelConfig *cfg, int B);
+// Bytes of the largest parameter tensor (qkv [3D, D], fc1/fc2 D·F, the patch embedding, a head,
+// pos_embed): what saving or loading a checkpoint holds at a time (train/checkpoint.c streams).
+size_t plan_largest_tensor(const ModelConfig *cfg);
 // "8G", "512M", "1.5GiB", "1000000" → bytes (binary units); 0 when malformed.
 size_t plan_parse_size(const char *s);

@@ -326,24 +326,29 @@ int weights_load_pretrained(Model *m, const char *path) {
     char ign[1024] = "";
     int bad = check_file_names(m, &st, ign, sizeof ign, &n_ign);
     if (bad <= MAX_NAME_ERRORS) bad += check_backbone(m, &st, MAX_NAME_ERRORS - bad);
-    float *h = NULL;
+    // Tensor by tensor through one tensor's buffer, each one's pages of the file released after
+    // it (st_release): no host copy of the model, nor the whole file resident, beside the run's
+    // own memory. Heads, GLCA and loss_w keep their init. A failure stops the run (the caller),
+    // so the backbone tensors already uploaded do not matter.
     if (!bad) {
-        h = xmalloc(m->n_params * sizeof(float));
-        m->be->to_host(h, m->params, m->n_params * sizeof(float));   // heads, GLCA, loss_w keep their init
+        size_t most = 1;
+        for (int i = 0; i < m->n_tensors; i++) most = m->tensors[i].numel > most ? m->tensors[i].numel : most;
+        float *x = xmalloc(most * sizeof(float));
         for (int i = 0; i < m->n_tensors && !bad; i++) {
             const ParamTensor *t = &m->tensors[i];
             if (!backbone_name(t->name)) continue;
             const StTensor *s = st_find(&st, t->name);
-            int ok = !strcmp(t->name, "pos_embed") ? load_pos_embed(&st, s, t, h + t->offset) : st_read_f32(&st, s, h + t->offset);
-            if (!ok) bad++;
+            int ok = !strcmp(t->name, "pos_embed") ? load_pos_embed(&st, s, t, x) : st_read_f32(&st, s, x);
+            if (ok) m->be->to_device(m->params + t->offset, x, t->numel * sizeof(float));
+            else bad++;
+            st_release(&st, s);
         }
+        free(x);
     }
     if (!bad) {
-        m->be->to_device(m->params, h, m->n_params * sizeof(float));
         model_copy_sa_to_glca(m);   // MODEL.md §2: GLCA starts as SA block L−M+1
         if (n_ign) fprintf(stderr, "dcal: pretrained: ignored %d tensors: %s\n", n_ign, ign);
     }
-    free(h);
     st_free(&st);
     return !bad;
 }

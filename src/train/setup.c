@@ -57,6 +57,14 @@ static int restart_without_checkpoint(Trainer *t) {
     return init_weights(t);
 }
 
+size_t train_host_bytes(const DcalConfig *c, int micro) {
+    size_t batch = (size_t)3 * c->model.img_size * c->model.img_size * sizeof(float) * (size_t)micro;
+    size_t train = loader_plan_bytes(&c->data, micro) + 2 * batch;   // img_buf[2], filled in turn
+    size_t eval = loader_plan_bytes(&c->data, micro) + batch;        // evaluate(): its loader and one batch
+    size_t ckpt = plan_largest_tensor(&c->model);                    // one tensor at a time (checkpoint.c)
+    return train + (eval > ckpt ? eval : ckpt);                      // evaluation and saving take turns
+}
+
 static int load_start_weights(Trainer *t) {
     const DcalConfig *c = t->c;
     Model *m = &t->m;
@@ -184,10 +192,12 @@ static int open_run(Trainer *t) {
     MemPlan mp;
     model_plan(&c->model, t->micro, c->train.checkpoint_blocks, true, &mp);
     // The table, the gradient sum, the backend's own bytes and, on the CPU (where peak RSS is
-    // what is measured), the process itself as it started.
+    // what is measured), the loaders', evaluation's and checkpoints' host memory and the process
+    // itself as it started.
     bool cuda = t->m.cfg.on_cuda;
     size_t planned = mp.total + reduce_extra_bytes(t->m.n_params, t->accum, t->world) +
-                     (cuda ? plan_cuda_extra(&t->m.cfg, t->micro) : plan_cpu_extra(&t->m.cfg, t->micro) + process_rss_at_start());
+                     (cuda ? plan_cuda_extra(&t->m.cfg, t->micro)
+                           : plan_cpu_extra(&t->m.cfg, t->micro) + train_host_bytes(c, t->micro) + process_rss_at_start());
     char procs[48] = "";
     if (t->world > 1) snprintf(procs, sizeof procs, " x %d processes", t->world);
     printf("dcal: run %s | %s backend | %s: %d train / %d test images, %d classes | micro-batch %d x accum %d%s "
