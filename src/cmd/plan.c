@@ -95,7 +95,7 @@ static void print_cpu_extra(const DcalConfig *cfg, const ModelConfig *m, int B) 
     // What peak RSS counts besides: this binary's own resident pages, read before main (a train
     // process of the same binary starts the same).
     size_t base = process_rss_at_start(), host = train_host_bytes(cfg, B);
-    printf("CPU host data: loaders (data.workers %d), the micro-batch buffers, an evaluation's batch or a checkpoint's "
+    printf("CPU host data: loaders (data.workers %d), the micro-batch buffers, an evaluation's batch and a checkpoint's "
            "largest tensor: %.1f MiB\n", cfg->data.workers, host / 1048576.0);
     if (base)
         printf("CPU process itself (code, libraries and their data; resident in this dcal at start): %.1f MiB; peak RSS "

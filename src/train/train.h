@@ -20,8 +20,9 @@ typedef struct {
 // The config is final (config_resolve): the trainer never changes it.
 int train_main(const DcalConfig *c, const TrainOptions *o);
 // Host memory a run holds for its data and files, beyond the model's plan and the backend's:
-// the training loader and the two micro-batch buffers it fills in turn, and the larger of an
-// evaluation's loader and batch and a checkpoint's one tensor (they never overlap). On the CPU
+// the training loader and the two micro-batch buffers it fills in turn, an evaluation's loader
+// and batch, and a checkpoint's one tensor (the last two take turns, but freed memory may stay
+// with the allocator). On the CPU
 // it is part of the planned peak RSS (dcal train's "planned memory", dcal plan's last line).
 size_t train_host_bytes(const DcalConfig *c, int micro);
 
