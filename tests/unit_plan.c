@@ -32,6 +32,10 @@ START_TEST(host_data_counted) {
     const char *sets[] = {"model.img_size=224", "data.crop=224", "data.resize=256", "data.workers=2"};
     for (size_t i = 0; i < sizeof sets / sizeof *sets; i++) ck_assert(config_set(&c, sets[i]));
     ck_assert_uint_eq(plan_largest_tensor(&c.model), 9437184u);
+    Model m;   // the rule agrees with the model's own tensor table
+    ck_assert(model_build(&m, &c.model, &backend_cpu));
+    ck_assert_uint_eq(model_largest_tensor(&m) * sizeof(float), plan_largest_tensor(&c.model));
+    model_free(&m);
     ck_assert_uint_eq(loader_plan_bytes(&c.data, 4), 8404992u);
     ck_assert_uint_eq(train_host_bytes(&c, 4), 33472512u);
     ck_assert(config_set(&c, "data.workers=0"));

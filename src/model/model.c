@@ -158,6 +158,12 @@ const ParamTensor *model_find(const Model *m, const char *name) {
     return NULL;
 }
 
+size_t model_largest_tensor(const Model *m) {
+    size_t most = 1;
+    for (int i = 0; i < m->n_tensors; i++) most = m->tensors[i].numel > most ? m->tensors[i].numel : most;
+    return most;
+}
+
 static float trunc_normal(Rng *r, float std) {
     for (;;) {   // resample outside ±2σ
         float x = rng_normal(r);

@@ -89,6 +89,8 @@ void model_init_weights(Model *m, uint64_t seed);
 // Copy GLCA block j from SA block L−M+1+j (used after loading pretrained SA weights).
 void model_copy_sa_to_glca(Model *m);
 const ParamTensor *model_find(const Model *m, const char *name);
+// The largest tensor's floats (at least 1): the buffer that streams weights to and from files.
+size_t model_largest_tensor(const Model *m);
 // The SA/PWCA layers a training run recomputes in backward: none without checkpointing, else
 // cfg->ckpt_layers (train.checkpoint_layers, the lowest ones) or, when 0, all of them.
 static inline int model_ckpt_layers(const ModelConfig *cfg, bool ckpt) {

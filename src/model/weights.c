@@ -87,9 +87,7 @@ int weights_read_prefixed(const Model *m, const SafeTensors *st, const char *pre
 
 int weights_stream(const Model *m, const SafeTensors *st, const char *prefix, float *buf, int checks, Sha256 *h) {
     if (!check_present(m, st, prefix)) return 0;
-    size_t most = 1;
-    for (int i = 0; i < m->n_tensors; i++) most = m->tensors[i].numel > most ? m->tensors[i].numel : most;
-    float *x = xmalloc(most * sizeof(float));
+    float *x = xmalloc(model_largest_tensor(m) * sizeof(float));
     int ok = 1;
     for (int i = 0; i < m->n_tensors && ok; i++) {
         const ParamTensor *t = &m->tensors[i];
@@ -331,9 +329,7 @@ int weights_load_pretrained(Model *m, const char *path) {
     // own memory. Heads, GLCA and loss_w keep their init. A failure stops the run (the caller),
     // so the backbone tensors already uploaded do not matter.
     if (!bad) {
-        size_t most = 1;
-        for (int i = 0; i < m->n_tensors; i++) most = m->tensors[i].numel > most ? m->tensors[i].numel : most;
-        float *x = xmalloc(most * sizeof(float));
+        float *x = xmalloc(model_largest_tensor(m) * sizeof(float));
         for (int i = 0; i < m->n_tensors && !bad; i++) {
             const ParamTensor *t = &m->tensors[i];
             if (!backbone_name(t->name)) continue;

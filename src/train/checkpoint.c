@@ -18,13 +18,6 @@
 
 #define CKPT_FORMAT "dcal-checkpoint-1"
 
-// A host buffer for the largest tensor.
-static float *chunk_new(const Model *m) {
-    size_t most = 1;
-    for (int i = 0; i < m->n_tensors; i++) most = m->tensors[i].numel > most ? m->tensors[i].numel : most;
-    return xmalloc(most * sizeof(float));
-}
-
 // Hash buf's tensors in order into h, each checked finite first (where NULL: not checked).
 static int scan(const Model *m, const float *buf, const char *where, const char *prefix, Sha256 *h, float *chunk) {
     for (int i = 0; i < m->n_tensors; i++) {
@@ -38,7 +31,7 @@ static int scan(const Model *m, const float *buf, const char *where, const char 
 
 // Tensor by tensor through one tensor's buffer, as saving does: no host copy of the whole.
 void checkpoint_params_sha256(const Model *m, char hex[65]) {
-    float *chunk = chunk_new(m);
+    float *chunk = xmalloc(model_largest_tensor(m) * sizeof(float));
     Sha256 *h = sha256_new();
     scan(m, m->params, NULL, "", h, chunk);
     sha256_final(h, hex);
@@ -69,7 +62,7 @@ static void put_meta(StWriter *w, const TrainPos *pos, const char *params_hex, c
 static int save_with(const char *path, const Model *m, const float *adam_m, const float *adam_v, const TrainPos *pos,
                      const char *const *kv, int n_kv) {
     char where[DCAL_PATH_MAX + 32], phex[65], ahex[65];
-    float *chunk = chunk_new(m);
+    float *chunk = xmalloc(model_largest_tensor(m) * sizeof(float));
     // A non-finite state would resume into garbage: keep the last good file instead.
     snprintf(where, sizeof where, "%s: not saved", path);
     Sha256 *hp = sha256_new(), *ha = sha256_new();
