@@ -346,8 +346,8 @@ START_TEST(pretrained_errors_listed) {
 END_TEST
 
 // --init FILE: a params_sha256 in the file's metadata must match its tensors (a
-// file without the key, like timm weights or a dump, loads). weights_check_finite
-// (what checkpoints use) names the tensor and element of a NaN.
+// file without the key, like timm weights or a dump, loads). weights_tensor_finite
+// (what checkpoints use, tensor by tensor) names the tensor and element of a NaN.
 START_TEST(init_hash_and_finite) {
     snprintf(dir, sizeof dir, "%s", test_tmpdir("weights"));
     Model a = tiny_model(1), b = tiny_model(2);
@@ -376,11 +376,11 @@ START_TEST(init_hash_and_finite) {
     const ParamTensor *t = model_find(&a, "blocks.2.attn.qkv.weight");
     a.params[t->offset + 17] = NAN;
     cap_begin();
-    ck_assert_int_eq(weights_check_finite(&a, a.params, "w.safetensors", "adam.m."), 0);
+    ck_assert_int_eq(weights_tensor_finite(t, a.params + t->offset, "w.safetensors", "adam.m."), 0);
     const char *e = cap_end();
     ck_assert_msg(!strcmp(e, "dcal: w.safetensors: tensor 'adam.m.blocks.2.attn.qkv.weight': element 17 is NaN\n"), "%s", e);
     a.params[t->offset + 17] = 1;
-    ck_assert_int_eq(weights_check_finite(&a, a.params, "w", ""), 1);
+    ck_assert_int_eq(weights_tensor_finite(t, a.params + t->offset, "w", ""), 1);
     model_free(&a);
     model_free(&b);
 }

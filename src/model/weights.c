@@ -73,18 +73,6 @@ static int check_present(const Model *m, const SafeTensors *st, const char *pref
     return !bad;
 }
 
-int weights_read_prefixed(const Model *m, const SafeTensors *st, const char *prefix, float *host) {
-    // Report every problem before giving up, so one run shows the whole mismatch.
-    int bad = !check_present(m, st, prefix);
-    for (int i = 0; i < m->n_tensors && !bad; i++) {
-        const ParamTensor *t = &m->tensors[i];
-        char name[200];
-        snprintf(name, sizeof name, "%s%s", prefix, t->name);
-        if (!st_read_f32(st, st_find(st, name), host + t->offset)) bad++;
-    }
-    return !bad;
-}
-
 int weights_stream(const Model *m, const SafeTensors *st, const char *prefix, float *buf, int checks, Sha256 *h) {
     if (!check_present(m, st, prefix)) return 0;
     float *x = xmalloc(model_largest_tensor(m) * sizeof(float));
@@ -115,12 +103,6 @@ int weights_tensor_finite(const ParamTensor *t, const float *x, const char *wher
                      isnan(x[j]) ? "NaN" : x[j] > 0 ? "Inf" : "-Inf");
             return 0;
         }
-    return 1;
-}
-
-int weights_check_finite(const Model *m, const float *host, const char *where, const char *prefix) {
-    for (int i = 0; i < m->n_tensors; i++)
-        if (!weights_tensor_finite(&m->tensors[i], host + m->tensors[i].offset, where, prefix)) return 0;
     return 1;
 }
 

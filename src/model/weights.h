@@ -8,10 +8,6 @@
 // writer: each tensor is copied from the backend when the file is written, through one
 // tensor's buffer (stw_add_f32_fill), so buf must be unchanged until then.
 void weights_add(const Model *m, StWriter *w, const char *prefix /* "" or "grad." etc. */, const float *buf);
-// Read "<prefix><name>" for every table tensor into host (table layout): each
-// present, with the table's exact shape (a transposed or flattened tensor is
-// refused). Reports every problem, naming the file and tensor; 0 if any.
-int weights_read_prefixed(const Model *m, const SafeTensors *st, const char *prefix, float *host);
 // Exact load (--init, checkpoints): every model tensor must be present with the
 // exact shape; extra tensors are an error unless allow_extra; when the file's __metadata__ has params_sha256 (dcal checkpoints), the loaded
 // parameters must hash to it (sha256 of the fp32 bytes in table order). Errors
@@ -20,17 +16,15 @@ int weights_read_prefixed(const Model *m, const SafeTensors *st, const char *pre
 int weights_load_exact(Model *m, const SafeTensors *st, int allow_extra);
 // Stream "<prefix><name>" of every table tensor from st into buf (backend memory, the table's
 // layout) through one tensor's host buffer, never a copy of the whole: each present with the
-// exact shape (checked first, every problem reported), read, checked (WEIGHTS_FINITE: no
-// NaN or Inf, as weights_check_finite reports it; WEIGHTS_NONNEG: no negative value), hashed
+// exact shape (a transposed or flattened tensor is refused; checked first, every problem
+// reported), read, checked (WEIGHTS_FINITE: no NaN or Inf, as weights_tensor_finite reports
+// it; WEIGHTS_NONNEG: no negative value), hashed
 // into h in table order (when h is not NULL), uploaded, and its pages of the file released
 // (st_release). 0 after an error line; buf may then hold part of the file.
 enum { WEIGHTS_FINITE = 1, WEIGHTS_NONNEG = 2 };
 int weights_stream(const Model *m, const SafeTensors *st, const char *prefix, float *buf, int checks, Sha256 *h);
-// host: a [n_params] buffer in the table's layout. 0 after an error line
-// "<where>: tensor '<prefix><name>': element <i> is NaN|Inf|-Inf" for the first
-// non-finite value.
-int weights_check_finite(const Model *m, const float *host, const char *where, const char *prefix);
-// The same for one tensor t whose host values are x.
+// Tensor t's host values x: 0 after an error line "<where>: tensor '<prefix><name>': element
+// <i> is NaN|Inf|-Inf" for the first non-finite value.
 int weights_tensor_finite(const ParamTensor *t, const float *x, const char *where, const char *prefix);
 // Pretrained timm ViT/DeiT: backbone names as MODEL.md §6; head.* ignored; pos_embed
 // resized bicubic (a=−0.75, align_corners=false, CLS kept apart); GLCA copied from

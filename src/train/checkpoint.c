@@ -152,12 +152,12 @@ static int check_names(const SafeTensors *st, const Model *m) {
     return 1;
 }
 
-// A NaN or Inf parameter would only show up as a NaN loss after the resume.
 // Loading streams too (weights_stream): each tensor read, checked, hashed and uploaded in turn,
 // with its pages of the mapped file released, so a resume holds one tensor beyond the run's
 // own memory. The hashes are compared at the end: a refused file leaves the model and moments
 // holding part of it, and every caller stops.
-// The params: finite, hashing to params_sha256.
+// The params: finite (a NaN or Inf would only show up as a NaN loss after the resume), hashing
+// to params_sha256.
 static int load_params(const SafeTensors *st, Model *m, const char *want) {
     Sha256 *h = sha256_new();
     char hex[65];
