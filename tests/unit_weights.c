@@ -54,7 +54,7 @@ START_TEST(round_trip) {
     SafeTensors st;
     ck_assert(st_load(&st, tpath("a.safetensors")));
     ck_assert_int_eq(st.n, a.n_tensors);
-    ck_assert_int_eq(weights_load_exact(&b, &st, 0), 1);
+    ck_assert_int_eq(weights_load_exact(&b, &st, 0, 0), 1);
     ck_assert(memcmp(a.params, b.params, a.n_params * 4) == 0);
     st_free(&st);
 
@@ -66,11 +66,11 @@ START_TEST(round_trip) {
     stw_free(w);
     ck_assert(st_load(&st, tpath("b.safetensors")));
     cap_begin();
-    int ok = weights_load_exact(&b, &st, 0);
+    int ok = weights_load_exact(&b, &st, 0, 0);
     const char *err = cap_end();
     ck_assert_int_eq(ok, 0);
     ck_assert_ptr_nonnull(strstr(err, "tensor 'adam.m.cls_token' is not a parameter"));
-    ck_assert_int_eq(weights_load_exact(&b, &st, 1), 1);
+    ck_assert_int_eq(weights_load_exact(&b, &st, 1, 0), 1);
     st_free(&st);
     model_free(&a);
     model_free(&b);
@@ -101,7 +101,7 @@ START_TEST(shape_mismatch_names_tensor) {
     SafeTensors st;
     ck_assert(st_load(&st, tpath("bad.safetensors")));
     cap_begin();
-    int ok = weights_load_exact(&m, &st, 0);
+    int ok = weights_load_exact(&m, &st, 0, 0);
     const char *err = cap_end();
     ck_assert_int_eq(ok, 0);
     ck_assert_msg(strstr(err, "bad.safetensors: tensor 'blocks.0.attn.qkv.weight': shape [32,96] in file, model expects [96,32]"),
@@ -365,7 +365,7 @@ START_TEST(init_hash_and_finite) {
         ck_assert(st_load(&st, tpath("init.safetensors")));
         Model c = tiny_model(3);
         cap_begin();
-        int ok = weights_load_exact(&c, &st, 1);
+        int ok = weights_load_exact(&c, &st, 1, 0);
         const char *e = cap_end();
         ck_assert_msg(ok == !cases[i].expect, "case %d: %s", i, e);
         if (cases[i].expect) ck_assert_msg(strstr(e, cases[i].expect) && strstr(e, "init.safetensors"), "%s", e);

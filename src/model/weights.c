@@ -108,7 +108,7 @@ int weights_tensor_finite(const ParamTensor *t, const float *x, const char *wher
 
 // The stored hash proves the tensors are the ones written (checkpoints, and an
 // --init file that carries one); files without the key (timm, dumps) pass.
-int weights_load_exact(Model *m, const SafeTensors *st, int allow_extra) {
+int weights_load_exact(Model *m, const SafeTensors *st, int allow_extra, int checks) {
     int bad = 0;
     if (!allow_extra)
         for (int i = 0; i < st->n; i++)
@@ -116,11 +116,11 @@ int weights_load_exact(Model *m, const SafeTensors *st, int allow_extra) {
                 dcal_err("%s: tensor '%s' is not a parameter of this model (config mismatch?)", st->path, st->t[i].name);
                 bad++;
             }
-    // Finiteness is the caller's choice: checkpoints refuse a NaN (checkpoint.c), while a NaN
+    // The checks are the caller's choice: checkpoints refuse a NaN (WEIGHTS_FINITE), while a NaN
     // in --init weights is left to the trainer's loss check (tests/e2e_errors.sh).
     const char *want = st_meta(st, "params_sha256");
     Sha256 *h = want ? sha256_new() : NULL;
-    int ok = weights_stream(m, st, "", m->params, 0, h) && !bad;
+    int ok = weights_stream(m, st, "", m->params, checks, h) && !bad;
     if (h) {
         char hex[65];
         sha256_final(h, hex);

@@ -12,8 +12,9 @@ void weights_add(const Model *m, StWriter *w, const char *prefix /* "" or "grad.
 // exact shape; extra tensors are an error unless allow_extra; when the file's __metadata__ has params_sha256 (dcal checkpoints), the loaded
 // parameters must hash to it (sha256 of the fp32 bytes in table order). Errors
 // name the file and the tensor.
-// It streams (weights_stream): on failure the model's parameters may hold part of the file.
-int weights_load_exact(Model *m, const SafeTensors *st, int allow_extra);
+// It streams (weights_stream, with its checks: 0 or WEIGHTS_FINITE): on failure the model's
+// parameters may hold part of the file.
+int weights_load_exact(Model *m, const SafeTensors *st, int allow_extra, int checks);
 // Stream "<prefix><name>" of every table tensor from st into buf (backend memory, the table's
 // layout) through one tensor's host buffer, never a copy of the whole: each present with the
 // exact shape (a transposed or flattened tensor is refused; checked first, every problem

@@ -155,21 +155,8 @@ static int check_names(const SafeTensors *st, const Model *m) {
 // Loading streams too (weights_stream): each tensor read, checked, hashed and uploaded in turn,
 // with its pages of the mapped file released, so a resume holds one tensor beyond the run's
 // own memory. The hashes are compared at the end: a refused file leaves the model and moments
-// holding part of it, and every caller stops.
-// The params: finite (a NaN or Inf would only show up as a NaN loss after the resume), hashing
-// to params_sha256.
-static int load_params(const SafeTensors *st, Model *m, const char *want) {
-    Sha256 *h = sha256_new();
-    char hex[65];
-    int ok = weights_stream(m, st, "", m->params, WEIGHTS_FINITE, h);
-    sha256_final(h, hex);
-    if (ok && strcmp(hex, want)) {
-        dcal_err("%s: tensors do not match the file's params_sha256 (corrupted or edited?)", st->path);
-        ok = 0;
-    }
-    return ok;
-}
-
+// holding part of it, and every caller stops. The params: finite (a NaN or Inf would only show
+// up as a NaN loss after the resume), hashing to params_sha256 (read_meta requires it).
 // m and v: exact shapes, finite, v >= 0 (AdamW's second moment is a running mean of squares),
 // and together they hash to adam_sha256.
 static int load_adam(const SafeTensors *st, const Model *m, const char *want, float *adam_m, float *adam_v) {
@@ -191,7 +178,8 @@ int checkpoint_load(const char *path, Model *m, float *adam_m, float *adam_v, Tr
     CkptMeta cm;
     int need_adam = adam_m || adam_v;
     if (need_adam && !(adam_m && adam_v)) dcal_die("checkpoint_load: adam_m and adam_v go together");
-    int ok = read_meta(&st, need_adam, &cm) && check_names(&st, m) && load_params(&st, m, cm.params_hex) &&
+    int ok = read_meta(&st, need_adam, &cm) && check_names(&st, m) &&
+             weights_load_exact(m, &st, 1, WEIGHTS_FINITE) &&
              (!need_adam || load_adam(&st, m, cm.adam_hex, adam_m, adam_v));
     if (ok && pos) *pos = cm.pos;
     st_free(&st);

@@ -81,7 +81,7 @@ static int load_start_weights(Trainer *t) {
     } else if (t->o->init_path) {
         SafeTensors st;
         if (!st_load(&st, t->o->init_path)) return 0;
-        int ok = weights_load_exact(m, &st, 1);   // a checkpoint or a dump carries more than weights
+        int ok = weights_load_exact(m, &st, 1, 0);   // a checkpoint or a dump carries more than weights
         st_free(&st);
         if (!ok || !sha256_file(t->o->init_path, t->init_hash)) return 0;
     } else {
