@@ -829,6 +829,8 @@ END_TEST
 START_TEST(stb_guards) {
     static const struct { const char *file, *want; } cases[] = {
         {"tests/fuzz/findings/stb_jpeg_dht_over_256.jpg", "corrupt JPEG (a Huffman table with more than 256 codes"},
+        {"tests/fuzz/findings/stb_jpeg_huff_values_index_oob.jpg",
+         "corrupt JPEG (a scan using a Huffman table the file never defines"},
         {"tests/fuzz/findings/stb_png_empty_idat_null_offset.png", "corrupt PNG (an empty IDAT chunk"},
         {"tests/fuzz/findings/stb_png_idat_past_end_2gib_alloc.png",
          "corrupt PNG (an IDAT chunk longer than the rest of the file"},
