@@ -199,8 +199,8 @@ END_TEST
 static ResolvedConfig rc_out;
 
 // A fake planner: 1000 bytes per image, so budgets are easy to reason about.
-static size_t fake_bytes(const ModelConfig *m, int B, int accum, int world, bool ckpt) {
-    (void)m, (void)accum, (void)world;
+static size_t fake_bytes(const DcalConfig *c, int B, int accum, int world, bool ckpt) {
+    (void)c, (void)accum, (void)world;
     return (size_t)B * (ckpt ? 500 : 1000);
 }
 

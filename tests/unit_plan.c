@@ -174,18 +174,21 @@ START_TEST(act_bytes_agree) {
 END_TEST
 
 // The picker on the plan's table alone (no gradient-sum buffers): the divisor and budget rules.
-static size_t table_bytes(const ModelConfig *cfg, int B, int accum, int world, bool ckpt) {
+static size_t table_bytes(const DcalConfig *c, int B, int accum, int world, bool ckpt) {
     (void)accum;
     (void)world;
-    return plan_train_bytes(cfg, B, ckpt);
+    return plan_train_bytes(&c->model, B, ckpt);
 }
+static const DcalConfig *pick_cfg;   // the config pick_table's callers name by its model
 static int pick_table(const ModelConfig *cfg, int per_device, bool ckpt, size_t budget) {
-    return config_pick_micro_batch(cfg, per_device, 1, ckpt, budget, table_bytes);
+    ck_assert_ptr_eq(cfg, &pick_cfg->model);
+    return config_pick_micro_batch(pick_cfg, per_device, 1, ckpt, budget, table_bytes);
 }
 
 START_TEST(pick_micro_batch) {
     DcalConfig c = load("tiny");
     const ModelConfig *mc = &c.model;
+    pick_cfg = &c;
     size_t b8 = plan_train_bytes(mc, 8, false), b16 = plan_train_bytes(mc, 16, false);
     ck_assert_int_eq(pick_table(mc, 16, false, b16), 16);
     ck_assert_int_eq(pick_table(mc, 16, false, b16 - 1), 8);
@@ -211,32 +214,46 @@ END_TEST
 
 // What dcal train plans with: the table plus the gradient sum's buffers, which grow with
 // accumulation (floor(log2 A) whole gradients, src/dist/reduce.h); a budget that holds B = 8's
-// table but not the second gradient that accumulation 2 needs must not pick 8.
+// table but not the second gradient that accumulation 2 needs must not pick 8. On the CPU the
+// budget is the peak RSS: the loaders' and checkpoints' host data and the process count too.
 START_TEST(pick_counts_gradient_sum) {
     DcalConfig c = load("tiny");
     const ModelConfig *mc = &c.model;
+    pick_cfg = &c;
     MemPlan p;
     model_plan(mc, 2, false, true, &p);
-    // x: the CPU backend's own scratch (attention's, one thread here: plan_cpu_extra), the same at any B at fp32.
-    size_t g = p.grads, x = plan_cpu_extra(mc, 2), b8 = plan_train_bytes(mc, 8, false) + x;
+    // x: the CPU backend's own scratch (attention's, one thread here: plan_cpu_extra), the same at any B at fp32;
+    // h(B): the host data and the process as it started.
+    size_t g = p.grads, x = plan_cpu_extra(mc, 2), base = process_rss_at_start();
+#define H(B) (train_host_bytes(&c, B) + base)
+    size_t b8 = plan_train_bytes(mc, 8, false) + x + H(8);
     ck_assert_uint_gt(x, 0);
+    ck_assert_uint_gt(train_host_bytes(&c, 8), train_host_bytes(&c, 4));
     ck_assert_uint_eq(plan_cpu_extra(mc, 16), x);
-    ck_assert_uint_eq(cli_step_bytes(mc, 16, 1, 1, false), plan_train_bytes(mc, 16, false) + x);
-    ck_assert_uint_eq(cli_step_bytes(mc, 8, 2, 1, false), b8 + g);
-    ck_assert_uint_eq(cli_step_bytes(mc, 4, 4, 1, false), plan_train_bytes(mc, 4, false) + x + 2 * g);
-    ck_assert_uint_eq(cli_step_bytes(mc, 2, 8, 1, true), plan_train_bytes(mc, 2, true) + x + 3 * g);
-    ck_assert_int_eq(pick_table(mc, 16, false, b8 - x), 8);   // the table alone would take 8
-    int B = config_pick_micro_batch(mc, 16, 1, false, b8, cli_step_bytes);
+    ck_assert_uint_eq(train_planned_bytes(&c, 16, 1, 1, false), plan_train_bytes(mc, 16, false) + x + H(16));
+    ck_assert_uint_eq(train_planned_bytes(&c, 8, 2, 1, false), b8 + g);
+    ck_assert_uint_eq(train_planned_bytes(&c, 4, 4, 1, false), plan_train_bytes(mc, 4, false) + x + H(4) + 2 * g);
+    ck_assert_uint_eq(train_planned_bytes(&c, 2, 8, 1, true), plan_train_bytes(mc, 2, true) + x + H(2) + 3 * g);
+    ck_assert_int_eq(pick_table(mc, 16, false, b8 - x - H(8)), 8);   // the table alone would take 8
+    int B = config_pick_micro_batch(&c, 16, 1, false, b8, train_planned_bytes);
     ck_assert_int_lt(B, 8);
-    if (B) ck_assert(cli_step_bytes(mc, B, 16 / B, 1, false) <= b8);
-    ck_assert_int_eq(config_pick_micro_batch(mc, 16, 1, false, b8 + g, cli_step_bytes), 8);
+    if (B) ck_assert(train_planned_bytes(&c, B, 16 / B, 1, false) <= b8);
+    ck_assert_int_eq(config_pick_micro_batch(&c, 16, 1, false, b8 + g, train_planned_bytes), 8);
+    // The host data alone decides: one byte short of it and 8 no longer fits.
+    ck_assert_int_lt(config_pick_micro_batch(&c, 16, 1, false, b8 + g - 1, train_planned_bytes), 8);
+    // More loader threads hold more images in flight: the same budget fits less.
+    DcalConfig more = c;
+    more.data.workers = c.data.workers + 4;
+    ck_assert_uint_gt(train_host_bytes(&more, 8), train_host_bytes(&c, 8));
+    ck_assert_int_lt(config_pick_micro_batch(&more, 16, 1, false, b8 + g, train_planned_bytes), 8);
     // Several processes without accumulation need a receive bucket: the picker is told the
     // world (dcal plan --set train.devices=N plans for N without being launched N times).
-    size_t b16 = plan_train_bytes(mc, 16, false) + x, bucket = reduce_extra_bytes(g / sizeof(float), 1, 2);
+    size_t b16 = plan_train_bytes(mc, 16, false) + x + H(16), bucket = reduce_extra_bytes(g / sizeof(float), 1, 2);
     ck_assert_uint_gt(bucket, 0);
-    ck_assert_uint_eq(cli_step_bytes(mc, 16, 1, 2, false), b16 + bucket);
-    ck_assert_int_eq(config_pick_micro_batch(mc, 16, 1, false, b16, cli_step_bytes), 16);
-    ck_assert_int_lt(config_pick_micro_batch(mc, 16, 2, false, b16, cli_step_bytes), 16);
+    ck_assert_uint_eq(train_planned_bytes(&c, 16, 1, 2, false), b16 + bucket);
+    ck_assert_int_eq(config_pick_micro_batch(&c, 16, 1, false, b16, train_planned_bytes), 16);
+    ck_assert_int_lt(config_pick_micro_batch(&c, 16, 2, false, b16, train_planned_bytes), 16);
+#undef H
 }
 END_TEST
 
@@ -255,9 +272,12 @@ START_TEST(cuda_extra_counted) {
     // and every linear weight in bf16: the patch embedding 768·768, 13 blocks (12 SA, 1 GLCA) of
     // 4·768² + 2·768·3072 = 7077888, two heads 200·768: 92909568 weights, 185819136 bytes.
     ck_assert_uint_eq(plan_cpu_copies(&mc, 16), 9437184u + 6291456u + 6291456u + 185819136u);
-    ck_assert_uint_eq(cli_step_bytes(&mc, 16, 1, 1, true), plan_train_bytes(&mc, 16, true) + plan_cpu_extra(&mc, 16));
-    mc.on_cuda = true;
-    ck_assert_uint_eq(cli_step_bytes(&mc, 16, 1, 1, true), plan_train_bytes(&mc, 16, true) + plan_cuda_extra(&mc, 16));
+    // The CPU's budget is the peak RSS: host data and the process too; a device's is its own memory.
+    c.model = mc;
+    ck_assert_uint_eq(train_planned_bytes(&c, 16, 1, 1, true), plan_train_bytes(&mc, 16, true) + plan_cpu_extra(&mc, 16) +
+                                                                train_host_bytes(&c, 16) + process_rss_at_start());
+    c.model.on_cuda = mc.on_cuda = true;
+    ck_assert_uint_eq(train_planned_bytes(&c, 16, 1, 1, true), plan_train_bytes(&mc, 16, true) + plan_cuda_extra(&mc, 16));
     // At fp32 nothing is copied: the scratch is the backend's 1 MiB minimum.
     mc.act_bytes = 4;
     ck_assert_uint_eq(plan_cpu_copies(&mc, 16), 0);
@@ -285,7 +305,7 @@ END_TEST
 
 START_TEST(cmd_plan) {
     char args[1400], buf[8192];
-    snprintf(args, sizeof args, "plan --config %s/configs/fgvc/tiny.yaml --micro-batch 2 --max-memory 1.5M --set train.threads=2",
+    snprintf(args, sizeof args, "plan --config %s/configs/fgvc/tiny.yaml --micro-batch 2 --max-memory 64M --set train.threads=2",
              src_dir());
     ck_assert_int_eq(run_dcal(args, buf, sizeof buf), 0);
     DcalConfig c = load("tiny");

@@ -162,14 +162,3 @@ int cli_device_facts(const char *device, size_t *free_bytes, const char **precis
     *precision_note = be->precision_note ? be->precision_note() : NULL;
     return 1;
 }
-
-// A step's bytes on the run's device: the table, the gradient sum's buffers and, on CUDA, the
-// backend's own scratch and cuBLASLt's workspace (dcal plan's line below the table).
-// m->grads_per_block says the update in backward may apply; it does at accumulation 1 on one process.
-size_t cli_step_bytes(const ModelConfig *m, int B, int accum, int world, bool ckpt) {
-    ModelConfig mc = *m;
-    mc.grads_per_block = m->grads_per_block && accum == 1 && world <= 1;
-    MemPlan p;
-    model_plan(&mc, B, ckpt, true, &p);
-    return p.total + reduce_extra_bytes(p.grads / sizeof(float), accum, world) + (m->on_cuda ? plan_cuda_extra(m, B) : plan_cpu_extra(m, B));
-}

@@ -55,6 +55,3 @@ const char *cli_dataset_config(const char *name);
 // the named backend's free memory and precisions; 0 after an error line.
 int cli_device_facts(const char *device, size_t *free_bytes, const char **precisions, const char **backend,
                  const char **precision_note);
-// A training step's bytes at micro-batch B, accumulation A: the plan's table plus the
-// fixed-order gradient sum's buffers (src/dist/reduce.h), for this process count.
-size_t cli_step_bytes(const ModelConfig *m, int B, int accum, int world, bool ckpt);

@@ -10,16 +10,17 @@
 #include "model/plan.h"
 #include "train/train.h"
 
-static void print_pick(const ModelConfig *m, int per_dev, int devices, bool ckpt, size_t budget) {
-    int B = config_pick_micro_batch(m, per_dev, devices, ckpt, budget, cli_step_bytes);
+// c: the config with the model as it would run (mc below); the picks count what train's plan counts.
+static void print_pick(const DcalConfig *c, int per_dev, int devices, bool ckpt, size_t budget) {
+    int B = config_pick_micro_batch(c, per_dev, devices, ckpt, budget, train_planned_bytes);
     const char *what = ckpt ? "per-block checkpointing" : "no checkpointing";
     if (!B) {
         printf("%-24s: does not fit (micro-batch 2 needs %.1f MiB)\n", what,
-               cli_step_bytes(m, 2, per_dev / 2, devices, ckpt) / 1048576.0);
+               train_planned_bytes(c, 2, per_dev / 2, devices, ckpt) / 1048576.0);
         return;
     }
     printf("%-24s: micro-batch %d x accumulation %d x devices %d = %d, %.1f MiB\n", what, B, per_dev / B, devices,
-           per_dev * devices, cli_step_bytes(m, B, per_dev / B, devices, ckpt) / 1048576.0);
+           per_dev * devices, train_planned_bytes(c, B, per_dev / B, devices, ckpt) / 1048576.0);
 }
 
 // The fixed-order gradient sum (src/dist/reduce.h) on top of the table, for the
@@ -151,8 +152,10 @@ int cmd_plan(int argc, char **argv) {
     if (maxmem) {
         int eff = config_effective_batch(c), dev = c->train.devices > 0 ? c->train.devices : 1;
         printf("\nbudget %s (%zu bytes), effective batch %d (%d per device):\n", maxmem, budget, eff, eff / dev);
-        print_pick(&mc, eff / dev, dev, false, budget);
-        print_pick(&mc, eff / dev, dev, true, budget);
+        DcalConfig run = *c;
+        run.model = mc;
+        print_pick(&run, eff / dev, dev, false, budget);
+        print_pick(&run, eff / dev, dev, true, budget);
     }
     return DCAL_EXIT_OK;
 }

@@ -70,7 +70,7 @@ static int train_resolved(int argc, char **argv) {
     ConfigRequest rq = cli_request(&cli);
     rq.resume_dir = t.resume;   // on --resume the run's own config.yaml is the config
     rq.pretrained = t.pretrained;
-    rq.train_bytes = cli_step_bytes;
+    rq.train_bytes = train_planned_bytes;
     rq.device_facts = cli_device_facts;
     rq.gate = rq.training = true;
     rq.world_size = dist_world();

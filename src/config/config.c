@@ -218,12 +218,12 @@ int config_finalize(DcalConfig *c) {
     return 1;
 }
 
-int config_pick_micro_batch(const ModelConfig *m, int per_device, int world, bool ckpt, size_t budget,
+int config_pick_micro_batch(const DcalConfig *c, int per_device, int world, bool ckpt, size_t budget,
                             StepBytesFn bytes) {
     // B >= 2: PWCA draws each image's distractor from the same micro-batch (a
     // derangement, no self-pairs), so a micro-batch of one has no pair. B must
     // divide the batch so that accumulation keeps it exact (MODEL.md §4).
     for (int B = per_device; B >= 2; B--)
-        if (per_device % B == 0 && bytes(m, B, per_device / B, world, ckpt) <= budget) return B;
+        if (per_device % B == 0 && bytes(c, B, per_device / B, world, ckpt) <= budget) return B;
     return 0;
 }

@@ -210,8 +210,10 @@ const char *config_suggest(const char *key);
 // What a training step holds at micro-batch B with A micro-batches accumulated
 // per optimizer step on each of `world` processes (the gradient sum's buffers
 // grow with A and, for A = 1, with the world: src/dist/reduce.h).
-typedef size_t (*StepBytesFn)(const ModelConfig *, int micro_batch, int accum, int world, bool ckpt);
-// The largest micro-batch B >= 2 that divides per_device and whose bytes(B,
+// The whole config, not only the model: on the CPU the budget is the process's peak RSS,
+// which also holds the loaders' and checkpoints' host data (data.workers, the image size).
+typedef size_t (*StepBytesFn)(const DcalConfig *, int micro_batch, int accum, int world, bool ckpt);
+// The largest micro-batch B >= 2 that divides per_device and whose bytes(c, B,
 // per_device / B, world) fit budget; 0 when even B = 2 does not. The one picker (dcal plan uses it too).
-int config_pick_micro_batch(const ModelConfig *m, int per_device, int world, bool ckpt, size_t budget,
+int config_pick_micro_batch(const DcalConfig *c, int per_device, int world, bool ckpt, size_t budget,
                             StepBytesFn bytes);

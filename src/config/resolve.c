@@ -114,19 +114,19 @@ static int pick_micro_batch(const ConfigRequest *rq, size_t budget, const char *
     TrainConfig *t = &c->train;
     int eff = config_effective_batch(c), per_dev = eff / t->devices;
     if (!rq->train_bytes) { dcal_err("internal: a memory budget needs the planner (train_bytes)"); return 0; }
-    int mb = config_pick_micro_batch(&c->model, per_dev, t->devices, t->checkpoint_blocks, budget, rq->train_bytes);
+    int mb = config_pick_micro_batch(c, per_dev, t->devices, t->checkpoint_blocks, budget, rq->train_bytes);
     double budget_mib = budget / 1048576.0;
     if (!mb) {
         dcal_err("%s (%.1f MiB): even micro-batch 2 needs %.1f MiB (try --set train.checkpoint_blocks=true, or a "
                  "larger --max-memory if the device has it; train.accum_steps keeps the batch at any micro-batch)", from,
-                 budget_mib, rq->train_bytes(&c->model, 2, per_dev / 2, t->devices, t->checkpoint_blocks) / 1048576.0);
+                 budget_mib, rq->train_bytes(c, 2, per_dev / 2, t->devices, t->checkpoint_blocks) / 1048576.0);
         return 0;
     }
     t->micro_batch = mb;
     t->accum_steps = per_dev / mb;
     printf("memory plan: micro-batch %d x accumulation %d x devices %d = %d (%.1f MiB of %.1f MiB %s)\n", mb,
            t->accum_steps, t->devices, eff,
-           rq->train_bytes(&c->model, mb, t->accum_steps, t->devices, t->checkpoint_blocks) / 1048576.0,
+           rq->train_bytes(c, mb, t->accum_steps, t->devices, t->checkpoint_blocks) / 1048576.0,
            budget_mib, from);
     return 1;
 }

@@ -25,8 +25,8 @@ typedef struct {
     const char *const *allowed; int n_allowed;   // --allow-deviation ids
     size_t memory_budget;                     // bytes; 0 = keep the config's micro-batch. Else the largest
     const char *budget_from;                  //   micro-batch that fits ("8G", "free device memory")
-    StepBytesFn train_bytes;                  // the planner (cmd: plan_train_bytes + the gradient
-                                              //   sum's buffers); required with memory_budget
+    StepBytesFn train_bytes;                  // the planner (train_planned_bytes); required with
+                                              //   memory_budget
     const char *backend_precisions;           // e.g. "bf16 fp32", best first: auto → the first, an explicit
                                               //   value must be listed. NULL = leave train.precision as is
     int (*device_facts)(const char *device, size_t *free_bytes, const char **precisions, const char **backend,

@@ -67,6 +67,16 @@ size_t train_host_bytes(const DcalConfig *c, int micro) {
     return train + eval + ckpt;
 }
 
+size_t train_planned_bytes(const DcalConfig *c, int B, int accum, int world, bool ckpt) {
+    ModelConfig m = c->model;
+    m.grads_per_block = c->model.grads_per_block && accum == 1 && world <= 1;
+    MemPlan p;
+    model_plan(&m, B, ckpt, true, &p);
+    size_t n = p.grads / sizeof(float), reduce = reduce_extra_bytes(n, accum, world);
+    if (m.on_cuda) return p.total + reduce + plan_cuda_extra(&m, B);
+    return p.total + reduce + plan_cpu_extra(&m, B) + train_host_bytes(c, B) + process_rss_at_start();
+}
+
 static int load_start_weights(Trainer *t) {
     const DcalConfig *c = t->c;
     Model *m = &t->m;
@@ -191,15 +201,8 @@ static int open_run(Trainer *t) {
         if (!rundir_write_manifest(&t->run, c, &info)) return 0;
     }
     snprintf(t->ckpt_path, sizeof t->ckpt_path, "%s/checkpoint.safetensors", t->run.dir);
-    MemPlan mp;
-    model_plan(&c->model, t->micro, c->train.checkpoint_blocks, true, &mp);
-    // The table, the gradient sum, the backend's own bytes and, on the CPU (where peak RSS is
-    // what is measured), the loaders', evaluation's and checkpoints' host memory and the process
-    // itself as it started.
     bool cuda = t->m.cfg.on_cuda;
-    size_t planned = mp.total + reduce_extra_bytes(t->m.n_params, t->accum, t->world) +
-                     (cuda ? plan_cuda_extra(&t->m.cfg, t->micro)
-                           : plan_cpu_extra(&t->m.cfg, t->micro) + train_host_bytes(c, t->micro) + process_rss_at_start());
+    size_t planned = train_planned_bytes(c, t->micro, t->accum, t->world, c->train.checkpoint_blocks);
     char procs[48] = "";
     if (t->world > 1) snprintf(procs, sizeof procs, " x %d processes", t->world);
     printf("dcal: run %s | %s backend | %s: %d train / %d test images, %d classes | micro-batch %d x accum %d%s "
