@@ -131,30 +131,38 @@ START_TEST(same_bits_as_explicit_attention_map) {
 }
 END_TEST
 
-// The chain in float64 from the same q, k and lse; then the top-K of both.
-START_TEST(selection_of_float64_chain) {
-    Chain c = make_chain();
-    float r[B * N];
-    fused(&c, 2, r);
-    double *rd = xcalloc(B * N, sizeof(double)), *t = xmalloc(sizeof(double) * N);
+// The chain in float64 from q, k (as floats, 3·D a token) and each layer's lse: r [B, N].
+static void float64_chain(float *const *qkv, float *const *lse, double *rd) {
+    double *t = xmalloc(sizeof(double) * N);
+    memset(rd, 0, sizeof(double) * B * N);
     for (int b = 0; b < B; b++) rd[b * N] = 1;
     for (int l = LAYERS - 1; l >= 0; l--)
         for (int b = 0; b < B; b++) {
-            const float *qkv = c.qkv[l] + (size_t)b * N * 3 * D;
+            const float *x = qkv[l] + (size_t)b * N * 3 * D;
             for (int j = 0; j < N; j++) t[j] = 0.5 * rd[b * N + j];
             for (int i = 0; i < N; i++)
                 for (int j = 0; j < N; j++) {
                     double s = 0;
                     for (int h = 0; h < H; h++) {
                         double dot = 0;
-                        for (int d = 0; d < HD; d++)
-                            dot += (double)qkv[i * 3 * D + h * HD + d] * qkv[j * 3 * D + D + h * HD + d];
-                        s += exp(dot / sqrt((double)HD) - c.lse[l][(b * H + h) * N + i]);
+                        const float *q = x + i * 3 * D + h * HD, *k = x + j * 3 * D + D + h * HD;
+                        for (int d = 0; d < HD; d++) dot += (double)q[d] * k[d];
+                        s += exp(dot / sqrt((double)HD) - lse[l][(b * H + h) * N + i]);
                     }
                     t[j] += 0.5 * rd[b * N + i] * s / H;
                 }
             memcpy(rd + b * N, t, sizeof(double) * N);
         }
+    free(t);
+}
+
+// The chain in float64 from the same q, k and lse; then the top-K of both.
+START_TEST(selection_of_float64_chain) {
+    Chain c = make_chain();
+    float r[B * N];
+    fused(&c, 2, r);
+    double *rd = xmalloc(sizeof(double) * B * N);
+    float64_chain(c.qkv, c.lse, rd);
     float rf[B * N];
     double err = 0;
     for (int k = 0; k < B * N; k++) rf[k] = (float)rd[k], err = fmax(err, fabs(r[k] - rd[k]) / rd[k]);
@@ -163,8 +171,59 @@ START_TEST(selection_of_float64_chain) {
     backend_cpu.topk_select(sel, r, B, N, K);
     backend_cpu.topk_select(want, rf, B, N, K);
     for (int k = 0; k < B * (K + 1); k++) ck_assert_int_eq(sel[k], want[k]);
-    free(rd), free(t);
+    free(rd);
     free_chain(&c);
+}
+END_TEST
+
+// At precision bf16 (q, k stored as bf16; on a CPU with AVX512_BF16 or AMX the scores are
+// products on the tile engine, each thread owning key columns: rollout.c): the same bits on
+// 1, 2, 3 and 5 threads (5: the last thread's columns are a partial vector), the float64
+// chain on the same bf16 values within 1e-4, and its selection.
+START_TEST(bf16_same_bits_and_float64_chain) {
+    if (!backend_cpu.set_precision("bf16")) {
+        printf("bf16_same_bits_and_float64_chain: skipped (no bf16 on this CPU)\n");
+        return;
+    }
+    printf("rollout at bf16: %s\n", cpu_att_bf16() ? "scores on the bf16 tile engine" : "sgemm on widened q, k");
+    Rng g;
+    rng_init(&g, 2025, 0, 0, 0);
+    size_t n = (size_t)B * N * 3 * D;
+    float *qkv[LAYERS], *lse[LAYERS];
+    uint16_t *act[LAYERS], *out = xmalloc(sizeof(uint16_t) * B * N * D);
+    AttnArgs a[LAYERS];
+    for (int l = 0; l < LAYERS; l++) {
+        qkv[l] = xmalloc(sizeof(float) * n), act[l] = xmalloc(sizeof(uint16_t) * n);
+        lse[l] = xmalloc(sizeof(float) * B * H * N);
+        for (size_t k = 0; k < n; k++) act[l][k] = f32_bf16(1.5f * rng_normal(&g)), qkv[l][k] = bf16_f32(act[l][k]);
+        a[l] = args(qkv[l]);   // its strides; the views are the bf16 copy's
+        a[l].q = (const Act *)act[l], a[l].k1 = (const Act *)(act[l] + D), a[l].v1 = (const Act *)(act[l] + 2 * D);
+        backend_cpu.attention_forward(&a[l], (Act *)out, lse[l]);
+    }
+    float r[4][B * N], tmp[B * N];
+    const int threads[4] = {1, 2, 3, 5};
+    int was = omp_get_max_threads();
+    for (int c = 0; c < 4; c++) {
+        omp_set_num_threads(threads[c]);
+        cls_row(r[c]);
+        for (int l = LAYERS - 1; l >= 0; l--) backend_cpu.rollout_step_attn(&a[l], lse[l], r[c], tmp);
+        if (c)
+            ck_assert_msg(!memcmp(r[0], r[c], sizeof r[0]), "bf16 rollout differs between 1 and %d threads",
+                          threads[c]);
+    }
+    omp_set_num_threads(was);
+    backend_cpu.set_precision("fp32");
+    double *rd = xmalloc(sizeof(double) * B * N), err = 0;
+    float64_chain(qkv, lse, rd);
+    float rf[B * N];
+    for (int k = 0; k < B * N; k++) rf[k] = (float)rd[k], err = fmax(err, fabs(r[0][k] - rd[k]) / rd[k]);
+    ck_assert_msg(err < 1e-4, "bf16 rollout off the float64 chain on its values by %.2g (relative)", err);
+    int sel[B * (K + 1)], want[B * (K + 1)];
+    backend_cpu.topk_select(sel, r[0], B, N, K);
+    backend_cpu.topk_select(want, rf, B, N, K);
+    for (int k = 0; k < B * (K + 1); k++) ck_assert_int_eq(sel[k], want[k]);
+    for (int l = 0; l < LAYERS; l++) free(qkv[l]), free(act[l]), free(lse[l]);
+    free(out), free(rd);
 }
 END_TEST
 
@@ -175,6 +234,7 @@ int main(void) {
     tcase_add_test(tc, same_bits_on_any_thread_count);
     tcase_add_test(tc, same_bits_as_explicit_attention_map);
     tcase_add_test(tc, selection_of_float64_chain);
+    tcase_add_test(tc, bf16_same_bits_and_float64_chain);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -60,6 +60,14 @@ static inline size_t cpu_attention_scratch(int Nq, int n1, int n2, int hd, int b
                   4 * cpu_att_even(kr) * QT) * 2;
     return b16 > f32 ? b16 : f32;
 }
+// At bf16 on the tile engines (rollout.c) each thread owns cpu_rollout_cols key columns: their
+// keys per head, bf16 [H, hd, cols], and two [PR, cols] float buffers. The plan counts the larger.
+static inline size_t cpu_rollout_cols(int N, int threads) {
+    return ((size_t)(N + threads - 1) / threads + 15) / 16 * 16;
+}
 static inline size_t cpu_rollout_scratch(int H, int N, int hd, int bf16, int threads) {
-    return (size_t)H * CPU_ROLLOUT_PR * N * 4 + (size_t)threads * ((size_t)CPU_ROLLOUT_PR * hd + (bf16 ? (size_t)N * hd : 1)) * 4;
+    size_t sg = (size_t)H * CPU_ROLLOUT_PR * N * 4 +
+                (size_t)threads * ((size_t)CPU_ROLLOUT_PR * hd + (bf16 ? (size_t)N * hd : 1)) * 4;
+    size_t w = cpu_rollout_cols(N, threads), cols = (size_t)threads * w * ((size_t)H * hd * 2 + 2 * CPU_ROLLOUT_PR * 4);
+    return bf16 && hd % 2 == 0 && cols > sg ? cols : sg;
 }

@@ -17,13 +17,6 @@
 
 static const uint16_t *act16(const Act *p) { return (const uint16_t *)p; }
 
-// C (+)= alpha·A·B on the engine cpu_att_bf16 chose (cpu.h's contract for both).
-static void tile16(float *c, long ldc, const uint16_t *a, long lda, const uint16_t *b2, long ldb, int m, int n, int k,
-                   float alpha, int acc) {
-    if (cpu_att_bf16() == CPU_ATT_AMX) cpu_tile_amx_bf16(c, ldc, a, lda, b2, ldb, m, n, k, alpha, acc);
-    else cpu_tile_dp_bf16(c, ldc, a, lda, b2, ldb, m, n, k, alpha, acc);
-}
-
 // dst [cols, ldd] = src [rows, cols] transposed (16-bit elements, rows contiguous at stride
 // lds), 32 rows at a time so that a block of src stays in L1 while its columns are gathered.
 static void transpose16(uint16_t *dst, long ldd, const uint16_t *src, long lds, int rows, int cols) {

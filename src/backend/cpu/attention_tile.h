@@ -52,6 +52,12 @@ static inline int even(int n) { return (n + 1) & ~1; }
 // a CPU with AMX-BF16 or AVX512_BF16 the bf16 tile runs (attention_bf16.c); else the fp32 one,
 // on q, k, v widened at bf16.
 static inline int att_bf16(const AttnArgs *a) { return cpu_bf16 && a->hd % 2 == 0 && cpu_att_bf16(); }
+// C (+)= alpha·A·B on the engine cpu_att_bf16 chose (cpu.h's contract for both).
+static inline void tile16(float *c, long ldc, const uint16_t *a, long lda, const uint16_t *b2, long ldb, int m, int n,
+                          int k, float alpha, int acc) {
+    if (cpu_att_bf16() == CPU_ATT_AMX) cpu_tile_amx_bf16(c, ldc, a, lda, b2, ldb, m, n, k, alpha, acc);
+    else cpu_tile_dp_bf16(c, ldc, a, lda, b2, ldb, m, n, k, alpha, acc);
+}
 void att16_pack_kv(const AttnArgs *a, int b, int h, Tile *t);
 void att16_forward_tile(const AttnArgs *a, Act *out, float *lse, int b, int h, int i0, Tile *t);
 void att16_backward_tile(const AttnArgs *a, const AttnGrads *g, const Act *out, const float *lse, const float *dout,

@@ -59,6 +59,8 @@ void cpu_vexp_sub(float *y, const float *x, const float *shift, size_t n);   // 
 // non-NULL) sum[i] += them in j order; with poly (bf16) a degree-6 polynomial on AVX-512 (~2 ulp),
 // else (fp32, or no AVX-512) cpu_vexp_sub row by row, its bits.
 void cpu_vexp_rows(float *s, size_t ld, int n, int nv, const float *shift, float *sum, int poly);
+// acc[j] = (first ? 0 : acc[j]) + exp(x[j] - shift), j < n: the polynomial on AVX-512, else expf.
+void cpu_vexp_acc(float *acc, const float *x, float shift, size_t n, int first);
 const char *cpu_vecmath_name(void);
 // tile_gemm.c: C[i, j] = alpha·Σ_p A(i, p)·B[p, j] (acc 0) or C[i, j] += Σ_p A(i, p)·B[p, j] (acc 1,
 // alpha unused), i < m, j < n, p < k, with A(i, p) = a[i·ars + p·acs] and B[p, j] = b[p·ldb + j]:

@@ -126,6 +126,22 @@ void cpu_vexp_rows(float *s, size_t ld, int n, int nv, const float *shift, float
     }
 }
 
+// The rollout's head sum at bf16 (rollout.c): acc[j] = (first ? 0 : acc[j]) + exp(x[j] − shift),
+// one pass over a row of scores, on the same polynomial.
+static AVX512 void exp_acc_avx512(float *acc, const float *x, float shift, size_t n, int first) {
+    __m512 sh = _mm512_set1_ps(shift);
+    for (size_t j = 0; j < n; j += 16) {
+        __mmask16 k = (__mmask16)(n - j >= 16 ? 0xffff : (1u << (n - j)) - 1);
+        __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + j), sh));
+        _mm512_mask_storeu_ps(acc + j, k, first ? e : _mm512_add_ps(_mm512_maskz_loadu_ps(k, acc + j), e));
+    }
+}
+
+void cpu_vexp_acc(float *acc, const float *x, float shift, size_t n, int first) {
+    if (cpu_isa() == 2) { exp_acc_avx512(acc, x, shift, n, first); return; }
+    for (size_t j = 0; j < n; j++) acc[j] = (first ? 0.0f : acc[j]) + expf(x[j] - shift);
+}
+
 const char *cpu_vecmath_name(void) {
     if (cpu_bf16 && cpu_isa() == 2)
         return "exp/erf: glibc libmvec AVX2; at bf16 attention's exp an AVX-512 polynomial, GELU a table of its 65536 inputs";
