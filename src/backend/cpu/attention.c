@@ -109,7 +109,7 @@ static void tile_scores(const AttnArgs *a, const Tile *t, int nq, const KeyTile 
 // One key tile of the online softmax, query by query down Sᵀ's columns: the new max,
 // Pᵀ = exp(Sᵀ - m), the sums (over keys in order), and c[i] = exp(m_old - m_new), by which
 // what the rows hold so far is rescaled.
-void att_softmax_tile(Tile *t, int nq, int n, float *c) {
+void att_softmax_tile(Tile *t, int nq, int n, float *c, uint16_t *xI) {
     int nv = pad8(nq);
     float mx[QT], sum[QT] = {0};
     for (int i = 0; i < nv; i++) mx[i] = i < nq ? t->m[i] : 0;   // padded queries: finite, never used
@@ -117,7 +117,8 @@ void att_softmax_tile(Tile *t, int nq, int n, float *c) {
         const float *s = t->s + (size_t)j * QT;
         for (int i = 0; i < nv; i++) mx[i] = s[i] > mx[i] ? s[i] : mx[i];
     }
-    cpu_vexp_rows(t->s, QT, n, nv, mx, sum, cpu_bf16);   // at bf16 the polynomial: P is rounded next
+    if (xI) att16_exp_pairs(xI, t->s, n, nv, mx, sum);
+    else cpu_vexp_rows(t->s, QT, n, nv, mx, sum, cpu_bf16);   // at bf16 the polynomial: P is rounded next
     for (int i = 0; i < nq; i++) {
         c[i] = expf(t->m[i] - mx[i]);   // c = 0 on the first tile (m_old = -inf)
         t->l[i] = t->l[i] * c[i] + sum[i];
@@ -130,7 +131,7 @@ static void forward_key_tile(const AttnArgs *a, Tile *t, int nq, const KeyTile *
     int hd = a->hd;
     float c[QT];
     tile_scores(a, t, nq, kt);
-    att_softmax_tile(t, nq, kt->n, c);
+    att_softmax_tile(t, nq, kt->n, c, NULL);
     for (int i = 0; i < nq; i++)
         for (int d = 0; d < hd; d++) t->o[(size_t)i * hd + d] *= c[i];
     cpu_tile_gemm(t->o, hd, t->s, 1, QT, kt->v, kt->ld, nq, hd, kt->n, 1.0f, 1);

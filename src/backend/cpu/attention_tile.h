@@ -64,8 +64,10 @@ void att16_backward_tile(const AttnArgs *a, const AttnGrads *g, const Act *out, 
                          int b, int h, int i0, Tile *t);
 int att_key_tile(const AttnArgs *a, const AttnGrads *g, int b, int h, int t, KeyTile *kt, Tile *tl);
 // The online softmax of one key tile down Sᵀ's columns (t->s: scores in, Pᵀ out): the new
-// max and sum per query; c[i] is what the rows so far are to be rescaled by.
-void att_softmax_tile(Tile *t, int nq, int n, float *c);
+// max and sum per query; c[i] is what the rows so far are to be rescaled by. With xI (bf16 on
+// AVX-512) Pᵀ goes rounded into xI's pairs instead (att16_exp_pairs), t->s left as it was.
+void att_softmax_tile(Tile *t, int nq, int n, float *c, uint16_t *xI);
+void att16_exp_pairs(uint16_t *xI, const float *s, int n, int nv, const float *mx, float *sum);
 // Backward: a query tile's Di and lse (att_backward_stats; row: hd floats of scratch), and a key
 // tile's recomputed Pᵀ and dSᵀ from Sᵀ and dPᵀ (att_dscores).
 void att_backward_stats(const AttnArgs *a, const Act *out, const float *lse, const float *dout, int b, int h, int i0,

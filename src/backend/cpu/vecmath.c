@@ -79,28 +79,7 @@ void cpu_verf(float *y, const float *x, float scale, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = erff(x[i] * scale);
 }
 
-// Attention's exponentials at precision bf16, whose P is rounded to bf16 right after: exp(x)
-// sixteen at a time, inlined into the row loop (libmvec's expf is a call per eight values; it
-// was 4% of a 448-px bf16 step on a Zen 4). x = n·ln2 + r with |r| <= ln2/2; e^r by its Taylor
-// polynomial to degree 6 (truncation under 1.2e-7 relative, ~2 ulp with the roundings:
-// unit_vecmath measures it); 2^n by vscalefps, which also takes x below -87 smoothly to 0
-// (x is clamped at -104 first, so -inf gives 0).
-#define AVX512 __attribute__((target("avx512f")))
-static AVX512 inline __m512 exp512(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-104.0f)), _mm512_set1_ps(88.7f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);   // ln2 in two parts: n·hi exact
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
+#include "backend/cpu/exp512.h"
 
 static AVX512 void exp_rows_avx512(float *s, size_t ld, int n, int nv, const float *shift, float *sum) {
     for (int i0 = 0; i0 < nv; i0 += 16) {
