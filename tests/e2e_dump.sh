@@ -23,17 +23,22 @@ cmp "$tmp/a.safetensors" "$tmp/c.safetensors" || { echo "FAIL: --init with the s
 cmp -s "$tmp/a.safetensors" "$tmp/d.safetensors" && { echo "FAIL: the seed does not change the dump"; exit 1; }
 
 # --max-memory picks the largest micro-batch whose plan fits and keeps the effective batch.
-# The plan counts the gradient sum's buffers (floor(log2 A) gradients): 1.3M held micro-batch
-# 2's table but not its accumulation 8's three extra gradients, so it is refused below. The
-# plan also counts the CPU's attention scratch for train.threads threads: 2 here, on any machine.
+# An impossible budget is refused with the exact need of micro-batch 2 (accumulation 8: its
+# table, the gradient sum's three extra gradients (unit_plan checks each term), the CPU's
+# attention scratch for train.threads threads, the host data). That need is a budget that picks
+# 2 and one byte less none: the plan is exact and the same on every start. The table of
+# micro-batch 4 (accumulation 4) is 200-250 KiB more here, of 8 more than 700 KiB: 500 KiB on
+# top picks 4, whatever this machine's own bytes.
 common+=(--set train.threads=2)
-out=$("$dcal" train "${common[@]}" --max-memory 1.5M --dump-step "$tmp/m.safetensors" 2>/dev/null)
-grep -q "memory plan: micro-batch 2 x accumulation 8" <<<"$out" || { echo "FAIL: --max-memory 1.5M: $out"; exit 1; }
-if "$dcal" train "${common[@]}" --max-memory 1.3M --dump-step "$tmp/m.safetensors" >/dev/null 2>&1; then
-  echo "FAIL: --max-memory 1.3M accepted without room for the gradient sum"; exit 1; fi
-out=$("$dcal" train "${common[@]}" --max-memory 1.65M --dump-step "$tmp/m.safetensors" 2>/dev/null)
-grep -q "memory plan: micro-batch 4 x accumulation 4" <<<"$out" || { echo "FAIL: --max-memory 1.65M: $out"; exit 1; }
 if "$dcal" train "${common[@]}" --max-memory 100K --dump-step "$tmp/m.safetensors" 2> "$tmp/err.txt" >/dev/null; then
   echo "FAIL: an impossible budget was accepted"; exit 1; fi
-grep -q "even micro-batch 2 needs" "$tmp/err.txt" || { cat "$tmp/err.txt"; exit 1; }
+need=$(sed -nE 's/.*even micro-batch 2 needs [0-9.]+ MiB, ([0-9]+) bytes.*/\1/p' "$tmp/err.txt")
+[ -n "$need" ] || { cat "$tmp/err.txt"; exit 1; }
+out=$("$dcal" train "${common[@]}" --max-memory "$need" --dump-step "$tmp/m.safetensors" 2>/dev/null)
+grep -q "memory plan: micro-batch 2 x accumulation 8" <<<"$out" || { echo "FAIL: --max-memory $need: $out"; exit 1; }
+if "$dcal" train "${common[@]}" --max-memory $((need - 1)) --dump-step "$tmp/m.safetensors" >/dev/null 2>&1; then
+  echo "FAIL: --max-memory $((need - 1)) accepted, one byte under micro-batch 2's plan"; exit 1; fi
+out=$("$dcal" train "${common[@]}" --max-memory $((need + 512000)) --dump-step "$tmp/m.safetensors" 2>/dev/null)
+grep -q "memory plan: micro-batch 4 x accumulation 4" <<<"$out" ||
+  { echo "FAIL: --max-memory $((need + 512000)): $out"; exit 1; }
 echo ok: max-memory

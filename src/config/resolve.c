@@ -117,9 +117,10 @@ static int pick_micro_batch(const ConfigRequest *rq, size_t budget, const char *
     int mb = config_pick_micro_batch(c, per_dev, t->devices, t->checkpoint_blocks, budget, rq->train_bytes);
     double budget_mib = budget / 1048576.0;
     if (!mb) {
-        dcal_err("%s (%.1f MiB): even micro-batch 2 needs %.1f MiB (try --set train.checkpoint_blocks=true, or a "
-                 "larger --max-memory if the device has it; train.accum_steps keeps the batch at any micro-batch)", from,
-                 budget_mib, rq->train_bytes(c, 2, per_dev / 2, t->devices, t->checkpoint_blocks) / 1048576.0);
+        size_t need = rq->train_bytes(c, 2, per_dev / 2, t->devices, t->checkpoint_blocks);
+        dcal_err("%s (%.1f MiB): even micro-batch 2 needs %.1f MiB, %zu bytes (try --set train.checkpoint_blocks=true, "
+                 "or a larger --max-memory if the device has it; train.accum_steps keeps the batch at any micro-batch)",
+                 from, budget_mib, need / 1048576.0, need);
         return 0;
     }
     t->micro_batch = mb;

@@ -74,7 +74,7 @@ size_t train_planned_bytes(const DcalConfig *c, int B, int accum, int world, boo
     model_plan(&m, B, ckpt, true, &p);
     size_t n = p.grads / sizeof(float), reduce = reduce_extra_bytes(n, accum, world);
     if (m.on_cuda) return p.total + reduce + plan_cuda_extra(&m, B);
-    return p.total + reduce + plan_cpu_extra(&m, B) + train_host_bytes(c, B) + process_rss_at_start();
+    return p.total + reduce + plan_cpu_extra(&m, B) + train_host_bytes(c, B);
 }
 
 static int load_start_weights(Trainer *t) {
@@ -202,7 +202,8 @@ static int open_run(Trainer *t) {
     }
     snprintf(t->ckpt_path, sizeof t->ckpt_path, "%s/checkpoint.safetensors", t->run.dir);
     bool cuda = t->m.cfg.on_cuda;
-    size_t planned = train_planned_bytes(c, t->micro, t->accum, t->world, c->train.checkpoint_blocks);
+    size_t planned = train_planned_bytes(c, t->micro, t->accum, t->world, c->train.checkpoint_blocks) +
+                     (cuda ? 0 : process_rss_at_start());
     char procs[48] = "";
     if (t->world > 1) snprintf(procs, sizeof procs, " x %d processes", t->world);
     printf("dcal: run %s | %s backend | %s: %d train / %d test images, %d classes | micro-batch %d x accum %d%s "

@@ -27,10 +27,12 @@ int train_main(const DcalConfig *c, const TrainOptions *o);
 size_t train_host_bytes(const DcalConfig *c, int micro);
 // What a training process holds at micro-batch B, accumulation A on `world` processes: the
 // plan's table, the fixed-order gradient sum's buffers (src/dist/reduce.h) and the backend's
-// own bytes; on the CPU, where the budget is the peak RSS, also train_host_bytes and the
-// process itself as it started. The one planner: dcal train's "planned memory", the
-// --max-memory picker (a StepBytesFn) and dcal plan's picks. c->model.grads_per_block says
-// the update in backward may apply; it does at accumulation 1 on one process.
+// own bytes; on the CPU, where the budget is the peak RSS, also train_host_bytes. The one
+// planner: dcal train's "planned memory" (which adds, on the CPU, the process itself as it
+// started), the --max-memory picker (a StepBytesFn) and dcal plan's picks. The process's own
+// pages are left out of the picks: they vary by a few KiB from one start to the next, and a
+// pick, which sets the run's micro-batch and so its bits, must not. c->model.grads_per_block
+// says the update in backward may apply; it does at accumulation 1 on one process.
 size_t train_planned_bytes(const DcalConfig *c, int B, int accum, int world, bool ckpt);
 
 // dcal audit --replay: re-execute the first `steps` optimizer steps of the run
