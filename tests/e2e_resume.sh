@@ -10,8 +10,21 @@ hash_of() { sed -nE 's/.*final weights sha256 ([0-9a-f]{64}).*/\1/p' "$1"; }
 "$dcal" train "${common[@]}" --set train.run_name=full > "$tmp/full.txt"
 "$dcal" train "${common[@]}" --set train.run_name=cut --set train.max_steps=3 > "$tmp/cut1.txt"
 grep -q "stopped (train.max_steps) at step 3" "$tmp/cut1.txt"
+# A kill -9 between the checkpoint's rename and its ledger row leaves no row for
+# the checkpoint: the audit names it, the resume writes it, the audit passes.
+m="$tmp/runs/cut/metrics.jsonl"
+n=$(grep -n '"kind": *"checkpoint"' "$m" | tail -1 | cut -d: -f1)
+[ -n "$n" ] || { echo "FAIL: no checkpoint row in $m"; cat "$m"; exit 1; }
+sed -i "${n}d" "$m"
+"$dcal" audit "$tmp/runs/cut" > "$tmp/audit0.txt" 2>&1 || true   # the run's only row: a WARN (an older dcal's run)
+grep -q 'step 3 has no "checkpoint" row' "$tmp/audit0.txt" || { cat "$tmp/audit0.txt"; exit 1; }
 "$dcal" train --resume "$tmp/runs/cut" --set train.max_steps=5 > "$tmp/cut2.txt"   # stops at the epoch boundary
 grep -q "at step 5" "$tmp/cut2.txt"
+grep -q "no row for the checkpoint at step 3 .*recorded now" "$tmp/cut2.txt" || { cat "$tmp/cut2.txt"; exit 1; }
+grep -q '"kind":"checkpoint","step":3,"params_sha256":"[0-9a-f]\{64\}","adam_sha256"' "$m" || { echo "FAIL: step 3's row"; cat "$m"; exit 1; }
+"$dcal" audit "$tmp/runs/cut" > "$tmp/audit1.txt" 2>&1 || { echo "FAIL: audit after the repair"; cat "$tmp/audit1.txt"; exit 1; }
+grep -q "checkpoint.safetensors: matches the run's record of step 5" "$tmp/audit1.txt" || { cat "$tmp/audit1.txt"; exit 1; }
+! grep -q 'no "checkpoint" row' "$tmp/audit1.txt" || { cat "$tmp/audit1.txt"; exit 1; }
 "$dcal" train --resume "$tmp/runs/cut" --set train.max_steps=0 > "$tmp/cut3.txt"
 a=$(hash_of "$tmp/full.txt"); b=$(hash_of "$tmp/cut3.txt")
 echo "uninterrupted $a"; echo "resumed       $b"

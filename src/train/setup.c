@@ -187,7 +187,16 @@ static int open_run(Trainer *t) {
     const TrainOptions *o = t->o;
     // A resumed run was opened (and locked) before its checkpoint was read.
     if (!o->resume_dir && !rundir_open(&t->run, c, NULL)) return 0;
-    if (!rundir_open_metrics(&t->run, o->resume_dir != NULL, t->pos.step)) return 0;
+    bool ledger;
+    if (!rundir_open_metrics(&t->run, o->resume_dir != NULL, t->pos.step, &ledger)) return 0;
+    // Killed after the checkpoint's atomic rename but before its hashes were
+    // logged: the file is whole (it was loaded), so its row is written now and
+    // the audit can hold the file against the ledger again.
+    if (o->resume_dir && !ledger && trainer_writes_run(t)) {
+        printf("dcal: %s/metrics.jsonl: no row for the checkpoint at step %lld (the run stopped before writing "
+               "it); recorded now\n", t->run.dir, (long long)t->pos.step);
+        log_checkpoint(t);
+    }
     if (!o->resume_dir) {
         char describe[1024];
         t->be->describe(describe, sizeof describe);
