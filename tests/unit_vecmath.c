@@ -6,11 +6,15 @@
 //  * cpu_sumsq (elementwise.c, the gradient norm) gives its scalar twin's bits — 16 lane chains
 //    per 65536-float block, a fixed tree, blocks in order — for lengths around the lane and
 //    block edges, under any thread count (1, 2, 3 threads here), within 1e-12 of a long-double
-//    sum, and propagates NaN.
+//    sum, and propagates NaN;
+//  * bf16_round512 (exp512.h: attention's and the linear's roundings at bf16) gives f32_bf16's
+//    bits for every upper half with low halves at the rounding edges: ties to even, carries
+//    into the exponent and to infinity, subnormals, infinities, and every NaN (kept quiet).
 #include <omp.h>
 #include <math.h>
 #include <string.h>
 #include "backend/cpu/cpu.h"
+#include "backend/cpu/exp512.h"
 #include "core/rng.h"
 #include "testutil.h"
 
@@ -117,12 +121,48 @@ START_TEST(test_sumsq) {
 }
 END_TEST
 
+static AVX512 void round16(uint16_t *out, const uint32_t *in) {
+    __m512i r = bf16_round512(_mm512_castsi512_ps(_mm512_loadu_si512(in)));
+    _mm256_storeu_si256((__m256i *)out, _mm512_cvtepi32_epi16(r));
+}
+
+START_TEST(test_bf16_round512) {
+    if (cpu_isa() < 2) { printf("bf16_round512: no AVX-512 here; not run\n"); return; }
+    static const uint32_t lows[] = {0x0000, 0x0001, 0x7fff, 0x8000, 0x8001, 0xc000, 0xffff, 0x1234};
+    enum { NL = sizeof lows / sizeof lows[0] };
+    uint32_t in[16];
+    uint16_t got[16];
+    long nan_seen = 0, inf_made = 0, bad = 0;
+    uint32_t first_bad = 0;
+    for (uint32_t hi = 0; hi < 65536; hi++)
+        for (int l0 = 0; l0 < NL; l0 += 2) {   // sixteen lanes: two lows x eight upper halves
+            for (int k = 0; k < 16; k++) in[k] = ((hi + (uint32_t)(k >> 1) * 8191u) & 0xffff) << 16 | lows[l0 + (k & 1)];
+            round16(got, in);
+            for (int k = 0; k < 16; k++) {
+                union { uint32_t u; float f; } v = {in[k]};
+                uint16_t want = f32_bf16(v.f);
+                if (got[k] != want && !bad++) first_bad = in[k];   // (ck_assert per value is a syscall)
+                nan_seen += isnan(v.f);
+                inf_made += !isinf(v.f) && !isnan(v.f) && (want & 0x7fff) == 0x7f80;
+            }
+        }
+    ck_assert_msg(!bad, "%ld values differ from f32_bf16, the first 0x%08x", bad, first_bad);
+    ck_assert(nan_seen > 0 && inf_made > 0);   // the sweep reached both edges
+    uint32_t snan[16];
+    for (int k = 0; k < 16; k++) snan[k] = 0x7f800001u | (uint32_t)k << 31;   // signalling NaNs, +-: stay NaN, quiet
+    round16(got, snan);
+    for (int k = 0; k < 16; k++) ck_assert_msg((got[k] & 0x7fc0) == 0x7fc0 && got[k] >> 15 == (uint32_t)(k & 1),
+                                               "0x%08x: 0x%04x", snan[k], got[k]);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("vecmath");
     TCase *tc = tcase_create("vecmath");
     tcase_add_test(tc, test_exp_sub);
     tcase_add_test(tc, test_exp_rows);
     tcase_add_test(tc, test_sumsq);
+    tcase_add_test(tc, test_bf16_round512);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
