@@ -45,10 +45,31 @@ check "audit passes" grep -q "audit passed" "$tmp/audit.txt"
 check "audit verifies best.safetensors as weights" grep -q "^OK   $run/best.safetensors: step [0-9]*: [0-9]* tensors (params; the best on the validation split)" "$tmp/audit.txt"
 check "audit matches best.safetensors to its row" grep -q "^OK   $run/best.safetensors: matches the run's record" "$tmp/audit.txt"
 check "audit checks each kept file against its row" grep -q "^OK   $run/checkpoint-step00000006.safetensors: matches the run's record of step 6" "$tmp/audit.txt"
+# Stopped in the last epoch and resumed: the resumed run still knows the best so far
+# (it must not take a worse last epoch for the best): the same best as uninterrupted.
+"$dcal" train "${common[@]}" "${val[@]}" --set train.run_name=val7 --set train.max_steps=7 > /dev/null 2>&1
+"$dcal" train --resume "$tmp/runs/val7" --set train.max_steps=0 > /dev/null 2>&1
+"$dcal" train "${common[@]}" "${val[@]}" --set train.run_name=whole > /dev/null 2>&1
+best_rows() { grep '"kind":"best"' "$1/metrics.jsonl" | sed 's/,"time".*//'; }
+check "a resume keeps the best so far (rows: $(best_rows "$tmp/runs/val7" | cut -c1-40 | tr '\n' ' '))" \
+  test "$(best_rows "$tmp/runs/val7")" = "$(best_rows "$tmp/runs/whole")"
 "$dcal" eval --checkpoint "$run/best.safetensors" > "$tmp/eval.txt" 2>&1
 check "dcal eval reads best.safetensors" grep -q "top-1 SA+GLCA" "$tmp/eval.txt"
 
-# 4. A best file that is not what the run recorded, or in a run without a split, fails the audit.
+# 4. A kill -9 between best.safetensors' rename and its row: the audit names the missing row;
+#    the resume writes it from the file, and the audit passes again.
+cp -r "$run" "$tmp/lost"
+n=$(grep -n '"kind":"best"' "$tmp/lost/metrics.jsonl" | tail -1 | cut -d: -f1)
+sed -i "${n}d" "$tmp/lost/metrics.jsonl"
+"$dcal" audit "$tmp/lost" > "$tmp/audit4.txt" 2>&1
+check "a missing best row fails the audit" grep -q "^FAIL $tmp/lost/best.safetensors: step [0-9]* has no \"best\" row" "$tmp/audit4.txt"
+"$dcal" train --resume "$tmp/lost" --set train.max_steps=0 > "$tmp/lost.txt" 2>&1 || cat "$tmp/lost.txt"
+check "the resume records the best row" grep -q "no row for best.safetensors (step [0-9]*; the run stopped before writing it); recorded now" "$tmp/lost.txt"
+"$dcal" audit "$tmp/lost" > "$tmp/audit5.txt" 2>&1
+check "the audit passes after the repair" grep -q "^OK   $tmp/lost/best.safetensors: matches the run's record" "$tmp/audit5.txt"
+check "the repaired row is the one the run wrote" test "$(grep '"kind":"best"' "$tmp/lost/metrics.jsonl" | tail -1 | sed 's/,"time".*//')" = "$(grep '"kind":"best"' "$run/metrics.jsonl" | tail -1 | sed 's/,"time".*//')"
+
+# 5. A best file that is not what the run recorded, or in a run without a split, fails the audit.
 cp -r "$run" "$tmp/edited"
 sed -i -E '/"kind":"best"/s/"params_sha256":"[0-9a-f]{64}"/"params_sha256":"0000000000000000000000000000000000000000000000000000000000000000"/' "$tmp/edited/metrics.jsonl"
 "$dcal" audit "$tmp/edited" > "$tmp/audit2.txt" 2>&1

@@ -116,11 +116,15 @@ START_TEST(best_is_weights_only_and_verifies) {
     ck_assert(checkpoint_save_best(best, &m, &pos, 0.625, 40));
     ck_assert(checkpoint_verify(best, &c, summary, sizeof summary));
     ck_assert_msg(strstr(summary, "step 12:") && strstr(summary, "validation split"), "%s", summary);
-    int64_t step;
-    double acc;
-    ck_assert(checkpoint_best_val(best, &step, &acc));
-    ck_assert_int_eq(step, 12);
-    ck_assert(acc == 0.625);
+    CkptBest b;
+    ck_assert(checkpoint_best_meta(best, &b));
+    ck_assert_int_eq(b.step, 12);
+    ck_assert_int_eq(b.epoch, 3);
+    ck_assert_int_eq(b.val_n, 40);
+    ck_assert(b.val_acc == 0.625);
+    char hex[65];
+    checkpoint_params_sha256(&m, hex);
+    ck_assert_str_eq(b.params_sha256, hex);
     // Weights only: it loads for eval without AdamW state, and is no state to resume.
     ck_assert(checkpoint_load(best, &m, NULL, NULL, NULL));
     float *am = backend_cpu.alloc(m.n_params * 4), *av = backend_cpu.alloc(m.n_params * 4);
@@ -142,7 +146,7 @@ START_TEST(best_is_weights_only_and_verifies) {
     for (size_t i = 0; i < m.n_params; i++) { am[i] = 0; av[i] = 0; }
     ck_assert(checkpoint_save(other, &m, am, av, &pos));
     cap_begin();
-    ok = checkpoint_best_val(other, &step, &acc);
+    ok = checkpoint_best_meta(other, &b);
     e = cap_end();
     ck_assert_msg(!ok && strstr(e, "not a validation accuracy"), "%s", e);
     backend_cpu.free(am); backend_cpu.free(av);

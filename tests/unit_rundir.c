@@ -67,8 +67,7 @@ static char *metrics_unstamped(const char *dir) {
 // A complete run: rundir_open + manifest + metrics + a checkpoint of a tiny model.
 static void make_run_pre(RunDir *r, const DcalConfig *c, const char *pre, const char *pre_sha) {
     ck_assert(rundir_open(r, c, NULL));
-    bool ledger;
-    ck_assert(rundir_open_metrics(r, false, 0, &ledger));
+    ck_assert(rundir_open_metrics(r, false, 0));
     char allowed[1][48] = {"effective_batch"};
     char *argv[] = {"dcal", "train", "--dataset", "tiny", "--set", "note=\"quoted\"\\path"};
     RuleResult rr[COMPLIANCE_MAX_RULES];
@@ -140,8 +139,7 @@ START_TEST(open_manifest_metric) {
     struct stat before, after;
     ck_assert(stat(path, &before) == 0);
     ck_assert(rundir_open(&r2, &c, r.dir));
-    bool ledger;
-    ck_assert(rundir_open_metrics(&r2, true, 2, &ledger));
+    ck_assert(rundir_open_metrics(&r2, true, 2));
     rundir_metric(&r2, "{\"kind\":\"train\",\"step\":3}");
     rundir_close(&r2);
     ck_assert(stat(path, &after) == 0);
@@ -168,8 +166,7 @@ START_TEST(manifest_from_caller) {
     DcalConfig c = tiny(out, "caller");
     RunDir r;
     ck_assert(rundir_open(&r, &c, NULL));
-    bool ledger;
-    ck_assert(rundir_open_metrics(&r, false, 0, &ledger));
+    ck_assert(rundir_open_metrics(&r, false, 0));
     RuleResult rr[COMPLIANCE_MAX_RULES];
     int n = compliance_check(&c, NULL, 0, rr);
     ck_assert_int_gt(n, 2);
@@ -405,8 +402,7 @@ START_TEST(metrics_truncated_on_resume) {
     // A negative step would drop everything: refused, file as it was.
     cap_begin();
     ck_assert(rundir_open(&r, &c, r.dir));
-    bool ledger = true;
-    int ok = rundir_open_metrics(&r, true, -1, &ledger);
+    int ok = rundir_open_metrics(&r, true, -1);
     const char *err = cap_end();
     ck_assert_int_eq(ok, 0);
     ck_assert_msg(strstr(err, "checkpoint step -1 is negative"), "%s", err);
@@ -415,8 +411,7 @@ START_TEST(metrics_truncated_on_resume) {
     ck_assert_ptr_nonnull(strstr(met, "\"kind\":\"final\""));
     free(met);
     ck_assert(rundir_open(&r, &c, r.dir));
-    ck_assert(rundir_open_metrics(&r, true, 2, &ledger));
-    ck_assert(!ledger);   // no "checkpoint" row for step 2
+    ck_assert(rundir_open_metrics(&r, true, 2));
     rundir_metric(&r, "{\"kind\":\"train\",\"step\":3,\"loss\":2.2}");
     rundir_close(&r);
     met = metrics_unstamped(r.dir);
@@ -433,18 +428,23 @@ START_TEST(metrics_truncated_on_resume) {
         ck_assert_msg(strstr(line, rows[i]) && strstr(line, rows[i]) < strchr(line, '\n'), "row %d: %s", i, csv);
     ck_assert_str_eq(line, "");
     free(csv);
-    // A kill between the checkpoint's rename and its row: the resume is told.
-    ck_assert(rundir_open(&r, &c, r.dir));
-    ck_assert(rundir_open_metrics(&r, true, 3, &ledger));
-    ck_assert(!ledger);
-    rundir_metric(&r, "{\"kind\":\"checkpoint\",\"step\":3}");
-    rundir_close(&r);
-    // Nothing past the checkpoint: the file is not rewritten; the row is found.
+    // Nothing past the checkpoint: the file is not rewritten.
     struct stat before, after;
     ck_assert(stat(p, &before) == 0);
     ck_assert(rundir_open(&r, &c, r.dir));
-    ck_assert(rundir_open_metrics(&r, true, 3, &ledger));
-    ck_assert(ledger);
+    ck_assert(rundir_open_metrics(&r, true, 3));
+    // The ledger: a row of that kind and step, complete; a torn line is none.
+    ck_assert(!rundir_ledger_has(&r, "checkpoint", 3));
+    rundir_metric(&r, "{\"kind\":\"checkpoint\",\"step\":3}");
+    ck_assert(rundir_ledger_has(&r, "checkpoint", 3));
+    ck_assert(!rundir_ledger_has(&r, "checkpoint", 2) && !rundir_ledger_has(&r, "best", 3));
+    ck_assert(rundir_ledger_has(&r, "eval", 2));
+    rundir_close(&r);
+    FILE *torn = fopen(p, "a");
+    fputs("{\"kind\":\"best\",\"step\":3}", torn);   // no newline: cut mid-write
+    fclose(torn);
+    ck_assert(rundir_open(&r, &c, r.dir));
+    ck_assert(!rundir_ledger_has(&r, "best", 3));
     rundir_close(&r);
     ck_assert(stat(p, &after) == 0);
     ck_assert(before.st_ino == after.st_ino);

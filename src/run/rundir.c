@@ -194,15 +194,13 @@ int rundir_open(RunDir *r, const DcalConfig *c, const char *resume_dir) {
 
 // Whether a complete metrics line survives a resume from a checkpoint at step.
 // A line that does not parse is kept: it is not ours to destroy, and the audit names it.
-// *ledger is set when the line is the "checkpoint" row of that step.
-static int keep_row(const char *line, size_t len, int64_t step, bool *ledger) {
+static int keep_row(const char *line, size_t len, int64_t step) {
     Json v;
     JsonError e;
     if (!json_parse(line, len, 0, &v, &e)) return 1;
     const Json *st = json_get(&v, "step");
     const char *kind = json_str(&v, "kind");
     int keep = !(kind && !strcmp(kind, "final")) && !(st && st->type == JSON_NUMBER && st->num > (double)step);
-    if (kind && !strcmp(kind, "checkpoint") && st && st->type == JSON_NUMBER && st->num == (double)step) *ledger = true;
     json_free(&v);
     return keep;
 }
@@ -210,7 +208,7 @@ static int keep_row(const char *line, size_t len, int64_t step, bool *ledger) {
 // Rows written after the checkpoint (a kill -9 between a log line and the next
 // save) would repeat their steps once the resumed run writes them again. The
 // rewrite is atomic (temp, fsync, rename): killed during it, the old file stays.
-static int truncate_metrics(const char *path, int64_t step, bool *ledger) {
+static int truncate_metrics(const char *path, int64_t step) {
     if (access(path, F_OK) != 0) return 1;   // nothing logged yet
     size_t len;
     char *text = read_file(path, &len);
@@ -222,7 +220,7 @@ static int truncate_metrics(const char *path, int64_t step, bool *ledger) {
         char *nl = memchr(s, '\n', (size_t)(text + len - s));
         if (!nl) { dropped++; break; }   // a torn last line: the stop cut it mid-write
         size_t l = (size_t)(nl - s) + 1;
-        if (keep_row(s, l - 1, step, ledger)) { memcpy(out + n, s, l); n += l; }
+        if (keep_row(s, l - 1, step)) { memcpy(out + n, s, l); n += l; }
         else dropped++;
         s = nl + 1;
     }
@@ -235,19 +233,38 @@ static int truncate_metrics(const char *path, int64_t step, bool *ledger) {
     return ok;
 }
 
-int rundir_open_metrics(RunDir *r, bool resume, int64_t resume_step, bool *ledger) {
-    *ledger = false;
+int rundir_open_metrics(RunDir *r, bool resume, int64_t resume_step) {
     char path[DCAL_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->dir);
     if (resume && resume_step < 0) {   // would drop every row
         dcal_err("%s: checkpoint step %lld is negative; metrics.jsonl left as it is", r->dir, (long long)resume_step);
         return 0;
     }
-    if (resume && !truncate_metrics(path, resume_step, ledger)) return 0;
+    if (resume && !truncate_metrics(path, resume_step)) return 0;
     r->metrics = fopen(path, resume ? "a" : "w");   // a new run: no leftover rows of a failed start
     if (!r->metrics) { dcal_err("%s: cannot open for appending: %s", path, strerror(errno)); return 0; }
     setvbuf(r->metrics, NULL, _IOLBF, 0);   // a crash loses at most the line being written
     return views_open(&r->views, r->dir);
+}
+
+bool rundir_ledger_has(const RunDir *r, const char *kind, int64_t step) {
+    char path[DCAL_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", r->dir);
+    size_t len;
+    char *text = read_file(path, &len);
+    bool found = false;
+    for (char *s = text, *nl; s && s < text + len && !found; s = nl + 1) {
+        if (!(nl = memchr(s, '\n', (size_t)(text + len - s)))) break;   // a torn last line is no row
+        Json v;
+        JsonError e;
+        if (!json_parse(s, (size_t)(nl - s), 0, &v, &e)) continue;
+        const Json *st = json_get(&v, "step");
+        const char *k = json_str(&v, "kind");
+        found = k && !strcmp(k, kind) && st && st->type == JSON_NUMBER && st->num == (double)step;
+        json_free(&v);
+    }
+    free(text);
+    return found;
 }
 
 int rundir_check_dataset(const RunDir *r, const char *data_root, const char *fingerprint) {

@@ -43,10 +43,11 @@ int rundir_open(RunDir *r, const DcalConfig *c, const char *resume_dir);
 // a resumed one first drops, atomically, the rows a stop left past its
 // checkpoint (step > resume_step, a torn last line, "final" rows: the resumed
 // run writes its own), so steps never repeat. Then metrics.csv and the
-// TensorBoard events file are rebuilt from what it holds. *ledger: whether the
-// kept rows hold the "checkpoint" row of resume_step (a kill -9 between the
-// checkpoint's rename and that row leaves it out). 0 after an error line.
-int rundir_open_metrics(RunDir *r, bool resume, int64_t resume_step, bool *ledger);
+// TensorBoard events file are rebuilt from what it holds. 0 after an error line.
+int rundir_open_metrics(RunDir *r, bool resume, int64_t resume_step);
+// Whether metrics.jsonl holds a complete row of this kind ("checkpoint", "best")
+// and step: the ledger `dcal audit` holds those files against.
+bool rundir_ledger_has(const RunDir *r, const char *kind, int64_t step);
 // On resume: the dataset found now must be the one the run trained on
 // (manifest.json "dataset": {"fingerprint"}). 0 after an error line naming both.
 int rundir_check_dataset(const RunDir *r, const char *data_root, const char *fingerprint);

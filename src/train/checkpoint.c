@@ -231,20 +231,25 @@ int checkpoint_verify(const char *path, const DcalConfig *cfg, char *summary, si
     return ok;
 }
 
-int checkpoint_best_val(const char *path, int64_t *step, double *val_acc) {
+int checkpoint_best_meta(const char *path, CkptBest *b) {
     SafeTensors st;
     if (!st_load(&st, path)) return 0;
     CkptMeta cm;
     const char *acc = st_meta(&st, "val_acc"), *on = st_meta(&st, "selected_on");
     char *end = NULL;
     double v = acc ? strtod(acc, &end) : NAN;
+    uint64_t n = 0;
     int ok = read_meta(&st, 0, &cm);
-    if (ok && (!on || strcmp(on, "val") || !acc || *end || !(v >= 0 && v <= 1))) {
-        dcal_err("%s: metadata 'selected_on'/'val_acc' missing or not a validation accuracy (not written as a "
-                 "best checkpoint?)", path);
+    if (ok && (!on || strcmp(on, "val") || !acc || *end || !(v >= 0 && v <= 1) ||
+               !st_meta_u64(&st, "val_n", INT32_MAX, &n))) {
+        dcal_err("%s: metadata 'selected_on'/'val_acc'/'val_n' missing or not a validation accuracy (not written as "
+                 "a best checkpoint?)", path);
         ok = 0;
     }
-    if (ok) { *step = cm.pos.step; *val_acc = v; }
+    if (ok) {
+        *b = (CkptBest){.step = cm.pos.step, .epoch = cm.pos.epoch, .val_n = (int)n, .val_acc = v};
+        memcpy(b->params_sha256, cm.params_hex, 65);
+    }
     st_free(&st);
     return ok;
 }

@@ -38,8 +38,16 @@ int checkpoint_save(const char *path, const Model *m, const float *adam_m, const
 // best.safetensors: the weights only (no AdamW state), metadata as above plus
 // selected_on "val", val_acc (the selection accuracy, 6 decimals) and val_n.
 int checkpoint_save_best(const char *path, const Model *m, const TrainPos *pos, double val_acc, int val_n);
-// The step and val_acc a best.safetensors records. 0 after an error line.
-int checkpoint_best_val(const char *path, int64_t *step, double *val_acc);
+// What a best.safetensors records (its metadata, validated; the tensors not re-hashed):
+// the step and epoch it was chosen at, its validation accuracy over val_n images, and
+// the parameters' sha256. 0 after an error line.
+typedef struct {
+    int64_t step;
+    int epoch, val_n;
+    double val_acc;
+    char params_sha256[65];
+} CkptBest;
+int checkpoint_best_meta(const char *path, CkptBest *b);
 // train.keep_last: link dir/checkpoint.safetensors (just written, step) as
 // dir/checkpoint-step<step>.safetensors, make the link durable (fsync of dir),
 // and only then remove the oldest step files beyond keep_last. keep_last 1 keeps

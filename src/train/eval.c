@@ -144,23 +144,13 @@ int trainer_save_best(Trainer *t, int epoch) {
         t->best_val = acc;
         return 1;
     }
-    char path[DCAL_PATH_MAX + 32], hex[65];
+    char path[DCAL_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/" CKPT_BEST_FILE, t->run.dir);
     if (!checkpoint_save_best(path, &t->m, &t->pos, acc, t->val.n_test)) return 0;
     t->best_val = acc;
-    checkpoint_params_sha256(&t->m, hex);
-    JsonW w;
-    jw_init(&w, false, 0);
-    jw_begin_object(&w);
-    jw_kv_string(&w, "kind", "best");
-    jw_kv_int(&w, "step", t->pos.step);
-    jw_kv_int(&w, "epoch", epoch + 1);
-    jw_kv_string(&w, "params_sha256", hex);
-    jw_kv_double(&w, "val_acc", "%.6f", acc);
-    jw_kv_int(&w, "val_n", t->val.n_test);
-    jw_end_object(&w);
-    rundir_metric_json(&t->run, &w);
-    jw_free(&w);
+    CkptBest b = {.step = t->pos.step, .epoch = epoch + 1, .val_n = t->val.n_test, .val_acc = acc};
+    checkpoint_params_sha256(&t->m, b.params_sha256);
+    log_best(t, &b);
     printf("dcal: %s: epoch %d, %.2f%% on the validation split (chosen there, never on test)\n", path, epoch + 1,
            100 * acc);
     fflush(stdout);
@@ -171,10 +161,9 @@ int trainer_save_best(Trainer *t, int epoch) {
 // than the checkpoint (its row was trimmed; the epoch that wrote it runs again).
 static void resume_best(Trainer *t) {
     char path[DCAL_PATH_MAX + 32];
-    int64_t step;
-    double acc;
+    CkptBest b;
     snprintf(path, sizeof path, "%s/" CKPT_BEST_FILE, t->o->resume_dir);
-    if (access(path, F_OK) == 0 && checkpoint_best_val(path, &step, &acc) && step <= t->pos.step) t->best_val = acc;
+    if (access(path, F_OK) == 0 && checkpoint_best_meta(path, &b) && b.step <= t->pos.step) t->best_val = b.val_acc;
 }
 
 int trainer_open_val(Trainer *t) {

@@ -202,3 +202,39 @@ void log_checkpoint(Trainer *t) {
     rundir_metric_json(&t->run, &w);
     jw_free(&w);
 }
+
+void log_best(Trainer *t, const CkptBest *b) {
+    JsonW w;
+    jw_init(&w, false, 0);
+    jw_begin_object(&w);
+    jw_kv_string(&w, "kind", "best");
+    jw_kv_int(&w, "step", b->step);
+    jw_kv_int(&w, "epoch", b->epoch);
+    jw_kv_string(&w, "params_sha256", b->params_sha256);
+    jw_kv_double(&w, "val_acc", "%.6f", b->val_acc);
+    jw_kv_int(&w, "val_n", b->val_n);
+    jw_end_object(&w);
+    rundir_metric_json(&t->run, &w);
+    jw_free(&w);
+}
+
+// Both files were written whole (temp, fsync, rename) and the checkpoint was just
+// loaded and verified, so their own metadata is what the killed run would have logged.
+void log_resume_ledger(Trainer *t) {
+    const char *m = "metrics.jsonl: no row for";
+    if (!rundir_ledger_has(&t->run, "checkpoint", t->pos.step)) {
+        printf("dcal: %s/%s the checkpoint at step %lld (the run stopped before writing it); recorded now\n",
+               t->run.dir, m, (long long)t->pos.step);
+        log_checkpoint(t);
+    }
+    char path[DCAL_PATH_MAX + 32];
+    CkptBest b;
+    snprintf(path, sizeof path, "%s/" CKPT_BEST_FILE, t->run.dir);
+    // A best file newer than the checkpoint is chosen again by the epoch that runs again.
+    if (t->best_val < 0 || access(path, F_OK) != 0 || !checkpoint_best_meta(path, &b) || b.step > t->pos.step ||
+        rundir_ledger_has(&t->run, "best", b.step))
+        return;
+    printf("dcal: %s/%s %s (step %lld; the run stopped before writing it); recorded now\n", t->run.dir, m,
+           CKPT_BEST_FILE, (long long)b.step);
+    log_best(t, &b);
+}

@@ -107,7 +107,6 @@ static int open_data_and_model(Trainer *t) {
     if (!trainer_check_ranks(t)) return 0;
     // data.root may change on resume; the files it names may not.
     if (t->o->resume_dir && t->rank == 0 && !rundir_check_dataset(&t->run, t->ds.root, t->ds.fingerprint)) return 0;
-    if (!trainer_open_val(t)) return 0;   // after the fingerprint, which covers the whole training split
     if (t->ds.num_classes != c->model.num_classes) {
         dcal_err("%s: dataset '%s' at %s has %d classes but model.num_classes is %d", c->source, t->ds.name,
                  t->ds.root, t->ds.num_classes, c->model.num_classes);
@@ -133,6 +132,9 @@ static int open_data_and_model(Trainer *t) {
     adamw_groups_make(&t->adamw, &t->m);
     t->pos = (TrainPos){.seed = c->train.seed};
     if (!load_start_weights(t)) return 0;
+    // After the fingerprint, which covers the whole training split, and after the
+    // checkpoint: on resume, best.safetensors counts only when it is not newer.
+    if (!trainer_open_val(t)) return 0;
     Transport tr;
     if (!transport_for(t->be, t->world, &tr) ||
         !reducer_init(&t->red, t->be, &tr, t->m.grads, t->m.n_grads, t->accum, t->rank, t->world))
@@ -187,16 +189,8 @@ static int open_run(Trainer *t) {
     const TrainOptions *o = t->o;
     // A resumed run was opened (and locked) before its checkpoint was read.
     if (!o->resume_dir && !rundir_open(&t->run, c, NULL)) return 0;
-    bool ledger;
-    if (!rundir_open_metrics(&t->run, o->resume_dir != NULL, t->pos.step, &ledger)) return 0;
-    // Killed after the checkpoint's atomic rename but before its hashes were
-    // logged: the file is whole (it was loaded), so its row is written now and
-    // the audit can hold the file against the ledger again.
-    if (o->resume_dir && !ledger && trainer_writes_run(t)) {
-        printf("dcal: %s/metrics.jsonl: no row for the checkpoint at step %lld (the run stopped before writing "
-               "it); recorded now\n", t->run.dir, (long long)t->pos.step);
-        log_checkpoint(t);
-    }
+    if (!rundir_open_metrics(&t->run, o->resume_dir != NULL, t->pos.step)) return 0;
+    if (o->resume_dir) log_resume_ledger(t);
     if (!o->resume_dir) {
         char describe[1024];
         t->be->describe(describe, sizeof describe);

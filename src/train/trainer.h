@@ -116,6 +116,11 @@ int log_step(Trainer *t, double lr, double gsq);
 void log_final(Trainer *t);
 // A metrics row with the checkpoint just written: step, params_sha256, adam_sha256.
 void log_checkpoint(Trainer *t);
+// A "best" metrics row: what best.safetensors records (step, epoch, params_sha256, val_acc, val_n).
+void log_best(Trainer *t, const CkptBest *b);
+// On resume: the ledger rows a kill -9 left out (after a checkpoint's or
+// best.safetensors' atomic rename, before its row), written from the files.
+void log_resume_ledger(Trainer *t);
 
 // eval.c: evaluate on the test split, print and record it; with a validation
 // split, evaluate that too (t->val_acc, a "val" metrics row).
