@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # e2e_faults.sh: crash safety.
 #  1. kill -9 at 20 random points of a short run that checkpoints every epoch,
+#     keeps the last two and chooses best.safetensors on a validation split,
 #     then resume: each time the run ends with weights bitwise equal to an
-#     uninterrupted run's, and `dcal audit` passes (no duplicate metrics rows,
-#     no torn files).
+#     uninterrupted run's, the same best.safetensors (its "best" rows) and kept
+#     files, and `dcal audit` passes (no duplicate or missing metrics rows, no
+#     torn files).
 #  2. A full disk (ulimit -f) while a checkpoint is written: the last good
 #     checkpoint survives byte for byte and the run exits 1 with a clear error.
 # The kill points are drawn from a fixed seed, so a failure can be replayed.
@@ -12,16 +14,21 @@ dcal=$1; src=$2
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/dcal-faults.XXXXXX"); trap 'rm -rf "$tmp"' EXIT
 "$dcal" make-synthetic --out "$tmp/data" --classes 10 --per-class 8 --test-per-class 2 --img 36 >/dev/null
 common=(--config "$src/configs/fgvc/tiny.yaml" --set data.root="$tmp/data" --set train.out_dir="$tmp/runs"
-        --set optim.epochs=6 --set train.save_every=1 --set train.eval_every=3)
+        --set optim.epochs=6 --set train.save_every=1 --set train.eval_every=1 --set train.keep_last=2
+        --set data.val_fraction=0.25 --allow-deviation val_split)
 final() { sed -nE 's/.*final weights sha256 ([0-9a-f]{64}).*/\1/p' "$1"; }
 ms() { date +%s%N | cut -c1-13; }
+best_rows() { grep '"kind":"best"' "$1/metrics.jsonl" | sed 's/,"time".*//'; }
+kept() { (cd "$1" && ls checkpoint-step*.safetensors best.safetensors 2>/dev/null | tr '\n' ' '); }
 
 t0=$(ms)
 "$dcal" train "${common[@]}" --set train.run_name=full > "$tmp/full.txt" 2>/dev/null
 dur=$(( $(ms) - t0 ))
 want=$(final "$tmp/full.txt")
 [ -n "$want" ] || { echo "FAIL: the uninterrupted run did not finish"; cat "$tmp/full.txt"; exit 1; }
-echo "uninterrupted: $dur ms, final weights $want"
+want_best=$(best_rows "$tmp/runs/full"); want_kept=$(kept "$tmp/runs/full")
+[ -n "$want_best" ] || { echo "FAIL: the uninterrupted run chose no best.safetensors"; exit 1; }
+echo "uninterrupted: $dur ms, final weights $want; $(echo "$want_best" | wc -l) best rows; files $want_kept"
 
 for i in $(seq 1 20); do
   name=k$i
@@ -51,6 +58,10 @@ for i in $(seq 1 20); do
     how=$(grep -oE "resuming at step [0-9]+|no checkpoint yet[^;]*" "$tmp/$name.resume.txt" | head -1)
   fi
   [ "$got" = "$want" ] || { echo "FAIL: kill $i (after ${delay}s): final weights $got, uninterrupted $want"; exit 1; }
+  [ "$(best_rows "$tmp/runs/$name")" = "$want_best" ] ||
+    { echo "FAIL: kill $i (after ${delay}s): best rows differ"; best_rows "$tmp/runs/$name"; echo "$want_best"; exit 1; }
+  [ "$(kept "$tmp/runs/$name")" = "$want_kept" ] ||
+    { echo "FAIL: kill $i (after ${delay}s): files $(kept "$tmp/runs/$name"), uninterrupted $want_kept"; exit 1; }
   "$dcal" audit "$tmp/runs/$name" > "$tmp/$name.audit.txt" 2>&1 ||
     { echo "FAIL: kill $i (after ${delay}s): audit"; cat "$tmp/$name.audit.txt"; exit 1; }
   echo "kill $i after ${delay}s: ${how:-resumed}; weights equal, audit passes"
