@@ -57,8 +57,10 @@ check "a resume keeps the best so far (rows: $(best_rows "$tmp/runs/val7" | cut 
 check "dcal eval reads best.safetensors" grep -q "top-1 SA+GLCA" "$tmp/eval.txt"
 
 # 4. A kill -9 between best.safetensors' rename and its row: the audit names the missing row;
-#    the resume writes it from the file, and the audit passes again.
+#    the resume writes it from the file, and the audit passes again. One between the last
+#    checkpoint and its step file: the resume makes the file.
 cp -r "$run" "$tmp/lost"
+rm "$tmp/lost/checkpoint-step00000009.safetensors"
 n=$(grep -n '"kind":"best"' "$tmp/lost/metrics.jsonl" | tail -1 | cut -d: -f1)
 sed -i "${n}d" "$tmp/lost/metrics.jsonl"
 "$dcal" audit "$tmp/lost" > "$tmp/audit4.txt" 2>&1
@@ -66,6 +68,8 @@ check "a missing best row fails the audit" grep -q "^FAIL $tmp/lost/best.safeten
 "$dcal" train --resume "$tmp/lost" --set train.max_steps=0 > "$tmp/lost.txt" 2>&1 || cat "$tmp/lost.txt"
 check "the resume records the best row" grep -q "no row for best.safetensors (step [0-9]*; the run stopped before writing it); recorded now" "$tmp/lost.txt"
 "$dcal" audit "$tmp/lost" > "$tmp/audit5.txt" 2>&1
+kept=$(cd "$tmp/lost" && ls checkpoint-step*.safetensors | tr '\n' ' ')
+check "the resume makes the last step file (got: $kept)" test "$kept" = "checkpoint-step00000006.safetensors checkpoint-step00000009.safetensors "
 check "the audit passes after the repair" grep -q "^OK   $tmp/lost/best.safetensors: matches the run's record" "$tmp/audit5.txt"
 check "the repaired row is the one the run wrote" test "$(grep '"kind":"best"' "$tmp/lost/metrics.jsonl" | tail -1 | sed 's/,"time".*//')" = "$(grep '"kind":"best"' "$run/metrics.jsonl" | tail -1 | sed 's/,"time".*//')"
 

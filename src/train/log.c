@@ -222,6 +222,7 @@ void log_best(Trainer *t, const CkptBest *b) {
 // loaded and verified, so their own metadata is what the killed run would have logged.
 void log_resume_ledger(Trainer *t) {
     const char *m = "metrics.jsonl: no row for";
+    if (access(t->ckpt_path, F_OK) != 0) return;   // started again from step 0: nothing saved yet
     if (!rundir_ledger_has(&t->run, "checkpoint", t->pos.step)) {
         printf("dcal: %s/%s the checkpoint at step %lld (the run stopped before writing it); recorded now\n",
                t->run.dir, m, (long long)t->pos.step);

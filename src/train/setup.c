@@ -191,6 +191,11 @@ static int open_run(Trainer *t) {
     if (!o->resume_dir && !rundir_open(&t->run, c, NULL)) return 0;
     if (!rundir_open_metrics(&t->run, o->resume_dir != NULL, t->pos.step)) return 0;
     if (o->resume_dir) log_resume_ledger(t);
+    // Killed between the checkpoint and its step file (train.keep_last): made now, so a
+    // run resumed after its last save keeps the same files as one never stopped.
+    if (o->resume_dir && c->train.keep_last > 1 && access(t->ckpt_path, F_OK) == 0 &&
+        !checkpoint_keep_last(t->run.dir, t->pos.step, c->train.keep_last))
+        fprintf(stderr, "dcal: WARNING: train.keep_last: older checkpoints not kept as configured (see above)\n");
     if (!o->resume_dir) {
         char describe[1024];
         t->be->describe(describe, sizeof describe);
