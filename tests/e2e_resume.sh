@@ -29,6 +29,16 @@ grep -q "checkpoint.safetensors: matches the run's record of step 5" "$tmp/audit
 a=$(hash_of "$tmp/full.txt"); b=$(hash_of "$tmp/cut3.txt")
 echo "uninterrupted $a"; echo "resumed       $b"
 [ -n "$a" ] && [ "$a" = "$b" ] || { echo "FAIL: resumed run differs"; cat "$tmp/full.txt" "$tmp/cut3.txt"; exit 1; }
+# No checkpoint yet (as a kill before the first save leaves it): the resume starts again from
+# step 0, quietly (no ledger or step-file repair of a checkpoint that is not there), and ends
+# as the uninterrupted run.
+"$dcal" train "${common[@]}" --set train.run_name=none --set train.max_steps=2 --set train.keep_last=2 > /dev/null
+rm "$tmp/runs/none/checkpoint.safetensors" "$tmp/runs/none"/checkpoint-step*.safetensors
+"$dcal" train --resume "$tmp/runs/none" --set train.max_steps=0 > "$tmp/none.txt" 2> "$tmp/none.err"
+grep -q "has no checkpoint yet (stopped before the first save): starting again from step 0" "$tmp/none.txt" || { cat "$tmp/none.txt"; exit 1; }
+! grep -v "WARNING: deviating" "$tmp/none.err" | grep -q . || { echo "FAIL: errors on a restart"; cat "$tmp/none.err"; exit 1; }
+"$dcal" audit "$tmp/runs/none" > "$tmp/none.audit.txt" 2>&1 || { cat "$tmp/none.audit.txt"; exit 1; }
+[ "$(hash_of "$tmp/none.txt")" = "$a" ] || { echo "FAIL: the run started again differs"; exit 1; }
 # Changing the model on resume is refused.
 if "$dcal" train --resume "$tmp/runs/cut" --set model.dim=64 2> "$tmp/err.txt"; then echo "FAIL: resume accepted a model change"; exit 1; fi
 grep -q "would change the run" "$tmp/err.txt"
