@@ -247,24 +247,38 @@ int rundir_open_metrics(RunDir *r, bool resume, int64_t resume_step) {
     return views_open(&r->views, r->dir);
 }
 
-bool rundir_ledger_has(const RunDir *r, const char *kind, int64_t step) {
+void rundir_each_row(const RunDir *r, const char *kind, RunRowFn fn, void *ctx) {
     char path[DCAL_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->dir);
     size_t len;
     char *text = read_file(path, &len);
-    bool found = false;
-    for (char *s = text, *nl; s && s < text + len && !found; s = nl + 1) {
+    for (char *s = text, *nl; s && s < text + len; s = nl + 1) {
         if (!(nl = memchr(s, '\n', (size_t)(text + len - s)))) break;   // a torn last line is no row
         Json v;
         JsonError e;
         if (!json_parse(s, (size_t)(nl - s), 0, &v, &e)) continue;
-        const Json *st = json_get(&v, "step");
         const char *k = json_str(&v, "kind");
-        found = k && !strcmp(k, kind) && st && st->type == JSON_NUMBER && st->num == (double)step;
+        if (k && !strcmp(k, kind)) fn(&v, ctx);
         json_free(&v);
     }
     free(text);
-    return found;
+}
+
+typedef struct {
+    int64_t step;
+    bool found;
+} LedgerFind;
+
+static void ledger_step(const Json *row, void *ctx) {
+    LedgerFind *f = ctx;
+    const Json *st = json_get(row, "step");
+    if (st && st->type == JSON_NUMBER && st->num == (double)f->step) f->found = true;
+}
+
+bool rundir_ledger_has(const RunDir *r, const char *kind, int64_t step) {
+    LedgerFind f = {step, false};
+    rundir_each_row(r, kind, ledger_step, &f);
+    return f.found;
 }
 
 int rundir_check_dataset(const RunDir *r, const char *data_root, const char *fingerprint) {

@@ -45,6 +45,10 @@ int rundir_open(RunDir *r, const DcalConfig *c, const char *resume_dir);
 // run writes its own), so steps never repeat. Then metrics.csv and the
 // TensorBoard events file are rebuilt from what it holds. 0 after an error line.
 int rundir_open_metrics(RunDir *r, bool resume, int64_t resume_step);
+// Each complete row of metrics.jsonl of this kind ("eval", "best", ...), in order;
+// a torn last line or one that does not parse is none. Nothing when the file is missing.
+typedef void (*RunRowFn)(const Json *row, void *ctx);
+void rundir_each_row(const RunDir *r, const char *kind, RunRowFn fn, void *ctx);
 // Whether metrics.jsonl holds a complete row of this kind ("checkpoint", "best")
 // and step: the ledger `dcal audit` holds those files against.
 bool rundir_ledger_has(const RunDir *r, const char *kind, int64_t step);

@@ -166,6 +166,26 @@ static void resume_best(Trainer *t) {
     if (access(path, F_OK) == 0 && checkpoint_best_meta(path, &b) && b.step <= t->pos.step) t->best_val = b.val_acc;
 }
 
+// trainer_eval's choice of the best test epoch, replayed over the "eval" rows a resumed run
+// kept (those up to its checkpoint), so its final summary names the epoch an uninterrupted
+// run names. The rows hold accuracy = correct / n to 6 decimals: the count is recovered
+// exactly and the same double made from it.
+static void test_best_row(const Json *row, void *ctx) {
+    Trainer *t = ctx;
+    const Json *acc = json_get(row, "acc_combined"), *n = json_get(row, "n"), *ep = json_get(row, "epoch");
+    if (!acc || !n || !ep || acc->type != JSON_NUMBER || n->type != JSON_NUMBER || ep->type != JSON_NUMBER ||
+        !(n->num >= 1))
+        return;
+    double a = (double)llround(acc->num * n->num) / n->num;
+    if (a > t->prog.best_comb) { t->prog.best_comb = a; t->prog.best_epoch = (int)ep->num; }
+}
+
+void trainer_resume_test_best(Trainer *t) {
+    t->prog.best_comb = -1;
+    t->prog.best_epoch = -1;
+    rundir_each_row(&t->run, "eval", test_best_row, t);
+}
+
 int trainer_open_val(Trainer *t) {
     t->val_acc = t->best_val = -1;
     if (t->c->data.val_fraction <= 0) return 1;

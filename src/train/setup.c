@@ -260,6 +260,7 @@ int trainer_setup(Trainer *t) {
     if (t->world > 1 && !dist_bcast_bytes(t->ckpt_path, sizeof t->ckpt_path, 0)) return 0;
     t->prog.best_comb = -1;
     t->prog.best_epoch = -1;
+    if (t->o->resume_dir && trainer_writes_run(t)) trainer_resume_test_best(t);   // the final summary's best so far
     t->saved_step = t->o->resume_dir ? t->pos.step : -1;   // a resumed run's checkpoint is at its step
     return 1;
 }

@@ -125,6 +125,8 @@ void log_resume_ledger(Trainer *t);
 // eval.c: evaluate on the test split, print and record it; with a validation
 // split, evaluate that too (t->val_acc, a "val" metrics row).
 int trainer_eval(Trainer *t, int epoch);
+// eval.c: on resume, the best test epoch so far (t->prog) from the kept "eval" rows.
+void trainer_resume_test_best(Trainer *t);
 // eval.c: t->val_acc beats best.safetensors: write it and its "best" metrics row.
 int trainer_save_best(Trainer *t, int epoch);
 // eval.c: the validation split (data.val_fraction), and best.safetensors' accuracy on resume.
