@@ -80,6 +80,7 @@ void loader_start(Loader *l, int epoch, int start);
 // image always, a training one unless data.skip_bad), or LOADER_INTERRUPTED.
 int loader_next(Loader *l, float *images, int *labels, int *ids);
 int loader_skipped(const Loader *l);   // bad training images skipped so far (data.skip_bad)
+void loader_set_skipped(Loader *l, int n);   // a resumed run's count so far (its checkpoint's)
 // The trainer's SIGINT/SIGTERM flag. Once *flag is non-zero, a wait for the
 // workers lasts at most ~2 s more; then loader_next returns LOADER_INTERRUPTED
 // after an error line (a worker hangs in a read) and every later call fails.

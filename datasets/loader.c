@@ -295,6 +295,8 @@ int loader_next(Loader *l, float *images, int *labels, int *ids) {
 
 int loader_skipped(const Loader *l) { return l->skipped; }
 
+void loader_set_skipped(Loader *l, int n) { l->skipped = n; }
+
 void loader_set_stop_flag(Loader *l, const volatile sig_atomic_t *flag) { l->stop_flag = flag; }
 
 void loader_set_image_fn(Loader *l, ImageLoadFn fn) { l->load = fn ? fn : image_load_why; }

@@ -27,6 +27,11 @@ expect "dataset fingerprint" -- "$dcal" train --resume "$tmp/runs/r"
 "$dcal" train "${common[@]}" --set train.run_name=skip --set data.skip_bad=true > "$tmp/skip.txt" 2>/dev/null || { echo "FAIL: skip_bad run"; fail=1; }
 grep -q '"skipped_images":[1-9]' "$tmp/runs/skip/metrics.jsonl" || { echo "FAIL: skipped image not recorded"; fail=1; }
 grep -q "unreadable training images were skipped 2 time(s)" "$tmp/skip.txt" || { echo "FAIL: skipped image not reported"; fail=1; }
+# Stopped after the first epoch's skip and resumed: the count goes on over the whole run.
+"$dcal" train "${common[@]}" --set train.run_name=skip2 --set data.skip_bad=true --set train.max_steps=5 > /dev/null 2>&1
+"$dcal" train --resume "$tmp/runs/skip2" --set train.max_steps=0 > "$tmp/skip2.txt" 2>/dev/null
+grep -q "unreadable training images were skipped 2 time(s)" "$tmp/skip2.txt" || { echo "FAIL: a resumed run's skip count"; grep skipped "$tmp/skip2.txt"; fail=1; }
+[ "$(grep -o '"skipped_images":[0-9]*' "$tmp/runs/skip2/metrics.jsonl" | tail -1)" = '"skipped_images":2' ] || { echo "FAIL: a resumed run's last skipped_images"; fail=1; }
 cp "$tmp/saved.png" "$tmp/data/images/$img"
 # Missing image file.
 mv "$tmp/data/images/$img" "$tmp/gone.png"

@@ -49,6 +49,7 @@ static void put_meta(StWriter *w, const TrainPos *pos, const char *params_hex, c
     snprintf(buf, sizeof buf, "%d", pos->epoch); stw_meta(w, "epoch", buf);
     snprintf(buf, sizeof buf, "%d", pos->batch); stw_meta(w, "batch", buf);
     snprintf(buf, sizeof buf, "%" PRIu64, pos->seed); stw_meta(w, "seed", buf);
+    snprintf(buf, sizeof buf, "%" PRId64, pos->skipped); stw_meta(w, "skipped_images", buf);
 }
 
 // Saving streams each buffer (params, m, v) tensor by tensor through a host buffer of the
@@ -121,13 +122,14 @@ static int read_meta(const SafeTensors *st, int need_adam, CkptMeta *cm) {
                  fmt ? "'" : "", fmt ? fmt : "missing", fmt ? "'" : "");
         return 0;
     }
-    uint64_t step, micro, epoch, batch, seed;
+    uint64_t step, micro, epoch, batch, seed, skipped = 0;
     int ok = meta_hex(st, "params_sha256", cm->params_hex) && (!need_adam || meta_hex(st, "adam_sha256", cm->adam_hex)) &&
              st_meta_u64(st, "step", CKPT_MAX_STEP, &step) && st_meta_u64(st, "micro_step", CKPT_MAX_STEP, &micro) &&
              st_meta_u64(st, "epoch", CKPT_MAX_EPOCH, &epoch) && st_meta_u64(st, "batch", CKPT_MAX_BATCH, &batch) &&
-             st_meta_u64(st, "seed", UINT64_MAX, &seed);
+             st_meta_u64(st, "seed", UINT64_MAX, &seed) &&
+             (!st_meta(st, "skipped_images") || st_meta_u64(st, "skipped_images", INT32_MAX, &skipped));   // newer files
     if (ok) cm->pos = (TrainPos){.step = (int64_t)step, .micro_step = (int64_t)micro, .epoch = (int)epoch,
-                                 .batch = (int)batch, .seed = seed};
+                                 .batch = (int)batch, .seed = seed, .skipped = (int64_t)skipped};
     return ok;
 }
 

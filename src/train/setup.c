@@ -150,6 +150,7 @@ static int open_loader(Trainer *t) {
     if (!t->L) return 0;
     loader_set_shard(t->L, t->rank, t->world, t->accum);
     loader_set_stop_flag(t->L, &train_stop_signal);   // a stuck file must not hold off SIGTERM
+    loader_set_skipped(t->L, (int)t->pos.skipped);      // resumed: the count over the whole run goes on
     int nb = loader_num_batches(t->L);
     t->spe = nb / t->accum;
     if (t->spe < 1) {

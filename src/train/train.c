@@ -38,6 +38,7 @@ static int save(Trainer *t) {
         t->saved_step = t->pos.step;
         return 1;
     }
+    t->pos.skipped = loader_skipped(t->L);
     if (!checkpoint_save(t->ckpt_path, &t->m, t->am, t->av, &t->pos)) return 0;
     log_checkpoint(t);
     t->saved_step = t->pos.step;
