@@ -53,6 +53,25 @@ check "audit checks each kept file against its row" grep -q "^OK   $run/checkpoi
 best_rows() { grep '"kind":"best"' "$1/metrics.jsonl" | sed 's/,"time".*//'; }
 check "a resume keeps the best so far (rows: $(best_rows "$tmp/runs/val7" | cut -c1-40 | tr '\n' ' '))" \
   test "$(best_rows "$tmp/runs/val7")" = "$(best_rows "$tmp/runs/whole")"
+# Killed between an epoch's checkpoint and its better best.safetensors: the resume saves it
+# from the checkpoint (the same weights), so the run ends with the uninterrupted run's best.
+# Made from the whole run: its kept checkpoint of step 6 (epoch 2's end, which beats epoch 1
+# here) as the latest, epoch 1's best file (from a run stopped in epoch 2), no step-6 best row.
+"$dcal" train "${common[@]}" "${val[@]}" --set train.run_name=pend1 --set train.max_steps=4 > /dev/null 2>&1
+cp -r "$tmp/runs/whole" "$tmp/runs/pend"
+if [ "$(best_rows "$tmp/runs/pend" | grep -c '"step":6,')" = 1 ] && [ "$(best_rows "$tmp/runs/pend1" | tail -1 | grep -c '"step":3,')" = 1 ]; then
+  cp "$tmp/runs/pend/checkpoint-step00000006.safetensors" "$tmp/runs/pend/checkpoint.safetensors"
+  cp "$tmp/runs/pend1/best.safetensors" "$tmp/runs/pend/"
+  n=$(grep -n '"kind":"best","step":6,' "$tmp/runs/pend/metrics.jsonl" | cut -d: -f1)
+  sed -i "${n}d" "$tmp/runs/pend/metrics.jsonl"
+  "$dcal" train --resume "$tmp/runs/pend" --set train.max_steps=0 > "$tmp/pend.txt" 2>&1
+  check "the resume saves the pending best" grep -q "epoch 2's validation accuracy (.*) beat best.safetensors, but the run stopped before saving it: saved now" "$tmp/pend.txt"
+  check "the pending best ends as uninterrupted" test "$(best_rows "$tmp/runs/pend")" = "$(best_rows "$tmp/runs/whole")"
+  "$dcal" audit "$tmp/runs/pend" > "$tmp/pend.audit.txt" 2>&1
+  check "the audit passes after the pending best" grep -q "audit passed" "$tmp/pend.audit.txt"
+else
+  echo "FAIL: epoch 2 no longer beats epoch 1 on this data: the pending-best case needs other epochs"; fail=1
+fi
 "$dcal" eval --checkpoint "$run/best.safetensors" > "$tmp/eval.txt" 2>&1
 check "dcal eval reads best.safetensors" grep -q "top-1 SA+GLCA" "$tmp/eval.txt"
 

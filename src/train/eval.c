@@ -186,6 +186,38 @@ void trainer_resume_test_best(Trainer *t) {
     rundir_each_row(&t->run, "eval", test_best_row, t);
 }
 
+// The "val" row of the checkpoint's step, as selection_acc reads an EvalResult (the count
+// recovered from the 6 decimals, so the same double).
+typedef struct {
+    int64_t step;
+    bool glca, found;
+    double acc;
+    int epoch;
+} ValRow;
+
+static void val_row_at(const Json *row, void *ctx) {
+    ValRow *v = ctx;
+    const Json *st = json_get(row, "step"), *n = json_get(row, "n"), *ep = json_get(row, "epoch");
+    const Json *acc = json_get(row, v->glca ? "acc_combined" : "acc_sa");
+    if (!st || !n || !ep || !acc || st->type != JSON_NUMBER || n->type != JSON_NUMBER || ep->type != JSON_NUMBER ||
+        acc->type != JSON_NUMBER || st->num != (double)v->step || !(n->num >= 1))
+        return;
+    v->acc = (double)llround(acc->num * n->num) / n->num;
+    v->epoch = (int)ep->num;
+    v->found = true;
+}
+
+int trainer_resume_pending_best(Trainer *t) {
+    if (t->c->data.val_fraction <= 0 || t->pos.batch != 0 || !trainer_writes_run(t)) return 1;
+    ValRow v = {.step = t->pos.step, .glca = t->c->model.glca_blocks > 0};
+    rundir_each_row(&t->run, "val", val_row_at, &v);
+    if (!v.found || !(v.acc > t->best_val)) return 1;
+    printf("dcal: epoch %d's validation accuracy (%.2f%%) beat best.safetensors, but the run stopped before saving "
+           "it: saved now from the checkpoint's weights\n", v.epoch, 100 * v.acc);
+    t->val_acc = v.acc;
+    return trainer_save_best(t, v.epoch - 1);   // a failed write stops the run, as at an epoch's end
+}
+
 int trainer_open_val(Trainer *t) {
     t->val_acc = t->best_val = -1;
     if (t->c->data.val_fraction <= 0) return 1;

@@ -127,6 +127,11 @@ void log_resume_ledger(Trainer *t);
 int trainer_eval(Trainer *t, int epoch);
 // eval.c: on resume, the best test epoch so far (t->prog) from the kept "eval" rows.
 void trainer_resume_test_best(Trainer *t);
+// eval.c: on resume at an epoch's end: a kill between that epoch's checkpoint and its
+// best.safetensors left a better validation accuracy unsaved (its "val" row says so): the
+// checkpoint's weights are that epoch's, so best.safetensors is written from them now.
+// 0 after an error line.
+int trainer_resume_pending_best(Trainer *t);
 // eval.c: t->val_acc beats best.safetensors: write it and its "best" metrics row.
 int trainer_save_best(Trainer *t, int epoch);
 // eval.c: the validation split (data.val_fraction), and best.safetensors' accuracy on resume.
