@@ -166,55 +166,57 @@ static void resume_best(Trainer *t) {
     if (access(path, F_OK) == 0 && checkpoint_best_meta(path, &b) && b.step <= t->pos.step) t->best_val = b.val_acc;
 }
 
-// trainer_eval's choice of the best test epoch, replayed over the "eval" rows a resumed run
-// kept (those up to its checkpoint), so its final summary names the epoch an uninterrupted
-// run names. The rows hold accuracy = correct / n to 6 decimals: the count is recovered
-// exactly and the same double made from it.
-static void test_best_row(const Json *row, void *ctx) {
-    Trainer *t = ctx;
-    const Json *acc = json_get(row, "acc_combined"), *n = json_get(row, "n"), *ep = json_get(row, "epoch");
-    if (!acc || !n || !ep || acc->type != JSON_NUMBER || n->type != JSON_NUMBER || ep->type != JSON_NUMBER ||
-        !(n->num >= 1))
-        return;
-    double a = (double)llround(acc->num * n->num) / n->num;
-    if (a > t->prog.best_comb) { t->prog.best_comb = a; t->prog.best_epoch = (int)ep->num; }
+// An accuracy in a metrics row, as evaluate() made it: correct / n, logged to 6 decimals, so
+// the count is recovered exactly and the same double made from it. With the row's step and epoch.
+static bool row_acc(const Json *row, const char *key, double *acc, int64_t *step, int *epoch) {
+    const Json *a = json_get(row, key), *n = json_get(row, "n"), *st = json_get(row, "step");
+    const Json *ep = json_get(row, "epoch");
+    if (!a || !n || !st || !ep || a->type != JSON_NUMBER || n->type != JSON_NUMBER || st->type != JSON_NUMBER ||
+        ep->type != JSON_NUMBER || !(n->num >= 1))
+        return false;
+    *acc = (double)llround(a->num * n->num) / n->num;
+    *step = (int64_t)st->num;
+    *epoch = (int)ep->num;
+    return true;
+}
+
+// The first highest accuracy of a kind of row up to a step: trainer_eval's and
+// trainer_save_best's choices (a later equal one does not replace it), replayed.
+typedef struct {
+    const char *key;
+    int64_t upto, step;
+    int epoch;
+    double acc;
+} RowBest;
+
+static void row_best(const Json *row, void *ctx) {
+    RowBest *b = ctx;
+    double a;
+    int64_t st;
+    int ep;
+    if (row_acc(row, b->key, &a, &st, &ep) && st <= b->upto && a > b->acc) b->acc = a, b->step = st, b->epoch = ep;
 }
 
 void trainer_resume_test_best(Trainer *t) {
-    t->prog.best_comb = -1;
-    t->prog.best_epoch = -1;
-    rundir_each_row(&t->run, "eval", test_best_row, t);
+    RowBest b = {.key = "acc_combined", .upto = t->pos.step, .acc = -1, .epoch = -1};
+    rundir_each_row(&t->run, "eval", row_best, &b);
+    t->prog.best_comb = b.acc;
+    t->prog.best_epoch = b.epoch;
 }
 
-// The "val" row of the checkpoint's step, as selection_acc reads an EvalResult (the count
-// recovered from the 6 decimals, so the same double).
-typedef struct {
-    int64_t step;
-    bool glca, found;
-    double acc;
-    int epoch;
-} ValRow;
-
-static void val_row_at(const Json *row, void *ctx) {
-    ValRow *v = ctx;
-    const Json *st = json_get(row, "step"), *n = json_get(row, "n"), *ep = json_get(row, "epoch");
-    const Json *acc = json_get(row, v->glca ? "acc_combined" : "acc_sa");
-    if (!st || !n || !ep || !acc || st->type != JSON_NUMBER || n->type != JSON_NUMBER || ep->type != JSON_NUMBER ||
-        acc->type != JSON_NUMBER || st->num != (double)v->step || !(n->num >= 1))
-        return;
-    v->acc = (double)llround(acc->num * n->num) / n->num;
-    v->epoch = (int)ep->num;
-    v->found = true;
-}
-
-int trainer_resume_pending_best(Trainer *t) {
-    if (t->c->data.val_fraction <= 0 || t->pos.batch != 0 || !trainer_writes_run(t)) return 1;
-    ValRow v = {.step = t->pos.step, .glca = t->c->model.glca_blocks > 0};
-    rundir_each_row(&t->run, "val", val_row_at, &v);
-    if (!v.found || !(v.acc > t->best_val)) return 1;
+int trainer_resume_best(Trainer *t) {
+    if (t->c->data.val_fraction <= 0 || !trainer_writes_run(t)) return 1;
+    RowBest v = {.key = t->c->model.glca_blocks > 0 ? "acc_combined" : "acc_sa", .upto = t->pos.step, .acc = -1};
+    rundir_each_row(&t->run, "val", row_best, &v);
+    if (v.acc < 0) return 1;   // no val row kept: best.safetensors' own accuracy stands (resume_best)
+    t->best_val = v.acc;
+    // Chosen before the checkpoint's epoch, or saved then (its row; log_resume_ledger wrote a
+    // missing one for a file of that step; a newer file is rewritten by the epoch that made it).
+    if (v.step != t->pos.step || t->pos.batch != 0 || rundir_ledger_has(&t->run, "best", v.step)) return 1;
     printf("dcal: epoch %d's validation accuracy (%.2f%%) beat best.safetensors, but the run stopped before saving "
            "it: saved now from the checkpoint's weights\n", v.epoch, 100 * v.acc);
     t->val_acc = v.acc;
+    t->best_val = -1;
     return trainer_save_best(t, v.epoch - 1);   // a failed write stops the run, as at an epoch's end
 }
 

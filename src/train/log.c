@@ -232,7 +232,7 @@ void log_resume_ledger(Trainer *t) {
     CkptBest b;
     snprintf(path, sizeof path, "%s/" CKPT_BEST_FILE, t->run.dir);
     // A best file newer than the checkpoint is chosen again by the epoch that runs again.
-    if (t->best_val < 0 || access(path, F_OK) != 0 || !checkpoint_best_meta(path, &b) || b.step > t->pos.step ||
+    if (access(path, F_OK) != 0 || !checkpoint_best_meta(path, &b) || b.step > t->pos.step ||
         rundir_ledger_has(&t->run, "best", b.step))
         return;
     printf("dcal: %s/%s %s (step %lld; the run stopped before writing it); recorded now\n", t->run.dir, m,

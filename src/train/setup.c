@@ -192,7 +192,7 @@ static int open_run(Trainer *t) {
     if (!o->resume_dir && !rundir_open(&t->run, c, NULL)) return 0;
     if (!rundir_open_metrics(&t->run, o->resume_dir != NULL, t->pos.step)) return 0;
     if (o->resume_dir) log_resume_ledger(t);
-    if (o->resume_dir && !trainer_resume_pending_best(t)) return 0;
+    if (o->resume_dir && !trainer_resume_best(t)) return 0;
     // Killed between the checkpoint and its step file (train.keep_last): made now, so a
     // run resumed after its last save keeps the same files as one never stopped.
     if (o->resume_dir && c->train.keep_last > 1 && access(t->ckpt_path, F_OK) == 0 &&

@@ -127,11 +127,12 @@ void log_resume_ledger(Trainer *t);
 int trainer_eval(Trainer *t, int epoch);
 // eval.c: on resume, the best test epoch so far (t->prog) from the kept "eval" rows.
 void trainer_resume_test_best(Trainer *t);
-// eval.c: on resume at an epoch's end: a kill between that epoch's checkpoint and its
-// best.safetensors left a better validation accuracy unsaved (its "val" row says so): the
-// checkpoint's weights are that epoch's, so best.safetensors is written from them now.
-// 0 after an error line.
-int trainer_resume_pending_best(Trainer *t);
+// eval.c: on resume, the validation split's state at the checkpoint as an uninterrupted run
+// had it: t->best_val is the first highest accuracy of the kept "val" rows (best.safetensors'
+// own when there are none). When that is the checkpoint's own epoch and best.safetensors is
+// not from it, a stop came between the two saves: the checkpoint's weights are that epoch's,
+// so best.safetensors is written from them now. 0 after an error line.
+int trainer_resume_best(Trainer *t);
 // eval.c: t->val_acc beats best.safetensors: write it and its "best" metrics row.
 int trainer_save_best(Trainer *t, int epoch);
 // eval.c: the validation split (data.val_fraction), and best.safetensors' accuracy on resume.
