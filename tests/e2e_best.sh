@@ -43,6 +43,7 @@ check "the newest kept file is the latest checkpoint" cmp -s "$run/checkpoint.sa
 "$dcal" audit "$run" > "$tmp/audit.txt" 2>&1
 check "audit passes" grep -q "audit passed" "$tmp/audit.txt"
 check "audit verifies best.safetensors as weights" grep -q "^OK   $run/best.safetensors: step [0-9]*: [0-9]* tensors (params; the best on the validation split)" "$tmp/audit.txt"
+check "audit finds best.safetensors the first highest val accuracy" grep -q "^OK   $run/best.safetensors: the first highest validation accuracy in metrics.jsonl" "$tmp/audit.txt"
 check "audit matches best.safetensors to its row" grep -q "^OK   $run/best.safetensors: matches the run's record" "$tmp/audit.txt"
 check "audit checks each kept file against its row" grep -q "^OK   $run/checkpoint-step00000006.safetensors: matches the run's record of step 6" "$tmp/audit.txt"
 # Stopped in the last epoch and resumed: the resumed run still knows the best so far
@@ -97,6 +98,11 @@ cp -r "$run" "$tmp/edited"
 sed -i -E '/"kind":"best"/s/"params_sha256":"[0-9a-f]{64}"/"params_sha256":"0000000000000000000000000000000000000000000000000000000000000000"/' "$tmp/edited/metrics.jsonl"
 "$dcal" audit "$tmp/edited" > "$tmp/audit2.txt" 2>&1
 check "an edited best row fails the audit" grep -q "^FAIL $tmp/edited/best.safetensors: hashes differ from the run's record" "$tmp/audit2.txt"
+cp -r "$run" "$tmp/choice"   # a val row raised above the chosen epoch's: the file is no longer the rule's choice
+n=$(grep -n '"kind":"val"' "$tmp/choice/metrics.jsonl" | tail -1 | cut -d: -f1)
+sed -i -E "${n}s/\"acc_combined\":[0-9.]+/\"acc_combined\":1.000000/; ${n}s/\"acc_sa\":[0-9.]+/\"acc_sa\":1.000000/" "$tmp/choice/metrics.jsonl"
+"$dcal" audit "$tmp/choice" > "$tmp/audit6.txt" 2>&1
+check "a best file that is not the first highest val accuracy fails the audit" grep -q "^FAIL $tmp/choice/best.safetensors: step [0-9]*, but the first highest validation accuracy in metrics.jsonl (100.00%, epoch 3) is at step 9" "$tmp/audit6.txt"
 cp "$run/best.safetensors" "$tmp/runs/plain/"
 "$dcal" audit "$tmp/runs/plain" > "$tmp/audit3.txt" 2>&1
 check "a best file in a run without a val split fails the audit" grep -q "^FAIL $tmp/runs/plain/best.safetensors: not chosen on a validation split" "$tmp/audit3.txt"

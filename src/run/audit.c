@@ -7,6 +7,7 @@
 // this layer.
 #include "run/audit.h"
 #include "core/safetensors.h"
+#include "run/rundir.h"
 #include "run/steplog.h"
 #include <dirent.h>
 #include <math.h>
@@ -293,6 +294,29 @@ static void check_best_origin(Audit *a, const char *dir, const DcalConfig *cfg) 
     st_free(&st);
 }
 
+// best.safetensors is the trainer's choice: the first highest validation accuracy among the
+// run's "val" rows (ties keep the earlier epoch). A file from another epoch, or rows edited
+// after the fact, no longer agree.
+static void check_best_choice(Audit *a, const char *dir, const DcalConfig *cfg) {
+    char path[DCAL_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/best.safetensors", dir);
+    if (!cfg || cfg->data.val_fraction <= 0 || access(path, F_OK) != 0) return;
+    SafeTensors st;
+    if (!st_load(&st, path)) return;
+    const char *s = st_meta(&st, "step");
+    long long step = s ? atoll(s) : -1;
+    st_free(&st);
+    if (step < 0) return;   // check_ledger_file has said why
+    RowBest b = {.kind = "val", .key = cfg->model.glca_blocks > 0 ? "acc_combined" : "acc_sa", .upto = INT64_MAX};
+    rundir_best_of(dir, &b);
+    if (b.acc < 0) report(a, "WARN", "%s: no \"val\" rows in metrics.jsonl to check its choice against", path);
+    else if (b.step != step)
+        report(a, "FAIL", "%s: step %lld, but the first highest validation accuracy in metrics.jsonl (%.2f%%, "
+               "epoch %d) is at step %lld", path, step, 100 * b.acc, b.epoch, (long long)b.step);
+    else report(a, "OK", "%s: the first highest validation accuracy in metrics.jsonl (%.2f%%, epoch %d)", path,
+                100 * b.acc, b.epoch);
+}
+
 // checkpoint.safetensors, the kept checkpoint-step<S> files and best.safetensors.
 static void check_ledger(Audit *a, const char *dir, const DcalConfig *cfg) {
     check_ledger_file(a, dir, "checkpoint.safetensors", "checkpoint");
@@ -306,6 +330,7 @@ static void check_ledger(Audit *a, const char *dir, const DcalConfig *cfg) {
     if (d) closedir(d);
     check_ledger_file(a, dir, "best.safetensors", "best");
     check_best_origin(a, dir, cfg);
+    check_best_choice(a, dir, cfg);
 }
 
 int run_audit(const char *dir, AuditCheckpointFn verify_checkpoint) {

@@ -5,6 +5,7 @@
 // directory given and first trims metrics.jsonl back to its checkpoint.
 #include "run/rundir.h"
 #include <dirent.h>
+#include <math.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
@@ -247,9 +248,9 @@ int rundir_open_metrics(RunDir *r, bool resume, int64_t resume_step) {
     return views_open(&r->views, r->dir);
 }
 
-void rundir_each_row(const RunDir *r, const char *kind, RunRowFn fn, void *ctx) {
+void rundir_each_row(const char *dir, const char *kind, RunRowFn fn, void *ctx) {
     char path[DCAL_PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", r->dir);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
     size_t len;
     char *text = read_file(path, &len);
     for (char *s = text, *nl; s && s < text + len; s = nl + 1) {
@@ -262,6 +263,14 @@ void rundir_each_row(const RunDir *r, const char *kind, RunRowFn fn, void *ctx) 
         json_free(&v);
     }
     free(text);
+}
+
+static void row_best(const Json *row, void *ctx) {
+    RowBest *b = ctx;
+    double a;
+    int64_t st;
+    int ep;
+    if (rundir_row_acc(row, b->key, &a, &st, &ep) && st <= b->upto && a > b->acc) b->acc = a, b->step = st, b->epoch = ep;
 }
 
 typedef struct {
@@ -277,8 +286,25 @@ static void ledger_step(const Json *row, void *ctx) {
 
 bool rundir_ledger_has(const RunDir *r, const char *kind, int64_t step) {
     LedgerFind f = {step, false};
-    rundir_each_row(r, kind, ledger_step, &f);
+    rundir_each_row(r->dir, kind, ledger_step, &f);
     return f.found;
+}
+
+bool rundir_row_acc(const Json *row, const char *key, double *acc, int64_t *step, int *epoch) {
+    const Json *a = json_get(row, key), *n = json_get(row, "n"), *st = json_get(row, "step");
+    const Json *ep = json_get(row, "epoch");
+    if (!a || !n || !st || !ep || a->type != JSON_NUMBER || n->type != JSON_NUMBER || st->type != JSON_NUMBER ||
+        ep->type != JSON_NUMBER || !(n->num >= 1) || n->num > 1e6)
+        return false;
+    *acc = (double)llround(a->num * n->num) / n->num;
+    *step = (int64_t)st->num;
+    *epoch = (int)ep->num;
+    return true;
+}
+
+void rundir_best_of(const char *dir, RowBest *b) {
+    b->acc = -1, b->step = -1, b->epoch = -1;
+    rundir_each_row(dir, b->kind, row_best, b);
 }
 
 int rundir_check_dataset(const RunDir *r, const char *data_root, const char *fingerprint) {

@@ -48,7 +48,22 @@ int rundir_open_metrics(RunDir *r, bool resume, int64_t resume_step);
 // Each complete row of metrics.jsonl of this kind ("eval", "best", ...), in order;
 // a torn last line or one that does not parse is none. Nothing when the file is missing.
 typedef void (*RunRowFn)(const Json *row, void *ctx);
-void rundir_each_row(const RunDir *r, const char *kind, RunRowFn fn, void *ctx);
+void rundir_each_row(const char *dir, const char *kind, RunRowFn fn, void *ctx);
+// An accuracy in an eval or val row (key "acc_combined", "acc_sa", ...) as the trainer had
+// it: correct / n, logged to 6 decimals, so the count is recovered exactly (n <= 10^6) and
+// the same double made from it; with the row's step and epoch. false when a field is missing.
+bool rundir_row_acc(const Json *row, const char *key, double *acc, int64_t *step, int *epoch);
+// The first highest accuracy among the rows of a kind up to a step, as the trainer chooses
+// (a later equal one does not replace it): the best test epoch, best.safetensors' epoch.
+// acc -1 when there is no such row.
+typedef struct {
+    const char *kind, *key;   // in: "val" / "eval", "acc_combined" / "acc_sa"
+    int64_t upto;             // in: rows with step <= upto
+    int64_t step;             // out
+    int epoch;
+    double acc;
+} RowBest;
+void rundir_best_of(const char *dir, RowBest *b);
 // Whether metrics.jsonl holds a complete row of this kind ("checkpoint", "best")
 // and step: the ledger `dcal audit` holds those files against.
 bool rundir_ledger_has(const RunDir *r, const char *kind, int64_t step);

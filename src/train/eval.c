@@ -166,48 +166,17 @@ static void resume_best(Trainer *t) {
     if (access(path, F_OK) == 0 && checkpoint_best_meta(path, &b) && b.step <= t->pos.step) t->best_val = b.val_acc;
 }
 
-// An accuracy in a metrics row, as evaluate() made it: correct / n, logged to 6 decimals, so
-// the count is recovered exactly and the same double made from it. With the row's step and epoch.
-static bool row_acc(const Json *row, const char *key, double *acc, int64_t *step, int *epoch) {
-    const Json *a = json_get(row, key), *n = json_get(row, "n"), *st = json_get(row, "step");
-    const Json *ep = json_get(row, "epoch");
-    if (!a || !n || !st || !ep || a->type != JSON_NUMBER || n->type != JSON_NUMBER || st->type != JSON_NUMBER ||
-        ep->type != JSON_NUMBER || !(n->num >= 1))
-        return false;
-    *acc = (double)llround(a->num * n->num) / n->num;
-    *step = (int64_t)st->num;
-    *epoch = (int)ep->num;
-    return true;
-}
-
-// The first highest accuracy of a kind of row up to a step: trainer_eval's and
-// trainer_save_best's choices (a later equal one does not replace it), replayed.
-typedef struct {
-    const char *key;
-    int64_t upto, step;
-    int epoch;
-    double acc;
-} RowBest;
-
-static void row_best(const Json *row, void *ctx) {
-    RowBest *b = ctx;
-    double a;
-    int64_t st;
-    int ep;
-    if (row_acc(row, b->key, &a, &st, &ep) && st <= b->upto && a > b->acc) b->acc = a, b->step = st, b->epoch = ep;
-}
-
 void trainer_resume_test_best(Trainer *t) {
-    RowBest b = {.key = "acc_combined", .upto = t->pos.step, .acc = -1, .epoch = -1};
-    rundir_each_row(&t->run, "eval", row_best, &b);
+    RowBest b = {.kind = "eval", .key = "acc_combined", .upto = t->pos.step};
+    rundir_best_of(t->run.dir, &b);
     t->prog.best_comb = b.acc;
     t->prog.best_epoch = b.epoch;
 }
 
 int trainer_resume_best(Trainer *t) {
     if (t->c->data.val_fraction <= 0 || !trainer_writes_run(t)) return 1;
-    RowBest v = {.key = t->c->model.glca_blocks > 0 ? "acc_combined" : "acc_sa", .upto = t->pos.step, .acc = -1};
-    rundir_each_row(&t->run, "val", row_best, &v);
+    RowBest v = {.kind = "val", .key = t->c->model.glca_blocks > 0 ? "acc_combined" : "acc_sa", .upto = t->pos.step};
+    rundir_best_of(t->run.dir, &v);
     if (v.acc < 0) return 1;   // no val row kept: best.safetensors' own accuracy stands (resume_best)
     t->best_val = v.acc;
     // Chosen before the checkpoint's epoch, or saved then (its row; log_resume_ledger wrote a
