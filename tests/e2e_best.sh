@@ -70,6 +70,18 @@ if [ "$(best_rows "$tmp/runs/pend" | grep -c '"step":6,')" = 1 ] && [ "$(best_ro
   check "the pending best ends as uninterrupted" test "$(best_rows "$tmp/runs/pend")" = "$(best_rows "$tmp/runs/whole")"
   "$dcal" audit "$tmp/runs/pend" > "$tmp/pend.audit.txt" 2>&1
   check "the audit passes after the pending best" grep -q "audit passed" "$tmp/pend.audit.txt"
+  # A signal during epoch 2's evaluation: the checkpoint is saved, the eval, val and best rows
+  # are not. The resume evaluates epoch 2 first, and ends as the uninterrupted run.
+  cp -r "$tmp/runs/whole" "$tmp/runs/cut"
+  cp "$tmp/runs/cut/checkpoint-step00000006.safetensors" "$tmp/runs/cut/checkpoint.safetensors"
+  cp "$tmp/runs/pend1/best.safetensors" "$tmp/runs/cut/"
+  sed -i -E '/"kind":"(eval|val|best)","(split":"[a-z]+","step|step)":6,/d' "$tmp/runs/cut/metrics.jsonl"
+  check "the cut epoch's rows are gone" test "$(grep -cE '"kind":"(eval|val)".*"step":6,' "$tmp/runs/cut/metrics.jsonl")" = 0
+  "$dcal" train --resume "$tmp/runs/cut" --set train.max_steps=0 > "$tmp/cut.txt" 2>&1
+  check "the resume evaluates the cut epoch" grep -q "epoch 2 has no evaluation in metrics.jsonl (a stop cut it short): evaluating it now" "$tmp/cut.txt"
+  check "the cut eval ends as uninterrupted" test "$(best_rows "$tmp/runs/cut")" = "$(best_rows "$tmp/runs/whole")"
+  eval_rows() { grep -E '"kind":"(eval|val|final)"' "$1/metrics.jsonl" | sed 's/,"time".*//' | sort; }
+  check "the eval, val and final rows are the uninterrupted run's" test "$(eval_rows "$tmp/runs/cut")" = "$(eval_rows "$tmp/runs/whole")"
 else
   echo "FAIL: epoch 2 no longer beats epoch 1 on this data: the pending-best case needs other epochs"; fail=1
 fi

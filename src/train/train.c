@@ -106,6 +106,12 @@ static int optimizer_step(Trainer *t, int epoch, int b) {
     return after_step(t);
 }
 
+// Whether an epoch ends with an evaluation: train.eval_every, and always the last.
+static bool eval_due(const Trainer *t, int epoch) {
+    int every = t->c->train.eval_every;
+    return (every && (epoch + 1) % every == 0) || epoch + 1 == t->c->optim.epochs;
+}
+
 // After the epoch's steps: eval and checkpoint as configured (always after the last).
 static int end_of_epoch(Trainer *t, int epoch) {
     const TrainConfig *tc = &t->c->train;
@@ -113,7 +119,7 @@ static int end_of_epoch(Trainer *t, int epoch) {
     t->pos.epoch = epoch + 1;
     t->pos.batch = 0;
     if (trainer_replaying(t)) return TRAIN_GO_ON;   // eval and checkpoints do not change the steps
-    if ((tc->eval_every && (epoch + 1) % tc->eval_every == 0) || last)
+    if (eval_due(t, epoch))
         if (trainer_agree(trainer_eval(t, epoch) || train_stop_signal ? TRAIN_GO_ON : DCAL_EXIT_FAIL) != TRAIN_GO_ON)
             return DCAL_EXIT_FAIL;   // a signal may cut eval short
     if ((tc->save_every && (epoch + 1) % tc->save_every == 0) || last)
@@ -128,17 +134,34 @@ static int end_of_epoch(Trainer *t, int epoch) {
     return TRAIN_GO_ON;
 }
 
+// A resume at an epoch's end whose evaluation a stop cut short (a signal during eval saves
+// the checkpoint, not the eval rows): that epoch is evaluated now, on the checkpoint's
+// weights, which are its own, and chooses best.safetensors as it would have.
+static int redo_cut_eval(Trainer *t) {
+    int e = t->pos.epoch - 1;
+    if (!t->o->resume_dir || trainer_replaying(t) || t->pos.batch != 0 || e < 0 || !eval_due(t, e))
+        return TRAIN_GO_ON;
+    if (!dist_max_int(trainer_writes_run(t) && !rundir_ledger_has(&t->run, "eval", t->pos.step))) return TRAIN_GO_ON;
+    if (trainer_writes_run(t))
+        printf("dcal: epoch %d has no evaluation in metrics.jsonl (a stop cut it short): evaluating it now\n", e + 1);
+    if (trainer_agree(trainer_eval(t, e) || train_stop_signal ? TRAIN_GO_ON : DCAL_EXIT_FAIL) != TRAIN_GO_ON)
+        return DCAL_EXIT_FAIL;   // cut short again: the next resume evaluates it
+    return trainer_save_best(t, e) ? TRAIN_GO_ON : DCAL_EXIT_FAIL;
+}
+
 static int run_epochs(Trainer *t) {
     t->prog.t_start = t->prog.t_log = now_seconds();
+    int rc = redo_cut_eval(t);
+    if (rc != TRAIN_GO_ON) return rc;
     for (int epoch = t->pos.epoch; epoch < t->c->optim.epochs; epoch++) {
         int b = epoch == t->pos.epoch ? t->pos.batch : 0;   // resume mid-epoch
         loader_start(t->L, epoch, b / t->world);   // b counts every rank's micro-batches; the loader this rank's
         while (b + t->group <= t->spe * t->group) {
             b += t->group;
-            int rc = optimizer_step(t, epoch, b);
+            rc = optimizer_step(t, epoch, b);
             if (rc != TRAIN_GO_ON) return rc;
         }
-        int rc = end_of_epoch(t, epoch);
+        rc = end_of_epoch(t, epoch);
         if (rc != TRAIN_GO_ON) return rc;
     }
     if (!trainer_replaying(t)) log_final(t);
