@@ -39,6 +39,16 @@ grep -q "has no checkpoint yet (stopped before the first save): starting again f
 ! grep -v "WARNING: deviating" "$tmp/none.err" | grep -q . || { echo "FAIL: errors on a restart"; cat "$tmp/none.err"; exit 1; }
 "$dcal" audit "$tmp/runs/none" > "$tmp/none.audit.txt" 2>&1 || { cat "$tmp/none.audit.txt"; exit 1; }
 [ "$(hash_of "$tmp/none.txt")" = "$a" ] || { echo "FAIL: the run started again differs"; exit 1; }
+# A stop between two progress lines (20 steps an epoch: a line every 4): the first line after
+# the resume averages the whole window, as the uninterrupted run's does.
+w=(--set train.accum_steps=1 --set optim.epochs=1 --allow-deviation effective_batch)
+"$dcal" train "${common[@]}" "${w[@]}" --set train.run_name=wfull > /dev/null
+"$dcal" train "${common[@]}" "${w[@]}" --set train.run_name=wcut --set train.max_steps=6 > /dev/null
+"$dcal" train --resume "$tmp/runs/wcut" --set train.max_steps=0 > /dev/null
+train_rows() { grep '"kind":"train"' "$1/metrics.jsonl" | sed -E 's/,"img_s".*//'; }
+[ "$(train_rows "$tmp/runs/wcut")" = "$(train_rows "$tmp/runs/wfull")" ] ||
+  { echo "FAIL: train rows after a stop between progress lines"; diff <(train_rows "$tmp/runs/wcut") <(train_rows "$tmp/runs/wfull"); exit 1; }
+[ "$(train_rows "$tmp/runs/wfull" | wc -l)" -ge 5 ] || { echo "FAIL: expected a row every 4 steps"; exit 1; }
 # Changing the model on resume is refused.
 if "$dcal" train --resume "$tmp/runs/cut" --set model.dim=64 2> "$tmp/err.txt"; then echo "FAIL: resume accepted a model change"; exit 1; fi
 grep -q "would change the run" "$tmp/err.txt"

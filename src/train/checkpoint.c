@@ -50,6 +50,29 @@ static void put_meta(StWriter *w, const TrainPos *pos, const char *params_hex, c
     snprintf(buf, sizeof buf, "%d", pos->batch); stw_meta(w, "batch", buf);
     snprintf(buf, sizeof buf, "%" PRIu64, pos->seed); stw_meta(w, "seed", buf);
     snprintf(buf, sizeof buf, "%" PRId64, pos->skipped); stw_meta(w, "skipped_images", buf);
+    char win[160];   // hexadecimal floats: the sums come back bit for bit
+    snprintf(win, sizeof win, "%d %a %a %a %a", pos->win_n, pos->win[0], pos->win[1], pos->win[2], pos->win[3]);
+    stw_meta(w, "log_window", win);
+}
+
+// "log_window": "n s0 s1 s2 s3" (newer files; absent: an empty window).
+static int read_window(const SafeTensors *st, TrainPos *pos) {
+    const char *v = st_meta(st, "log_window");
+    if (!v) return 1;
+    char *end;
+    long n = strtol(v, &end, 10);
+    int ok = end != v && n >= 0 && n <= CKPT_MAX_BATCH;
+    for (int i = 0; ok && i < 4; i++) {
+        const char *p = end;
+        pos->win[i] = strtod(p, &end);
+        ok = end != p && isfinite(pos->win[i]);
+    }
+    if (!ok || *end) {
+        dcal_err("%s: metadata 'log_window': '%.60s' is not a count and four finite sums", st->path, v);
+        return 0;
+    }
+    pos->win_n = (int)n;
+    return 1;
 }
 
 // Saving streams each buffer (params, m, v) tensor by tensor through a host buffer of the
@@ -130,7 +153,7 @@ static int read_meta(const SafeTensors *st, int need_adam, CkptMeta *cm) {
              (!st_meta(st, "skipped_images") || st_meta_u64(st, "skipped_images", INT32_MAX, &skipped));   // newer files
     if (ok) cm->pos = (TrainPos){.step = (int64_t)step, .micro_step = (int64_t)micro, .epoch = (int)epoch,
                                  .batch = (int)batch, .seed = seed, .skipped = (int64_t)skipped};
-    return ok;
+    return ok && read_window(st, &cm->pos);
 }
 
 // ---- reading: tensors -------------------------------------------------------

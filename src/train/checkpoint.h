@@ -2,7 +2,7 @@
 // Tensors: every parameter by its MODEL.md §6 name, AdamW moments as
 // "adam.m.<name>" / "adam.v.<name>", all F32. __metadata__: format
 // "dcal-checkpoint-1", dcal's version, the position in the run (step, epoch,
-// batch, micro_step), the seed, skipped_images, params_sha256 = sha256 over the fp32 bytes of
+// batch, micro_step), the seed, skipped_images, log_window, params_sha256 = sha256 over the fp32 bytes of
 // the parameters in table order, and adam_sha256 = sha256 over the fp32 bytes
 // of m then v, each in table order (absent when saved without AdamW state).
 #pragma once
@@ -18,6 +18,10 @@ typedef struct {
     int batch;             // next micro-batch index within that epoch
     uint64_t seed;
     int64_t skipped;       // unreadable training images skipped so far (data.skip_bad; 0 in older files)
+    // The progress line's running sums since the last one (a stop between two lines leaves
+    // steps in them): loss, ce SA/GLCA/PWCA over win_n steps. Zero in older files.
+    double win[4];
+    int win_n;
 } TrainPos;
 
 // Bounds on the position read from a file, so that no resume arithmetic on it

@@ -263,6 +263,9 @@ int trainer_setup(Trainer *t) {
     t->prog.best_comb = -1;
     t->prog.best_epoch = -1;
     if (t->o->resume_dir && trainer_writes_run(t)) trainer_resume_test_best(t);   // the final summary's best so far
+    t->prog.n_sum = t->pos.win_n;   // resumed between two progress lines: the next averages the whole window
+    t->prog.sum_loss = t->pos.win[0];
+    for (int i = 0; i < 3; i++) t->prog.sum_ce[i] = t->pos.win[1 + i];
     t->saved_step = t->o->resume_dir ? t->pos.step : -1;   // a resumed run's checkpoint is at its step
     return 1;
 }

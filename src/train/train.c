@@ -39,6 +39,9 @@ static int save(Trainer *t) {
         return 1;
     }
     t->pos.skipped = loader_skipped(t->L);
+    t->pos.win_n = t->prog.n_sum;   // a stop between two progress lines: their sums so far
+    t->pos.win[0] = t->prog.sum_loss;
+    for (int i = 0; i < 3; i++) t->pos.win[1 + i] = t->prog.sum_ce[i];
     if (!checkpoint_save(t->ckpt_path, &t->m, t->am, t->av, &t->pos)) return 0;
     log_checkpoint(t);
     t->saved_step = t->pos.step;
