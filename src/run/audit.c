@@ -230,28 +230,29 @@ static void check_metrics(Audit *a, const char *dir) {
 
 // The last row of kind `kind` of metrics.jsonl at `step`: its params hash into p
 // and (when m) its adam hash into m; 0 when none. *rows counts that kind's rows.
-static int ledger_row(const char *metrics, const char *want_kind, long long step, char p[65], char *m, int *rows) {
-    size_t len;
-    char *text = read_file(metrics, &len);
-    int found = 0;
-    for (char *s = text, *nl; s && *s; s = nl + 1) {
-        if ((nl = strchr(s, '\n'))) *nl = 0;
-        Json v;
-        if (parse_object(s, &v)) {
-            const char *kind = json_str(&v, "kind"), *hp = json_str(&v, "params_sha256"), *hm = json_str(&v, "adam_sha256");
-            const Json *st = json_get(&v, "step");
-            if (kind && !strcmp(kind, want_kind) && ++*rows && st && st->type == JSON_NUMBER && st->num == step &&
-                hp && strlen(hp) == 64 && (!m || (hm && strlen(hm) == 64))) {
-                memcpy(p, hp, 65);
-                if (m) memcpy(m, hm, 65);
-                found = 1;
-            }
-            json_free(&v);
-        }
-        if (!nl) break;
+typedef struct {
+    long long step;
+    char *p, *m;
+    int *rows, found;
+} LedgerRow;
+
+static void ledger_match(const Json *v, void *ctx) {
+    LedgerRow *r = ctx;
+    const char *hp = json_str(v, "params_sha256"), *hm = json_str(v, "adam_sha256");
+    const Json *st = json_get(v, "step");
+    ++*r->rows;
+    if (st && st->type == JSON_NUMBER && st->num == r->step && hp && strlen(hp) == 64 &&
+        (!r->m || (hm && strlen(hm) == 64))) {
+        memcpy(r->p, hp, 65);
+        if (r->m) memcpy(r->m, hm, 65);
+        r->found = 1;
     }
-    free(text);
-    return found;
+}
+
+static int ledger_row(const char *dir, const char *want_kind, long long step, char p[65], char *m, int *rows) {
+    LedgerRow r = {step, p, m, rows, 0};
+    rundir_each_row(dir, want_kind, ledger_match, &r);
+    return r.found;
 }
 
 // One file against the run's ledger: the trainer records each checkpoint's
@@ -268,7 +269,7 @@ static void check_ledger_file(Audit *a, const char *dir, const char *name, const
     const char *step = st_meta(&st, "step"), *hp = st_meta(&st, "params_sha256"), *hm = st_meta(&st, "adam_sha256");
     int rows = 0;
     if (!step || !hp || (adam && !hm)) report(a, "FAIL", "%s: metadata lacks step or hashes", ck);
-    else if (!ledger_row(metrics, kind, atoll(step), p, adam ? m : NULL, &rows))
+    else if (!ledger_row(dir, kind, atoll(step), p, adam ? m : NULL, &rows))
         report(a, rows || !adam ? "FAIL" : "WARN", "%s: step %s has no \"%s\" row in %s%s", ck, step, kind, metrics,
                rows || !adam ? "" : " (a run from an older dcal)");
     else if (strcmp(p, hp) || (adam && strcmp(m, hm)))

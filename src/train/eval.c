@@ -157,15 +157,6 @@ int trainer_save_best(Trainer *t, int epoch) {
     return 1;
 }
 
-// A resumed run's best so far: best.safetensors, unless a stop left it newer
-// than the checkpoint (its row was trimmed; the epoch that wrote it runs again).
-static void resume_best(Trainer *t) {
-    char path[DCAL_PATH_MAX + 32];
-    CkptBest b;
-    snprintf(path, sizeof path, "%s/" CKPT_BEST_FILE, t->o->resume_dir);
-    if (access(path, F_OK) == 0 && checkpoint_best_meta(path, &b) && b.step <= t->pos.step) t->best_val = b.val_acc;
-}
-
 void trainer_resume_test_best(Trainer *t) {
     RowBest b = {.kind = "eval", .key = "acc_combined", .upto = t->pos.step};
     rundir_best_of(t->run.dir, &b);
@@ -177,7 +168,7 @@ int trainer_resume_best(Trainer *t) {
     if (t->c->data.val_fraction <= 0 || !trainer_writes_run(t)) return 1;
     RowBest v = {.kind = "val", .key = t->c->model.glca_blocks > 0 ? "acc_combined" : "acc_sa", .upto = t->pos.step};
     rundir_best_of(t->run.dir, &v);
-    if (v.acc < 0) return 1;   // no val row kept: best.safetensors' own accuracy stands (resume_best)
+    if (v.acc < 0) return 1;   // no val row kept: nothing chosen yet
     t->best_val = v.acc;
     // Chosen before the checkpoint's epoch, or saved then (its row; log_resume_ledger wrote a
     // missing one for a file of that step; a newer file is rewritten by the epoch that made it).
@@ -194,6 +185,5 @@ int trainer_open_val(Trainer *t) {
     if (t->c->data.val_fraction <= 0) return 1;
     if (!dataset_hold_out_val(&t->ds, t->c->data.val_fraction, t->c->train.seed)) return 0;
     t->val = dataset_val_view(&t->ds);
-    if (t->o->resume_dir) resume_best(t);
     return 1;
 }

@@ -132,9 +132,7 @@ static int open_data_and_model(Trainer *t) {
     adamw_groups_make(&t->adamw, &t->m);
     t->pos = (TrainPos){.seed = c->train.seed};
     if (!load_start_weights(t)) return 0;
-    // After the fingerprint, which covers the whole training split, and after the
-    // checkpoint: on resume, best.safetensors counts only when it is not newer.
-    if (!trainer_open_val(t)) return 0;
+    if (!trainer_open_val(t)) return 0;   // after the fingerprint, which covers the whole training split
     Transport tr;
     if (!transport_for(t->be, t->world, &tr) ||
         !reducer_init(&t->red, t->be, &tr, t->m.grads, t->m.n_grads, t->accum, t->rank, t->world))

@@ -128,14 +128,14 @@ int trainer_eval(Trainer *t, int epoch);
 // eval.c: on resume, the best test epoch so far (t->prog) from the kept "eval" rows.
 void trainer_resume_test_best(Trainer *t);
 // eval.c: on resume, the validation split's state at the checkpoint as an uninterrupted run
-// had it: t->best_val is the first highest accuracy of the kept "val" rows (best.safetensors'
-// own when there are none). When that is the checkpoint's own epoch and best.safetensors is
+// had it: t->best_val is the first highest accuracy of the kept "val" rows (rank 0's: the
+// others only follow its saves). When that is the checkpoint's own epoch and best.safetensors is
 // not from it, a stop came between the two saves: the checkpoint's weights are that epoch's,
 // so best.safetensors is written from them now. 0 after an error line.
 int trainer_resume_best(Trainer *t);
 // eval.c: t->val_acc beats best.safetensors: write it and its "best" metrics row.
 int trainer_save_best(Trainer *t, int epoch);
-// eval.c: the validation split (data.val_fraction), and best.safetensors' accuracy on resume.
+// eval.c: the validation split (data.val_fraction) held out of training.
 int trainer_open_val(Trainer *t);
 
 // dump.c: --dump-step buffers, one micro-batch's record, the file.
