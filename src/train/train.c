@@ -137,9 +137,10 @@ static int end_of_epoch(Trainer *t, int epoch) {
     return TRAIN_GO_ON;
 }
 
-// A resume at an epoch's end whose evaluation a stop cut short (a signal during eval saves
-// the checkpoint, not the eval rows): that epoch is evaluated now, on the checkpoint's
-// weights, which are its own, and chooses best.safetensors as it would have.
+// A resume at an epoch's end whose evaluation a stop cut short (a signal while the eval
+// loader waits on a stuck read: eval gives up, the checkpoint is saved, the eval rows are
+// not; an eval that runs finishes before the stop): that epoch is evaluated now, on the
+// checkpoint's weights, which are its own, and chooses best.safetensors as it would have.
 static int redo_cut_eval(Trainer *t) {
     int e = t->pos.epoch - 1;
     if (!t->o->resume_dir || trainer_replaying(t) || t->pos.batch != 0 || e < 0 || !eval_due(t, e))
