@@ -78,10 +78,19 @@ if [ "$(best_rows "$tmp/runs/pend" | grep -c '"step":6,')" = 1 ] && [ "$(best_ro
   sed -i -E '/"kind":"(eval|val|best)","(split":"[a-z]+","step|step)":6,/d' "$tmp/runs/cut/metrics.jsonl"
   check "the cut epoch's rows are gone" test "$(grep -cE '"kind":"(eval|val)".*"step":6,' "$tmp/runs/cut/metrics.jsonl")" = 0
   "$dcal" train --resume "$tmp/runs/cut" --set train.max_steps=0 > "$tmp/cut.txt" 2>&1
-  check "the resume evaluates the cut epoch" grep -q "epoch 2 has no evaluation in metrics.jsonl (a stop cut it short): evaluating it now" "$tmp/cut.txt"
+  check "the resume evaluates the cut epoch" grep -q "epoch 2 has no test split evaluation in metrics.jsonl (a stop cut it short): evaluating it now" "$tmp/cut.txt"
   check "the cut eval ends as uninterrupted" test "$(best_rows "$tmp/runs/cut")" = "$(best_rows "$tmp/runs/whole")"
   eval_rows() { grep -E '"kind":"(eval|val|final)"' "$1/metrics.jsonl" | sed 's/,"time".*//' | sort; }
   check "the eval, val and final rows are the uninterrupted run's" test "$(eval_rows "$tmp/runs/cut")" = "$(eval_rows "$tmp/runs/whole")"
+  # Cut short in the validation split's part: only that part runs again (no second test row).
+  cp -r "$tmp/runs/whole" "$tmp/runs/cutv"
+  cp "$tmp/runs/cutv/checkpoint-step00000006.safetensors" "$tmp/runs/cutv/checkpoint.safetensors"
+  cp "$tmp/runs/pend1/best.safetensors" "$tmp/runs/cutv/"
+  sed -i -E '/"kind":"(val|best)","(split":"[a-z]+","step|step)":6,/d' "$tmp/runs/cutv/metrics.jsonl"
+  "$dcal" train --resume "$tmp/runs/cutv" --set train.max_steps=0 > "$tmp/cutv.txt" 2>&1
+  check "the resume evaluates the cut validation split" grep -q "epoch 2 has no validation split evaluation in metrics.jsonl (a stop cut it short): evaluating it now" "$tmp/cutv.txt"
+  check "the val-only redo ends as uninterrupted" test "$(eval_rows "$tmp/runs/cutv")" = "$(eval_rows "$tmp/runs/whole")"
+  check "... with the same best" test "$(best_rows "$tmp/runs/cutv")" = "$(best_rows "$tmp/runs/whole")"
 else
   echo "FAIL: epoch 2 no longer beats epoch 1 on this data: the pending-best case needs other epochs"; fail=1
 fi

@@ -108,7 +108,7 @@ static double selection_acc(const DcalConfig *c, const EvalResult *er) {
     return c->model.glca_blocks > 0 ? er->acc_combined : er->acc_sa;
 }
 
-static int eval_val(Trainer *t, int epoch) {
+int trainer_eval_val(Trainer *t, int epoch) {
     EvalResult er;
     if (!evaluate(&t->m, &t->val, t->c, &er)) return 0;
     printf("val epoch %d/%d (held out of the training split, %d images): top-1 SA %.2f%% GLCA %.2f%% SA+GLCA "
@@ -133,7 +133,7 @@ int trainer_eval(Trainer *t, int epoch) {
                "per-class %.2f%%\n", epoch + 1, c->optim.epochs, er.n, 100 * er.acc_sa, 100 * er.mean_class_acc);
     fflush(stdout);
     eval_row(t, "eval", epoch, &er);
-    return t->val.n_test > 0 ? eval_val(t, epoch) : 1;
+    return t->val.n_test > 0 ? trainer_eval_val(t, epoch) : 1;
 }
 
 int trainer_save_best(Trainer *t, int epoch) {

@@ -139,18 +139,30 @@ static int end_of_epoch(Trainer *t, int epoch) {
 
 // A resume at an epoch's end whose evaluation a stop cut short (a signal while the eval
 // loader waits on a stuck read: eval gives up, the checkpoint is saved, the eval rows are
-// not; an eval that runs finishes before the stop): that epoch is evaluated now, on the
-// checkpoint's weights, which are its own, and chooses best.safetensors as it would have.
+// not; an eval that runs finishes before the stop): the part without its row (the test
+// split's, or only the validation split's) runs now, on the checkpoint's weights, which are
+// that epoch's, and chooses best.safetensors as the epoch would have.
 static int redo_cut_eval(Trainer *t) {
     int e = t->pos.epoch - 1;
     if (!t->o->resume_dir || trainer_replaying(t) || t->pos.batch != 0 || e < 0 || !eval_due(t, e))
         return TRAIN_GO_ON;
-    if (!dist_max_int(trainer_writes_run(t) && !rundir_ledger_has(&t->run, "eval", t->pos.step))) return TRAIN_GO_ON;
+    int missing = 0;   // rank 0 reads the rows; 1: no test row (both run again), 2: no val row alone
     if (trainer_writes_run(t))
-        printf("dcal: epoch %d has no evaluation in metrics.jsonl (a stop cut it short): evaluating it now\n", e + 1);
-    if (trainer_agree(trainer_eval(t, e) || train_stop_signal ? TRAIN_GO_ON : DCAL_EXIT_FAIL) != TRAIN_GO_ON)
-        return DCAL_EXIT_FAIL;   // cut short again: the next resume evaluates it
-    return trainer_save_best(t, e) ? TRAIN_GO_ON : DCAL_EXIT_FAIL;
+        missing = !rundir_ledger_has(&t->run, "eval", t->pos.step)                                 ? 1
+                  : t->val.n_test > 0 && !rundir_ledger_has(&t->run, "val", t->pos.step) ? 2 : 0;
+    if (!(missing = dist_max_int(missing))) return TRAIN_GO_ON;
+    if (trainer_writes_run(t))
+        printf("dcal: epoch %d has no %s evaluation in metrics.jsonl (a stop cut it short): evaluating it now\n",
+               e + 1, missing == 1 ? "test split" : "validation split");
+    int ok = missing == 1 ? trainer_eval(t, e) : trainer_eval_val(t, e);
+    if (trainer_agree(ok || train_stop_signal ? TRAIN_GO_ON : DCAL_EXIT_FAIL) != TRAIN_GO_ON) return DCAL_EXIT_FAIL;
+    if (!trainer_save_best(t, e)) return DCAL_EXIT_FAIL;   // t->val_acc -1 when cut short: nothing to save
+    if (dist_max_int((int)train_stop_signal)) {   // stop before the next epoch; cut short again, the next resume retries
+        printf("dcal: interrupted at step %lld (evaluating epoch %d): continue with 'dcal train --resume %s'\n",
+               (long long)t->pos.step, e + 1, t->run.dir);
+        return DCAL_EXIT_OK;
+    }
+    return TRAIN_GO_ON;
 }
 
 static int run_epochs(Trainer *t) {

@@ -125,6 +125,8 @@ void log_resume_ledger(Trainer *t);
 // eval.c: evaluate on the test split, print and record it; with a validation
 // split, evaluate that too (t->val_acc, a "val" metrics row).
 int trainer_eval(Trainer *t, int epoch);
+// eval.c: the validation split's part of trainer_eval alone (t->val_acc, a "val" row).
+int trainer_eval_val(Trainer *t, int epoch);
 // eval.c: on resume, the best test epoch so far (t->prog) from the kept "eval" rows.
 void trainer_resume_test_best(Trainer *t);
 // eval.c: on resume, the validation split's state at the checkpoint as an uninterrupted run
