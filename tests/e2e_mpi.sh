@@ -43,13 +43,23 @@ w1=$(grep -c '^dcal: WARNING: deviating' "$tmp/one.txt"); w2=$(grep -c '^dcal: W
 grep -q '"world_size": 2' "$tmp/runs/two/manifest.json" || bad "manifest has no world_size 2"
 "$dcal" audit "$tmp/runs/two" > "$tmp/audit.txt" 2>&1 || { cat "$tmp/audit.txt"; bad "audit of the 2-rank run"; }
 
-# 2. Stop on 2 ranks at step 3 (mid-epoch), resume on 1: the same end.
+# 2. Stop on 2 ranks at step 3 (mid-epoch), resume on 1: the same end. With a validation
+#    split, stopped in epoch 2 and resumed on 2 ranks: rank 0 replays the best so far, the
+#    ranks agree, and the run ends with the uninterrupted 2-rank run's rows.
 "${mpi[@]}" "$dcal" train "${common[@]}" --set train.run_name=cut --set train.max_steps=3 > "$tmp/cut1.txt" 2>&1 ||
   { cat "$tmp/cut1.txt"; bad "2-rank run to step 3"; }
 "$dcal" train --resume "$tmp/runs/cut" --set train.max_steps=0 > "$tmp/cut2.txt" 2>&1 || { cat "$tmp/cut2.txt"; bad "resume on 1 rank"; }
 grep -q "micro-batch 8 x accum 2 (effective 16)" "$tmp/cut2.txt" || bad "resume did not keep micro-batch 8 x accum 2"
 c=$(hash_of "$tmp/cut2.txt"); echo "2 ranks to step 3, then 1 rank: $c"
 [ "$c" = "$a" ] || bad "resumed on 1 rank differs from the uninterrupted run"
+val=(--set data.val_fraction=0.25 --allow-deviation val_split --set optim.epochs=3)
+rows() { grep -E '"kind":"(eval|val|best|final)"' "$1/metrics.jsonl" | sed 's/,"time".*//'; }
+"${mpi[@]}" "$dcal" train "${common[@]}" "${val[@]}" --set train.run_name=vfull > "$tmp/vfull.txt" 2>&1 || { cat "$tmp/vfull.txt"; bad "2-rank val run"; }
+"${mpi[@]}" "$dcal" train "${common[@]}" "${val[@]}" --set train.run_name=vcut --set train.max_steps=4 > /dev/null 2>&1 || bad "2-rank val run to step 4"
+"${mpi[@]}" "$dcal" train --resume "$tmp/runs/vcut" --set train.max_steps=0 > "$tmp/vcut.txt" 2>&1 || { cat "$tmp/vcut.txt"; bad "2-rank val resume"; }
+[ -n "$(hash_of "$tmp/vfull.txt")" ] && [ "$(hash_of "$tmp/vcut.txt")" = "$(hash_of "$tmp/vfull.txt")" ] || bad "2-rank val resume: weights differ"
+[ "$(rows "$tmp/runs/vcut")" = "$(rows "$tmp/runs/vfull")" ] || { diff <(rows "$tmp/runs/vcut") <(rows "$tmp/runs/vfull"); bad "2-rank val resume: rows differ"; }
+[ "$(rows "$tmp/runs/vfull" | grep -c '"kind":"best"')" -ge 1 ] || bad "2-rank val run chose no best"
 
 # 3. Different configs on the ranks (MPMD launch) are refused, each rank non-zero, nothing written.
 mpirun --oversubscribe --bind-to none -np 1 "$dcal" train "${common[@]}" --set train.run_name=mix : \
