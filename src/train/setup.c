@@ -182,6 +182,21 @@ static int open_loader(Trainer *t) {
     return 1;
 }
 
+// What a resumed run takes back from its run directory, after metrics.jsonl was trimmed to
+// the checkpoint, so that it ends with the files and rows of a run never stopped: ledger rows
+// a kill left out, the best choices so far (replayed from the kept rows), a best file a stop
+// left unsaved, and keep_last's step file (a kill between the checkpoint and its link).
+static int resume_records(Trainer *t) {
+    const DcalConfig *c = t->c;
+    log_resume_ledger(t);
+    trainer_resume_test_best(t);   // the final summary's best test epoch so far
+    if (!trainer_resume_best(t)) return 0;
+    if (c->train.keep_last > 1 && access(t->ckpt_path, F_OK) == 0 &&
+        !checkpoint_keep_last(t->run.dir, t->pos.step, c->train.keep_last))
+        fprintf(stderr, "dcal: WARNING: train.keep_last: older checkpoints not kept as configured (see above)\n");
+    return 1;
+}
+
 // The run directory (config, compliance report, manifest, metrics) and the header line.
 static int open_run(Trainer *t) {
     const DcalConfig *c = t->c;
@@ -189,13 +204,7 @@ static int open_run(Trainer *t) {
     // A resumed run was opened (and locked) before its checkpoint was read.
     if (!o->resume_dir && !rundir_open(&t->run, c, NULL)) return 0;
     if (!rundir_open_metrics(&t->run, o->resume_dir != NULL, t->pos.step)) return 0;
-    if (o->resume_dir) log_resume_ledger(t);
-    if (o->resume_dir && !trainer_resume_best(t)) return 0;
-    // Killed between the checkpoint and its step file (train.keep_last): made now, so a
-    // run resumed after its last save keeps the same files as one never stopped.
-    if (o->resume_dir && c->train.keep_last > 1 && access(t->ckpt_path, F_OK) == 0 &&
-        !checkpoint_keep_last(t->run.dir, t->pos.step, c->train.keep_last))
-        fprintf(stderr, "dcal: WARNING: train.keep_last: older checkpoints not kept as configured (see above)\n");
+    if (o->resume_dir && !resume_records(t)) return 0;
     if (!o->resume_dir) {
         char describe[1024];
         t->be->describe(describe, sizeof describe);
@@ -254,13 +263,12 @@ int trainer_setup(Trainer *t) {
     // cannot save a newer one between our read and our first write.
     if (t->o->resume_dir && t->rank == 0 && !rundir_open(&t->run, c, t->o->resume_dir)) return 0;
     if (!open_data_and_model(t) || !open_loader(t)) return 0;
+    t->prog.best_comb = -1;   // none yet; a resumed run's from its rows (resume_records)
+    t->prog.best_epoch = -1;
     if (t->o->dump_path) dump_alloc(t);
     else if (trainer_writes_run(t) && !open_run(t)) return 0;   // --dump-step and replays write no run directory
     // Every rank names rank 0's checkpoint in its messages.
     if (t->world > 1 && !dist_bcast_bytes(t->ckpt_path, sizeof t->ckpt_path, 0)) return 0;
-    t->prog.best_comb = -1;
-    t->prog.best_epoch = -1;
-    if (t->o->resume_dir && trainer_writes_run(t)) trainer_resume_test_best(t);   // the final summary's best so far
     t->prog.n_sum = t->pos.win_n;   // resumed between two progress lines: the next averages the whole window
     t->prog.sum_loss = t->pos.win[0];
     for (int i = 0; i < 3; i++) t->prog.sum_ce[i] = t->pos.win[1 + i];
