@@ -123,7 +123,7 @@ END_TEST
 // element, by the count written out here from MODEL.md's shapes — the streams x [L][rows, D]
 // and z [T-1][rows, D] (z⁰ is x⁰, not a copy; x^L and z^T are the CLS tail's [B, D] fp32
 // outputs); SA and PWCA blocks keep qkv [rows, 3D], fc1 [rows, F] and the attention
-// output [rows, D], but the last of each (the CLS tail) qkv [rows, 3D], fc1 [B, F] and att [B, D]; GLCA keeps q [B·Q, D], its local LN1 [B·Q, D], k|v [rows, 2D], its attention
+// output [rows, D] (but PWCA block 0, which reads SA block 0's qkv), but the last of each (the CLS tail) qkv [rows, 3D], fc1 [B, F] and att [B, D]; GLCA keeps q [B·Q, D], its local LN1 [B·Q, D], k|v [rows, 2D], its attention
 // output [B·Q, D] and fc1 [B·Q, F]; im2col's columns [B·P, 3p²] and the three heads' LayerNorm
 // outputs [B, D] — and the workspace gains B·D floats (the backward's fp32 view of a bf16
 // stream entry shares the patch embedding's [B·(N-1), D] buffer, grown to [B·N, D]; the
@@ -150,7 +150,9 @@ START_TEST(bf16_act_storage) {
         // Kept blocks count as activations; checkpointing's one shared SA block and PWCA's own
         // qkv (the rest of PWCA's block shares SA's) as workspace.
         size_t streams = (size_t)(mc->depth + mc->pwca_blocks - 1) * rows * D;
-        size_t kept = (ck ? 0 : (size_t)(mc->depth + mc->pwca_blocks - 2) * block + 2 * tail) + glca + inputs;
+        // PWCA block 0 reads SA block 0's qkv (model_graph.c pwca_shares_qkv): it keeps none.
+        size_t kept = (ck ? 0 : (size_t)(mc->depth + mc->pwca_blocks - 2) * block - rows * 3 * D + 2 * tail) + glca +
+                      inputs;
         size_t shared = ck ? block + rows * 3 * D : 0;
         ck_assert_uint_eq(f32.activations - bf16.activations, 2 * (kept + streams));
         ck_assert_uint_eq(f32.workspace + 4 * (size_t)B * D - bf16.workspace, 2 * shared);

@@ -235,11 +235,14 @@ static float *take(Arena *a, size_t n, bool workspace) { return take_bytes(a, n 
 // An Act tensor of n elements, in the activation type of the precision in force.
 static Act *take_act(Arena *a, size_t n, bool workspace) { return take_bytes(a, n * a->act_elem, workspace); }
 
-static void block_acts(Arena *a, BlockActs *b, size_t rows, int B, const ModelConfig *c, int N, bool ws) {
+// own_qkv false: the block reads another's qkv (PWCA block 0 reads SA block 0's, model_graph.c
+// pwca_shares_qkv), so it keeps neither qkv nor LN1's statistics.
+static void block_acts(Arena *a, BlockActs *b, size_t rows, int B, const ModelConfig *c, int N, bool ws,
+                       bool own_qkv) {
     size_t D = (size_t)c->dim, F = (size_t)c->mlp_dim;
-    b->ln1_mean = take(a, rows, ws);
-    b->ln1_rstd = take(a, rows, ws);
-    b->qkv = take_act(a, rows * 3 * D, ws);
+    b->ln1_mean = own_qkv ? take(a, rows, ws) : NULL;
+    b->ln1_rstd = own_qkv ? take(a, rows, ws) : NULL;
+    b->qkv = own_qkv ? take_act(a, rows * 3 * D, ws) : NULL;
     b->att = ws || !c->recompute_att ? take_act(a, rows * D, ws) : NULL;   // attbuf, as h
     b->lse = take(a, (size_t)B * c->heads * N, ws);
     b->h = ws || !c->recompute_h ? take(a, rows * D, ws) : NULL;   // a shared (recompute) buffer keeps it
@@ -369,11 +372,11 @@ static void backward_scratch(const ModelConfig *c, int B, int N, int Q, int T, A
 static void layer_acts(const ModelConfig *c, int B, int kc, int tc, int T, Arena *a, Acts *x) {
     int N = config_tokens(c), L = c->depth;
     size_t rows = (size_t)B * N, D = (size_t)c->dim;
-    if (kc > 0) block_acts(a, &x->sa[0], rows, B, c, N, true);
+    if (kc > 0) block_acts(a, &x->sa[0], rows, B, c, N, true, true);
     for (int l = kc; l < L; l++) {
         BlockActs *b = &x->sa[(kc > 0) + l - kc];
         if (l == L - 1) tail_acts(a, b, rows, B, c, false);
-        else block_acts(a, b, rows, B, c, N, false);
+        else block_acts(a, b, rows, B, c, N, false, true);
     }
     if (tc > 0) {
         // A checkpointed layer's backward recomputes SA's LN1 and qkv (PWCA's k2/v2), then
@@ -388,7 +391,7 @@ static void layer_acts(const ModelConfig *c, int B, int kc, int tc, int T, Arena
     for (int t = tc; t < T; t++) {
         BlockActs *b = &x->pw[(tc > 0) + t - tc];
         if (t == T - 1) tail_acts(a, b, rows, B, c, false);
-        else block_acts(a, b, rows, B, c, N, false);
+        else block_acts(a, b, rows, B, c, N, false, t > 0);   // block 0 reads SA block 0's qkv
     }
 }
 

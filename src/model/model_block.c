@@ -160,6 +160,27 @@ void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const Blo
     attn_qkv_backward(m, w, gw, a, &at, att, xin, dxin, g, B, dqkv2);
 }
 
+void block_backward_to_qkv(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
+                           const float *dout, float *dxin, BlockGrads *g, int B, const Act *qkv2, const int *pair,
+                           float *dqkv2, const float *s1, const float *s2) {
+    const Backend *be = m->be;
+    int D = m->cfg.dim, rows = B * m->N;
+    AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
+    const Act *att = a->att;
+    if (!att) {
+        be->attention_forward(&at, m->acts->attbuf, m->acts->lsebuf);
+        att = m->acts->attbuf;
+    }
+    mlp_proj_backward(m, w, gw, a->h, xin, a->ln2_mean, a->ln2_rstd, a->fc1, att, dout, dxin, g, B, m->N, s1, s2);
+    if (g->dqkv_in_dfc1) be->zero(g->dqkv, (size_t)rows * 3 * D * sizeof(float));   // dfc1 is spent
+    AttnGrads ag = {.dq = g->dqkv, .dk1 = g->dqkv + D, .dv1 = g->dqkv + 2 * D,
+                    .dk2 = dqkv2 + D, .dv2 = dqkv2 + 2 * D};
+    be->attention_backward(&at, &ag, att, a->lse, g->datt);
+    // Its own dq|dk1|dv1 join the distractors' dk2|dv2 in the SA layer's dqkv: one qkv GEMM
+    // and one LN1 backward there carry both (dW, db, dγ, dβ and dx are linear in dqkv).
+    be->residual_backward(dqkv2, NULL, g->dqkv, NULL, 1, (size_t)rows * 3 * D);
+}
+
 // ---- the CLS tail: the last SA and the last PWCA block -----------------------
 // Their output rows reach the loss only through the CLS row (the heads read x^L's and z^T's
 // CLS; GLCA, PWCA's k2/v2 and the rollout read earlier entries: MODEL.md §2), so past the

@@ -18,6 +18,12 @@ void block_forward_from_qkv(const Model *m, const BlockW *w, BlockActs *a, const
 void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
                     const float *dout, float *dxin, BlockGrads *g, int B, const Act *qkv2, const int *pair,
                     float *dqkv2, const float *s1, const float *s2);
+// PWCA block 0, whose q, k1, v1 are SA block 0's (z⁰ = x⁰, the same LN1 and weights): the same
+// down to attention's gradients, then its dq|dk1|dv1 are added to dqkv2 (the SA layer's dqkv)
+// beside dk2/dv2; the qkv GEMM's and LN1's backward, and LN1's share of dxin, are SA's.
+void block_backward_to_qkv(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
+                           const float *dout, float *dxin, BlockGrads *g, int B, const Act *qkv2, const int *pair,
+                           float *dqkv2, const float *s1, const float *s2);
 // The last SA or PWCA block, CLS rows only (model_block.c: the CLS tail), after
 // block_attn_forward made a->qkv for every row: yout [B, D] is the CLS rows of x^L (z^T).
 // a's att, h, fc1 and LN2 statistics have B rows, lse [B, H].

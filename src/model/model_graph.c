@@ -152,6 +152,27 @@ static void glca_forward_all(Model *m, int B) {
     }
 }
 
+// PWCA block 0's input z⁰ is x⁰ and its weights are SA block 0's, so its LN1 and q, k1, v1 are
+// SA block 0's, bit for bit: it reads them from SA's qkv instead of making them again, and its
+// backward leaves dq|dk1|dv1 in SA's dqkv (block_backward_to_qkv), where one qkv GEMM and one
+// LN1 backward carry both branches. One block's LN1 and qkv GEMM fewer in the forward, its
+// two qkv GEMMs and LN1 backward fewer in the backward (~1% of a ViT-B step), and it keeps
+// no qkv of its own (model.c layer_acts). The CLS tail (T = 1) keeps its own.
+static bool pwca_shares_qkv(const Model *m, int t) { return t == 0 && m->cfg.pwca_blocks > 1; }
+// PWCA block t's activations as its forward and backward read them: block 0's qkv is sa's.
+static BlockActs pwca_block_acts(const Model *m, int t, const BlockActs *sa) {
+    BlockActs a = *pw_acts(m, t);
+    if (pwca_shares_qkv(m, t)) a.qkv = sa->qkv;
+    return a;
+}
+// PWCA block t's forward (not the tail) into out; sa: SA layer t's qkv (k2/v2, and block 0's own).
+static void pwca_block_forward(Model *m, int t, const BlockW *w, const BlockActs *sa, const float *in, float *out,
+                               int B, const float *s1, const float *s2) {
+    BlockActs a = pwca_block_acts(m, t, sa);
+    if (pwca_shares_qkv(m, t)) block_forward_from_qkv(m, w, &a, in, out, B, sa->qkv, m->acts->pair, s1, s2);
+    else block_forward(m, w, &a, in, out, B, sa->qkv, m->acts->pair, s1, s2);
+}
+
 static void pwca_forward(Model *m, int B) {
     Acts *x = m->acts;
     int T = m->cfg.pwca_blocks;
@@ -165,7 +186,7 @@ static void pwca_forward(Model *m, int B) {
             break;
         }
         float *out = stream_out(m, zs(m, t + 1, B), x->sf[1]);
-        block_forward(m, &w, pw_acts(m, t), in, out, B, sa->qkv, x->pair, s1, s2);
+        pwca_block_forward(m, t, &w, sa, in, out, B, s1, s2);
         stream_put(m, zs(m, t + 1, B), out, B);
     }
 }
@@ -323,20 +344,22 @@ static void pwca_layer_backward(Model *m, int l, const BlockW *w, const BlockW *
     Acts *x = m->acts;
     int L = m->cfg.depth;
     size_t sn = stream_n(m, B);
-    BlockActs *pw = pw_acts(m, l);
+    BlockActs pw = pwca_block_acts(m, l, sa);
     bool tail = l == m->cfg.pwca_blocks - 1;
     const float *s1 = drop(m, L + l, 0, B), *s2 = drop(m, L + l, 1, B);
     float *zin = stream_in(m, zs(m, l, B), x->sb, B);
     if (!stored(m, l) && tail)   // its output, z^T's CLS rows, equals ypw already: written again
-        tail_forward(m, w, pw, zin, x->ypw, B, sa->qkv, x->pair, s1, s2);
+        tail_forward(m, w, &pw, zin, x->ypw, B, sa->qkv, x->pair, s1, s2);
     else if (!stored(m, l))   // the output, equal to z[l+1], is not needed: at bf16 it goes to sout
-        block_forward(m, w, pw, zin, stream_out(m, zs(m, l + 1, B), x->sout), B, sa->qkv, x->pair, s1, s2);
+        pwca_block_forward(m, l, w, sa, zin, stream_out(m, zs(m, l + 1, B), x->sout), B, s1, s2);
     be->zero(s->zn, sn * sizeof(float));
     if (!x->gpw.dqkv_in_dfc1) be->zero(x->gpw.dqkv, sn * 3 * sizeof(float));
     if (tail)   // s->zc holds z^T's CLS rows' gradient [B, D] (head_backward)
-        tail_backward(m, w, gw, pw, zin, s->zc, s->zn, x->dcls, &x->gpw, B, sa->qkv, x->pair, x->gsa.dqkv, s1, s2);
+        tail_backward(m, w, gw, &pw, zin, s->zc, s->zn, x->dcls, &x->gpw, B, sa->qkv, x->pair, x->gsa.dqkv, s1, s2);
+    else if (pwca_shares_qkv(m, l))   // LN1's share of zn comes with SA block 0's (z⁰ = x⁰)
+        block_backward_to_qkv(m, w, gw, &pw, zin, s->zc, s->zn, &x->gpw, B, sa->qkv, x->pair, x->gsa.dqkv, s1, s2);
     else
-        block_backward(m, w, gw, pw, zin, s->zc, s->zn, &x->gpw, B, sa->qkv, x->pair, x->gsa.dqkv, s1, s2);
+        block_backward(m, w, gw, &pw, zin, s->zc, s->zn, &x->gpw, B, sa->qkv, x->pair, x->gsa.dqkv, s1, s2);
     float *t = s->zc; s->zc = s->zn; s->zn = t;
 }
 
