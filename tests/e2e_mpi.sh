@@ -8,6 +8,8 @@
 #  3. Ranks with different configs are refused before anything is written.
 #  4. A rank killed mid-run ends the whole job, non-zero, within seconds, and
 #     the last checkpoint still resumes.
+#  5. kill -9 of rank 0 or rank 1 in a run with a validation split, then resume on
+#     2 ranks: the uninterrupted run's weights, metrics rows and kept files.
 # Skips (77) without mpirun: scripts/install-deps.sh installs OpenMPI.
 set -u
 dcal=$1; src=$2
@@ -91,4 +93,52 @@ for _ in $(seq 150); do pgrep -f "train.run_name=kill" >/dev/null || break; slee
 pgrep -af "train.run_name=kill" && bad "a rank outlived mpirun by 15 s"
 "$dcal" train --resume "$tmp/runs/kill" --set train.max_steps=1 > "$tmp/kill2.txt" 2>&1 && grep -q "resuming at step" "$tmp/kill2.txt" ||
   { cat "$tmp/kill2.txt"; bad "the last checkpoint does not resume"; }
+
+# 5. kill -9 of one rank (rank 0, the writer, or rank 1) at three points of a run with a
+#    validation split that checkpoints and evaluates every epoch and keeps the last two,
+#    then resume on 2 ranks: the uninterrupted 2-rank run's weights, every metrics row in
+#    order (clock and memory fields aside), the same kept files, and `dcal audit` passes.
+# A larger synthetic set than the others' (~2 s a run), so that a kill lands inside it.
+"$dcal" make-synthetic --out "$tmp/data5" --classes 10 --per-class 96 --test-per-class 2 --img 36 >/dev/null || exit 1
+kv=("${common[@]}" --set data.root="$tmp/data5" "${val[@]}" --set optim.epochs=4 --set train.save_every=1
+    --set train.eval_every=1 --set train.keep_last=2)
+all_rows() { sed -E 's/,"(time|wall_s|img_s|rss_mib)":("[^"]*"|[-0-9.e+]+)//g' "$1/metrics.jsonl"; }
+kept() { (cd "$1" && ls checkpoint-step*.safetensors best.safetensors 2>/dev/null | tr '\n' ' '); }
+ms() { date +%s%N | cut -c1-13; }
+t0=$(ms)
+"${mpi[@]}" "$dcal" train "${kv[@]}" --set train.run_name=kref > "$tmp/kref.txt" 2>&1 || { cat "$tmp/kref.txt"; bad "2-rank kill reference"; }
+dur=$(( $(ms) - t0 )); kw=$(hash_of "$tmp/kref.txt")
+echo "2-rank run with a validation split, 4 epochs: $dur ms; $(grep -c '' "$tmp/runs/kref/metrics.jsonl") metrics rows"
+for k in "0 0.45" "1 0.65" "0 0.85"; do
+  set -- $k; rank=$1; name=kv$rank${2/./}
+  delay=$(awk -v f="$2" -v d="$dur" 'BEGIN { printf "%.3f", f * d / 1000 }')
+  "${mpi[@]}" "$dcal" train "${kv[@]}" --set train.run_name=$name > "$tmp/$name.txt" 2>&1 &
+  job=$!
+  sleep "$delay"
+  for p in $(pgrep -f "train.run_name=$name"); do
+    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$rank" && kill -9 "$p"
+  done
+  wait "$job"
+  for _ in $(seq 150); do pgrep -f "train.run_name=$name" >/dev/null || break; sleep 0.1; done
+  if grep -q "final weights" "$tmp/$name.txt"; then
+    got=$(hash_of "$tmp/$name.txt"); how="finished before the kill"
+  elif [ ! -f "$tmp/runs/$name/manifest.json" ]; then
+    "${mpi[@]}" "$dcal" train "${kv[@]}" --set train.run_name=$name > "$tmp/$name.r.txt" 2>&1 ||
+      { cat "$tmp/$name.r.txt"; bad "kill -9 rank $rank at ${delay}s: starting again failed"; continue; }
+    got=$(hash_of "$tmp/$name.r.txt"); how="killed before the run was recorded; started again"
+  else
+    "${mpi[@]}" "$dcal" train --resume "$tmp/runs/$name" > "$tmp/$name.r.txt" 2>&1 ||
+      { cat "$tmp/$name.txt" "$tmp/$name.r.txt"; bad "kill -9 rank $rank at ${delay}s: resume on 2 ranks failed"; continue; }
+    got=$(hash_of "$tmp/$name.r.txt")
+    how=$(grep -oE "resuming at step [0-9]+|no checkpoint yet[^;]*" "$tmp/$name.r.txt" | head -1)
+  fi
+  [ -n "$kw" ] && [ "$got" = "$kw" ] || bad "kill -9 rank $rank at ${delay}s: final weights $got, uninterrupted $kw"
+  [ "$(all_rows "$tmp/runs/$name")" = "$(all_rows "$tmp/runs/kref")" ] ||
+    { diff <(all_rows "$tmp/runs/$name") <(all_rows "$tmp/runs/kref"); bad "kill -9 rank $rank at ${delay}s: metrics rows differ"; }
+  [ "$(kept "$tmp/runs/$name")" = "$(kept "$tmp/runs/kref")" ] ||
+    bad "kill -9 rank $rank at ${delay}s: files $(kept "$tmp/runs/$name"), uninterrupted $(kept "$tmp/runs/kref")"
+  "$dcal" audit "$tmp/runs/$name" > "$tmp/$name.audit.txt" 2>&1 ||
+    { cat "$tmp/$name.audit.txt"; bad "kill -9 rank $rank at ${delay}s: audit"; }
+  echo "kill -9 rank $rank at ${delay}s: ${how:-resumed}; weights, rows and files equal"
+done
 exit $fail
