@@ -130,9 +130,9 @@ static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw,
 
 // From the attention output's gradient (g->datt) down: attention, the qkv GEMM and LN1, every
 // row (dxin += ∂/∂xin). PWCA's dk2/dv2 go to dqkv2, the SA layer's dqkv.
-static void attn_qkv_backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a,
-                              const AttnArgs *at, const Act *att, const float *xin, float *dxin, BlockGrads *g, int B,
-                              float *dqkv2) {
+// Attention's backward from g->datt: dq|dk1|dv1 into g->dqkv, PWCA's dk2/dv2 into dqkv2.
+static void attn_backward(const Model *m, const BlockActs *a, const AttnArgs *at, const Act *att, BlockGrads *g,
+                          int B, float *dqkv2) {
     const Backend *be = m->be;
     int D = m->cfg.dim, rows = B * m->N;
     if (g->dqkv_in_dfc1) be->zero(g->dqkv, (size_t)rows * 3 * D * sizeof(float));   // dfc1 is spent
@@ -141,21 +141,33 @@ static void attn_qkv_backward(const Model *m, const BlockW *w, const BlockW *gw,
     AttnGrads ag = {.dq = g->dqkv, .dk1 = g->dqkv + D, .dv1 = g->dqkv + 2 * D,
                     .dk2 = dqkv2 ? dqkv2 + D : NULL, .dv2 = dqkv2 ? dqkv2 + 2 * D : NULL};
     be->attention_backward(at, &ag, att, a->lse, g->datt);
+}
+
+static void attn_qkv_backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a,
+                              const AttnArgs *at, const Act *att, const float *xin, float *dxin, BlockGrads *g, int B,
+                              float *dqkv2) {
+    const Backend *be = m->be;
+    int D = m->cfg.dim, rows = B * m->N;
+    attn_backward(m, a, at, att, g, B, dqkv2);
     be->zero(g->dln1, (size_t)rows * D * sizeof(float));
     const Act *ln1 = ln_again(m, g->dgelu, xin, w->ln1w, w->ln1b, rows);
     be->linear_backward(g->dln1, gw->qkvw, gw->qkvb, g->dqkv, ln1, w->qkvw, rows, D, 3 * D);
     be->layernorm_backward(dxin, gw->ln1w, gw->ln1b, g->dln1, xin, w->ln1w, a->ln1_mean, a->ln1_rstd, rows, D);
 }
 
+// The block's attention output as its forward made it: kept, or (cfg.recompute_att) the same
+// forward again on the kept q, k, v, which gives the same bits.
+static const Act *att_again(const Model *m, const BlockActs *a, const AttnArgs *at) {
+    if (a->att) return a->att;
+    m->be->attention_forward(at, m->acts->attbuf, m->acts->lsebuf);
+    return m->acts->attbuf;
+}
+
 void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
                     const float *dout, float *dxin, BlockGrads *g, int B, const Act *qkv2, const int *pair,
                     float *dqkv2, const float *s1, const float *s2) {
     AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
-    const Act *att = a->att;
-    if (!att) {   // cfg.recompute_att: the same forward on the kept q, k, v gives the same bits
-        m->be->attention_forward(&at, m->acts->attbuf, m->acts->lsebuf);
-        att = m->acts->attbuf;
-    }
+    const Act *att = att_again(m, a, &at);
     mlp_proj_backward(m, w, gw, a->h, xin, a->ln2_mean, a->ln2_rstd, a->fc1, att, dout, dxin, g, B, m->N, s1, s2);
     attn_qkv_backward(m, w, gw, a, &at, att, xin, dxin, g, B, dqkv2);
 }
@@ -163,22 +175,13 @@ void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const Blo
 void block_backward_to_qkv(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
                            const float *dout, float *dxin, BlockGrads *g, int B, const Act *qkv2, const int *pair,
                            float *dqkv2, const float *s1, const float *s2) {
-    const Backend *be = m->be;
-    int D = m->cfg.dim, rows = B * m->N;
     AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
-    const Act *att = a->att;
-    if (!att) {
-        be->attention_forward(&at, m->acts->attbuf, m->acts->lsebuf);
-        att = m->acts->attbuf;
-    }
+    const Act *att = att_again(m, a, &at);
     mlp_proj_backward(m, w, gw, a->h, xin, a->ln2_mean, a->ln2_rstd, a->fc1, att, dout, dxin, g, B, m->N, s1, s2);
-    if (g->dqkv_in_dfc1) be->zero(g->dqkv, (size_t)rows * 3 * D * sizeof(float));   // dfc1 is spent
-    AttnGrads ag = {.dq = g->dqkv, .dk1 = g->dqkv + D, .dv1 = g->dqkv + 2 * D,
-                    .dk2 = dqkv2 + D, .dv2 = dqkv2 + 2 * D};
-    be->attention_backward(&at, &ag, att, a->lse, g->datt);
+    attn_backward(m, a, &at, att, g, B, dqkv2);
     // Its own dq|dk1|dv1 join the distractors' dk2|dv2 in the SA layer's dqkv: one qkv GEMM
     // and one LN1 backward there carry both (dW, db, dγ, dβ and dx are linear in dqkv).
-    be->residual_backward(dqkv2, NULL, g->dqkv, NULL, 1, (size_t)rows * 3 * D);
+    m->be->residual_backward(dqkv2, NULL, g->dqkv, NULL, 1, (size_t)B * m->N * 3 * m->cfg.dim);
 }
 
 // ---- the CLS tail: the last SA and the last PWCA block -----------------------
