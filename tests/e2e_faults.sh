@@ -17,10 +17,7 @@ common=(--config "$src/configs/fgvc/tiny.yaml" --set data.root="$tmp/data" --set
         --set optim.epochs=6 --set train.save_every=1 --set train.eval_every=1 --set train.keep_last=2
         --set data.val_fraction=0.25 --allow-deviation val_split)
 final() { sed -nE 's/.*final weights sha256 ([0-9a-f]{64}).*/\1/p' "$1"; }
-ms() { date +%s%N | cut -c1-13; }
-# Every metrics row, in order, less what depends on the clock (time, wall_s, img_s) or the process (rss_mib).
-record_rows() { sed -E 's/,"(time|wall_s|img_s|rss_mib)":("[^"]*"|[-0-9.e+]+)//g' "$1/metrics.jsonl"; }
-kept() { (cd "$1" && ls checkpoint-step*.safetensors best.safetensors 2>/dev/null | tr '\n' ' '); }
+. "$src/tests/lib/rundir.sh"   # record_rows, kept, ms
 
 t0=$(ms)
 "$dcal" train "${common[@]}" --set train.run_name=full > "$tmp/full.txt" 2>/dev/null

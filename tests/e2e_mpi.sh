@@ -102,9 +102,7 @@ pgrep -af "train.run_name=kill" && bad "a rank outlived mpirun by 15 s"
 "$dcal" make-synthetic --out "$tmp/data5" --classes 10 --per-class 96 --test-per-class 2 --img 36 >/dev/null || exit 1
 kv=("${common[@]}" --set data.root="$tmp/data5" "${val[@]}" --set optim.epochs=4 --set train.save_every=1
     --set train.eval_every=1 --set train.keep_last=2)
-all_rows() { sed -E 's/,"(time|wall_s|img_s|rss_mib)":("[^"]*"|[-0-9.e+]+)//g' "$1/metrics.jsonl"; }
-kept() { (cd "$1" && ls checkpoint-step*.safetensors best.safetensors 2>/dev/null | tr '\n' ' '); }
-ms() { date +%s%N | cut -c1-13; }
+. "$src/tests/lib/rundir.sh"   # record_rows, kept, ms
 t0=$(ms)
 "${mpi[@]}" "$dcal" train "${kv[@]}" --set train.run_name=kref > "$tmp/kref.txt" 2>&1 || { cat "$tmp/kref.txt"; bad "2-rank kill reference"; }
 dur=$(( $(ms) - t0 )); kw=$(hash_of "$tmp/kref.txt")
@@ -133,8 +131,8 @@ for k in "0 0.45" "1 0.65" "0 0.85"; do
     how=$(grep -oE "resuming at step [0-9]+|no checkpoint yet[^;]*" "$tmp/$name.r.txt" | head -1)
   fi
   [ -n "$kw" ] && [ "$got" = "$kw" ] || bad "kill -9 rank $rank at ${delay}s: final weights $got, uninterrupted $kw"
-  [ "$(all_rows "$tmp/runs/$name")" = "$(all_rows "$tmp/runs/kref")" ] ||
-    { diff <(all_rows "$tmp/runs/$name") <(all_rows "$tmp/runs/kref"); bad "kill -9 rank $rank at ${delay}s: metrics rows differ"; }
+  [ "$(record_rows "$tmp/runs/$name")" = "$(record_rows "$tmp/runs/kref")" ] ||
+    { diff <(record_rows "$tmp/runs/$name") <(record_rows "$tmp/runs/kref"); bad "kill -9 rank $rank at ${delay}s: metrics rows differ"; }
   [ "$(kept "$tmp/runs/$name")" = "$(kept "$tmp/runs/kref")" ] ||
     bad "kill -9 rank $rank at ${delay}s: files $(kept "$tmp/runs/$name"), uninterrupted $(kept "$tmp/runs/kref")"
   "$dcal" audit "$tmp/runs/$name" > "$tmp/$name.audit.txt" 2>&1 ||
