@@ -7,7 +7,7 @@ extern const BackendComm *const cuda_comm;   // nccl.cu (NULL without NCCL)
 
 // Positional (C++17 has no designated initialisers): a slot added to backend.h must
 // fail here rather than shift every entry by one.
-static_assert(sizeof(Backend) == 56 * sizeof(void *), "Backend changed: update backend_cuda");
+static_assert(sizeof(Backend) == 57 * sizeof(void *), "Backend changed: update backend_cuda");
 
 extern "C" const Backend backend_cuda = {
     /* name */ "cuda",
@@ -43,6 +43,7 @@ extern "C" const Backend backend_cuda = {
     /* layernorm_backward */ cuda_layernorm_backward,
     /* linear_forward */ cuda_linear_forward,
     /* linear_backward */ cuda_linear_backward,
+    /* linear_backward_set */ cuda_linear_backward_set,
     /* linear_forward_act */ cuda_linear_forward_act,
     /* gelu_forward */ cuda_gelu_forward,
     /* gelu_backward */ cuda_gelu_backward,

@@ -115,6 +115,8 @@ void cuda_tokens_backward(float *dpe, float *dcls, float *dpos, const float *dx0
 void cuda_linear_forward(float *out, const Act *inp, const float *w, const float *b, int rows, int IC, int OC);
 void cuda_linear_backward(float *dinp, float *dw, float *db, const float *dout, const Act *inp, const float *w,
                           int rows, int IC, int OC);
+void cuda_linear_backward_set(float *dinp, float *dw, float *db, const float *dout, const Act *inp, const float *w,
+                              int rows, int IC, int OC);
 void cuda_linear_forward_act(Act *out, const Act *inp, const float *w, const float *b, int rows, int IC, int OC);
 // layernorm.cu
 void cuda_layernorm_forward(Act *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,

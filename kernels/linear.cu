@@ -384,18 +384,19 @@ void cuda_linear_forward_act(Act *out, const Act *inp, const float *w, const flo
     LAUNCH_CHECK();
 }
 
-void cuda_linear_backward(float *dinp, float *dw, float *db, const float *dout, const Act *inp, const float *w,
-                          int rows, int IC, int OC) {
+// dinp (+)= dout · W: backend.h linear_backward (accumulating) and linear_backward_set (beta 0).
+static void linear_backward(float *dinp, float *dw, float *db, const float *dout, const Act *inp, const float *w,
+                            int rows, int IC, int OC, float dinp_beta) {
     if (rows <= 0) return;
     if (dinp || dw) {
         // dout is converted once and read by both products; W only for dinp, inp only for dW.
         const Src src[3] = {{dout, (size_t)rows, OC, false}, {dinp ? w : NULL, (size_t)OC, IC, false},
                             {dw ? inp : NULL, (size_t)rows, IC, true}};
         Operands o = operands(src);
-        // dinp [rows, IC] += dout [rows, OC] · W [OC, IC]; column-major: dinp^T = W^T · dout^T.
+        // dinp [rows, IC] (+)= dout [rows, OC] · W [OC, IC]; column-major: dinp^T = W^T · dout^T.
         if (dinp)
-            lt_matmul({CUBLAS_OP_N, CUBLAS_OP_N, IC, rows, OC, o.p[1], o.ld[1], o.p[0], o.ld[0], 1.f, dinp, IC, o.type,
-                       CUBLASLT_EPILOGUE_DEFAULT, NULL, CUDA_R_32F});
+            lt_matmul({CUBLAS_OP_N, CUBLAS_OP_N, IC, rows, OC, o.p[1], o.ld[1], o.p[0], o.ld[0], dinp_beta, dinp, IC,
+                       o.type, CUBLASLT_EPILOGUE_DEFAULT, NULL, CUDA_R_32F});
         // dW [OC, IC] += dout^T · inp; column-major: dW^T [IC, OC] = inp^T [IC, rows] · dout [rows, OC].
         if (dw)
             lt_matmul({CUBLAS_OP_N, CUBLAS_OP_T, IC, OC, rows, o.p[2], o.ld[2], o.p[0], o.ld[0], 1.f, dw, IC, o.type,
@@ -404,6 +405,14 @@ void cuda_linear_backward(float *dinp, float *dw, float *db, const float *dout, 
     // db stays the column-sum kernel, not the dW product's BGRADB epilogue (see the top). It
     // reuses scratch, after the products on the one stream, so the bf16 copies are consumed first.
     if (db) cuda_colsum_acc(db, dout, rows, OC);
+}
+void cuda_linear_backward(float *dinp, float *dw, float *db, const float *dout, const Act *inp, const float *w,
+                          int rows, int IC, int OC) {
+    linear_backward(dinp, dw, db, dout, inp, w, rows, IC, OC, 1.f);
+}
+void cuda_linear_backward_set(float *dinp, float *dw, float *db, const float *dout, const Act *inp, const float *w,
+                              int rows, int IC, int OC) {
+    linear_backward(dinp, dw, db, dout, inp, w, rows, IC, OC, 0.f);
 }
 
 // cols [B*P, C*p*p], row (b, py, px), column (c, ky, kx): one thread per column

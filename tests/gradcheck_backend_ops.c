@@ -100,6 +100,10 @@ static const Row rows[] = {
     {&OP_LINEAR, "linear 70x33->19", {70, 33, 19, 1, 10}, LIN_TOL, MEDIUM},
     {&OP_LINEAR, "linear 300x96->200", {300, 96, 200, 1, 10}, LIN_TOL, BIG},
     {&OP_LINEAR, "linear 257x768->2304 (qkv)", {257, 768, 2304, 1, 10}, LIN_TOL, BIG},
+    // linear_backward_set: dinp written whatever it held (run B starts it at random values).
+    {&OP_LINEAR_SET, "linear_set 6x7->5", {6, 7, 5, 1, 100}, LIN_TOL, SMALL},
+    {&OP_LINEAR_SET, "linear_set 70x33->19", {70, 33, 19, 1, 10}, LIN_TOL, MEDIUM},
+    {&OP_LINEAR_SET, "linear_set 300x96->200 nobias", {300, 96, 200, 0, 10}, LIN_TOL, BIG},
 
     // linear_forward_act: the same product stored as Act (qkv, fc1): at bf16 linear's error plus
     // one rounding of the output (u = 2^-8), so LIN_TOL's bound still holds with room.

@@ -186,6 +186,10 @@ typedef struct Backend {
     void (*linear_forward)(float *out, const Act *inp, const float *w, const float *b, int rows, int IC, int OC);
     void (*linear_backward)(float *dinp, float *dw, float *db, const float *dout, const Act *inp,
                             const float *w, int rows, int IC, int OC);
+    // The same with dinp written, not accumulated (dinp = dout · W; dw and db still +=): for a
+    // dinp nothing else has written, which then needs no zeroing pass of its own first.
+    void (*linear_backward_set)(float *dinp, float *dw, float *db, const float *dout, const Act *inp,
+                                const float *w, int rows, int IC, int OC);
     // linear_forward with the output stored as Act (any OC): at fp32 exactly linear_forward; at
     // bf16 the fp32 accumulation plus the bias, rounded once to bf16 — the bias itself in bf16
     // (cuBLASLt's bias has the output's type), so out = bf16(acc + bf16(b)).

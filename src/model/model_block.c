@@ -104,11 +104,10 @@ static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw,
     const Backend *be = m->be;
     int D = m->cfg.dim, F = m->cfg.mlp_dim, rows = B * rows_per_b;
     size_t n = (size_t)rows * D, per_b = (size_t)rows_per_b * D, nf = (size_t)rows * F;
+    // dgelu, dln2 and datt are first written by their GEMM (linear_backward_set): no zeroing pass.
     be->zero(g->df, n * sizeof(float));
-    be->zero(g->dgelu, nf * sizeof(float));
-    be->zero(g->dln2, n * sizeof(float));
     be->residual_backward(NULL, g->df, dout, s2, B, per_b);   // dout's skip path joins in the fused op below
-    be->linear_backward(g->dgelu, NULL, gw->fc2b, g->df, NULL, w->fc2w, rows, F, D);
+    be->linear_backward_set(g->dgelu, NULL, gw->fc2b, g->df, NULL, w->fc2w, rows, F, D);
     be->gelu_forward((Act *)g->dfc1, fc1, nf);   // the GELU output, for dW of fc2
     be->linear_backward(NULL, gw->fc2w, NULL, g->df, (const Act *)g->dfc1, w->fc2w, rows, F, D);
     be->zero(g->dfc1, nf * sizeof(float));
@@ -117,15 +116,14 @@ static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw,
     if (h) {
         ln_again(m, g->dgelu, h, w->ln2w, w->ln2b, rows);
     } else {
-        h = h_again(m, w, att, xin, s1, g, B, rows_per_b);
-        be->zero(g->dln2, n * sizeof(float));   // it held the projection's output
+        h = h_again(m, w, att, xin, s1, g, B, rows_per_b);   // dln2 held the projection's output
     }
-    be->linear_backward(g->dln2, gw->fc1w, gw->fc1b, g->dfc1, ln2, w->fc1w, rows, D, F);
+    be->linear_backward_set(g->dln2, gw->fc1w, gw->fc1b, g->dfc1, ln2, w->fc1w, rows, D, F);
     be->zero(g->df, n * sizeof(float));
     be->residual_layernorm_backward(dres, g->df, gw->ln2w, gw->ln2b, dout, g->dln2, h, w->ln2w, ln2_mean, ln2_rstd,
                                     s1, B, rows_per_b, D);
-    be->zero(g->datt, n * sizeof(float));   // dln2's buffer (model.c block_grads): spent above
-    be->linear_backward(g->datt, gw->projw, gw->projb, g->df, att, w->projw, rows, D, D);
+    // datt is dln2's buffer (model.c block_grads), spent above.
+    be->linear_backward_set(g->datt, gw->projw, gw->projb, g->df, att, w->projw, rows, D, D);
 }
 
 // From the attention output's gradient (g->datt) down: attention, the qkv GEMM and LN1, every
@@ -149,9 +147,8 @@ static void attn_qkv_backward(const Model *m, const BlockW *w, const BlockW *gw,
     const Backend *be = m->be;
     int D = m->cfg.dim, rows = B * m->N;
     attn_backward(m, a, at, att, g, B, dqkv2);
-    be->zero(g->dln1, (size_t)rows * D * sizeof(float));
     const Act *ln1 = ln_again(m, g->dgelu, xin, w->ln1w, w->ln1b, rows);
-    be->linear_backward(g->dln1, gw->qkvw, gw->qkvb, g->dqkv, ln1, w->qkvw, rows, D, 3 * D);
+    be->linear_backward_set(g->dln1, gw->qkvw, gw->qkvb, g->dqkv, ln1, w->qkvw, rows, D, 3 * D);
     be->layernorm_backward(dxin, gw->ln1w, gw->ln1b, g->dln1, xin, w->ln1w, a->ln1_mean, a->ln1_rstd, rows, D);
 }
 

@@ -53,6 +53,9 @@ typedef struct {
     int (*partial_keeps)(const OpCase *c, int i, size_t k);
     int by_precision;  // numerics follow the backend's precision (GEMM compute type, attention kernels):
                        // a device backend runs one column per precision it supports
+    // Gradient i is written (=), not accumulated: run B compares it with the reference as it is,
+    // so an op that adds to its start value fails. NULL: every gradient accumulates.
+    int (*overwrites)(const OpCase *c, int i);
 } OpDef;
 
 typedef struct { double fwd, bwd; } Tol;
@@ -92,8 +95,8 @@ int run_row_cudnn(const Row *row, int row_index);
 double *ref_output(const Row *row, int j);
 
 // ---- the ops (ops_*.c) ----
-extern const OpDef OP_MEMORY, OP_IM2COL, OP_TOKENS, OP_LAYERNORM, OP_LINEAR, OP_LINEAR_ACT, OP_GELU, OP_RESIDUAL,
-    OP_GATHER;
+extern const OpDef OP_MEMORY, OP_IM2COL, OP_TOKENS, OP_LAYERNORM, OP_LINEAR, OP_LINEAR_SET, OP_LINEAR_ACT, OP_GELU,
+    OP_RESIDUAL, OP_GATHER;
 extern const OpDef OP_ATTENTION, OP_ROLLOUT_ATTN, OP_TOPK;
 // OP_ATTENTION rows also run a cuDNN column (COL_CUDA_CUDNN) on a device backend whose
 // set_attention takes "cudnn": NULL when cuDNN's fused SDPA can take the case, else why not.

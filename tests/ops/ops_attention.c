@@ -163,7 +163,7 @@ const char *attention_cudnn_skip(const OpCase *c) {
     return hd % 8 || hd > 128 ? "head dim not a multiple of 8 up to 128 (cuDNN's fused SDPA)" : NULL;
 }
 
-const OpDef OP_ATTENTION = {"attention", att_init, att_ref, att_ref_bwd, att_be, att_be_bwd, att_keeps, 1};
+const OpDef OP_ATTENTION = {"attention", att_init, att_ref, att_ref_bwd, att_be, att_be_bwd, att_keeps, 1, NULL};
 
 // ---- rollout_step_attn: p = {B, H, hd, N, steps} --------------------------------------
 // One SA layer per step (its own qkv [B, N, 3D] and the lse of its float64 forward),
@@ -258,7 +258,7 @@ static void roll_be(const Backend *be, const OpCase *c, void *const *x, void *co
     be->sync();
     be->free(tmp);
 }
-const OpDef OP_ROLLOUT_ATTN = {"rollout_step_attn", roll_init, roll_ref, NULL, roll_be, NULL, NULL, 1};
+const OpDef OP_ROLLOUT_ATTN = {"rollout_step_attn", roll_init, roll_ref, NULL, roll_be, NULL, NULL, 1, NULL};
 
 // ---- topk_select: p = {B, N, K, mode} ---------------------------------------------
 // mode 0: values on a 1/8 grid (many ties); 1: all equal; 2, 3: the hand cases below.
@@ -298,4 +298,4 @@ static void topk_ref(const OpCase *c, double *const *x, double *const *y) {
 static void topk_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
     be->topk_select((int *)y[0], XF(0), c->row->p[0], c->row->p[1], c->row->p[2]);
 }
-const OpDef OP_TOPK = {"topk_select", topk_init, topk_ref, NULL, topk_be, NULL, NULL, 0};
+const OpDef OP_TOPK = {"topk_select", topk_init, topk_ref, NULL, topk_be, NULL, NULL, 0, NULL};

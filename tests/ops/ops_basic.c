@@ -35,7 +35,7 @@ static void mem_be(const Backend *be, const OpCase *c, void *const *x, void *con
     be->sync();
     be->free(p);
 }
-const OpDef OP_MEMORY = {"memory", mem_init, mem_ref, NULL, mem_be, NULL, NULL, 0};
+const OpDef OP_MEMORY = {"memory", mem_init, mem_ref, NULL, mem_be, NULL, NULL, 0, NULL};
 
 // ---- im2col: p = {B, C, S, patch} -----------------------------------------------
 static void im2col_init(OpCase *c, Rng *r) {
@@ -61,7 +61,7 @@ static void im2col_be(const Backend *be, const OpCase *c, void *const *x, void *
     const int *p = c->row->p;
     be->im2col_forward((Act *)y[0], XF(0), p[0], p[1], p[2], p[3]);
 }
-const OpDef OP_IM2COL = {"im2col", im2col_init, im2col_ref, NULL, im2col_be, NULL, NULL, 1};   // Act output
+const OpDef OP_IM2COL = {"im2col", im2col_init, im2col_ref, NULL, im2col_be, NULL, NULL, 1, NULL};   // Act output
 
 // ---- tokens: p = {B, N, D} -------------------------------------------------------
 static void tokens_init(OpCase *c, Rng *r) {
@@ -105,7 +105,7 @@ static void tokens_be_bwd(const Backend *be, const OpCase *c, void *const *x, vo
     (void)x, (void)y;
     be->tokens_backward(gx[0], gx[1], gx[2], gy[0], p[0], p[1], p[2]);
 }
-const OpDef OP_TOKENS = {"tokens", tokens_init, tokens_ref, tokens_ref_bwd, tokens_be, tokens_be_bwd, NULL, 0};
+const OpDef OP_TOKENS = {"tokens", tokens_init, tokens_ref, tokens_ref_bwd, tokens_be, tokens_be_bwd, NULL, 0, NULL};
 
 // ---- layernorm: p = {rows, D, mean offset}; eps 1e-6 --------------------------------
 static void ln_init(OpCase *c, Rng *r) {
@@ -162,7 +162,8 @@ static void ln_be_bwd(const Backend *be, const OpCase *c, void *const *x, void *
                            c->row->p[0], c->row->p[1]);
 }
 static int ln_keeps(const OpCase *c, int i, size_t k) { return (void)c, (void)k, i != 0; }
-const OpDef OP_LAYERNORM = {"layernorm", ln_init, ln_ref, ln_ref_bwd, ln_be, ln_be_bwd, ln_keeps, 1};   // Act output
+const OpDef OP_LAYERNORM = {"layernorm", ln_init, ln_ref, ln_ref_bwd, ln_be, ln_be_bwd, ln_keeps, 1,
+                             NULL};   // Act output
 
 // ---- linear: p = {rows, IC, OC, bias, weight scale in 1/100} -------------------------
 static void lin_init(OpCase *c, Rng *r) {
@@ -209,7 +210,20 @@ static void lin_be_bwd(const Backend *be, const OpCase *c, void *const *x, void 
                         c->row->p[0], c->row->p[1], c->row->p[2]);
 }
 static int lin_keeps(const OpCase *c, int i, size_t k) { return (void)k, i == (c->x[2].n ? 2 : 1); }
-const OpDef OP_LINEAR = {"linear", lin_init, lin_ref, lin_ref_bwd, lin_be, lin_be_bwd, lin_keeps, 1};
+const OpDef OP_LINEAR = {"linear", lin_init, lin_ref, lin_ref_bwd, lin_be, lin_be_bwd, lin_keeps, 1, NULL};
+
+// ---- linear_backward_set: linear's backward with dinp written, not accumulated (the model's
+// first writer of a gradient buffer, which then needs no zeroing); dw and db still accumulate.
+static void lin_set_be_bwd(const Backend *be, const OpCase *c, void *const *x, void *const *y, float *const *gy,
+                           float *const *gx) {
+    int bias = c->x[2].n > 0, pt = c->partial;
+    (void)y;
+    be->linear_backward_set(pt ? NULL : gx[0], pt && bias ? NULL : gx[1], bias ? gx[2] : NULL, gy[0], XA(0), XF(1),
+                            c->row->p[0], c->row->p[1], c->row->p[2]);
+}
+static int lin_set_writes(const OpCase *c, int i) { return (void)c, i == 0; }
+const OpDef OP_LINEAR_SET = {"linear_backward_set", lin_init, lin_ref, lin_ref_bwd, lin_be, lin_set_be_bwd,
+                             lin_keeps, 1, lin_set_writes};
 
 // ---- linear_forward_act: linear's rows with the output stored as Act (forward only: the
 // model's gradient through such an output is linear_backward's, checked above).
@@ -223,7 +237,7 @@ static void lin_act_init(OpCase *c, Rng *r) {
 static void lin_act_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
     be->linear_forward_act(y[0], XA(0), XF(1), c->x[2].n ? XF(2) : NULL, c->row->p[0], c->row->p[1], c->row->p[2]);
 }
-const OpDef OP_LINEAR_ACT = {"linear_forward_act", lin_act_init, lin_ref, NULL, lin_act_be, NULL, NULL, 1};
+const OpDef OP_LINEAR_ACT = {"linear_forward_act", lin_act_init, lin_ref, NULL, lin_act_be, NULL, NULL, 1, NULL};
 
 // ---- gelu (exact, erf): p = {n, input scale} ------------------------------------------
 static void gelu_init(OpCase *c, Rng *r) {
@@ -250,7 +264,7 @@ static void gelu_be_bwd(const Backend *be, const OpCase *c, void *const *x, void
     (void)y;
     be->gelu_backward(gx[0], XA(0), gy[0], c->x[0].n);
 }
-const OpDef OP_GELU = {"gelu", gelu_init, gelu_ref, gelu_ref_bwd, gelu_be, gelu_be_bwd, NULL, 1};
+const OpDef OP_GELU = {"gelu", gelu_init, gelu_ref, gelu_ref_bwd, gelu_be, gelu_be_bwd, NULL, 1, NULL};
 
 // ---- residual: p = {B, n_per_b, with drop-path scale} --------------------------------
 static const float kScale[4] = {0.f, 1.25f, 1.f, 1.f / 0.9f};   // dropped, 1/keep_prob, kept
@@ -288,7 +302,7 @@ static void res_be_bwd(const Backend *be, const OpCase *c, void *const *x, void 
                           c->row->p[1]);
 }
 static int res_keeps(const OpCase *c, int i, size_t k) { return (void)c, (void)k, i == 1; }
-const OpDef OP_RESIDUAL = {"residual", res_init, res_ref, res_ref_bwd, res_be, res_be_bwd, res_keeps, 0};
+const OpDef OP_RESIDUAL = {"residual", res_init, res_ref, res_ref_bwd, res_be, res_be_bwd, res_keeps, 0, NULL};
 
 // ---- gather_rows: p = {B, Nin, Nout, D}; distinct rows per b, as the GLCA selection --
 static void gather_init(OpCase *c, Rng *r) {
@@ -335,4 +349,5 @@ static void gather_be_bwd(const Backend *be, const OpCase *c, void *const *x, vo
     (void)y;
     be->gather_rows_backward(gx[0], gy[0], (const int *)x[1], p[0], p[1], p[2], p[3]);
 }
-const OpDef OP_GATHER = {"gather_rows", gather_init, gather_ref, gather_ref_bwd, gather_be, gather_be_bwd, NULL, 0};
+const OpDef OP_GATHER = {"gather_rows", gather_init, gather_ref, gather_ref_bwd, gather_be, gather_be_bwd, NULL, 0,
+                          NULL};

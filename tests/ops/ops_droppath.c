@@ -36,4 +36,4 @@ static void dp_be(const Backend *be, const OpCase *c, void *const *x, void *cons
     const int *p = c->row->p;
     be->droppath_masks((float *)y[0], (const float *)x[0], p[0], p[1], u64(p[2], p[3]), u64(p[4], p[5]));
 }
-const OpDef OP_DROPPATH = {"droppath_masks", dp_init, dp_ref, NULL, dp_be, NULL, NULL, 0};
+const OpDef OP_DROPPATH = {"droppath_masks", dp_init, dp_ref, NULL, dp_be, NULL, NULL, 0, NULL};

@@ -95,4 +95,4 @@ static void rln_be_bwd(const Backend *be, const OpCase *c, void *const *x, void 
 }
 static int rln_keeps(const OpCase *c, int i, size_t k) { return (void)c, (void)k, i != 0 && i != 3; }
 const OpDef OP_RESIDUAL_LAYERNORM = {"residual_layernorm", rln_init, rln_ref, rln_ref_bwd,
-                                     rln_be, rln_be_bwd, rln_keeps, 1};   // Act output
+                                     rln_be, rln_be_bwd, rln_keeps, 1, NULL};   // Act output

@@ -62,7 +62,7 @@ static void ce_be_bwd(const Backend *be, const OpCase *c, void *const *x, void *
     be->sync();
     be->free(d);
 }
-const OpDef OP_CROSSENTROPY = {"crossentropy", ce_init, ce_ref, ce_ref_bwd, ce_be, ce_be_bwd, NULL, 0};
+const OpDef OP_CROSSENTROPY = {"crossentropy", ce_init, ce_ref, ce_ref_bwd, ce_be, ce_be_bwd, NULL, 0, NULL};
 
 // ---- loss_forward: p = {B, heads (bit h: head h on), uncertainty weighting} ------------------
 // The three heads' per-sample CEs (positive) and loss_w; out = {loss, ce_SA, ce_GLCA, ce_PWCA}.
@@ -93,7 +93,7 @@ static void loss_be(const Backend *be, const OpCase *c, void *const *x, void *co
     const float *l[3] = {x[0], x[1], x[2]};
     be->loss_forward(YF(0), l, XF(3), c->row->p[0], c->row->p[1], c->row->p[2]);
 }
-const OpDef OP_LOSS = {"loss_forward", loss_init, loss_ref, NULL, loss_be, NULL, NULL, 0};
+const OpDef OP_LOSS = {"loss_forward", loss_init, loss_ref, NULL, loss_be, NULL, NULL, 0, NULL};
 
 // ---- loss_backward: p = {heads, uncertainty weighting, loss scale ×100} ----------------------
 // From loss_w, loss_forward's out and dw's start values: coef (each head's CE factor) and dw
@@ -123,7 +123,7 @@ static void lossb_be(const Backend *be, const OpCase *c, void *const *x, void *c
     be->copy(y[1], x[2], 3 * sizeof(float));
     be->loss_backward(YF(0), YF(1), XF(0), XF(1), c->row->p[2] / 100.f, c->row->p[0], c->row->p[1]);
 }
-const OpDef OP_LOSS_BWD = {"loss_backward", lossb_init, lossb_ref, NULL, lossb_be, NULL, NULL, 0};
+const OpDef OP_LOSS_BWD = {"loss_backward", lossb_init, lossb_ref, NULL, lossb_be, NULL, NULL, 0, NULL};
 
 // ---- adamw_update: p = {n, steps, wd ×1000, first t, lr ×1e4, hand} --------------------
 // One gradient per step; m, v start random (v ≥ 0) unless hand. betas 0.9/0.999, eps 1e-8.
@@ -175,7 +175,7 @@ static void adam_be(const Backend *be, const OpCase *c, void *const *x, void *co
     for (int s = 0; s < c->row->p[1]; s++)
         be->adamw_update(YF(0), XF(1) + s * n, YF(1), YF(2), n, lr, 0.9f, 0.999f, 1e-8f, wd, c->row->p[3] + s);
 }
-const OpDef OP_ADAMW = {"adamw_update", adam_init, adam_ref, NULL, adam_be, NULL, NULL, 0};
+const OpDef OP_ADAMW = {"adamw_update", adam_init, adam_ref, NULL, adam_be, NULL, NULL, 0, NULL};
 
 // ---- adamw_multi: p = {n, steps, wd ×1000, first t, lr ×1e4} --------------------------
 // adamw_update's case over one buffer cut into spans of odd lengths, with gaps (no span:
@@ -226,7 +226,7 @@ static void multi_be(const Backend *be, const OpCase *c, void *const *x, void *c
     be->free(d);
     free(h);
 }
-const OpDef OP_ADAMW_MULTI = {"adamw_multi", adam_init, multi_ref, NULL, multi_be, NULL, NULL, 0};
+const OpDef OP_ADAMW_MULTI = {"adamw_multi", adam_init, multi_ref, NULL, multi_be, NULL, NULL, 0, NULL};
 
 // ---- sumsq: p = {n}; the double result goes back through the backend's memory ---------
 static void sumsq_init(OpCase *c, Rng *r) {
@@ -250,4 +250,4 @@ static void sumsq_be(const Backend *be, const OpCase *c, void *const *x, void *c
         be->to_device(y[0], &t, sizeof t);
     }
 }
-const OpDef OP_SUMSQ = {"sumsq", sumsq_init, sumsq_ref, NULL, sumsq_be, NULL, NULL, 0};
+const OpDef OP_SUMSQ = {"sumsq", sumsq_init, sumsq_ref, NULL, sumsq_be, NULL, NULL, 0, NULL};

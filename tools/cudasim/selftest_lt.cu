@@ -335,6 +335,17 @@ static void test_linear_bf16_backward(void) {
         CHECK(fabsf(got_db[o] - (s + db[o])) <= 1e-5f * (1.f + fabsf(s)), "bf16 linear db[%d] = %.9g, want %.9g", o,
               got_db[o], s + db[o]);
     }
+    // linear_backward_set: dinp written (beta 0), whatever it held; dW still accumulates.
+    cudaMemcpy(ddi, di.data(), R * I * sizeof(float), cudaMemcpyHostToDevice);
+    cuda_linear_backward_set(ddi, NULL, NULL, dg, dx, dw_, R, I, O);
+    cudaMemcpy(got_di.data(), ddi, R * I * sizeof(float), cudaMemcpyDeviceToHost);
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < I; i++) {
+            float s = 0.f;
+            for (int o = 0; o < O; o++) s += bf16r(g[r * O + o]) * bf16r(w[o * I + i]);
+            CHECK(got_di[r * I + i] == s, "bf16 linear_backward_set dinp[%d,%d] = %.9g, want %.9g", r, i,
+                  got_di[r * I + i], s);
+        }
     cudaFree(xbase), cudaFree(dw_), cudaFree(dg), cudaFree(ddi), cudaFree(ddw), cudaFree(ddb);
 }
 

@@ -141,8 +141,13 @@ static void cpu_linear_forward_a(float *out, const Act *inp, const float *w, con
 }
 static void cpu_linear_backward_a(float *dinp, float *dw, float *db, const float *dout, const Act *inp,
                                   const float *w, int rows, int IC, int OC) {
-    if (cpu_bf16) cpu_linear_backward_bf16(dinp, dw, db, dout, inp, w, rows, IC, OC);
-    else cpu_linear_backward(dinp, dw, db, dout, act_f32(inp), w, rows, IC, OC);
+    if (cpu_bf16) cpu_linear_backward_bf16(dinp, dw, db, dout, inp, w, rows, IC, OC, false);
+    else cpu_linear_backward(dinp, dw, db, dout, act_f32(inp), w, rows, IC, OC, false);
+}
+static void cpu_linear_backward_set_a(float *dinp, float *dw, float *db, const float *dout, const Act *inp,
+                                      const float *w, int rows, int IC, int OC) {
+    if (cpu_bf16) cpu_linear_backward_bf16(dinp, dw, db, dout, inp, w, rows, IC, OC, true);
+    else cpu_linear_backward(dinp, dw, db, dout, act_f32(inp), w, rows, IC, OC, true);
 }
 
 const Backend backend_cpu = {
@@ -179,6 +184,7 @@ const Backend backend_cpu = {
     .layernorm_backward = cpu_layernorm_backward,
     .linear_forward = cpu_linear_forward_a,
     .linear_backward = cpu_linear_backward_a,
+    .linear_backward_set = cpu_linear_backward_set_a,
     .linear_forward_act = cpu_linear_forward_act,
     .gelu_forward = cpu_gelu_forward,
     .gelu_backward = cpu_gelu_backward,

@@ -2,6 +2,7 @@
 // Backend slot, one op family per file named as in kernels/. backend_cpu.c
 // assembles them into backend_cpu. Contracts: backend/backend.h.
 #pragma once
+#include <stdbool.h>
 #include "backend/backend.h"
 
 // An Act at precision fp32 is plain floats (at bf16 see the end of this file).
@@ -16,15 +17,16 @@ void cpu_layernorm_forward(Act *out, float *mean, float *rstd, const float *inp,
 void cpu_layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                             const float *mean, const float *rstd, int rows, int D);
 void cpu_linear_forward(float *out, const float *inp, const float *w, const float *b, int rows, int IC, int OC);
+// set: dinp = (backend.h linear_backward_set), else dinp +=.
 void cpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
-                         int rows, int IC, int OC);
+                         int rows, int IC, int OC, bool set);
 void cpu_linear_bias_forward(float *out, const float *b, int rows, int OC);   // out [rows, OC] += b
 void cpu_linear_bias_backward(float *db, const float *dout, int rows, int OC);
 // linear_bf16.c: the same three at precision bf16 (Act input bf16; the weight and dout rounded).
 void cpu_linear_forward_bf16(float *out, const Act *inp, const float *w, const float *b, int rows, int IC, int OC);
 void cpu_linear_forward_act_bf16(Act *out, const Act *inp, const float *w, const float *b, int rows, int IC, int OC);
 void cpu_linear_backward_bf16(float *dinp, float *dw, float *db, const float *dout, const Act *inp, const float *w,
-                              int rows, int IC, int OC);
+                              int rows, int IC, int OC, bool set);
 void cpu_gelu_forward(Act *out, const Act *inp, size_t n);
 void cpu_gelu_backward(float *dinp, const Act *inp, const float *dout, size_t n);
 void cpu_residual_forward(float *out, const float *x, const float *f, const float *scale, int B, size_t n_per_b);

@@ -90,9 +90,9 @@ void cpu_linear_bias_backward(float *db, const float *dout, int rows, int OC) {
 }
 
 void cpu_linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
-                         int rows, int IC, int OC) {
-    if (dinp)   // dinp [rows, IC] += dout [rows, OC] · W [OC, IC]
-        cpu_sgemm(0, 0, rows, IC, OC, 1.0f, dout, OC, w, IC, 1.0f, dinp, IC);
+                         int rows, int IC, int OC, bool set) {
+    if (dinp)   // dinp [rows, IC] (+)= dout [rows, OC] · W [OC, IC]
+        cpu_sgemm(0, 0, rows, IC, OC, 1.0f, dout, OC, w, IC, set ? 0.0f : 1.0f, dinp, IC);
     if (dw)     // dW [OC, IC] += doutᵀ · inp
         cpu_sgemm(1, 0, OC, IC, rows, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
     if (db) cpu_linear_bias_backward(db, dout, rows, OC);

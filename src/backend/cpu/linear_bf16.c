@@ -104,22 +104,23 @@ static void pack_rows_sum(uint16_t *g, float *s, const float *dout, int n, int O
     }
 }
 
-// Rows [r0, r0+n): dinp += G·W and dW += Gᵀ·X, with G = dout's rows rounded to bf16; with
-// s (oneDNN's engine), the rows' column sums go into it as G is made.
+// Rows [r0, r0+n): dinp += G·W (= with set) and dW += Gᵀ·X, with G = dout's rows rounded to
+// bf16; with s (oneDNN's engine), the rows' column sums go into it as G is made.
 static void rows_backward(float *dinp, float *dw, float *s, const float *dout, const Act *inp, const void *wq,
-                          size_t r0, int n, int IC, int OC) {
+                          size_t r0, int n, int IC, int OC, bool set) {
     const uint16_t *x = (const uint16_t *)inp + r0 * IC;
     float *dx = dinp ? dinp + r0 * IC : NULL;
     if (cpu_bf16_dnnl()) {
         uint16_t *g = cpu_scratch(CPU_SCRATCH_C, (size_t)cpu_lin_chunk(n) * OC * 2);
         pack_rows_sum(g, s, dout + r0 * OC, n, OC);
-        if (dx) gemm_bf16(0, 0, n, IC, OC, g, OC, wq, IC, 1, dx, IC);
+        if (dx) gemm_bf16(0, 0, n, IC, OC, g, OC, wq, IC, !set, dx, IC);
         if (dw) gemm_bf16(1, 0, OC, IC, n, g, OC, x, IC, 1, dw, IC);
         return;
     }
     float *g = cpu_scratch(CPU_SCRATCH_C, (size_t)cpu_lin_chunk(n) * OC * 4);
     cpu_bf16_round(g, dout + r0 * OC, (size_t)n * OC);
-    if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, IC, OC, 1.0f, g, OC, wq, IC, 1.0f, dx, IC);
+    if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, IC, OC, 1.0f, g, OC, wq, IC, set ? 0.0f : 1.0f, dx,
+                        IC);
     if (dw) {
         float *xb = cpu_scratch(CPU_SCRATCH_B, (size_t)cpu_lin_chunk(n) * IC * 4);
         cpu_bf16_unpack(xb, x, (size_t)n * IC);
@@ -128,14 +129,14 @@ static void rows_backward(float *dinp, float *dw, float *s, const float *dout, c
 }
 
 void cpu_linear_backward_bf16(float *dinp, float *dw, float *db, const float *dout, const Act *inp, const float *w,
-                              int rows, int IC, int OC) {
+                              int rows, int IC, int OC, bool set) {
     // db from the fp32 dout, as on CUDA: with oneDNN's engine summed as G is made.
     float *s = db && (dinp || dw) && cpu_bf16_dnnl() ? xcalloc((size_t)OC, sizeof(float)) : NULL;
     if (dinp || dw) {
         const void *wq = weight_operand(w, OC, IC);
         for (int r0 = 0; r0 < rows; r0 += CPU_LIN_ROWS) {
             int n = rows - r0 < CPU_LIN_ROWS ? rows - r0 : CPU_LIN_ROWS;
-            rows_backward(dinp, dw, s, dout, inp, wq, (size_t)r0, n, IC, OC);
+            rows_backward(dinp, dw, s, dout, inp, wq, (size_t)r0, n, IC, OC, set);
         }
     }
     if (s)
