@@ -7,7 +7,7 @@ extern const BackendComm *const cuda_comm;   // nccl.cu (NULL without NCCL)
 
 // Positional (C++17 has no designated initialisers): a slot added to backend.h must
 // fail here rather than shift every entry by one.
-static_assert(sizeof(Backend) == 57 * sizeof(void *), "Backend changed: update backend_cuda");
+static_assert(sizeof(Backend) == 58 * sizeof(void *), "Backend changed: update backend_cuda");
 
 extern "C" const Backend backend_cuda = {
     /* name */ "cuda",
@@ -47,6 +47,7 @@ extern "C" const Backend backend_cuda = {
     /* linear_forward_act */ cuda_linear_forward_act,
     /* gelu_forward */ cuda_gelu_forward,
     /* gelu_backward */ cuda_gelu_backward,
+    /* gelu_backward_set */ cuda_gelu_backward_set,
     /* residual_forward */ cuda_residual_forward,
     /* residual_backward */ cuda_residual_backward,
     /* residual_layernorm_forward */ cuda_residual_layernorm_forward,

@@ -134,6 +134,7 @@ void cuda_act_from_f32(Act *dst, const float *src, size_t n);
 void cuda_act_to_f32(float *dst, const Act *src, size_t n);
 void cuda_gelu_forward(Act *out, const Act *inp, size_t n);
 void cuda_gelu_backward(float *dinp, const Act *inp, const float *dout, size_t n);
+void cuda_gelu_backward_set(float *dinp, const Act *inp, const float *dout, size_t n);
 void cuda_residual_forward(float *out, const float *x, const float *f, const float *scale, int B, size_t n_per_b);
 void cuda_residual_backward(float *dx, float *df, const float *dout, const float *scale, int B, size_t n_per_b);
 void cuda_gather_rows_forward(float *out, const float *inp, const int *idx, int B, int Nin, int Nout, int D);

@@ -42,13 +42,17 @@ template <typename T> __global__ void gelu_forward_kernel(T *out, const T *inp, 
 }
 
 // d/dx [x·Φ(x)] = Φ(x) + x·φ(x)
-template <typename T> __global__ void gelu_backward_kernel(float *dinp, const T *inp, const float *dout, size_t n) {
+// SET: dinp written (gelu_backward_set), else accumulated.
+template <typename T, bool SET>
+__global__ void gelu_backward_kernel(float *dinp, const T *inp, const float *dout, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     float x = act_load(inp, i);
     float cdf = 0.5f * (1.f + erff(x * 0.70710678118654752f));
     float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
-    dinp[i] += dout[i] * (cdf + x * pdf);
+    float g = dout[i] * (cdf + x * pdf);
+    if (SET) dinp[i] = g;
+    else dinp[i] += g;
 }
 
 void cuda_gelu_forward(Act *out, const Act *inp, size_t n) {
@@ -62,14 +66,21 @@ void cuda_gelu_forward(Act *out, const Act *inp, size_t n) {
     LAUNCH_CHECK();
 }
 
-void cuda_gelu_backward(float *dinp, const Act *inp, const float *dout, size_t n) {
+template <bool SET> static void gelu_backward(float *dinp, const Act *inp, const float *dout, size_t n) {
     if (!n || !dinp) return;
     if (cuda_act_bf16())
-        gelu_backward_kernel<__nv_bfloat16><<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
+        gelu_backward_kernel<__nv_bfloat16, SET><<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
             dinp, (const __nv_bfloat16 *)inp, dout, n);
-    else gelu_backward_kernel<float><<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(dinp, (const float *)inp,
-                                                                                            dout, n);
+    else
+        gelu_backward_kernel<float, SET><<<cdiv(n, EW_THREADS), EW_THREADS, 0, cuda_stream()>>>(
+            dinp, (const float *)inp, dout, n);
     LAUNCH_CHECK();
+}
+void cuda_gelu_backward(float *dinp, const Act *inp, const float *dout, size_t n) {
+    gelu_backward<false>(dinp, inp, dout, n);
+}
+void cuda_gelu_backward_set(float *dinp, const Act *inp, const float *dout, size_t n) {
+    gelu_backward<true>(dinp, inp, dout, n);
 }
 
 __global__ void residual_forward_kernel(float *out, const float *x, const float *f, const float *scale, size_t n,

@@ -119,6 +119,8 @@ static const Row rows[] = {
 // (simulator): fwd ≤ 3.1e-3, bwd ≤ 7.5e-4; linear_act ≤ 4.5e-3.
     {&OP_GELU, "gelu n=64", {64, 2}, GELU_TOL, SMALL},
     {&OP_GELU, "gelu n=10007", {10007, 3}, GELU_TOL, MEDIUM},
+    {&OP_GELU_SET, "gelu_set n=64", {64, 2}, GELU_TOL, SMALL},
+    {&OP_GELU_SET, "gelu_set n=10007", {10007, 3}, GELU_TOL, MEDIUM},
 
     // residual: p = {B, n_per_b, drop-path scale}. CPU: at most two fp32 roundings (the old check:
     // 1e-6 absolute on |out| ≲ 5); dx exact (a copy, the op marks it).

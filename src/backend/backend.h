@@ -199,6 +199,8 @@ typedef struct Backend {
     // gradient is fp32.
     void (*gelu_forward)(Act *out, const Act *inp, size_t n);
     void (*gelu_backward)(float *dinp, const Act *inp, const float *dout, size_t n);
+    // The same with dinp written, not accumulated (as linear_backward_set).
+    void (*gelu_backward_set)(float *dinp, const Act *inp, const float *dout, size_t n);
 
     // Residual with per-sample drop-path scale: out = x + scale[b] * f, rows of
     // n_per_b floats per batch element; scale NULL means 1 (no drop-path).

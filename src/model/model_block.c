@@ -104,14 +104,14 @@ static void mlp_proj_backward(const Model *m, const BlockW *w, const BlockW *gw,
     const Backend *be = m->be;
     int D = m->cfg.dim, F = m->cfg.mlp_dim, rows = B * rows_per_b;
     size_t n = (size_t)rows * D, per_b = (size_t)rows_per_b * D, nf = (size_t)rows * F;
-    // dgelu, dln2 and datt are first written by their GEMM (linear_backward_set): no zeroing pass.
+    // dgelu, dfc1, dln2 and datt are opened by their first writer (linear_backward_set,
+    // gelu_backward_set): no zeroing pass.
     be->zero(g->df, n * sizeof(float));
     be->residual_backward(NULL, g->df, dout, s2, B, per_b);   // dout's skip path joins in the fused op below
     be->linear_backward_set(g->dgelu, NULL, gw->fc2b, g->df, NULL, w->fc2w, rows, F, D);
     be->gelu_forward((Act *)g->dfc1, fc1, nf);   // the GELU output, for dW of fc2
     be->linear_backward(NULL, gw->fc2w, NULL, g->df, (const Act *)g->dfc1, w->fc2w, rows, F, D);
-    be->zero(g->dfc1, nf * sizeof(float));
-    be->gelu_backward(g->dfc1, fc1, g->dgelu, nf);
+    be->gelu_backward_set(g->dfc1, fc1, g->dgelu, nf);
     const Act *ln2 = (const Act *)g->dgelu;   // dgelu is spent: LN2's output goes there
     if (h) {
         ln_again(m, g->dgelu, h, w->ln2w, w->ln2b, rows);

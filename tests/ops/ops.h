@@ -96,7 +96,7 @@ double *ref_output(const Row *row, int j);
 
 // ---- the ops (ops_*.c) ----
 extern const OpDef OP_MEMORY, OP_IM2COL, OP_TOKENS, OP_LAYERNORM, OP_LINEAR, OP_LINEAR_SET, OP_LINEAR_ACT, OP_GELU,
-    OP_RESIDUAL, OP_GATHER;
+    OP_GELU_SET, OP_RESIDUAL, OP_GATHER;
 extern const OpDef OP_ATTENTION, OP_ROLLOUT_ATTN, OP_TOPK;
 // OP_ATTENTION rows also run a cuDNN column (COL_CUDA_CUDNN) on a device backend whose
 // set_attention takes "cudnn": NULL when cuDNN's fused SDPA can take the case, else why not.

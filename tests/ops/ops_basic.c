@@ -266,6 +266,16 @@ static void gelu_be_bwd(const Backend *be, const OpCase *c, void *const *x, void
 }
 const OpDef OP_GELU = {"gelu", gelu_init, gelu_ref, gelu_ref_bwd, gelu_be, gelu_be_bwd, NULL, 1, NULL};
 
+// ---- gelu_backward_set: the same gradient written, not accumulated (as linear_backward_set).
+static void gelu_set_be_bwd(const Backend *be, const OpCase *c, void *const *x, void *const *y, float *const *gy,
+                            float *const *gx) {
+    (void)y;
+    be->gelu_backward_set(gx[0], XA(0), gy[0], c->x[0].n);
+}
+static int gelu_set_writes(const OpCase *c, int i) { return (void)c, i == 0; }
+const OpDef OP_GELU_SET = {"gelu_backward_set", gelu_init, gelu_ref, gelu_ref_bwd, gelu_be, gelu_set_be_bwd,
+                           NULL, 1, gelu_set_writes};
+
 // ---- residual: p = {B, n_per_b, with drop-path scale} --------------------------------
 static const float kScale[4] = {0.f, 1.25f, 1.f, 1.f / 0.9f};   // dropped, 1/keep_prob, kept
 

@@ -188,6 +188,7 @@ const Backend backend_cpu = {
     .linear_forward_act = cpu_linear_forward_act,
     .gelu_forward = cpu_gelu_forward,
     .gelu_backward = cpu_gelu_backward,
+    .gelu_backward_set = cpu_gelu_backward_set,
     .residual_forward = cpu_residual_forward,
     .residual_backward = cpu_residual_backward,
     .residual_layernorm_forward = cpu_residual_layernorm_forward,

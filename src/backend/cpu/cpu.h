@@ -29,6 +29,7 @@ void cpu_linear_backward_bf16(float *dinp, float *dw, float *db, const float *do
                               int rows, int IC, int OC, bool set);
 void cpu_gelu_forward(Act *out, const Act *inp, size_t n);
 void cpu_gelu_backward(float *dinp, const Act *inp, const float *dout, size_t n);
+void cpu_gelu_backward_set(float *dinp, const Act *inp, const float *dout, size_t n);
 void cpu_residual_forward(float *out, const float *x, const float *f, const float *scale, int B, size_t n_per_b);
 void cpu_residual_backward(float *dx, float *df, const float *dout, const float *scale, int B, size_t n_per_b);
 void cpu_residual_layernorm_forward(float *h, Act *out, float *mean, float *rstd, const float *x, const float *f,

@@ -65,12 +65,18 @@ void cpu_gelu_forward(Act *out, const Act *act, size_t n) {
         gelu_values((float *)out + c, act_f32(act) + c, n - c < GELU_CHUNK ? n - c : GELU_CHUNK);
 }
 
-void cpu_gelu_backward(float *dinp, const Act *act, const float *dout, size_t n) {
+// dinp += dout · GELU'(x), or = with set (gelu_backward_set).
+static void gelu_backward(float *dinp, const Act *act, const float *dout, size_t n, bool set) {
     if (cpu_bf16) {
         pthread_once(&gelu_once, gelu_tables);
         const uint16_t *x = (const uint16_t *)act;
+        if (set) {
 #pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * gelu_d32[x[i]];
+            for (size_t i = 0; i < n; i++) dinp[i] = dout[i] * gelu_d32[x[i]];
+        } else {
+#pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * gelu_d32[x[i]];
+        }
         return;
     }
 #pragma omp parallel for schedule(static)
@@ -78,8 +84,17 @@ void cpu_gelu_backward(float *dinp, const Act *act, const float *dout, size_t n)
         size_t len = n - c < GELU_CHUNK ? n - c : GELU_CHUNK;
         float d[GELU_CHUNK];
         gelu_slopes(d, act_f32(act) + c, len);
-        for (size_t i = 0; i < len; i++) dinp[c + i] += dout[c + i] * d[i];
+        if (set)
+            for (size_t i = 0; i < len; i++) dinp[c + i] = dout[c + i] * d[i];
+        else
+            for (size_t i = 0; i < len; i++) dinp[c + i] += dout[c + i] * d[i];
     }
+}
+void cpu_gelu_backward(float *dinp, const Act *act, const float *dout, size_t n) {
+    gelu_backward(dinp, act, dout, n, false);
+}
+void cpu_gelu_backward_set(float *dinp, const Act *act, const float *dout, size_t n) {
+    gelu_backward(dinp, act, dout, n, true);
 }
 
 void cpu_residual_forward(float *out, const float *x, const float *f, const float *scale, int B, size_t n_per_b) {
