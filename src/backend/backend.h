@@ -11,8 +11,10 @@
 //    in lower precision.
 //  * Row-major. A "token matrix" is [B, N, D] contiguous.
 //  * Backward ops ACCUMULATE (+=) into every gradient they write, activation
-//    gradients included; callers zero buffers first. A NULL gradient pointer
-//    means "not needed" and is skipped.
+//    gradients included; callers zero buffers first. The exceptions say so in
+//    their name: linear_backward_set and gelu_backward_set write their input
+//    gradient (=), for a buffer they are the first to write. A NULL gradient
+//    pointer means "not needed" and is skipped.
 //  * Linear weights use timm's layout: W [OC, IC], out = in·Wᵀ + b.
 #pragma once
 #include <stddef.h>
