@@ -160,25 +160,33 @@ static const Act *att_again(const Model *m, const BlockActs *a, const AttnArgs *
     return m->acts->attbuf;
 }
 
-void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
-                    const float *dout, float *dxin, BlockGrads *g, int B, const Act *qkv2, const int *pair,
-                    float *dqkv2, const float *s1, const float *s2) {
+// A full block's backward; to_qkv: down to attention's gradients only (block_backward_to_qkv).
+static void backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
+                     const float *dout, float *dxin, BlockGrads *g, int B, const Act *qkv2, const int *pair,
+                     float *dqkv2, const float *s1, const float *s2, bool to_qkv) {
     AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
     const Act *att = att_again(m, a, &at);
     mlp_proj_backward(m, w, gw, a->h, xin, a->ln2_mean, a->ln2_rstd, a->fc1, att, dout, dxin, g, B, m->N, s1, s2);
-    attn_qkv_backward(m, w, gw, a, &at, att, xin, dxin, g, B, dqkv2);
+    if (!to_qkv) {
+        attn_qkv_backward(m, w, gw, a, &at, att, xin, dxin, g, B, dqkv2);
+        return;
+    }
+    attn_backward(m, a, &at, att, g, B, dqkv2);
+    // Its own dq|dk1|dv1 join the distractors' dk2|dv2 in the SA layer's dqkv: one qkv GEMM
+    // and one LN1 backward there carry both (dW, db, dγ, dβ and dx are linear in dqkv).
+    m->be->residual_backward(dqkv2, NULL, g->dqkv, NULL, 1, (size_t)B * m->N * 3 * m->cfg.dim);
+}
+
+void block_backward(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
+                    const float *dout, float *dxin, BlockGrads *g, int B, const Act *qkv2, const int *pair,
+                    float *dqkv2, const float *s1, const float *s2) {
+    backward(m, w, gw, a, xin, dout, dxin, g, B, qkv2, pair, dqkv2, s1, s2, false);
 }
 
 void block_backward_to_qkv(const Model *m, const BlockW *w, const BlockW *gw, const BlockActs *a, const float *xin,
                            const float *dout, float *dxin, BlockGrads *g, int B, const Act *qkv2, const int *pair,
                            float *dqkv2, const float *s1, const float *s2) {
-    AttnArgs at = block_qkv_args(m, B, a->qkv, qkv2, pair);
-    const Act *att = att_again(m, a, &at);
-    mlp_proj_backward(m, w, gw, a->h, xin, a->ln2_mean, a->ln2_rstd, a->fc1, att, dout, dxin, g, B, m->N, s1, s2);
-    attn_backward(m, a, &at, att, g, B, dqkv2);
-    // Its own dq|dk1|dv1 join the distractors' dk2|dv2 in the SA layer's dqkv: one qkv GEMM
-    // and one LN1 backward there carry both (dW, db, dγ, dβ and dx are linear in dqkv).
-    m->be->residual_backward(dqkv2, NULL, g->dqkv, NULL, 1, (size_t)B * m->N * 3 * m->cfg.dim);
+    backward(m, w, gw, a, xin, dout, dxin, g, B, qkv2, pair, dqkv2, s1, s2, true);
 }
 
 // ---- the CLS tail: the last SA and the last PWCA block -----------------------

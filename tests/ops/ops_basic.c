@@ -201,13 +201,17 @@ static void lin_ref_bwd(const OpCase *c, double *const *x, double *const *gy, do
 static void lin_be(const Backend *be, const OpCase *c, void *const *x, void *const *y) {
     be->linear_forward(YF(0), XA(0), XF(1), c->x[2].n ? XF(2) : NULL, c->row->p[0], c->row->p[1], c->row->p[2]);
 }
-// Partial: only db (with a bias), else only dw.
+// Partial: only db (with a bias), else only dw. op: linear_backward or linear_backward_set.
+typedef void (*LinBwd)(float *, float *, float *, const float *, const Act *, const float *, int, int, int);
+static void lin_bwd_with(LinBwd op, const OpCase *c, void *const *x, float *const *gy, float *const *gx) {
+    int bias = c->x[2].n > 0, pt = c->partial;
+    op(pt ? NULL : gx[0], pt && bias ? NULL : gx[1], bias ? gx[2] : NULL, gy[0], XA(0), XF(1), c->row->p[0],
+       c->row->p[1], c->row->p[2]);
+}
 static void lin_be_bwd(const Backend *be, const OpCase *c, void *const *x, void *const *y, float *const *gy,
                        float *const *gx) {
-    int bias = c->x[2].n > 0, pt = c->partial;
     (void)y;
-    be->linear_backward(pt ? NULL : gx[0], pt && bias ? NULL : gx[1], bias ? gx[2] : NULL, gy[0], XA(0), XF(1),
-                        c->row->p[0], c->row->p[1], c->row->p[2]);
+    lin_bwd_with(be->linear_backward, c, x, gy, gx);
 }
 static int lin_keeps(const OpCase *c, int i, size_t k) { return (void)k, i == (c->x[2].n ? 2 : 1); }
 const OpDef OP_LINEAR = {"linear", lin_init, lin_ref, lin_ref_bwd, lin_be, lin_be_bwd, lin_keeps, 1, NULL};
@@ -216,10 +220,8 @@ const OpDef OP_LINEAR = {"linear", lin_init, lin_ref, lin_ref_bwd, lin_be, lin_b
 // first writer of a gradient buffer, which then needs no zeroing); dw and db still accumulate.
 static void lin_set_be_bwd(const Backend *be, const OpCase *c, void *const *x, void *const *y, float *const *gy,
                            float *const *gx) {
-    int bias = c->x[2].n > 0, pt = c->partial;
     (void)y;
-    be->linear_backward_set(pt ? NULL : gx[0], pt && bias ? NULL : gx[1], bias ? gx[2] : NULL, gy[0], XA(0), XF(1),
-                            c->row->p[0], c->row->p[1], c->row->p[2]);
+    lin_bwd_with(be->linear_backward_set, c, x, gy, gx);
 }
 static int lin_set_writes(const OpCase *c, int i) { return (void)c, i == 0; }
 const OpDef OP_LINEAR_SET = {"linear_backward_set", lin_init, lin_ref, lin_ref_bwd, lin_be, lin_set_be_bwd,
