@@ -9,7 +9,9 @@
 //    sum, and propagates NaN;
 //  * bf16_round512 (exp512.h: attention's and the linear's roundings at bf16) gives f32_bf16's
 //    bits for every upper half with low halves at the rounding edges: ties to even, carries
-//    into the exponent and to infinity, subnormals, infinities, and every NaN (kept quiet).
+//    into the exponent and to infinity, subnormals, infinities, and every NaN (kept quiet); so does
+//    bf16_round2x512 on two such vectors, by vcvtne2ps2bf16 where the CPU has AVX512_BF16 (a pair
+//    with a subnormal the integer way: the instruction flushes it) and without, and its zip.
 #include <omp.h>
 #include <math.h>
 #include <string.h>
@@ -126,18 +128,47 @@ static AVX512 void round16(uint16_t *out, const uint32_t *in) {
     _mm256_storeu_si256((__m256i *)out, _mm512_cvtepi32_epi16(r));
 }
 
+// bf16_round2x512 of in[0..16) and in[16..32) into out[0..32) as it lays them out, and zipped
+// into pairs zip[0..32) (word i = (in[i], in[16 + i])).
+static AVX512BF16 void round32(uint16_t *out, uint16_t *zip, const uint32_t *in, int cvt) {
+    __m512i r = bf16_round2x512(_mm512_castsi512_ps(_mm512_loadu_si512(in)),
+                                _mm512_castsi512_ps(_mm512_loadu_si512(in + 16)), cvt);
+    _mm512_storeu_si512(out, r);
+    _mm512_storeu_si512(zip, bf16_zip512(r));
+}
+
+// Every 32 values of the sweep below through bf16_round2x512, both ways where the CPU has
+// AVX512_BF16: vcvtne2ps2bf16 flushes a subnormal, so a pair holding one must go the integer way.
+static long check_round32(const uint32_t *in, long *cvt_pairs) {
+    long bad = 0;
+    for (int cvt = 0; cvt <= cpu_has_avx512_bf16(); cvt++) {
+        uint16_t got[32], zip[32];
+        round32(got, zip, in, cvt);
+        int sub = 0;
+        for (int k = 0; k < 32; k++) {
+            union { uint32_t u; float f; } v = {in[k]};
+            sub |= fpclassify(v.f) == FP_SUBNORMAL;
+            bad += got[k] != f32_bf16(v.f) || zip[(k % 16) * 2 + k / 16] != got[k];
+        }
+        *cvt_pairs += cvt && !sub;
+    }
+    return bad;
+}
+
 START_TEST(test_bf16_round512) {
     if (cpu_isa() < 2) { printf("bf16_round512: no AVX-512 here; not run\n"); return; }
     static const uint32_t lows[] = {0x0000, 0x0001, 0x7fff, 0x8000, 0x8001, 0xc000, 0xffff, 0x1234};
     enum { NL = sizeof lows / sizeof lows[0] };
-    uint32_t in[16];
+    uint32_t in[32];
     uint16_t got[16];
-    long nan_seen = 0, inf_made = 0, bad = 0;
+    long nan_seen = 0, inf_made = 0, bad = 0, bad32 = 0, cvt_pairs = 0;
     uint32_t first_bad = 0;
     for (uint32_t hi = 0; hi < 65536; hi++)
         for (int l0 = 0; l0 < NL; l0 += 2) {   // sixteen lanes: two lows x eight upper halves
             for (int k = 0; k < 16; k++) in[k] = ((hi + (uint32_t)(k >> 1) * 8191u) & 0xffff) << 16 | lows[l0 + (k & 1)];
+            for (int k = 0; k < 16; k++) in[16 + k] = in[15 - k] ^ 0x80000000u;   // the other sign, reversed
             round16(got, in);
+            bad32 += check_round32(in, &cvt_pairs);
             for (int k = 0; k < 16; k++) {
                 union { uint32_t u; float f; } v = {in[k]};
                 uint16_t want = f32_bf16(v.f);
@@ -147,6 +178,9 @@ START_TEST(test_bf16_round512) {
             }
         }
     ck_assert_msg(!bad, "%ld values differ from f32_bf16, the first 0x%08x", bad, first_bad);
+    ck_assert_msg(!bad32, "bf16_round2x512: %ld values differ from f32_bf16 or their zipped pair", bad32);
+    // The instruction's way ran (AVX512_BF16 here) on most vectors, not only the fallback.
+    ck_assert(!cpu_has_avx512_bf16() || cvt_pairs > 65536);
     ck_assert(nan_seen > 0 && inf_made > 0);   // the sweep reached both edges
     uint32_t snan[16];
     for (int k = 0; k < 16; k++) snan[k] = 0x7f800001u | (uint32_t)k << 31;   // signalling NaNs, +-: stay NaN, quiet

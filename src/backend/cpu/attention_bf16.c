@@ -109,7 +109,7 @@ static BF16_512 inline __mmask16 lanes(int nv, int i0) {
 
 // Forward: Pᵀ = exp(Sᵀ − mx) for rows j < n of s (queries i < nv across), sum[i] += them (keys
 // in order), P rounded into xI's pairs [even(n)/2, QT, 2] (an odd n's pad row zero).
-BF16_512 void att16_exp_pairs(uint16_t *xI, const float *s, int n, int nv, const float *mx, float *sum) {
+static AVX512BF16 void exp_pairs(uint16_t *xI, const float *s, int n, int nv, const float *mx, float *sum, int cvt) {
     for (int i0 = 0; i0 < nv; i0 += 16) {
         __mmask16 k = lanes(nv, i0);
         __m512 sh = _mm512_maskz_loadu_ps(k, mx + i0), acc = _mm512_setzero_ps();
@@ -121,33 +121,42 @@ BF16_512 void att16_exp_pairs(uint16_t *xI, const float *s, int n, int nv, const
                 e1 = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + (size_t)(j + 1) * QT + i0), sh));
                 acc = _mm512_add_ps(acc, e1);
             }
-            __m512i w = _mm512_or_si512(bf16_round512(e0), _mm512_slli_epi32(bf16_round512(e1), 16));
+            __m512i w = bf16_zip512(bf16_round2x512(e0, e1, cvt));
             _mm512_mask_storeu_epi32((uint32_t *)(void *)xI + (size_t)j / 2 * QT + i0, k, w);
         }
         _mm512_mask_storeu_ps(sum + i0, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, sum + i0), acc));
     }
 }
 
+void att16_exp_pairs(uint16_t *xI, const float *s, int n, int nv, const float *mx, float *sum) {
+    exp_pairs(xI, s, n, nv, mx, sum, cpu_has_avx512_bf16());
+}
+
 // Backward: P = exp(Sᵀ − lse) and dS = P ∘ (dPᵀ − Di) · scale (att_dscores) for the n keys,
 // rounded into p16 and ds16 as rows and ds into dsI's pairs (an odd n's pad row zero in all three).
-static BF16_512 void dscores_round(const AttnArgs *a, Tile *t, int n, int nv) {
+// Two key rows at a time: both rounded by one instruction, and dsI's pair made in registers.
+static AVX512BF16 inline void dscore_row(const Tile *t, size_t o, __mmask16 k, __m512 L, __m512 Di, __m512 sc,
+                                         __m512 *p, __m512 *d) {
+    *p = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, t->s + o), L));
+    *d = _mm512_mul_ps(_mm512_mul_ps(*p, _mm512_sub_ps(_mm512_maskz_loadu_ps(k, t->dp + o), Di)), sc);
+}
+
+static AVX512BF16 void dscores_round(const AttnArgs *a, Tile *t, int n, int nv, int cvt) {
     __m512 sc = _mm512_set1_ps(a->scale);
     for (int i0 = 0; i0 < nv; i0 += 16) {
         __mmask16 k = lanes(nv, i0);
         __m512 L = _mm512_maskz_loadu_ps(k, t->L + i0), Di = _mm512_maskz_loadu_ps(k, t->m + i0);
-        for (int j = 0; j < even(n); j++) {
-            __m512i p = _mm512_setzero_si512(), d = p;
-            if (j < n) {
-                size_t o = (size_t)j * QT + i0;
-                __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, t->s + o), L));
-                __m512 ds = _mm512_mul_ps(_mm512_mul_ps(e, _mm512_sub_ps(_mm512_maskz_loadu_ps(k, t->dp + o), Di)), sc);
-                p = bf16_round512(e), d = bf16_round512(ds);
-            }
-            _mm256_mask_storeu_epi16(t->p16 + (size_t)j * QT + i0, k, _mm512_cvtepi32_epi16(p));
-            _mm256_mask_storeu_epi16(t->ds16 + (size_t)j * QT + i0, k, _mm512_cvtepi32_epi16(d));
-            uint32_t *w = (uint32_t *)(void *)t->dsI + (size_t)j / 2 * QT + i0;   // row j+1 the high half
-            __m512i pair = j % 2 ? _mm512_or_si512(_mm512_maskz_loadu_epi32(k, w), _mm512_slli_epi32(d, 16)) : d;
-            _mm512_mask_storeu_epi32(w, k, pair);
+        for (int j = 0; j < n; j += 2) {
+            size_t o = (size_t)j * QT + i0;
+            __m512 p0, d0, p1 = _mm512_setzero_ps(), d1 = p1;
+            dscore_row(t, o, k, L, Di, sc, &p0, &d0);
+            if (j + 1 < n) dscore_row(t, o + QT, k, L, Di, sc, &p1, &d1);
+            __m512i p = bf16_round2x512(p0, p1, cvt), d = bf16_round2x512(d0, d1, cvt);
+            _mm256_mask_storeu_epi16(t->p16 + o, k, _mm512_castsi512_si256(p));
+            _mm256_mask_storeu_epi16(t->p16 + o + QT, k, _mm512_extracti64x4_epi64(p, 1));
+            _mm256_mask_storeu_epi16(t->ds16 + o, k, _mm512_castsi512_si256(d));
+            _mm256_mask_storeu_epi16(t->ds16 + o + QT, k, _mm512_extracti64x4_epi64(d, 1));
+            _mm512_mask_storeu_epi32((uint32_t *)(void *)t->dsI + (size_t)j / 2 * QT + i0, k, bf16_zip512(d));
         }
     }
 }
@@ -185,7 +194,7 @@ static void backward_key_tile16(const AttnArgs *a, Tile *t, int nq, const KeyTil
     scores16(a, t, nq, kt);
     tile16(t->dp, QT, t->vp16 + (size_t)kt->j0 * hd, hd, t->gTI, QT, n, nv, hd, 1.0f, 0);   // dPᵀ = V·dOᵀ
     if (cpu_isa() == 2) {
-        dscores_round(a, t, n, nv);
+        dscores_round(a, t, n, nv, cpu_has_avx512_bf16());
     } else {
         att_dscores(a, t, n, nv);
         round_keys(NULL, t->p16, NULL, t->s, n, nv);

@@ -36,3 +36,24 @@ static AVX512 inline __m512i bf16_round512(__m512 x) {
                                             _mm512_set1_epi32(0x7f800000));
     return _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
 }
+
+// Two vectors rounded to bf16 at once, x0's sixteen in the low 256 bits and x1's in the high:
+// bf16_round512's bits by one vcvtne2ps2bf16 (AVX512_BF16), which rounds to nearest even and
+// quiets a NaN the same way but flushes a denormal input to zero. A pair holding a denormal
+// (vfpclassps; rare: P past e^-87, a tiny dS) takes bf16_round512, so the bits never differ.
+// cvt 0 (a CPU without AVX512_BF16) always takes it; the function's target names the
+// instructions, and only the cvt branch executes them.
+#define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+static AVX512BF16 inline __m512i bf16_round2x512(__m512 x0, __m512 x1, int cvt) {
+    if (cvt && !(_mm512_fpclass_ps_mask(x0, 0x20) | _mm512_fpclass_ps_mask(x1, 0x20)))   // 0x20: denormal
+        return (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(bf16_round512(x0))),
+                              _mm512_cvtepi32_epi16(bf16_round512(x1)), 1);
+}
+
+// bf16_round2x512's halves zipped: word i = (x0[i], x1[i]), the pair layout of the tile engines.
+static AVX512BF16 inline __m512i bf16_zip512(__m512i r) {
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21,
+                                         5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(idx, r);
+}
