@@ -1,9 +1,10 @@
 // unit_cpu_bf16.c: the CPU backend at precision bf16 (src/backend/cpu/bf16.c, linear_bf16.c).
 //  * rounding: f32_bf16 on hand-picked values (ties to even, carries into the exponent,
 //    overflow to infinity, NaN kept) and pack/unpack against it;
-//  * the vectorised conversions (every variant this CPU runs: portable, AVX2, AVX-512) give
-//    f32_bf16's bits on every class of float (NaN payloads, infinities, subnormals, ties) at
-//    every length and misalignment, whole-array and row forms alike;
+//  * the vectorised conversions (every variant this CPU runs: portable, AVX2, AVX-512, and
+//    AVX-512 with AVX512_BF16's vcvtne2ps2bf16) give f32_bf16's bits on every class of float (NaN
+//    payloads, infinities, subnormals, ties) and on runs of normal floats only (where the
+//    instruction does the rounding) at every length and misalignment, whole-array and row forms;
 //  * the offer: bf16 is listed exactly when offered, with a reason when it is not, and
 //    set_precision follows the list;
 //  * the GEMMs multiply bf16 operands: a linear call at bf16 matches a float64 product of the
@@ -66,18 +67,23 @@ START_TEST(test_vector_conversions_match_scalar) {
     rng_init(&g, 7, 0, 0, RNG_INIT);
     for (int i = 0; i < N; i++)
         x[i] = i % 3 == 0 ? from_bits(special[(i / 3) % (sizeof special / 4)]) : from_bits(rng_u32(&g));
+    for (int i = N / 2; i < N; i++)   // the second half normal floats only: whole vectors without a subnormal
+        if (fpclassify(x[i]) != FP_NORMAL) x[i] = (float)rng_normal(&g);
     for (int i = 0; i < N; i++) hs[i] = f32_bf16(x[i]);
-    for (int k = 2; k >= 0; k--) {
-        cpu_force_isa(k);
-        for (int off = 0; off < 3; off++)
+    for (int k = 3; k >= 0; k--) {   // 3: AVX-512 with AVX512_BF16's instruction where the CPU has it
+        cpu_force_isa(k == 3 ? 2 : k);
+        cpu_force_bf16_cvt(k == 3);
+        if (k == 3 && !cpu_bf16_cvt()) continue;
+        for (int off = 0; off < 3 * 2; off++)   // offsets 0..2 in the first half and in the second
             for (int n = 0; n <= 200; n++) {
+                int o = off % 3 + off / 3 * N / 2;
                 memset(h, 0xab, (size_t)(n + 1) * 2);
-                cpu_bf16_pack_row(h, x + off, (size_t)n);
-                for (int i = 0; i < n; i++) ck_assert_uint_eq(h[i], hs[off + i]);
+                cpu_bf16_pack_row(h, x + o, (size_t)n);
+                for (int i = 0; i < n; i++) ck_assert_uint_eq(h[i], hs[o + i]);
                 ck_assert_uint_eq(h[n], 0xabab);   // nothing written past n
-                cpu_bf16_unpack_row(r, hs + off, (size_t)n);
+                cpu_bf16_unpack_row(r, hs + o, (size_t)n);
                 for (int i = 0; i < n; i++)
-                    if (bits(r[i]) != (uint32_t)hs[off + i] << 16) ck_abort_msg("unpack_row isa %d n %d i %d", k, n, i);
+                    if (bits(r[i]) != (uint32_t)hs[o + i] << 16) ck_abort_msg("unpack_row isa %d n %d i %d", k, n, i);
             }
         cpu_bf16_pack(h, x, N);
         cpu_bf16_unpack(r, h, N);
@@ -87,6 +93,7 @@ START_TEST(test_vector_conversions_match_scalar) {
                 ck_abort_msg("isa %d element %d: %08x -> %04x (scalar %04x)", k, i, bits(x[i]), h[i], hs[i]);
     }
     cpu_force_isa(-1);
+    cpu_force_bf16_cvt(1);
     free(x), free(r), free(w), free(h), free(hs);
 }
 END_TEST

@@ -129,7 +129,7 @@ static AVX512BF16 void exp_pairs(uint16_t *xI, const float *s, int n, int nv, co
 }
 
 void att16_exp_pairs(uint16_t *xI, const float *s, int n, int nv, const float *mx, float *sum) {
-    exp_pairs(xI, s, n, nv, mx, sum, cpu_has_avx512_bf16());
+    exp_pairs(xI, s, n, nv, mx, sum, cpu_bf16_cvt());
 }
 
 // Backward: P = exp(Sᵀ − lse) and dS = P ∘ (dPᵀ − Di) · scale (att_dscores) for the n keys,
@@ -194,7 +194,7 @@ static void backward_key_tile16(const AttnArgs *a, Tile *t, int nq, const KeyTil
     scores16(a, t, nq, kt);
     tile16(t->dp, QT, t->vp16 + (size_t)kt->j0 * hd, hd, t->gTI, QT, n, nv, hd, 1.0f, 0);   // dPᵀ = V·dOᵀ
     if (cpu_isa() == 2) {
-        dscores_round(a, t, n, nv, cpu_has_avx512_bf16());
+        dscores_round(a, t, n, nv, cpu_bf16_cvt());
     } else {
         att_dscores(a, t, n, nv);
         round_keys(NULL, t->p16, NULL, t->s, n, nv);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "backend/cpu/cpu.h"
+#include "backend/cpu/exp512.h"
 #include "core/common.h"
 
 int cpu_bf16;
@@ -31,11 +32,24 @@ CONVERSIONS(base, )
 CONVERSIONS(avx2, __attribute__((target("avx2"))))
 CONVERSIONS(avx512, __attribute__((target("avx512f,avx512bw,avx512vl"))))
 
+// With AVX512_BF16: 32 at a time by vcvtne2ps2bf16 (exp512.h: the same bits, a subnormal the
+// integer way), about twice as fast as the integer loop on rows in cache (the GEMM outputs and
+// gradients the linear layers round row by row).
+static AVX512BF16 void pack_cvt(uint16_t *restrict dst, const uint32_t *restrict src, size_t n) {
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512i r = bf16_round2x512(_mm512_castsi512_ps(_mm512_loadu_si512(src + i)),
+                                    _mm512_castsi512_ps(_mm512_loadu_si512(src + i + 16)), 1);
+        _mm512_storeu_si512(dst + i, r);
+    }
+    pack_avx512(dst + i, src + i, n - i);
+}
+
 
 void cpu_bf16_pack_row(uint16_t *dst, const float *src, size_t n) {
     const uint32_t *u = (const uint32_t *)(const void *)src;
     int k = cpu_isa();
-    if (k == 2) pack_avx512(dst, u, n);
+    if (k == 2) cpu_bf16_cvt() ? pack_cvt(dst, u, n) : pack_avx512(dst, u, n);
     else if (k == 1) pack_avx2(dst, u, n);
     else pack_base(dst, u, n);
 }

@@ -78,6 +78,11 @@ void cpu_tile_gemm_scalar(float *c, long ldc, const float *a, long ars, long acs
 int cpu_isa(void);
 void cpu_force_isa(int k);
 int cpu_use_avx2(void);   // cpu_isa() >= 1
+// Whether the roundings to bf16 take AVX512_BF16's vcvtne2ps2bf16 (exp512.h bf16_round2x512,
+// the same bits as the integer way): cpu_isa() == 2 and the CPU has the instruction.
+// cpu_force_bf16_cvt(0) (tests) takes the integer way; 1 undoes it.
+int cpu_bf16_cvt(void);
+void cpu_force_bf16_cvt(int on);
 // tile_amx.c: C (+)= alpha·A·B (alpha only when overwriting, as cpu_tile_gemm) on bf16 operands,
 // fp32 accumulation, on AMX tiles: A(i, p) = a[i·lda + p]; B pair-interleaved, B(p, j) =
 // b2[(p/2)·2·ldb + 2·j + p%2]; k even. Only where cpu_has_amx_bf16() (the CPU has AMX-BF16 and

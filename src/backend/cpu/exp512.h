@@ -1,5 +1,5 @@
-// exp512.h: the AVX-512 pieces that attention's passes at precision bf16 share (vecmath.c,
-// attention_bf16.c): the exponential sixteen at a time and the rounding to bf16.
+// exp512.h: the AVX-512 pieces that the passes at precision bf16 share (vecmath.c,
+// attention_bf16.c, bf16.c): the exponential sixteen at a time and the rounding to bf16.
 #pragma once
 #include <immintrin.h>
 
@@ -41,8 +41,8 @@ static AVX512 inline __m512i bf16_round512(__m512 x) {
 // bf16_round512's bits by one vcvtne2ps2bf16 (AVX512_BF16), which rounds to nearest even and
 // quiets a NaN the same way but flushes a denormal input to zero. A pair holding a denormal
 // (vfpclassps; rare: P past e^-87, a tiny dS) takes bf16_round512, so the bits never differ.
-// cvt 0 (a CPU without AVX512_BF16) always takes it; the function's target names the
-// instructions, and only the cvt branch executes them.
+// cvt 0 (cpu_bf16_cvt(): a CPU without AVX512_BF16) always takes it; the function's target
+// names the instructions, and only the cvt branch executes them.
 #define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 static AVX512BF16 inline __m512i bf16_round2x512(__m512 x0, __m512 x1, int cvt) {
     if (cvt && !(_mm512_fpclass_ps_mask(x0, 0x20) | _mm512_fpclass_ps_mask(x1, 0x20)))   // 0x20: denormal

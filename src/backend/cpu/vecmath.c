@@ -49,6 +49,10 @@ int cpu_isa(void) {
 
 int cpu_use_avx2(void) { return cpu_isa() >= 1; }
 
+static int cvt_off;   // cpu_force_bf16_cvt (tests)
+void cpu_force_bf16_cvt(int on) { __atomic_store_n(&cvt_off, !on, __ATOMIC_RELAXED); }
+int cpu_bf16_cvt(void) { return !__atomic_load_n(&cvt_off, __ATOMIC_RELAXED) && cpu_isa() == 2 && cpu_has_avx512_bf16(); }
+
 void cpu_vexp(float *y, const float *x, float shift, size_t n) {
     if (cpu_use_avx2()) { map_avx2(y, x, 1.0f, -shift, n, _ZGVdN8v_expf); return; }
     for (size_t i = 0; i < n; i++) y[i] = expf(x[i] - shift);
