@@ -45,7 +45,6 @@ static AVX512BF16 void pack_cvt(uint16_t *restrict dst, const uint32_t *restrict
     pack_avx512(dst + i, src + i, n - i);
 }
 
-
 void cpu_bf16_pack_row(uint16_t *dst, const float *src, size_t n) {
     const uint32_t *u = (const uint32_t *)(const void *)src;
     int k = cpu_isa();
